@@ -1,0 +1,246 @@
+// Package sqldb opens Custodia's databases and keeps their schemas current.
+// It knows two dialects: SQLite (modernc.org/sqlite, pure Go, the embedded
+// default) and PostgreSQL (pgx). Both accept $1 placeholders, so a domain
+// package writes one statement text for both wherever the dialects agree.
+//
+// The package owns connections, transactions and migrations; the tables
+// themselves belong to the domain packages that query them.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Dialect names the database engine behind a DB.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is an open database of one dialect.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+	// Location describes the database for people: a file path, or the
+	// PostgreSQL URL with its password removed.
+	Location string
+}
+
+// Target is a parsed database URL.
+type Target struct {
+	Dialect Dialect
+	Path    string // SQLite file
+	URL     string // PostgreSQL connection URL
+	Host    string // PostgreSQL host, for the production checks
+	SSLMode string // PostgreSQL sslmode ("" when not given)
+}
+
+// ParseURL parses a --database value: "sqlite:PATH" or a postgres:// URL.
+func ParseURL(raw string) (Target, error) {
+	switch {
+	case strings.HasPrefix(raw, "sqlite:"):
+		p := strings.TrimPrefix(raw, "sqlite:")
+		p = strings.TrimPrefix(p, "//") // accept sqlite://PATH as well
+		if p == "" {
+			return Target{}, errs.E(errs.Invalid, "database URL %q has no file path (want sqlite:PATH)", raw)
+		}
+		if strings.ContainsAny(p, "?#\x00") {
+			return Target{}, errs.E(errs.Invalid, "SQLite path %q may not contain '?', '#' or NUL", p)
+		}
+		return Target{Dialect: SQLite, Path: p}, nil
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return Target{}, errs.E(errs.Invalid, "malformed PostgreSQL URL %q", Redact(raw))
+		}
+		if _, err := pgx.ParseConfig(raw); err != nil {
+			return Target{}, errs.E(errs.Invalid, "malformed PostgreSQL URL %q", Redact(raw))
+		}
+		if strings.TrimPrefix(u.Path, "/") == "" {
+			return Target{}, errs.E(errs.Invalid, "PostgreSQL URL %q names no database", Redact(raw))
+		}
+		host := u.Hostname()
+		if h := u.Query().Get("host"); h != "" {
+			host = h
+		}
+		return Target{Dialect: Postgres, URL: raw, Host: host, SSLMode: u.Query().Get("sslmode")}, nil
+	default:
+		return Target{}, errs.E(errs.Invalid, "unsupported database URL %q (want sqlite:PATH or postgres://…)", Redact(raw))
+	}
+}
+
+// IsLocalHost reports whether a PostgreSQL host is this machine: loopback or a
+// Unix socket directory.
+func (t Target) IsLocalHost() bool {
+	if t.Host == "" || strings.HasPrefix(t.Host, "/") || t.Host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(t.Host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Redact removes a password from a database URL so it can be printed.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		if i := strings.Index(raw, "@"); i >= 0 {
+			return "…" + raw[i:]
+		}
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// Open connects to the database that raw names and checks that it answers.
+// A SQLite file is created if missing, in a folder that must exist; it runs in
+// WAL mode with synchronous=FULL, so a committed transaction survives a crash
+// of the process or the machine.
+func Open(ctx context.Context, raw string) (*DB, error) {
+	t, err := ParseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	return OpenTarget(ctx, t)
+}
+
+// OpenTarget is Open for a parsed URL.
+func OpenTarget(ctx context.Context, t Target) (*DB, error) {
+	switch t.Dialect {
+	case SQLite:
+		return openSQLite(ctx, t.Path)
+	case Postgres:
+		return openPostgres(ctx, t.URL)
+	}
+	return nil, errs.E(errs.Invalid, "unknown database dialect %q", t.Dialect)
+}
+
+func openSQLite(ctx context.Context, path string) (*DB, error) {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, fmt.Sprintf("database folder %s is not usable", dir))
+	}
+	if !fi.IsDir() {
+		return nil, errs.E(errs.Invalid, "database folder %s is not a folder", dir)
+	}
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"foreign_keys(1)",
+		"busy_timeout(10000)",
+	} {
+		q.Add("_pragma", p)
+	}
+	// Every transaction takes the write lock at BEGIN, so two writers queue
+	// on busy_timeout instead of failing when a read lock is upgraded.
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "open SQLite database "+path)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		db.Close()
+		return nil, errs.Wrap(errs.Unavailable, err, "open SQLite database "+path)
+	}
+	if mode != "wal" {
+		db.Close()
+		return nil, errs.E(errs.Unavailable, "SQLite database %s could not switch to WAL mode (mode %q)", path, mode)
+	}
+	return &DB{DB: db, Dialect: SQLite, Location: path}, nil
+}
+
+func openPostgres(ctx context.Context, raw string) (*DB, error) {
+	db, err := sql.Open("pgx", raw)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "malformed PostgreSQL URL "+Redact(raw))
+	}
+	db.SetMaxOpenConns(20)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, errs.Wrap(errs.Unavailable, err, "connect to PostgreSQL "+Redact(raw)+": "+pgReason(err))
+	}
+	return &DB{DB: db, Dialect: Postgres, Location: Redact(raw)}, nil
+}
+
+// pgReason turns a connection error into a short reason without internals
+// such as passwords (pgx never includes them).
+func pgReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "): "); i >= 0 {
+		msg = msg[i+3:]
+	}
+	return msg
+}
+
+// InTx runs fn in a transaction, committing if fn returns nil and rolling
+// back otherwise (also when fn panics).
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "begin transaction")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "commit transaction")
+	}
+	return nil
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint failure in
+// either dialect.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	type pgErr interface{ SQLState() string }
+	var pe pgErr
+	if errors.As(err, &pe) {
+		return pe.SQLState() == "23505"
+	}
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// Now is the time stored in databases: Unix microseconds, UTC.
+func Now() int64 { return time.Now().UnixMicro() }

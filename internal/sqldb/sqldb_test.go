@@ -1,0 +1,170 @@
+package sqldb_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func TestMigrateAppliesOnceAndRecords(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		for _, s := range []sqldb.Schema{sqldb.Clinical, sqldb.Identity} {
+			db, err := sqldb.Open(ctx, sqldbtest.URL(t, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			st, err := db.State(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Applied != 0 || st.Current() {
+				t.Fatalf("fresh %s database: state %+v, want nothing applied", s.Name, st)
+			}
+			n, err := db.Migrate(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != st.Known || n == 0 {
+				t.Fatalf("Migrate applied %d, want %d", n, st.Known)
+			}
+			n, err = db.Migrate(ctx, s)
+			if err != nil || n != 0 {
+				t.Fatalf("second Migrate = %d, %v; want 0, nil", n, err)
+			}
+			st, err = db.State(ctx, s)
+			if err != nil || !st.Current() {
+				t.Fatalf("after Migrate: %+v, %v", st, err)
+			}
+		}
+	})
+}
+
+func TestMigrateRefusesEditedOrUnknownSteps(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db, err := sqldb.Open(ctx, sqldbtest.URL(t, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		v1 := sqldb.Schema{Name: "t", FS: fstest.MapFS{
+			string(d) + "/0001_one.sql": {Data: []byte("CREATE TABLE one (x INTEGER);")},
+			string(d) + "/0002_two.sql": {Data: []byte("CREATE TABLE two (x INTEGER);")},
+		}}
+		if _, err := db.Migrate(ctx, v1); err != nil {
+			t.Fatal(err)
+		}
+		edited := sqldb.Schema{Name: "t", FS: fstest.MapFS{
+			string(d) + "/0001_one.sql": {Data: []byte("CREATE TABLE one (x INTEGER, y INTEGER);")},
+			string(d) + "/0002_two.sql": {Data: []byte("CREATE TABLE two (x INTEGER);")},
+		}}
+		if _, err := db.Migrate(ctx, edited); err == nil || !strings.Contains(err.Error(), "never be edited") {
+			t.Errorf("edited migration: err = %v, want refusal", err)
+		}
+		older := sqldb.Schema{Name: "t", FS: fstest.MapFS{
+			string(d) + "/0001_one.sql": {Data: []byte("CREATE TABLE one (x INTEGER);")},
+		}}
+		if _, err := db.State(ctx, older); err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+			t.Errorf("older binary: err = %v, want refusal", err)
+		}
+	})
+}
+
+func TestFailedMigrationLeavesNothing(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db, err := sqldb.Open(ctx, sqldbtest.URL(t, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		bad := sqldb.Schema{Name: "t", FS: fstest.MapFS{
+			string(d) + "/0001_bad.sql": {Data: []byte("CREATE TABLE half (x INTEGER); THIS IS NOT SQL;")},
+		}}
+		if _, err := db.Migrate(ctx, bad); err == nil {
+			t.Fatal("Migrate of broken SQL succeeded")
+		}
+		_, err = db.ExecContext(ctx, "INSERT INTO half (x) VALUES (1)")
+		if err == nil {
+			t.Error("table of a failed migration exists")
+		}
+	})
+}
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		dialect sqldb.Dialect
+		bad     string
+	}{
+		{in: "sqlite:data/x.db", dialect: sqldb.SQLite},
+		{in: "sqlite:/abs/x.db", dialect: sqldb.SQLite},
+		{in: "postgres://u@db.example:5432/custodia?sslmode=verify-full", dialect: sqldb.Postgres},
+		{in: "postgresql://u@localhost/c", dialect: sqldb.Postgres},
+		{in: "sqlite:", bad: "no file path"},
+		{in: "sqlite:x.db?mode=memory", bad: "may not contain"},
+		{in: "mysql://u@h/db", bad: "unsupported database URL"},
+		{in: "postgres://u:secret@h:notaport/db", bad: "malformed PostgreSQL URL"},
+		{in: "postgres://u@h:5432", bad: "names no database"},
+		{in: "x.db", bad: "unsupported database URL"},
+	} {
+		got, err := sqldb.ParseURL(tc.in)
+		if tc.bad != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.bad) || errs.KindOf(err) != errs.Invalid {
+				t.Errorf("ParseURL(%q) err = %v, want Invalid %q", tc.in, err, tc.bad)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("ParseURL(%q) error reveals the password: %v", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || got.Dialect != tc.dialect {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %s", tc.in, got, err, tc.dialect)
+		}
+	}
+}
+
+func TestRedactHidesPasswords(t *testing.T) {
+	for _, in := range []string{
+		"postgres://alice:s3cr3t@db:5432/c",
+		"postgres://alice@db/c?password=s3cr3t",
+	} {
+		if out := sqldb.Redact(in); strings.Contains(out, "s3cr3t") {
+			t.Errorf("Redact(%q) = %q", in, out)
+		}
+	}
+}
+
+func TestSQLiteSettings(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, sqldbtest.URL(t, sqldb.SQLite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000",
+	} {
+		var got string
+		if err := db.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+}
+
+func TestOpenSQLiteInMissingFolder(t *testing.T) {
+	_, err := sqldb.Open(context.Background(), "sqlite:"+t.TempDir()+"/missing/x.db")
+	if err == nil || !strings.Contains(err.Error(), "not usable") {
+		t.Fatalf("err = %v", err)
+	}
+}
