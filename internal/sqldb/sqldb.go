@@ -244,3 +244,11 @@ func IsUniqueViolation(err error) bool {
 
 // Now is the time stored in databases: Unix microseconds, UTC.
 func Now() int64 { return time.Now().UnixMicro() }
+
+// Querier is what both *sql.DB and *sql.Tx offer; read functions take it so
+// a caller can read inside or outside a transaction.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}

@@ -1,0 +1,130 @@
+// Package accounts owns the people who sign in: one account per person
+// (AUTH-01), their password hashes and their one-time links. Accounts are
+// shared across organizations; what a person may do in an organization comes
+// from role assignments (package authz).
+package accounts
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Account is one person's sign-in identity.
+type Account struct {
+	ID          string
+	Email       string
+	DisplayName string
+	HasPassword bool
+	CreatedAt   int64
+}
+
+// NormalizeEmail checks an e-mail address and returns the form stored and
+// compared: a bare address, lower case.
+func NormalizeEmail(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 254 {
+		return "", errs.E(errs.Invalid, "an e-mail address of at most 254 characters is required")
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+		return "", errs.E(errs.Invalid, "%q is not a valid e-mail address", s)
+	}
+	return strings.ToLower(a.Address), nil
+}
+
+// CheckDisplayName validates the name shown for a person.
+func CheckDisplayName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 200 {
+		return "", errs.E(errs.Invalid, "a display name must be valid text of at most 200 characters")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", errs.E(errs.Invalid, "a display name may not contain control characters")
+		}
+	}
+	return s, nil
+}
+
+// Create adds an account without a password. An empty display name becomes
+// the part of the e-mail address before the @.
+func Create(ctx context.Context, tx *sql.Tx, email, displayName string) (Account, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return Account{}, err
+	}
+	if displayName, err = CheckDisplayName(displayName); err != nil {
+		return Account{}, err
+	}
+	if displayName == "" {
+		displayName = email[:strings.IndexByte(email, '@')]
+	}
+	a := Account{ID: ids.New(), Email: email, DisplayName: displayName, CreatedAt: sqldb.Now()}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO accounts (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)`,
+		a.ID, a.Email, a.DisplayName, a.CreatedAt)
+	if sqldb.IsUniqueViolation(err) {
+		return Account{}, errs.E(errs.Conflict, "an account for %s exists already", email)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("create account: %w", err)
+	}
+	return a, nil
+}
+
+// ByEmail finds an account by e-mail address.
+func ByEmail(ctx context.Context, q sqldb.Querier, email string) (Account, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return Account{}, err
+	}
+	return scanAccount(q.QueryRowContext(ctx,
+		`SELECT id, email, display_name, password_hash IS NOT NULL, created_at FROM accounts WHERE email = $1`, email))
+}
+
+// ByID finds an account by id.
+func ByID(ctx context.Context, q sqldb.Querier, id string) (Account, error) {
+	if !ids.Valid(id) {
+		return Account{}, errs.E(errs.NotFound, "account not found")
+	}
+	return scanAccount(q.QueryRowContext(ctx,
+		`SELECT id, email, display_name, password_hash IS NOT NULL, created_at FROM accounts WHERE id = $1`, id))
+}
+
+func scanAccount(row *sql.Row) (Account, error) {
+	var a Account
+	err := row.Scan(&a.ID, &a.Email, &a.DisplayName, &a.HasPassword, &a.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, errs.E(errs.NotFound, "account not found")
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("find account: %w", err)
+	}
+	return a, nil
+}
+
+// SetPassword checks a new password against the policy and stores its hash.
+func SetPassword(ctx context.Context, tx *sql.Tx, a Account, password string, p Policy) error {
+	if err := p.Check(password, a.Email, a.DisplayName); err != nil {
+		return err
+	}
+	h, err := Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE accounts SET password_hash = $1 WHERE id = $2`, h, a.ID)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"runtime"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/errs"
+	"golang.org/x/crypto/argon2"
+)
+
+// Argon2Params are the cost settings of an argon2id hash (AUTH-03). They are
+// stored with each hash, so raising them later upgrades hashes one login at
+// a time.
+type Argon2Params struct {
+	MemoryKiB uint32
+	Time      uint32
+	Threads   uint8
+}
+
+// DefaultArgon2 follows OWASP's argon2id minimum (19 MiB, 2 passes), which
+// keeps one hash in the tens of milliseconds on a small server.
+var DefaultArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
+
+const (
+	saltLen = 16
+	keyLen  = 32
+)
+
+// hashSlots bounds how many hashes run at once, and so the memory a flood of
+// logins can take: each slot holds at most one hash's memory.
+var hashSlots = make(chan struct{}, max(2, runtime.NumCPU()))
+
+func acquire(ctx context.Context) error {
+	select {
+	case hashSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return errs.Wrap(errs.Unavailable, ctx.Err(), "server busy")
+	}
+}
+
+func release() { <-hashSlots }
+
+// Hash returns the PHC-format argon2id hash of password with a fresh salt.
+func Hash(ctx context.Context, password string) (string, error) {
+	return hashWith(ctx, password, DefaultArgon2)
+}
+
+func hashWith(ctx context.Context, password string, p Argon2Params) (string, error) {
+	salt := make([]byte, saltLen)
+	rand.Read(salt)
+	if err := acquire(ctx); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, keyLen)
+	release()
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// Verify reports whether password matches the encoded hash, and whether the
+// hash should be replaced because its parameters are below the defaults.
+func Verify(ctx context.Context, encoded, password string) (ok, stale bool, err error) {
+	p, salt, key, err := decodeHash(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	if err := acquire(ctx); err != nil {
+		return false, false, err
+	}
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(key)))
+	release()
+	ok = subtle.ConstantTimeCompare(got, key) == 1
+	stale = p.MemoryKiB < DefaultArgon2.MemoryKiB || p.Time < DefaultArgon2.Time
+	return ok, stale, nil
+}
+
+func decodeHash(encoded string) (Argon2Params, []byte, []byte, error) {
+	var p Argon2Params
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, fmt.Errorf("unsupported password hash format")
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, fmt.Errorf("unsupported argon2 version")
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, fmt.Errorf("malformed argon2 parameters")
+	}
+	if p.MemoryKiB < 8*1024 || p.MemoryKiB > 1024*1024 || p.Time < 1 || p.Time > 20 || p.Threads < 1 {
+		return p, nil, nil, fmt.Errorf("argon2 parameters out of range")
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(salt) < 8 || len(key) < 16 {
+		return p, nil, nil, fmt.Errorf("malformed argon2 hash")
+	}
+	return p, salt, key, nil
+}
+
+// Policy is an organization's password rules (AUTH-02).
+type Policy struct {
+	MinLength    int  // never below 8
+	RequireMixed bool // at least one digit and one capital letter
+	MaxLength    int
+}
+
+// DefaultPolicy applies where an organization has set nothing else.
+var DefaultPolicy = Policy{MinLength: 12, MaxLength: 256}
+
+// Check reports why password breaks the policy, if it does. The message
+// never repeats the password.
+func (p Policy) Check(password, email, name string) error {
+	minLen := max(p.MinLength, 8)
+	maxLen := p.MaxLength
+	if maxLen == 0 {
+		maxLen = 256
+	}
+	n := utf8.RuneCountInString(password)
+	if !utf8.ValidString(password) {
+		return errs.E(errs.Invalid, "the password is not valid text")
+	}
+	if n < minLen {
+		return errs.E(errs.Invalid, "the password must have at least %d characters", minLen)
+	}
+	if n > maxLen {
+		return errs.E(errs.Invalid, "the password may have at most %d characters", maxLen)
+	}
+	if p.RequireMixed {
+		var digit, upper bool
+		for _, r := range password {
+			digit = digit || unicode.IsDigit(r)
+			upper = upper || unicode.IsUpper(r)
+		}
+		if !digit || !upper {
+			return errs.E(errs.Invalid, "the password must contain at least one digit and one capital letter")
+		}
+	}
+	lower := strings.ToLower(password)
+	for _, part := range personalParts(email, name) {
+		if strings.Contains(lower, part) {
+			return errs.E(errs.Invalid, "the password may not contain your e-mail address or name")
+		}
+	}
+	return nil
+}
+
+// personalParts lists the pieces of a person's e-mail and name that a
+// password may not contain: the whole address, its local part, and every
+// word of the name or local part of at least four characters.
+func personalParts(email, name string) []string {
+	var out []string
+	email = strings.ToLower(email)
+	if email != "" {
+		out = append(out, email)
+		if i := strings.IndexByte(email, '@'); i > 0 {
+			out = append(out, email[:i])
+			email = email[:i]
+		}
+	}
+	split := func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }
+	for _, w := range append(strings.FieldsFunc(email, split), strings.FieldsFunc(strings.ToLower(name), split)...) {
+		if utf8.RuneCountInString(w) >= 4 {
+			out = append(out, w)
+		}
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Purpose says what a one-time link is for.
+type Purpose string
+
+// PurposeSetup links let a new account's owner choose a first password.
+const PurposeSetup Purpose = "setup"
+
+// IssueToken creates a single-use token for the account, valid for ttl. It
+// returns the token, to be sent to the person; only its SHA-256 is stored.
+func IssueToken(ctx context.Context, tx *sql.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	now := time.Now()
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO account_tokens (id, account_id, purpose, token_hash, expires_at, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6)`,
+		ids.New(), accountID, purpose, tokenHash(token), now.Add(ttl).UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return "", fmt.Errorf("issue %s link: %w", purpose, err)
+	}
+	return token, nil
+}
+
+// RedeemToken consumes a token and returns the account it was issued for.
+// An unknown, used or expired token is NotFound, with one message for all.
+func RedeemToken(ctx context.Context, tx *sql.Tx, purpose Purpose, token string) (string, error) {
+	return lookupToken(ctx, tx, purpose, token, true)
+}
+
+// PeekToken reports the account of a valid token without consuming it, so a
+// page can show its form before the person submits.
+func PeekToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string) (string, error) {
+	return lookupToken(ctx, q, purpose, token, false)
+}
+
+func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string, consume bool) (string, error) {
+	invalid := errs.E(errs.NotFound, "this link is invalid, used or expired")
+	if len(token) != 43 {
+		return "", invalid
+	}
+	now := sqldb.Now()
+	var accountID string
+	var err error
+	if consume {
+		err = q.QueryRowContext(ctx,
+			`UPDATE account_tokens SET used_at = $1
+			 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+			 RETURNING account_id`, now, tokenHash(token), purpose).Scan(&accountID)
+	} else {
+		err = q.QueryRowContext(ctx,
+			`SELECT account_id FROM account_tokens
+			 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3`,
+			tokenHash(token), purpose, now).Scan(&accountID)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", invalid
+	}
+	if err != nil {
+		return "", fmt.Errorf("check %s link: %w", purpose, err)
+	}
+	return accountID, nil
+}
+
+func tokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// CompleteSetup consumes a setup link and stores the account's first
+// password, in one transaction: a refused password leaves the link usable.
+func CompleteSetup(ctx context.Context, db *sqldb.DB, token, password string) (Account, error) {
+	var acc Account
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		id, err := RedeemToken(ctx, tx, PurposeSetup, token)
+		if err != nil {
+			return err
+		}
+		if acc, err = ByID(ctx, tx, id); err != nil {
+			return err
+		}
+		return SetPassword(ctx, tx, acc, password, DefaultPolicy)
+	})
+	return acc, err
+}

@@ -1,0 +1,146 @@
+// Package api is the JSON shell under /api/v1: it decodes a request, calls
+// one domain function and encodes the answer. It holds no SQL, no crypto and
+// no authorization rule; errors come out in one shape,
+// {"error":{"code":"…","message":"…"}}, with a status chosen by kind.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// maxBody bounds a JSON request body.
+const maxBody = 64 << 10
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// statusOf maps an error kind to its HTTP status.
+func statusOf(k errs.Kind) int {
+	switch k {
+	case errs.Invalid:
+		return http.StatusBadRequest
+	case errs.NotFound:
+		return http.StatusNotFound
+	case errs.Forbidden:
+		return http.StatusForbidden
+	case errs.Unauthenticated:
+		return http.StatusUnauthorized
+	case errs.Conflict:
+		return http.StatusConflict
+	case errs.RateLimited:
+		return http.StatusTooManyRequests
+	case errs.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with the error shape. Internal details go to the log.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	k := errs.KindOf(err)
+	if k == errs.Internal || k == errs.Unavailable {
+		log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "err", err)
+	}
+	writeJSONError(w, statusOf(k), k.String(), errs.SafeMessage(err))
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, message string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	enc.Encode(v)
+}
+
+// Failure renders the router's 404 and 405 answers in the error shape.
+func Failure(w http.ResponseWriter, r *http.Request, status int) {
+	if status == http.StatusMethodNotAllowed {
+		writeJSONError(w, status, "method_not_allowed", "method "+r.Method+" is not allowed here")
+		return
+	}
+	writeJSONError(w, status, "not_found", "no such resource")
+}
+
+// decode reads one JSON object into v, strictly: a body that is not JSON,
+// too large, has unknown fields, trailing data or a wrong type is Invalid,
+// and v is only used when the whole body is good.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return errs.E(errs.Invalid, "the request body must be JSON (Content-Type: application/json)")
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	var maxErr *http.MaxBytesError
+	if len(b) > maxBody || errors.As(err, &maxErr) {
+		return errs.E(errs.Invalid, "the request body is larger than %d bytes", maxBody)
+	}
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "the request body could not be read")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errs.E(errs.Invalid, "%s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errs.E(errs.Invalid, "the request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("the request body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q must be of type %s", typ.Field, typ.Type.String())
+		}
+		return "the request body must be a JSON object"
+	case errors.Is(err, io.EOF):
+		return "the request body is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the request body is truncated JSON"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return "the request body is not a valid JSON object"
+}
+
+type ctxKey int
+
+const accountKey ctxKey = 0
+
+// accountID is the signed-in account of a request that passed the guard.
+func accountID(ctx context.Context) string {
+	id, _ := ctx.Value(accountKey).(string)
+	return id
+}
+
+type sessionIDKey struct{}
+
+func sessionID(ctx context.Context) string {
+	id, _ := ctx.Value(sessionIDKey{}).(string)
+	return id
+}

@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/router"
+)
+
+// SessionCookie is the name of the session cookie. The __Host- prefix makes
+// browsers insist on Secure, Path=/ and no Domain.
+const SessionCookie = "__Host-custodia_session"
+
+// guard enforces a route's access before its handler runs.
+func guard(d Deps) func(router.Access, http.Handler) http.Handler {
+	return func(access router.Access, h http.Handler) http.Handler {
+		if access == router.Open {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := r.Cookie(SessionCookie)
+			if err != nil {
+				writeError(w, r, d.Log, errs.E(errs.Unauthenticated, "sign-in required"))
+				return
+			}
+			sess, err := d.Sessions.Lookup(r.Context(), c.Value)
+			if err != nil {
+				writeError(w, r, d.Log, err)
+				return
+			}
+			ctx := context.WithValue(r.Context(), accountKey, sess.AccountID)
+			ctx = context.WithValue(ctx, sessionIDKey{}, sess.ID)
+			h.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type accountJSON struct {
+	ID string `json:"id"`
+}
+
+func handleLogin(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req loginRequest
+		if err := decode(r, &req); err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		token, sess, err := d.Sessions.SignIn(r.Context(), req.Email, req.Password, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name: SessionCookie, Value: token, Path: "/",
+			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		})
+		writeJSON(w, http.StatusOK, map[string]any{
+			"account":    accountJSON{ID: sess.AccountID},
+			"expires_at": sess.ExpiresAt.UTC().Format(time.RFC3339),
+		})
+	})
+}
+
+func handleLogout(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := d.Sessions.Revoke(r.Context(), sessionID(r.Context())); err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
+			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		})
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+type studyJSON struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+type siteJSON struct {
+	ID      string `json:"id"`
+	StudyID string `json:"study_id"`
+	Name    string `json:"name"`
+}
+
+func studyOut(s orgs.Study) studyJSON { return studyJSON{ID: s.ID, Kind: string(s.Kind), Name: s.Name} }
+func siteOut(s orgs.Site) siteJSON    { return siteJSON{ID: s.ID, StudyID: s.StudyID, Name: s.Name} }
+
+// withSubject resolves the signed-in account within the organization of the
+// path, then runs fn; any error is written in the error shape.
+func withSubject(d Deps, fn func(w http.ResponseWriter, r *http.Request, subj authz.Subject) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := d.Orgs.Subject(r.Context(), accountID(r.Context()), r.PathValue("org"))
+		if err == nil {
+			err = fn(w, r, s)
+		}
+		if err != nil {
+			writeError(w, r, d.Log, err)
+		}
+	})
+}
+
+func handleListStudies(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		list, err := d.Orgs.ListStudies(r.Context(), s)
+		if err != nil {
+			return err
+		}
+		out := make([]studyJSON, len(list))
+		for i, st := range list {
+			out[i] = studyOut(st)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"studies": out})
+		return nil
+	})
+}
+
+func handleCreateStudy(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		var req struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		kind, err := orgs.ParseStudyKind(req.Kind)
+		if err != nil {
+			return err
+		}
+		st, err := d.Orgs.CreateStudy(r.Context(), s, kind, req.Name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, studyOut(st))
+		return nil
+	})
+}
+
+func handleGetStudy(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		st, err := d.Orgs.Study(r.Context(), s, r.PathValue("study"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, studyOut(st))
+		return nil
+	})
+}
+
+func handleListSites(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		list, err := d.Orgs.ListSites(r.Context(), s, r.PathValue("study"))
+		if err != nil {
+			return err
+		}
+		out := make([]siteJSON, len(list))
+		for i, site := range list {
+			out[i] = siteOut(site)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"sites": out})
+		return nil
+	})
+}
+
+func handleCreateSite(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		var req struct {
+			Name string `json:"name"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		site, err := d.Orgs.CreateSite(r.Context(), s, r.PathValue("study"), req.Name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, siteOut(site))
+		return nil
+	})
+}
+
+func handleGetSite(d Deps) http.Handler {
+	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+		site, err := d.Orgs.Site(r.Context(), s, r.PathValue("study"), r.PathValue("site"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, siteOut(site))
+		return nil
+	})
+}

@@ -1,0 +1,34 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/router"
+	"github.com/custodia/custodia/internal/sessions"
+)
+
+// Deps are what the API's handlers need.
+type Deps struct {
+	Log      *slog.Logger
+	Sessions *sessions.Store
+	Orgs     *orgs.Service
+	// ClientAddr gives the requester's address (set by the server, which
+	// knows about trusted proxies).
+	ClientAddr func(*http.Request) string
+}
+
+// Routes returns the API's route table; every route states its access.
+func Routes(d Deps) *router.Router {
+	rt := router.New(guard(d), Failure)
+	rt.Handle("POST", "/api/v1/auth/login", router.Open, handleLogin(d))
+	rt.Handle("POST", "/api/v1/auth/logout", router.SignedIn, handleLogout(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies", router.SignedIn, handleListStudies(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies", router.SignedIn, handleCreateStudy(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}", router.SignedIn, handleGetStudy(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites", router.SignedIn, handleListSites(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites", router.SignedIn, handleCreateSite(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}", router.SignedIn, handleGetSite(d))
+	return rt
+}

@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Version is set at build time with -ldflags "-X …/cli.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func runVersion(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "version", "version")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "custodia %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+func runMigrate(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "migrate", "migrate [--data DIR] [--database URL] [--identity-database URL]")
+	cfg := instanceFlags(fs)
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	for _, db := range []struct {
+		db *sqldb.DB
+		s  sqldb.Schema
+	}{{inst.Clinical, sqldb.Clinical}, {inst.Identity, sqldb.Identity}} {
+		st, err := db.db.State(ctx, db.s)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s database (%s): schema version %d of %d, current\n", db.s.Name, db.db.Location, st.Applied, st.Known)
+	}
+	return nil
+}
+
+// linkTTL is how long a printed first-password link stays valid.
+const linkTTL = 72 * time.Hour
+
+func runInit(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "init", "init --org NAME --admin-email EMAIL [--slug SLUG] [--admin-name NAME] [--password-stdin]")
+	cfg := instanceFlags(fs)
+	orgName := fs.String("org", "", "the organization's `name` (required)")
+	slug := fs.String("slug", "", "the organization's short name in URLs and commands (default: derived from --org)")
+	email := fs.String("admin-email", "", "the first administrator's e-mail `address` (required)")
+	name := fs.String("admin-name", "", "the administrator's display `name`")
+	pwStdin := fs.Bool("password-stdin", false, "read the administrator's password from stdin (otherwise a one-time link is printed)")
+	baseURL := fs.String("url", "https://127.0.0.1:8443", "the server's public `URL`, for the printed link")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	if *orgName == "" || *email == "" {
+		return usageError{"--org and --admin-email are required"}
+	}
+	// Check every input before anything is written.
+	if _, err := orgs.CheckName("organization", *orgName); err != nil {
+		return err
+	}
+	if *slug == "" {
+		*slug = orgs.SlugFrom(*orgName)
+	}
+	if err := orgs.CheckSlug(*slug); err != nil {
+		return err
+	}
+	normEmail, err := accounts.NormalizeEmail(*email)
+	if err != nil {
+		return err
+	}
+	var password string
+	if *pwStdin {
+		if password, err = readSecret(env.Stdin); err != nil {
+			return err
+		}
+		if err := accounts.DefaultPolicy.Check(password, normEmail, *name); err != nil {
+			return err
+		}
+	}
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	var org orgs.Organization
+	var link string
+	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+		if org, err = orgs.CreateOrganization(ctx, tx, *orgName, *slug); err != nil {
+			return err
+		}
+		acc, _, err := accounts.Enrol(ctx, tx, normEmail, *name, authz.Assignment{OrgID: org.ID, Role: authz.OrgAdmin})
+		if err != nil {
+			return err
+		}
+		link, err = setPasswordOrLink(ctx, tx, acc, password, *baseURL)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Created organization %q (slug %s) with administrator %s.\n", org.Name, org.Slug, normEmail)
+	printLink(env, link)
+	return nil
+}
+
+func runUser(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(env.Stdout, "Usage: custodia user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--password-stdin]")
+		if len(args) == 0 {
+			return usageError{"missing subcommand (want: add)"}
+		}
+		return nil
+	}
+	if args[0] != "add" {
+		return usageError{fmt.Sprintf("unknown subcommand %q (want: add)", args[0])}
+	}
+	fs := newFlags(env, "user add", "user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--name NAME] [--password-stdin]")
+	cfg := instanceFlags(fs)
+	slug := fs.String("org", "", "the organization's `slug` (required)")
+	email := fs.String("email", "", "the person's e-mail `address` (required)")
+	name := fs.String("name", "", "the person's display `name`")
+	roleName := fs.String("role", "", "built-in `role`: "+roleList()+" (required)")
+	study := fs.String("study", "", "study `id` for a study-level role")
+	site := fs.String("site", "", "site `id` for a site-level role")
+	pwStdin := fs.Bool("password-stdin", false, "read the new account's password from stdin (otherwise a one-time link is printed)")
+	baseURL := fs.String("url", "https://127.0.0.1:8443", "the server's public `URL`, for the printed link")
+	if err := parse(fs, env, args[1:]); err != nil {
+		return err
+	}
+	if *slug == "" || *email == "" || *roleName == "" {
+		return usageError{"--org, --email and --role are required"}
+	}
+	role, err := authz.ParseRole(*roleName)
+	if err != nil {
+		return err
+	}
+	normEmail, err := accounts.NormalizeEmail(*email)
+	if err != nil {
+		return err
+	}
+	var password string
+	if *pwStdin {
+		if password, err = readSecret(env.Stdin); err != nil {
+			return err
+		}
+		if err := accounts.DefaultPolicy.Check(password, normEmail, *name); err != nil {
+			return err
+		}
+	}
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	org, err := orgs.OrganizationBySlug(ctx, inst.Clinical, *slug)
+	if err != nil {
+		return err
+	}
+	var created bool
+	var link string
+	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+		var acc accounts.Account
+		acc, created, err = accounts.Enrol(ctx, tx, normEmail, *name,
+			authz.Assignment{OrgID: org.ID, Role: role, StudyID: *study, SiteID: *site})
+		if err != nil {
+			return err
+		}
+		if !created {
+			if password != "" {
+				return errs.E(errs.Conflict, "%s has an account already; --password-stdin cannot change its password", normEmail)
+			}
+			return nil
+		}
+		link, err = setPasswordOrLink(ctx, tx, acc, password, *baseURL)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(env.Stdout, "Created account %s with role %s in %s.\n", normEmail, role, org.Slug)
+	} else {
+		fmt.Fprintf(env.Stdout, "Gave the existing account %s the role %s in %s.\n", normEmail, role, org.Slug)
+	}
+	printLink(env, link)
+	return nil
+}
+
+func roleList() string {
+	var names []string
+	for _, r := range authz.BuiltinRoles() {
+		names = append(names, string(r))
+	}
+	return strings.Join(names, ", ")
+}
+
+// setPasswordOrLink stores the given password, or, with none, issues a
+// one-time link to choose it and returns the link.
+func setPasswordOrLink(ctx context.Context, tx *sql.Tx, acc accounts.Account, password, baseURL string) (string, error) {
+	if password != "" {
+		return "", accounts.SetPassword(ctx, tx, acc, password, accounts.DefaultPolicy)
+	}
+	token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, linkTTL)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(baseURL, "/") + "/setup/" + token, nil
+}
+
+func printLink(env Env, link string) {
+	if link == "" {
+		return
+	}
+	fmt.Fprintf(env.Stdout, "One-time link to choose a password (valid %s, single use):\n  %s\n", linkTTL, link)
+}

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/server"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+type serveOptions struct {
+	cfg      *instance.Config
+	addr     string
+	tlsCert  string
+	tlsKey   string
+	env      string
+	demo     bool
+	logLevel string
+}
+
+var environments = []string{"development", "test", "acceptance", "production"}
+
+func runServe(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "serve", "serve [--addr HOST:PORT] [--data DIR] [--database URL] [--identity-database URL] [--tls-cert FILE --tls-key FILE] [--env ENV] [--demo]")
+	o := serveOptions{cfg: instanceFlags(fs)}
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8443", "`address` to listen on for HTTPS")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM); without it a self-signed certificate is made in the data folder")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
+	fs.StringVar(&o.env, "env", "development", "`environment`: development, test, acceptance or production (production refuses insecure settings)")
+	fs.BoolVar(&o.demo, "demo", false, "seed a demo organization (slug demo) on first start and print its logins")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level: unknown level %q", o.logLevel)}
+	}
+	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// Everything that can be checked without writing is checked first, so a
+	// bad setting leaves no trace.
+	if err := checkServeOptions(o); err != nil {
+		return err
+	}
+	var cert tls.Certificate
+	var err error
+	if o.tlsCert != "" {
+		if cert, err = server.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
+		if o.env == "production" && server.IsSelfSigned(cert) {
+			return errs.E(errs.Invalid, "--env production refuses the self-signed certificate %s; use one issued by a certificate authority", o.tlsCert)
+		}
+	}
+	ln, err := server.Listen(o.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	inst, err := instance.Open(ctx, *o.cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+
+	selfSigned := false
+	if o.tlsCert == "" {
+		host, _, _ := net.SplitHostPort(o.addr)
+		if cert, _, err = server.SelfSignedCertificate(inst.DataDir, []string{host}); err != nil {
+			return err
+		}
+		selfSigned = true
+	}
+	url := "https://" + publicHost(ln.Addr(), o.addr)
+	if o.demo {
+		logins, err := demo.Seed(ctx, inst.Clinical)
+		if err != nil {
+			return err
+		}
+		printDemo(env, logins)
+	}
+	h, _ := server.NewHandler(server.Deps{Log: log, Instance: inst})
+	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
+	if selfSigned {
+		fmt.Fprintf(env.Stdout, "Self-signed certificate, SHA-256 fingerprint:\n  %s\n", server.Fingerprint(cert))
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "env", o.env, "clinical", inst.Clinical.Location, "identity", inst.Identity.Location)
+	err = server.Serve(ctx, ln, h, server.TLSConfig(cert), log)
+	log.Info("stopped")
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// checkServeOptions refuses settings that are malformed, or insecure in
+// production (OPS-01), naming the setting.
+func checkServeOptions(o serveOptions) error {
+	okEnv := false
+	for _, e := range environments {
+		okEnv = okEnv || o.env == e
+	}
+	if !okEnv {
+		return usageError{fmt.Sprintf("--env: unknown environment %q (want %s)", o.env, strings.Join(environments, ", "))}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageError{"--tls-cert and --tls-key go together"}
+	}
+	if _, _, err := net.SplitHostPort(o.addr); err != nil {
+		return usageError{fmt.Sprintf("--addr %q: want HOST:PORT", o.addr)}
+	}
+	clinical, identity, err := o.cfg.Targets()
+	if err != nil {
+		return err
+	}
+	if o.env != "production" {
+		return nil
+	}
+	if o.demo {
+		return errs.E(errs.Invalid, "--env production refuses --demo: demo data do not belong in production")
+	}
+	if o.tlsCert == "" {
+		return errs.E(errs.Invalid, "--env production refuses a self-signed certificate: give --tls-cert and --tls-key")
+	}
+	for _, t := range []struct {
+		flag string
+		t    sqldb.Target
+	}{{"--database", clinical}, {"--identity-database", identity}} {
+		if t.t.Dialect == sqldb.Postgres && !t.t.IsLocalHost() && t.t.SSLMode != "verify-full" {
+			return errs.E(errs.Invalid, "--env production refuses %s on remote host %s without sslmode=verify-full", t.flag, t.t.Host)
+		}
+	}
+	return nil
+}
+
+func publicHost(a net.Addr, configured string) string {
+	host, _, _ := net.SplitHostPort(configured)
+	_, port, _ := net.SplitHostPort(a.String())
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printDemo(env Env, logins []demo.Login) {
+	if logins == nil {
+		fmt.Fprintln(env.Stdout, "Demo organization (slug demo) exists already; its passwords were printed when it was made.")
+		return
+	}
+	fmt.Fprintln(env.Stdout, "Demo organization created (slug demo). Sign in with any of these accounts;")
+	fmt.Fprintln(env.Stdout, "the passwords are random and shown only now:")
+	for _, l := range logins {
+		fmt.Fprintf(env.Stdout, "  %-18s %-32s %s\n", l.Role, l.Email, l.Password)
+	}
+}

@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/router"
+	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/web"
+)
+
+// MaxRequestBody bounds every request body; shells may set lower limits.
+const MaxRequestBody = 1 << 20
+
+// SecurityHeaders are set on every response, errors included (WEB-04).
+var SecurityHeaders = map[string]string{
+	"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+	"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+		"font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+	"X-Content-Type-Options":       "nosniff",
+	"X-Frame-Options":              "DENY",
+	"Referrer-Policy":              "no-referrer",
+	"Permissions-Policy":           "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+	"Cross-Origin-Opener-Policy":   "same-origin",
+	"Cross-Origin-Resource-Policy": "same-origin",
+}
+
+// allowedMethods are the only methods any route may declare; others (TRACE,
+// CONNECT, DEBUG, …) are refused before routing.
+var allowedMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// Deps are what the HTTP handler needs.
+type Deps struct {
+	Log      *slog.Logger
+	Instance *instance.Instance
+	Sessions *sessions.Store
+}
+
+// Shells are the route tables of the two shells, for tests that walk them.
+type Shells struct {
+	Web *router.Router
+	API *router.Router
+}
+
+// NewHandler builds the whole HTTP surface: health checks, the API under
+// /api/, the browser pages under /, and the protections every request
+// passes through.
+func NewHandler(d Deps) (http.Handler, Shells) {
+	if d.Sessions == nil {
+		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
+	}
+	sh := Shells{
+		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical}),
+		API: api.Routes(api.Deps{
+			Log: d.Log, Sessions: d.Sessions,
+			Orgs:       &orgs.Service{DB: d.Instance.Clinical},
+			ClientAddr: clientAddr,
+		}),
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", onlyGet(handleHealth()))
+	mux.Handle("/readyz", onlyGet(handleReady(d)))
+	mux.Handle("/api/", sh.API)
+	mux.Handle("/", sh.Web)
+
+	csrf := http.NewCrossOriginProtection()
+	var h http.Handler = mux
+	h = csrf.Handler(h)
+	h = limitBody(h)
+	h = refuseMethods(h)
+	h = securityHeaders(h)
+	h = logRequests(d.Log, h)
+	h = recoverPanics(d.Log, h)
+	return h, sh
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		for k, v := range SecurityHeaders {
+			h.Set(k, v)
+		}
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func refuseMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowedMethods[r.Method] {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBody {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+type requestIDKey struct{}
+
+// RequestID returns the id given to the request by the server.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// logRequests writes one structured line per request. It logs the route
+// pattern rather than the path, so tokens in links never reach the log.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var b [8]byte
+		rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		r, pattern := router.WithPatternSlot(r)
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := *pattern
+		if route == "" {
+			route = "(unrouted)"
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", id),
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", sw.status),
+			slog.Int("bytes", sw.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", clientAddr(r)),
+		)
+	})
+}
+
+func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.ErrorContext(r.Context(), "handler panic", "panic", fmt.Sprint(p), "request_id", RequestID(r.Context()))
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func onlyGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeStatus(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// handleHealth answers while the process is alive.
+func handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// handleReady answers 200 only when both databases answer and their
+// schemas are current, so a load balancer sends no traffic before.
+func handleReady(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := d.Instance.Ready(ctx); err != nil {
+			d.Log.WarnContext(ctx, "not ready", "err", err)
+			writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}

@@ -1,0 +1,137 @@
+// Package sessions owns server-side sign-in sessions (AUTH-10). A session is
+// a row in the clinical database, so every server node sees the same
+// sessions; the browser holds only a random token whose hash is the key.
+// A session ends at its idle timeout, its absolute lifetime or revocation.
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Limits are a session's timeouts.
+type Limits struct {
+	Idle     time.Duration
+	Absolute time.Duration
+}
+
+// DefaultLimits apply where an organization has set nothing else.
+var DefaultLimits = Limits{Idle: 20 * time.Minute, Absolute: 12 * time.Hour}
+
+// touchEvery bounds how often a session's last-seen time is written.
+const touchEvery = 30 * time.Second
+
+// Session is a signed-in person's session.
+type Session struct {
+	ID         string
+	AccountID  string
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time
+}
+
+// Store reads and writes sessions.
+type Store struct {
+	DB     *sqldb.DB
+	Limits Limits
+	Now    func() time.Time // for tests; time.Now when nil
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Create starts a session for the account and returns its token, which is
+// shown to the client once and never stored.
+func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent string) (string, Session, error) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	now := s.now()
+	sess := Session{ID: ids.New(), AccountID: accountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Limits.Absolute)}
+	if len(userAgent) > 512 {
+		userAgent = userAgent[:512]
+	}
+	_, err := s.DB.ExecContext(ctx,
+		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		sess.ID, hashToken(token), accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, fmt.Errorf("create session: %w", err)
+	}
+	return token, sess, nil
+}
+
+var errNoSession = errs.E(errs.Unauthenticated, "sign-in required")
+
+// Lookup returns the live session for a token and records the activity.
+// An unknown, revoked, idle or expired session is Unauthenticated.
+func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
+	if len(token) != 43 {
+		return Session{}, errNoSession
+	}
+	var sess Session
+	var created, seen, expires int64
+	var revoked sql.NullInt64
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE token_hash = $1`,
+		hashToken(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, errNoSession
+	}
+	if err != nil {
+		return Session{}, errs.Wrap(errs.Unavailable, err, "look up session")
+	}
+	sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(seen), time.UnixMicro(expires)
+	now := s.now()
+	if revoked.Valid || !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.Limits.Idle {
+		return Session{}, errNoSession
+	}
+	if now.Sub(sess.LastSeenAt) >= touchEvery {
+		if _, err := s.DB.ExecContext(ctx,
+			`UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL`, now.UnixMicro(), sess.ID); err != nil {
+			return Session{}, errs.Wrap(errs.Unavailable, err, "record session activity")
+		}
+		sess.LastSeenAt = now
+	}
+	return sess, nil
+}
+
+// Revoke ends one session.
+func (s *Store) Revoke(ctx context.Context, id string) error {
+	_, err := s.DB.ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), id)
+	if err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	return nil
+}
+
+// RevokeAll ends every session of an account ("sign out everywhere").
+func (s *Store) RevokeAll(ctx context.Context, accountID string) error {
+	_, err := s.DB.ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), accountID)
+	if err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	return nil
+}
+
+func hashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,134 @@
+// Package web is the browser shell: server-rendered pages from embedded
+// html/template files and embedded static assets, with no inline script so
+// the Content-Security-Policy can forbid it (WEB-02). Handlers decode a
+// form, call one domain function and render a page.
+package web
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/router"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+//go:embed templates static
+var files embed.FS
+
+// pages holds one template set per page, each with the shared layout.
+var pages = func() map[string]*template.Template {
+	out := make(map[string]*template.Template)
+	for _, name := range []string{"home", "setup", "error"} {
+		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
+	}
+	return out
+}()
+
+// Deps are what the pages need.
+type Deps struct {
+	Log      *slog.Logger
+	Clinical *sqldb.DB
+}
+
+// Routes returns the browser shell's route table.
+func Routes(d Deps) *router.Router {
+	rt := router.New(func(_ router.Access, h http.Handler) http.Handler { return h }, failure(d))
+	static, _ := fs.Sub(files, "static")
+	rt.Handle("GET", "/{$}", router.Open, handleHome(d))
+	rt.Handle("GET", "/static/", router.Open, http.StripPrefix("/static/", staticFiles(static)))
+	rt.Handle("GET", "/setup/{token}", router.Open, handleSetupForm(d))
+	rt.Handle("POST", "/setup/{token}", router.Open, handleSetup(d))
+	return rt
+}
+
+// staticFiles serves embedded assets, cacheable for a day.
+func staticFiles(fsys fs.FS) http.Handler {
+	h := http.FileServerFS(fsys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// render executes a page into a buffer first, so a template failure never
+// sends half a page.
+func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, page string, data map[string]any) {
+	var buf bytes.Buffer
+	if err := pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+		log.ErrorContext(r.Context(), "render page", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+func failure(d Deps) router.Failure {
+	return func(w http.ResponseWriter, r *http.Request, status int) {
+		title, msg := "Page not found", "There is no page at this address."
+		if status == http.StatusMethodNotAllowed {
+			title, msg = "Method not allowed", "This page does not accept that kind of request."
+		}
+		render(w, r, d.Log, status, "error", map[string]any{"Title": title, "Message": msg})
+	}
+}
+
+func handleHome(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		render(w, r, d.Log, http.StatusOK, "home", map[string]any{"Title": "Welcome"})
+	})
+}
+
+func handleSetupForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		data := map[string]any{"Title": "Choose your password", "Token": token}
+		if _, err := accounts.PeekToken(r.Context(), d.Clinical, accounts.PurposeSetup, token); err != nil {
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "setup", data)
+			return
+		}
+		render(w, r, d.Log, http.StatusOK, "setup", data)
+	})
+}
+
+func handleSetup(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		data := map[string]any{"Title": "Choose your password", "Token": token}
+		if err := r.ParseForm(); err != nil {
+			data["Error"] = "The form could not be read."
+			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
+			return
+		}
+		pw := r.PostForm.Get("password")
+		if pw != r.PostForm.Get("confirm") {
+			data["Error"] = "The two passwords differ."
+			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
+			return
+		}
+		_, err := accounts.CompleteSetup(r.Context(), d.Clinical, token, pw)
+		switch {
+		case errs.Is(err, errs.NotFound):
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "setup", data)
+		case errs.Is(err, errs.Invalid):
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
+		case err != nil:
+			d.Log.ErrorContext(r.Context(), "complete setup", "err", err)
+			data["Error"] = "The password could not be saved; please try again."
+			render(w, r, d.Log, http.StatusInternalServerError, "setup", data)
+		default:
+			data["Done"] = true
+			render(w, r, d.Log, http.StatusOK, "setup", data)
+		}
+	})
+}
