@@ -174,4 +174,3 @@ func readSecret(r io.Reader) (string, error) {
 func openInstance(ctx context.Context, c *instance.Config) (*instance.Instance, error) {
 	return instance.Open(ctx, *c)
 }
-
