@@ -155,16 +155,18 @@ func (p Policy) Check(password, email, name string) error {
 }
 
 // personalParts lists the pieces of a person's e-mail and name that a
-// password may not contain: the whole address, its local part, and every
-// word of the name or local part of at least four characters.
+// password may not contain: the whole address, and its local part and every
+// word of the name or local part that has at least four characters.
 func personalParts(email, name string) []string {
 	var out []string
 	email = strings.ToLower(email)
 	if email != "" {
 		out = append(out, email)
 		if i := strings.IndexByte(email, '@'); i > 0 {
-			out = append(out, email[:i])
 			email = email[:i]
+			if utf8.RuneCountInString(email) >= 4 {
+				out = append(out, email)
+			}
 		}
 	}
 	split := func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }

@@ -117,6 +117,12 @@ func prepareDataDir(dir string) error {
 	case !fi.IsDir():
 		return errs.E(errs.Invalid, "data folder %s is not a folder", dir)
 	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		// The folder holds keys and databases: only the service may enter.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return errs.Wrap(errs.Invalid, err, "restrict data folder "+dir+" to its owner")
+		}
+	}
 	probe, err := os.CreateTemp(dir, ".write-check-*")
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "data folder "+dir+" is not writable")
