@@ -101,7 +101,10 @@ func TestCreateValidatesInput(t *testing.T) {
 		for name, fn := range map[string]func(tx *sql.Tx) error{
 			"duplicate slug": func(tx *sql.Tx) error { _, err := orgs.CreateOrganization(ctx, tx, "Org A", ""); return err },
 			"bad slug":       func(tx *sql.Tx) error { _, err := orgs.CreateOrganization(ctx, tx, "X", "Bad Slug"); return err },
-			"empty name":     func(tx *sql.Tx) error { _, err := orgs.CreateStudy(ctx, tx, a.org.ID, orgs.KindStudy, "  "); return err },
+			"empty name": func(tx *sql.Tx) error {
+				_, err := orgs.CreateStudy(ctx, tx, a.org.ID, orgs.KindStudy, "  ")
+				return err
+			},
 			"bad kind":       func(tx *sql.Tx) error { _, err := orgs.CreateStudy(ctx, tx, a.org.ID, "trial", "T2"); return err },
 			"control char":   func(tx *sql.Tx) error { _, err := orgs.CreateSite(ctx, tx, a.org.ID, a.study.ID, "a\x00b"); return err },
 			"duplicate site": func(tx *sql.Tx) error { _, err := orgs.CreateSite(ctx, tx, a.org.ID, a.study.ID, "Site 1"); return err },
