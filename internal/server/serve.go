@@ -28,7 +28,7 @@ func Listen(addr string) (net.Listener, error) {
 // ShutdownGrace is how long in-flight requests may take after a stop signal.
 const ShutdownGrace = 15 * time.Second
 
-// Serve answers HTTPS on ln until ctx ends, then stops accepting, lets
+// Serve answers HTTPS on ln (and redirects plain HTTP to it) until ctx ends, then stops accepting, lets
 // in-flight requests finish (up to ShutdownGrace) and returns.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config, log *slog.Logger) error {
 	srv := &http.Server{
@@ -43,7 +43,8 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeTLS(ln, "", "") }()
+	plain := redirectListener{Listener: ln, fallbackHost: ln.Addr().String()}
+	go func() { done <- srv.ServeTLS(plain, "", "") }()
 	select {
 	case err := <-done:
 		return err
