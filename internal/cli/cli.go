@@ -132,9 +132,15 @@ func parse(fs *flag.FlagSet, env Env, args []string) error {
 	if envErr != nil {
 		return envErr
 	}
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the usage on any parse error; only --help
+	// should, and only once.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			usage()
 			return err
 		}
 		return usageError{err.Error()}

@@ -2,10 +2,10 @@
 
 package sqldb_test
 
-// Control CRY-02: connections to PostgreSQL honour sslmode=verify-full. Each
-// test starts a throwaway PostgreSQL cluster of its own with TLS switched on
-// and a server certificate issued by a CA generated here, then connects
-// through sqldb.Open like production code does.
+// Control CRY-02: connections to PostgreSQL honour sslmode=verify-full. The
+// tests run throwaway PostgreSQL clusters of their own with TLS switched on
+// and server certificates issued by a CA generated here, and connect through
+// sqldb.Open like production code does.
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -26,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,18 +35,24 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// envPGBinDir names the variable holding the folder with initdb and pg_ctl.
-const envPGBinDir = "CUSTODIA_TEST_PG_BINDIR"
+const (
+	// envPGBinDir names the variable holding the folder with initdb and pg_ctl.
+	envPGBinDir = "CUSTODIA_TEST_PG_BINDIR"
+	// envPGTmpDir names the variable holding the folder the test clusters are
+	// made in (default: the system's temporary folder). scripts/test points
+	// it into a folder of its own, where it stops whatever a run cut short
+	// left behind.
+	envPGTmpDir = "CUSTODIA_TEST_PG_TMPDIR"
+)
 
 func TestCRY02_VerifyFullAcceptsServerWithTrustedCertificate(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "Custodia CRY-02 test CA")
-	srv := startTLSTestCluster(t, ca.issueServerCert(t, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}))
+	srv := acquireTLSTestServer(t, certForLocalhost)
 
 	for _, host := range []string{"localhost", "127.0.0.1"} {
 		t.Run(host, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := sqldb.Open(ctx, srv.url(host, "verify-full", ca.certFile))
+			db, err := sqldb.Open(ctx, srv.url(host, "verify-full", srv.caFile))
 			if err != nil {
 				t.Fatalf("verify-full against a server with a trusted certificate for %s: %v", host, err)
 			}
@@ -68,25 +76,23 @@ func TestCRY02_VerifyFullAcceptsServerWithTrustedCertificate(t *testing.T) {
 
 func TestCRY02_VerifyFullRefusesCertificateForWrongHost(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "Custodia CRY-02 test CA")
-	srv := startTLSTestCluster(t, ca.issueServerCert(t, []string{"db.wrong.example"}, nil))
+	srv := acquireTLSTestServer(t, certForWrongHost)
 	ctx := context.Background()
 
 	// The chain itself is trusted: verify-ca, which skips the host name check,
 	// gets through. So the refusal below is about the host name alone.
-	db, err := sqldb.Open(ctx, srv.url("localhost", "verify-ca", ca.certFile))
+	db, err := sqldb.Open(ctx, srv.url("localhost", "verify-ca", srv.caFile))
 	if err != nil {
 		t.Fatalf("verify-ca against the wrong-host certificate should connect: %v", err)
 	}
 	db.Close()
 
-	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", ca.certFile))
+	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", srv.caFile))
 	if err == nil {
 		db.Close()
 		t.Fatal("verify-full accepted a certificate issued for db.wrong.example when connecting to localhost")
 	}
-	msg := err.Error()
-	if !strings.Contains(msg, "certificate") || !strings.Contains(msg, "db.wrong.example") || !strings.Contains(msg, "localhost") {
+	if msg := err.Error(); !strings.Contains(msg, "certificate") || !strings.Contains(msg, "db.wrong.example") {
 		t.Fatalf("error does not explain the host name mismatch: %v", err)
 	}
 	t.Logf("refused as required: %v", err)
@@ -94,12 +100,18 @@ func TestCRY02_VerifyFullRefusesCertificateForWrongHost(t *testing.T) {
 
 func TestCRY02_VerifyFullRefusesUntrustedCA(t *testing.T) {
 	t.Parallel()
-	serverCA := newTestCA(t, "Custodia CRY-02 server CA")
-	otherCA := newTestCA(t, "Custodia CRY-02 unrelated CA")
-	srv := startTLSTestCluster(t, serverCA.issueServerCert(t, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}))
+	srv := acquireTLSTestServer(t, certForLocalhost)
+	other, err := newTestCA("Custodia CRY-02 unrelated CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFile := filepath.Join(t.TempDir(), "unrelated-ca.pem")
+	if err := os.WriteFile(otherFile, other.certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
-	db, err := sqldb.Open(ctx, srv.url("localhost", "verify-full", otherCA.certFile))
+	db, err := sqldb.Open(ctx, srv.url("localhost", "verify-full", otherFile))
 	if err == nil {
 		db.Close()
 		t.Fatal("verify-full accepted a server certificate from a CA that sslrootcert does not name")
@@ -109,7 +121,7 @@ func TestCRY02_VerifyFullRefusesUntrustedCA(t *testing.T) {
 	}
 	t.Logf("refused as required: %v", err)
 
-	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", serverCA.certFile))
+	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", srv.caFile))
 	if err != nil {
 		t.Fatalf("same server with its own CA trusted should connect: %v", err)
 	}
@@ -118,8 +130,7 @@ func TestCRY02_VerifyFullRefusesUntrustedCA(t *testing.T) {
 
 func TestCRY02_PostgresRefusesPlainConnectionWhenHBARequiresTLS(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "Custodia CRY-02 test CA")
-	srv := startTLSTestCluster(t, ca.issueServerCert(t, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}))
+	srv := acquireTLSTestServer(t, certForLocalhost)
 	ctx := context.Background()
 
 	db, err := sqldb.Open(ctx, srv.url("localhost", "disable", ""))
@@ -132,11 +143,117 @@ func TestCRY02_PostgresRefusesPlainConnectionWhenHBARequiresTLS(t *testing.T) {
 	}
 	t.Logf("refused as required: %v", err)
 
-	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", ca.certFile))
+	db, err = sqldb.Open(ctx, srv.url("localhost", "verify-full", srv.caFile))
 	if err != nil {
 		t.Fatalf("same server over verify-full should connect: %v", err)
 	}
 	db.Close()
+}
+
+// tlsCertKind says which host names a test server's certificate names.
+type tlsCertKind string
+
+const (
+	// certForLocalhost is valid for localhost and 127.0.0.1.
+	certForLocalhost tlsCertKind = "localhost"
+	// certForWrongHost is valid for db.wrong.example only.
+	certForWrongHost tlsCertKind = "wrong-host"
+)
+
+// tlsTestServer is a running TLS-only cluster and the CA that issued its
+// certificate.
+type tlsTestServer struct {
+	*tlsTestCluster
+	caFile string // the CA certificate in PEM, as sslrootcert takes it
+}
+
+// sharedTLSServers holds at most one running server per certificate kind.
+// Tests running at the same time share it; the last one to finish stops it.
+// Starting a cluster costs about a second, so the tests start two, not four.
+var sharedTLSServers = struct {
+	sync.Mutex
+	m map[tlsCertKind]*sharedTLSServer
+}{m: map[tlsCertKind]*sharedTLSServer{}}
+
+type sharedTLSServer struct {
+	ready chan struct{} // closed once srv or err is set
+	srv   *tlsTestServer
+	err   error
+	users int
+}
+
+// acquireTLSTestServer returns a running server whose certificate is of the
+// given kind, started if no other running test holds one.
+func acquireTLSTestServer(t *testing.T, kind tlsCertKind) *tlsTestServer {
+	t.Helper()
+	bin := pgServerBinDir(t)
+	account := lookupPGServerAccount(t)
+
+	sharedTLSServers.Lock()
+	s := sharedTLSServers.m[kind]
+	starter := s == nil
+	if starter {
+		s = &sharedTLSServer{ready: make(chan struct{})}
+		sharedTLSServers.m[kind] = s
+	}
+	s.users++
+	sharedTLSServers.Unlock()
+
+	t.Cleanup(func() {
+		<-s.ready
+		sharedTLSServers.Lock()
+		s.users--
+		last := s.users == 0
+		if last {
+			delete(sharedTLSServers.m, kind)
+		}
+		sharedTLSServers.Unlock()
+		if last && s.srv != nil {
+			if err := s.srv.stop(); err != nil {
+				t.Errorf("stop PostgreSQL: %v", err)
+			}
+		}
+	})
+
+	if starter {
+		s.srv, s.err = startTLSTestServer(bin, account, kind)
+		close(s.ready)
+	}
+	<-s.ready
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return s.srv
+}
+
+// startTLSTestServer makes a CA and a server certificate of the given kind
+// and starts a cluster serving it.
+func startTLSTestServer(bin string, account pgServerAccount, kind tlsCertKind) (*tlsTestServer, error) {
+	ca, err := newTestCA("Custodia CRY-02 test CA")
+	if err != nil {
+		return nil, err
+	}
+	var pair serverCertPair
+	switch kind {
+	case certForLocalhost:
+		pair, err = ca.issueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	case certForWrongHost:
+		pair, err = ca.issueServerCert([]string{"db.wrong.example"}, nil)
+	default:
+		err = fmt.Errorf("unknown certificate kind %q", kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := startTLSTestCluster(bin, account, pair)
+	if err != nil {
+		return nil, err
+	}
+	caFile := filepath.Join(c.dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.certPEM, 0o644); err != nil {
+		return nil, errors.Join(err, c.stop())
+	}
+	return &tlsTestServer{tlsTestCluster: c, caFile: caFile}, nil
 }
 
 // requireOrSkip skips the test, or fails it under CI=true: CI must never
@@ -174,7 +291,7 @@ func pgServerBinDir(t *testing.T) string {
 	return filepath.Dir(found[len(found)-1])
 }
 
-// pgServerAccount is the OS account the test cluster runs as. PostgreSQL
+// pgServerAccount is the OS account a test cluster runs as. PostgreSQL
 // refuses to run as root, so a root test runs it as the "postgres" user.
 type pgServerAccount struct {
 	cred     *syscall.Credential // nil: run as the current user
@@ -203,10 +320,10 @@ func lookupPGServerAccount(t *testing.T) pgServerAccount {
 }
 
 // tlsTestCluster is a throwaway PostgreSQL cluster that accepts only TLS
-// connections from 127.0.0.1.
+// connections, and only from 127.0.0.1.
 type tlsTestCluster struct {
 	bin     string
-	dir     string
+	dir     string // everything of the cluster lives here
 	data    string
 	port    int
 	account pgServerAccount
@@ -217,35 +334,39 @@ type serverCertPair struct {
 	certPEM, keyPEM []byte
 }
 
-// startTLSTestCluster creates and starts a cluster serving pair, stopped and
-// removed when the test ends. pg_hba.conf has a single hostssl rule for
-// 127.0.0.1, so plain TCP connections are refused.
-func startTLSTestCluster(t *testing.T, pair serverCertPair) *tlsTestCluster {
-	t.Helper()
-	c := &tlsTestCluster{bin: pgServerBinDir(t), account: lookupPGServerAccount(t)}
-
+// startTLSTestCluster creates and starts a cluster serving pair, in a new
+// temporary folder; stop removes both. pg_hba.conf has a single hostssl rule
+// for 127.0.0.1, so plain TCP connections and Unix sockets are refused.
+func startTLSTestCluster(bin string, account pgServerAccount, pair serverCertPair) (c *tlsTestCluster, err error) {
 	// Not t.TempDir: the server's OS user must be able to reach the folder,
 	// and a short path keeps the Unix socket name within its limit.
-	dir, err := os.MkdirTemp("", "custodia-pgtls-")
+	dir, err := os.MkdirTemp(os.Getenv(envPGTmpDir), "custodia-pgtls-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	c.dir = dir
-	c.data = filepath.Join(dir, "data")
-	if err := os.Chown(dir, c.account.uid, c.account.gid); err != nil {
-		t.Fatal(err)
+	c = &tlsTestCluster{bin: bin, dir: dir, data: filepath.Join(dir, "data"), account: account}
+	started := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if started {
+			err = errors.Join(err, c.stop())
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := os.Chown(dir, account.uid, account.gid); err != nil {
+		return nil, err
 	}
 
-	c.run(t, "initdb", "-D", c.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-		"--locale=C", "--no-sync", "--no-instructions")
+	if out, err := c.command("initdb", "-D", c.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+		"--locale=C", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+	}
 
 	certFile := filepath.Join(dir, "server.crt")
 	keyFile := filepath.Join(dir, "server.key")
-	c.writeFile(t, certFile, pair.certPEM, 0o644)
-	c.writeFile(t, keyFile, pair.keyPEM, 0o600)
-	c.writeFile(t, filepath.Join(c.data, "pg_hba.conf"),
-		[]byte("hostssl all all 127.0.0.1/32 trust\n"), 0o600)
 	conf := fmt.Sprintf(`
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '%s'
@@ -259,37 +380,61 @@ full_page_writes = off
 max_connections = 20
 shared_buffers = 16MB
 `, dir, certFile, keyFile)
-	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{certFile, pair.certPEM, 0o644},
+		{keyFile, pair.keyPEM, 0o600}, // the server refuses a key others can read
+		{filepath.Join(c.data, "pg_hba.conf"), []byte("hostssl all all 127.0.0.1/32 trust\n"), 0o600},
+	} {
+		if err := c.writeFile(f.path, f.data, f.mode); err != nil {
+			return nil, err
+		}
+	}
+	pgconf, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	if _, err := f.WriteString(conf); err != nil {
-		t.Fatal(err)
+	_, err = pgconf.WriteString(conf)
+	if cerr := pgconf.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
+	if err != nil {
+		return nil, err
 	}
 
 	logFile := filepath.Join(dir, "server.log")
 	for attempt := 1; ; attempt++ {
-		c.port = freeLocalPort(t)
+		if c.port, err = freeLocalPort(); err != nil {
+			return nil, err
+		}
 		out, err := c.command("pg_ctl", "-D", c.data, "-l", logFile, "-w", "-t", "30",
 			"-o", fmt.Sprintf("-p %d", c.port), "start").CombinedOutput()
 		if err == nil {
-			break
+			started = true
+			return c, nil
 		}
 		log, _ := os.ReadFile(logFile)
 		if attempt < 3 && strings.Contains(string(log), "could not bind") {
 			continue // another process took the port in between
 		}
-		t.Fatalf("start PostgreSQL: %v\n%s\nserver log:\n%s", err, out, log)
+		// pg_ctl may give up waiting on a server that still comes up later.
+		started = true
+		return nil, fmt.Errorf("start PostgreSQL: %w\n%s\nserver log:\n%s", err, out, log)
 	}
-	t.Cleanup(func() {
-		if out, err := c.command("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "-t", "30", "stop").CombinedOutput(); err != nil {
-			t.Errorf("stop PostgreSQL: %v\n%s", err, out)
+}
+
+// stop stops the cluster and removes its folder.
+func (c *tlsTestCluster) stop() error {
+	var err error
+	if _, statErr := os.Stat(filepath.Join(c.data, "postmaster.pid")); statErr == nil {
+		if out, stopErr := c.command("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "-t", "30", "stop").CombinedOutput(); stopErr != nil {
+			err = fmt.Errorf("pg_ctl stop: %w\n%s", stopErr, out)
 		}
-	})
-	return c
+	}
+	return errors.Join(err, os.RemoveAll(c.dir))
 }
 
 // url is the address of the cluster's postgres database as sqldb.Open takes
@@ -322,52 +467,46 @@ func (c *tlsTestCluster) command(prog string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (c *tlsTestCluster) run(t *testing.T, prog string, args ...string) {
-	t.Helper()
-	if out, err := c.command(prog, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", prog, err, out)
-	}
-}
-
 // writeFile writes a file owned by the cluster's OS user.
-func (c *tlsTestCluster) writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
-	t.Helper()
+func (c *tlsTestCluster) writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.WriteFile(path, data, mode); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Chown(path, c.account.uid, c.account.gid); err != nil {
-		t.Fatal(err)
-	}
+	return os.Chown(path, c.account.uid, c.account.gid)
 }
 
 // freeLocalPort asks the kernel for a TCP port on 127.0.0.1 that is free
 // right now.
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
+func freeLocalPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// testCA is a certificate authority made for one test; certFile is its
-// certificate in PEM, as sslrootcert takes it.
+// testCA is a certificate authority made for tests.
 type testCA struct {
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-	certFile string
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	certPEM []byte
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key := newTestKey(t)
+func newTestCA(name string) (*testCA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := newTestSerial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          newTestSerial(t),
+		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"Custodia tests"}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -378,30 +517,36 @@ func newTestCA(t *testing.T, name string) *testCA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	file := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, certFile: file}
+	return &testCA{
+		cert:    cert,
+		key:     key,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	}, nil
 }
 
 // issueServerCert makes a TLS server certificate valid for exactly the given
 // names and addresses.
-func (ca *testCA) issueServerCert(t *testing.T, dnsNames []string, ips []net.IP) serverCertPair {
-	t.Helper()
-	key := newTestKey(t)
+func (ca *testCA) issueServerCert(dnsNames []string, ips []net.IP) (serverCertPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return serverCertPair{}, err
+	}
+	serial, err := newTestSerial()
+	if err != nil {
+		return serverCertPair{}, err
+	}
 	cn := "server"
 	if len(dnsNames) > 0 {
 		cn = dnsNames[0]
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: newTestSerial(t),
+		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"Custodia tests"}},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
@@ -412,32 +557,18 @@ func (ca *testCA) issueServerCert(t *testing.T, dnsNames []string, ips []net.IP)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatal(err)
+		return serverCertPair{}, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return serverCertPair{}, err
 	}
 	return serverCertPair{
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
+	}, nil
 }
 
-func newTestKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func newTestSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+func newTestSerial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }

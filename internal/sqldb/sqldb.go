@@ -147,6 +147,19 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if !fi.IsDir() {
 		return nil, errs.E(errs.Invalid, "database folder %s is not a folder", dir)
 	}
+	// Create the file owner-only before SQLite does (its WAL and shared
+	// memory files take the same mode), and refuse one others can read.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+	case errors.Is(err, os.ErrExist):
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, errs.E(errs.Invalid, "SQLite database %s is readable by other users (mode %04o); restrict it with chmod 600", path, fi.Mode().Perm())
+		}
+	default:
+		return nil, errs.Wrap(errs.Invalid, err, "create SQLite database "+path)
+	}
 	q := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",

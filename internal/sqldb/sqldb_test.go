@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -166,5 +167,27 @@ func TestOpenSQLiteInMissingFolder(t *testing.T) {
 	_, err := sqldb.Open(context.Background(), "sqlite:"+t.TempDir()+"/missing/x.db")
 	if err == nil || !strings.Contains(err.Error(), "not usable") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSQLiteFilesAreOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/c.db"
+	db, err := sqldb.Open(context.Background(), "sqlite:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Migrate(context.Background(), sqldb.Clinical); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, f := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	os.Chmod(path, 0o644)
+	if _, err := sqldb.Open(context.Background(), "sqlite:"+path); err == nil || !strings.Contains(err.Error(), "readable by other users") {
+		t.Errorf("open of a world-readable database: %v", err)
 	}
 }
