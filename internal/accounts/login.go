@@ -27,10 +27,18 @@ var dummy = sync.OnceValue(func() string {
 // address it still verifies against a dummy hash, so the answer takes as
 // long as for a known one. A hash below the current parameters is replaced.
 func Authenticate(ctx context.Context, db *sqldb.DB, email, password string) (Account, error) {
+	acc, _, err := Attempt(ctx, db, email, password)
+	return acc, err
+}
+
+// Attempt is Authenticate that also reports, for the audit trail, the id of
+// the account the address belongs to, even when the password was wrong.
+// Callers must never show that id to the requester.
+func Attempt(ctx context.Context, db *sqldb.DB, email, password string) (Account, string, error) {
 	norm, err := NormalizeEmail(email)
 	if err != nil || len(password) > 1024 {
 		Verify(ctx, dummy(), password)
-		return Account{}, ErrBadCredentials
+		return Account{}, "", ErrBadCredentials
 	}
 	var a Account
 	var hash sql.NullString
@@ -38,20 +46,20 @@ func Authenticate(ctx context.Context, db *sqldb.DB, email, password string) (Ac
 		`SELECT id, email, display_name, password_hash, created_at FROM accounts WHERE email = $1`, norm,
 	).Scan(&a.ID, &a.Email, &a.DisplayName, &hash, &a.CreatedAt)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return Account{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+		return Account{}, "", errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 	}
 	if !hash.Valid {
 		if _, _, err := Verify(ctx, dummy(), password); err != nil {
-			return Account{}, err
+			return Account{}, a.ID, err
 		}
-		return Account{}, ErrBadCredentials
+		return Account{}, a.ID, ErrBadCredentials
 	}
 	ok, stale, err := Verify(ctx, hash.String, password)
 	if err != nil {
-		return Account{}, fmt.Errorf("verify password: %w", err)
+		return Account{}, a.ID, fmt.Errorf("verify password: %w", err)
 	}
 	if !ok {
-		return Account{}, ErrBadCredentials
+		return Account{}, a.ID, ErrBadCredentials
 	}
 	a.HasPassword = true
 	if stale {
@@ -59,5 +67,5 @@ func Authenticate(ctx context.Context, db *sqldb.DB, email, password string) (Ac
 			db.ExecContext(ctx, `UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, h, a.ID, hash.String)
 		}
 	}
-	return a, nil
+	return a, a.ID, nil
 }

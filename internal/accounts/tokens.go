@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -96,7 +97,14 @@ func CompleteSetup(ctx context.Context, db *sqldb.DB, token, password string) (A
 		if acc, err = ByID(ctx, tx, id); err != nil {
 			return err
 		}
-		return SetPassword(ctx, tx, acc, password, DefaultPolicy)
+		if err := SetPassword(ctx, tx, acc, password, DefaultPolicy); err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx, audit.Event{
+			Action: "account.setup", ActorAccount: acc.ID, ObjectType: "account", ObjectID: acc.ID,
+			Outcome: audit.Success, Security: true,
+		})
+		return err
 	})
 	return acc, err
 }

@@ -5,10 +5,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/router"
+	"github.com/custodia/custodia/internal/sessions"
 )
 
 // SessionCookie is the name of the session cookie. The __Host- prefix makes
@@ -73,7 +74,8 @@ func handleLogin(d Deps) http.Handler {
 
 func handleLogout(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := d.Sessions.Revoke(r.Context(), sessionID(r.Context())); err != nil {
+		sess := sessions.Session{ID: sessionID(r.Context()), AccountID: accountID(r.Context())}
+		if err := d.Sessions.SignOut(r.Context(), sess, d.ClientAddr(r), r.UserAgent()); err != nil {
 			writeError(w, r, d.Log, err)
 			return
 		}
@@ -100,23 +102,26 @@ type siteJSON struct {
 func studyOut(s orgs.Study) studyJSON { return studyJSON{ID: s.ID, Kind: string(s.Kind), Name: s.Name} }
 func siteOut(s orgs.Site) siteJSON    { return siteJSON{ID: s.ID, StudyID: s.StudyID, Name: s.Name} }
 
-// withSubject resolves the signed-in account within the organization of the
-// path, then runs fn; any error is written in the error shape.
-func withSubject(d Deps, fn func(w http.ResponseWriter, r *http.Request, subj authz.Subject) error) http.Handler {
+// actor is the signed-in requester of a request that passed the guard.
+func actor(d Deps, r *http.Request) gate.Actor {
+	return gate.Actor{
+		AccountID: accountID(r.Context()), SessionID: sessionID(r.Context()),
+		RemoteAddr: d.ClientAddr(r), UserAgent: r.UserAgent(),
+	}
+}
+
+// handle runs fn and writes any error it returns in the error shape.
+func handle(d Deps, fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := d.Orgs.Subject(r.Context(), accountID(r.Context()), r.PathValue("org"))
-		if err == nil {
-			err = fn(w, r, s)
-		}
-		if err != nil {
+		if err := fn(w, r); err != nil {
 			writeError(w, r, d.Log, err)
 		}
 	})
 }
 
 func handleListStudies(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
-		list, err := d.Orgs.ListStudies(r.Context(), s)
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Orgs.ListStudies(r.Context(), actor(d, r), r.PathValue("org"))
 		if err != nil {
 			return err
 		}
@@ -130,7 +135,7 @@ func handleListStudies(d Deps) http.Handler {
 }
 
 func handleCreateStudy(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req struct {
 			Kind string `json:"kind"`
 			Name string `json:"name"`
@@ -142,7 +147,7 @@ func handleCreateStudy(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		st, err := d.Orgs.CreateStudy(r.Context(), s, kind, req.Name)
+		st, err := d.Orgs.CreateStudy(r.Context(), actor(d, r), r.PathValue("org"), kind, req.Name)
 		if err != nil {
 			return err
 		}
@@ -152,8 +157,8 @@ func handleCreateStudy(d Deps) http.Handler {
 }
 
 func handleGetStudy(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
-		st, err := d.Orgs.Study(r.Context(), s, r.PathValue("study"))
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		st, err := d.Orgs.Study(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"))
 		if err != nil {
 			return err
 		}
@@ -163,8 +168,8 @@ func handleGetStudy(d Deps) http.Handler {
 }
 
 func handleListSites(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
-		list, err := d.Orgs.ListSites(r.Context(), s, r.PathValue("study"))
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Orgs.ListSites(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"))
 		if err != nil {
 			return err
 		}
@@ -178,14 +183,14 @@ func handleListSites(d Deps) http.Handler {
 }
 
 func handleCreateSite(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req struct {
 			Name string `json:"name"`
 		}
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		site, err := d.Orgs.CreateSite(r.Context(), s, r.PathValue("study"), req.Name)
+		site, err := d.Orgs.CreateSite(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), req.Name)
 		if err != nil {
 			return err
 		}
@@ -195,8 +200,8 @@ func handleCreateSite(d Deps) http.Handler {
 }
 
 func handleGetSite(d Deps) http.Handler {
-	return withSubject(d, func(w http.ResponseWriter, r *http.Request, s authz.Subject) error {
-		site, err := d.Orgs.Site(r.Context(), s, r.PathValue("study"), r.PathValue("site"))
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		site, err := d.Orgs.Site(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"))
 		if err != nil {
 			return err
 		}

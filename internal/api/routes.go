@@ -5,15 +5,17 @@ import (
 	"net/http"
 
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
 
 // Deps are what the API's handlers need.
 type Deps struct {
-	Log      *slog.Logger
-	Sessions *sessions.Store
-	Orgs     *orgs.Service
+	Log       *slog.Logger
+	Sessions  *sessions.Store
+	Orgs      *orgs.Service
+	Oversight *oversight.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
@@ -30,5 +32,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites", router.SignedIn, handleListSites(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites", router.SignedIn, handleCreateSite(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}", router.SignedIn, handleGetSite(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/audit/events", router.SignedIn, handleAuditSearch(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/audit/export", router.SignedIn, handleAuditExport(d))
 	return rt
 }

@@ -10,6 +10,7 @@ const (
 	StudyRead   Action = "study.read"
 	SiteCreate  Action = "site.create"
 	SiteRead    Action = "site.read"
+	AuditRead   Action = "audit.read"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -36,12 +37,12 @@ type Decision struct {
 
 // permissions lists what each built-in role may do within its scope.
 var permissions = map[Role][]Action{
-	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead},
+	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead},
 	OrgManager:       {StudyRead, SiteRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead},
 	DataManager:      {StudyRead, SiteRead},
 	SiteInvestigator: {StudyRead, SiteRead},
-	Monitor:          {StudyRead, SiteRead},
+	Monitor:          {StudyRead, SiteRead, AuditRead},
 	CareProvider:     {StudyRead, SiteRead},
 	Participant:      {},
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/orgs"
@@ -118,6 +119,14 @@ func runInit(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := operatorEvents(ctx, tx,
+			audit.Event{Action: "org.create", OrgID: org.ID, ObjectType: "organization", ObjectID: org.ID},
+			audit.Event{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID},
+			audit.Event{Action: "role.assign", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID,
+				Security: true, Details: map[string]string{"role": string(authz.OrgAdmin)}},
+		); err != nil {
+			return err
+		}
 		link, err = setPasswordOrLink(ctx, tx, acc, password, *baseURL)
 		return err
 	})
@@ -191,6 +200,14 @@ func runUser(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		evs := []audit.Event{{Action: "role.assign", OrgID: org.ID, StudyID: *study, SiteID: *site,
+			ObjectType: "account", ObjectID: acc.ID, Security: true, Details: map[string]string{"role": string(role)}}}
+		if created {
+			evs = append([]audit.Event{{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID}}, evs...)
+		}
+		if err := operatorEvents(ctx, tx, evs...); err != nil {
+			return err
+		}
 		if !created {
 			if password != "" {
 				return errs.E(errs.Conflict, "%s has an account already; --password-stdin cannot change its password", normEmail)
@@ -209,6 +226,23 @@ func runUser(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "Gave the existing account %s the role %s in %s.\n", normEmail, role, org.Slug)
 	}
 	printLink(env, link)
+	return nil
+}
+
+// operatorEvents records changes made from the command line, in the
+// transaction that makes them. The operator has no account: the events say
+// the change came through the CLI on the server's machine.
+func operatorEvents(ctx context.Context, tx *sql.Tx, evs ...audit.Event) error {
+	for _, ev := range evs {
+		ev.ActorRole, ev.RemoteAddr, ev.Outcome = "operator", "local", audit.Success
+		if ev.Details == nil {
+			ev.Details = map[string]string{}
+		}
+		ev.Details["via"] = "cli"
+		if _, err := audit.Append(ctx, tx, ev); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

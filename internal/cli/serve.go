@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
@@ -88,6 +89,16 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		}
 		printDemo(env, logins)
 	}
+	trail, err := instanceLog(inst)
+	if err != nil {
+		return err
+	}
+	trail.Logf = func(format string, args ...any) { log.Info("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
+	seqDone := make(chan struct{})
+	go func() {
+		defer close(seqDone)
+		trail.Run(ctx, time.Second, time.Minute)
+	}()
 	h, _ := server.NewHandler(server.Deps{Log: log, Instance: inst})
 	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
 	if selfSigned {
@@ -95,6 +106,13 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "env", o.env, "clinical", inst.Clinical.Location, "identity", inst.Identity.Location)
 	err = server.Serve(ctx, ln, h, server.TLSConfig(cert), log)
+	<-seqDone
+	// Integrate what the last requests appended and sign a final checkpoint.
+	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if _, cerr := trail.Checkpoint(fctx); cerr != nil {
+		log.Warn("final audit checkpoint", "err", cerr)
+	}
+	cancel()
 	log.Info("stopped")
 	if err != nil && ctx.Err() == nil {
 		return err

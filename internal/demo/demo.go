@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/orgs"
@@ -93,7 +94,12 @@ func Seed(ctx context.Context, db *sqldb.DB) ([]Login, error) {
 			}
 			logins = append(logins, Login{Role: role, Email: email, Password: pw})
 		}
-		return nil
+		_, err = audit.Append(ctx, tx, audit.Event{
+			Action: "demo.seed", OrgID: org.ID, ActorRole: "operator", RemoteAddr: "local",
+			ObjectType: "organization", ObjectID: org.ID, Outcome: audit.Success,
+			Details: map[string]string{"studies": "3", "accounts": fmt.Sprint(len(logins))},
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seed demo organization: %w", err)

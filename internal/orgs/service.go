@@ -2,136 +2,174 @@ package orgs
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/gate"
 )
 
-// Service offers the tenancy tree to requests. Every method takes the
-// requesting Subject and asks authz before it reads or writes; an object the
-// subject may not see is reported as not found (ACL-08).
+// Service offers the tenancy tree to requests. Every method runs its work
+// through the gate: authorized, in one transaction, audited. An object the
+// requester may not see is reported as not found (ACL-08).
 type Service struct {
-	DB *sqldb.DB
+	Gate *gate.Gate
 }
 
-var errOrgNotFound = errs.E(errs.NotFound, "organization not found")
+var errOrgNotFound = errs.E(errs.NotFound, "not found")
 
-// Subject loads who the account is within the organization named by slug.
-// An organization in which the account holds no role is not found.
-func (s *Service) Subject(ctx context.Context, accountID, slug string) (authz.Subject, error) {
+// org resolves an organization's slug. Whether the requester belongs to it
+// is the gate's question.
+func (s *Service) org(ctx context.Context, slug string) (Organization, error) {
 	if CheckSlug(slug) != nil {
-		return authz.Subject{}, errOrgNotFound
+		return Organization{}, errOrgNotFound
 	}
-	org, err := OrganizationBySlug(ctx, s.DB, slug)
+	o, err := OrganizationBySlug(ctx, s.Gate.DB, slug)
 	if errs.Is(err, errs.NotFound) {
-		return authz.Subject{}, errOrgNotFound
+		return Organization{}, errOrgNotFound
 	}
-	if err != nil {
-		return authz.Subject{}, err
-	}
-	as, err := authz.AssignmentsOf(ctx, s.DB, org.ID, accountID)
-	if err != nil {
-		return authz.Subject{}, err
-	}
-	if len(as) == 0 {
-		return authz.Subject{}, errOrgNotFound
-	}
-	return authz.Subject{AccountID: accountID, OrgID: org.ID, Assignments: as}, nil
+	return o, err
 }
 
-func allowed(subj authz.Subject, a authz.Action, r authz.Resource) bool {
-	return authz.Decide(subj, a, r).Allow
+func studyResource(st Study) authz.Resource {
+	return authz.Resource{OrgID: st.OrgID, StudyID: st.ID}
 }
 
-// ListStudies lists the studies of the subject's organization that the
-// subject may read.
-func (s *Service) ListStudies(ctx context.Context, subj authz.Subject) ([]Study, error) {
-	all, err := Studies(ctx, s.DB, subj.OrgID)
+func siteResource(site Site) authz.Resource {
+	return authz.Resource{OrgID: site.OrgID, StudyID: site.StudyID, SiteID: site.ID}
+}
+
+// ListStudies lists the studies of the organization that the requester may
+// read.
+func (s *Service) ListStudies(ctx context.Context, a gate.Actor, slug string) ([]Study, error) {
+	org, err := s.org(ctx, slug)
 	if err != nil {
 		return nil, err
 	}
 	out := []Study{}
-	for _, st := range all {
-		if allowed(subj, authz.StudyRead, authz.Resource{OrgID: st.OrgID, StudyID: st.ID}) {
-			out = append(out, st)
+	err = s.Gate.Do(ctx, a, org.ID, "study.list", func(t *gate.Tx) error {
+		all, err := Studies(ctx, t, org.ID)
+		if err != nil {
+			return err
 		}
-	}
-	return out, nil
+		for _, st := range all {
+			if t.Allowed(authz.StudyRead, studyResource(st)) {
+				out = append(out, st)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
-// CreateStudy adds a study to the subject's organization.
-func (s *Service) CreateStudy(ctx context.Context, subj authz.Subject, kind StudyKind, name string) (Study, error) {
-	if !allowed(subj, authz.StudyCreate, authz.Resource{OrgID: subj.OrgID}) {
-		return Study{}, errs.E(errs.Forbidden, "your roles do not allow creating studies")
+// CreateStudy adds a study to the organization.
+func (s *Service) CreateStudy(ctx context.Context, a gate.Actor, slug string, kind StudyKind, name string) (Study, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return Study{}, err
 	}
 	var st Study
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		st, err = CreateStudy(ctx, tx, subj.OrgID, kind, name)
-		return err
+	err = s.Gate.Do(ctx, a, org.ID, "study.create", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.StudyCreate, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		st, err = CreateStudy(ctx, t.Tx, org.ID, kind, name)
+		if err != nil {
+			return err
+		}
+		t.Object("study", st.ID)
+		t.Detail("kind", string(st.Kind))
+		return nil
 	})
 	return st, err
 }
 
-// Study returns one study the subject may read.
-func (s *Service) Study(ctx context.Context, subj authz.Subject, studyID string) (Study, error) {
-	st, err := StudyByID(ctx, s.DB, subj.OrgID, studyID)
+// Study returns one study the requester may read.
+func (s *Service) Study(ctx context.Context, a gate.Actor, slug, studyID string) (Study, error) {
+	org, err := s.org(ctx, slug)
 	if err != nil {
 		return Study{}, err
 	}
-	if !allowed(subj, authz.StudyRead, authz.Resource{OrgID: st.OrgID, StudyID: st.ID}) {
-		return Study{}, errs.E(errs.NotFound, "study not found")
-	}
-	return st, nil
+	var st Study
+	err = s.Gate.Do(ctx, a, org.ID, "study.read", func(t *gate.Tx) error {
+		t.Object("study", studyID)
+		if st, err = StudyByID(ctx, t, org.ID, studyID); err != nil {
+			return err
+		}
+		return t.Authorize(authz.StudyRead, studyResource(st))
+	})
+	return st, err
 }
 
 // CreateSite adds a site to a study.
-func (s *Service) CreateSite(ctx context.Context, subj authz.Subject, studyID, name string) (Site, error) {
-	st, err := s.Study(ctx, subj, studyID)
+func (s *Service) CreateSite(ctx context.Context, a gate.Actor, slug, studyID, name string) (Site, error) {
+	org, err := s.org(ctx, slug)
 	if err != nil {
 		return Site{}, err
 	}
-	if !allowed(subj, authz.SiteCreate, authz.Resource{OrgID: st.OrgID, StudyID: st.ID}) {
-		return Site{}, errs.E(errs.Forbidden, "your roles do not allow creating sites in this study")
-	}
 	var site Site
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		site, err = CreateSite(ctx, tx, subj.OrgID, st.ID, name)
-		return err
+	err = s.Gate.Do(ctx, a, org.ID, "site.create", func(t *gate.Tx) error {
+		st, err := StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		if err := t.Authorize(authz.SiteCreate, studyResource(st)); err != nil {
+			return err
+		}
+		if site, err = CreateSite(ctx, t.Tx, org.ID, st.ID, name); err != nil {
+			return err
+		}
+		t.Object("site", site.ID)
+		return nil
 	})
 	return site, err
 }
 
-// Site returns one site of a study that the subject may read.
-func (s *Service) Site(ctx context.Context, subj authz.Subject, studyID, siteID string) (Site, error) {
-	site, err := SiteByID(ctx, s.DB, subj.OrgID, siteID)
+// Site returns one site of a study that the requester may read.
+func (s *Service) Site(ctx context.Context, a gate.Actor, slug, studyID, siteID string) (Site, error) {
+	org, err := s.org(ctx, slug)
 	if err != nil {
 		return Site{}, err
 	}
-	if site.StudyID != studyID ||
-		!allowed(subj, authz.SiteRead, authz.Resource{OrgID: site.OrgID, StudyID: site.StudyID, SiteID: site.ID}) {
-		return Site{}, errs.E(errs.NotFound, "site not found")
-	}
-	return site, nil
+	var site Site
+	err = s.Gate.Do(ctx, a, org.ID, "site.read", func(t *gate.Tx) error {
+		t.Object("site", siteID)
+		if site, err = SiteByID(ctx, t, org.ID, siteID); err != nil {
+			return err
+		}
+		if site.StudyID != studyID {
+			return errs.E(errs.NotFound, "site not found")
+		}
+		return t.Authorize(authz.SiteRead, siteResource(site))
+	})
+	return site, err
 }
 
-// ListSites lists the sites of a study that the subject may read.
-func (s *Service) ListSites(ctx context.Context, subj authz.Subject, studyID string) ([]Site, error) {
-	st, err := s.Study(ctx, subj, studyID)
-	if err != nil {
-		return nil, err
-	}
-	all, err := Sites(ctx, s.DB, subj.OrgID, st.ID)
+// ListSites lists the sites of a study that the requester may read.
+func (s *Service) ListSites(ctx context.Context, a gate.Actor, slug, studyID string) ([]Site, error) {
+	org, err := s.org(ctx, slug)
 	if err != nil {
 		return nil, err
 	}
 	out := []Site{}
-	for _, site := range all {
-		if allowed(subj, authz.SiteRead, authz.Resource{OrgID: site.OrgID, StudyID: site.StudyID, SiteID: site.ID}) {
-			out = append(out, site)
+	err = s.Gate.Do(ctx, a, org.ID, "site.list", func(t *gate.Tx) error {
+		t.Object("study", studyID)
+		st, err := StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
 		}
-	}
-	return out, nil
+		if err := t.Authorize(authz.StudyRead, studyResource(st)); err != nil {
+			return err
+		}
+		all, err := Sites(ctx, t, org.ID, st.ID)
+		if err != nil {
+			return err
+		}
+		for _, site := range all {
+			if t.Allowed(authz.SiteRead, siteResource(site)) {
+				out = append(out, site)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

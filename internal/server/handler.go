@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/web"
@@ -62,11 +64,13 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	if d.Sessions == nil {
 		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
 	}
+	g := &gate.Gate{DB: d.Instance.Clinical}
 	sh := Shells{
 		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
-			Orgs:       &orgs.Service{DB: d.Instance.Clinical},
+			Orgs:       &orgs.Service{Gate: g},
+			Oversight:  &oversight.Service{Gate: g},
 			ClientAddr: clientAddr,
 		}),
 	}

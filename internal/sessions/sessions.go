@@ -58,6 +58,10 @@ func (s *Store) now() time.Time {
 // Create starts a session for the account and returns its token, which is
 // shown to the client once and never stored.
 func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent string) (string, Session, error) {
+	return s.create(ctx, s.DB, accountID, remoteAddr, userAgent)
+}
+
+func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAddr, userAgent string) (string, Session, error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	token := base64.RawURLEncoding.EncodeToString(raw)
@@ -66,7 +70,7 @@ func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent str
 	if len(userAgent) > 512 {
 		userAgent = userAgent[:512]
 	}
-	_, err := s.DB.ExecContext(ctx,
+	_, err := q.ExecContext(ctx,
 		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		sess.ID, hashToken(token), accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent)

@@ -1,0 +1,318 @@
+// Package audit owns the audit trail: events appended in the same
+// transaction as the data they describe, integrated by one sequencer into an
+// RFC 6962 Merkle tree with Ed25519-signed checkpoints, and verifiable end to
+// end.
+//
+// It promises (AUD-02) that no code path updates or deletes an entry: the
+// tables refuse it by trigger, and Verify finds a change made behind the
+// application's back, by a database administrator or an attacker with write
+// access. A rewrite thorough enough to remove or re-sign the stored
+// checkpoints as well is found against a checkpoint kept outside the
+// database, which is why operators keep one. Events never hold secrets
+// (AUD-03): Append refuses detail keys named like one.
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Event is one entry of the audit trail. Its JSON encoding, exactly as
+// encoding/json writes this struct, is the leaf data of the tree, so the
+// field order and tags are part of the trail's format: never reorder,
+// rename or remove a field, only add new ones with omitempty.
+type Event struct {
+	ID            string            `json:"id"`                // ids.New() if empty
+	Time          time.Time         `json:"time"`              // UTC, microsecond precision; now if zero
+	OrgID         string            `json:"org,omitempty"`     // empty for events outside any organization
+	ActorAccount  string            `json:"actor,omitempty"`   // account id
+	ActorSession  string            `json:"session,omitempty"` // session id, never a token
+	ActorRole     string            `json:"role,omitempty"`
+	RemoteAddr    string            `json:"addr,omitempty"`
+	UserAgent     string            `json:"ua,omitempty"`
+	Action        string            `json:"action"` // e.g. "auth.login", "study.create", "site.read"
+	Outcome       Outcome           `json:"outcome"`
+	StudyID       string            `json:"study,omitempty"`
+	SiteID        string            `json:"site,omitempty"`
+	ParticipantID string            `json:"participant,omitempty"`
+	ObjectType    string            `json:"object_type,omitempty"`
+	ObjectID      string            `json:"object,omitempty"`
+	Security      bool              `json:"security,omitempty"` // AUD-05: lockouts, factor, role, key and policy changes
+	Details       map[string]string `json:"details,omitempty"`  // references, reasons, ciphertext digests; never clear text or secrets
+}
+
+// Outcome says how the audited attempt ended.
+type Outcome string
+
+const (
+	Success Outcome = "success"
+	Failure Outcome = "failure" // the attempt failed, e.g. a wrong password
+	Denied  Outcome = "denied"  // authorization refused the attempt
+)
+
+// Limits of an event, checked by Append.
+const (
+	maxString     = 512 // bytes, any string field or detail value
+	maxDetails    = 32
+	maxDetailKey  = 64
+	maxIDLength   = 64
+	insertParams  = 256 // parameters per multi-row INSERT: SQLite looks "$n" names up linearly
+	deleteChunk   = 500 // keys per DELETE … IN
+	maxYearInJSON = 9999
+)
+
+var (
+	actionPattern = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
+	namePattern   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+)
+
+// Append validates ev and inserts it, in tx, into the event table and the
+// sequencing queue, and returns the event as stored (ID and Time filled).
+// tx must be the transaction that writes the data the event describes:
+// when Append fails, the caller must fail that transaction too, so that no
+// change is ever committed without its event.
+func Append(ctx context.Context, tx *sql.Tx, ev Event) (Event, error) {
+	out, err := appendEvents(ctx, tx, []Event{ev})
+	if err != nil {
+		return Event{}, err
+	}
+	return out[0], nil
+}
+
+// appendEvents is Append for several events, with multi-row inserts.
+func appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) ([]Event, error) {
+	out := make([]Event, len(evs))
+	events := make([][]any, len(evs))
+	queue := make([][]any, len(evs))
+	queuedAt := sqldb.Now()
+	for i, ev := range evs {
+		ev, err := normalize(ev)
+		if err != nil {
+			return nil, err
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return nil, errs.Wrap(errs.Invalid, err, "audit event cannot be encoded")
+		}
+		out[i] = ev
+		events[i] = []any{ev.ID, nullable(ev.OrgID), ev.Time.UnixMicro(), nullable(ev.ActorAccount),
+			ev.Action, string(ev.Outcome), nullable(ev.StudyID), nullable(ev.SiteID),
+			nullable(ev.ParticipantID), nullable(ev.ObjectType), nullable(ev.ObjectID), ev.Security,
+			string(body)}
+		queue[i] = []any{ev.ID, queuedAt}
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_events (id, org_id, at, actor_account, action, outcome,
+		study_id, site_id, participant_id, object_type, object_id, security, body) VALUES `, events); err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return nil, errs.Wrap(errs.Conflict, err, "an audit event with this id exists already")
+		}
+		return nil, errs.Wrap(errs.Unavailable, err, "write audit event")
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_queue (event_id, queued_at) VALUES `, queue); err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "queue audit event")
+	}
+	return out, nil
+}
+
+// normalize fills an event's defaults and checks it.
+func normalize(ev Event) (Event, error) {
+	if ev.ID == "" {
+		ev.ID = ids.New()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
+	if y := ev.Time.Year(); y < 1 || y > maxYearInJSON {
+		return Event{}, invalid("time %s is out of range", ev.Time.Format(time.RFC3339))
+	}
+	if !namePattern.MatchString(ev.ID) {
+		return Event{}, invalid("id must be 1 to %d letters, digits, '.', '_' or '-'", maxIDLength)
+	}
+	if !actionPattern.MatchString(ev.Action) {
+		return Event{}, invalid("action must be 1 to 64 of a-z, 0-9, '.', '_', '-' (e.g. \"study.create\")")
+	}
+	switch ev.Outcome {
+	case Success, Failure, Denied:
+	default:
+		return Event{}, invalid("outcome must be %q, %q or %q", Success, Failure, Denied)
+	}
+	for _, f := range []struct{ name, value string }{
+		{"org", ev.OrgID}, {"actor", ev.ActorAccount}, {"session", ev.ActorSession},
+		{"role", ev.ActorRole}, {"addr", ev.RemoteAddr}, {"ua", ev.UserAgent},
+		{"study", ev.StudyID}, {"site", ev.SiteID}, {"participant", ev.ParticipantID},
+		{"object_type", ev.ObjectType}, {"object", ev.ObjectID},
+	} {
+		if err := checkString(f.name, f.value); err != nil {
+			return Event{}, err
+		}
+	}
+	if len(ev.Details) > maxDetails {
+		return Event{}, invalid("at most %d details are allowed, got %d", maxDetails, len(ev.Details))
+	}
+	for k, v := range ev.Details {
+		if !namePattern.MatchString(k) {
+			return Event{}, invalid("detail keys must be 1 to %d letters, digits, '.', '_' or '-'", maxDetailKey)
+		}
+		if secretName(k) {
+			return Event{}, invalid("detail %q is named like a secret; the audit trail never holds passwords, tokens, keys or codes", k)
+		}
+		if err := checkString("detail "+k, v); err != nil {
+			return Event{}, err
+		}
+	}
+	if len(ev.Details) == 0 {
+		ev.Details = nil // one encoding for "no details"
+	}
+	return ev, nil
+}
+
+// checkString refuses what would not survive the trip through JSON and both
+// databases unchanged. The value itself never appears in the message.
+func checkString(field, v string) error {
+	if len(v) > maxString {
+		return invalid("%s is longer than %d bytes", field, maxString)
+	}
+	if !utf8.ValidString(v) {
+		return invalid("%s is not valid UTF-8", field)
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return invalid("%s contains a NUL character", field)
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return errs.E(errs.Invalid, "audit event: "+format, args...)
+}
+
+// Words that make a detail key name a secret (AUD-03): a word of the key
+// that contains one of secretStems, or equals or ends with one of
+// secretWords ("apiKey", "recovery_code", "newPassword", "totp").
+var (
+	secretStems = []string{"password", "passwd", "passphrase", "secret", "token", "credential", "cookie"}
+	secretWords = []string{"key", "code", "otp", "pin", "pwd", "seed"}
+	// A key whose last word is one of these names a reference to a secret,
+	// not the secret: "key_id", "token_expires", "password_changed_at".
+	referenceWords = map[string]bool{
+		"id": true, "ids": true, "ref": true, "version": true, "kind": true, "type": true,
+		"name": true, "count": true, "at": true, "expires": true, "fingerprint": true, "alg": true,
+	}
+)
+
+// secretName reports whether a detail key is named like a secret.
+func secretName(key string) bool {
+	words := splitWords(key)
+	for i, w := range words {
+		if !secretWord(w) {
+			continue
+		}
+		last := words[len(words)-1]
+		if i < len(words)-1 && referenceWords[last] {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func secretWord(w string) bool {
+	for _, s := range secretStems {
+		if strings.Contains(w, s) {
+			return true
+		}
+	}
+	for _, s := range secretWords {
+		if strings.HasSuffix(w, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitWords splits "newPassword_hash" into "new", "password", "hash".
+func splitWords(s string) []string {
+	var words []string
+	var cur []rune
+	prevLower := false
+	flush := func() {
+		if len(cur) > 0 {
+			words = append(words, strings.ToLower(string(cur)))
+			cur = cur[:0]
+		}
+	}
+	for _, r := range s {
+		switch {
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
+			flush()
+			prevLower = false
+			continue
+		case unicode.IsUpper(r) && prevLower:
+			flush()
+		}
+		cur = append(cur, r)
+		prevLower = unicode.IsLower(r) || unicode.IsDigit(r)
+	}
+	flush()
+	return words
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// insertRows inserts rows with multi-row INSERT statements; prefix ends in
+// "VALUES ". Only placeholders are generated; values travel as parameters.
+func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), max(1, insertParams/len(rows[0])))
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j, v := range r {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, v)
+				fmt.Fprintf(&b, "$%d", len(args))
+			}
+			b.WriteByte(')')
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// placeholders returns "$from, $from+1, …" for n parameters.
+func placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}

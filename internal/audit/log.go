@@ -1,0 +1,422 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Log integrates queued events into the tree and signs checkpoints. Every
+// node may hold a Log on the same database: sequencing is serialized by the
+// database (an advisory lock on PostgreSQL, the write lock on SQLite), so
+// two nodes never assign the same index, and Run elects one node to do the
+// work.
+type Log struct {
+	DB       *sqldb.DB
+	Signer   note.Signer
+	Verifier note.Verifier
+	Origin   string // first line of the checkpoint body, e.g. "custodia.audit/<instance id>"
+	Holder   string // this node's id for the lease; random per process if empty
+	Logf     func(format string, args ...any)
+
+	tick func(held bool) // tests observe Run's lease decisions
+}
+
+// sequencerLock is the PostgreSQL advisory lock key that serializes
+// sequencing and checkpointing across nodes.
+const sequencerLock = 0x617564697431 // "audit1"
+
+// seqBatch is how many events one sequencing transaction integrates when
+// the Log drains the queue itself.
+const seqBatch = 1000
+
+// processHolder names this process for leases when Log.Holder is empty.
+var processHolder = ids.New()
+
+func (l *Log) ready(sign bool) error {
+	switch {
+	case l.DB == nil:
+		return errs.E(errs.Internal, "audit log has no database")
+	case sign && l.Signer == nil:
+		return errs.E(errs.Internal, "audit log has no signing key")
+	case sign && l.Verifier == nil:
+		return errs.E(errs.Internal, "audit log has no verifier key")
+	case sign && !validOrigin(l.Origin):
+		return errs.E(errs.Internal, "audit log origin %q is empty or holds control characters", l.Origin)
+	}
+	return nil
+}
+
+// Sequence integrates up to limit queued events, oldest first, into the
+// tree in one transaction, and returns how many it integrated.
+func (l *Log) Sequence(ctx context.Context, limit int) (int, error) {
+	if err := l.ready(false); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, errs.E(errs.Invalid, "audit sequencing needs a positive batch size")
+	}
+	var n int
+	err := l.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = sequence(ctx, tx, l.DB.Dialect, limit)
+		return err
+	})
+	if err != nil {
+		return 0, asUnavailable(err, "sequence audit events")
+	}
+	return n, nil
+}
+
+// drain sequences until the queue is empty.
+func (l *Log) drain(ctx context.Context) error {
+	for {
+		n, err := l.Sequence(ctx, seqBatch)
+		if err != nil || n < seqBatch {
+			return err
+		}
+	}
+}
+
+func lockSequencer(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) error {
+	if d != sqldb.Postgres {
+		return nil // an immediate transaction holds SQLite's only write lock
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(sequencerLock))
+	return err
+}
+
+func logSize(ctx context.Context, q sqldb.Querier) (int64, error) {
+	var size int64
+	err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log`).Scan(&size)
+	return size, err
+}
+
+func sequence(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, limit int) (int, error) {
+	if err := lockSequencer(ctx, tx, d); err != nil {
+		return 0, err
+	}
+	size, err := logSize(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT q.event_id, e.body FROM audit_queue q
+		LEFT JOIN audit_events e ON e.id = q.event_id
+		ORDER BY q.queued_at, q.event_id LIMIT $1`, limit)
+	if err != nil {
+		return 0, err
+	}
+	var eventIDs []string
+	var bodies []string
+	for rows.Next() {
+		var id string
+		var body sql.NullString
+		if err := rows.Scan(&id, &body); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if !body.Valid {
+			rows.Close()
+			return 0, errs.E(errs.Internal, "queued audit event %s has no event row; the trail was altered, run the verifier", id)
+		}
+		eventIDs = append(eventIDs, id)
+		bodies = append(bodies, body.String)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(eventIDs) == 0 {
+		return 0, nil
+	}
+	r := newHashReader(ctx, tx)
+	logRows := make([][]any, 0, len(eventIDs))
+	var hashRows [][]any
+	for i, body := range bodies {
+		n := size + int64(i)
+		leaf := tlog.RecordHash([]byte(body))
+		hs, err := tlog.StoredHashesForRecordHash(n, leaf, r)
+		if err != nil {
+			return 0, err
+		}
+		idx := tlog.StoredHashIndex(0, n)
+		for j, h := range hs {
+			r.cache[idx+int64(j)] = h
+			hashRows = append(hashRows, []any{idx + int64(j), encodeHash(h)})
+		}
+		logRows = append(logRows, []any{n, eventIDs[i], encodeHash(leaf)})
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows); err != nil {
+		return 0, err
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows); err != nil {
+		return 0, err
+	}
+	for rest := eventIDs; len(rest) > 0; {
+		k := min(len(rest), deleteChunk)
+		args := make([]any, k)
+		for i, id := range rest[:k] {
+			args[i] = id
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+placeholders(1, k)+`)`, args...); err != nil {
+			return 0, err
+		}
+		rest = rest[k:]
+	}
+	return len(eventIDs), nil
+}
+
+// Checkpoint sequences everything queued and signs a checkpoint of the
+// current tree, unless the latest stored checkpoint already has its size, in
+// which case it returns that one. Before it signs, it checks that the tree
+// still has the root of the previous checkpoint: it never signs over a
+// rewritten history.
+func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	if err := l.ready(true); err != nil {
+		return Checkpoint{}, err
+	}
+	if err := l.drain(ctx); err != nil {
+		return Checkpoint{}, err
+	}
+	var cp Checkpoint
+	err := l.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if err := lockSequencer(ctx, tx, l.DB.Dialect); err != nil {
+			return err
+		}
+		size, err := logSize(ctx, tx)
+		if err != nil {
+			return err
+		}
+		r := newHashReader(ctx, tx)
+		prev, err := l.latest(ctx, tx)
+		switch {
+		case errs.Is(err, errs.NotFound):
+		case err != nil:
+			return err
+		case prev.Size == size:
+			cp = prev
+			return nil
+		case prev.Size > size:
+			return errs.E(errs.Internal, "the audit log holds %d events but a checkpoint covers %d; the trail was altered, run the verifier", size, prev.Size)
+		default:
+			h, err := tlog.TreeHash(prev.Size, r)
+			if err != nil {
+				return err
+			}
+			if h != prev.Root {
+				return errs.E(errs.Internal, "the audit tree no longer matches its checkpoint at size %d; the trail was altered, run the verifier", prev.Size)
+			}
+		}
+		root, err := tlog.TreeHash(size, r)
+		if err != nil {
+			return err
+		}
+		signed, err := note.Sign(&note.Note{Text: checkpointBody(l.Origin, size, root)}, l.Signer)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "sign audit checkpoint")
+		}
+		now := sqldb.Now()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)`,
+			size, encodeHash(root), string(signed), now); err != nil {
+			return err
+		}
+		cp = Checkpoint{Origin: l.Origin, Size: size, Root: root, Note: signed, Time: time.UnixMicro(now).UTC()}
+		return nil
+	})
+	if err != nil {
+		return Checkpoint{}, asUnavailable(err, "sign audit checkpoint")
+	}
+	return cp, nil
+}
+
+// Latest returns the newest stored checkpoint, checked against the
+// verifier key; errs.NotFound if there is none.
+func (l *Log) Latest(ctx context.Context) (Checkpoint, error) {
+	if err := l.ready(false); err != nil {
+		return Checkpoint{}, err
+	}
+	cp, err := l.latest(ctx, l.DB)
+	if err != nil {
+		return Checkpoint{}, asUnavailable(err, "read audit checkpoint")
+	}
+	return cp, nil
+}
+
+func (l *Log) latest(ctx context.Context, q sqldb.Querier) (Checkpoint, error) {
+	if l.Verifier == nil {
+		return Checkpoint{}, errs.E(errs.Internal, "audit log has no verifier key")
+	}
+	var size, created int64
+	var text string
+	err := q.QueryRowContext(ctx, `SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).
+		Scan(&size, &text, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Checkpoint{}, errs.E(errs.NotFound, "no audit checkpoint yet")
+	}
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	cp, err := ParseCheckpoint([]byte(text), l.Verifier)
+	if err != nil {
+		return Checkpoint{}, errs.E(errs.Internal, "stored audit checkpoint at size %d: %s", size, errs.SafeMessage(err))
+	}
+	if cp.Size != size {
+		return Checkpoint{}, errs.E(errs.Internal, "stored audit checkpoint at size %d claims size %d", size, cp.Size)
+	}
+	cp.Time = time.UnixMicro(created).UTC()
+	return cp, nil
+}
+
+// ProveInclusion proves that the event at index is in the tree of cp.
+// Check it with tlog.CheckRecord(proof, cp.Size, cp.Root, index, leaf),
+// where leaf is tlog.RecordHash of the event's JSON encoding.
+func (l *Log) ProveInclusion(ctx context.Context, index int64, cp Checkpoint) (tlog.RecordProof, error) {
+	if err := l.ready(false); err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= cp.Size {
+		return nil, errs.E(errs.Invalid, "index %d is outside the checkpoint's %d events", index, cp.Size)
+	}
+	if err := l.covers(ctx, cp); err != nil {
+		return nil, err
+	}
+	p, err := tlog.ProveRecord(cp.Size, index, newHashReader(ctx, l.DB))
+	if err != nil {
+		return nil, asUnavailable(err, "prove audit event inclusion")
+	}
+	return p, nil
+}
+
+// ProveConsistency proves that the tree of old is a prefix of the tree of
+// new. Check it with tlog.CheckTree(proof, new.Size, new.Root, old.Size,
+// old.Root).
+func (l *Log) ProveConsistency(ctx context.Context, old, new Checkpoint) (tlog.TreeProof, error) {
+	if err := l.ready(false); err != nil {
+		return nil, err
+	}
+	if old.Size < 1 || old.Size > new.Size {
+		return nil, errs.E(errs.Invalid, "a consistency proof needs 1 ≤ old size (%d) ≤ new size (%d)", old.Size, new.Size)
+	}
+	if err := l.covers(ctx, new); err != nil {
+		return nil, err
+	}
+	p, err := tlog.ProveTree(new.Size, old.Size, newHashReader(ctx, l.DB))
+	if err != nil {
+		return nil, asUnavailable(err, "prove audit tree consistency")
+	}
+	return p, nil
+}
+
+func (l *Log) covers(ctx context.Context, cp Checkpoint) error {
+	size, err := logSize(ctx, l.DB)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read audit log size")
+	}
+	if cp.Size > size {
+		return errs.E(errs.Invalid, "checkpoint size %d exceeds the audit log's %d events", cp.Size, size)
+	}
+	return nil
+}
+
+// EventAt returns the event at index in the tree, after checking that its
+// stored text still has its leaf hash.
+func (l *Log) EventAt(ctx context.Context, index int64) (Event, error) {
+	if err := l.ready(false); err != nil {
+		return Event{}, err
+	}
+	var body sql.NullString
+	var leaf string
+	err := l.DB.QueryRowContext(ctx, `SELECT e.body, l.leaf FROM audit_log l
+		LEFT JOIN audit_events e ON e.id = l.event_id WHERE l.seq = $1`, index).Scan(&body, &leaf)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, errs.E(errs.NotFound, "no audit event at index %d", index)
+	}
+	if err != nil {
+		return Event{}, errs.Wrap(errs.Unavailable, err, "read audit event")
+	}
+	if !body.Valid {
+		return Event{}, errs.E(errs.Internal, "audit event at index %d is missing; the trail was altered, run the verifier", index)
+	}
+	if encodeHash(tlog.RecordHash([]byte(body.String))) != leaf {
+		return Event{}, errs.E(errs.Internal, "audit event at index %d does not match its leaf hash; the trail was altered, run the verifier", index)
+	}
+	var ev Event
+	if err := json.Unmarshal([]byte(body.String), &ev); err != nil {
+		return Event{}, errs.E(errs.Internal, "audit event at index %d is not valid JSON", index)
+	}
+	return ev, nil
+}
+
+// asUnavailable gives a database failure a kind, leaving kinded errors be.
+func asUnavailable(err error, msg string) error {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return errs.Wrap(errs.Unavailable, err, msg)
+}
+
+// hashReader reads the tree's stored hashes from the database, through a
+// cache that also holds hashes written in the current transaction.
+type hashReader struct {
+	ctx   context.Context
+	q     sqldb.Querier
+	cache map[int64]tlog.Hash
+}
+
+func newHashReader(ctx context.Context, q sqldb.Querier) *hashReader {
+	return &hashReader{ctx: ctx, q: q, cache: make(map[int64]tlog.Hash)}
+}
+
+func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	var missing []any
+	for _, i := range indexes {
+		if _, ok := r.cache[i]; !ok {
+			missing = append(missing, i)
+		}
+	}
+	for len(missing) > 0 {
+		k := min(len(missing), deleteChunk)
+		rows, err := r.q.QueryContext(r.ctx, `SELECT idx, hash FROM audit_hashes WHERE idx IN (`+placeholders(1, k)+`)`, missing[:k]...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var idx int64
+			var s string
+			if err := rows.Scan(&idx, &s); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			h, err := decodeHash(s)
+			if err != nil {
+				rows.Close()
+				return nil, errs.E(errs.Internal, "stored audit hash %d is malformed; the trail was altered, run the verifier", idx)
+			}
+			r.cache[idx] = h
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		missing = missing[k:]
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for j, i := range indexes {
+		h, ok := r.cache[i]
+		if !ok {
+			return nil, errs.E(errs.Internal, "stored audit hash %d is missing; the trail was altered, run the verifier", i)
+		}
+		out[j] = h
+	}
+	return out, nil
+}

@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// leaseName is the lease that elects the node which sequences and signs.
+const leaseName = "audit-sequencer"
+
+// Run sequences and checkpoints in the background until ctx ends, and then
+// returns ctx's error. Every node may call it: a database lease elects one
+// holder at a time, renewed on every round (every) and lost after three
+// rounds without renewal, so another node takes over when the holder dies.
+// Only the holder sequences, and signs a checkpoint every checkpointEvery.
+// Failures within a round are reported through Logf and retried in the next
+// round; the lease decides who works, the database's sequencing lock keeps
+// even two workers from assigning one index twice.
+func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) error {
+	if every <= 0 || checkpointEvery <= 0 {
+		return errs.E(errs.Invalid, "audit sequencer intervals must be positive")
+	}
+	if err := l.ready(true); err != nil {
+		return err
+	}
+	holder := l.Holder
+	if holder == "" {
+		holder = processHolder
+	}
+	ttl := 3 * every
+	var lastCheckpoint time.Time
+	held := false
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if held {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				if err := releaseLease(rctx, l.DB, leaseName, holder); err != nil {
+					l.logf("audit sequencer: release lease: %v", err)
+				}
+				cancel()
+			}
+			return ctx.Err()
+		case <-timer.C:
+		}
+		ok, err := acquireLease(ctx, l.DB, leaseName, holder, ttl)
+		if err != nil {
+			l.logErr(ctx, "audit sequencer: lease", err)
+		}
+		if ok != held {
+			if ok {
+				l.logf("audit sequencer: node %s now sequences the audit trail", holder)
+			} else {
+				l.logf("audit sequencer: node %s lost the lease", holder)
+				lastCheckpoint = time.Time{}
+			}
+		}
+		held = ok
+		if l.tick != nil {
+			l.tick(held)
+		}
+		if held {
+			if err := l.drain(ctx); err != nil {
+				l.logErr(ctx, "audit sequencer", err)
+			} else if time.Since(lastCheckpoint) >= checkpointEvery {
+				if _, err := l.Checkpoint(ctx); err != nil {
+					l.logErr(ctx, "audit checkpoint", err)
+				} else {
+					lastCheckpoint = time.Now()
+				}
+			}
+		}
+		timer.Reset(every)
+	}
+}
+
+func (l *Log) logf(format string, args ...any) {
+	if l.Logf != nil {
+		l.Logf(format, args...)
+	}
+}
+
+// logErr logs a round's failure, unless it is only the end of ctx.
+func (l *Log) logErr(ctx context.Context, what string, err error) {
+	if ctx.Err() == nil {
+		l.logf("%s: %v", what, err)
+	}
+}
+
+// acquireLease takes or renews the named lease for holder until now+ttl and
+// reports whether holder has it. A lease held by another holder is taken
+// only once it has expired.
+func acquireLease(ctx context.Context, db *sqldb.DB, name, holder string, ttl time.Duration) (bool, error) {
+	var got string
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		now := sqldb.Now()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+			WHERE leases.holder = excluded.holder OR leases.expires_at <= $4`,
+			name, holder, now+ttl.Microseconds(), now); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT holder FROM leases WHERE name = $1`, name).Scan(&got)
+	})
+	if err != nil {
+		return false, asUnavailable(err, "take lease "+name)
+	}
+	return got == holder, nil
+}
+
+// releaseLease gives the lease up, so that another node need not wait for
+// it to expire.
+func releaseLease(ctx context.Context, db *sqldb.DB, name, holder string) error {
+	_, err := db.ExecContext(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder)
+	return err
+}

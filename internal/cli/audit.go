@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/sqldb"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+const auditUsage = "audit verify|checkpoint|prove N [flags]"
+
+func runAudit(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(env.Stdout, "Usage: custodia "+auditUsage)
+		fmt.Fprintln(env.Stdout, "  verify      recompute the hash tree and check every event and signed checkpoint")
+		fmt.Fprintln(env.Stdout, "  checkpoint  sign and print a checkpoint of the current trail, to keep elsewhere")
+		fmt.Fprintln(env.Stdout, "  prove N     print event N with a proof of its inclusion in the latest checkpoint")
+		if len(args) == 0 {
+			return usageError{"missing subcommand (want verify, checkpoint or prove)"}
+		}
+		return nil
+	}
+	sub := map[string]func(context.Context, Env, []string) error{
+		"verify": runAuditVerify, "checkpoint": runAuditCheckpoint, "prove": runAuditProve,
+	}
+	if run, ok := sub[args[0]]; ok {
+		if err := run(ctx, env, args[1:]); err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q (want verify, checkpoint or prove)", args[0])}
+}
+
+// auditLog opens the instance and its audit log with the instance's
+// checkpoint key.
+func auditLog(ctx context.Context, cfg *instance.Config) (*instance.Instance, *audit.Log, error) {
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := instanceLog(inst)
+	if err != nil {
+		inst.Close()
+		return nil, nil, err
+	}
+	return inst, l, nil
+}
+
+func instanceLog(inst *instance.Instance) (*audit.Log, error) {
+	signer, verifier, err := audit.LoadOrCreateKey(inst.DataDir, "custodia-audit-"+inst.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &audit.Log{DB: inst.Clinical, Signer: signer, Verifier: verifier, Origin: "custodia.audit/" + inst.ID}, nil
+}
+
+func runAuditVerify(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "audit verify", "audit verify [--data DIR | --database URL] [--verifier FILE] [--checkpoint FILE]")
+	cfg := instanceFlags(fs)
+	verifierFile := fs.String("verifier", "", "the checkpoint verifier key `file` (default <data>/audit/verifier.pub); keep a copy apart from the server")
+	cpFile := fs.String("checkpoint", "", "a checkpoint `file` kept earlier; the trail must still contain it")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	c := cfg.WithDefaults()
+	if *verifierFile == "" {
+		*verifierFile = filepath.Join(c.DataDir, "audit", "verifier.pub")
+	}
+	v, err := audit.ReadVerifier(*verifierFile)
+	if err != nil {
+		return err
+	}
+	var cp []byte
+	if *cpFile != "" {
+		if cp, err = os.ReadFile(*cpFile); err != nil {
+			return errs.Wrap(errs.Invalid, err, "read checkpoint file")
+		}
+		if _, err := audit.ParseCheckpoint(cp, v); err != nil {
+			return err
+		}
+	}
+	// Verification reads only: open the clinical database without migrating.
+	db, err := sqldb.Open(ctx, c.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.State(ctx, sqldb.Clinical); err != nil {
+		return err
+	}
+	printed := int64(-1)
+	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{
+		Verifier:   v,
+		Checkpoint: cp,
+		Progress: func(done, total int64) {
+			// A line per tenth of the trail, and one at the end.
+			if total > 0 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
+				fmt.Fprintf(env.Stderr, "verified %d of %d events\n", done, total)
+				printed = done
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		for _, p := range rep.Problems {
+			fmt.Fprintln(env.Stdout, p)
+		}
+		if rep.FirstBad >= 0 {
+			return fmt.Errorf("the audit trail does not verify: first bad index %d (%d problems)", rep.FirstBad, len(rep.Problems))
+		}
+		return fmt.Errorf("the audit trail does not verify (%d problems)", len(rep.Problems))
+	}
+	fmt.Fprintf(env.Stdout, "audit trail verified: %d events, %d signed checkpoints\n", rep.Size, rep.Checkpoints)
+	return nil
+}
+
+func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL]")
+	cfg := instanceFlags(fs)
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	inst, l, err := auditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	env.Stdout.Write(cp.Note)
+	return nil
+}
+
+func runAuditProve(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "audit prove", "audit prove N [--data DIR] [--database URL]")
+	cfg := instanceFlags(fs)
+	var rest []string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		rest, args = args[:1], args[1:]
+	}
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{"audit prove needs the event index N"}
+	}
+	var index int64
+	if _, err := fmt.Sscan(rest[0], &index); err != nil || index < 0 {
+		return usageError{fmt.Sprintf("event index %q is not a number ≥ 0", rest[0])}
+	}
+	inst, l, err := auditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if index >= cp.Size {
+		return errs.E(errs.Invalid, "event index %d is beyond the trail's %d events", index, cp.Size)
+	}
+	ev, err := l.EventAt(ctx, index)
+	if err != nil {
+		return err
+	}
+	proof, err := l.ProveInclusion(ctx, index, cp)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(ev)
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(body)); err != nil {
+		return fmt.Errorf("the inclusion proof of event %d does not verify: %v", index, err)
+	}
+	out := struct {
+		Index      int64       `json:"index"`
+		Event      audit.Event `json:"event"`
+		Leaf       string      `json:"leaf_hash"`
+		Proof      []string    `json:"inclusion_proof"`
+		Checkpoint string      `json:"checkpoint"`
+	}{Index: index, Event: ev, Leaf: base64.StdEncoding.EncodeToString(hashBytes(tlog.RecordHash(body))), Checkpoint: string(cp.Note)}
+	for _, h := range proof {
+		out.Proof = append(out.Proof, base64.StdEncoding.EncodeToString(hashBytes(h)))
+	}
+	enc := json.NewEncoder(env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func hashBytes(h tlog.Hash) []byte { return h[:] }

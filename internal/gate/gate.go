@@ -1,0 +1,203 @@
+// Package gate is the one path to protected data. Every read or change of
+// organization data runs as work inside Gate.Do, which
+//
+//  1. loads the requester's current roles in the organization (so a revoked
+//     role never outlives the request that revoked it),
+//  2. opens one database transaction and runs the work, which must call
+//     Tx.Authorize for what it touches before it returns: authz decides, and
+//     work that never asked is refused (fail closed),
+//  3. appends the audit event to the same transaction, so data and event
+//     commit together or not at all (AUD-01), and
+//  4. on a denial rolls everything back, records the denied attempt in a
+//     transaction of its own, and reports the object as not found (ACL-08).
+//
+// Sealing and unsealing of encrypted values joins here as well: the work
+// receives its keys through the Tx.
+package gate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Actor is who makes a request, as the shells learn it.
+type Actor struct {
+	AccountID  string
+	SessionID  string
+	RemoteAddr string
+	UserAgent  string
+}
+
+// Gate runs work on protected data.
+type Gate struct {
+	DB *sqldb.DB
+}
+
+// Tx is the work's view of one request: its transaction, the requester and
+// the audit event that will be committed with the work.
+type Tx struct {
+	*sql.Tx
+	Subject    authz.Subject
+	event      audit.Event
+	authorized bool
+	denied     *authz.Decision
+}
+
+// ErrDenied is returned by Authorize; work returns it (wrapped or not).
+var ErrDenied = errs.E(errs.NotFound, "not found")
+
+// Authorize asks authz whether the requester may take action on resource,
+// records the resource in the audit event and returns ErrDenied if not.
+// Work may call it more than once; every call must allow.
+func (t *Tx) Authorize(action authz.Action, r authz.Resource) error {
+	d := authz.Decide(t.Subject, action, r)
+	if r.StudyID != "" {
+		t.event.StudyID = r.StudyID
+	}
+	if r.SiteID != "" {
+		t.event.SiteID = r.SiteID
+	}
+	if !d.Allow {
+		t.denied = &d
+		t.authorized = false
+		return ErrDenied
+	}
+	if t.denied == nil {
+		t.authorized = true
+	}
+	return nil
+}
+
+// Allowed reports whether the requester may take action on resource,
+// without failing the request: work that lists objects keeps those the
+// requester may see. Consulting authz this way counts as authorizing.
+func (t *Tx) Allowed(action authz.Action, r authz.Resource) bool {
+	if t.denied == nil {
+		t.authorized = true
+	}
+	return authz.Decide(t.Subject, action, r).Allow
+}
+
+// Object names the object the request is about, for the audit event.
+func (t *Tx) Object(kind, id string) {
+	t.event.ObjectType, t.event.ObjectID = kind, id
+}
+
+// Detail adds a reference to the audit event: an id, a digest or a reason,
+// never a clear-text value or a secret.
+func (t *Tx) Detail(key, value string) {
+	if t.event.Details == nil {
+		t.event.Details = map[string]string{}
+	}
+	t.event.Details[key] = value
+}
+
+// Do runs work for actor within organization orgID, audited as action.
+func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work func(t *Tx) error) error {
+	ev := audit.Event{
+		OrgID: orgID, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
+		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent, Action: action,
+	}
+	subj, err := g.subject(ctx, actor.AccountID, orgID)
+	if err != nil {
+		return err
+	}
+	t := &Tx{Subject: subj, event: ev}
+	if len(subj.Assignments) == 0 {
+		t.denied = &authz.Decision{Reason: "no role in this organization"}
+		return g.refuse(ctx, t)
+	}
+	t.event.ActorRole = roleNames(subj)
+	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
+		t.Tx = tx
+		if err := work(t); err != nil {
+			return err
+		}
+		if t.denied != nil {
+			return ErrDenied
+		}
+		if !t.authorized {
+			return errs.E(errs.Internal, "work for %s did not ask for authorization", action)
+		}
+		t.event.Outcome = audit.Success
+		if _, err := audit.Append(ctx, tx, t.event); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
+		}
+		return nil
+	})
+	if t.denied != nil {
+		return g.refuse(ctx, t)
+	}
+	switch k := errs.KindOf(err); {
+	case err == nil:
+		return nil
+	case k == errs.Invalid || k == errs.NotFound || k == errs.Conflict || k == errs.Forbidden:
+		// A failed attempt leaves no data, but is on the record (AUTH-11).
+		t.event.Outcome = audit.Failure
+		t.event.Details = map[string]string{"error": k.String()}
+		if aerr := g.append(ctx, t.event); aerr != nil {
+			return aerr
+		}
+		if k == errs.NotFound {
+			return ErrDenied // one answer for missing and hidden objects
+		}
+	}
+	return err
+}
+
+func (g *Gate) append(ctx context.Context, ev audit.Event) error {
+	err := g.DB.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := audit.Append(ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
+	}
+	return nil
+}
+
+// refuse records a denied attempt and answers not found.
+func (g *Gate) refuse(ctx context.Context, t *Tx) error {
+	t.event.Outcome = audit.Denied
+	t.event.Details = map[string]string{"reason": t.denied.Reason}
+	if err := g.append(ctx, t.event); err != nil {
+		return err
+	}
+	return ErrDenied
+}
+
+func (g *Gate) subject(ctx context.Context, accountID, orgID string) (authz.Subject, error) {
+	if accountID == "" {
+		return authz.Subject{}, errs.E(errs.Unauthenticated, "sign-in required")
+	}
+	as, err := authz.AssignmentsOf(ctx, g.DB, orgID, accountID)
+	if err != nil {
+		return authz.Subject{}, fmt.Errorf("load roles: %w", err)
+	}
+	return authz.Subject{AccountID: accountID, OrgID: orgID, Assignments: as}, nil
+}
+
+func roleNames(s authz.Subject) string {
+	out := ""
+	seen := map[authz.Role]bool{}
+	for _, a := range s.Assignments {
+		if !seen[a.Role] {
+			if out != "" {
+				out += ","
+			}
+			out += string(a.Role)
+			seen[a.Role] = true
+		}
+	}
+	return out
+}
+
+// IsDenied reports whether err is the gate's denial.
+func IsDenied(err error) bool { return errors.Is(err, ErrDenied) }

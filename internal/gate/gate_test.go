@@ -1,0 +1,208 @@
+package gate_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+type fixture struct {
+	db                   *sqldb.DB
+	g                    *gate.Gate
+	org                  orgs.Organization
+	admin, investigator  gate.Actor
+	study                orgs.Study
+	north, south         orgs.Site
+}
+
+func setup(t *testing.T, d sqldb.Dialect) fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := fixture{db: sqldbtest.Open(t, d, sqldb.Clinical)}
+	f.g = &gate.Gate{DB: f.db}
+	err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {
+			return err
+		}
+		if f.study, err = orgs.CreateStudy(ctx, tx, f.org.ID, orgs.KindStudy, "Trial"); err != nil {
+			return err
+		}
+		if f.north, err = orgs.CreateSite(ctx, tx, f.org.ID, f.study.ID, "North"); err != nil {
+			return err
+		}
+		if f.south, err = orgs.CreateSite(ctx, tx, f.org.ID, f.study.ID, "South"); err != nil {
+			return err
+		}
+		a, _, err := accounts.Enrol(ctx, tx, "admin@clinic.example", "", authz.Assignment{OrgID: f.org.ID, Role: authz.OrgAdmin})
+		if err != nil {
+			return err
+		}
+		i, _, err := accounts.Enrol(ctx, tx, "inv@clinic.example", "", authz.Assignment{OrgID: f.org.ID, Role: authz.SiteInvestigator, SiteID: f.north.ID})
+		f.admin = gate.Actor{AccountID: a.ID, SessionID: "s1", RemoteAddr: "192.0.2.1"}
+		f.investigator = gate.Actor{AccountID: i.ID, SessionID: "s2", RemoteAddr: "192.0.2.2"}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func events(t *testing.T, f fixture) []audit.Event {
+	t.Helper()
+	evs, _, err := audit.Search(context.Background(), f.db, audit.Filter{OrgID: f.org.ID, Limit: audit.MaxPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func TestAUD01_ChangeAndItsEventCommitTogether(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		svc := &orgs.Service{Gate: f.g}
+		st, err := svc.CreateStudy(context.Background(), f.admin, f.org.Slug, orgs.KindRegistry, "Registry")
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := events(t, f)
+		if len(evs) != 1 {
+			t.Fatalf("events = %+v, want one", evs)
+		}
+		ev := evs[0]
+		if ev.Action != "study.create" || ev.Outcome != audit.Success || ev.ObjectID != st.ID ||
+			ev.ActorAccount != f.admin.AccountID || ev.ActorSession != "s1" || ev.RemoteAddr != "192.0.2.1" || ev.ActorRole != "org-admin" {
+			t.Errorf("event = %+v", ev)
+		}
+	})
+}
+
+func TestAUD01_ReadsAreAudited(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	svc := &orgs.Service{Gate: f.g}
+	if _, err := svc.Site(context.Background(), f.investigator, f.org.Slug, f.study.ID, f.north.ID); err != nil {
+		t.Fatal(err)
+	}
+	evs := events(t, f)
+	if len(evs) != 1 || evs[0].Action != "site.read" || evs[0].SiteID != f.north.ID || evs[0].ObjectID != f.north.ID {
+		t.Errorf("events = %+v", evs)
+	}
+}
+
+func TestAUD01_DeniedAttemptIsRecordedAndLooksLikeMissing(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		svc := &orgs.Service{Gate: f.g}
+		_, errOther := svc.Site(ctx, f.investigator, f.org.Slug, f.study.ID, f.south.ID)
+		_, errMissing := svc.Site(ctx, f.investigator, f.org.Slug, f.study.ID, "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+		if !errs.Is(errOther, errs.NotFound) || errOther.Error() != errMissing.Error() {
+			t.Errorf("other site: %v; missing site: %v; want the same not found", errOther, errMissing)
+		}
+		_, err := svc.CreateSite(ctx, f.investigator, f.org.Slug, f.study.ID, "Sneaky")
+		if err == nil {
+			t.Fatal("investigator created a site")
+		}
+		var denied, failed int
+		for _, ev := range events(t, f) {
+			switch ev.Outcome {
+			case audit.Denied:
+				denied++
+				if ev.Details["reason"] == "" {
+					t.Errorf("denied event without reason: %+v", ev)
+				}
+			case audit.Failure:
+				failed++
+			}
+		}
+		if denied != 2 || failed != 1 {
+			t.Errorf("denied %d, failed %d; want 2 and 1", denied, failed)
+		}
+		sites, _ := orgs.Sites(ctx, f.db, f.org.ID, f.study.ID)
+		if len(sites) != 2 {
+			t.Errorf("sites = %d, want 2", len(sites))
+		}
+	})
+}
+
+func TestAUD01_FailedAuditInsertChangesNothing(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		// Inject a failure: the event table refuses the next insert.
+		var inject []string
+		switch d {
+		case sqldb.SQLite:
+			inject = []string{`CREATE TRIGGER inject_failure BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'injected'); END`}
+		case sqldb.Postgres:
+			inject = []string{
+				`CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$`,
+				`CREATE TRIGGER inject_failure BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION inject_failure()`,
+			}
+		}
+		for _, s := range inject {
+			if _, err := f.db.ExecContext(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		svc := &orgs.Service{Gate: f.g}
+		_, err := svc.CreateStudy(ctx, f.admin, f.org.Slug, orgs.KindStudy, "Unaudited")
+		if !errs.Is(err, errs.Unavailable) {
+			t.Errorf("write whose audit failed: %v, want Unavailable", err)
+		}
+		if _, err := svc.Site(ctx, f.admin, f.org.Slug, f.study.ID, f.north.ID); err == nil {
+			t.Error("a read that could not be audited was served")
+		}
+		studies, _ := orgs.Studies(ctx, f.db, f.org.ID)
+		for _, s := range studies {
+			if s.Name == "Unaudited" {
+				t.Error("the study was stored although its event was not")
+			}
+		}
+	})
+}
+
+func TestWorkThatNeverAuthorizesIsRefused(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	err := f.g.Do(ctx, f.admin, f.org.ID, "study.create", func(t *gate.Tx) error {
+		_, err := orgs.CreateStudy(ctx, t.Tx, f.org.ID, orgs.KindStudy, "Forgot to ask")
+		return err
+	})
+	if err == nil {
+		t.Fatal("work without Authorize committed")
+	}
+	studies, _ := orgs.Studies(ctx, f.db, f.org.ID)
+	if len(studies) != 1 {
+		t.Errorf("studies = %d, want 1 (nothing written)", len(studies))
+	}
+}
+
+func TestMemberOfAnotherOrganizationIsDeniedAndRecorded(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	var other orgs.Organization
+	f.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		other, err = orgs.CreateOrganization(ctx, tx, "Other", "")
+		return err
+	})
+	svc := &orgs.Service{Gate: f.g}
+	if _, err := svc.ListStudies(ctx, f.admin, other.Slug); !errs.Is(err, errs.NotFound) {
+		t.Errorf("listing another organization's studies: %v, want NotFound", err)
+	}
+	evs, _, _ := audit.Search(ctx, f.db, audit.Filter{OrgID: other.ID})
+	if len(evs) != 1 || evs[0].Outcome != audit.Denied || evs[0].ActorAccount != f.admin.AccountID {
+		t.Errorf("other organization's trail = %+v, want the denied attempt", evs)
+	}
+}
