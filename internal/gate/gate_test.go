@@ -16,12 +16,12 @@ import (
 )
 
 type fixture struct {
-	db                   *sqldb.DB
-	g                    *gate.Gate
-	org                  orgs.Organization
-	admin, investigator  gate.Actor
-	study                orgs.Study
-	north, south         orgs.Site
+	db                  *sqldb.DB
+	g                   *gate.Gate
+	org                 orgs.Organization
+	admin, investigator gate.Actor
+	study               orgs.Study
+	north, south        orgs.Site
 }
 
 func setup(t *testing.T, d sqldb.Dialect) fixture {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -401,4 +402,12 @@ func TestReadyzReportsDatabaseOutage(t *testing.T) {
 	if resp, _ := do(t, c, "GET", ts.URL+"/healthz", ""); resp.StatusCode != 200 {
 		t.Errorf("healthz: %d, want 200 (process alive)", resp.StatusCode)
 	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
