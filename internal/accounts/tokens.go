@@ -2,11 +2,7 @@ package accounts
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -26,14 +22,12 @@ const PurposeSetup Purpose = "setup"
 // IssueToken creates a single-use token for the account, valid for ttl. It
 // returns the token, to be sent to the person; only its SHA-256 is stored.
 func IssueToken(ctx context.Context, tx *sql.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	token := base64.RawURLEncoding.EncodeToString(raw)
+	token, digest := ids.NewSecret()
 	now := time.Now()
 	_, err := tx.ExecContext(ctx,
 		`INSERT INTO account_tokens (id, account_id, purpose, token_hash, expires_at, created_at)
 		 VALUES ($1, $2, $3, $4, $5, $6)`,
-		ids.New(), accountID, purpose, tokenHash(token), now.Add(ttl).UnixMicro(), now.UnixMicro())
+		ids.New(), accountID, purpose, digest, now.Add(ttl).UnixMicro(), now.UnixMicro())
 	if err != nil {
 		return "", fmt.Errorf("issue %s link: %w", purpose, err)
 	}
@@ -54,7 +48,7 @@ func PeekToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token stri
 
 func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string, consume bool) (string, error) {
 	invalid := errs.E(errs.NotFound, "this link is invalid, used or expired")
-	if len(token) != 43 {
+	if len(token) != ids.SecretLen {
 		return "", invalid
 	}
 	now := sqldb.Now()
@@ -64,12 +58,12 @@ func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token st
 		err = q.QueryRowContext(ctx,
 			`UPDATE account_tokens SET used_at = $1
 			 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
-			 RETURNING account_id`, now, tokenHash(token), purpose).Scan(&accountID)
+			 RETURNING account_id`, now, ids.Digest(token), purpose).Scan(&accountID)
 	} else {
 		err = q.QueryRowContext(ctx,
 			`SELECT account_id FROM account_tokens
 			 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3`,
-			tokenHash(token), purpose, now).Scan(&accountID)
+			ids.Digest(token), purpose, now).Scan(&accountID)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", invalid
@@ -78,11 +72,6 @@ func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token st
 		return "", fmt.Errorf("check %s link: %w", purpose, err)
 	}
 	return accountID, nil
-}
-
-func tokenHash(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:])
 }
 
 // CompleteSetup consumes a setup link and stores the account's first

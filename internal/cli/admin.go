@@ -63,6 +63,25 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
+// accountInput checks a new account's e-mail address and, with
+// --password-stdin, reads its password and checks it against the policy,
+// all before anything is written.
+func accountInput(env Env, email, name string, pwStdin bool) (normEmail, password string, err error) {
+	if normEmail, err = accounts.NormalizeEmail(email); err != nil {
+		return "", "", err
+	}
+	if !pwStdin {
+		return normEmail, "", nil
+	}
+	if password, err = readSecret(env.Stdin); err != nil {
+		return "", "", err
+	}
+	if err := accounts.DefaultPolicy.Check(password, normEmail, name); err != nil {
+		return "", "", err
+	}
+	return normEmail, password, nil
+}
+
 // linkTTL is how long a printed first-password link stays valid.
 const linkTTL = 72 * time.Hour
 
@@ -91,18 +110,9 @@ func runInit(ctx context.Context, env Env, args []string) error {
 	if err := orgs.CheckSlug(*slug); err != nil {
 		return err
 	}
-	normEmail, err := accounts.NormalizeEmail(*email)
+	normEmail, password, err := accountInput(env, *email, *name, *pwStdin)
 	if err != nil {
 		return err
-	}
-	var password string
-	if *pwStdin {
-		if password, err = readSecret(env.Stdin); err != nil {
-			return err
-		}
-		if err := accounts.DefaultPolicy.Check(password, normEmail, *name); err != nil {
-			return err
-		}
 	}
 	inst, err := openInstance(ctx, cfg)
 	if err != nil {
@@ -169,18 +179,9 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	normEmail, err := accounts.NormalizeEmail(*email)
+	normEmail, password, err := accountInput(env, *email, *name, *pwStdin)
 	if err != nil {
 		return err
-	}
-	var password string
-	if *pwStdin {
-		if password, err = readSecret(env.Stdin); err != nil {
-			return err
-		}
-		if err := accounts.DefaultPolicy.Check(password, normEmail, *name); err != nil {
-			return err
-		}
 	}
 	inst, err := openInstance(ctx, cfg)
 	if err != nil {

@@ -5,7 +5,10 @@ package ids
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
 )
 
 // Len is the length of an identifier in characters.
@@ -35,4 +38,23 @@ func Valid(s string) bool {
 	// The last character carries 3 bits of padding that must be zero.
 	b, err := enc.DecodeString(s)
 	return err == nil && len(b) == 16 && enc.EncodeToString(b) == s
+}
+
+// SecretLen is the length of a secret token in characters.
+const SecretLen = 43
+
+// NewSecret returns a bearer secret for a link or a cookie, 256 random bits
+// in URL-safe base64, and its digest, which is all the database keeps: a
+// copy of the database opens no session and follows no link.
+func NewSecret() (secret, digest string) {
+	var b [32]byte
+	rand.Read(b[:])
+	secret = base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, Digest(secret)
+}
+
+// Digest is the stored form of a secret: its SHA-256, in hex.
+func Digest(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
 }

@@ -6,11 +6,7 @@ package sessions
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -62,9 +58,7 @@ func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent str
 }
 
 func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAddr, userAgent string) (string, Session, error) {
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	token := base64.RawURLEncoding.EncodeToString(raw)
+	token, digest := ids.NewSecret()
 	now := s.now()
 	sess := Session{ID: ids.New(), AccountID: accountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Limits.Absolute)}
 	if len(userAgent) > 512 {
@@ -73,7 +67,7 @@ func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAd
 	_, err := q.ExecContext(ctx,
 		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		sess.ID, hashToken(token), accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent)
+		sess.ID, digest, accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent)
 	if err != nil {
 		return "", Session{}, fmt.Errorf("create session: %w", err)
 	}
@@ -85,7 +79,7 @@ var errNoSession = errs.E(errs.Unauthenticated, "sign-in required")
 // Lookup returns the live session for a token and records the activity.
 // An unknown, revoked, idle or expired session is Unauthenticated.
 func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
-	if len(token) != 43 {
+	if len(token) != ids.SecretLen {
 		return Session{}, errNoSession
 	}
 	var sess Session
@@ -93,7 +87,7 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	var revoked sql.NullInt64
 	err := s.DB.QueryRowContext(ctx,
 		`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE token_hash = $1`,
-		hashToken(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked)
+		ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, errNoSession
 	}
@@ -133,9 +127,4 @@ func (s *Store) RevokeAll(ctx context.Context, accountID string) error {
 		return fmt.Errorf("revoke sessions: %w", err)
 	}
 	return nil
-}
-
-func hashToken(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:])
 }
