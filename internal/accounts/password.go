@@ -151,6 +151,9 @@ func (p Policy) Check(password, email, name string) error {
 			return errs.E(errs.Invalid, "the password may not contain your e-mail address or name")
 		}
 	}
+	if IsCommonPassword(password) {
+		return errs.E(errs.Invalid, "this password is too common: it appears in lists of breached passwords")
+	}
 	return nil
 }
 

@@ -16,8 +16,13 @@ import (
 // Purpose says what a one-time link is for.
 type Purpose string
 
-// PurposeSetup links let a new account's owner choose a first password.
-const PurposeSetup Purpose = "setup"
+const (
+	// PurposeSetup links let a new account's owner choose a first password
+	// (from the CLI, or an invitation).
+	PurposeSetup Purpose = "setup"
+	// PurposeReset links let an account's owner replace a forgotten password.
+	PurposeReset Purpose = "reset"
+)
 
 // IssueToken creates a single-use token for the account, valid for ttl. It
 // returns the token, to be sent to the person; only its SHA-256 is stored.

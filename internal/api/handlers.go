@@ -110,6 +110,11 @@ func actor(d Deps, r *http.Request) gate.Actor {
 	}
 }
 
+// anonymous is the requester of an open route: an address, no account.
+func anonymous(d Deps, r *http.Request) gate.Actor {
+	return gate.Actor{RemoteAddr: d.ClientAddr(r), UserAgent: r.UserAgent()}
+}
+
 // handle runs fn and writes any error it returns in the error shape.
 func handle(d Deps, fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

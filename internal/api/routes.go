@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/router"
@@ -16,6 +17,7 @@ type Deps struct {
 	Sessions  *sessions.Store
 	Orgs      *orgs.Service
 	Oversight *oversight.Service
+	Links     *links.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
@@ -26,6 +28,9 @@ func Routes(d Deps) *router.Router {
 	rt := router.New(guard(d), Failure)
 	rt.Handle("POST", "/api/v1/auth/login", router.Open, handleLogin(d))
 	rt.Handle("POST", "/api/v1/auth/logout", router.SignedIn, handleLogout(d))
+	rt.Handle("POST", "/api/v1/auth/reset", router.Open, handleResetRequest(d))
+	rt.Handle("POST", "/api/v1/auth/reset/confirm", router.Open, handleResetConfirm(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/invitations", router.SignedIn, handleInvite(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies", router.SignedIn, handleListStudies(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies", router.SignedIn, handleCreateStudy(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}", router.SignedIn, handleGetStudy(d))

@@ -11,6 +11,8 @@ const (
 	SiteCreate  Action = "site.create"
 	SiteRead    Action = "site.read"
 	AuditRead   Action = "audit.read"
+	// MemberInvite gives a person a role in the organization.
+	MemberInvite Action = "member.invite"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -37,8 +39,8 @@ type Decision struct {
 
 // permissions lists what each built-in role may do within its scope.
 var permissions = map[Role][]Action{
-	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead},
-	OrgManager:       {StudyRead, SiteRead},
+	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite},
+	OrgManager:       {StudyRead, SiteRead, MemberInvite},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead},
 	DataManager:      {StudyRead, SiteRead},
 	SiteInvestigator: {StudyRead, SiteRead},
@@ -87,4 +89,24 @@ func covers(as Assignment, a Action, r Resource) bool {
 		return a == StudyRead && r.StudyID != "" && as.StudyID == r.StudyID
 	}
 	return false
+}
+
+// CanGrant reports whether the subject may give assignment a: it must be
+// allowed to invite there, and hold every permission of the role at the
+// assignment's scope itself, so no one grants more than they have.
+func CanGrant(s Subject, a Assignment) bool {
+	r := Resource{OrgID: a.OrgID, StudyID: a.StudyID, SiteID: a.SiteID}
+	if !Decide(s, MemberInvite, Resource{OrgID: a.OrgID}).Allow {
+		return false
+	}
+	for _, act := range permissions[a.Role] {
+		rr := r
+		if act == StudyCreate || act == MemberInvite || act == AuditRead {
+			rr = Resource{OrgID: a.OrgID, StudyID: a.StudyID}
+		}
+		if !Decide(s, act, rr).Allow {
+			return false
+		}
+	}
+	return true
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/server"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -24,6 +26,9 @@ type serveOptions struct {
 	env      string
 	demo     bool
 	logLevel string
+	baseURL  string
+	smtpURL  string
+	mailFrom string
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -37,6 +42,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.env, "env", "development", "`environment`: development, test, acceptance or production (production refuses insecure settings)")
 	fs.BoolVar(&o.demo, "demo", false, "seed a demo organization (slug demo) on first start and print its logins")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
+	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")
+	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -53,6 +61,12 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	var cert tls.Certificate
 	var err error
+	var sender mail.Sender
+	if o.smtpURL != "" {
+		if sender, err = mail.ParseSMTPURL(o.smtpURL, o.mailFrom); err != nil {
+			return err
+		}
+	}
 	if o.tlsCert != "" {
 		if cert, err = server.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
 			return err
@@ -99,7 +113,17 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		defer close(seqDone)
 		trail.Run(ctx, time.Second, time.Minute)
 	}()
-	h, _ := server.NewHandler(server.Deps{Log: log, Instance: inst})
+	if sender == nil {
+		sender = &mail.Outbox{Dir: filepath.Join(inst.DataDir, "outbox"), From: o.mailFrom}
+		if o.env == "production" {
+			log.Warn("no --smtp-url: e-mails (reset links, invitations) go to the outbox folder only", "outbox", filepath.Join(inst.DataDir, "outbox"))
+		}
+	}
+	if o.baseURL == "" {
+		o.baseURL = url
+	}
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL})
+	defer shells.Links.Wait()
 	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
 	if selfSigned {
 		fmt.Fprintf(env.Stdout, "Self-signed certificate, SHA-256 fingerprint:\n  %s\n", server.Fingerprint(cert))

@@ -90,6 +90,10 @@ func (t *Tx) Object(kind, id string) {
 	t.event.ObjectType, t.event.ObjectID = kind, id
 }
 
+// Security flags the event as a security event (AUD-05): role, factor,
+// key and policy changes.
+func (t *Tx) Security() { t.event.Security = true }
+
 // Detail adds a reference to the audit event: an id, a digest or a reason,
 // never a clear-text value or a secret.
 func (t *Tx) Detail(key, value string) {

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/links"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/router"
@@ -49,12 +52,17 @@ type Deps struct {
 	Log      *slog.Logger
 	Instance *instance.Instance
 	Sessions *sessions.Store
+	// Mail sends reset links and invitations; nil means a file outbox in
+	// <data>/outbox. BaseURL is the address links point at.
+	Mail    mail.Sender
+	BaseURL string
 }
 
 // Shells are the route tables of the two shells, for tests that walk them.
 type Shells struct {
-	Web *router.Router
-	API *router.Router
+	Web   *router.Router
+	API   *router.Router
+	Links *links.Service
 }
 
 // NewHandler builds the whole HTTP surface: health checks, the API under
@@ -65,15 +73,24 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
 	}
 	g := &gate.Gate{DB: d.Instance.Clinical}
+	if d.Mail == nil {
+		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
+	}
+	if d.BaseURL == "" {
+		d.BaseURL = "https://127.0.0.1:8443"
+	}
+	lk := &links.Service{DB: d.Instance.Clinical, Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	sh := Shells{
-		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical}),
+		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, ClientAddr: clientAddr}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
 			Orgs:       &orgs.Service{Gate: g},
 			Oversight:  &oversight.Service{Gate: g},
+			Links:      lk,
 			ClientAddr: clientAddr,
 		}),
 	}
+	sh.Links = lk
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", onlyGet(handleHealth()))
 	mux.Handle("/readyz", onlyGet(handleReady(d)))

@@ -121,8 +121,14 @@ func (s *Store) Revoke(ctx context.Context, id string) error {
 
 // RevokeAll ends every session of an account ("sign out everywhere").
 func (s *Store) RevokeAll(ctx context.Context, accountID string) error {
-	_, err := s.DB.ExecContext(ctx,
-		`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), accountID)
+	return RevokeAllIn(ctx, s.DB, accountID, s.now())
+}
+
+// RevokeAllIn ends every session of an account within a caller's
+// transaction, e.g. the one that resets the account's password (AUTH-07).
+func RevokeAllIn(ctx context.Context, q sqldb.Querier, accountID string, now time.Time) error {
+	_, err := q.ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`, now.UnixMicro(), accountID)
 	if err != nil {
 		return fmt.Errorf("revoke sessions: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -24,7 +26,7 @@ var files embed.FS
 // pages holds one template set per page, each with the shared layout.
 var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
-	for _, name := range []string{"home", "setup", "error"} {
+	for _, name := range []string{"home", "setup", "error", "reset", "newpassword"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return out
@@ -34,6 +36,9 @@ var pages = func() map[string]*template.Template {
 type Deps struct {
 	Log      *slog.Logger
 	Clinical *sqldb.DB
+	Links    *links.Service
+	// ClientAddr gives the requester's address (set by the server).
+	ClientAddr func(*http.Request) string
 }
 
 // Routes returns the browser shell's route table.
@@ -44,6 +49,10 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/static/", router.Open, http.StripPrefix("/static/", staticFiles(static)))
 	rt.Handle("GET", "/setup/{token}", router.Open, handleSetupForm(d))
 	rt.Handle("POST", "/setup/{token}", router.Open, handleSetup(d))
+	rt.Handle("GET", "/reset", router.Open, handleResetForm(d))
+	rt.Handle("POST", "/reset", router.Open, handleReset(d))
+	rt.Handle("GET", "/reset/{token}", router.Open, handleNewPasswordForm(d))
+	rt.Handle("POST", "/reset/{token}", router.Open, handleNewPassword(d))
 	return rt
 }
 
@@ -129,6 +138,86 @@ func handleSetup(d Deps) http.Handler {
 		default:
 			data["Done"] = true
 			render(w, r, d.Log, http.StatusOK, "setup", data)
+		}
+	})
+}
+
+func requester(d Deps, r *http.Request) gate.Actor {
+	return gate.Actor{RemoteAddr: d.ClientAddr(r), UserAgent: r.UserAgent()}
+}
+
+func handleResetForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		render(w, r, d.Log, http.StatusOK, "reset", map[string]any{"Title": "Reset your password"})
+	})
+}
+
+func handleReset(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Reset your password"}
+		if err := r.ParseForm(); err != nil {
+			data["Error"] = "The form could not be read."
+			render(w, r, d.Log, http.StatusBadRequest, "reset", data)
+			return
+		}
+		err := d.Links.RequestReset(r.Context(), r.PostForm.Get("email"), requester(d, r))
+		switch {
+		case errs.Is(err, errs.Invalid):
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusBadRequest, "reset", data)
+		case err != nil:
+			d.Log.ErrorContext(r.Context(), "request reset", "err", err)
+			data["Error"] = "The request could not be handled; please try again later."
+			render(w, r, d.Log, http.StatusServiceUnavailable, "reset", data)
+		default:
+			data["Sent"] = true
+			render(w, r, d.Log, http.StatusOK, "reset", data)
+		}
+	})
+}
+
+func handleNewPasswordForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Choose a new password", "Token": r.PathValue("token")}
+		if err := d.Links.PeekReset(r.Context(), r.PathValue("token")); err != nil {
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "newpassword", data)
+			return
+		}
+		render(w, r, d.Log, http.StatusOK, "newpassword", data)
+	})
+}
+
+func handleNewPassword(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		data := map[string]any{"Title": "Choose a new password", "Token": token}
+		if err := r.ParseForm(); err != nil {
+			data["Error"] = "The form could not be read."
+			render(w, r, d.Log, http.StatusBadRequest, "newpassword", data)
+			return
+		}
+		pw := r.PostForm.Get("password")
+		if pw != r.PostForm.Get("confirm") {
+			data["Error"] = "The two passwords differ."
+			render(w, r, d.Log, http.StatusBadRequest, "newpassword", data)
+			return
+		}
+		err := d.Links.ConfirmReset(r.Context(), token, pw, requester(d, r))
+		switch {
+		case errs.Is(err, errs.NotFound):
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "newpassword", data)
+		case errs.Is(err, errs.Invalid):
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusBadRequest, "newpassword", data)
+		case err != nil:
+			d.Log.ErrorContext(r.Context(), "confirm reset", "err", err)
+			data["Error"] = "The password could not be saved; please try again."
+			render(w, r, d.Log, http.StatusInternalServerError, "newpassword", data)
+		default:
+			data["Done"] = true
+			render(w, r, d.Log, http.StatusOK, "newpassword", data)
 		}
 	})
 }

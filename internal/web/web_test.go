@@ -34,7 +34,7 @@ func setupLink(t *testing.T) (*httptest.Server, *sqldb.DB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(Routes(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clinical: db}))
+	srv := httptest.NewServer(Routes(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clinical: db, ClientAddr: func(r *http.Request) string { return r.RemoteAddr }}))
 	t.Cleanup(srv.Close)
 	return srv, db, token
 }

@@ -1,0 +1,213 @@
+// Package links owns the one-time links Custodia e-mails: password reset
+// (AUTH-07) and invitations. Both answer the requester identically, in
+// content and in time, whether or not the address has an account (AUTH-06),
+// and the e-mails carry a notice and a link, nothing confidential (WEB-07).
+package links
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Lifetimes of the links.
+const (
+	ResetTTL  = 30 * time.Minute
+	InviteTTL = 7 * 24 * time.Hour
+)
+
+// answerTime is the least time a reset or invitation request takes, so the
+// work done for an existing account cannot be told from the work skipped
+// for a missing one.
+const answerTime = 250 * time.Millisecond
+
+// Service issues and redeems links.
+type Service struct {
+	DB      *sqldb.DB
+	Gate    *gate.Gate
+	Mail    mail.Sender
+	BaseURL string // e.g. https://custodia.example.org
+	Log     *slog.Logger
+
+	wg sync.WaitGroup
+}
+
+// Wait blocks until every e-mail started so far is handed over.
+func (s *Service) Wait() { s.wg.Wait() }
+
+// send hands a message to the sender in the background: the request's
+// answer must not wait for, or reveal, a delivery.
+func (s *Service) send(m mail.Message) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := s.Mail.Send(ctx, m); err != nil && s.Log != nil {
+			s.Log.Error("send e-mail", "subject", m.Subject, "err", err)
+		}
+	}()
+}
+
+func pad(start time.Time) {
+	if d := answerTime - time.Since(start); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (s *Service) link(kind, token string) string {
+	return strings.TrimRight(s.BaseURL, "/") + "/" + kind + "/" + token
+}
+
+// RequestReset starts a password reset for the address. It returns nil
+// whether or not an account exists; only a malformed address is an error.
+func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) error {
+	start := time.Now()
+	defer pad(start)
+	norm, err := accounts.NormalizeEmail(email)
+	if err != nil {
+		return err
+	}
+	ev := audit.Event{Action: "auth.reset_request", RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, Security: true}
+	var token string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		acc, err := accounts.ByEmail(ctx, tx, norm)
+		switch {
+		case errs.Is(err, errs.NotFound):
+			ev.Outcome = audit.Failure
+		case err != nil:
+			return err
+		default:
+			if token, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
+				return err
+			}
+			ev.ActorAccount, ev.Outcome = acc.ID, audit.Success
+		}
+		_, err = audit.Append(ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the reset could not be started; try again later")
+	}
+	if token != "" {
+		s.send(mail.Message{To: norm, Subject: "Reset your Custodia password", Text: fmt.Sprintf(
+			"Someone, probably you, asked to reset the password of your Custodia account.\n\n"+
+				"Choose a new password here (the link works once, for %d minutes):\n\n  %s\n\n"+
+				"If you did not ask for this, ignore this e-mail: your password stays as it is.\n",
+			int(ResetTTL/time.Minute), s.link("reset", token))})
+	}
+	return nil
+}
+
+// ConfirmReset consumes a reset link and sets the new password. In the same
+// transaction it ends every session of the account and lifts a lockout, so
+// whoever held a stolen session is out (AUTH-07).
+func (s *Service) ConfirmReset(ctx context.Context, token, password string, a gate.Actor) error {
+	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		id, err := accounts.RedeemToken(ctx, tx, accounts.PurposeReset, token)
+		if err != nil {
+			return err
+		}
+		acc, err := accounts.ByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := accounts.SetPassword(ctx, tx, acc, password, accounts.DefaultPolicy); err != nil {
+			return err
+		}
+		if err := sessions.RevokeAllIn(ctx, tx, acc.ID, time.Now()); err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx, audit.Event{
+			Action: "auth.reset", ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent,
+			ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
+		})
+		return err
+	})
+}
+
+// PeekReset reports whether a reset link is still usable, for the page that
+// shows its form.
+func (s *Service) PeekReset(ctx context.Context, token string) error {
+	_, err := accounts.PeekToken(ctx, s.DB, accounts.PurposeReset, token)
+	return err
+}
+
+// Invitation asks a person to join an organization with a role.
+type Invitation struct {
+	Email   string
+	Role    authz.Role
+	StudyID string
+	SiteID  string
+}
+
+// Invite gives the person the role and e-mails them: a link to choose a
+// password when the address has no account yet, a notice otherwise. The
+// answer is the same in both cases.
+func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Invitation) error {
+	start := time.Now()
+	defer pad(start)
+	norm, err := accounts.NormalizeEmail(inv.Email)
+	if err != nil {
+		return err
+	}
+	if _, err := authz.ParseRole(string(inv.Role)); err != nil {
+		return err
+	}
+	org, err := orgs.OrganizationBySlug(ctx, s.DB, slug)
+	if err != nil {
+		return gate.ErrDenied
+	}
+	var token string
+	err = s.Gate.Do(ctx, a, org.ID, "member.invite", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.MemberInvite, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		if inv.SiteID != "" && inv.StudyID == "" {
+			site, err := orgs.SiteByID(ctx, t, org.ID, inv.SiteID)
+			if err != nil {
+				return err
+			}
+			inv.StudyID = site.StudyID
+		}
+		grant := authz.Assignment{OrgID: org.ID, Role: inv.Role, StudyID: inv.StudyID, SiteID: inv.SiteID}
+		if !authz.CanGrant(t.Subject, grant) {
+			return errs.E(errs.Forbidden, "you cannot grant the role %s: it holds permissions you do not have", inv.Role)
+		}
+		acc, created, err := accounts.Enrol(ctx, t.Tx, norm, "", grant)
+		if err != nil {
+			return err
+		}
+		t.Object("account", acc.ID)
+		t.Detail("role", string(inv.Role))
+		t.Security()
+		if created || !acc.HasPassword {
+			token, err = accounts.IssueToken(ctx, t.Tx, acc.ID, accounts.PurposeSetup, InviteTTL)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	text := fmt.Sprintf("You have been given access to %s in Custodia.\n\nSign in at %s\n", org.Name, strings.TrimRight(s.BaseURL, "/")+"/")
+	if token != "" {
+		text = fmt.Sprintf("You have been invited to %s in Custodia.\n\n"+
+			"Choose your password here (the link works once, for 7 days):\n\n  %s\n", org.Name, s.link("setup", token))
+	}
+	s.send(mail.Message{To: norm, Subject: "Your access to Custodia", Text: text})
+	return nil
+}
