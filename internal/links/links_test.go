@@ -1,0 +1,237 @@
+package links
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+type fixture struct {
+	svc            *Service
+	outbox         string
+	org            orgs.Organization
+	admin, manager gate.Actor
+	sess           *sessions.Store
+}
+
+const userPassword = "an old but sturdy passphrase"
+
+func setup(t *testing.T, d sqldb.Dialect) fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := sqldbtest.Open(t, d, sqldb.Clinical)
+	f := fixture{outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{DB: db, Limits: sessions.DefaultLimits}}
+	f.svc = &Service{DB: db, Gate: &gate.Gate{DB: db}, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {
+			return err
+		}
+		a, _, err := accounts.Enrol(ctx, tx, "admin@clinic.example", "", authz.Assignment{OrgID: f.org.ID, Role: authz.OrgAdmin})
+		if err != nil {
+			return err
+		}
+		m, _, err := accounts.Enrol(ctx, tx, "manager@clinic.example", "", authz.Assignment{OrgID: f.org.ID, Role: authz.OrgManager})
+		if err != nil {
+			return err
+		}
+		f.admin, f.manager = gate.Actor{AccountID: a.ID}, gate.Actor{AccountID: m.ID}
+		u, err := accounts.Create(ctx, tx, "user@clinic.example", "Una User")
+		if err != nil {
+			return err
+		}
+		return accounts.SetPassword(ctx, tx, u, userPassword, accounts.DefaultPolicy)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// mails returns the texts of the messages in the outbox addressed to to.
+func (f fixture) mails(t *testing.T, to string) []string {
+	t.Helper()
+	f.svc.Wait()
+	files, _ := filepath.Glob(filepath.Join(f.outbox, "*.eml"))
+	var out []string
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "\r\nTo: "+to+"\r\n") {
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+var linkPattern = regexp.MustCompile(`https://custodia\.clinic\.example/(reset|setup)/([A-Za-z0-9_-]{43})`)
+
+func TestAUTH07_ResetLinkIsSingleUseAndEndsEverySession(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		stolen, _, err := f.sess.SignIn(ctx, "user@clinic.example", userPassword, "198.51.100.7", "thief")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.svc.RequestReset(ctx, "User@Clinic.example", gate.Actor{RemoteAddr: "192.0.2.1"}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := f.mails(t, "user@clinic.example")
+		if len(msgs) != 1 {
+			t.Fatalf("%d reset mails, want 1", len(msgs))
+		}
+		m := linkPattern.FindStringSubmatch(msgs[0])
+		if m == nil || m[1] != "reset" {
+			t.Fatalf("no reset link in:\n%s", msgs[0])
+		}
+		token := m[2]
+		if err := f.svc.ConfirmReset(ctx, token, "short", gate.Actor{}); !errs.Is(err, errs.Invalid) {
+			t.Errorf("weak new password: %v", err)
+		}
+		if err := f.svc.ConfirmReset(ctx, token, "a brand new passphrase", gate.Actor{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.sess.Lookup(ctx, stolen); !errs.Is(err, errs.Unauthenticated) {
+			t.Errorf("a session from before the reset still works: %v", err)
+		}
+		if err := f.svc.ConfirmReset(ctx, token, "yet another passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
+			t.Errorf("reused reset link: %v, want NotFound", err)
+		}
+		if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", "a brand new passphrase"); err != nil {
+			t.Errorf("new password: %v", err)
+		}
+		if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", userPassword); err == nil {
+			t.Error("old password still works")
+		}
+	})
+}
+
+func TestAUTH07_ResetLinkExpiresAfterThirtyMinutes(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{})
+	token := linkPattern.FindStringSubmatch(f.mails(t, "user@clinic.example")[0])[2]
+	var expires, created int64
+	f.svc.DB.QueryRowContext(ctx, `SELECT expires_at, created_at FROM account_tokens WHERE purpose = 'reset'`).Scan(&expires, &created)
+	if got := time.Duration(expires-created) * time.Microsecond; got != 30*time.Minute {
+		t.Errorf("reset link lives %s, want 30m", got)
+	}
+	// Age the link past its end, as the clock would.
+	f.svc.DB.ExecContext(ctx, `UPDATE account_tokens SET expires_at = $1 WHERE purpose = 'reset'`, time.Now().Add(-time.Second).UnixMicro())
+	if err := f.svc.ConfirmReset(ctx, token, "a brand new passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
+		t.Errorf("expired link: %v, want NotFound", err)
+	}
+}
+
+func TestAUTH06_ResetAnswersAlikeForUnknownAddress(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	for _, email := range []string{"user@clinic.example", "nobody@clinic.example"} {
+		start := time.Now()
+		err := f.svc.RequestReset(ctx, email, gate.Actor{})
+		if err != nil {
+			t.Errorf("%s: %v", email, err)
+		}
+		if time.Since(start) < answerTime {
+			t.Errorf("%s answered in %s, before the padded time", email, time.Since(start))
+		}
+	}
+	if n := len(f.mails(t, "nobody@clinic.example")); n != 0 {
+		t.Errorf("mail sent to an address without account")
+	}
+}
+
+func TestWEB07_EmailsCarryNoConfidentialData(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{})
+	if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "new@clinic.example", Role: authz.OrgManager}); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"user@clinic.example", "new@clinic.example"} {
+		for _, m := range f.mails(t, to) {
+			for _, secret := range []string{userPassword, f.org.ID, "Una User"} {
+				if strings.Contains(m, secret) {
+					t.Errorf("mail to %s contains %q", to, secret)
+				}
+			}
+			if !linkPattern.MatchString(m) {
+				t.Errorf("mail to %s has no link into the application", to)
+			}
+		}
+	}
+}
+
+func TestInvitationCreatesAccountWithRoleAndSetupLink(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "new@clinic.example", Role: authz.OrgManager}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := f.mails(t, "new@clinic.example")
+		if len(msgs) != 1 {
+			t.Fatalf("%d invitation mails", len(msgs))
+		}
+		m := linkPattern.FindStringSubmatch(msgs[0])
+		if m == nil || m[1] != "setup" {
+			t.Fatalf("no setup link in %s", msgs[0])
+		}
+		acc, err := accounts.CompleteSetup(ctx, f.svc.DB, m[2], "my own fine passphrase")
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, _ := authz.AssignmentsOf(ctx, f.svc.DB, f.org.ID, acc.ID)
+		if len(as) != 1 || as[0].Role != authz.OrgManager {
+			t.Errorf("roles = %+v", as)
+		}
+		// An existing account gets a notice, no link; the answer is the same.
+		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "user@clinic.example", Role: authz.OrgManager}); err != nil {
+			t.Fatal(err)
+		}
+		notice := f.mails(t, "user@clinic.example")
+		if len(notice) != 1 || strings.Contains(notice[0], "/setup/") || !strings.Contains(notice[0], "https://custodia.clinic.example/") {
+			t.Errorf("existing account's notice: %v; want a sign-in link and no setup link", notice)
+		}
+	})
+}
+
+func TestACL_InvitationCannotGrantMoreThanTheInviterHolds(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	err := f.svc.Invite(ctx, f.manager, f.org.Slug, Invitation{Email: "boss@clinic.example", Role: authz.OrgAdmin})
+	if !errs.Is(err, errs.Forbidden) {
+		t.Errorf("manager granting org-admin: %v, want Forbidden", err)
+	}
+	if _, err := accounts.ByEmail(ctx, f.svc.DB, "boss@clinic.example"); err == nil {
+		t.Error("the refused invitation created an account")
+	}
+	if err := f.svc.Invite(ctx, f.manager, f.org.Slug, Invitation{Email: "peer@clinic.example", Role: authz.OrgManager}); err != nil {
+		t.Errorf("manager inviting a manager: %v", err)
+	}
+	outsider := gate.Actor{AccountID: "aaaaaaaaaaaaaaaaaaaaaaaaaa"}
+	if err := f.svc.Invite(ctx, outsider, f.org.Slug, Invitation{Email: "x@clinic.example", Role: authz.Participant}); !errs.Is(err, errs.NotFound) {
+		t.Errorf("outsider inviting: %v, want NotFound", err)
+	}
+	if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "x@clinic.example", Role: "wizard"}); !errs.Is(err, errs.Invalid) {
+		t.Errorf("unknown role: %v, want Invalid", err)
+	}
+}
