@@ -57,7 +57,7 @@ const minCommonCore = 4
 //     7→t, @→a, $→s, and 1 read either as i or as l (every 1 the same way),
 //     so "P@ssw0rd!" and "$hadow1" match.
 //
-// A variant shorter than four characters is not looked up. Only whole
+// A trimmed variant shorter than four characters is not looked up. Only whole
 // variants are compared: a password that merely contains a common word, such
 // as a passphrase of several words, is not refused for it.
 func IsCommonPassword(pw string) bool {
