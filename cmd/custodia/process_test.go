@@ -419,118 +419,150 @@ func storedSites(t *testing.T, url, studyID string) map[string]bool {
 	return ids
 }
 
+// killedRun is a server that SIGKILL ended while several clients were
+// creating sites in one study.
+type killedRun struct {
+	clinical, identity string   // the databases' URLs
+	data               string   // the data folder
+	args               []string // the serve flags, to restart on the same databases
+	admin              [2]string
+	study              string
+	sitesPath          string
+	first              *server
+	acked              []string // ids of the sites whose 201 reached a client
+}
+
+// killMidWrites starts `serve --demo` on fresh databases of dialect d, makes
+// a study, lets four clients create sites in it until enough are
+// acknowledged or time is up, and kills the server with SIGKILL while they
+// are still writing.
+func killMidWrites(t *testing.T, d sqldb.Dialect) *killedRun {
+	t.Helper()
+	k := &killedRun{
+		clinical: sqldbtest.URL(t, d),
+		identity: sqldbtest.URL(t, d),
+		data:     filepath.Join(t.TempDir(), "data"),
+	}
+	k.args = []string{"--demo", "--addr", "127.0.0.1:0", "--data", k.data,
+		"--database", k.clinical, "--identity-database", k.identity}
+
+	first := serve(t, "", nil, k.args...)
+	k.first = first
+	admin, ok := first.demoLogins()["org-admin"]
+	if !ok {
+		t.Fatalf("no org-admin login printed\n%s", first.describe())
+	}
+	k.admin = admin
+	c := newClient(first.url, first.fingerprint)
+	c.login(t, admin[0], admin[1])
+	ctx := context.Background()
+	study, err := c.create(ctx, "/api/v1/orgs/demo/studies", map[string]string{"kind": "study", "name": "Kill Test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.study = study
+	k.sitesPath = "/api/v1/orgs/demo/studies/" + study + "/sites"
+
+	const (
+		writers   = 4
+		enough    = 400
+		writeTime = 1500 * time.Millisecond
+	)
+	var (
+		mu        sync.Mutex
+		acked     []string
+		attempts  int
+		killed    bool
+		earlyErrs []error
+		wg        sync.WaitGroup
+	)
+	progress := make(chan struct{}, 1)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				mu.Lock()
+				stop := killed
+				if !stop {
+					attempts++
+				}
+				mu.Unlock()
+				if stop {
+					return
+				}
+				id, err := c.create(ctx, k.sitesPath, map[string]string{"name": fmt.Sprintf("Site %d-%d", w, i)})
+				mu.Lock()
+				if err == nil {
+					acked = append(acked, id)
+				} else if !killed {
+					earlyErrs = append(earlyErrs, err)
+				}
+				stop = killed || err != nil
+				mu.Unlock()
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
+				if stop {
+					return
+				}
+			}
+		}()
+	}
+
+	deadline := time.After(writeTime)
+writing:
+	for {
+		select {
+		case <-deadline:
+			break writing
+		case <-progress:
+			mu.Lock()
+			n, failed := len(acked), len(earlyErrs) > 0
+			mu.Unlock()
+			if n >= enough || failed {
+				break writing
+			}
+		}
+	}
+	mu.Lock()
+	killed = true
+	mu.Unlock()
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL: %v", err)
+	}
+	first.wait(t, 10*time.Second)
+	wg.Wait()
+	if ws, ok := first.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the server was not ended by SIGKILL: %v", first.cmd.ProcessState)
+	}
+	for _, err := range earlyErrs {
+		t.Errorf("a write failed before the kill: %v", err)
+	}
+	if len(acked) < 10 {
+		t.Fatalf("only %d writes were acknowledged before the kill; too few to prove anything", len(acked))
+	}
+	t.Logf("%s: %d writes acknowledged, %d in flight at the kill", d, len(acked), attempts-len(acked))
+	k.acked = acked
+	return k
+}
+
 // TestAVL03_KilledServerKeepsEveryAcknowledgedWrite kills the server with
 // SIGKILL while several clients are writing, restarts it on the same
 // databases and checks that every write whose 201 reached a client is there,
 // and that the databases are intact.
 func TestAVL03_KilledServerKeepsEveryAcknowledgedWrite(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
-		clinical := sqldbtest.URL(t, d)
-		identity := sqldbtest.URL(t, d)
-		data := filepath.Join(t.TempDir(), "data")
-		args := []string{"--demo", "--addr", "127.0.0.1:0", "--data", data,
-			"--database", clinical, "--identity-database", identity}
-
-		first := serve(t, "", nil, args...)
-		admin, ok := first.demoLogins()["org-admin"]
-		if !ok {
-			t.Fatalf("no org-admin login printed\n%s", first.describe())
-		}
-		c := newClient(first.url, first.fingerprint)
-		c.login(t, admin[0], admin[1])
+		k := killMidWrites(t, d)
+		clinical, identity, args := k.clinical, k.identity, k.args
+		first, admin, acked, sitesPath := k.first, k.admin, k.acked, k.sitesPath
 		ctx := context.Background()
-		study, err := c.create(ctx, "/api/v1/orgs/demo/studies", map[string]string{"kind": "study", "name": "Kill Test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sitesPath := "/api/v1/orgs/demo/studies/" + study + "/sites"
-
-		const (
-			writers   = 4
-			enough    = 400
-			writeTime = 1500 * time.Millisecond
-		)
-		var (
-			mu        sync.Mutex
-			acked     []string
-			attempts  int
-			killed    bool
-			earlyErrs []error
-			wg        sync.WaitGroup
-		)
-		progress := make(chan struct{}, 1)
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					mu.Lock()
-					stop := killed
-					if !stop {
-						attempts++
-					}
-					mu.Unlock()
-					if stop {
-						return
-					}
-					id, err := c.create(ctx, sitesPath, map[string]string{"name": fmt.Sprintf("Site %d-%d", w, i)})
-					mu.Lock()
-					if err == nil {
-						acked = append(acked, id)
-					} else if !killed {
-						earlyErrs = append(earlyErrs, err)
-					}
-					stop = killed || err != nil
-					mu.Unlock()
-					select {
-					case progress <- struct{}{}:
-					default:
-					}
-					if stop {
-						return
-					}
-				}
-			}()
-		}
-
-		deadline := time.After(writeTime)
-	writing:
-		for {
-			select {
-			case <-deadline:
-				break writing
-			case <-progress:
-				mu.Lock()
-				n, failed := len(acked), len(earlyErrs) > 0
-				mu.Unlock()
-				if n >= enough || failed {
-					break writing
-				}
-			}
-		}
-		mu.Lock()
-		killed = true
-		mu.Unlock()
-		if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("SIGKILL: %v", err)
-		}
-		first.wait(t, 10*time.Second)
-		wg.Wait()
-		if ws, ok := first.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("the server was not ended by SIGKILL: %v", first.cmd.ProcessState)
-		}
-		for _, err := range earlyErrs {
-			t.Errorf("a write failed before the kill: %v", err)
-		}
-		if len(acked) < 10 {
-			t.Fatalf("only %d writes were acknowledged before the kill; too few to prove anything", len(acked))
-		}
-		t.Logf("%s: %d writes acknowledged, %d in flight at the kill", d, len(acked), attempts-len(acked))
 
 		// The files and tables as the killed process left them.
 		checkDatabaseIntegrity(t, clinical)
 		checkDatabaseIntegrity(t, identity)
-		stored := storedSites(t, clinical, study)
+		stored := storedSites(t, clinical, k.study)
 		var missing []string
 		for _, id := range acked {
 			if !stored[id] {

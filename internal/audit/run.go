@@ -50,6 +50,9 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 		case <-timer.C:
 		}
 		ok, err := acquireLease(ctx, l.DB, leaseName, holder, ttl)
+		if ctx.Err() != nil {
+			continue // stopping: the branch above releases a held lease
+		}
 		if err != nil {
 			l.logErr(ctx, "audit sequencer: lease", err)
 		}

@@ -103,8 +103,8 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		Verifier:   v,
 		Checkpoint: cp,
 		Progress: func(done, total int64) {
-			// A line per tenth of the trail, and one at the end.
-			if total > 0 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
+			// On long runs, a line per tenth of the trail and one at the end.
+			if total >= 10000 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
 				fmt.Fprintf(env.Stderr, "verified %d of %d events\n", done, total)
 				printed = done
 			}
