@@ -13,7 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/custodia/custodia/internal/errs"
 )
@@ -55,7 +57,25 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if k == errs.Internal || k == errs.Unavailable {
 		log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "err", err)
 	}
+	if k == errs.RateLimited {
+		setRetryAfter(w, err)
+	}
 	writeJSONError(w, statusOf(k), k.String(), errs.SafeMessage(err))
+}
+
+// retryAfterer is the cause of a refusal that knows when to come back
+// (ratelimit.Exceeded).
+type retryAfterer interface{ RetryAfter() time.Duration }
+
+// setRetryAfter sets Retry-After in whole seconds, rounded up and at least
+// one, when err says how long to wait (AUTH-05).
+func setRetryAfter(w http.ResponseWriter, err error) {
+	var ra retryAfterer
+	if !errors.As(err, &ra) || ra.RetryAfter() <= 0 {
+		return
+	}
+	secs := max(1, int64((ra.RetryAfter()+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 }
 
 func writeJSONError(w http.ResponseWriter, status int, code, message string) {

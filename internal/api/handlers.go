@@ -49,6 +49,10 @@ type accountJSON struct {
 	ID string `json:"id"`
 }
 
+// handleLogin signs a person in. A failed check is 401 with one body for an
+// unknown address, a wrong password and a locked account alike (AUTH-06); a
+// refusal by a rate limit is 429 with Retry-After (AUTH-05). Neither sets a
+// cookie.
 func handleLogin(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req loginRequest

@@ -151,13 +151,18 @@ func runInit(ctx context.Context, env Env, args []string) error {
 func runUser(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(env.Stdout, "Usage: custodia user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--password-stdin]")
+		fmt.Fprintln(env.Stdout, "       custodia user unlock --org SLUG --email EMAIL")
 		if len(args) == 0 {
-			return usageError{"missing subcommand (want: add)"}
+			return usageError{"missing subcommand (want: add, unlock)"}
 		}
 		return nil
 	}
-	if args[0] != "add" {
-		return usageError{fmt.Sprintf("unknown subcommand %q (want: add)", args[0])}
+	switch args[0] {
+	case "add":
+	case "unlock":
+		return runUserUnlock(ctx, env, args[1:])
+	default:
+		return usageError{fmt.Sprintf("unknown subcommand %q (want: add, unlock)", args[0])}
 	}
 	fs := newFlags(env, "user add", "user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--name NAME] [--password-stdin]")
 	cfg := instanceFlags(fs)

@@ -35,7 +35,7 @@ func commands() []command {
 		{"serve", "run the HTTPS server", runServe},
 		{"init", "create the first organization and its administrator", runInit},
 		{"migrate", "bring both databases' schemas up to date", runMigrate},
-		{"user", "manage accounts: user add", runUser},
+		{"user", "manage accounts: user add, user unlock", runUser},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
 		{"version", "print the version", runVersion},
 	}

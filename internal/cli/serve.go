@@ -53,6 +53,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return usageError{fmt.Sprintf("--log-level: unknown level %q", o.logLevel)}
 	}
 	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log) // operator alerts from domain packages join the same log
 
 	// Everything that can be checked without writing is checked first, so a
 	// bad setting leaves no trace.

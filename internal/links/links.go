@@ -18,8 +18,10 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -73,6 +75,23 @@ func (s *Service) link(kind, token string) string {
 	return strings.TrimRight(s.BaseURL, "/") + "/" + kind + "/" + token
 }
 
+// Limits of the link endpoints (AUTH-05), per source address and, for reset
+// requests, per named address whether or not it has an account.
+var (
+	resetPerAddress   = ratelimit.Rule{Limit: 10, Window: time.Minute}
+	resetPerAccount   = ratelimit.Rule{Limit: 3, Window: 15 * time.Minute}
+	confirmPerAddress = ratelimit.Rule{Limit: 20, Window: time.Minute}
+)
+
+func (s *Service) limit(ctx context.Context, rules ...ratelimit.Rule) error {
+	return (&ratelimit.Limiter{DB: s.DB}).Check(ctx, rules...)
+}
+
+func rule(r ratelimit.Rule, bucket string) ratelimit.Rule {
+	r.Bucket = bucket
+	return r
+}
+
 // RequestReset starts a password reset for the address. It returns nil
 // whether or not an account exists; only a malformed address is an error.
 func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) error {
@@ -80,6 +99,11 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 	defer pad(start)
 	norm, err := accounts.NormalizeEmail(email)
 	if err != nil {
+		return err
+	}
+	if err := s.limit(ctx,
+		rule(resetPerAddress, "reset:address:"+ratelimit.AddressKey(a.RemoteAddr)),
+		rule(resetPerAccount, "reset:account:"+ids.Digest(norm))); err != nil {
 		return err
 	}
 	ev := audit.Event{Action: "auth.reset_request", RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, Security: true}
@@ -117,6 +141,9 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 // transaction it ends every session of the account and lifts a lockout, so
 // whoever held a stolen session is out (AUTH-07).
 func (s *Service) ConfirmReset(ctx context.Context, token, password string, a gate.Actor) error {
+	if err := s.limit(ctx, rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))); err != nil {
+		return err
+	}
 	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		id, err := accounts.RedeemToken(ctx, tx, accounts.PurposeReset, token)
 		if err != nil {
@@ -132,12 +159,42 @@ func (s *Service) ConfirmReset(ctx context.Context, token, password string, a ga
 		if err := sessions.RevokeAllIn(ctx, tx, acc.ID, time.Now()); err != nil {
 			return err
 		}
+		// The owner proved control of the address: a lockout ends (AUTH-04).
+		unlocked, err := accounts.Unlock(ctx, tx, acc.ID)
+		if err != nil {
+			return err
+		}
+		if unlocked {
+			orgIDs, err := accounts.Organizations(ctx, tx, acc.ID)
+			if err != nil {
+				return err
+			}
+			for _, org := range append(orgIDs, "") {
+				if _, err := audit.Append(ctx, tx, audit.Event{
+					Action: "account.unlock", OrgID: org, ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr,
+					ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
+					Details: map[string]string{"by": "password-reset"},
+				}); err != nil {
+					return err
+				}
+			}
+		}
 		_, err = audit.Append(ctx, tx, audit.Event{
 			Action: "auth.reset", ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent,
 			ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
 		})
 		return err
 	})
+}
+
+// CompleteSetup consumes a setup or invitation link and stores the
+// account's first password.
+func (s *Service) CompleteSetup(ctx context.Context, token, password string, a gate.Actor) error {
+	if err := s.limit(ctx, rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))); err != nil {
+		return err
+	}
+	_, err := accounts.CompleteSetup(ctx, s.DB, token, password)
+	return err
 }
 
 // PeekReset reports whether a reset link is still usable, for the page that

@@ -235,3 +235,34 @@ func TestACL_InvitationCannotGrantMoreThanTheInviterHolds(t *testing.T) {
 		t.Errorf("unknown role: %v, want Invalid", err)
 	}
 }
+
+func TestAUTH04_PasswordResetLiftsLockout(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	for range accounts.LockAfter {
+		f.sess.SignIn(ctx, "user@clinic.example", "a wrong guess entirely", "192.0.2.9", "t")
+	}
+	if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", userPassword); err == nil {
+		t.Fatal("locked account signed in")
+	}
+	f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{RemoteAddr: "192.0.2.11"})
+	token := linkPattern.FindStringSubmatch(f.mails(t, "user@clinic.example")[0])[2]
+	if err := f.svc.ConfirmReset(ctx, token, "a brand new passphrase", gate.Actor{RemoteAddr: "192.0.2.11"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", "a brand new passphrase"); err != nil {
+		t.Errorf("sign-in after reset: %v", err)
+	}
+}
+
+func TestAUTH05_ResetRequestsAreRateLimited(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	var err error
+	for i := 0; i < 5 && err == nil; i++ {
+		err = f.svc.RequestReset(ctx, "nobody@clinic.example", gate.Actor{RemoteAddr: "203.0.113.5"})
+	}
+	if !errs.Is(err, errs.RateLimited) {
+		t.Errorf("repeated reset requests for one address: %v, want RateLimited", err)
+	}
+}

@@ -10,12 +10,15 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/links"
+	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -123,8 +126,12 @@ func handleSetup(d Deps) http.Handler {
 			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
 			return
 		}
-		_, err := accounts.CompleteSetup(r.Context(), d.Clinical, token, pw)
+		err := d.Links.CompleteSetup(r.Context(), token, pw, requester(d, r))
 		switch {
+		case errs.Is(err, errs.RateLimited):
+			tooMany(w, err)
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusTooManyRequests, "setup", data)
 		case errs.Is(err, errs.NotFound):
 			data["Invalid"] = true
 			render(w, r, d.Log, http.StatusNotFound, "setup", data)
@@ -162,6 +169,10 @@ func handleReset(d Deps) http.Handler {
 		}
 		err := d.Links.RequestReset(r.Context(), r.PostForm.Get("email"), requester(d, r))
 		switch {
+		case errs.Is(err, errs.RateLimited):
+			tooMany(w, err)
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusTooManyRequests, "reset", data)
 		case errs.Is(err, errs.Invalid):
 			data["Error"] = errs.SafeMessage(err)
 			render(w, r, d.Log, http.StatusBadRequest, "reset", data)
@@ -205,6 +216,10 @@ func handleNewPassword(d Deps) http.Handler {
 		}
 		err := d.Links.ConfirmReset(r.Context(), token, pw, requester(d, r))
 		switch {
+		case errs.Is(err, errs.RateLimited):
+			tooMany(w, err)
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusTooManyRequests, "newpassword", data)
 		case errs.Is(err, errs.NotFound):
 			data["Invalid"] = true
 			render(w, r, d.Log, http.StatusNotFound, "newpassword", data)
@@ -220,4 +235,10 @@ func handleNewPassword(d Deps) http.Handler {
 			render(w, r, d.Log, http.StatusOK, "newpassword", data)
 		}
 	})
+}
+
+// tooMany sets Retry-After for a rate-limited answer.
+func tooMany(w http.ResponseWriter, err error) {
+	secs := int(math.Ceil(ratelimit.RetryAfter(err).Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 }

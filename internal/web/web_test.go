@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/links"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -34,7 +37,11 @@ func setupLink(t *testing.T) (*httptest.Server, *sqldb.DB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(Routes(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clinical: db, ClientAddr: func(r *http.Request) string { return r.RemoteAddr }}))
+	srv := httptest.NewServer(Routes(Deps{
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clinical: db,
+		Links:      &links.Service{DB: db, Gate: &gate.Gate{DB: db}, Mail: &mail.Outbox{Dir: t.TempDir()}, BaseURL: "https://x.example"},
+		ClientAddr: func(r *http.Request) string { return r.RemoteAddr },
+	}))
 	t.Cleanup(srv.Close)
 	return srv, db, token
 }

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// runUserUnlock lifts the lockout of a member of an organization (AUTH-04).
+// The unlock is recorded as the operator's security event in each of the
+// account's organizations, as its lock was.
+func runUserUnlock(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "user unlock", "user unlock --org SLUG --email EMAIL")
+	cfg := instanceFlags(fs)
+	slug := fs.String("org", "", "the organization's `slug` (required)")
+	email := fs.String("email", "", "the person's e-mail `address` (required)")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	if *slug == "" || *email == "" {
+		return usageError{"--org and --email are required"}
+	}
+	normEmail, err := accounts.NormalizeEmail(*email)
+	if err != nil {
+		return err
+	}
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	org, err := orgs.OrganizationBySlug(ctx, inst.Clinical, *slug)
+	if err != nil {
+		return err
+	}
+	notMember := errs.E(errs.NotFound, "%s has no account in %s", normEmail, org.Slug)
+	var unlocked bool
+	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+		acc, err := accounts.ByEmail(ctx, tx, normEmail)
+		if errs.Is(err, errs.NotFound) {
+			return notMember
+		}
+		if err != nil {
+			return err
+		}
+		roles, err := authz.AssignmentsOf(ctx, tx, org.ID, acc.ID)
+		if err != nil {
+			return err
+		}
+		if len(roles) == 0 {
+			return notMember
+		}
+		if unlocked, err = accounts.Unlock(ctx, tx, acc.ID); err != nil || !unlocked {
+			return err
+		}
+		orgIDs, err := accounts.Organizations(ctx, tx, acc.ID)
+		if err != nil {
+			return err
+		}
+		var evs []audit.Event
+		for _, id := range orgIDs {
+			evs = append(evs, audit.Event{Action: "account.unlock", OrgID: id,
+				ObjectType: "account", ObjectID: acc.ID, Security: true})
+		}
+		return operatorEvents(ctx, tx, evs...)
+	})
+	if err != nil {
+		return err
+	}
+	if unlocked {
+		fmt.Fprintf(env.Stdout, "Unlocked the account %s; it can sign in again.\n", normEmail)
+	} else {
+		fmt.Fprintf(env.Stdout, "The account %s is not locked; nothing changed.\n", normEmail)
+	}
+	return nil
+}
