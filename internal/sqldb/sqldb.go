@@ -166,6 +166,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		"synchronous(FULL)",
 		"foreign_keys(1)",
 		"busy_timeout(10000)",
+		// Deleted content (a destroyed key, a purged value) is overwritten,
+		// not left in free pages (LIFE-03).
+		"secure_delete(1)",
 	} {
 		q.Add("_pragma", p)
 	}

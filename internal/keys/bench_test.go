@@ -1,0 +1,101 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"testing"
+
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+var benchSizes = []int{64, 4 << 10}
+
+func sizeName(n int) string {
+	if n >= 1<<10 {
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// BenchmarkXChaCha20Poly1305 is the baseline: the bare AEAD with a fixed
+// nonce and no header, to compare Seal and Open against.
+func BenchmarkXChaCha20Poly1305(b *testing.B) {
+	dk := testKey(b, OrgScope("org1"), 1)
+	nonce := make([]byte, NonceSize)
+	ad := associatedData(make([]byte, HeaderSize), testContext)
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			pt := make([]byte, n)
+			out := make([]byte, 0, n+TagSize)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				out = dk.aead.Seal(out[:0], nonce, pt, ad)
+			}
+		})
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	dk := testKey(b, OrgScope("org1"), 1)
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			pt := make([]byte, n)
+			rand.Read(pt)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				if _, err := Seal(dk, pt, testContext); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	dk := testKey(b, OrgScope("org1"), 1)
+	ring := staticRing{}.add(dk)
+	ctx := context.Background()
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			pt := make([]byte, n)
+			rand.Read(pt)
+			s := mustSeal(b, dk, pt, testContext)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				if _, err := Open(ctx, ring, s, testContext); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpenThroughKeyring adds what every Open through a Keyring pays:
+// one read of the key's row (SQLite), with the unwrapped key cached.
+func BenchmarkOpenThroughKeyring(b *testing.B) {
+	ctx := context.Background()
+	k := newKeyring(b, sqldb.SQLite)
+	var dk DataKey
+	if err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		dk, err = k.Current(ctx, tx, OrgScope("org1"))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ad := testContext
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			pt := make([]byte, n)
+			s := mustSeal(b, dk, pt, ad)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				if _, err := Open(ctx, k, s, ad); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
