@@ -48,7 +48,7 @@ func TestLayers(t *testing.T) {
 		why       string
 	}{
 		{
-			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/oversight"},
+			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/oversight", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin"},
 			forbidden: []string{"net/http"},
 			why:       "domain packages know nothing of HTTP",
 		},

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
@@ -52,27 +51,25 @@ type accountJSON struct {
 // handleLogin signs a person in. A failed check is 401 with one body for an
 // unknown address, a wrong password and a locked account alike (AUTH-06); a
 // refusal by a rate limit is 429 with Retry-After (AUTH-05). Neither sets a
-// cookie.
+// cookie. A right password for an account that must give or set up a second
+// factor (AUTH-08, AUTH-09) is answered with a challenge and no cookie.
 func handleLogin(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req loginRequest
 		if err := decode(r, &req); err != nil {
-			writeError(w, r, d.Log, err)
-			return
+			return err
 		}
-		token, sess, err := d.Sessions.SignIn(r.Context(), req.Email, req.Password, d.ClientAddr(r), r.UserAgent())
+		st, err := d.Sessions.SignInStep(r.Context(), req.Email, req.Password, d.ClientAddr(r), r.UserAgent())
 		if err != nil {
-			writeError(w, r, d.Log, err)
-			return
+			return err
 		}
-		http.SetCookie(w, &http.Cookie{
-			Name: SessionCookie, Value: token, Path: "/",
-			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		})
-		writeJSON(w, http.StatusOK, map[string]any{
-			"account":    accountJSON{ID: sess.AccountID},
-			"expires_at": sess.ExpiresAt.UTC().Format(time.RFC3339),
-		})
+		if st.Challenge.Token != "" {
+			writeJSON(w, http.StatusOK, challengeOut(st.Challenge))
+			return nil
+		}
+		setSessionCookie(w, st.Token)
+		writeJSON(w, http.StatusOK, sessionOut(st.Session))
+		return nil
 	})
 }
 

@@ -13,6 +13,9 @@ const (
 	AuditRead   Action = "audit.read"
 	// MemberInvite gives a person a role in the organization.
 	MemberInvite Action = "member.invite"
+	// NetworkManage sets the address ranges an organization or a study may
+	// be reached from (ACL-07).
+	NetworkManage Action = "network.manage"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -39,9 +42,9 @@ type Decision struct {
 
 // permissions lists what each built-in role may do within its scope.
 var permissions = map[Role][]Action{
-	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite},
+	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite},
-	StudyAdmin:       {StudyRead, SiteCreate, SiteRead},
+	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage},
 	DataManager:      {StudyRead, SiteRead},
 	SiteInvestigator: {StudyRead, SiteRead},
 	Monitor:          {StudyRead, SiteRead, AuditRead},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/server"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -29,12 +32,15 @@ type serveOptions struct {
 	baseURL  string
 	smtpURL  string
 	mailFrom string
+	// trustedProxy is the --trusted-proxy setting, proxies its parsed form.
+	trustedProxy string
+	proxies      []netip.Prefix
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
 
 func runServe(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "serve", "serve [--addr HOST:PORT] [--data DIR] [--database URL] [--identity-database URL] [--tls-cert FILE --tls-key FILE] [--env ENV] [--demo]")
+	fs := newFlags(env, "serve", "serve [--addr HOST:PORT] [--data DIR] [--database URL] [--identity-database URL] [--tls-cert FILE --tls-key FILE] [--env ENV] [--demo] [--trusted-proxy RANGES]")
 	o := serveOptions{cfg: instanceFlags(fs)}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8443", "`address` to listen on for HTTPS")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM); without it a self-signed certificate is made in the data folder")
@@ -45,6 +51,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")
 	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
+	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -57,7 +64,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 
 	// Everything that can be checked without writing is checked first, so a
 	// bad setting leaves no trace.
-	if err := checkServeOptions(o); err != nil {
+	if err := checkServeOptions(&o); err != nil {
 		return err
 	}
 	var cert tls.Certificate
@@ -87,6 +94,10 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
+	kek, err := keys.OpenLocalKEK(inst.DataDir)
+	if err != nil {
+		return errs.Wrap(errs.KindOf(err), err, "open the key-encryption key")
+	}
 
 	selfSigned := false
 	if o.tlsCert == "" {
@@ -123,7 +134,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if o.baseURL == "" {
 		o.baseURL = url
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL})
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek})
 	defer shells.Links.Wait()
 	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
 	if selfSigned {
@@ -146,8 +157,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 }
 
 // checkServeOptions refuses settings that are malformed, or insecure in
-// production (OPS-01), naming the setting.
-func checkServeOptions(o serveOptions) error {
+// production (OPS-01), naming the setting, and keeps the parsed forms.
+func checkServeOptions(o *serveOptions) error {
 	okEnv := false
 	for _, e := range environments {
 		okEnv = okEnv || o.env == e
@@ -161,6 +172,11 @@ func checkServeOptions(o serveOptions) error {
 	if _, _, err := net.SplitHostPort(o.addr); err != nil {
 		return usageError{fmt.Sprintf("--addr %q: want HOST:PORT", o.addr)}
 	}
+	proxies, err := netpolicy.ParseTrustedProxies(o.trustedProxy)
+	if err != nil {
+		return usageError{errs.SafeMessage(err)}
+	}
+	o.proxies = proxies
 	clinical, identity, err := o.cfg.Targets()
 	if err != nil {
 		return err

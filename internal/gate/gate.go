@@ -2,7 +2,9 @@
 // organization data runs as work inside Gate.Do, which
 //
 //  1. loads the requester's current roles in the organization (so a revoked
-//     role never outlives the request that revoked it),
+//     role never outlives the request that revoked it) and refuses, before
+//     any data is read, a request from outside the network ranges of the
+//     organization or of a study the work names (ACL-07),
 //  2. opens one database transaction and runs the work, which must call
 //     Tx.Authorize for what it touches before it returns: authz decides, and
 //     work that never asked is refused (fail closed),
@@ -24,6 +26,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -48,6 +51,10 @@ type Tx struct {
 	event      audit.Event
 	authorized bool
 	denied     *authz.Decision
+	// network and addr decide whether the requester's address may reach a
+	// study the work names (ACL-07).
+	network netpolicy.Policy
+	addr    string
 }
 
 // ErrDenied is returned by Authorize; work returns it (wrapped or not).
@@ -63,6 +70,9 @@ func (t *Tx) Authorize(action authz.Action, r authz.Resource) error {
 	}
 	if r.SiteID != "" {
 		t.event.SiteID = r.SiteID
+	}
+	if !t.network.AllowsStudy(r.StudyID, t.addr) {
+		return t.refuseNetwork()
 	}
 	if !d.Allow {
 		t.denied = &d
@@ -82,7 +92,19 @@ func (t *Tx) Allowed(action authz.Action, r authz.Resource) bool {
 	if t.denied == nil {
 		t.authorized = true
 	}
-	return authz.Decide(t.Subject, action, r).Allow
+	return t.network.AllowsStudy(r.StudyID, t.addr) && authz.Decide(t.Subject, action, r).Allow
+}
+
+// refuseNetwork denies the request because the requester's address may not
+// reach the study, and ends the transaction at once, so that work which
+// went on regardless could read nothing more through it.
+func (t *Tx) refuseNetwork() error {
+	t.denied = &authz.Decision{Reason: netpolicy.Refusal}
+	t.authorized = false
+	if t.Tx != nil {
+		t.Tx.Rollback()
+	}
+	return ErrDenied
 }
 
 // Object names the object the request is about, for the audit event.
@@ -113,7 +135,18 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	if err != nil {
 		return err
 	}
-	t := &Tx{Subject: subj, event: ev}
+	// Network restriction (ACL-07) comes before any data is read: the
+	// organization's ranges here, a study's as soon as the work names it.
+	network, err := netpolicy.Load(ctx, g.DB, orgID)
+	if err != nil {
+		return err
+	}
+	t := &Tx{Subject: subj, event: ev, network: network, addr: actor.RemoteAddr}
+	if !network.AllowsOrganization(actor.RemoteAddr) {
+		t.event.ActorRole = roleNames(subj)
+		t.denied = &authz.Decision{Reason: netpolicy.Refusal}
+		return g.refuse(ctx, t)
+	}
 	if len(subj.Assignments) == 0 {
 		t.denied = &authz.Decision{Reason: "no role in this organization"}
 		return g.refuse(ctx, t)

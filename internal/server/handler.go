@@ -7,16 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"time"
 
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/netpolicy"
+	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/router"
@@ -56,6 +60,15 @@ type Deps struct {
 	// <data>/outbox. BaseURL is the address links point at.
 	Mail    mail.Sender
 	BaseURL string
+	// KEK wraps TOTP secrets (AUTH-08); without it second factors are
+	// unavailable and accounts that have one cannot sign in. Factors, if
+	// set, is used instead of a service built from KEK.
+	KEK     keys.KEK
+	Factors *mfa.Service
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed (--trusted-proxy); none means the connection's address is
+	// the client's.
+	TrustedProxies []netip.Prefix
 }
 
 // Shells are the route tables of the two shells, for tests that walk them.
@@ -79,15 +92,21 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	if d.BaseURL == "" {
 		d.BaseURL = "https://127.0.0.1:8443"
 	}
+	if d.Factors == nil {
+		d.Factors = &mfa.Service{DB: d.Instance.Clinical, KEK: d.KEK}
+	}
 	lk := &links.Service{DB: d.Instance.Clinical, Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
+	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
-		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, ClientAddr: clientAddr}),
+		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, ClientAddr: addrOf}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
 			Orgs:       &orgs.Service{Gate: g},
 			Oversight:  &oversight.Service{Gate: g},
 			Links:      lk,
-			ClientAddr: clientAddr,
+			Factors:    d.Factors,
+			Networks:   &netadmin.Service{Gate: g},
+			ClientAddr: addrOf,
 		}),
 	}
 	sh.Links = lk
@@ -103,17 +122,18 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	h = limitBody(h)
 	h = refuseMethods(h)
 	h = securityHeaders(h)
-	h = logRequests(d.Log, h)
+	h = logRequests(d.Log, addrOf, h)
 	h = recoverPanics(d.Log, h)
 	return h, sh
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientAddr is the address of the client behind r: the connection's peer,
+// unless the peer is one of the trusted proxies, in which case the right-most
+// address of X-Forwarded-For that is not a trusted proxy (see
+// netpolicy.ClientAddr). Network restriction (ACL-07), rate limits and the
+// audit trail all see this address.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	return netpolicy.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 }
 
 func securityHeaders(next http.Handler) http.Handler {
@@ -183,7 +203,7 @@ func RequestID(ctx context.Context) string {
 
 // logRequests writes one structured line per request. It logs the route
 // pattern rather than the path, so tokens in links never reach the log.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		var b [8]byte
@@ -208,7 +228,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 			slog.Int("status", sw.status),
 			slog.Int("bytes", sw.bytes),
 			slog.Duration("duration", time.Since(start)),
-			slog.String("remote", clientAddr(r)),
+			slog.String("remote", addrOf(r)),
 		)
 	})
 }

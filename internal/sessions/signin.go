@@ -12,7 +12,9 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/ratelimit"
 )
 
@@ -22,7 +24,38 @@ import (
 const addressAlertEvery = time.Hour
 
 // SignIn checks a person's e-mail address and password and starts a
-// session.
+// session, for callers that cannot ask for a second factor: an account that
+// needs one (SignInStep's challenge) fails with ErrSecondStepRequired and
+// gets no session.
+func (s *Store) SignIn(ctx context.Context, email, password, remoteAddr, userAgent string) (string, Session, error) {
+	st, err := s.SignInStep(ctx, email, password, remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, err
+	}
+	if st.Challenge.Token != "" {
+		return "", Session{}, ErrSecondStepRequired
+	}
+	return st.Token, st.Session, nil
+}
+
+// ErrSecondStepRequired is SignIn's answer for an account that must give or
+// set up a second factor.
+var ErrSecondStepRequired = errs.E(errs.Unauthenticated, "this account signs in with a second factor")
+
+// Step is where a right password leads: a session (Token and Session), or,
+// for an account with a second factor or one whose organization requires
+// one (AUTH-08, AUTH-09), a challenge (Challenge.Token set) that the second
+// step, SecondFactor or EnrolConfirm, turns into a session.
+type Step struct {
+	Token     string
+	Session   Session
+	Challenge mfa.Challenge
+}
+
+// SignInStep checks a person's e-mail address and password and either
+// starts a session or, when the account must give or set up a second
+// factor, issues a challenge instead (valid mfa.ChallengeTTL, from this
+// source address only).
 //
 // Before any password is checked, the attempt counts against the limits of
 // its source address and of the e-mail address it names, in the database
@@ -35,47 +68,247 @@ const addressAlertEvery = time.Hour
 //
 // Every attempt, refused, failed or successful, is on the audit trail with
 // its time, address, outcome and, when the e-mail address belongs to an
-// account, that account (AUTH-11); the session and its event commit
-// together. Every failed check is accounts.ErrBadCredentials, whether the
-// account is unknown, locked or the password wrong (AUTH-06).
-func (s *Store) SignIn(ctx context.Context, email, password, remoteAddr, userAgent string) (string, Session, error) {
+// account, that account (AUTH-11); the session or challenge and its event
+// commit together. Every failed check is accounts.ErrBadCredentials, whether
+// the account is unknown, locked or the password wrong (AUTH-06): only a
+// right password learns whether a second factor follows.
+func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, userAgent string) (Step, error) {
 	ev := audit.Event{Action: "auth.login", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
 	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
 	if err := lim.Check(ctx, signInRules(email, remoteAddr)...); err != nil {
 		if !errs.Is(err, errs.RateLimited) {
-			return "", Session{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+			return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 		}
-		if rerr := s.recordRefusal(ctx, lim, ev, email, err); rerr != nil {
-			return "", Session{}, errs.Wrap(errs.Unavailable, rerr, "sign-in unavailable")
+		known, kerr := accounts.KnownID(ctx, s.DB, email)
+		if kerr == nil {
+			kerr = s.recordRefusal(ctx, lim, ev, known, err)
 		}
-		return "", Session{}, err
+		if kerr != nil {
+			return Step{}, errs.Wrap(errs.Unavailable, kerr, "sign-in unavailable")
+		}
+		return Step{}, err
 	}
 	acc, at, err := accounts.Check(ctx, s.DB, email, password)
 	if err != nil {
-		return "", Session{}, s.recordFailure(ctx, ev, at, err)
+		return Step{}, s.recordFailure(ctx, ev, at, err)
 	}
-	var token string
-	var sess Session
+	need, err := mfa.RequirementOf(ctx, s.DB, acc.ID)
+	if err != nil {
+		return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	}
+	var st Step
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		// Fails if another node locked the account since the check.
-		if err := accounts.ResetFailures(ctx, tx, acc.ID); err != nil {
+		if need == mfa.NoSecondFactor {
+			var err error
+			st.Token, st.Session, err = s.start(ctx, tx, ev, acc.ID, remoteAddr, userAgent)
 			return err
+		}
+		// The failure count stands until the second step succeeds, so that
+		// whoever knows the password cannot clear it between guesses at the
+		// code.
+		purpose := mfa.PurposeSecondFactor
+		if need == mfa.MustEnrol {
+			purpose = mfa.PurposeEnrolment
 		}
 		var err error
-		if token, sess, err = s.create(ctx, tx, acc.ID, remoteAddr, userAgent); err != nil {
+		if st.Challenge, err = mfa.IssueChallenge(ctx, tx, acc.ID, purpose, remoteAddr, s.now()); err != nil {
 			return err
 		}
-		ev.ActorAccount, ev.ActorSession, ev.Outcome = acc.ID, sess.ID, audit.Success
+		ev.Action, ev.ActorAccount, ev.Outcome = "auth.challenge", acc.ID, audit.Success
+		ev.Details = map[string]string{"purpose": string(purpose)}
 		_, err = audit.Append(ctx, tx, ev)
 		return err
 	})
 	if errors.Is(err, accounts.ErrBadCredentials) {
-		return "", Session{}, s.recordFailure(ctx, ev, accounts.Attempted{AccountID: acc.ID, Locked: true}, err)
+		return Step{}, s.recordFailure(ctx, ev, accounts.Attempted{AccountID: acc.ID, Locked: true}, err)
 	}
 	if err != nil {
-		return "", Session{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+		return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	}
+	return st, nil
+}
+
+// start begins a session for the account in tx, the transaction of the
+// sign-in's last step, and records auth.login. It fails with
+// accounts.ErrBadCredentials if another node locked the account since its
+// check.
+func (s *Store) start(ctx context.Context, tx *sql.Tx, ev audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
+	if err := accounts.ResetFailures(ctx, tx, accountID); err != nil {
+		return "", Session{}, err
+	}
+	token, sess, err := s.create(ctx, tx, accountID, remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, err
+	}
+	ev.Action, ev.ActorAccount, ev.ActorSession, ev.Outcome = "auth.login", accountID, sess.ID, audit.Success
+	if _, err := audit.Append(ctx, tx, ev); err != nil {
+		return "", Session{}, err
 	}
 	return token, sess, nil
+}
+
+// Limits of the second step (AUTH-05): per source address as for the
+// password, per account, and per challenge, whose lifetime admits
+// ChallengeAttempts codes at once and one a minute after that.
+const (
+	secondAddressBucket   = "second-factor:address:"
+	secondAccountBucket   = "second-factor:account:"
+	secondChallengeBucket = "second-factor:challenge:"
+	ChallengeAttempts     = 5
+)
+
+// SecondFactor is the second step of a sign-in with a second factor: it
+// takes the challenge SignInStep issued and a TOTP or recovery code of the
+// account's factor and starts a session exactly as a password-only sign-in
+// does. The code, the challenge and the session are spent and written in one
+// transaction. Every failure is mfa.ErrChallenge, whatever failed: an
+// unknown, used or expired challenge, one from another address, or a wrong
+// or replayed code. A wrong code counts towards the account's lockout like
+// a wrong password (AUTH-04), and every attempt is on the audit trail
+// (AUTH-11).
+func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, error) {
+	ev := audit.Event{Action: "auth.second-factor", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeSecondFactor, remoteAddr)
+	if err != nil {
+		return "", Session{}, err
+	}
+	if factors == nil {
+		return "", Session{}, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
+	var token string
+	var sess Session
+	err = factors.Verify(ctx, a, code, func(tx *sql.Tx, m mfa.Method) error {
+		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
+			return err
+		}
+		login := ev
+		login.Details = map[string]string{"factor": string(m)}
+		var err error
+		token, sess, err = s.start(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
+		return err
+	})
+	if err != nil {
+		return "", Session{}, s.secondStepFailed(ctx, ev, c.AccountID, err)
+	}
+	return token, sess, nil
+}
+
+// EnrolBegin starts setting up a TOTP factor for the account of an
+// enrolment challenge, the only thing such a challenge allows besides
+// EnrolConfirm. Its failures are those of SecondFactor.
+func (s *Store) EnrolBegin(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string) (mfa.Enrolment, error) {
+	ev := audit.Event{Action: "auth.enrolment", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeEnrolment, remoteAddr)
+	if err != nil {
+		return mfa.Enrolment{}, err
+	}
+	if factors == nil {
+		return mfa.Enrolment{}, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	return factors.Begin(ctx, gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent})
+}
+
+// EnrolConfirm activates the factor begun with EnrolBegin once code, from
+// the new authenticator, is right, and starts the session in the same
+// transaction that spends the challenge. It returns the session's token and
+// the account's recovery codes, shown this once.
+func (s *Store) EnrolConfirm(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, []string, error) {
+	ev := audit.Event{Action: "auth.enrolment", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeEnrolment, remoteAddr)
+	if err != nil {
+		return "", Session{}, nil, err
+	}
+	if factors == nil {
+		return "", Session{}, nil, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
+	var token string
+	var sess Session
+	codes, err := factors.ConfirmThen(ctx, a, code, func(tx *sql.Tx) error {
+		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
+			return err
+		}
+		login := ev
+		login.Details = map[string]string{"factor": string(mfa.MethodTOTP), "enrolled": "true"}
+		var err error
+		token, sess, err = s.start(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
+		return err
+	})
+	switch {
+	case errors.Is(err, mfa.ErrWrongCode):
+		return "", Session{}, nil, mfa.ErrChallenge // on the record already, not counted
+	case err != nil && !errs.Is(err, errs.NotFound) && !errs.Is(err, errs.Conflict) && !errs.Is(err, errs.RateLimited):
+		return "", Session{}, nil, s.secondStepFailed(ctx, ev, c.AccountID, err)
+	case err != nil:
+		return "", Session{}, nil, err
+	}
+	return token, sess, codes, nil
+}
+
+// openChallenge counts an attempt at a second step against the limits of
+// its source address, finds its live challenge for purpose p and counts the
+// attempt against the limits of the challenge and its account. Refusals
+// and unknown challenges are recorded as ev (AUTH-11); an unknown challenge
+// is mfa.ErrChallenge.
+func (s *Store) openChallenge(ctx context.Context, ev audit.Event, token string, p mfa.Purpose, remoteAddr string) (mfa.Challenge, error) {
+	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
+	addr := secondAddressBucket + ratelimit.AddressKey(remoteAddr)
+	err := lim.Check(ctx,
+		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerMinute, Window: time.Minute},
+		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerHour, Window: time.Hour})
+	if err != nil {
+		return mfa.Challenge{}, s.refuse(ctx, lim, ev, "", err)
+	}
+	c, err := mfa.LookupChallenge(ctx, s.DB, token, p, remoteAddr, s.now())
+	if errors.Is(err, mfa.ErrChallenge) {
+		ev.Details = map[string]string{"reason": "challenge"}
+		return mfa.Challenge{}, s.recordFailure(ctx, ev, accounts.Attempted{}, err)
+	}
+	if err != nil {
+		return mfa.Challenge{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	}
+	err = lim.Check(ctx,
+		ratelimit.Rule{Bucket: secondChallengeBucket + c.ID, Limit: ChallengeAttempts, Window: mfa.ChallengeTTL},
+		ratelimit.Rule{Bucket: secondAccountBucket + c.AccountID, Limit: ratelimit.AccountPerMinute, Window: time.Minute})
+	if err != nil {
+		return mfa.Challenge{}, s.refuse(ctx, lim, ev, c.AccountID, err)
+	}
+	return c, nil
+}
+
+// refuse records a refusal by a rate limit and returns it, or the fault
+// that kept it from being recorded.
+func (s *Store) refuse(ctx context.Context, lim *ratelimit.Limiter, ev audit.Event, accountID string, refusal error) error {
+	if !errs.Is(refusal, errs.RateLimited) {
+		return errs.Wrap(errs.Unavailable, refusal, "sign-in unavailable")
+	}
+	if err := s.recordRefusal(ctx, lim, ev, accountID, refusal); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	}
+	return refusal
+}
+
+// secondStepFailed records a failed second step of the account and returns
+// what the requester gets: mfa.ErrChallenge, or Unavailable for a fault. A
+// wrong code, and a right one for an account locked meanwhile, count
+// towards the lockout.
+func (s *Store) secondStepFailed(ctx context.Context, ev audit.Event, accountID string, cause error) error {
+	at := accounts.Attempted{AccountID: accountID}
+	switch {
+	case errors.Is(cause, mfa.ErrWrongCode):
+		ev.Details = map[string]string{"reason": "wrong_code"}
+	case errors.Is(cause, accounts.ErrBadCredentials):
+		at.Locked = true
+	case errors.Is(cause, mfa.ErrChallenge):
+		ev.Details = map[string]string{"reason": "challenge"}
+	default:
+		return errs.Wrap(errs.Unavailable, cause, "sign-in unavailable")
+	}
+	if err := s.recordFailure(ctx, ev, at, cause); !errors.Is(err, cause) {
+		return err
+	}
+	return mfa.ErrChallenge
 }
 
 // Bucket prefixes of the sign-in limits.
@@ -101,25 +334,31 @@ func signInRules(email, remoteAddr string) []ratelimit.Rule {
 	}
 }
 
-// recordRefusal puts an attempt refused by a rate limit on the audit trail.
-// When the source address's limit refused it, the address raises an alert
-// for the operator, at most once per addressAlertEvery.
-func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev audit.Event, email string, refusal error) error {
-	known, err := accounts.KnownID(ctx, s.DB, email)
-	if err != nil {
-		return err
-	}
-	ev.ActorAccount, ev.Outcome = known, audit.Denied
+// recordRefusal puts an attempt refused by a rate limit on the audit trail,
+// naming the account it was for, if known. When the source address's limit
+// refused it, the address raises an alert for the operator, at most once
+// per addressAlertEvery.
+func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev audit.Event, accountID string, refusal error) error {
+	ev.ActorAccount, ev.Outcome = accountID, audit.Denied
 	ev.Details = map[string]string{"reason": "rate_limited"}
 	raise := false
+	subject := ""
 	var ex *ratelimit.Exceeded
-	if errors.As(refusal, &ex) && strings.HasPrefix(ex.Rule.Bucket, addressBucket) {
-		if raise, _, err = lim.Allow(ctx, "alert:"+ex.Rule.Bucket, 1, addressAlertEvery); err != nil {
+	if errors.As(refusal, &ex) {
+		for _, prefix := range []string{addressBucket, secondAddressBucket} {
+			if strings.HasPrefix(ex.Rule.Bucket, prefix) {
+				subject = strings.TrimPrefix(ex.Rule.Bucket, prefix)
+			}
+		}
+	}
+	if subject != "" {
+		var err error
+		if raise, _, err = lim.Allow(ctx, "alert:"+addressBucket+subject, 1, addressAlertEvery); err != nil {
 			return err
 		}
 	}
 	var raised []alerts.Alert
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		raised = nil
 		if _, err := audit.Append(ctx, tx, ev); err != nil {
 			return err
@@ -127,9 +366,7 @@ func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev au
 		if !raise {
 			return nil
 		}
-		a, err := alerts.Raise(ctx, tx, alerts.Alert{
-			Kind: alerts.AddressLimited, Subject: strings.TrimPrefix(ex.Rule.Bucket, addressBucket),
-		})
+		a, err := alerts.Raise(ctx, tx, alerts.Alert{Kind: alerts.AddressLimited, Subject: subject})
 		raised = append(raised, a)
 		return err
 	})
@@ -141,42 +378,27 @@ func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev au
 }
 
 // recordFailure puts a failed attempt on the audit trail and, for wrong
-// credentials, counts it towards the lockout in the same transaction. It
-// returns the error the requester gets: cause, unless the record could not
-// be written.
+// credentials (a password or a second-factor code), counts it towards the
+// lockout in the same transaction. It returns the error the requester gets:
+// cause, unless the record could not be written.
 func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.Attempted, cause error) error {
 	ev.ActorAccount, ev.Outcome = at.AccountID, audit.Failure
 	if at.Locked {
 		ev.Details = map[string]string{"reason": "locked"}
 	}
+	guess := errors.Is(cause, accounts.ErrBadCredentials) || errors.Is(cause, mfa.ErrWrongCode)
 	var raised []alerts.Alert
 	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		raised = nil
 		if _, err := audit.Append(ctx, tx, ev); err != nil {
 			return err
 		}
-		if !errors.Is(cause, accounts.ErrBadCredentials) {
+		if !guess {
 			return nil // a fault, not a guess
 		}
-		locked, err := accounts.RecordFailure(ctx, tx, at.AccountID, ev.RemoteAddr, s.now())
-		if err != nil || !locked {
-			return err
-		}
-		orgIDs, err := accounts.Organizations(ctx, tx, at.AccountID)
-		if err != nil {
-			return err
-		}
-		if len(orgIDs) == 0 {
-			orgIDs = []string{""} // nobody but the operator to tell
-		}
-		for _, org := range orgIDs {
-			a, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: at.AccountID})
-			if err != nil {
-				return err
-			}
-			raised = append(raised, a)
-		}
-		return nil
+		var err error
+		raised, err = mfa.CountFailure(ctx, tx, at.AccountID, ev.RemoteAddr, s.now())
+		return err
 	})
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "sign-in unavailable")

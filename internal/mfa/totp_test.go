@@ -1,0 +1,147 @@
+package mfa
+
+import (
+	"bytes"
+	"image/png"
+	"net/url"
+	"testing"
+	"time"
+
+	"rsc.io/qr"
+)
+
+// rfcSeed is the SHA-1 seed of RFC 6238 Appendix B and RFC 4226 Appendix D.
+var rfcSeed = []byte("12345678901234567890")
+
+func TestAUTH08_TOTPMatchesRFC6238Vectors(t *testing.T) {
+	// RFC 6238 Appendix B, the SHA-1 rows: time, T (hex), 8-digit TOTP.
+	for _, v := range []struct {
+		unix  int64
+		step  int64
+		eight string
+	}{
+		{59, 0x1, "94287082"},
+		{1111111109, 0x23523EC, "07081804"},
+		{1111111111, 0x23523ED, "14050471"},
+		{1234567890, 0x273EF07, "89005924"},
+		{2000000000, 0x3F940AA, "69279037"},
+		{20000000000, 0x27BC86AA, "65353130"},
+	} {
+		at := time.Unix(v.unix, 0).UTC()
+		if got := Step(at); got != v.step {
+			t.Errorf("Step(%d) = %#x, want %#x", v.unix, got, v.step)
+		}
+		if got := hotp(rfcSeed, uint64(v.step), 8); got != v.eight {
+			t.Errorf("8-digit TOTP at %d = %s, want %s", v.unix, got, v.eight)
+		}
+		// Six digits are the same value modulo 10^6: the last six.
+		if got, want := Code(rfcSeed, Step(at)), v.eight[2:]; got != want {
+			t.Errorf("6-digit TOTP at %d = %s, want %s", v.unix, got, want)
+		}
+	}
+	// RFC 4226 Appendix D: HOTP values for counters 0 to 9.
+	for counter, want := range []string{"755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"} {
+		if got := hotp(rfcSeed, uint64(counter), 6); got != want {
+			t.Errorf("HOTP(%d) = %s, want %s", counter, got, want)
+		}
+	}
+}
+
+func TestAUTH08_TOTPAcceptsOneStepOfDrift(t *testing.T) {
+	now := time.Unix(1111111111, 0)
+	cur := Step(now)
+	for off := int64(-3); off <= 3; off++ {
+		step, ok := matchStep(rfcSeed, Code(rfcSeed, cur+off), now)
+		want := off >= -Skew && off <= Skew
+		if ok != want {
+			t.Errorf("code of step %+d: accepted %v, want %v", off, ok, want)
+		}
+		if ok && step != cur+off {
+			t.Errorf("code of step %+d matched step %d, want %d", off, step, cur+off)
+		}
+	}
+	for _, bad := range []string{"", "12345", "1234567", "12345a", " 14050471", "０５０４７１"} {
+		if _, ok := matchStep(rfcSeed, bad, now); ok {
+			t.Errorf("malformed code %q accepted", bad)
+		}
+	}
+}
+
+func TestAUTH08_OTPAuthURIAndQRCode(t *testing.T) {
+	secret := bytes.Repeat([]byte{0xA5}, SecretSize)
+	uri := URI("ada.lovelace+clinic@example.org", secret)
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Scheme != "otpauth" || u.Host != "totp" || u.Path != "/Custodia:ada.lovelace+clinic@example.org" {
+		t.Errorf("URI %s: wrong scheme, type or label", uri)
+	}
+	q := u.Query()
+	if q.Get("secret") != secretEncoding.EncodeToString(secret) || q.Get("issuer") != "Custodia" ||
+		q.Get("digits") != "6" || q.Get("period") != "30" || q.Get("algorithm") != "SHA1" {
+		t.Errorf("URI %s: wrong parameters", uri)
+	}
+	if len(q.Get("secret")) != 32 {
+		t.Errorf("secret in base32 has %d characters, want 32 (20 bytes)", len(q.Get("secret")))
+	}
+
+	b, err := QRCode(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("QR code is not a PNG: %v", err)
+	}
+	// The image shows the modules of the URI's QR code, 6 pixels each,
+	// inside a 4-module quiet zone.
+	c, err := qr.Encode(uri, qr.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scale, quiet = 6, 4
+	if got, want := img.Bounds().Dx(), (c.Size+2*quiet)*scale; got != want || img.Bounds().Dy() != want {
+		t.Fatalf("QR image is %v, want %dx%d", img.Bounds(), want, want)
+	}
+	for y := -quiet; y < c.Size+quiet; y++ {
+		for x := -quiet; x < c.Size+quiet; x++ {
+			r, _, _, _ := img.At((x+quiet)*scale+scale/2, (y+quiet)*scale+scale/2).RGBA()
+			if black := r < 0x8000; black != c.Black(x, y) {
+				t.Fatalf("QR image module (%d,%d): black %v, want %v", x, y, black, c.Black(x, y))
+			}
+		}
+	}
+}
+
+func TestAUTH08_RecoveryCodesShapeAndNormalization(t *testing.T) {
+	seen := map[string]bool{}
+	for range 20 {
+		for _, c := range newRecoveryCodes() {
+			if len(c) != 11 || c[5] != '-' {
+				t.Fatalf("recovery code %q is not XXXXX-XXXXX", c)
+			}
+			norm, ok := normalizeRecovery(c)
+			if !ok || len(norm) != recoveryLen {
+				t.Fatalf("recovery code %q does not normalize", c)
+			}
+			if seen[norm] {
+				t.Fatalf("recovery code %q repeated", c)
+			}
+			seen[norm] = true
+			for _, typed := range []string{norm, " " + c + " ", string(bytes.ToLower([]byte(c))), c[:5] + " " + c[6:]} {
+				if n, ok := normalizeRecovery(typed); !ok || n != norm {
+					t.Errorf("%q typed as %q normalizes to %q, %v", c, typed, n, ok)
+				}
+			}
+		}
+	}
+	for _, bad := range []string{"", "ABCDE-FGHI", "ABCDE-FGHJKL", "ABCDE-FGHI0", "ABCDE-FGHIO", "ABCDE-FGH1K"} {
+		if _, ok := normalizeRecovery(bad); ok {
+			t.Errorf("%q accepted as a recovery code", bad)
+		}
+	}
+	if recoveryHash("a", "ABCDEFGHJK") == recoveryHash("b", "ABCDEFGHJK") {
+		t.Error("a recovery code hashes alike for two accounts")
+	}
+}

@@ -1,0 +1,724 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// The authorization matrix (ACL-01): every registered route, tried as every
+// built-in role of the demo organization against four targets:
+//
+//	own    the role's own site (for a role held at organization level, the
+//	       demo study's North Clinic; for a study-level role, its study's
+//	       first site)
+//	site   another site of the same study
+//	study  a site of another study of the same organization
+//	org    a site of a study of another organization
+//
+// A grid row reads: role, then the expected status for own, site, study and
+// org. Open routes name one status for anyone, signed in or not, and a
+// signed-in route without a target one status for every role. Every
+// signed-in route is also tried without a session and must answer 401.
+//
+// 404 is the answer to both "no such object" and "not yours" (ACL-08); 403
+// appears only where the object is visible to the requester but the action
+// is not theirs to take.
+type matrixRow struct {
+	Route string
+	Open  int    // open route: the status for anyone
+	Any   int    // signed-in route without a target: the status for every role
+	Grid  string // signed-in route with a target: see above
+}
+
+var matrix = []matrixRow{
+	// Browser shell: open pages only.
+	{Route: "GET /{$}", Open: 200},
+	{Route: "GET /static/", Open: 200},
+	{Route: "GET /setup/{token}", Open: 200},
+	{Route: "POST /setup/{token}", Open: 200},
+	{Route: "GET /reset", Open: 200},
+	{Route: "POST /reset", Open: 200},
+	{Route: "GET /reset/{token}", Open: 200},
+	{Route: "POST /reset/{token}", Open: 200},
+
+	// API: sign-in, its second step and reset are open, the rest needs a
+	// session. The second steps are tried with a challenge that was never
+	// issued.
+	{Route: "POST /api/v1/auth/login", Open: 200},
+	{Route: "POST /api/v1/auth/second-factor", Open: 401},
+	{Route: "POST /api/v1/auth/enrolment/totp", Open: 401},
+	{Route: "POST /api/v1/auth/enrolment/totp/confirm", Open: 401},
+	{Route: "POST /api/v1/auth/reset", Open: 202},
+	{Route: "POST /api/v1/auth/reset/confirm", Open: 204},
+
+	// Each person's own second factor, in this order: begin, confirm with
+	// a code, new recovery codes, remove with the password; then sign out.
+	{Route: "POST /api/v1/account/factors/totp", Any: 200},
+	{Route: "POST /api/v1/account/factors/totp/confirm", Any: 200},
+	{Route: "POST /api/v1/account/recovery-codes", Any: 200},
+	{Route: "DELETE /api/v1/account/factors/totp", Any: 204},
+	{Route: "POST /api/v1/auth/logout", Any: 204},
+
+	// Invite someone as monitor at the target site. An organization
+	// manager may invite, but not grant audit reading it does not hold
+	// itself: the organization is visible to them, the grant forbidden.
+	{Route: "POST /api/v1/orgs/{org}/invitations", Grid: `
+		org-admin           202 202 202 404
+		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Listing the studies of the target organization: every member may
+	// list and sees only what they may read (a participant, nothing).
+	{Route: "GET /api/v1/orgs/{org}/studies", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         200 200 200 404
+		data-manager        200 200 200 404
+		site-investigator   200 200 200 404
+		monitor             200 200 200 404
+		care-provider       200 200 200 404
+		participant         200 200 200 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       200 200 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       200 200 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/sites", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         201 201 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       200 404 404 404
+		participant         404 404 404 404`},
+	// The audit trail of the target study (?study=).
+	{Route: "GET /api/v1/orgs/{org}/audit/events", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/audit/export", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Network ranges (ACL-07) of the target organization and study.
+	{Route: "PUT /api/v1/orgs/{org}/network", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/network", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+}
+
+// target is where a request points: an organization slug, a study and a
+// site of it.
+type target struct{ org, study, site string }
+
+var targetNames = [4]string{"own", "site", "study", "org"}
+
+// probe is one request: a path (with query), and a body of a content type.
+type probe struct {
+	path, ctype, body string
+}
+
+func jsonProbe(path string, v any) probe {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return probe{path: path, ctype: "application/json", body: string(b)}
+}
+
+// targetedProbes builds the request of each signed-in route for a target;
+// tag makes names and addresses unique per cell.
+var targetedProbes = map[string]func(tg target, tag string) probe{
+	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",
+			map[string]string{"email": tag + "@matrix.example", "role": "monitor", "site": tg.site})
+	},
+	"GET /api/v1/orgs/{org}/studies": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies"}
+	},
+	"POST /api/v1/orgs/{org}/studies": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies", map[string]string{"kind": "study", "name": "Matrix " + tag})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/sites"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/sites": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/sites", map[string]string{"name": "Matrix " + tag})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/sites/" + tg.site}
+	},
+	"GET /api/v1/orgs/{org}/audit/events": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/audit/events?limit=5&study=" + tg.study}
+	},
+	"GET /api/v1/orgs/{org}/audit/export": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/audit/export?action=study.create&study=" + tg.study}
+	},
+	"PUT /api/v1/orgs/{org}/network": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/network", map[string][]string{"allowed": {"127.0.0.0/8", "::1/128"}})
+	},
+	"PUT /api/v1/orgs/{org}/studies/{study}/network": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/network", map[string][]string{"allowed": {"127.0.0.0/8", "::1/128"}})
+	},
+}
+
+// accountState carries one role's own-account requests from one step to
+// the next.
+type accountState struct {
+	password string
+	secret   []byte
+	recovery []string
+}
+
+// accountSteps builds the request of each signed-in route without a
+// target, and reads what later steps need from its answer.
+var accountSteps = map[string]struct {
+	req  func(s *accountState) probe
+	read func(s *accountState, body []byte) error
+}{
+	"POST /api/v1/account/factors/totp": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/account/factors/totp"} },
+		read: func(s *accountState, body []byte) error {
+			var e struct{ Secret string }
+			if err := json.Unmarshal(body, &e); err != nil {
+				return err
+			}
+			var err error
+			s.secret, err = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(e.Secret)
+			return err
+		},
+	},
+	"POST /api/v1/account/factors/totp/confirm": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/factors/totp/confirm", map[string]string{"code": mfa.Code(s.secret, mfa.Step(time.Now()))})
+		},
+		read: func(s *accountState, body []byte) error {
+			var c struct {
+				RecoveryCodes []string `json:"recovery_codes"`
+			}
+			if err := json.Unmarshal(body, &c); err != nil || len(c.RecoveryCodes) == 0 {
+				return fmt.Errorf("no recovery codes in %q", body)
+			}
+			s.recovery = c.RecoveryCodes
+			return nil
+		},
+	},
+	"POST /api/v1/account/recovery-codes": {
+		req: func(s *accountState) probe {
+			code := "none"
+			if len(s.recovery) > 0 {
+				code = s.recovery[0]
+			}
+			return jsonProbe("/api/v1/account/recovery-codes", map[string]string{"code": code})
+		},
+	},
+	"DELETE /api/v1/account/factors/totp": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/factors/totp", map[string]string{"password": s.password})
+		},
+	},
+	"POST /api/v1/auth/logout": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/auth/logout"} },
+	},
+}
+
+// matrixFixture is what the open routes and the targets need beyond the
+// demo organization.
+type matrixFixture struct {
+	targets     map[authz.Role][4]target
+	login       demo.Login // an account for the open sign-in route
+	resetEmail  string
+	setupToken  string
+	resetTokens [2]string // one for the page, one for the API
+}
+
+func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
+	t.Helper()
+	ctx := context.Background()
+	db := ts.inst.Clinical
+	f := matrixFixture{targets: map[authz.Role][4]target{}}
+	demoOrg, err := orgs.OrganizationBySlug(ctx, db, demo.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	studies, err := orgs.Studies(ctx, db, demoOrg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	studyNamed := map[string]orgs.Study{}
+	for _, st := range studies {
+		studyNamed[st.Name] = st
+	}
+	var other target
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
+		// A second site for the care program, so the care provider has a
+		// neighbouring site too.
+		if _, err := orgs.CreateSite(ctx, tx, demoOrg.ID, studyNamed["Demo Care Program"].ID, "Outreach Team"); err != nil {
+			return err
+		}
+		o, err := orgs.CreateOrganization(ctx, tx, "Other Hospital", "other")
+		if err != nil {
+			return err
+		}
+		st, err := orgs.CreateStudy(ctx, tx, o.ID, orgs.KindStudy, "Other Trial")
+		if err != nil {
+			return err
+		}
+		site, err := orgs.CreateSite(ctx, tx, o.ID, st.ID, "Other Site")
+		if err != nil {
+			return err
+		}
+		other = target{org: o.Slug, study: st.ID, site: site.ID}
+
+		// Accounts for the open routes, outside the role accounts.
+		f.login = demo.Login{Email: "open-login@matrix.example", Password: "Tangerine quartz harbour 4711"}
+		f.resetEmail = "open-reset@matrix.example"
+		sites, err := orgs.Sites(ctx, tx, demoOrg.ID, studyNamed["Demo Study"].ID)
+		if err != nil {
+			return err
+		}
+		part := authz.Assignment{OrgID: demoOrg.ID, Role: authz.Participant, SiteID: sites[0].ID}
+		acc, _, err := accounts.Enrol(ctx, tx, f.login.Email, "", part)
+		if err != nil {
+			return err
+		}
+		if err := accounts.SetPassword(ctx, tx, acc, f.login.Password, accounts.DefaultPolicy); err != nil {
+			return err
+		}
+		acc, _, err = accounts.Enrol(ctx, tx, f.resetEmail, "", part)
+		if err != nil {
+			return err
+		}
+		if err := accounts.SetPassword(ctx, tx, acc, "Violet anchor lantern 0815", accounts.DefaultPolicy); err != nil {
+			return err
+		}
+		for i := range f.resetTokens {
+			if f.resetTokens[i], err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeReset, time.Hour); err != nil {
+				return err
+			}
+		}
+		acc, _, err = accounts.Enrol(ctx, tx, "open-setup@matrix.example", "", part)
+		if err != nil {
+			return err
+		}
+		f.setupToken, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sitesOf := func(studyID string) []orgs.Site {
+		sites, err := orgs.Sites(ctx, db, demoOrg.ID, studyID)
+		if err != nil || len(sites) < 2 {
+			t.Fatalf("sites of %s: %v, %v (want two or more)", studyID, sites, err)
+		}
+		slices.SortFunc(sites, func(a, b orgs.Site) int { return strings.Compare(a.Name, b.Name) })
+		return sites
+	}
+	for _, role := range authz.BuiltinRoles() {
+		acc, err := accounts.ByEmail(ctx, db, ts.logins[role].Email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, err := authz.AssignmentsOf(ctx, db, demoOrg.ID, acc.ID)
+		if err != nil || len(as) != 1 {
+			t.Fatalf("%s holds %v, %v; want one assignment", role, as, err)
+		}
+		studyID := as[0].StudyID
+		if studyID == "" {
+			studyID = studyNamed["Demo Study"].ID
+		}
+		sites := sitesOf(studyID)
+		own, neighbour := sites[0], sites[1]
+		if as[0].SiteID != "" {
+			i := slices.IndexFunc(sites, func(s orgs.Site) bool { return s.ID == as[0].SiteID })
+			own, neighbour = sites[i], sites[(i+1)%len(sites)]
+		}
+		otherStudy := studyNamed["Demo Registry"]
+		if otherStudy.ID == studyID {
+			otherStudy = studyNamed["Demo Study"]
+		}
+		otherSites, err := orgs.Sites(ctx, db, demoOrg.ID, otherStudy.ID)
+		if err != nil || len(otherSites) == 0 {
+			t.Fatalf("sites of %s: %v", otherStudy.Name, err)
+		}
+		f.targets[role] = [4]target{
+			{demo.Slug, studyID, own.ID},
+			{demo.Slug, studyID, neighbour.ID},
+			{demo.Slug, otherStudy.ID, otherSites[0].ID},
+			other,
+		}
+	}
+	return f
+}
+
+// openProbes builds the request of each open route.
+func openProbes(f matrixFixture) map[string]probe {
+	form := func(path string, v url.Values) probe {
+		return probe{path: path, ctype: "application/x-www-form-urlencoded", body: v.Encode()}
+	}
+	newPassword := url.Values{"password": {"Copper meadow sailing 2718"}, "confirm": {"Copper meadow sailing 2718"}}
+	return map[string]probe{
+		"GET /{$}":                                 {path: "/"},
+		"GET /static/":                             {path: "/static/custodia.css"},
+		"GET /setup/{token}":                       {path: "/setup/" + f.setupToken},
+		"POST /setup/{token}":                      form("/setup/"+f.setupToken, newPassword),
+		"GET /reset":                               {path: "/reset"},
+		"POST /reset":                              form("/reset", url.Values{"email": {f.resetEmail}}),
+		"GET /reset/{token}":                       {path: "/reset/" + f.resetTokens[0]},
+		"POST /reset/{token}":                      form("/reset/"+f.resetTokens[0], newPassword),
+		"POST /api/v1/auth/login":                  jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
+		"POST /api/v1/auth/second-factor":          jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
+		"POST /api/v1/auth/enrolment/totp":         jsonProbe("/api/v1/auth/enrolment/totp", map[string]string{"challenge": "never-issued"}),
+		"POST /api/v1/auth/enrolment/totp/confirm": jsonProbe("/api/v1/auth/enrolment/totp/confirm", map[string]string{"challenge": "never-issued", "code": "123456"}),
+		"POST /api/v1/auth/reset":                  jsonProbe("/api/v1/auth/reset", map[string]string{"email": f.resetEmail}),
+		"POST /api/v1/auth/reset/confirm":          jsonProbe("/api/v1/auth/reset/confirm", map[string]string{"token": f.resetTokens[1], "password": "Juniper tidal compass 3141"}),
+	}
+}
+
+// send makes one request and returns its status and answer.
+func send(t *testing.T, c *http.Client, base, method string, p probe) (int, []byte) {
+	t.Helper()
+	var body io.Reader
+	if p.body != "" {
+		body = strings.NewReader(p.body)
+	}
+	req, err := http.NewRequest(method, base+p.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ctype != "" {
+		req.Header.Set("Content-Type", p.ctype)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, p.path, err)
+	}
+	return resp.StatusCode, b
+}
+
+// parseGrid reads a row's grid into role → four statuses.
+func parseGrid(t *testing.T, route, grid string) map[authz.Role][4]int {
+	t.Helper()
+	out := map[authz.Role][4]int{}
+	for line := range strings.Lines(grid) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) != 5 {
+			t.Fatalf("%s: grid line %q: want a role and four statuses", route, line)
+		}
+		role, err := authz.ParseRole(fields[0])
+		if err != nil {
+			t.Fatalf("%s: %v", route, err)
+		}
+		if _, dup := out[role]; dup {
+			t.Fatalf("%s: role %s listed twice", route, role)
+		}
+		var cells [4]int
+		for i, s := range fields[1:] {
+			if cells[i], err = strconv.Atoi(s); err != nil {
+				t.Fatalf("%s: grid line %q: %v", route, line, err)
+			}
+		}
+		out[role] = cells
+	}
+	for _, role := range authz.BuiltinRoles() {
+		if _, ok := out[role]; !ok {
+			t.Fatalf("%s: grid lacks role %s", route, role)
+		}
+	}
+	return out
+}
+
+// newServerWith is newTestServer with a local key-encryption key (so second
+// factors work) and the deps adjusted by configure.
+func newServerWith(t *testing.T, configure func(*Deps)) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	inst, err := instance.Open(ctx, instance.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Close() })
+	logins, err := demo.Seed(ctx, inst.Clinical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenLocalKEK(inst.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{inst: inst, logins: map[authz.Role]demo.Login{}, logs: new(bytes.Buffer)}
+	for _, l := range logins {
+		ts.logins[l.Role] = l
+	}
+	d := Deps{Log: slog.New(slog.NewJSONHandler(ts.logs, nil)), Instance: inst, KEK: kek}
+	if configure != nil {
+		configure(&d)
+	}
+	var h http.Handler
+	h, ts.shells = NewHandler(d)
+	ts.Server = httptest.NewTLSServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// ownClient returns an HTTPS client for ts with a cookie jar of its own.
+// (ts.client() sets the jar on the one client httptest keeps, so two of
+// them share whichever jar was set last.)
+func ownClient(ts *testServer) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Transport: ts.Client().Transport, Jar: jar}
+}
+
+// signInOwn signs role in on a client of its own.
+func signInOwn(t *testing.T, ts *testServer, role authz.Role) *http.Client {
+	t.Helper()
+	c := ownClient(ts)
+	l := ts.logins[role]
+	code, body := send(t, c, ts.URL, "POST", jsonProbe("/api/v1/auth/login", map[string]string{"email": l.Email, "password": l.Password}))
+	if code != http.StatusOK {
+		t.Fatalf("sign in as %s: %d %s", role, code, body)
+	}
+	return c
+}
+
+func TestACL01_RouteMatrix(t *testing.T) {
+	ts := newServerWith(t, nil)
+
+	// The matrix names exactly the registered routes.
+	registered := map[string]string{} // pattern → access
+	for _, rt := range append(ts.shells.Web.Routes(), ts.shells.API.Routes()...) {
+		registered[rt.Pattern()] = string(rt.Access)
+	}
+	listed := map[string]matrixRow{}
+	for _, row := range matrix {
+		if _, dup := listed[row.Route]; dup {
+			t.Errorf("matrix lists %s twice", row.Route)
+		}
+		listed[row.Route] = row
+		access, ok := registered[row.Route]
+		switch {
+		case !ok:
+			t.Errorf("matrix lists %s, which is not a registered route", row.Route)
+		case (row.Open != 0) != (access == "open"):
+			t.Errorf("matrix says %s is open=%v; it is registered as %s", row.Route, row.Open != 0, access)
+		case row.Open == 0 && (row.Any != 0) == (row.Grid != ""):
+			t.Errorf("matrix row %s needs exactly one of Any or Grid", row.Route)
+		case row.Grid != "" && targetedProbes[row.Route] == nil:
+			t.Errorf("matrix row %s has no request builder in targetedProbes", row.Route)
+		case row.Any != 0 && accountSteps[row.Route].req == nil:
+			t.Errorf("matrix row %s has no request builder in accountSteps", row.Route)
+		}
+	}
+	for pattern := range registered {
+		if _, ok := listed[pattern]; !ok {
+			t.Errorf("route %s is not in the authorization matrix: add a row with the expected status for every role and target", pattern)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	f := setUpMatrix(t, ts)
+	anon := ownClient(ts)
+
+	// Open routes answer anyone.
+	open := openProbes(f)
+	for _, row := range matrix {
+		if row.Open == 0 {
+			continue
+		}
+		method, _, _ := strings.Cut(row.Route, " ")
+		p, ok := open[row.Route]
+		if !ok {
+			t.Errorf("open route %s has no request in openProbes", row.Route)
+			continue
+		}
+		if got, body := send(t, anon, ts.URL, method, p); got != row.Open {
+			t.Errorf("%s (open): %d %s, want %d", row.Route, got, body, row.Open)
+		}
+	}
+
+	// Signed-in routes refuse a request without a session (on a client of
+	// its own: the open sign-in above gave anon a session).
+	noSession := ownClient(ts)
+	for _, row := range matrix {
+		if row.Open != 0 {
+			continue
+		}
+		method, _, _ := strings.Cut(row.Route, " ")
+		p := probe{path: strings.NewReplacer("{org}", demo.Slug, "{study}", f.targets[authz.OrgAdmin][0].study).Replace(strings.TrimPrefix(row.Route, method+" "))}
+		if mk := targetedProbes[row.Route]; mk != nil {
+			p = mk(f.targets[authz.OrgAdmin][0], "anonymous")
+		}
+		if got, _ := send(t, noSession, ts.URL, method, p); got != http.StatusUnauthorized {
+			t.Errorf("%s without a session: %d, want 401", row.Route, got)
+		}
+	}
+
+	// Every role against every target, the roles side by side whatever
+	// -parallel says (the invitation answers take a fixed time, AUTH-06).
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	actual := map[string]map[authz.Role][4]int{}
+	for _, role := range authz.BuiltinRoles() {
+		wg.Go(func() {
+			t.Run(string(role), func(t *testing.T) {
+				c := signInOwn(t, ts, role)
+				for _, row := range matrix {
+					if row.Grid == "" {
+						continue
+					}
+					method, _, _ := strings.Cut(row.Route, " ")
+					want := parseGrid(t, row.Route, row.Grid)[role]
+					var got [4]int
+					for i, tg := range f.targets[role] {
+						tag := string(role) + "-" + targetNames[i]
+						got[i], _ = send(t, c, ts.URL, method, targetedProbes[row.Route](tg, tag))
+						if got[i] != want[i] {
+							t.Errorf("%s as %s, %s target: %d, want %d", row.Route, role, targetNames[i], got[i], want[i])
+						}
+					}
+					mu.Lock()
+					if actual[row.Route] == nil {
+						actual[row.Route] = map[authz.Role][4]int{}
+					}
+					actual[row.Route][role] = got
+					mu.Unlock()
+				}
+				st := &accountState{password: ts.logins[role].Password}
+				for _, row := range matrix {
+					if row.Any == 0 {
+						continue
+					}
+					method, _, _ := strings.Cut(row.Route, " ")
+					step := accountSteps[row.Route]
+					got, body := send(t, c, ts.URL, method, step.req(st))
+					if got != row.Any {
+						t.Errorf("%s as %s: %d %s, want %d", row.Route, role, got, body, row.Any)
+						continue
+					}
+					if step.read != nil {
+						if err := step.read(st, body); err != nil {
+							t.Errorf("%s as %s: %v", row.Route, role, err)
+						}
+					}
+				}
+			})
+		})
+	}
+	wg.Wait()
+
+	// The matrix as it stands, for the reader of a failure.
+	var b strings.Builder
+	for _, row := range matrix {
+		if row.Grid == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\n", row.Route)
+		for _, role := range authz.BuiltinRoles() {
+			got := actual[row.Route][role]
+			fmt.Fprintf(&b, "\t%-18s  %d %d %d %d\n", role, got[0], got[1], got[2], got[3])
+		}
+	}
+	if t.Failed() {
+		t.Logf("matrix as answered (own, site, study, org):\n%s", b.String())
+	} else if testing.Verbose() {
+		t.Logf("matrix (own, site, study, org):\n%s", b.String())
+	}
+}
