@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sessions"
 )
 
 // maxBody bounds a JSON request body.
@@ -37,7 +38,7 @@ func statusOf(k errs.Kind) int {
 		return http.StatusBadRequest
 	case errs.NotFound:
 		return http.StatusNotFound
-	case errs.Forbidden:
+	case errs.Forbidden, errs.StepUpRequired:
 		return http.StatusForbidden
 	case errs.Unauthenticated:
 		return http.StatusUnauthorized
@@ -159,6 +160,15 @@ func accountID(ctx context.Context) string {
 }
 
 type sessionIDKey struct{}
+
+type sessionKey struct{}
+
+// session is the session of a request that passed the guard with a session
+// cookie; the zero Session otherwise.
+func session(ctx context.Context) sessions.Session {
+	s, _ := ctx.Value(sessionKey{}).(sessions.Session)
+	return s
+}
 
 func sessionID(ctx context.Context) string {
 	id, _ := ctx.Value(sessionIDKey{}).(string)

@@ -34,6 +34,7 @@ func guard(d Deps) func(router.Access, http.Handler) http.Handler {
 			}
 			ctx := context.WithValue(r.Context(), accountKey, sess.AccountID)
 			ctx = context.WithValue(ctx, sessionIDKey{}, sess.ID)
+			ctx = context.WithValue(ctx, sessionKey{}, sess)
 			h.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
@@ -108,6 +109,7 @@ func actor(d Deps, r *http.Request) gate.Actor {
 	return gate.Actor{
 		AccountID: accountID(r.Context()), SessionID: sessionID(r.Context()),
 		RemoteAddr: d.ClientAddr(r), UserAgent: r.UserAgent(),
+		ConfirmedAt: session(r.Context()).ConfirmedAt,
 	}
 }
 

@@ -35,6 +35,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/auth/enrolment/totp", router.Open, handleEnrolBegin(d))
 	rt.Handle("POST", "/api/v1/auth/enrolment/totp/confirm", router.Open, handleEnrolConfirm(d))
 	rt.Handle("POST", "/api/v1/auth/logout", router.SignedIn, handleLogout(d))
+	rt.Handle("POST", "/api/v1/auth/confirm", router.SignedIn, handleConfirm(d))
 	rt.Handle("POST", "/api/v1/account/factors/totp", router.SignedIn, handleFactorBegin(d))
 	rt.Handle("POST", "/api/v1/account/factors/totp/confirm", router.SignedIn, handleFactorConfirm(d))
 	rt.Handle("DELETE", "/api/v1/account/factors/totp", router.SignedIn, handleFactorRemove(d))

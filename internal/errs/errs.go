@@ -22,6 +22,7 @@ const (
 	Conflict                    // the object exists already or changed meanwhile
 	RateLimited                 // too many attempts; try again later
 	Unavailable                 // a dependency (database, KMS) is down
+	StepUpRequired              // allowed, but only after a fresh confirmation of identity (ACL-09)
 )
 
 var kindNames = [...]string{
@@ -33,6 +34,7 @@ var kindNames = [...]string{
 	Conflict:        "conflict",
 	RateLimited:     "rate_limited",
 	Unavailable:     "unavailable",
+	StepUpRequired:  "step_up_required",
 }
 
 func (k Kind) String() string {

@@ -22,6 +22,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
@@ -36,7 +38,20 @@ type Actor struct {
 	SessionID  string
 	RemoteAddr string
 	UserAgent  string
+	// ConfirmedAt is when the requester last proved, with a password or a
+	// second-factor code, to be the account's owner (sign-in or step-up);
+	// zero for requests without such a proof, e.g. with an access token.
+	ConfirmedAt time.Time
 }
+
+// StepUpWindow is how recent the requester's confirmation must be for work
+// that calls Tx.RequireStepUp (ACL-09).
+const StepUpWindow = 5 * time.Minute
+
+// ErrStepUpRequired answers work that needs a fresh confirmation of the
+// requester's identity when the last one is older than StepUpWindow.
+var ErrStepUpRequired = errs.E(errs.StepUpRequired,
+	"confirm it is you (your password or a second-factor code) and try again")
 
 // Gate runs work on protected data.
 type Gate struct {
@@ -51,10 +66,14 @@ type Tx struct {
 	event      audit.Event
 	authorized bool
 	denied     *authz.Decision
+	stepUp     bool // RequireStepUp refused
 	// network and addr decide whether the requester's address may reach a
 	// study the work names (ACL-07).
 	network netpolicy.Policy
 	addr    string
+	// confirmedAt and now decide RequireStepUp.
+	confirmedAt time.Time
+	now         time.Time
 }
 
 // ErrDenied is returned by Authorize; work returns it (wrapped or not).
@@ -107,6 +126,23 @@ func (t *Tx) refuseNetwork() error {
 	return ErrDenied
 }
 
+// RequireStepUp refuses the work unless the requester confirmed their
+// identity within StepUpWindow (ACL-09): role changes, exports, key
+// operations and re-identification call it after Authorize allowed them, so
+// that only someone allowed learns that a confirmation is wanted. The
+// refusal rolls the work back and is on the audit trail as denied.
+func (t *Tx) RequireStepUp() error {
+	if !t.authorized || t.denied != nil {
+		return errs.E(errs.Internal, "RequireStepUp before Authorize allowed the work")
+	}
+	if t.confirmedAt.IsZero() || t.now.Sub(t.confirmedAt) > StepUpWindow || t.confirmedAt.After(t.now.Add(time.Minute)) {
+		t.stepUp = true
+		return ErrStepUpRequired
+	}
+	t.Detail("step_up_age_s", strconv.FormatInt(int64(t.now.Sub(t.confirmedAt)/time.Second), 10))
+	return nil
+}
+
 // Object names the object the request is about, for the audit event.
 func (t *Tx) Object(kind, id string) {
 	t.event.ObjectType, t.event.ObjectID = kind, id
@@ -141,7 +177,7 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	if err != nil {
 		return err
 	}
-	t := &Tx{Subject: subj, event: ev, network: network, addr: actor.RemoteAddr}
+	t := &Tx{Subject: subj, event: ev, network: network, addr: actor.RemoteAddr, confirmedAt: actor.ConfirmedAt, now: time.Now()}
 	if !network.AllowsOrganization(actor.RemoteAddr) {
 		t.event.ActorRole = roleNames(subj)
 		t.denied = &authz.Decision{Reason: netpolicy.Refusal}
@@ -160,6 +196,9 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 		if t.denied != nil {
 			return ErrDenied
 		}
+		if t.stepUp {
+			return ErrStepUpRequired
+		}
 		if !t.authorized {
 			return errs.E(errs.Internal, "work for %s did not ask for authorization", action)
 		}
@@ -171,6 +210,14 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	})
 	if t.denied != nil {
 		return g.refuse(ctx, t)
+	}
+	if t.stepUp {
+		t.event.Outcome = audit.Denied
+		t.event.Details = map[string]string{"reason": "step-up required"}
+		if aerr := g.append(ctx, t.event); aerr != nil {
+			return aerr
+		}
+		return ErrStepUpRequired
 	}
 	switch k := errs.KindOf(err); {
 	case err == nil:

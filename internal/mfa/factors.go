@@ -282,38 +282,11 @@ func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then fu
 // a current code (TOTP or recovery) or the account's password: exactly one
 // of code and password. A wrong one counts towards the lockout.
 func (s *Service) Remove(ctx context.Context, a gate.Actor, code, password string) error {
-	if (code == "") == (password == "") {
-		return errs.E(errs.Invalid, "give either a current code or the account's password")
-	}
-	if err := s.limit(ctx, a.AccountID); err != nil {
-		return err
-	}
 	f, err := readFactor(ctx, s.DB, a.AccountID, false)
 	if err != nil {
 		return err
 	}
-	var p proof
-	if password != "" {
-		acc, err := accounts.ByID(ctx, s.DB, a.AccountID)
-		if err != nil {
-			return err
-		}
-		if _, _, err := accounts.Check(ctx, s.DB, acc.Email, password); err != nil {
-			if !errors.Is(err, accounts.ErrBadCredentials) {
-				return err
-			}
-			return s.refuse(ctx, a, "mfa.totp.remove", "wrong_password", true, ErrWrongCode)
-		}
-	} else if p, err = s.check(ctx, a.AccountID, code); err != nil {
-		return err
-	}
-	now := s.now()
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if code != "" {
-			if err := p.spend(ctx, tx, a, now); err != nil {
-				return err
-			}
-		}
+	return s.Prove(ctx, a, "mfa.totp.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
 		if err != nil {
 			return fmt.Errorf("remove factor: %w", err)
@@ -324,18 +297,9 @@ func (s *Service) Remove(ctx context.Context, a gate.Actor, code, password strin
 		if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE account_id = $1`, a.AccountID); err != nil {
 			return fmt.Errorf("remove recovery codes: %w", err)
 		}
-		ev := event(a, "mfa.totp.remove", audit.Success)
-		ev.Security = true
-		ev.Details = map[string]string{"factor_id": f.id, "proof": string(p.method)}
-		if password != "" {
-			ev.Details["proof"] = "password"
-		}
-		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+		ev.Details["factor_id"] = f.id
+		return nil
 	})
-	if errors.Is(err, ErrWrongCode) {
-		return s.refuse(ctx, a, "mfa.totp.remove", "wrong_code", true, ErrWrongCode)
-	}
-	return err
 }
 
 // RegenerateRecoveryCodes replaces the actor's recovery codes with fresh

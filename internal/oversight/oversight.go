@@ -77,7 +77,14 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	err = s.Gate.Do(ctx, a, org.ID, "audit.export", func(t *gate.Tx) error { return authorize(t, f) })
+	// An export takes the trail out of the system: it needs a fresh
+	// confirmation of the requester's identity (ACL-09).
+	err = s.Gate.Do(ctx, a, org.ID, "audit.export", func(t *gate.Tx) error {
+		if err := authorize(t, f); err != nil {
+			return err
+		}
+		return t.RequireStepUp()
+	})
 	if err != nil {
 		return err
 	}

@@ -52,12 +52,13 @@ func newTestServer(t *testing.T) *testServer {
 	return ts
 }
 
-// client returns an HTTPS client with its own cookie jar.
+// client returns an HTTPS client with its own cookie jar (a copy of the
+// server's client: setting the jar on that one would share it).
 func (ts *testServer) client() *http.Client {
-	c := ts.Client()
+	c := *ts.Client()
 	jar, _ := cookiejar.New(nil)
 	c.Jar = jar
-	return c
+	return &c
 }
 
 func (ts *testServer) signIn(t *testing.T, role authz.Role) *http.Client {

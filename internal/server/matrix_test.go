@@ -81,6 +81,7 @@ var matrix = []matrixRow{
 	{Route: "POST /api/v1/account/factors/totp/confirm", Any: 200},
 	{Route: "POST /api/v1/account/recovery-codes", Any: 200},
 	{Route: "DELETE /api/v1/account/factors/totp", Any: 204},
+	{Route: "POST /api/v1/auth/confirm", Any: 200},
 	{Route: "POST /api/v1/auth/logout", Any: 204},
 
 	// Invite someone as monitor at the target site. An organization
@@ -302,6 +303,11 @@ var accountSteps = map[string]struct {
 	"DELETE /api/v1/account/factors/totp": {
 		req: func(s *accountState) probe {
 			return jsonProbe("/api/v1/account/factors/totp", map[string]string{"password": s.password})
+		},
+	},
+	"POST /api/v1/auth/confirm": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/auth/confirm", map[string]string{"password": s.password})
 		},
 	},
 	"POST /api/v1/auth/logout": {

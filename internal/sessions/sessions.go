@@ -35,6 +35,9 @@ type Session struct {
 	CreatedAt  time.Time
 	LastSeenAt time.Time
 	ExpiresAt  time.Time
+	// ConfirmedAt is when the person last proved to be the account's owner
+	// (signing in, or Confirm): the step-up of ACL-09.
+	ConfirmedAt time.Time
 }
 
 // Store reads and writes sessions.
@@ -60,14 +63,14 @@ func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent str
 func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAddr, userAgent string) (string, Session, error) {
 	token, digest := ids.NewSecret()
 	now := s.now()
-	sess := Session{ID: ids.New(), AccountID: accountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Limits.Absolute)}
+	sess := Session{ID: ids.New(), AccountID: accountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Limits.Absolute), ConfirmedAt: now}
 	if len(userAgent) > 512 {
 		userAgent = userAgent[:512]
 	}
 	_, err := q.ExecContext(ctx,
-		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		sess.ID, digest, accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent)
+		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent, confirmed_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		sess.ID, digest, accountID, now.UnixMicro(), now.UnixMicro(), sess.ExpiresAt.UnixMicro(), remoteAddr, userAgent, now.UnixMicro())
 	if err != nil {
 		return "", Session{}, fmt.Errorf("create session: %w", err)
 	}
@@ -84,10 +87,10 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	}
 	var sess Session
 	var created, seen, expires int64
-	var revoked sql.NullInt64
+	var revoked, confirmed sql.NullInt64
 	err := s.DB.QueryRowContext(ctx,
-		`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE token_hash = $1`,
-		ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked)
+		`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at, confirmed_at FROM sessions WHERE token_hash = $1`,
+		ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, errNoSession
 	}
@@ -95,6 +98,9 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		return Session{}, errs.Wrap(errs.Unavailable, err, "look up session")
 	}
 	sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(seen), time.UnixMicro(expires)
+	if confirmed.Valid {
+		sess.ConfirmedAt = time.UnixMicro(confirmed.Int64)
+	}
 	now := s.now()
 	if revoked.Valid || !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.Limits.Idle {
 		return Session{}, errNoSession

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+)
+
+type confirmRequest struct {
+	Password string `json:"password"`
+	Code     string `json:"code"`
+}
+
+// handleConfirm is the step-up of ACL-09: the signed-in person gives their
+// password or a current second-factor code (exactly one), and for
+// gate.StepUpWindow their session may take the actions that ask for it. A
+// wrong proof is 403 and counts towards the lockout.
+func handleConfirm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		sess := session(r.Context())
+		if sess.ID == "" {
+			return errs.E(errs.Forbidden, "confirming your identity needs a signed-in session, not an access token")
+		}
+		var req confirmRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		sess, err := d.Sessions.Confirm(r.Context(), d.Factors, sess, actor(d, r), req.Password, req.Code)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]string{
+			"confirmed_at": sess.ConfirmedAt.UTC().Format(time.RFC3339),
+			"valid_until":  sess.ConfirmedAt.Add(gate.StepUpWindow).UTC().Format(time.RFC3339),
+		})
+		return nil
+	})
+}

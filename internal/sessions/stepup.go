@@ -1,0 +1,48 @@
+package sessions
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mfa"
+)
+
+// Confirm is the step-up of ACL-09: the person holding session sess proves
+// again, with the account's password or a current second-factor code
+// (exactly one), that they are its owner, and the session records when.
+// For gate.StepUpWindow after that, the session may take the actions that
+// ask for it (role changes, exports, key operations, re-identification).
+// The proof, the session's new confirmation time and the security event
+// auth.confirm commit together; a wrong proof counts towards the lockout
+// like a wrong password (AUTH-04) and is on the audit trail.
+func (s *Store) Confirm(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, password, code string) (Session, error) {
+	if factors == nil {
+		factors = &mfa.Service{DB: s.DB, Now: s.Now}
+	}
+	if code != "" && factors.KEK == nil && password == "" {
+		return Session{}, errs.E(errs.Unavailable, "second factors are unavailable: confirm with the account's password")
+	}
+	now := s.now()
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	err := factors.Prove(ctx, a, "auth.confirm", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE sessions SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL`,
+			now.UnixMicro(), sess.ID, sess.AccountID)
+		if err != nil {
+			return fmt.Errorf("record confirmation: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errNoSession // signed out meanwhile
+		}
+		return nil
+	})
+	if err != nil {
+		return Session{}, err
+	}
+	sess.ConfirmedAt = now
+	return sess, nil
+}
