@@ -48,9 +48,18 @@ func TestLayers(t *testing.T) {
 		why       string
 	}{
 		{
-			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/oversight", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin"},
+			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/oversight", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin", "internal/participants", "internal/orgsecurity", "internal/roles", "internal/keyops", "internal/sms"},
 			forbidden: []string{"net/http"},
 			why:       "domain packages know nothing of HTTP",
+		},
+		{
+			// The one exception: internal/keys/vault is the adapter that
+			// speaks HTTPS to Vault/OpenBao Transit, so it imports net/http.
+			// It stays out of every domain package; only the commands that
+			// choose a provider (cli) import it.
+			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/instance", "internal/keys", "internal/keyops", "internal/audit", "internal/gate", "internal/mfa", "internal/web", "internal/api", "internal/server"},
+			forbidden: []string{"github.com/custodia/custodia/internal/keys/vault"},
+			why:       "only the CLI picks a key-encryption-key provider; domain packages see keys.Provider",
 		},
 		{
 			pkgs:      []string{"internal/web", "internal/api", "internal/router"},
@@ -86,6 +95,11 @@ func TestLayers(t *testing.T) {
 		for _, dep := range info.Imports {
 			if dep == "modernc.org/sqlite" || strings.HasPrefix(dep, "github.com/jackc/pgx/") {
 				t.Errorf("%s imports the driver %s: only internal/sqldb may", p, dep)
+			}
+			// The WebAuthn library also speaks net/http: it stays behind
+			// mfa.RelyingParty, like a driver behind sqldb.
+			if strings.HasPrefix(dep, "github.com/go-webauthn/") && p != "internal/mfa/relyingparty" && p != "internal/mfa/passkeytest" {
+				t.Errorf("%s imports %s: only internal/mfa/relyingparty may", p, dep)
 			}
 		}
 	}

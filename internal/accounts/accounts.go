@@ -113,8 +113,14 @@ func scanAccount(row *sql.Row) (Account, error) {
 	return a, nil
 }
 
-// SetPassword checks a new password against the policy and stores its hash.
+// SetPassword checks a new password against p and the rules of the
+// account's organizations (the stricter of each, AUTH-02), stores its hash
+// and restarts the password's age for rotation (AUTH-09).
 func SetPassword(ctx context.Context, tx *sql.Tx, a Account, password string, p Policy) error {
+	p, err := passwordRules(ctx, tx, a.ID, p)
+	if err != nil {
+		return err
+	}
 	if err := p.Check(password, a.Email, a.DisplayName); err != nil {
 		return err
 	}
@@ -122,7 +128,7 @@ func SetPassword(ctx context.Context, tx *sql.Tx, a Account, password string, p 
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE accounts SET password_hash = $1 WHERE id = $2`, h, a.ID)
+	_, err = tx.ExecContext(ctx, `UPDATE accounts SET password_hash = $1, password_changed_at = $3 WHERE id = $2`, h, a.ID, sqldb.Now())
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}

@@ -2,16 +2,21 @@ package accounts
 
 import (
 	"context"
+	"crypto/fips140"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keys"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -48,9 +53,47 @@ func acquire(ctx context.Context) error {
 
 func release() { <-hashSlots }
 
-// Hash returns the PHC-format argon2id hash of password with a fresh salt.
+// PBKDF2Params are the cost settings of a PBKDF2-HMAC-SHA-256 hash, the
+// kind FIPS mode uses (CRY-11): argon2id is not a FIPS 140 approved
+// algorithm. Like argon2id's, they are stored with each hash.
+type PBKDF2Params struct {
+	Iterations int
+}
+
+// DefaultPBKDF2 follows OWASP's 2023 recommendation for PBKDF2-HMAC-SHA-256.
+var DefaultPBKDF2 = PBKDF2Params{Iterations: 600_000}
+
+// fipsMode reports whether passwords are hashed with PBKDF2 (keys.FIPS);
+// tests of FIPS mode in a process without the FIPS module replace it.
+var fipsMode = func() bool { return keys.FIPS().On }
+
+// Hash returns the PHC-format hash of password with a fresh salt: argon2id,
+// or PBKDF2-HMAC-SHA-256 in FIPS mode (CRY-11).
 func Hash(ctx context.Context, password string) (string, error) {
+	if fipsMode() {
+		return hashPBKDF2(ctx, password, DefaultPBKDF2)
+	}
 	return hashWith(ctx, password, DefaultArgon2)
+}
+
+const pbkdf2Prefix = "$pbkdf2-sha256$"
+
+// hashPBKDF2 returns $pbkdf2-sha256$i=<iterations>$<salt>$<key>, salt and
+// key in unpadded base64. The 16-byte salt and 32-byte key are what FIPS
+// 140-only mode requires at the least.
+func hashPBKDF2(ctx context.Context, password string, p PBKDF2Params) (string, error) {
+	salt := make([]byte, saltLen)
+	rand.Read(salt)
+	if err := acquire(ctx); err != nil {
+		return "", err
+	}
+	key, err := pbkdf2.Key(sha256.New, password, salt, p.Iterations, keyLen)
+	release()
+	if err != nil {
+		return "", errs.Wrap(errs.Internal, err, "hash password")
+	}
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("%si=%d$%s$%s", pbkdf2Prefix, p.Iterations, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
 func hashWith(ctx context.Context, password string, p Argon2Params) (string, error) {
@@ -66,9 +109,16 @@ func hashWith(ctx context.Context, password string, p Argon2Params) (string, err
 		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// Verify reports whether password matches the encoded hash, and whether the
-// hash should be replaced because its parameters are below the defaults.
+// Verify reports whether password matches the encoded hash, of either
+// kind in either mode, and whether the hash should be replaced: because its
+// parameters are below the defaults, or because it is not of the kind the
+// mode uses (argon2id normally, PBKDF2 in FIPS mode). Sign-in replaces it,
+// so a switch to FIPS mode, or back, moves each hash over at its owner's
+// next sign-in.
 func Verify(ctx context.Context, encoded, password string) (ok, stale bool, err error) {
+	if strings.HasPrefix(encoded, pbkdf2Prefix) {
+		return verifyPBKDF2(ctx, encoded, password)
+	}
 	p, salt, key, err := decodeHash(encoded)
 	if err != nil {
 		return false, false, err
@@ -76,11 +126,54 @@ func Verify(ctx context.Context, encoded, password string) (ok, stale bool, err 
 	if err := acquire(ctx); err != nil {
 		return false, false, err
 	}
-	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(key)))
+	// In FIPS mode argon2id only checks a hash made before the switch,
+	// which sign-in then replaces; it is exempt from the module's
+	// enforcement for that (see keys.FIPS).
+	var got []byte
+	fips140.WithoutEnforcement(func() {
+		got = argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(key)))
+	})
 	release()
 	ok = subtle.ConstantTimeCompare(got, key) == 1
-	stale = p.MemoryKiB < DefaultArgon2.MemoryKiB || p.Time < DefaultArgon2.Time
+	stale = fipsMode() || p.MemoryKiB < DefaultArgon2.MemoryKiB || p.Time < DefaultArgon2.Time
 	return ok, stale, nil
+}
+
+func verifyPBKDF2(ctx context.Context, encoded, password string) (ok, stale bool, err error) {
+	p, salt, key, err := decodePBKDF2(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	if err := acquire(ctx); err != nil {
+		return false, false, err
+	}
+	got, err := pbkdf2.Key(sha256.New, password, salt, p.Iterations, len(key))
+	release()
+	if err != nil {
+		return false, false, errs.Wrap(errs.Internal, err, "verify password")
+	}
+	ok = subtle.ConstantTimeCompare(got, key) == 1
+	stale = !fipsMode() || p.Iterations < DefaultPBKDF2.Iterations
+	return ok, stale, nil
+}
+
+func decodePBKDF2(encoded string) (PBKDF2Params, []byte, []byte, error) {
+	var p PBKDF2Params
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 5 || !strings.HasPrefix(parts[2], "i=") {
+		return p, nil, nil, fmt.Errorf("malformed pbkdf2 hash")
+	}
+	n, err := strconv.Atoi(parts[2][len("i="):])
+	if err != nil || n < 1000 || n > 10_000_000 {
+		return p, nil, nil, fmt.Errorf("pbkdf2 parameters out of range")
+	}
+	p.Iterations = n
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[3])
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[4])
+	if err1 != nil || err2 != nil || len(salt) < 16 || len(key) < 16 || len(key) > 64 {
+		return p, nil, nil, fmt.Errorf("malformed pbkdf2 hash")
+	}
+	return p, salt, key, nil
 }
 
 func decodeHash(encoded string) (Argon2Params, []byte, []byte, error) {

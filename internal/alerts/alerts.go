@@ -55,7 +55,7 @@ const maxSubject = 200
 // transaction that records what caused it. Announce it after tx commits.
 func Raise(ctx context.Context, tx *sql.Tx, a Alert) (Alert, error) {
 	switch a.Kind {
-	case AccountLocked, AddressLimited:
+	case AccountLocked, AddressLimited, SecurityEvent:
 	default:
 		return Alert{}, errs.E(errs.Invalid, "unknown alert kind %q", a.Kind)
 	}

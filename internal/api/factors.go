@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -38,7 +40,7 @@ func challengeOut(c mfa.Challenge) map[string]any {
 		out["methods"] = []mfa.Method{mfa.MethodTOTP}
 	} else {
 		out["second_factor_required"] = true
-		out["methods"] = mfa.Methods
+		out["methods"] = c.Methods
 	}
 	return out
 }
@@ -153,9 +155,15 @@ type codeRequest struct {
 	Code string `json:"code"`
 }
 
+// confirmFn activates a pending factor of the session's account with a code
+// from it: TOTP's or SMS's.
+type confirmFn func(ctx context.Context, f *mfa.Service, sess sessions.Session, a gate.Actor, code string) ([]string, string, sessions.Session, error)
+
 // handleFactorConfirm activates the signed-in person's new factor with a
-// code from it and answers with the recovery codes, shown this once.
-func handleFactorConfirm(d Deps) http.Handler {
+// code from it and answers with the recovery codes, shown this once. The
+// session now stands on two factors: it continues under a new id, whose
+// cookie the answer carries (AUTH-10).
+func handleFactorConfirm(d Deps, confirm confirmFn) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req codeRequest
 		if err := decode(r, &req); err != nil {
@@ -165,18 +173,27 @@ func handleFactorConfirm(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		codes, err := f.Confirm(r.Context(), actor(d, r), req.Code)
+		codes, token, _, err := confirm(r.Context(), f, session(r.Context()), actor(d, r), req.Code)
 		if err != nil {
 			return err
 		}
+		setSessionCookie(w, token)
 		writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
 		return nil
 	})
 }
 
-// handleFactorRemove removes the signed-in person's factor, given a
-// current code or the account's password.
-func handleFactorRemove(d Deps) http.Handler {
+// removeFn removes a factor of the actor's account, given a current code or
+// the account's password.
+type removeFn func(ctx context.Context, a gate.Actor, code, password string) error
+
+func removeTOTP(f *mfa.Service) removeFn { return f.Remove }
+func removeSMS(f *mfa.Service) removeFn  { return f.RemoveSMS }
+
+// handleFactorRemove removes a factor of the signed-in person (TOTP's or
+// SMS's, as remove picks it from the service), given a current code or the
+// account's password.
+func handleFactorRemove(d Deps, remove func(*mfa.Service) removeFn) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req struct {
 			Code     string `json:"code"`
@@ -189,7 +206,7 @@ func handleFactorRemove(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		if err := f.Remove(r.Context(), actor(d, r), req.Code, req.Password); err != nil {
+		if err := remove(f)(r.Context(), actor(d, r), req.Code, req.Password); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -22,12 +22,19 @@ func guard(d Deps) func(router.Access, http.Handler) http.Handler {
 			return h
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if bearer, ok := bearerToken(r); ok {
+				serveWithToken(d, access, bearer, h, w, r) // the bearer's scope is checked there
+				return
+			}
 			c, err := r.Cookie(SessionCookie)
 			if err != nil {
 				writeError(w, r, d.Log, errs.E(errs.Unauthenticated, "sign-in required"))
 				return
 			}
 			sess, err := d.Sessions.Lookup(r.Context(), c.Value)
+			if err == nil {
+				sess, err = settleSession(d, w, r, sess) // renewal, expired password
+			}
 			if err != nil {
 				writeError(w, r, d.Log, err)
 				return

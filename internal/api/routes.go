@@ -8,7 +8,10 @@ import (
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -22,24 +25,51 @@ type Deps struct {
 	Links     *links.Service
 	Factors   *mfa.Service
 	Networks  *netadmin.Service
+	// Security reads and sets organizations' security policies.
+	Security *orgsecurity.Service
+	// Participants enrols, lists, re-identifies and erases participants
+	// and keeps decrypt grants (CRY-06, CRY-09, LIFE-03).
+	Participants *participants.Service
+	// Roles administers members, their roles, custom roles, care
+	// providers and field visibility (ACL-02 to ACL-05).
+	Roles *roles.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
 }
 
 // Routes returns the API's route table; every route states its access.
+// SignedIn routes take a session cookie or a personal access token
+// ("Authorization: Bearer", read-scoped tokens only GET and HEAD);
+// Session routes take a session cookie only.
 func Routes(d Deps) *router.Router {
 	rt := router.New(guard(d), Failure)
 	rt.Handle("POST", "/api/v1/auth/login", router.Open, handleLogin(d))
 	rt.Handle("POST", "/api/v1/auth/second-factor", router.Open, handleSecondFactor(d))
 	rt.Handle("POST", "/api/v1/auth/enrolment/totp", router.Open, handleEnrolBegin(d))
 	rt.Handle("POST", "/api/v1/auth/enrolment/totp/confirm", router.Open, handleEnrolConfirm(d))
-	rt.Handle("POST", "/api/v1/auth/logout", router.SignedIn, handleLogout(d))
+	rt.Handle("POST", "/api/v1/auth/second-factor/sms", router.Open, handleSecondFactorSMS(d))
+	rt.Handle("POST", "/api/v1/auth/second-factor/webauthn/options", router.Open, handleSecondFactorPasskeyOptions(d))
+	rt.Handle("POST", "/api/v1/auth/second-factor/webauthn", router.Open, handleSecondFactorPasskey(d))
+	rt.Handle("POST", "/api/v1/auth/logout", router.Session, handleLogout(d))
 	rt.Handle("POST", "/api/v1/auth/confirm", router.SignedIn, handleConfirm(d))
-	rt.Handle("POST", "/api/v1/account/factors/totp", router.SignedIn, handleFactorBegin(d))
-	rt.Handle("POST", "/api/v1/account/factors/totp/confirm", router.SignedIn, handleFactorConfirm(d))
-	rt.Handle("DELETE", "/api/v1/account/factors/totp", router.SignedIn, handleFactorRemove(d))
-	rt.Handle("POST", "/api/v1/account/recovery-codes", router.SignedIn, handleRecoveryCodes(d))
+	rt.Handle("POST", "/api/v1/account/factors/totp", router.Session, handleFactorBegin(d))
+	rt.Handle("POST", "/api/v1/account/factors/totp/confirm", router.Session, handleFactorConfirm(d, d.Sessions.ConfirmFactor))
+	rt.Handle("DELETE", "/api/v1/account/factors/totp", router.Session, handleFactorRemove(d, removeTOTP))
+	rt.Handle("POST", "/api/v1/account/factors/sms", router.Session, handleSMSBegin(d))
+	rt.Handle("POST", "/api/v1/account/factors/sms/confirm", router.Session, handleFactorConfirm(d, d.Sessions.ConfirmSMSFactor))
+	rt.Handle("DELETE", "/api/v1/account/factors/sms", router.Session, handleFactorRemove(d, removeSMS))
+	rt.Handle("POST", "/api/v1/account/factors/webauthn", router.Session, handlePasskeyBegin(d))
+	rt.Handle("POST", "/api/v1/account/factors/webauthn/confirm", router.Session, handlePasskeyConfirm(d))
+	rt.Handle("GET", "/api/v1/account/factors/webauthn", router.Session, handlePasskeyList(d))
+	rt.Handle("DELETE", "/api/v1/account/factors/webauthn/{id}", router.Session, handlePasskeyRemove(d))
+	rt.Handle("POST", "/api/v1/account/recovery-codes", router.Session, handleRecoveryCodes(d))
+	rt.Handle("POST", "/api/v1/account/password", router.Session, handleChangePassword(d))
+	rt.Handle("POST", "/api/v1/tokens", router.Session, handleCreateToken(d))
+	rt.Handle("GET", "/api/v1/tokens", router.SignedIn, handleListTokens(d))
+	rt.Handle("DELETE", "/api/v1/tokens/{id}", router.SignedIn, handleRevokeToken(d))
+	// Who accessed the requester's own participant record (issue 8).
+	rt.Handle("GET", "/api/v1/me/access-log", router.SignedIn, handleAccessLog(d))
 	rt.Handle("POST", "/api/v1/auth/reset", router.Open, handleResetRequest(d))
 	rt.Handle("POST", "/api/v1/auth/reset/confirm", router.Open, handleResetConfirm(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/invitations", router.SignedIn, handleInvite(d))
@@ -51,7 +81,30 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}", router.SignedIn, handleGetSite(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/audit/events", router.SignedIn, handleAuditSearch(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/audit/export", router.SignedIn, handleAuditExport(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/alerts", router.SignedIn, handleListAlerts(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/alerts/{alert}/read", router.SignedIn, handleMarkAlertRead(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/alert-rules", router.SignedIn, handleGetAlertRules(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/alert-rules", router.SignedIn, handleSetAlertRules(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/security-policy", router.SignedIn, handleGetPolicy(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/security-policy", router.SignedIn, handleSetPolicy(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/network", router.SignedIn, handleSetOrgNetwork(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/network", router.SignedIn, handleSetStudyNetwork(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants", router.SignedIn, handleEnrolParticipant(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants", router.SignedIn, handleListParticipants(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", router.SignedIn, handleGetParticipant(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleRevealIdentity(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleEraseIdentity(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleListDecryptGrants(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleGrantDecrypt(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants/{grant}", router.SignedIn, handleRevokeDecrypt(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/members", router.SignedIn, handleListMembers(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/members/{account}/roles", router.SignedIn, handleAssignRole(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/members/{account}/roles/{assignment}", router.SignedIn, handleUnassignRole(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/roles", router.SignedIn, handleListRoles(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/roles", router.SignedIn, handleCreateRole(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/roles/{role}", router.SignedIn, handleDeleteRole(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleAssignCare(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleUnassignCare(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/field-visibility", router.SignedIn, handleSetFieldVisibility(d))
 	return rt
 }

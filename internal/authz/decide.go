@@ -16,6 +16,32 @@ const (
 	// NetworkManage sets the address ranges an organization or a study may
 	// be reached from (ACL-07).
 	NetworkManage Action = "network.manage"
+	// SecurityManage sets the organization's security policy (AUTH-09) and
+	// lifts the lockout of its members (AUTH-04).
+	SecurityManage Action = "security.manage"
+	// ParticipantEnrol enrols a participant at a site; ParticipantRead
+	// lists and reads participants by pseudonym (CRY-09).
+	ParticipantEnrol Action = "participant.enrol"
+	ParticipantRead  Action = "participant.read"
+	// IdentityReveal re-identifies a participant: shows the identifying
+	// data behind a pseudonym (CRY-09, with step-up, ACL-09); its sensitive
+	// fields open only under a decrypt grant as well (CRY-06).
+	IdentityReveal Action = "identity.reveal"
+	// IdentityErase erases a participant's identifying data for good by
+	// destroying their key (LIFE-03).
+	IdentityErase Action = "identity.erase"
+	// DecryptGrant gives and revokes decrypt grants of a study (CRY-06).
+	DecryptGrant Action = "decrypt.grant"
+	// MemberRead lists the organization's people and their roles (ACL-02).
+	MemberRead Action = "member.read"
+	// RoleManage defines and deletes the organization's custom roles
+	// (ACL-03).
+	RoleManage Action = "role.manage"
+	// CareAssign assigns care providers to participants (ACL-05).
+	CareAssign Action = "care.assign"
+	// VisibilityManage sets which fields of a study are hidden from which
+	// roles (ACL-04).
+	VisibilityManage Action = "visibility.manage"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -24,14 +50,21 @@ type Subject struct {
 	AccountID   string
 	OrgID       string
 	Assignments []Assignment
+	// Relations are the participants the person is related to (ACL-05):
+	// as their care provider or as the participant themselves.
+	Relations []Relation
 }
 
 // Resource is what an action is about. StudyID and SiteID narrow it; a
-// resource of a site names its study too.
+// resource of a site names its study too. ParticipantID (a pseudonym) names
+// the participant an action on participant data is about, with their study
+// and site: a care provider or participant is allowed only for a
+// participant they are related to (ACL-05).
 type Resource struct {
-	OrgID   string
-	StudyID string
-	SiteID  string
+	OrgID         string
+	StudyID       string
+	SiteID        string
+	ParticipantID string
 }
 
 // Decision is the answer of Decide, with the reason for the log.
@@ -41,20 +74,50 @@ type Decision struct {
 }
 
 // permissions lists what each built-in role may do within its scope.
+//
+// Participants and their identity (CRY-09, ACL-06):
+//   - org-admin holds every participant permission, because it may give
+//     every role (CanGrant: no one grants more than they hold) and so could
+//     take any of them anyway; holding them directly keeps each use on the
+//     trail as what it is. It is the one role that erases (LIFE-03): an
+//     irreversible act, on the request of the person concerned, taken by
+//     the organization that answers for the data.
+//   - site-investigator enrols, lists and re-identifies the participants
+//     of their own site: the site is where participants are seen and
+//     contacted.
+//   - data-manager enrols and lists at their study or site, by pseudonym
+//     only; monitor lists by pseudonym only.
+//   - study-admin designs the study and gives decrypt grants for it
+//     (CRY-06), but sees no participant.
+//   - org-manager manages people and their roles and never reaches
+//     participants, their identity or the audit trail (ACL-06).
+//   - care-provider and participant read participants only through a
+//     relation (ACL-05, relationships.go): a care provider those assigned
+//     to them, a participant their own record.
+//
+// People and roles (ACL-02, ACL-03): org-admin and org-manager list the
+// members; both assign roles (member.invite), each only roles whose
+// permissions they hold themselves (CanGrant). Custom roles are defined by
+// org-admin. Study-admin assigns care providers to the participants of
+// their study and sets which fields its roles see (ACL-04).
 var permissions = map[Role][]Action{
-	OrgAdmin:         {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage},
-	OrgManager:       {StudyRead, SiteRead, MemberInvite},
-	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage},
-	DataManager:      {StudyRead, SiteRead},
-	SiteInvestigator: {StudyRead, SiteRead},
-	Monitor:          {StudyRead, SiteRead, AuditRead},
-	CareProvider:     {StudyRead, SiteRead},
-	Participant:      {},
+	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
+		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
+		MemberRead, RoleManage, CareAssign, VisibilityManage},
+	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
+	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage},
+	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead},
+	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal},
+	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead},
+	CareProvider:     {StudyRead, SiteRead, ParticipantRead},
+	Participant:      {ParticipantRead},
 }
 
 // Decide answers whether subject may take action on resource. It denies by
 // default (ACL-01): only an assignment in the resource's organization whose
-// scope covers the resource and whose role holds the action allows.
+// scope covers the resource and whose role (built-in, or custom with the
+// permission set it was loaded with) holds the action allows, and for a
+// relationship-scoped role only on a related participant (ACL-05).
 func Decide(s Subject, a Action, r Resource) Decision {
 	if s.AccountID == "" {
 		return Decision{Reason: "no signed-in account"}
@@ -63,17 +126,18 @@ func Decide(s Subject, a Action, r Resource) Decision {
 		return Decision{Reason: "resource outside the subject's organization"}
 	}
 	for _, as := range s.Assignments {
-		if as.OrgID != r.OrgID || as.AccountID != s.AccountID {
-			continue
-		}
-		if !slices.Contains(permissions[as.Role], a) {
-			continue
-		}
-		if covers(as, a, r) {
+		if allows(s, as, a, r) {
 			return Decision{Allow: true, Reason: string(as.Role) + " at " + as.Level().String() + " level"}
 		}
 	}
 	return Decision{Reason: "no role grants " + string(a) + " here"}
+}
+
+// allows reports whether one assignment of s by itself allows a on r.
+func allows(s Subject, as Assignment, a Action, r Resource) bool {
+	return s.AccountID != "" && r.OrgID != "" && s.OrgID == r.OrgID &&
+		as.OrgID == r.OrgID && as.AccountID == s.AccountID &&
+		slices.Contains(PermissionsOf(as), a) && covers(as, a, r) && relationAllows(s, as, a, r)
 }
 
 // covers reports whether an assignment's scope reaches the resource. A
@@ -94,20 +158,33 @@ func covers(as Assignment, a Action, r Resource) bool {
 	return false
 }
 
-// CanGrant reports whether the subject may give assignment a: it must be
-// allowed to invite there, and hold every permission of the role at the
-// assignment's scope itself, so no one grants more than they have.
+// CanGrant reports whether the subject may give (or take away) assignment
+// a, whose Permissions a custom role's must carry (ResolveRole). This is
+// the one statement of the rule "no one grants more than they hold"
+// (ACL-02, ACL-03, ACL-06):
+//
+//   - the subject holds member.invite at the assignment's scope (its
+//     organization, study or site), and
+//   - the granted role's permission set is a subset of the subject's at
+//     that scope: for every permission of the role, Decide allows the
+//     subject that permission on the scope itself, without naming a
+//     participant, so a permission the subject holds only through a
+//     relation (ACL-05) does not count; a site-level role also reads its
+//     study, so for it study.read is asked of the study as well.
+//
+// Because Decide is monotone in scope, holding a permission on the scope
+// means holding it on everything within the scope that the assignment
+// would reach.
 func CanGrant(s Subject, a Assignment) bool {
-	r := Resource{OrgID: a.OrgID, StudyID: a.StudyID, SiteID: a.SiteID}
-	if !Decide(s, MemberInvite, Resource{OrgID: a.OrgID}).Allow {
+	scope := Resource{OrgID: a.OrgID, StudyID: a.StudyID, SiteID: a.SiteID}
+	if !Decide(s, MemberInvite, scope).Allow {
 		return false
 	}
-	for _, act := range permissions[a.Role] {
-		rr := r
-		if act == StudyCreate || act == MemberInvite || act == AuditRead {
-			rr = Resource{OrgID: a.OrgID, StudyID: a.StudyID}
+	for _, act := range PermissionsOf(a) {
+		if !Decide(s, act, scope).Allow {
+			return false
 		}
-		if !Decide(s, act, rr).Allow {
+		if act == StudyRead && a.Level() == LevelSite && !Decide(s, act, Resource{OrgID: a.OrgID, StudyID: a.StudyID}).Allow {
 			return false
 		}
 	}

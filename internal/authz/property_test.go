@@ -17,24 +17,63 @@ import (
 
 // grants is the role → actions table, as the roles are documented.
 var grants = map[authz.Role]string{
-	authz.OrgAdmin:         "study.create study.read site.create site.read audit.read member.invite network.manage",
-	authz.OrgManager:       "study.read site.read member.invite",
-	authz.StudyAdmin:       "study.read site.create site.read network.manage",
-	authz.DataManager:      "study.read site.read",
-	authz.SiteInvestigator: "study.read site.read",
-	authz.Monitor:          "study.read site.read audit.read",
-	authz.CareProvider:     "study.read site.read",
-	authz.Participant:      "",
+	authz.OrgAdmin: "study.create study.read site.create site.read audit.read member.invite network.manage" +
+		" participant.enrol participant.read identity.reveal identity.erase decrypt.grant" +
+		" member.read role.manage care.assign visibility.manage",
+	authz.OrgManager:       "study.read site.read member.invite member.read",
+	authz.StudyAdmin:       "study.read site.create site.read network.manage decrypt.grant care.assign visibility.manage",
+	authz.DataManager:      "study.read site.read participant.enrol participant.read",
+	authz.SiteInvestigator: "study.read site.read participant.enrol participant.read identity.reveal",
+	authz.Monitor:          "study.read site.read audit.read participant.read",
+	authz.CareProvider:     "study.read site.read participant.read",
+	authz.Participant:      "participant.read",
+}
+
+// throughRelation names the roles that reach participants only through a
+// relation (ACL-05), and which: for them every action but reading the
+// study and its sites needs a resource naming a participant related to the
+// subject in that way.
+var throughRelation = map[authz.Role]authz.RelationKind{
+	authz.CareProvider: authz.RelationCare,
+	authz.Participant:  authz.RelationSelf,
 }
 
 func granted(r authz.Role, a authz.Action) bool {
 	return slices.Contains(strings.Fields(grants[r]), string(a))
 }
 
+// grantedBy is what one assignment grants: a built-in role's row of the
+// table, whatever the assignment carries; otherwise, for an assignment of
+// a custom role (ACL-03), the permission set it carries; for anything else
+// nothing.
+func grantedBy(as authz.Assignment, a authz.Action) bool {
+	if _, builtin := grants[as.Role]; builtin {
+		return granted(as.Role, a)
+	}
+	return as.CustomRoleID != "" && slices.Contains(as.Permissions, a)
+}
+
+// related answers the relation rule for one assignment.
+func related(s authz.Subject, as authz.Assignment, a authz.Action, r authz.Resource) bool {
+	kind, scoped := throughRelation[as.Role]
+	if !scoped || a == authz.StudyRead || a == authz.SiteRead {
+		return true
+	}
+	for _, rel := range s.Relations {
+		if r.ParticipantID != "" && rel.ParticipantID == r.ParticipantID && rel.Kind == kind &&
+			rel.OrgID == r.OrgID && rel.AccountID == s.AccountID {
+			return true
+		}
+	}
+	return false
+}
+
 var actions = []authz.Action{
 	authz.StudyCreate, authz.StudyRead, authz.SiteCreate, authz.SiteRead,
 	authz.AuditRead, authz.MemberInvite, authz.NetworkManage,
-	"participant.read", // an action no role holds
+	authz.ParticipantEnrol, authz.ParticipantRead, authz.IdentityReveal, authz.IdentityErase, authz.DecryptGrant,
+	authz.MemberRead, authz.RoleManage, authz.CareAssign, authz.VisibilityManage,
+	"nobody.holds", // an action no role holds
 }
 
 // The world: organization o, its studies o/s, their sites o/s/x.
@@ -72,11 +111,28 @@ func reference(s authz.Subject, a authz.Action, r authz.Resource) bool {
 		return false
 	}
 	for _, as := range s.Assignments {
-		if as.AccountID == s.AccountID && granted(as.Role, a) && reaches(as, a, r) {
+		if as.AccountID == s.AccountID && grantedBy(as, a) && reaches(as, a, r) && related(s, as, a, r) {
 			return true
 		}
 	}
 	return false
+}
+
+// worldParticipants are the participants a resource may name and a subject
+// be related to; which site they belong to does not matter to the rule.
+var worldParticipants = []string{"p1", "p2", "p3"}
+
+// randomCustom gives an assignment a custom role: a random permission set
+// (possibly empty, possibly with an action no role has).
+func randomCustom(rng *rand.Rand, as authz.Assignment) authz.Assignment {
+	as.Role = authz.Role(pick(rng, []string{"coordinator", "auditor-lite", "reader"}))
+	as.CustomRoleID = "custom-" + string(as.Role)
+	for _, a := range actions {
+		if rng.IntN(3) == 0 {
+			as.Permissions = append(as.Permissions, a)
+		}
+	}
+	return as
 }
 
 func pick[T any](rng *rand.Rand, xs []T) T { return xs[rng.IntN(len(xs))] }
@@ -119,10 +175,33 @@ func randomSubject(rng *rand.Rand) authz.Subject {
 		if rng.IntN(10) == 0 {
 			owner = "someone-else"
 		}
-		s.Assignments = append(s.Assignments, authz.Assignment{
+		as := authz.Assignment{
 			ID: fmt.Sprint(len(s.Assignments)), OrgID: org, AccountID: owner,
 			Role: pick(rng, roles), StudyID: study, SiteID: site,
-		})
+		}
+		switch rng.IntN(6) {
+		case 0:
+			as = randomCustom(rng, as)
+		case 1:
+			// A built-in role that carries a permission set anyway: the
+			// built-in table must win.
+			as.CustomRoleID, as.Permissions = "forged", []authz.Action{pick(rng, actions)}
+		case 2:
+			// A custom role's permissions without the role's id: nothing.
+			as.Role, as.Permissions = "unlinked", []authz.Action{pick(rng, actions)}
+		}
+		s.Assignments = append(s.Assignments, as)
+	}
+	for range rng.IntN(3) {
+		rel := authz.Relation{OrgID: s.OrgID, AccountID: s.AccountID, ParticipantID: pick(rng, worldParticipants),
+			Kind: pick(rng, []authz.RelationKind{authz.RelationCare, authz.RelationSelf})}
+		switch rng.IntN(10) {
+		case 0:
+			rel.OrgID = pick(rng, worldOrgs)
+		case 1:
+			rel.AccountID = "someone-else"
+		}
+		s.Relations = append(s.Relations, rel)
 	}
 	return s
 }
@@ -157,18 +236,29 @@ func randomResource(rng *rand.Rand, s authz.Subject) authz.Resource {
 			}
 		}
 	}
-	return authz.Resource{OrgID: org, StudyID: study, SiteID: site}
+	r := authz.Resource{OrgID: org, StudyID: study, SiteID: site}
+	switch {
+	case site == "" || rng.IntN(3) == 0:
+	case len(s.Relations) > 0 && rng.IntN(3) > 0:
+		r.ParticipantID = pick(rng, s.Relations).ParticipantID
+	default:
+		r.ParticipantID = pick(rng, worldParticipants)
+	}
+	return r
 }
 
 func TestACL01_DecideMatchesReferenceModel(t *testing.T) {
 	const cases = 50_000
 	const seed = 20260701
 	rng := rand.New(rand.NewPCG(seed, seed))
-	var allowed, denied int
+	var allowed, denied, viaRelation, viaCustom int
 	byRole := map[authz.Role]int{}
 	for i := range cases {
 		s := randomSubject(rng)
 		a := pick(rng, actions)
+		if rng.IntN(4) == 0 {
+			a = authz.ParticipantRead // where relations decide (ACL-05)
+		}
 		r := randomResource(rng, s)
 		want := reference(s, a, r)
 		d := authz.Decide(s, a, r)
@@ -182,8 +272,14 @@ func TestACL01_DecideMatchesReferenceModel(t *testing.T) {
 		if want {
 			allowed++
 			for _, as := range s.Assignments {
-				if as.AccountID == s.AccountID && granted(as.Role, a) && reaches(as, a, r) {
+				if as.AccountID == s.AccountID && grantedBy(as, a) && reaches(as, a, r) && related(s, as, a, r) {
 					byRole[as.Role]++
+					if _, scoped := throughRelation[as.Role]; scoped && a != authz.StudyRead && a != authz.SiteRead {
+						viaRelation++
+					}
+					if as.CustomRoleID != "" && !slices.Contains(authz.BuiltinRoles(), as.Role) {
+						viaCustom++
+					}
 					break
 				}
 			}
@@ -200,6 +296,9 @@ func TestACL01_DecideMatchesReferenceModel(t *testing.T) {
 		if g != "" && byRole[role] == 0 {
 			t.Errorf("no case was allowed through role %s", role)
 		}
+	}
+	if viaRelation < 50 || viaCustom < 500 {
+		t.Errorf("%d allows through a relation and %d through a custom role: the generator misses them", viaRelation, viaCustom)
 	}
 	t.Logf("%d cases: %d allowed, %d denied; allows by role %v", cases, allowed, denied, byRole)
 }

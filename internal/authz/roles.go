@@ -101,6 +101,11 @@ type Assignment struct {
 	StudyID   string // "" at organization level
 	SiteID    string // "" unless site level
 	CreatedAt int64
+	// CustomRoleID names the custom role (ACL-03) when Role is not a
+	// built-in one, and Permissions is that role's permission set, loaded
+	// with the assignment; both are empty for a built-in role.
+	CustomRoleID string
+	Permissions  []Action
 }
 
 // Level reports the scope of the assignment.
@@ -114,12 +119,18 @@ func (a Assignment) Level() Level {
 	return LevelOrg
 }
 
-// Assign records an assignment after checking that the role may be held at
-// the given scope and that the study and site belong to the organization. A
-// site given without its study takes the site's study.
+// Assign records an assignment after checking that the role (built-in, or
+// a custom role of the organization) may be held at the given scope and
+// that the study and site belong to the organization. A site given without
+// its study takes the site's study.
 func Assign(ctx context.Context, tx *sql.Tx, a Assignment) (Assignment, error) {
-	if _, err := ParseRole(string(a.Role)); err != nil {
+	levels, perms, customID, err := roleDefinition(ctx, tx, a.OrgID, a.Role)
+	if err != nil {
 		return Assignment{}, err
+	}
+	a.CustomRoleID, a.Permissions = customID, nil
+	if customID != "" {
+		a.Permissions = perms
 	}
 	if a.SiteID != "" {
 		studyID, err := siteStudy(ctx, tx, a.OrgID, a.SiteID)
@@ -141,12 +152,12 @@ func Assign(ctx context.Context, tx *sql.Tx, a Assignment) (Assignment, error) {
 		}
 	}
 	ok := false
-	for _, l := range a.Role.Levels() {
+	for _, l := range levels {
 		ok = ok || l == a.Level()
 	}
 	if !ok {
 		var want []string
-		for _, l := range a.Role.Levels() {
+		for _, l := range levels {
 			want = append(want, l.String())
 		}
 		return Assignment{}, errs.E(errs.Invalid, "role %s is held at %s level, not at %s level",
@@ -154,10 +165,10 @@ func Assign(ctx context.Context, tx *sql.Tx, a Assignment) (Assignment, error) {
 	}
 	a.ID = ids.New()
 	a.CreatedAt = sqldb.Now()
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO role_assignments (id, org_id, account_id, role, study_id, site_id, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		a.ID, a.OrgID, a.AccountID, a.Role, nullable(a.StudyID), nullable(a.SiteID), a.CreatedAt)
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO role_assignments (id, org_id, account_id, role, study_id, site_id, created_at, custom_role_id)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		a.ID, a.OrgID, a.AccountID, a.Role, nullable(a.StudyID), nullable(a.SiteID), a.CreatedAt, nullable(a.CustomRoleID))
 	if sqldb.IsUniqueViolation(err) {
 		return Assignment{}, errs.E(errs.Conflict, "that person holds this role at this scope already")
 	}
@@ -167,25 +178,10 @@ func Assign(ctx context.Context, tx *sql.Tx, a Assignment) (Assignment, error) {
 	return a, nil
 }
 
-// AssignmentsOf lists the roles a person holds in one organization.
+// AssignmentsOf lists the roles a person holds in one organization, each
+// with its custom role's permission set (ACL-03).
 func AssignmentsOf(ctx context.Context, q sqldb.Querier, orgID, accountID string) ([]Assignment, error) {
-	rows, err := q.QueryContext(ctx,
-		`SELECT id, org_id, account_id, role, COALESCE(study_id, ''), COALESCE(site_id, ''), created_at
-		 FROM role_assignments WHERE org_id = $1 AND account_id = $2 ORDER BY created_at, id`,
-		orgID, accountID)
-	if err != nil {
-		return nil, fmt.Errorf("list role assignments: %w", err)
-	}
-	defer rows.Close()
-	var out []Assignment
-	for rows.Next() {
-		var a Assignment
-		if err := rows.Scan(&a.ID, &a.OrgID, &a.AccountID, &a.Role, &a.StudyID, &a.SiteID, &a.CreatedAt); err != nil {
-			return nil, fmt.Errorf("list role assignments: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAssignments(ctx, q, `WHERE ra.org_id = $1 AND ra.account_id = $2`, orgID, accountID)
 }
 
 func nullable(s string) any {

@@ -36,6 +36,7 @@ func commands() []command {
 		{"init", "create the first organization and its administrator", runInit},
 		{"migrate", "bring both databases' schemas up to date", runMigrate},
 		{"user", "manage accounts: user add, user unlock", runUser},
+		{"keys", "key operations under dual control: status, rotate, approve, export-recovery, provider-change", runKeys},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
 		{"version", "print the version", runVersion},
 	}

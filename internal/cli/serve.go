@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
@@ -35,13 +36,16 @@ type serveOptions struct {
 	// trustedProxy is the --trusted-proxy setting, proxies its parsed form.
 	trustedProxy string
 	proxies      []netip.Prefix
+	// fips requires FIPS mode (CRY-11): Go's FIPS 140-3 module on.
+	fips bool
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
 
 func runServe(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "serve", "serve [--addr HOST:PORT] [--data DIR] [--database URL] [--identity-database URL] [--tls-cert FILE --tls-key FILE] [--env ENV] [--demo] [--trusted-proxy RANGES]")
+	fs := newFlags(env, "serve", "serve [--addr HOST:PORT] [--data DIR] [--database URL] [--identity-database URL] [--tls-cert FILE --tls-key FILE] [--env ENV] [--demo] [--trusted-proxy RANGES] [--kek local|pkcs11|vault …] [--fips]")
 	o := serveOptions{cfg: instanceFlags(fs)}
+	kc := kekFlags(fs)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8443", "`address` to listen on for HTTPS")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM); without it a self-signed certificate is made in the data folder")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
@@ -51,6 +55,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")
 	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
+	fs.BoolVar(&o.fips, "fips", false, "FIPS mode: refuse to start unless Go's FIPS 140-3 module is on (GODEBUG=fips140=on or only); new values then use AES-256-GCM and passwords PBKDF2")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
 		return err
@@ -65,6 +70,13 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	// Everything that can be checked without writing is checked first, so a
 	// bad setting leaves no trace.
 	if err := checkServeOptions(&o); err != nil {
+		return err
+	}
+	fips := keys.FIPS()
+	if o.fips && !fips.On {
+		return errs.E(errs.Invalid, "--fips needs Go's FIPS 140-3 module: start custodia with GODEBUG=fips140=on, or fips140=only to have the module refuse every other algorithm")
+	}
+	if err := kc.check(); err != nil {
 		return err
 	}
 	var cert tls.Certificate
@@ -94,9 +106,15 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	kek, err := keys.OpenLocalKEK(inst.DataDir)
+	// The key-encryption key's provider (CRY-04). A remote KMS that does
+	// not answer yet does not stop the start: /readyz fails and writes
+	// answer 503 until it does.
+	kek, err := kc.open(ctx, env, inst.DataDir, false)
 	if err != nil {
-		return errs.Wrap(errs.KindOf(err), err, "open the key-encryption key")
+		return err
+	}
+	if err := kek.Check(ctx); err != nil {
+		log.Warn("key-encryption key not reachable", "provider", kek.Name(), "err", err)
 	}
 
 	selfSigned := false
@@ -125,6 +143,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		defer close(seqDone)
 		trail.Run(ctx, time.Second, time.Minute)
 	}()
+	go sweepIdentities(ctx, log, inst, kek)
 	if sender == nil {
 		sender = &mail.Outbox{Dir: filepath.Join(inst.DataDir, "outbox"), From: o.mailFrom}
 		if o.env == "production" {
@@ -136,13 +155,25 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek})
 	defer shells.Links.Wait()
+	// Alert rules and notifications (AUD-05, AUTH-12): security events on
+	// the log raise alerts, and alerts are e-mailed to the organization's
+	// administrators.
+	watcher := &alerts.Watcher{DB: inst.Clinical, Log: log,
+		Notifier: &alerts.MailNotifier{DB: inst.Clinical, Mail: sender, BaseURL: o.baseURL}}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		watcher.Run(ctx, 2*time.Second)
+	}()
 	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
+	fmt.Fprintf(env.Stdout, "FIPS mode %s: %s\n", fips, fips.Algorithms())
 	if selfSigned {
 		fmt.Fprintf(env.Stdout, "Self-signed certificate, SHA-256 fingerprint:\n  %s\n", server.Fingerprint(cert))
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "env", o.env, "clinical", inst.Clinical.Location, "identity", inst.Identity.Location)
 	err = server.Serve(ctx, ln, h, server.TLSConfig(cert), log)
 	<-seqDone
+	<-watchDone
 	// Integrate what the last requests appended and sign a final checkpoint.
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if _, cerr := trail.Checkpoint(fctx); cerr != nil {

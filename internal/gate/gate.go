@@ -13,8 +13,16 @@
 //  4. on a denial rolls everything back, records the denied attempt in a
 //     transaction of its own, and reports the object as not found (ACL-08).
 //
-// Sealing and unsealing of encrypted values joins here as well: the work
-// receives its keys through the Tx.
+// The work receives its keys through the Tx, never as key material:
+// Tx.Vault seals and opens values with the clinical database's organization
+// and study keys, and Tx.Identity gives a transaction on the separate
+// identity database (CRY-09) whose vault holds the participant keys. Both
+// answer only after authz allowed the work and only for the request's
+// organization; a key that cannot be had fails the request closed
+// (Unavailable, nothing committed), and a sealed value that does not open
+// where it is read (CRY-05) fails the whole request and is recorded as a
+// failed security event. How the two databases' commits are ordered is
+// told at IdentityTx.
 package gate
 
 import (
@@ -28,6 +36,8 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -56,6 +66,13 @@ var ErrStepUpRequired = errs.E(errs.StepUpRequired,
 // Gate runs work on protected data.
 type Gate struct {
 	DB *sqldb.DB
+	// Keys holds the data keys of DB, wrapped by the key-encryption key.
+	Keys *keys.Keyring
+	// Identity is the identity database and IdentityKeys its keyring,
+	// which holds the participant keys (CRY-09). Without them, work that
+	// asks for identity data fails as Unavailable.
+	Identity     *sqldb.DB
+	IdentityKeys *keys.Keyring
 }
 
 // Tx is the work's view of one request: its transaction, the requester and
@@ -74,6 +91,13 @@ type Tx struct {
 	// confirmedAt and now decide RequireStepUp.
 	confirmedAt time.Time
 	now         time.Time
+	// gate and orgID serve the vaults; identity is the request's
+	// transaction on the identity database, if the work began one;
+	// integrity records that a sealed value failed to open.
+	gate      *Gate
+	orgID     string
+	identity  *IdentityTx
+	integrity bool
 }
 
 // ErrDenied is returned by Authorize; work returns it (wrapped or not).
@@ -143,10 +167,32 @@ func (t *Tx) RequireStepUp() error {
 	return nil
 }
 
-// Object names the object the request is about, for the audit event.
+// Object names the object the request is about, for the audit event. An
+// id that is not one of ours (a probe with a made-up or oversized id) is
+// recorded as such rather than copied, so that the event can always be
+// written and the attempt is on the trail.
 func (t *Tx) Object(kind, id string) {
+	if !ids.Valid(id) {
+		id = "invalid"
+	}
 	t.event.ObjectType, t.event.ObjectID = kind, id
 }
+
+// VisibleFields keeps, of fields (form-qualified names) of r's study, those
+// the requester may see when taking action (a read) on r, under the
+// study's field-visibility rules (ACL-04). Work that answers with fields
+// of a study leaves out every field it drops: absent, not blanked.
+func (t *Tx) VisibleFields(ctx context.Context, action authz.Action, r authz.Resource, fields []string) ([]string, error) {
+	rules, err := authz.FieldRulesOf(ctx, t.Tx, r.OrgID, r.StudyID)
+	if err != nil {
+		return nil, err
+	}
+	return authz.VisibleFields(t.Subject, action, r, rules, fields), nil
+}
+
+// Participant names the participant (by pseudonym) the request is about,
+// for the audit event.
+func (t *Tx) Participant(pseudonym string) { t.event.ParticipantID = pseudonym }
 
 // Security flags the event as a security event (AUD-05): role, factor,
 // key and policy changes.
@@ -177,7 +223,7 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	if err != nil {
 		return err
 	}
-	t := &Tx{Subject: subj, event: ev, network: network, addr: actor.RemoteAddr, confirmedAt: actor.ConfirmedAt, now: time.Now()}
+	t := &Tx{Subject: subj, event: ev, network: network, addr: actor.RemoteAddr, confirmedAt: actor.ConfirmedAt, now: time.Now(), gate: g, orgID: orgID}
 	if !network.AllowsOrganization(actor.RemoteAddr) {
 		t.event.ActorRole = roleNames(subj)
 		t.denied = &authz.Decision{Reason: netpolicy.Refusal}
@@ -188,6 +234,11 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 		return g.refuse(ctx, t)
 	}
 	t.event.ActorRole = roleNames(subj)
+	defer func() {
+		if t.identity != nil {
+			t.identity.rollback()
+		}
+	}()
 	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		t.Tx = tx
 		if err := work(t); err != nil {
@@ -202,12 +253,34 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 		if !t.authorized {
 			return errs.E(errs.Internal, "work for %s did not ask for authorization", action)
 		}
+		if t.integrity {
+			return errIntegrity(errors.New("work went on after a sealed value failed to open"))
+		}
 		t.event.Outcome = audit.Success
 		if _, err := audit.Append(ctx, tx, t.event); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
+		if t.identity != nil && !t.identity.after {
+			return t.identity.commit()
+		}
 		return nil
 	})
+	if t.identity != nil && t.identity.after && err == nil {
+		if err := t.identity.commit(); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the change is recorded, but the identity database did not confirm it; repeat the request")
+		}
+	}
+	if t.integrity && t.denied == nil {
+		// A value that does not open where it is stored was moved or
+		// damaged behind the application's back (CRY-05).
+		t.event.Outcome = audit.Failure
+		t.event.Security = true
+		t.event.Details = map[string]string{"error": "integrity"}
+		if aerr := g.append(ctx, t.event); aerr != nil {
+			return aerr
+		}
+		return err
+	}
 	if t.denied != nil {
 		return g.refuse(ctx, t)
 	}
@@ -265,7 +338,18 @@ func (g *Gate) subject(ctx context.Context, accountID, orgID string) (authz.Subj
 	if err != nil {
 		return authz.Subject{}, fmt.Errorf("load roles: %w", err)
 	}
-	return authz.Subject{AccountID: accountID, OrgID: orgID, Assignments: as}, nil
+	subj := authz.Subject{AccountID: accountID, OrgID: orgID, Assignments: as}
+	// The relations (ACL-05) matter only to roles that reach participants
+	// through them.
+	for _, a := range as {
+		if _, scoped := authz.RelationshipScoped(a.Role); scoped {
+			if subj.Relations, err = authz.RelationsOf(ctx, g.DB, orgID, accountID); err != nil {
+				return authz.Subject{}, fmt.Errorf("load relations: %w", err)
+			}
+			break
+		}
+	}
+	return subj, nil
 }
 
 func roleNames(s authz.Subject) string {

@@ -3,6 +3,7 @@ package gate_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -205,4 +206,36 @@ func TestMemberOfAnotherOrganizationIsDeniedAndRecorded(t *testing.T) {
 	if len(evs) != 1 || evs[0].Outcome != audit.Denied || evs[0].ActorAccount != f.admin.AccountID {
 		t.Errorf("other organization's trail = %+v, want the denied attempt", evs)
 	}
+}
+
+// A probe with an oversized or made-up id answers like any missing object
+// and is on the trail, its id recorded as invalid rather than copied.
+func TestACL08_MalformedIDIsNotFoundAndRecorded(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		svc := &orgs.Service{Gate: f.g}
+		long := strings.Repeat("a", 600)
+		_, errLong := svc.Study(ctx, f.admin, f.org.Slug, long)
+		_, errMissing := svc.Study(ctx, f.admin, f.org.Slug, "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+		if !errs.Is(errLong, errs.NotFound) || errLong.Error() != errMissing.Error() {
+			t.Fatalf("oversized id: %v; missing id: %v; want the same not found", errLong, errMissing)
+		}
+		evs := events(t, f)
+		if len(evs) != 2 {
+			t.Fatalf("events = %+v, want two", evs)
+		}
+		var invalid int
+		for _, ev := range evs {
+			if ev.ObjectID == "invalid" {
+				invalid++
+			}
+			if strings.Contains(ev.ObjectID, long[:100]) {
+				t.Error("the oversized id was copied into the event")
+			}
+		}
+		if invalid != 1 {
+			t.Errorf("events recording an invalid id = %d, want 1", invalid)
+		}
+	})
 }

@@ -1,7 +1,8 @@
 // Package keys owns encryption at rest: sealed values, the key hierarchy and
 // the key-encryption-key providers.
 //
-// Values are sealed with XChaCha20-Poly1305 under data keys (CRY-03). A
+// Values are sealed with XChaCha20-Poly1305 under data keys (CRY-03), or
+// with AES-256-GCM in FIPS mode (CRY-11, fips.go). A
 // sealed value names its key (id and version) in a header and is bound to
 // its organization, study, record and field (CRY-05). Data keys exist per
 // organization, per study and per participant, are random, and are stored
@@ -15,7 +16,6 @@ package keys
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -115,12 +115,12 @@ type DataKey struct {
 	ID      KeyID
 	Version uint32
 	Scope   Scope
-	aead    cipher.AEAD
+	aead    *sealKey
 	secret  []byte // kept for KindIndex keys only
 }
 
 func newDataKey(id KeyID, version uint32, scope Scope, raw []byte) (DataKey, error) {
-	a, err := newXChaCha(raw)
+	a, err := newSealKey(raw, sealGCMLabel)
 	if err != nil {
 		return DataKey{}, errs.Wrap(errs.Internal, err, "data key "+id.String())
 	}
@@ -364,12 +364,16 @@ func (k *Keyring) unwrap(ctx context.Context, r row) (DataKey, error) {
 	if k.KEK == nil {
 		return DataKey{}, errs.E(errs.Internal, "keyring without key-encryption key")
 	}
-	if r.kekID != k.KEK.ID() {
+	if !opensVersion(k.KEK, r.kekID) { // the current version, or an older one kept during rotation (CRY-07)
 		return DataKey{}, errs.E(errs.Internal, "the %s (version %d) is wrapped by key-encryption key %s, but this instance has %s", r.scope, r.version, r.kekID, k.KEK.ID())
 	}
 	raw, err := k.KEK.Unwrap(ctx, r.wrapped, wrapAD(r.id, r.version, r.scope))
 	if err != nil {
-		return DataKey{}, errs.Wrap(errs.Internal, err, "unwrap the "+r.scope.String())
+		kind := errs.Internal
+		if errs.KindOf(err) == errs.Unavailable {
+			kind = errs.Unavailable // the KMS is down: 503, not 500
+		}
+		return DataKey{}, errs.Wrap(kind, err, "unwrap the "+r.scope.String())
 	}
 	dk, err := newDataKey(r.id, r.version, r.scope, raw)
 	if err != nil {

@@ -17,20 +17,26 @@ import (
 //
 //	offset  size  field
 //	     0     1  format version, 1
-//	     1     1  algorithm: 1 = XChaCha20-Poly1305; 2 = AES-256-GCM (reserved for FIPS mode)
+//	     1     1  algorithm: 1 = XChaCha20-Poly1305; 2 = AES-256-GCM (FIPS mode, CRY-11)
 //	     2    16  key id: the data key's random id, shared by all versions of one scope
 //	    18     4  key version, uint32 big-endian, from 1
-//	    22    24  nonce, random
-//	    46     …  ciphertext || tag
+//	    22    24  nonce, random (XChaCha20-Poly1305); 12 bytes for AES-256-GCM
+//	 46/34     …  ciphertext || tag
 //
-// The AEAD's associated data is the whole header followed by the encoded
-// Context, so neither the header nor the value's place can be changed
-// without the value failing to open.
+// The AEAD's associated data is the header followed by the encoded Context,
+// so neither the header nor the value's place can be changed without the
+// value failing to open. For XChaCha20-Poly1305 the header includes the
+// nonce; AES-256-GCM draws its nonce inside the FIPS module when it seals,
+// so its header ends at the key version and GCM authenticates the nonce as
+// its IV. Both kinds open in either mode (see fips.go).
+//
+// HeaderSize, NonceSize and Overhead describe XChaCha20-Poly1305 values;
+// GCMHeaderSize, GCMNonceSize and GCMOverhead AES-256-GCM ones.
 const (
 	FormatV1 = 1
 
 	AlgXChaCha20Poly1305 = 1
-	AlgAES256GCM         = 2 // reserved; not accepted yet
+	AlgAES256GCM         = 2
 
 	KeyIDSize  = 16
 	NonceSize  = chacha20poly1305.NonceSizeX
@@ -98,10 +104,20 @@ type Ring interface {
 	ByID(ctx context.Context, id KeyID, version uint32) (DataKey, error)
 }
 
-// Seal encrypts plaintext under dk for the place ad names. Every call uses
-// a fresh random nonce; with 24-byte nonces a key may seal any number of
-// values a clinical database will ever hold.
+// Seal encrypts plaintext under dk for the place ad names: with
+// XChaCha20-Poly1305, or with AES-256-GCM in FIPS mode (CRY-11). Every call
+// uses a fresh random nonce; with 24-byte nonces a key may seal any number
+// of values a clinical database will ever hold, with 12-byte ones fewer
+// than 2^32.
 func Seal(dk DataKey, plaintext []byte, ad Context) ([]byte, error) {
+	alg := byte(AlgXChaCha20Poly1305)
+	if FIPS().On {
+		alg = AlgAES256GCM
+	}
+	return sealAs(alg, dk, plaintext, ad)
+}
+
+func sealAs(alg byte, dk DataKey, plaintext []byte, ad Context) ([]byte, error) {
 	if dk.aead == nil || dk.Scope.Kind == KindIndex {
 		return nil, errs.E(errs.Internal, "seal: no data key")
 	}
@@ -111,20 +127,36 @@ func Seal(dk DataKey, plaintext []byte, ad Context) ([]byte, error) {
 	if ad.OrgID != dk.Scope.OrgID {
 		return nil, errs.E(errs.Internal, "seal: data key of organization %s used for organization %s", dk.Scope.OrgID, ad.OrgID)
 	}
-	out := make([]byte, HeaderSize, HeaderSize+len(plaintext)+TagSize)
-	out[0] = FormatV1
-	out[offAlg] = AlgXChaCha20Poly1305
-	copy(out[offKeyID:], dk.ID[:])
-	binary.BigEndian.PutUint32(out[offVersion:], dk.Version)
-	if _, err := rand.Read(out[offNonce:HeaderSize]); err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "seal: read random nonce")
+	switch alg {
+	case AlgXChaCha20Poly1305:
+		a, err := dk.aead.xchacha()
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "seal with XChaCha20-Poly1305")
+		}
+		out := make([]byte, HeaderSize, HeaderSize+len(plaintext)+TagSize)
+		putHeader(out, alg, dk)
+		if _, err := rand.Read(out[offNonce:HeaderSize]); err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "seal: read random nonce")
+		}
+		return sealAEAD(a, out, out[offNonce:HeaderSize], plaintext, associatedData(out, ad))
+	case AlgAES256GCM:
+		out := make([]byte, GCMHeaderSize, len(plaintext)+GCMOverhead)
+		putHeader(out, alg, dk)
+		return dk.aead.gcm.Seal(out, nil, plaintext, associatedData(out, ad)), nil
 	}
-	return sealAEAD(dk.aead, out, out[offNonce:HeaderSize], plaintext, associatedData(out, ad))
+	return nil, errs.E(errs.Internal, "seal: unknown algorithm %d", alg)
 }
 
-// Open decrypts a value sealed by Seal, finding its key in ring. A value
-// that does not open is ErrCorrupt; one whose key was destroyed is
-// ErrKeyDestroyed (LIFE-03).
+func putHeader(out []byte, alg byte, dk DataKey) {
+	out[0] = FormatV1
+	out[offAlg] = alg
+	copy(out[offKeyID:], dk.ID[:])
+	binary.BigEndian.PutUint32(out[offVersion:], dk.Version)
+}
+
+// Open decrypts a value sealed by Seal in either mode, finding its key in
+// ring. A value that does not open is ErrCorrupt; one whose key was
+// destroyed is ErrKeyDestroyed (LIFE-03).
 func Open(ctx context.Context, ring Ring, sealed []byte, ad Context) ([]byte, error) {
 	h, ok := parseHeader(sealed)
 	if !ok || !ad.valid() {
@@ -140,7 +172,19 @@ func Open(ctx context.Context, ring Ring, sealed []byte, ad Context) ([]byte, er
 	if dk.aead == nil || dk.ID != h.keyID || dk.Version != h.version || dk.Scope.OrgID != ad.OrgID {
 		return nil, ErrCorrupt
 	}
-	pt, err := openAEAD(dk.aead, sealed[offNonce:HeaderSize], sealed[HeaderSize:], associatedData(sealed[:HeaderSize], ad))
+	var pt []byte
+	switch h.alg {
+	case AlgXChaCha20Poly1305:
+		a, aerr := dk.aead.legacy()
+		if aerr != nil {
+			return nil, errs.Wrap(errs.Internal, aerr, "open a XChaCha20-Poly1305 value")
+		}
+		pt, err = openAEAD(a, sealed[offNonce:HeaderSize], sealed[HeaderSize:], associatedData(sealed[:HeaderSize], ad))
+	case AlgAES256GCM:
+		pt, err = dk.aead.openGCM(sealed[GCMHeaderSize:], associatedData(sealed[:GCMHeaderSize], ad))
+	default:
+		err = ErrCorrupt
+	}
 	if err != nil {
 		return nil, ErrCorrupt
 	}
@@ -148,17 +192,24 @@ func Open(ctx context.Context, ring Ring, sealed []byte, ad Context) ([]byte, er
 }
 
 type header struct {
+	alg     byte
 	keyID   KeyID
 	version uint32
 }
 
 // parseHeader reads the header of a sealed value of a known format and
-// algorithm that is long enough to hold a tag.
+// algorithm that is long enough to hold a nonce and a tag.
 func parseHeader(sealed []byte) (header, bool) {
-	if len(sealed) < Overhead || sealed[0] != FormatV1 || sealed[offAlg] != AlgXChaCha20Poly1305 {
+	if len(sealed) < GCMHeaderSize || sealed[0] != FormatV1 {
 		return header{}, false
 	}
-	var h header
+	h := header{alg: sealed[offAlg]}
+	switch {
+	case h.alg == AlgXChaCha20Poly1305 && len(sealed) >= Overhead:
+	case h.alg == AlgAES256GCM && len(sealed) >= GCMOverhead:
+	default:
+		return header{}, false
+	}
 	copy(h.keyID[:], sealed[offKeyID:offVersion])
 	h.version = binary.BigEndian.Uint32(sealed[offVersion:offNonce])
 	if h.version == 0 {

@@ -159,6 +159,10 @@ func (s *Service) ConfirmReset(ctx context.Context, token, password string, a ga
 		if err := sessions.RevokeAllIn(ctx, tx, acc.ID, time.Now()); err != nil {
 			return err
 		}
+		// A reset follows a lost or stolen password: access tokens end too.
+		if err := sessions.RevokeTokensIn(ctx, tx, acc.ID, time.Now()); err != nil {
+			return err
+		}
 		// The owner proved control of the address: a lockout ends (AUTH-04).
 		unlocked, err := accounts.Unlock(ctx, tx, acc.ID)
 		if err != nil {

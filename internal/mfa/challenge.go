@@ -36,6 +36,9 @@ type Challenge struct {
 	AccountID string
 	Purpose   Purpose
 	ExpiresAt time.Time
+	// Methods are the ways the account can give its second factor, for a
+	// challenge of PurposeSecondFactor (set when issued).
+	Methods []Method
 }
 
 // ErrChallenge is the one answer to a second sign-in step that does not
@@ -61,6 +64,11 @@ func IssueChallenge(ctx context.Context, tx *sql.Tx, accountID string, p Purpose
 		c.ID, digest, accountID, string(p), remoteAddr, now.UnixMicro(), c.ExpiresAt.UnixMicro())
 	if err != nil {
 		return Challenge{}, fmt.Errorf("issue challenge: %w", err)
+	}
+	if p == PurposeSecondFactor {
+		if c.Methods, err = methodsOf(ctx, tx, accountID); err != nil {
+			return Challenge{}, err
+		}
 	}
 	return c, nil
 }

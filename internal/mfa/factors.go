@@ -163,7 +163,8 @@ type proof struct {
 	factorID  string
 	step      int64
 	hash      string
-	ok        bool // the code can be spent
+	smsCodeID string // for MethodSMS: the texted code matched
+	ok        bool   // the code can be spent
 }
 
 // check works out what code is, outside any transaction (unwrapping may
@@ -177,7 +178,7 @@ func (s *Service) check(ctx context.Context, accountID, code string) (proof, err
 		p.method = MethodTOTP
 		f, err := readFactor(ctx, s.DB, accountID, false)
 		if errors.Is(err, errNoFactor) {
-			return p, nil
+			return s.checkSMS(ctx, accountID, code) // six digits: a texted code
 		}
 		if err != nil {
 			return proof{}, err
@@ -221,6 +222,8 @@ func (p proof) spend(ctx context.Context, tx *sql.Tx, a gate.Actor, now time.Tim
 			`UPDATE recovery_codes SET used_at = $1
 			 WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL`,
 			now.UnixMicro(), p.accountID, p.hash)
+	case MethodSMS:
+		res, err = spendSMS(ctx, tx, p, now)
 	default:
 		return ErrWrongCode
 	}
@@ -277,7 +280,8 @@ func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then fu
 	})
 }
 
-// Remove deletes the actor's TOTP factor and recovery codes. The person
+// Remove deletes the actor's TOTP factor and, if it was the account's last
+// factor (no passkey remains), its recovery codes. The person
 // proves to be the account's owner, not just the holder of its session, with
 // a current code (TOTP or recovery) or the account's password: exactly one
 // of code and password. A wrong one counts towards the lockout.
@@ -294,8 +298,8 @@ func (s *Service) Remove(ctx context.Context, a gate.Actor, code, password strin
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoFactor // removed meanwhile
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE account_id = $1`, a.AccountID); err != nil {
-			return fmt.Errorf("remove recovery codes: %w", err)
+		if err := dropRecoveryCodesIfLast(ctx, tx, a.AccountID); err != nil {
+			return err
 		}
 		ev.Details["factor_id"] = f.id
 		return nil

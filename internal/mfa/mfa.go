@@ -28,6 +28,7 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -37,6 +38,7 @@ type Method string
 const (
 	MethodTOTP     Method = "totp"
 	MethodRecovery Method = "recovery"
+	MethodSMS      Method = "sms" // a code sent by text message (sms.go)
 )
 
 // Methods are the ways an account with a TOTP factor can give it.
@@ -49,7 +51,13 @@ var Methods = []Method{MethodTOTP, MethodRecovery}
 type Service struct {
 	DB  *sqldb.DB
 	KEK keys.KEK
-	Now func() time.Time // for tests; time.Now when nil
+	// SMS sends codes by text message; without one, SMS factors are
+	// unavailable.
+	SMS sms.Sender
+	// Passkeys is the WebAuthn relying party (webauthn.go); without one,
+	// passkeys are unavailable.
+	Passkeys RelyingParty
+	Now      func() time.Time // for tests; time.Now when nil
 }
 
 func (s *Service) now() time.Time {
@@ -138,11 +146,12 @@ func (s *Service) unwrap(ctx context.Context, accountID string, f factor) ([]byt
 }
 
 // HasFactor reports whether the account has an active (confirmed) second
-// factor.
+// factor: a TOTP or SMS factor, or a passkey.
 func HasFactor(ctx context.Context, q sqldb.Querier, accountID string) (bool, error) {
 	var n int
 	err := q.QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL`, accountID).Scan(&n)
+		`SELECT (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL)
+		      + (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1)`, accountID).Scan(&n)
 	if err != nil {
 		return false, errs.Wrap(errs.Unavailable, err, "read second factors")
 	}

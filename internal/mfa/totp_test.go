@@ -2,8 +2,12 @@ package mfa
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"image/png"
 	"net/url"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +147,30 @@ func TestAUTH08_RecoveryCodesShapeAndNormalization(t *testing.T) {
 	}
 	if recoveryHash("a", "ABCDEFGHJK") == recoveryHash("b", "ABCDEFGHJK") {
 		t.Error("a recovery code hashes alike for two accounts")
+	}
+}
+
+// Authenticator apps speak HMAC-SHA-1, which Go's FIPS 140-3 module refuses
+// when enforced: codes are still computed, and match RFC 6238's vector,
+// with the module enforced (CRY-11), in a child process started with
+// GODEBUG=fips140=only.
+func TestCRY11_TOTPWorksUnderEnforcedFIPSModule(t *testing.T) {
+	if os.Getenv("CUSTODIA_TOTP_FIPS_CHILD") == "1" {
+		if !fips140.Enforced() {
+			t.Fatal("the FIPS 140-3 module is not enforced in the child")
+		}
+		if got := Code([]byte("12345678901234567890"), Step(time.Unix(59, 0))); got != "287082" {
+			t.Fatalf("code = %s, want 287082", got)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCRY11_TOTPWorksUnderEnforcedFIPSModule$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CUSTODIA_TOTP_FIPS_CHILD=1", "GODEBUG=fips140=only")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child under fips140=only: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "PASS") {
+		t.Fatalf("child did not run the test:\n%s", out)
 	}
 }

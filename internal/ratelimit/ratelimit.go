@@ -179,3 +179,29 @@ func AddressKey(addr string) string {
 	}
 	return p.String()
 }
+
+// Full reports, without counting an attempt, whether the next attempt in
+// bucket would be refused, and if so how long until it would be accepted.
+// A caller that counts only failures (Allow after each failure) asks it
+// before every attempt, so that past the limit even a right guess is
+// refused unchecked.
+func (l *Limiter) Full(ctx context.Context, bucket string, limit int, window time.Duration) (bool, time.Duration, error) {
+	if limit < 1 || window < time.Microsecond*time.Duration(limit) {
+		return false, 0, fmt.Errorf("rate limit %d per %s is not usable", limit, window)
+	}
+	now := l.now().UnixMicro()
+	w := window.Microseconds()
+	step := w / int64(limit)
+	var tat int64
+	err := l.DB.QueryRowContext(ctx, `SELECT tat FROM rate_limits WHERE bucket = $1`, bucket+"/"+window.String()).Scan(&tat)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("read rate limit: %w", err)
+	}
+	if next := max(tat, now) + step; next > now+w {
+		return true, max(time.Duration(next-now-w)*time.Microsecond, time.Microsecond), nil
+	}
+	return false, 0, nil
+}

@@ -22,6 +22,10 @@ const (
 	Open Access = "open"
 	// SignedIn routes need a valid session or token.
 	SignedIn Access = "signed-in"
+	// Session routes need a signed-in session: a personal access token is
+	// refused (making tokens, changing the password or second factors,
+	// signing out).
+	Session Access = "session"
 )
 
 // Route is one entry of the table.
@@ -55,7 +59,7 @@ func New(guard func(Access, http.Handler) http.Handler, failure Failure) *Router
 // Handle registers a route. It panics on a route without access, since
 // that is a programming error caught by every test that builds the table.
 func (rt *Router) Handle(method, path string, access Access, h http.Handler) {
-	if access != Open && access != SignedIn {
+	if access != Open && access != SignedIn && access != Session {
 		panic("router: route " + method + " " + path + " declares no access")
 	}
 	r := Route{Method: method, Path: path, Access: access, Handler: h}

@@ -19,12 +19,17 @@ import (
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/mfa/relyingparty"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/web"
 )
 
@@ -69,6 +74,14 @@ type Deps struct {
 	// believed (--trusted-proxy); none means the connection's address is
 	// the client's.
 	TrustedProxies []netip.Prefix
+	// SMS sends second-factor codes by text message (AUTH-08); nil means
+	// a file outbox in <data>/outbox. It is used by Factors unless that
+	// has a sender of its own.
+	SMS sms.Sender
+	// IdleWarning is how long before a session's idle limit the browser
+	// pages warn and offer to stay signed in; web.DefaultIdleWarning when
+	// zero.
+	IdleWarning time.Duration
 }
 
 // Shells are the route tables of the two shells, for tests that walk them.
@@ -85,28 +98,59 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	if d.Sessions == nil {
 		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
 	}
-	g := &gate.Gate{DB: d.Instance.Clinical}
+	// The gate seals with data keys wrapped by the KEK: organization and
+	// study keys in the clinical database, participant keys in the
+	// identity database (CRY-04, CRY-09).
+	g := &gate.Gate{
+		DB: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
+		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK},
+	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
 	}
 	if d.BaseURL == "" {
 		d.BaseURL = "https://127.0.0.1:8443"
 	}
+	if d.SMS == nil {
+		d.SMS = &sms.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox")}
+	}
 	if d.Factors == nil {
 		d.Factors = &mfa.Service{DB: d.Instance.Clinical, KEK: d.KEK}
 	}
+	if d.Factors.SMS == nil {
+		d.Factors.SMS = d.SMS
+	}
+	if d.Factors.Passkeys == nil {
+		// Passkeys answer to the host of the public URL; WebAuthn refuses
+		// an IP address there, and then passkeys are unavailable.
+		if rp, err := relyingparty.New(d.BaseURL); err == nil {
+			d.Factors.Passkeys = rp
+		} else if d.Log != nil {
+			d.Log.Info("passkeys are unavailable", "reason", err.Error())
+		}
+	}
+	security := &orgsecurity.Service{Gate: g}
 	lk := &links.Service{DB: d.Instance.Clinical, Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
-		Web: web.Routes(web.Deps{Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, ClientAddr: addrOf}),
+		Web: web.Routes(web.Deps{
+			Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
+			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
+			Oversight: &oversight.Service{Gate: g},
+			Roles:     &roles.Service{Gate: g},
+			Networks:  &netadmin.Service{Gate: g},
+		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
-			Orgs:       &orgs.Service{Gate: g},
-			Oversight:  &oversight.Service{Gate: g},
-			Links:      lk,
-			Factors:    d.Factors,
-			Networks:   &netadmin.Service{Gate: g},
-			ClientAddr: addrOf,
+			Orgs:         &orgs.Service{Gate: g},
+			Oversight:    &oversight.Service{Gate: g},
+			Links:        lk,
+			Factors:      d.Factors,
+			Networks:     &netadmin.Service{Gate: g},
+			Participants: &participants.Service{Gate: g},
+			Roles:        &roles.Service{Gate: g},
+			Security:     security,
+			ClientAddr:   addrOf,
 		}),
 	}
 	sh.Links = lk
@@ -272,8 +316,9 @@ func handleHealth() http.Handler {
 	})
 }
 
-// handleReady answers 200 only when both databases answer and their
-// schemas are current, so a load balancer sends no traffic before.
+// handleReady answers 200 only when both databases answer, their schemas
+// are current and the key-encryption key's provider answers, so a load
+// balancer sends no traffic before.
 func handleReady(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -283,6 +328,17 @@ func handleReady(d Deps) http.Handler {
 			writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
 		}
-		writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+		// A key-encryption key that cannot be reached (a KMS down) makes
+		// every write that needs a key fail: no traffic until it answers.
+		if c, ok := d.KEK.(interface{ Check(context.Context) error }); ok {
+			if err := c.Check(ctx); err != nil {
+				d.Log.WarnContext(ctx, "not ready: key-encryption key", "err", err)
+				writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+				return
+			}
+		}
+		// fips: whether new values and password hashes use FIPS 140
+		// approved algorithms only (CRY-11).
+		writeStatus(w, http.StatusOK, map[string]any{"status": "ready", "fips": keys.FIPS().On})
 	})
 }

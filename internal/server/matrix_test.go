@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,12 +22,15 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/mfa/passkeytest"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sms"
 )
 
 // The authorization matrix (ACL-01): every registered route, tried as every
@@ -55,7 +59,8 @@ type matrixRow struct {
 }
 
 var matrix = []matrixRow{
-	// Browser shell: open pages only.
+	// Browser shell: open pages (the signed-in ones follow their API
+	// counterparts below).
 	{Route: "GET /{$}", Open: 200},
 	{Route: "GET /static/", Open: 200},
 	{Route: "GET /setup/{token}", Open: 200},
@@ -64,12 +69,25 @@ var matrix = []matrixRow{
 	{Route: "POST /reset", Open: 200},
 	{Route: "GET /reset/{token}", Open: 200},
 	{Route: "POST /reset/{token}", Open: 200},
+	// Signing in through the pages; the second steps without a challenge
+	// answer with the sign-in page. A redirect is followed: a status is
+	// that of the page it leads to.
+	{Route: "GET /login", Open: 200},
+	{Route: "POST /login", Open: 200},
+	{Route: "GET /login/second-factor", Open: 401},
+	{Route: "POST /login/second-factor", Open: 401},
+	{Route: "GET /login/enrol", Open: 401},
+	{Route: "POST /login/enrol", Open: 401},
+	{Route: "POST /logout", Open: 200},
 
 	// API: sign-in, its second step and reset are open, the rest needs a
 	// session. The second steps are tried with a challenge that was never
 	// issued.
 	{Route: "POST /api/v1/auth/login", Open: 200},
 	{Route: "POST /api/v1/auth/second-factor", Open: 401},
+	{Route: "POST /api/v1/auth/second-factor/sms", Open: 401},
+	{Route: "POST /api/v1/auth/second-factor/webauthn/options", Open: 401},
+	{Route: "POST /api/v1/auth/second-factor/webauthn", Open: 401},
 	{Route: "POST /api/v1/auth/enrolment/totp", Open: 401},
 	{Route: "POST /api/v1/auth/enrolment/totp/confirm", Open: 401},
 	{Route: "POST /api/v1/auth/reset", Open: 202},
@@ -81,7 +99,36 @@ var matrix = []matrixRow{
 	{Route: "POST /api/v1/account/factors/totp/confirm", Any: 200},
 	{Route: "POST /api/v1/account/recovery-codes", Any: 200},
 	{Route: "DELETE /api/v1/account/factors/totp", Any: 204},
+	{Route: "POST /api/v1/account/factors/sms", Any: 200},
+	{Route: "POST /api/v1/account/factors/sms/confirm", Any: 200},
+	{Route: "DELETE /api/v1/account/factors/sms", Any: 204},
+	{Route: "POST /api/v1/account/factors/webauthn", Any: 200},
+	{Route: "POST /api/v1/account/factors/webauthn/confirm", Any: 201},
+	{Route: "GET /api/v1/account/factors/webauthn", Any: 200},
+	{Route: "DELETE /api/v1/account/factors/webauthn/{id}", Any: 204},
+	{Route: "POST /api/v1/tokens", Any: 201},
+	{Route: "GET /api/v1/tokens", Any: 200},
+	{Route: "DELETE /api/v1/tokens/{id}", Any: 204},
 	{Route: "POST /api/v1/auth/confirm", Any: 200},
+	{Route: "POST /api/v1/account/password", Any: 200},
+	// The same through the browser pages of the account, then its sessions:
+	// end this one, sign in again and sign out everywhere, sign in again.
+	{Route: "POST /account/name", Any: 200},
+	{Route: "POST /account/factors/totp", Any: 200},
+	{Route: "POST /account/factors/totp/confirm", Any: 200},
+	{Route: "POST /account/recovery-codes", Any: 200},
+	{Route: "POST /account/factors/totp/remove", Any: 200},
+	{Route: "POST /account/password", Any: 200},
+	{Route: "GET /confirm", Any: 200},
+	{Route: "POST /confirm", Any: 200},
+	{Route: "POST /session/keep-alive", Any: 200},
+	// Who accessed one's own participant record: every role may ask and
+	// learns of its own records only (none, for most).
+	{Route: "GET /api/v1/me/access-log", Any: 200},
+	{Route: "GET /me/access-log", Any: 200},
+	{Route: "GET /account", Any: 200},
+	{Route: "POST /account/sessions/{session}/end", Any: 200},
+	{Route: "POST /account/sessions/end-all", Any: 200},
 	{Route: "POST /api/v1/auth/logout", Any: 204},
 
 	// Invite someone as monitor at the target site. An organization
@@ -152,6 +199,88 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       200 404 404 404
 		participant         404 404 404 404`},
+	// Participants of the target site (CRY-09), each cell on a participant
+	// of its own: enrolled by site investigators at their site and data
+	// managers in their study, listed and read by pseudonym also by
+	// monitors; re-identified (step-up: the session is fresh) by site
+	// investigators at their site, erased by organization admins (LIFE-03),
+	// who hold every permission they may grant. Those who see the
+	// participant but may not reveal or erase are told so (403); the
+	// organization manager never reaches a participant (ACL-06).
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        201 201 404 404
+		site-investigator   201 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        403 403 404 404
+		site-investigator   200 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        403 403 404 404
+		site-investigator   403 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Decrypt grants (CRY-06) of the target study: organization admins and
+	// the study's admins.
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/decrypt-grants", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/decrypt-grants", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         201 201 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "DELETE /api/v1/orgs/{org}/studies/{study}/decrypt-grants/{grant}", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         204 204 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The audit trail of the target study (?study=).
 	{Route: "GET /api/v1/orgs/{org}/audit/events", Grid: `
 		org-admin           200 200 200 404
@@ -171,6 +300,152 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Alerts (AUTH-12, AUD-05): read by those who read the whole trail
+	// (organization admins; a study's monitor reads its study's trail
+	// only), rules set by organization admins.
+	{Route: "GET /api/v1/orgs/{org}/alerts", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/alerts/{alert}/read", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/alert-rules", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/alert-rules", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// The security policy (AUTH-02, AUTH-09, AUTH-10) of the target
+	// organization: its administrators only.
+	{Route: "GET /api/v1/orgs/{org}/security-policy", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/security-policy", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// The security pages of the target organization (AUTH-04, AUTH-09):
+	// its administrators only. The unlock names a member who is not
+	// locked.
+	{Route: "GET /orgs/{org}/security", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/security", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /orgs/{org}/locked", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// The audit trail pages (AUD-04) of the target study, as the API's
+	// search and export; the alerts pages (AUTH-12, AUD-05) as the API's.
+	// Marking read and saving the rules lead back to the alerts page.
+	{Route: "GET /orgs/{org}/audit", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /orgs/{org}/audit/export", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /orgs/{org}/alerts", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/alerts/{alert}/read", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/alert-rules", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/locked/{account}/unlock", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// Network ranges (ACL-07) of the target organization and study.
 	{Route: "PUT /api/v1/orgs/{org}/network", Grid: `
 		org-admin           200 200 200 404
@@ -182,6 +457,185 @@ var matrix = []matrixRow{
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
 	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/network", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// People and roles (ACL-02, ACL-03): the members and roles of the
+	// target organization; the bystander of the cell (a member with a
+	// participant role at the target site) is given monitor there, and
+	// loses the participant role. An organization manager sees the people
+	// but may neither give nor take a role holding audit or participant
+	// permissions (ACL-06).
+	{Route: "GET /api/v1/orgs/{org}/members", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/members/{account}/roles", Grid: `
+		org-admin           201 201 201 404
+		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "DELETE /api/v1/orgs/{org}/members/{account}/roles/{assignment}", Grid: `
+		org-admin           204 204 204 404
+		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Custom roles of the target organization: each cell creates one and
+	// deletes another that no one holds.
+	{Route: "GET /api/v1/orgs/{org}/roles", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/roles", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "DELETE /api/v1/orgs/{org}/roles/{role}", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Care providers (ACL-05) of the cell's participant at the target
+	// site, in this order: assign, then end the assignment.
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         201 201 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "DELETE /api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         204 204 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Field visibility (ACL-04) of the target study.
+	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/field-visibility", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// The pages of people and roles (ACL-02, ACL-03) and network ranges
+	// (ACL-07), as their API counterparts; a change leads back to its page.
+	// The cell's bystander is given site investigator at the target site
+	// and loses a data-manager role there; each cell defines a custom role
+	// and deletes another. A study admin's network page holds only their
+	// studies, whose ranges they set.
+	{Route: "GET /orgs/{org}/members", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/members/assign", Grid: `
+		org-admin           200 200 200 404
+		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/members/{account}/roles/{assignment}/revoke", Grid: `
+		org-admin           200 200 200 404
+		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /orgs/{org}/roles", Grid: `
+		org-admin           200 200 200 404
+		org-manager         200 200 200 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/roles", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/roles/{role}/delete", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /orgs/{org}/network", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 200 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/network", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/network/studies/{study}", Grid: `
 		org-admin           200 200 200 404
 		org-manager         404 404 404 404
 		study-admin         200 200 404 404
@@ -214,6 +668,41 @@ func jsonProbe(path string, v any) probe {
 // targetedProbes builds the request of each signed-in route for a target;
 // tag makes names and addresses unique per cell.
 var targetedProbes = map[string]func(tg target, tag string) probe{
+	"GET /api/v1/orgs/{org}/members": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members"}
+	},
+	"POST /api/v1/orgs/{org}/members/{account}/roles": func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/members/"+at.member+"/roles", map[string]string{"role": "monitor", "site": tg.site})
+	},
+	"DELETE /api/v1/orgs/{org}/members/{account}/roles/{assignment}": func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + at.member + "/roles/" + at.assignment}
+	},
+	"GET /api/v1/orgs/{org}/roles": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/roles"}
+	},
+	"POST /api/v1/orgs/{org}/roles": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/roles",
+			map[string]any{"name": "m-" + tag, "levels": []string{"site"}, "permissions": []string{"site.read"}})
+	},
+	"DELETE /api/v1/orgs/{org}/roles/{role}": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/roles/" + adminTargetOf(tag).customRole}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers": func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/participants/"+at.participant+"/care-providers",
+			map[string]string{"account": at.carer})
+	},
+	"DELETE /api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers": func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/participants/"+at.participant+"/care-providers",
+			map[string]string{"account": at.carer})
+	},
+	"PUT /api/v1/orgs/{org}/studies/{study}/field-visibility": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/field-visibility",
+			map[string]any{"hidden": map[string][]string{"identity.national_id": {"monitor", "care-provider"}}})
+	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",
 			map[string]string{"email": tag + "@matrix.example", "role": "monitor", "site": tg.site})
@@ -242,11 +731,88 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	"GET /api/v1/orgs/{org}/audit/export": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/audit/export?action=study.create&study=" + tg.study}
 	},
+	"GET /api/v1/orgs/{org}/alerts": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/alerts"}
+	},
+	"POST /api/v1/orgs/{org}/alerts/{alert}/read": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/alerts/" + matrixAlert[tg.org] + "/read"}
+	},
+	"GET /api/v1/orgs/{org}/alert-rules": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/alert-rules"}
+	},
+	"PUT /api/v1/orgs/{org}/alert-rules": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/alert-rules", map[string][]string{"rules": {"mfa.", "role."}})
+	},
+	"GET /api/v1/orgs/{org}/security-policy": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/security-policy"}
+	},
+	"PUT /api/v1/orgs/{org}/security-policy": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/security-policy", accounts.DefaultSecurityPolicy())
+	},
+	"GET /orgs/{org}/security": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/security"}
+	},
+	"POST /orgs/{org}/security": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/security", url.Values{
+			"password_min_length": {"12"}, "password_rotation_days": {"0"},
+			"session_idle_minutes": {"20"}, "session_absolute_hours": {"12"},
+		})
+	},
+	"GET /orgs/{org}/locked": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/locked"}
+	},
+	"POST /orgs/{org}/locked/{account}/unlock": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/locked/"+matrixMember+"/unlock", url.Values{})
+	},
+	"GET /orgs/{org}/audit": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/audit?limit=5&study=" + tg.study}
+	},
+	"GET /orgs/{org}/audit/export": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/audit/export?action=study.create&study=" + tg.study}
+	},
+	"GET /orgs/{org}/alerts": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/alerts"}
+	},
+	"POST /orgs/{org}/alerts/{alert}/read": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/alerts/"+matrixAlert[tg.org]+"/read", url.Values{})
+	},
+	"POST /orgs/{org}/alert-rules": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/alert-rules", url.Values{"rules": {"mfa.\nrole."}})
+	},
 	"PUT /api/v1/orgs/{org}/network": func(tg target, _ string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/network", map[string][]string{"allowed": {"127.0.0.0/8", "::1/128"}})
 	},
 	"PUT /api/v1/orgs/{org}/studies/{study}/network": func(tg target, _ string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/network", map[string][]string{"allowed": {"127.0.0.0/8", "::1/128"}})
+	},
+	"GET /orgs/{org}/members": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/members"}
+	},
+	"POST /orgs/{org}/members/assign": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/members/assign", url.Values{
+			"account": {adminTargetOf(tag).member}, "role": {"site-investigator"}, "scope": {"site:" + tg.site}})
+	},
+	"POST /orgs/{org}/members/{account}/roles/{assignment}/revoke": func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return formProbe("/orgs/"+tg.org+"/members/"+at.member+"/roles/"+at.assignment2+"/revoke", url.Values{})
+	},
+	"GET /orgs/{org}/roles": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/roles"}
+	},
+	"POST /orgs/{org}/roles": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/roles", url.Values{"name": {"w-" + tag}, "level": {"site"}, "permission": {"site.read"}})
+	},
+	"POST /orgs/{org}/roles/{role}/delete": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/roles/"+adminTargetOf(tag).customRole2+"/delete", url.Values{})
+	},
+	"GET /orgs/{org}/network": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/network"}
+	},
+	"POST /orgs/{org}/network": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/network", url.Values{"ranges": {"127.0.0.0/8\n::1/128"}})
+	},
+	"POST /orgs/{org}/network/studies/{study}": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/network/studies/"+tg.study, url.Values{"ranges": {"127.0.0.0/8\n::1/128"}})
 	},
 }
 
@@ -256,13 +822,60 @@ type accountState struct {
 	password string
 	secret   []byte
 	recovery []string
+	phone    string // where matrixTexts receives the role's codes
+	tokenID  string
+
+	// The role's passkey, its registration's options and its id.
+	passkey   *passkeytest.Authenticator
+	options   []byte
+	passkeyID string
+
+	// The role's session in the browser pages.
+	webSession string
 }
+
+// formProbe is a posted browser form.
+func formProbe(path string, v url.Values) probe {
+	return probe{path: path, ctype: "application/x-www-form-urlencoded", body: v.Encode()}
+}
+
+// matrixMember is the account of the open sign-in, a member of the demo
+// organization whom the unlock page names.
+var matrixMember string
+
+// matrixAlert is an alert of each organization, by slug.
+var matrixAlert = map[string]string{}
+
+// matrixWebPassword is what every role changes its password to through the
+// account page.
+const matrixWebPassword = "Saffron glacier kettle 6062"
+
+// pageValue finds the first submatch of pattern in a page.
+func pageValue(body []byte, pattern string) (string, error) {
+	m := regexp.MustCompile(pattern).FindSubmatch(body)
+	if m == nil {
+		return "", fmt.Errorf("no %s in the page", pattern)
+	}
+	return string(m[1]), nil
+}
+
+// matrixPublicURL is the matrix server's public URL: passkeys need a host
+// name.
+const matrixPublicURL = "https://localhost:8443"
+
+// matrixTexts receives the text messages of the matrix's server.
+var matrixTexts = &sms.Recorder{}
+
+// matrixNewPassword is what every role changes its password to.
+const matrixNewPassword = "Lilac quarry beacon 5150"
 
 // accountSteps builds the request of each signed-in route without a
 // target, and reads what later steps need from its answer.
 var accountSteps = map[string]struct {
 	req  func(s *accountState) probe
 	read func(s *accountState, body []byte) error
+	// fresh: an earlier step ended the session; sign in again first.
+	fresh bool
 }{
 	"POST /api/v1/account/factors/totp": {
 		req: func(*accountState) probe { return probe{path: "/api/v1/account/factors/totp"} },
@@ -305,13 +918,169 @@ var accountSteps = map[string]struct {
 			return jsonProbe("/api/v1/account/factors/totp", map[string]string{"password": s.password})
 		},
 	},
+	"POST /api/v1/account/factors/sms": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/factors/sms", map[string]string{"phone": s.phone})
+		},
+	},
+	"POST /api/v1/account/factors/sms/confirm": {
+		req: func(s *accountState) probe {
+			m, _ := matrixTexts.Last(s.phone)
+			code := ""
+			for _, f := range strings.Fields(strings.Trim(m.Text, ".")) {
+				if f = strings.TrimSuffix(f, "."); len(f) == 6 && strings.Trim(f, "0123456789") == "" {
+					code = f
+				}
+			}
+			return jsonProbe("/api/v1/account/factors/sms/confirm", map[string]string{"code": code})
+		},
+	},
+	"DELETE /api/v1/account/factors/sms": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/factors/sms", map[string]string{"password": s.password})
+		},
+	},
+	"POST /api/v1/account/factors/webauthn": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/account/factors/webauthn"} },
+		read: func(s *accountState, body []byte) error {
+			s.options = body
+			return nil
+		},
+	},
+	"POST /api/v1/account/factors/webauthn/confirm": {
+		req: func(s *accountState) probe {
+			s.passkey = passkeytest.New(matrixPublicURL)
+			cred, err := s.passkey.Create(s.options)
+			if err != nil {
+				cred = []byte(`{}`)
+			}
+			return jsonProbe("/api/v1/account/factors/webauthn/confirm", map[string]any{"name": "matrix", "credential": json.RawMessage(cred)})
+		},
+	},
+	"GET /api/v1/account/factors/webauthn": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/account/factors/webauthn"} },
+		read: func(s *accountState, body []byte) error {
+			var l struct{ Passkeys []struct{ ID string } }
+			if err := json.Unmarshal(body, &l); err != nil || len(l.Passkeys) != 1 {
+				return fmt.Errorf("want one passkey in %q", body)
+			}
+			s.passkeyID = l.Passkeys[0].ID
+			return nil
+		},
+	},
+	"DELETE /api/v1/account/factors/webauthn/{id}": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/factors/webauthn/"+s.passkeyID, map[string]string{"password": s.password})
+		},
+	},
+	"POST /api/v1/tokens": {
+		req: func(*accountState) probe {
+			return jsonProbe("/api/v1/tokens", map[string]any{"name": "matrix", "scopes": []string{"read"}, "expires_in_days": 7})
+		},
+		read: func(s *accountState, body []byte) error {
+			var t struct{ ID string }
+			if err := json.Unmarshal(body, &t); err != nil || t.ID == "" {
+				return fmt.Errorf("no token id in %q", body)
+			}
+			s.tokenID = t.ID
+			return nil
+		},
+	},
+	"GET /api/v1/tokens": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/tokens"} },
+	},
+	"DELETE /api/v1/tokens/{id}": {
+		req: func(s *accountState) probe { return probe{path: "/api/v1/tokens/" + s.tokenID} },
+	},
+	"POST /api/v1/account/password": {
+		req: func(s *accountState) probe {
+			return jsonProbe("/api/v1/account/password", map[string]string{"current": s.password, "new": matrixNewPassword})
+		},
+		read: func(s *accountState, _ []byte) error {
+			s.password = matrixNewPassword
+			return nil
+		},
+	},
 	"POST /api/v1/auth/confirm": {
 		req: func(s *accountState) probe {
 			return jsonProbe("/api/v1/auth/confirm", map[string]string{"password": s.password})
 		},
 	},
+	"POST /account/name": {
+		req: func(*accountState) probe { return formProbe("/account/name", url.Values{"name": {"Matrix Person"}}) },
+	},
+	"POST /account/factors/totp": {
+		req: func(*accountState) probe { return formProbe("/account/factors/totp", url.Values{}) },
+		read: func(s *accountState, body []byte) error {
+			secret, err := pageValue(body, `id="totp-secret">([A-Z2-7]+)<`)
+			if err == nil {
+				s.secret, err = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+			}
+			return err
+		},
+	},
+	"POST /account/factors/totp/confirm": {
+		req: func(s *accountState) probe {
+			return formProbe("/account/factors/totp/confirm", url.Values{"code": {mfa.Code(s.secret, mfa.Step(time.Now()))}})
+		},
+		read: func(s *accountState, body []byte) error {
+			code, err := pageValue(body, `<li><code>([^<]+)</code></li>`)
+			s.recovery = []string{code}
+			return err
+		},
+	},
+	"POST /account/recovery-codes": {
+		req: func(s *accountState) probe {
+			return formProbe("/account/recovery-codes", url.Values{"code": {s.recovery[0]}})
+		},
+	},
+	"POST /account/factors/totp/remove": {
+		req: func(s *accountState) probe {
+			return formProbe("/account/factors/totp/remove", url.Values{"password": {s.password}})
+		},
+	},
+	"POST /account/password": {
+		req: func(s *accountState) probe {
+			return formProbe("/account/password", url.Values{"current": {s.password}, "password": {matrixWebPassword}, "confirm": {matrixWebPassword}})
+		},
+		read: func(s *accountState, _ []byte) error {
+			s.password = matrixWebPassword
+			return nil
+		},
+	},
+	"GET /confirm": {
+		req: func(*accountState) probe { return probe{path: "/confirm"} },
+	},
+	"POST /confirm": {
+		req: func(s *accountState) probe { return formProbe("/confirm", url.Values{"password": {s.password}}) },
+	},
+	"POST /session/keep-alive": {
+		req: func(*accountState) probe { return formProbe("/session/keep-alive", url.Values{}) },
+	},
+	"GET /api/v1/me/access-log": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/me/access-log"} },
+	},
+	"GET /me/access-log": {
+		req: func(*accountState) probe { return probe{path: "/me/access-log"} },
+	},
+	"GET /account": {
+		req: func(*accountState) probe { return probe{path: "/account"} },
+		read: func(s *accountState, body []byte) error {
+			var err error
+			s.webSession, err = pageValue(body, `<tr class="current">(?s:.*?)action="/account/sessions/([^/"]+)/end"`)
+			return err
+		},
+	},
+	"POST /account/sessions/{session}/end": {
+		req: func(s *accountState) probe { return formProbe("/account/sessions/"+s.webSession+"/end", url.Values{}) },
+	},
+	"POST /account/sessions/end-all": {
+		fresh: true,
+		req:   func(*accountState) probe { return formProbe("/account/sessions/end-all", url.Values{}) },
+	},
 	"POST /api/v1/auth/logout": {
-		req: func(*accountState) probe { return probe{path: "/api/v1/auth/logout"} },
+		fresh: true,
+		req:   func(*accountState) probe { return probe{path: "/api/v1/auth/logout"} },
 	},
 }
 
@@ -362,6 +1131,14 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 			return err
 		}
 		other = target{org: o.Slug, study: st.ID, site: site.ID}
+		// An alert in each organization, for the alert routes.
+		for _, org := range []orgs.Organization{demoOrg, o} {
+			al, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org.ID, Kind: alerts.AccountLocked, Subject: matrixMember + "x"})
+			if err != nil {
+				return err
+			}
+			matrixAlert[org.Slug] = al.ID
+		}
 
 		// Accounts for the open routes, outside the role accounts.
 		f.login = demo.Login{Email: "open-login@matrix.example", Password: "Tangerine quartz harbour 4711"}
@@ -375,6 +1152,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 		if err != nil {
 			return err
 		}
+		matrixMember = acc.ID
 		if err := accounts.SetPassword(ctx, tx, acc, f.login.Password, accounts.DefaultPolicy); err != nil {
 			return err
 		}
@@ -442,6 +1220,8 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 			other,
 		}
 	}
+	seedAdminTargets(t, ts, f)
+	seedDecryptGrants(t, ts, f)
 	return f
 }
 
@@ -460,12 +1240,24 @@ func openProbes(f matrixFixture) map[string]probe {
 		"POST /reset":                              form("/reset", url.Values{"email": {f.resetEmail}}),
 		"GET /reset/{token}":                       {path: "/reset/" + f.resetTokens[0]},
 		"POST /reset/{token}":                      form("/reset/"+f.resetTokens[0], newPassword),
+		"GET /login":                               {path: "/login"},
+		"POST /login":                              form("/login", url.Values{"email": {f.login.Email}, "password": {f.login.Password}}),
+		"GET /login/second-factor":                 {path: "/login/second-factor"},
+		"POST /login/second-factor":                form("/login/second-factor", url.Values{"code": {"123456"}}),
+		"GET /login/enrol":                         {path: "/login/enrol"},
+		"POST /login/enrol":                        form("/login/enrol", url.Values{"code": {"123456"}}),
+		"POST /logout":                             form("/logout", url.Values{}),
 		"POST /api/v1/auth/login":                  jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
 		"POST /api/v1/auth/second-factor":          jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
+		"POST /api/v1/auth/second-factor/sms":      jsonProbe("/api/v1/auth/second-factor/sms", map[string]string{"challenge": "never-issued"}),
 		"POST /api/v1/auth/enrolment/totp":         jsonProbe("/api/v1/auth/enrolment/totp", map[string]string{"challenge": "never-issued"}),
 		"POST /api/v1/auth/enrolment/totp/confirm": jsonProbe("/api/v1/auth/enrolment/totp/confirm", map[string]string{"challenge": "never-issued", "code": "123456"}),
 		"POST /api/v1/auth/reset":                  jsonProbe("/api/v1/auth/reset", map[string]string{"email": f.resetEmail}),
 		"POST /api/v1/auth/reset/confirm":          jsonProbe("/api/v1/auth/reset/confirm", map[string]string{"token": f.resetTokens[1], "password": "Juniper tidal compass 3141"}),
+
+		// The passkey answer to a challenge that was never issued.
+		"POST /api/v1/auth/second-factor/webauthn/options": jsonProbe("/api/v1/auth/second-factor/webauthn/options", map[string]string{"challenge": "never-issued"}),
+		"POST /api/v1/auth/second-factor/webauthn":         jsonProbe("/api/v1/auth/second-factor/webauthn", map[string]any{"challenge": "never-issued", "credential": map[string]string{"id": "x"}}),
 	}
 }
 
@@ -574,9 +1366,15 @@ func ownClient(ts *testServer) *http.Client {
 // signInOwn signs role in on a client of its own.
 func signInOwn(t *testing.T, ts *testServer, role authz.Role) *http.Client {
 	t.Helper()
+	return signInWith(t, ts, role, ts.logins[role].Password)
+}
+
+// signInWith signs role in with password on a client of its own.
+func signInWith(t *testing.T, ts *testServer, role authz.Role, password string) *http.Client {
+	t.Helper()
 	c := ownClient(ts)
 	l := ts.logins[role]
-	code, body := send(t, c, ts.URL, "POST", jsonProbe("/api/v1/auth/login", map[string]string{"email": l.Email, "password": l.Password}))
+	code, body := send(t, c, ts.URL, "POST", jsonProbe("/api/v1/auth/login", map[string]string{"email": l.Email, "password": password}))
 	if code != http.StatusOK {
 		t.Fatalf("sign in as %s: %d %s", role, code, body)
 	}
@@ -584,7 +1382,7 @@ func signInOwn(t *testing.T, ts *testServer, role authz.Role) *http.Client {
 }
 
 func TestACL01_RouteMatrix(t *testing.T) {
-	ts := newServerWith(t, nil)
+	ts := newServerWith(t, func(d *Deps) { d.SMS, d.BaseURL = matrixTexts, matrixPublicURL })
 
 	// The matrix names exactly the registered routes.
 	registered := map[string]string{} // pattern → access
@@ -687,14 +1485,26 @@ func TestACL01_RouteMatrix(t *testing.T) {
 					actual[row.Route][role] = got
 					mu.Unlock()
 				}
-				st := &accountState{password: ts.logins[role].Password}
+				st := &accountState{password: ts.logins[role].Password,
+					phone: fmt.Sprintf("+3161000%04d", slices.Index(authz.BuiltinRoles(), role))}
 				for _, row := range matrix {
 					if row.Any == 0 {
 						continue
 					}
 					method, _, _ := strings.Cut(row.Route, " ")
 					step := accountSteps[row.Route]
+					if step.fresh {
+						c = signInWith(t, ts, role, st.password)
+					}
 					got, body := send(t, c, ts.URL, method, step.req(st))
+					// Proofs of a second factor are limited per account
+					// (ten at once, then one every six seconds, AUTH-05),
+					// which is not what the matrix tests: a step the limit
+					// refuses waits its turn and tries again.
+					for try := 0; got == http.StatusTooManyRequests && try < 3; try++ {
+						time.Sleep(7 * time.Second)
+						got, body = send(t, c, ts.URL, method, step.req(st))
+					}
 					if got != row.Any {
 						t.Errorf("%s as %s: %d %s, want %d", row.Route, role, got, body, row.Any)
 						continue

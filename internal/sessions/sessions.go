@@ -38,6 +38,12 @@ type Session struct {
 	// ConfirmedAt is when the person last proved to be the account's owner
 	// (signing in, or Confirm): the step-up of ACL-09.
 	ConfirmedAt time.Time
+	// RenewDue: the account's roles changed since the session began; the
+	// shell must replace it (Renew) before serving the request (AUTH-10).
+	RenewDue bool
+	// PasswordExpired: the session began with a password older than the
+	// rotation period (AUTH-09); it may only change the password or end.
+	PasswordExpired bool
 }
 
 // Store reads and writes sessions.
@@ -74,13 +80,18 @@ func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAd
 	if err != nil {
 		return "", Session{}, fmt.Errorf("create session: %w", err)
 	}
+	if err := s.stamp(ctx, q, &sess); err != nil {
+		return "", Session{}, err
+	}
 	return token, sess, nil
 }
 
 var errNoSession = errs.E(errs.Unauthenticated, "sign-in required")
 
 // Lookup returns the live session for a token and records the activity.
-// An unknown, revoked, idle or expired session is Unauthenticated.
+// An unknown, revoked, idle or expired session is Unauthenticated; the idle
+// and absolute limits are the strictest of the account's organizations'
+// policies (AUTH-10), and a tightened limit applies at once.
 func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	if len(token) != ids.SecretLen {
 		return Session{}, errNoSession
@@ -101,8 +112,15 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	if confirmed.Valid {
 		sess.ConfirmedAt = time.UnixMicro(confirmed.Int64)
 	}
+	if revoked.Valid {
+		return Session{}, errNoSession
+	}
+	lim, err := s.state(ctx, &sess)
+	if err != nil {
+		return Session{}, err
+	}
 	now := s.now()
-	if revoked.Valid || !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.Limits.Idle {
+	if !now.Before(sess.ExpiresAt) || now.Sub(sess.CreatedAt) >= lim.Absolute || now.Sub(sess.LastSeenAt) >= lim.Idle {
 		return Session{}, errNoSession
 	}
 	if now.Sub(sess.LastSeenAt) >= touchEvery {

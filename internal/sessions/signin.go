@@ -345,7 +345,7 @@ func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev au
 	subject := ""
 	var ex *ratelimit.Exceeded
 	if errors.As(refusal, &ex) {
-		for _, prefix := range []string{addressBucket, secondAddressBucket} {
+		for _, prefix := range []string{addressBucket, secondAddressBucket, tokenFailureBucket} {
 			if strings.HasPrefix(ex.Rule.Bucket, prefix) {
 				subject = strings.TrimPrefix(ex.Rule.Bucket, prefix)
 			}

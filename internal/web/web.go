@@ -13,13 +13,20 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/links"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/orgsecurity"
+	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
+	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -29,7 +36,9 @@ var files embed.FS
 // pages holds one template set per page, each with the shared layout.
 var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
-	for _, name := range []string{"home", "setup", "error", "reset", "newpassword"} {
+	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
+		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
+		"audit", "alerts", "accesslog", "members", "roles", "network"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return out
@@ -40,13 +49,34 @@ type Deps struct {
 	Log      *slog.Logger
 	Clinical *sqldb.DB
 	Links    *links.Service
+	Sessions *sessions.Store
+	// Factors is the second-factor service; without a key-encryption key
+	// it refuses to set up factors, as the API does.
+	Factors  *mfa.Service
+	Security *orgsecurity.Service
+	// Oversight searches and exports the audit trail, keeps the alerts
+	// and tells participants who accessed their record (AUD-04, AUD-05).
+	Oversight *oversight.Service
+	// Roles administers members and their roles, and custom roles
+	// (ACL-02, ACL-03); Networks the network ranges (ACL-07).
+	Roles    *roles.Service
+	Networks *netadmin.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
+	// IdleWarning is how long before a session's idle limit the page
+	// warns and offers to stay signed in; DefaultIdleWarning when zero.
+	IdleWarning time.Duration
 }
+
+// DefaultIdleWarning is the idle warning's lead.
+const DefaultIdleWarning = time.Minute
 
 // Routes returns the browser shell's route table.
 func Routes(d Deps) *router.Router {
-	rt := router.New(func(_ router.Access, h http.Handler) http.Handler { return h }, failure(d))
+	if d.IdleWarning <= 0 {
+		d.IdleWarning = DefaultIdleWarning
+	}
+	rt := router.New(guard(d), failure(d))
 	static, _ := fs.Sub(files, "static")
 	rt.Handle("GET", "/{$}", router.Open, handleHome(d))
 	rt.Handle("GET", "/static/", router.Open, http.StripPrefix("/static/", staticFiles(static)))
@@ -56,6 +86,59 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/reset", router.Open, handleReset(d))
 	rt.Handle("GET", "/reset/{token}", router.Open, handleNewPasswordForm(d))
 	rt.Handle("POST", "/reset/{token}", router.Open, handleNewPassword(d))
+
+	// Signing in and out (AUTH-08, AUTH-10). Sign-out is open: without a
+	// session it only clears the cookie.
+	rt.Handle("GET", "/login", router.Open, handleLoginForm(d))
+	rt.Handle("POST", "/login", router.Open, handleLogin(d))
+	rt.Handle("GET", "/login/second-factor", router.Open, handleSecondFactorForm(d))
+	rt.Handle("POST", "/login/second-factor", router.Open, handleSecondFactor(d))
+	rt.Handle("GET", "/login/enrol", router.Open, handleEnrolForm(d))
+	rt.Handle("POST", "/login/enrol", router.Open, handleEnrol(d))
+	rt.Handle("POST", "/logout", router.Open, handleLogout(d))
+
+	// The signed-in person's own account.
+	rt.Handle("GET", "/account", router.SignedIn, handleAccount(d))
+	rt.Handle("POST", "/account/name", router.SignedIn, handleRename(d))
+	rt.Handle("POST", "/account/password", router.SignedIn, handleChangePassword(d))
+	rt.Handle("POST", "/account/factors/totp", router.SignedIn, handleFactorBegin(d))
+	rt.Handle("POST", "/account/factors/totp/confirm", router.SignedIn, handleFactorConfirm(d))
+	rt.Handle("POST", "/account/factors/totp/remove", router.SignedIn, handleFactorRemove(d))
+	rt.Handle("POST", "/account/recovery-codes", router.SignedIn, handleRecoveryCodes(d))
+	rt.Handle("POST", "/account/sessions/{session}/end", router.SignedIn, handleEndSession(d))
+	rt.Handle("POST", "/account/sessions/end-all", router.SignedIn, handleSignOutEverywhere(d))
+	rt.Handle("POST", "/session/keep-alive", router.SignedIn, handleKeepAlive(d))
+	rt.Handle("GET", "/confirm", router.SignedIn, handleConfirmForm(d))
+	rt.Handle("POST", "/confirm", router.SignedIn, handleConfirm(d))
+
+	// An organization's security settings, for its administrators.
+	rt.Handle("GET", "/orgs/{org}/security", router.SignedIn, handlePolicy(d))
+	rt.Handle("POST", "/orgs/{org}/security", router.SignedIn, handleSetPolicy(d))
+	rt.Handle("GET", "/orgs/{org}/locked", router.SignedIn, handleLocked(d))
+	rt.Handle("POST", "/orgs/{org}/locked/{account}/unlock", router.SignedIn, handleUnlock(d))
+
+	// The audit trail (AUD-04) for administrators and monitors, the
+	// alerts (AUTH-12, AUD-05) for administrators, and a participant's
+	// own access log.
+	rt.Handle("GET", "/orgs/{org}/audit", router.SignedIn, handleTrail(d))
+	rt.Handle("GET", "/orgs/{org}/audit/export", router.SignedIn, handleTrailExport(d))
+	rt.Handle("GET", "/orgs/{org}/alerts", router.SignedIn, handleAlerts(d))
+	rt.Handle("POST", "/orgs/{org}/alerts/{alert}/read", router.SignedIn, handleMarkAlertRead(d))
+	rt.Handle("POST", "/orgs/{org}/alert-rules", router.SignedIn, handleSetAlertRules(d))
+	rt.Handle("GET", "/me/access-log", router.SignedIn, handleAccessLog(d))
+
+	// People and their roles (ACL-02), custom roles (ACL-03) and network
+	// ranges (ACL-07), for those the services allow: the subset rule,
+	// the last administrator and the step-up are theirs.
+	rt.Handle("GET", "/orgs/{org}/members", router.SignedIn, handleMembers(d))
+	rt.Handle("POST", "/orgs/{org}/members/assign", router.SignedIn, handleAssignRole(d))
+	rt.Handle("POST", "/orgs/{org}/members/{account}/roles/{assignment}/revoke", router.SignedIn, handleRevokeRole(d))
+	rt.Handle("GET", "/orgs/{org}/roles", router.SignedIn, handleRoles(d))
+	rt.Handle("POST", "/orgs/{org}/roles", router.SignedIn, handleCreateRole(d))
+	rt.Handle("POST", "/orgs/{org}/roles/{role}/delete", router.SignedIn, handleDeleteRole(d))
+	rt.Handle("GET", "/orgs/{org}/network", router.SignedIn, handleNetwork(d))
+	rt.Handle("POST", "/orgs/{org}/network", router.SignedIn, handleSetNetwork(d))
+	rt.Handle("POST", "/orgs/{org}/network/studies/{study}", router.SignedIn, handleSetNetwork(d))
 	return rt
 }
 
@@ -69,8 +152,12 @@ func staticFiles(fsys fs.FS) http.Handler {
 }
 
 // render executes a page into a buffer first, so a template failure never
-// sends half a page.
+// sends half a page. The layout learns from the request whether someone is
+// signed in (their name, the idle warning).
 func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, page string, data map[string]any) {
+	if v, ok := r.Context().Value(viewerKey{}).(*viewer); ok && data["Viewer"] == nil {
+		data["Viewer"] = v
+	}
 	var buf bytes.Buffer
 	if err := pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
 		log.ErrorContext(r.Context(), "render page", "page", page, "err", err)
@@ -90,12 +177,6 @@ func failure(d Deps) router.Failure {
 		}
 		render(w, r, d.Log, status, "error", map[string]any{"Title": title, "Message": msg})
 	}
-}
-
-func handleHome(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		render(w, r, d.Log, http.StatusOK, "home", map[string]any{"Title": "Welcome"})
-	})
 }
 
 func handleSetupForm(d Deps) http.Handler {

@@ -1,0 +1,69 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/oversight"
+)
+
+// accessJSON is one access to the requester's own participant record, as
+// the participant may learn it (oversight.Access): no names, account ids
+// or addresses.
+type accessJSON struct {
+	Time         string   `json:"time"`
+	Organization string   `json:"organization"`
+	Who          string   `json:"who"`
+	Roles        []string `json:"roles"`
+	Action       string   `json:"action"`
+	What         string   `json:"what"`
+	Refused      bool     `json:"refused"`
+}
+
+func accessOut(a oversight.Access) accessJSON {
+	roles := a.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return accessJSON{
+		Time: a.Time.UTC().Format(time.RFC3339Nano), Organization: a.Organization, Who: a.Who,
+		Roles: roles, Action: a.Action, What: a.What, Refused: a.Refused,
+	}
+}
+
+// handleAccessLog lists who accessed the requester's own participant
+// record(s), newest first: GET /api/v1/me/access-log?cursor=&limit=. It
+// takes no participant: the requester's own are the only ones there are.
+func handleAccessLog(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		for k, vs := range q {
+			if k != "cursor" && k != "limit" {
+				return errs.E(errs.Invalid, "unknown parameter %.40q (known: cursor, limit)", k)
+			}
+			if len(vs) > 1 {
+				return errs.E(errs.Invalid, "parameter %q given more than once", k)
+			}
+		}
+		limit := 0
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errs.E(errs.Invalid, "limit must be a number between 1 and %d", oversight.MaxAccessPage)
+			}
+			limit = n
+		}
+		list, next, err := d.Oversight.AccessLog(r.Context(), actor(d, r), q.Get("cursor"), limit)
+		if err != nil {
+			return err
+		}
+		out := make([]accessJSON, len(list))
+		for i, a := range list {
+			out[i] = accessOut(a)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"accesses": out, "next": next})
+		return nil
+	})
+}

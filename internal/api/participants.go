@@ -1,0 +1,150 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/participants"
+)
+
+// participantJSON is the pseudonymous record: never an identifying value.
+type participantJSON struct {
+	Pseudonym string `json:"pseudonym"`
+	StudyID   string `json:"study_id"`
+	SiteID    string `json:"site_id"`
+	Status    string `json:"status"`
+	Identity  string `json:"identity"` // none, recorded or erased
+	CreatedAt string `json:"created_at"`
+	ErasedAt  string `json:"erased_at,omitempty"`
+}
+
+func participantOut(p participants.Participant) participantJSON {
+	out := participantJSON{
+		Pseudonym: p.Pseudonym, StudyID: p.StudyID, SiteID: p.SiteID, Status: p.Status,
+		Identity: string(p.Identity), CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339),
+	}
+	if !p.ErasedAt.IsZero() {
+		out.ErasedAt = p.ErasedAt.UTC().Format(time.RFC3339)
+	}
+	return out
+}
+
+// enrolRequest holds the optional identity fields of an enrolment.
+type enrolRequest struct {
+	Name       string `json:"name"`
+	BirthDate  string `json:"birth_date"`
+	Email      string `json:"email"`
+	Phone      string `json:"phone"`
+	NationalID string `json:"national_id"`
+}
+
+func handleEnrolParticipant(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req enrolRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		id := participants.Identity{
+			participants.Name: req.Name, participants.BirthDate: req.BirthDate, participants.Email: req.Email,
+			participants.Phone: req.Phone, participants.NationalID: req.NationalID,
+		}
+		p, err := d.Participants.Enrol(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), id)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, participantOut(p))
+		return nil
+	})
+}
+
+func handleListParticipants(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		for k, vs := range q {
+			if k != "after" && k != "limit" {
+				return errs.E(errs.Invalid, "unknown parameter %q (known: after, limit)", k)
+			}
+			if len(vs) > 1 {
+				return errs.E(errs.Invalid, "parameter %q given more than once", k)
+			}
+		}
+		limit := 0
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errs.E(errs.Invalid, "limit must be a number between 1 and %d", participants.MaxPage)
+			}
+			limit = n
+		}
+		list, err := d.Participants.List(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), q.Get("after"), limit)
+		if err != nil {
+			return err
+		}
+		out := make([]participantJSON, len(list))
+		for i, p := range list {
+			out[i] = participantOut(p)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"participants": out})
+		return nil
+	})
+}
+
+func handleGetParticipant(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := d.Participants.Get(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, participantOut(p))
+		return nil
+	})
+}
+
+// fieldJSON is one identity field in a re-identification: a value shown,
+// or only the fact that one exists (CRY-06).
+type fieldJSON struct {
+	Present bool   `json:"present"`
+	Value   string `json:"value,omitempty"`
+}
+
+type identityJSON struct {
+	Participant string               `json:"participant"`
+	Identity    string               `json:"identity"` // none, recorded or erased
+	Fields      map[string]fieldJSON `json:"fields"`
+	Shown       []string             `json:"shown"`
+	Withheld    []string             `json:"withheld"`
+}
+
+func handleRevealIdentity(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		rv, err := d.Participants.Reveal(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant"))
+		if err != nil {
+			return err
+		}
+		out := identityJSON{Participant: rv.Participant.Pseudonym, Identity: string(rv.State),
+			Fields: map[string]fieldJSON{}, Shown: []string{}, Withheld: []string{}}
+		for _, f := range rv.Shown {
+			out.Fields[string(f)] = fieldJSON{Present: true, Value: rv.Values[f]}
+			out.Shown = append(out.Shown, string(f))
+		}
+		for _, f := range rv.Withheld {
+			out.Fields[string(f)] = fieldJSON{Present: true}
+			out.Withheld = append(out.Withheld, string(f))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+func handleEraseIdentity(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := d.Participants.Erase(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, participantOut(p))
+		return nil
+	})
+}

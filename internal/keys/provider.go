@@ -1,0 +1,172 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// Provider is where the key-encryption key lives (CRY-04): the local key
+// file (LocalKEK), a PKCS#11 token (pkcs11.go, build tag pkcs11), or
+// Vault/OpenBao Transit (package keys/vault). A cloud KMS would be one more:
+// all a provider does is wrap and unwrap small secrets with associated data
+// under a key that never leaves it, and say which version of its key did.
+//
+// A provider that cannot be reached fails closed: Wrap, Unwrap and Check
+// return an error of kind errs.Unavailable, never a key.
+type Provider interface {
+	KEK
+	// Name is the provider's kind: "local", "pkcs11" or "vault".
+	Name() string
+	// Owns reports, from the format of wrapped alone, whether this
+	// provider made it, so that Chain hands every wrapped key to the
+	// provider that can open it.
+	Owns(wrapped []byte) bool
+	// VersionOf reports which version of the key wrapped this key (an ID
+	// value), reading the version from wrapped where the format names it
+	// and unwrapping it otherwise. Rotation relies on it rather than on the
+	// kek_id stored beside a row (CRY-07).
+	VersionOf(ctx context.Context, wrapped, ad []byte) (string, error)
+	// Check reports whether the provider can wrap and unwrap now; /readyz
+	// fails while it cannot.
+	Check(ctx context.Context) error
+}
+
+// Rotator is a provider that can add a version of its key (CRY-07). After
+// RotateKEK, Wrap uses the new version and ID names it, and every older
+// version still unwraps.
+type Rotator interface {
+	RotateKEK(ctx context.Context) (newID string, err error)
+}
+
+// Retirer is a provider that can stop unwrapping with an older version once
+// no wrapped key needs it. Versions lists the versions that unwrap, the
+// current one first.
+type Retirer interface {
+	Versions() []string
+	RetireKEK(ctx context.Context, id string) error
+}
+
+// knower is a KEK that can tell whether a kek_id names one of its versions.
+type knower interface{ Knows(id string) bool }
+
+// opensVersion reports whether kek unwraps what version id wrapped: its
+// current version, or an older one it still holds.
+func opensVersion(kek KEK, id string) bool {
+	if id == kek.ID() {
+		return true
+	}
+	k, ok := kek.(knower)
+	return ok && k.Knows(id)
+}
+
+// Chain is the provider while one provider replaces another (a change of
+// provider, CRY-08): it wraps with Primary and unwraps with whichever of
+// Primary and Previous made the wrapped key, so that every key stays
+// readable while rotation re-wraps them all under Primary.
+type Chain struct {
+	Primary  Provider
+	Previous []Provider
+}
+
+func (c *Chain) all() []Provider { return append([]Provider{c.Primary}, c.Previous...) }
+
+func (c *Chain) owner(wrapped []byte) (Provider, error) {
+	for _, p := range c.all() {
+		if p.Owns(wrapped) {
+			return p, nil
+		}
+	}
+	return nil, ErrUnwrap
+}
+
+// ID is the current version of Primary.
+func (c *Chain) ID() string { return c.Primary.ID() }
+
+// Name is Primary's name.
+func (c *Chain) Name() string { return c.Primary.Name() }
+
+// Wrap wraps with Primary.
+func (c *Chain) Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error) {
+	return c.Primary.Wrap(ctx, plaintext, ad)
+}
+
+// Unwrap unwraps with the provider whose format wrapped is in.
+func (c *Chain) Unwrap(ctx context.Context, wrapped, ad []byte) ([]byte, error) {
+	p, err := c.owner(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	return p.Unwrap(ctx, wrapped, ad)
+}
+
+// Owns reports whether any of the chained providers made wrapped.
+func (c *Chain) Owns(wrapped []byte) bool {
+	_, err := c.owner(wrapped)
+	return err == nil
+}
+
+// VersionOf asks the provider that made wrapped.
+func (c *Chain) VersionOf(ctx context.Context, wrapped, ad []byte) (string, error) {
+	p, err := c.owner(wrapped)
+	if err != nil {
+		return "", err
+	}
+	return p.VersionOf(ctx, wrapped, ad)
+}
+
+// Check checks every chained provider: a key of any of them may be needed.
+func (c *Chain) Check(ctx context.Context) error {
+	var all []error
+	for _, p := range c.all() {
+		if err := p.Check(ctx); err != nil {
+			all = append(all, err)
+		}
+	}
+	if len(all) > 0 {
+		return errs.Wrap(errs.Unavailable, errors.Join(all...), "a key-encryption key provider is not reachable")
+	}
+	return nil
+}
+
+// Knows reports whether id is a version of any chained provider.
+func (c *Chain) Knows(id string) bool {
+	for _, p := range c.all() {
+		if opensVersion(p, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// RotateKEK rotates Primary, if it can.
+func (c *Chain) RotateKEK(ctx context.Context) (string, error) {
+	r, ok := c.Primary.(Rotator)
+	if !ok {
+		return "", errs.E(errs.Invalid, "the %s key-encryption key cannot be rotated from here", c.Primary.Name())
+	}
+	return r.RotateKEK(ctx)
+}
+
+// ProviderNames are the providers custodia knows, for flags and messages.
+var ProviderNames = []string{"local", "pkcs11", "vault"}
+
+// ProviderOf names the provider of a kek_id ("local:…", "pkcs11:…",
+// "vault:…").
+func ProviderOf(kekID string) string {
+	name, _, _ := strings.Cut(kekID, ":")
+	return name
+}
+
+// PKCS11Config selects the key-encryption key in a PKCS#11 token (an HSM,
+// or SoftHSM2): the module (shared library), the token's label, the key's
+// label, and the user PIN, which comes from a file or the environment,
+// never from a flag that would show in ps.
+type PKCS11Config struct {
+	Module string
+	Token  string
+	Key    string
+	PIN    string
+}

@@ -1,0 +1,455 @@
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/sms"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// SMS factors (AUTH-08): a phone number, stored only wrapped by the
+// key-encryption key like a TOTP secret, to which six-digit codes are sent.
+// A code is valid SMSCodeTTL, accepted once (the statement that accepts it
+// spends it), dead after SMSCodeTries wrong tries, and stored only wrapped
+// as well, so neither a copy of the database nor a log holds one. Sending
+// is limited per account (SMSSendsPerWindow in SMSSendWindow), which also
+// bounds what a stolen password can cost in text messages.
+const (
+	SMSCodeTTL        = 5 * time.Minute
+	SMSCodeTries      = 5
+	SMSSendsPerWindow = 5
+	SMSSendWindow     = 15 * time.Minute
+	smsSendBucket     = "mfa:sms-send:account:"
+)
+
+// purposes of a texted code.
+const (
+	smsSignIn = "sign-in"
+	smsEnrol  = "enrol"
+)
+
+var (
+	errNoSMS        = errs.E(errs.Unavailable, "text messages are unavailable: no SMS sender is configured")
+	errNoSMSFactor  = errs.E(errs.NotFound, "no phone number is set up for this account")
+	errNoSMSPending = errs.E(errs.NotFound, "no phone number set-up is in progress; start again")
+)
+
+// phoneAD and smsCodeAD are the associated data of a wrapped phone number
+// and a wrapped code: a label and the ids they belong to, length-prefixed,
+// so a value copied to another row does not unwrap.
+func phoneAD(accountID, factorID string) []byte {
+	return lengthPrefixed("custodia.sms-phone.v1", accountID, factorID)
+}
+
+func smsCodeAD(accountID, factorID, codeID string) []byte {
+	return lengthPrefixed("custodia.sms-code.v1", accountID, factorID, codeID)
+}
+
+func lengthPrefixed(fields ...string) []byte {
+	var b []byte
+	for _, f := range fields {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// newSMSCode returns six uniformly random digits.
+func newSMSCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+func (s *Service) smsReady() error {
+	switch {
+	case s.KEK == nil:
+		return errNoKEK
+	case s.SMS == nil:
+		return errNoSMS
+	}
+	return nil
+}
+
+// limitSends counts a text message to the account against its limit.
+func (s *Service) limitSends(ctx context.Context, accountID string) error {
+	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
+	return lim.Check(ctx, ratelimit.Rule{Bucket: smsSendBucket + accountID, Limit: SMSSendsPerWindow, Window: SMSSendWindow})
+}
+
+// readSMSFactor returns the account's confirmed SMS factor, or with
+// pending its latest unconfirmed one.
+func readSMSFactor(ctx context.Context, q sqldb.Querier, accountID string, pending bool) (factor, error) {
+	stmt := `SELECT id, wrapped, last_step FROM account_factors
+		WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NOT NULL`
+	if pending {
+		stmt = `SELECT id, wrapped, last_step FROM account_factors
+		WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NULL ORDER BY created_at DESC, id LIMIT 1`
+	}
+	var f factor
+	err := q.QueryRowContext(ctx, stmt, accountID).Scan(&f.id, &f.wrapped, &f.lastStep)
+	if errors.Is(err, sql.ErrNoRows) {
+		if pending {
+			return factor{}, errNoSMSPending
+		}
+		return factor{}, errNoSMSFactor
+	}
+	if err != nil {
+		return factor{}, errs.Wrap(errs.Unavailable, err, "read second factor")
+	}
+	return f, nil
+}
+
+// issueSMSCode stores a fresh code of purpose for the factor in tx and
+// returns it for sending. Earlier live codes of the same purpose die, so
+// only the latest text counts.
+func (s *Service) issueSMSCode(ctx context.Context, tx *sql.Tx, accountID, factorID, purpose string, now time.Time) (string, error) {
+	code, id := newSMSCode(), ids.New()
+	wrapped, err := s.KEK.Wrap(ctx, []byte(code), smsCodeAD(accountID, factorID, id))
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM sms_codes WHERE account_id = $1 AND (expires_at < $2 OR purpose = $3)`,
+		accountID, now.UnixMicro(), purpose); err != nil {
+		return "", fmt.Errorf("clear old codes: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO sms_codes (id, account_id, factor_id, purpose, kek_id, wrapped, created_at, expires_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		id, accountID, factorID, purpose, s.KEK.ID(), wrapped, now.UnixMicro(), now.Add(SMSCodeTTL).UnixMicro()); err != nil {
+		return "", fmt.Errorf("store code: %w", err)
+	}
+	return code, nil
+}
+
+func smsText(code string) string {
+	return "Your Custodia code is " + code + ". It is valid for 5 minutes. Never share it; Custodia staff will never ask for it."
+}
+
+// send hands a text to the sender. Its failure is reported without the
+// message, which holds a code.
+func (s *Service) send(ctx context.Context, phone, code string) error {
+	if err := s.SMS.Send(ctx, sms.Message{To: phone, Text: smsText(code)}); err != nil {
+		return errs.Wrap(errs.Unavailable, errors.New("sms sender failed"), "the text message could not be sent; try again later")
+	}
+	return nil
+}
+
+// BeginSMS starts setting up an SMS factor for the actor's account: the
+// phone number is stored wrapped as a pending factor, and a code is texted
+// to it for ConfirmSMS. It returns the number masked. Like Begin, it is
+// refused for an account that has a second factor already.
+func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (string, error) {
+	if err := s.smsReady(); err != nil {
+		return "", err
+	}
+	phone, err := sms.NormalizePhone(phone)
+	if err != nil {
+		return "", err
+	}
+	if err := s.limitSends(ctx, a.AccountID); err != nil {
+		return "", err
+	}
+	id := ids.New()
+	wrapped, err := s.KEK.Wrap(ctx, []byte(phone), phoneAD(a.AccountID, id))
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+	}
+	now := s.now()
+	var code string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		has, err := HasFactor(ctx, tx, a.AccountID)
+		if err != nil {
+			return err
+		}
+		if has {
+			return errHasFactor
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NULL`, a.AccountID); err != nil {
+			return fmt.Errorf("replace pending factor: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO account_factors (id, account_id, kind, kek_id, wrapped, last_step, created_at)
+			 VALUES ($1, $2, 'sms', $3, $4, 0, $5)`,
+			id, a.AccountID, s.KEK.ID(), wrapped, now.UnixMicro()); err != nil {
+			return fmt.Errorf("store pending factor: %w", err)
+		}
+		if code, err = s.issueSMSCode(ctx, tx, a.AccountID, id, smsEnrol, now); err != nil {
+			return err
+		}
+		ev := event(a, "mfa.sms.begin", audit.Success)
+		ev.Details = map[string]string{"factor_id": id}
+		_, err = audit.Append(ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := s.send(ctx, phone, code); err != nil {
+		return "", err
+	}
+	return sms.Mask(phone), nil
+}
+
+// ConfirmSMS activates the pending SMS factor once the person gives the
+// code texted to it, and returns the account's new recovery codes, shown
+// once.
+func (s *Service) ConfirmSMS(ctx context.Context, a gate.Actor, code string) ([]string, error) {
+	return s.ConfirmSMSThen(ctx, a, code, nil)
+}
+
+// ConfirmSMSThen is ConfirmSMS that also runs then, if not nil, in the
+// transaction that activates the factor.
+func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx) error) ([]string, error) {
+	if s.KEK == nil {
+		return nil, errNoKEK
+	}
+	if err := s.limit(ctx, a.AccountID); err != nil {
+		return nil, err
+	}
+	f, err := readSMSFactor(ctx, s.DB, a.AccountID, true)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	codeID, ok, err := s.matchSMSCode(ctx, a.AccountID, f.id, smsEnrol, strings.TrimSpace(code), now)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.refuse(ctx, a, "mfa.sms.enrol", "wrong_code", false, ErrWrongCode)
+	}
+	var codes []string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if err := spendSMSCode(ctx, tx, a.AccountID, codeID, now); err != nil {
+			return err
+		}
+		has, err := HasFactor(ctx, tx, a.AccountID)
+		if err != nil {
+			return err
+		}
+		if has {
+			return errHasFactor
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE account_factors SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND confirmed_at IS NULL`,
+			now.UnixMicro(), f.id, a.AccountID)
+		if sqldb.IsUniqueViolation(err) {
+			return errHasFactor
+		}
+		if err != nil {
+			return fmt.Errorf("activate factor: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errNoSMSPending
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
+			return fmt.Errorf("drop pending factors: %w", err)
+		}
+		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
+			return err
+		}
+		ev := event(a, "mfa.sms.enrol", audit.Success)
+		ev.Security = true
+		ev.Details = map[string]string{"factor_id": f.id, "recovery_codes_count": strconv.Itoa(len(codes))}
+		if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrWrongCode) {
+		return nil, s.refuse(ctx, a, "mfa.sms.enrol", "wrong_code", false, ErrWrongCode)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+// SendSignInCode texts a code to the SMS factor of the actor's account, for
+// the second step of its sign-in, and returns the number masked. The
+// caller has checked the sign-in challenge; sends are limited per account.
+func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor) (string, error) {
+	if err := s.smsReady(); err != nil {
+		return "", err
+	}
+	f, err := readSMSFactor(ctx, s.DB, a.AccountID, false)
+	if err != nil {
+		return "", err
+	}
+	if err := s.limitSends(ctx, a.AccountID); err != nil {
+		return "", err
+	}
+	phone, err := s.KEK.Unwrap(ctx, f.wrapped, phoneAD(a.AccountID, f.id))
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+	}
+	now := s.now()
+	var code string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if code, err = s.issueSMSCode(ctx, tx, a.AccountID, f.id, smsSignIn, now); err != nil {
+			return err
+		}
+		ev := event(a, "mfa.sms.send", audit.Success)
+		ev.Details = map[string]string{"factor_id": f.id}
+		_, err = audit.Append(ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := s.send(ctx, string(phone), code); err != nil {
+		return "", err
+	}
+	return sms.Mask(string(phone)), nil
+}
+
+// RemoveSMS deletes the actor's SMS factor (and, with the account's last
+// factor, its recovery codes), given the
+// account's password or a current code (a texted code or a recovery code);
+// a wrong one counts towards the lockout.
+func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password string) error {
+	f, err := readSMSFactor(ctx, s.DB, a.AccountID, false)
+	if err != nil {
+		return err
+	}
+	return s.Prove(ctx, a, "mfa.sms.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
+		if err != nil {
+			return fmt.Errorf("remove factor: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errNoSMSFactor // removed meanwhile
+		}
+		for _, stmt := range []string{
+			`DELETE FROM sms_codes WHERE account_id = $1`,
+		} {
+			if _, err := tx.ExecContext(ctx, stmt, a.AccountID); err != nil {
+				return fmt.Errorf("remove factor: %w", err)
+			}
+		}
+		if err := dropRecoveryCodesIfLast(ctx, tx, a.AccountID); err != nil {
+			return err
+		}
+		ev.Details["factor_id"] = f.id
+		return nil
+	})
+}
+
+// checkSMS is check for a six-digit code of an account without a TOTP
+// factor: the latest live sign-in code texted to its SMS factor.
+func (s *Service) checkSMS(ctx context.Context, accountID, code string) (proof, error) {
+	p := proof{accountID: accountID, method: MethodSMS}
+	f, err := readSMSFactor(ctx, s.DB, accountID, false)
+	if errors.Is(err, errNoSMSFactor) {
+		return p, nil
+	}
+	if err != nil {
+		return proof{}, err
+	}
+	if s.KEK == nil {
+		return proof{}, errNoKEK
+	}
+	p.smsCodeID, p.ok, err = s.matchSMSCode(ctx, accountID, f.id, smsSignIn, code, s.now())
+	return p, err
+}
+
+// matchSMSCode compares code with the latest live code of purpose for the
+// factor, in constant time. A wrong code uses up one of that code's tries.
+func (s *Service) matchSMSCode(ctx context.Context, accountID, factorID, purpose, code string, now time.Time) (string, bool, error) {
+	var id string
+	var wrapped []byte
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT id, wrapped FROM sms_codes
+		 WHERE account_id = $1 AND factor_id = $2 AND purpose = $3
+		   AND used_at IS NULL AND expires_at > $4 AND attempts < $5
+		 ORDER BY created_at DESC, id LIMIT 1`,
+		accountID, factorID, purpose, now.UnixMicro(), SMSCodeTries).Scan(&id, &wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, errs.Wrap(errs.Unavailable, err, "read code")
+	}
+	want, err := s.KEK.Unwrap(ctx, wrapped, smsCodeAD(accountID, factorID, id))
+	if err != nil {
+		return "", false, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+	}
+	ok := len(code) == len(want) && subtle.ConstantTimeCompare([]byte(code), want) == 1
+	clear(want)
+	if !ok {
+		if _, err := s.DB.ExecContext(ctx, `UPDATE sms_codes SET attempts = attempts + 1 WHERE id = $1`, id); err != nil {
+			return "", false, errs.Wrap(errs.Unavailable, err, "record wrong code")
+		}
+		return "", false, nil
+	}
+	return id, true, nil
+}
+
+// spendSMS spends a matched sign-in code in tx (proof.spend).
+func spendSMS(ctx context.Context, tx *sql.Tx, p proof, now time.Time) (sql.Result, error) {
+	return tx.ExecContext(ctx,
+		`UPDATE sms_codes SET used_at = $1
+		 WHERE id = $2 AND account_id = $3 AND used_at IS NULL AND expires_at > $1 AND attempts < $4`,
+		now.UnixMicro(), p.smsCodeID, p.accountID, SMSCodeTries)
+}
+
+// spendSMSCode spends a matched code once; a code spent or expired
+// meanwhile is ErrWrongCode.
+func spendSMSCode(ctx context.Context, tx *sql.Tx, accountID, codeID string, now time.Time) error {
+	res, err := spendSMS(ctx, tx, proof{accountID: accountID, smsCodeID: codeID}, now)
+	if err != nil {
+		return fmt.Errorf("spend code: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrWrongCode
+	}
+	return nil
+}
+
+// methodsOf lists the ways the account can give its second factor: a code
+// of its TOTP factor or one texted to its phone, and a recovery code.
+func methodsOf(ctx context.Context, q sqldb.Querier, accountID string) ([]Method, error) {
+	rows, err := q.QueryContext(ctx,
+		`SELECT kind FROM account_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL ORDER BY kind DESC`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("list second factors: %w", err)
+	}
+	defer rows.Close()
+	var out []Method
+	for rows.Next() {
+		var kind string
+		if err := rows.Scan(&kind); err != nil {
+			return nil, fmt.Errorf("list second factors: %w", err)
+		}
+		out = append(out, Method(kind))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list second factors: %w", err)
+	}
+	return withPasskeys(ctx, q, accountID, append(out, MethodRecovery))
+}

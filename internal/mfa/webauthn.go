@@ -1,0 +1,609 @@
+package mfa
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// WebAuthn passkeys and security keys (AUTH-08). An account may register
+// several; each is a second factor on its own. The server keeps its half of
+// every ceremony (the options with their random challenge) for
+// CeremonyTTL, bound to the session that registers or to the sign-in
+// challenge that asks, and spends it once: an answer replayed, or given to
+// another session or sign-in, finds nothing to answer. Passkeys must verify
+// their user (a PIN or biometric on the device), so a passkey is a factor of
+// its own and not merely a possession. An assertion whose signature counter
+// does not move past the stored one comes from a cloned authenticator: it is
+// refused and raises a security event (AUD-05).
+//
+// The ceremonies' cryptography is the RelyingParty's, which the server
+// provides (package relyingparty, over github.com/go-webauthn/webauthn);
+// this file keeps the state, the rules and the record.
+
+// MethodWebAuthn gives the second factor with a passkey or security key.
+const MethodWebAuthn Method = "webauthn"
+
+// CeremonyTTL is how long the server waits for the answer to a WebAuthn
+// ceremony it began.
+const CeremonyTTL = 5 * time.Minute
+
+// PasskeyNameMax bounds a passkey's name, in characters.
+const PasskeyNameMax = 64
+
+// RelyingParty is the WebAuthn relying party: it makes the options a browser
+// hands its authenticator and verifies the authenticator's answer against
+// them. options and state are JSON: options for the browser, state for the
+// server to keep until the answer. A RelyingParty keeps nothing itself.
+type RelyingParty interface {
+	// BeginRegistration makes creation options for a new credential of
+	// user, excluding the ones the account has.
+	BeginRegistration(user PasskeyUser, existing []Passkey) (options, state []byte, err error)
+	// FinishRegistration verifies the browser's answer to the creation
+	// options of state and returns the new credential (ID, Name and times
+	// unset).
+	FinishRegistration(user PasskeyUser, state, response []byte) (Passkey, error)
+	// BeginLogin makes request options allowing the account's credentials.
+	BeginLogin(user PasskeyUser, creds []Passkey) (options, state []byte, err error)
+	// FinishLogin verifies an assertion against the request options of
+	// state and the account's credentials.
+	FinishLogin(user PasskeyUser, creds []Passkey, state, response []byte) (Assertion, error)
+}
+
+// PasskeyUser is the account as an authenticator knows it: the user handle
+// (the account's id: opaque, never personal data) and the name shown in the
+// device's account picker.
+type PasskeyUser struct {
+	Handle []byte
+	Name   string
+}
+
+// Passkey is a registered WebAuthn credential of an account.
+type Passkey struct {
+	ID                string // Custodia's id
+	CredentialID      []byte // the authenticator's
+	PublicKey         []byte // COSE_Key
+	AttestationType   string
+	AttestationFormat string
+	AAGUID            []byte
+	SignCount         uint32
+	Transports        []string
+	UserVerified      bool
+	BackupEligible    bool
+	BackupState       bool
+	Name              string
+	CreatedAt         time.Time
+	LastUsedAt        time.Time // zero if never used to sign in
+}
+
+// Assertion is what a verified sign-in answer says.
+type Assertion struct {
+	CredentialID []byte
+	SignCount    uint32
+	// CloneWarning: the counter did not move past the stored one.
+	CloneWarning bool
+	BackupState  bool
+}
+
+var (
+	errNoRP = errs.E(errs.Unavailable,
+		"passkeys are unavailable: the server's public URL (--public-url) must name a host, not an IP address")
+	errNoPasskey        = errs.E(errs.NotFound, "passkey not found")
+	errNoCeremony       = errs.E(errs.NotFound, "no passkey registration is in progress; start again")
+	errPasskeyResponse  = errs.E(errs.Invalid, "the authenticator's answer does not fit this registration; start again")
+	errPasskeyKnown     = errs.E(errs.Conflict, "this passkey is registered already")
+	errPasskeyNameValid = errs.E(errs.Invalid, "a passkey's name is at most %d printable characters", PasskeyNameMax)
+)
+
+const passkeyColumns = `id, credential_id, public_key, attestation_type, attestation_format, aaguid,
+	sign_count, transports, user_verified, backup_eligible, backup_state, name, created_at, last_used_at`
+
+// Passkeys lists the account's passkeys, oldest first.
+func Passkeys(ctx context.Context, q sqldb.Querier, accountID string) ([]Passkey, error) {
+	rows, err := q.QueryContext(ctx,
+		`SELECT `+passkeyColumns+` FROM webauthn_credentials WHERE account_id = $1 ORDER BY created_at, id`, accountID)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read passkeys")
+	}
+	defer rows.Close()
+	var out []Passkey
+	for rows.Next() {
+		var p Passkey
+		var count, created int64
+		var used sql.NullInt64
+		var transports string
+		if err := rows.Scan(&p.ID, &p.CredentialID, &p.PublicKey, &p.AttestationType, &p.AttestationFormat, &p.AAGUID,
+			&count, &transports, &p.UserVerified, &p.BackupEligible, &p.BackupState, &p.Name, &created, &used); err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "read passkeys")
+		}
+		p.SignCount = uint32(count)
+		p.Transports = strings.Fields(transports)
+		p.CreatedAt = time.UnixMicro(created)
+		if used.Valid {
+			p.LastUsedAt = time.UnixMicro(used.Int64)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read passkeys")
+	}
+	return out, nil
+}
+
+// ListPasskeys lists the actor's passkeys, oldest first.
+func (s *Service) ListPasskeys(ctx context.Context, a gate.Actor) ([]Passkey, error) {
+	return Passkeys(ctx, s.DB, a.AccountID)
+}
+
+// withPasskeys puts MethodWebAuthn first among methods, the ways the
+// account can give its second factor at sign-in, if it has a passkey.
+func withPasskeys(ctx context.Context, q sqldb.Querier, accountID string, methods []Method) ([]Method, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1`, accountID).Scan(&n)
+	if err != nil {
+		return nil, fmt.Errorf("list passkeys: %w", err)
+	}
+	if n == 0 {
+		return methods, nil
+	}
+	return append([]Method{MethodWebAuthn}, methods...), nil
+}
+
+func (s *Service) rp() (RelyingParty, error) {
+	if s.Passkeys == nil {
+		return nil, errNoRP
+	}
+	return s.Passkeys, nil
+}
+
+// passkeyUser is the account as its authenticators know it.
+func passkeyUser(ctx context.Context, q sqldb.Querier, accountID string) (PasskeyUser, error) {
+	acc, err := accounts.ByID(ctx, q, accountID)
+	if err != nil {
+		return PasskeyUser{}, err
+	}
+	return PasskeyUser{Handle: []byte(acc.ID), Name: acc.Email}, nil
+}
+
+// needsStepUp refuses adding a passkey to an account that has a second
+// factor already unless the session confirmed its owner within
+// gate.StepUpWindow (ACL-09): whoever holds a stolen session must not slip
+// in a passkey of their own.
+func (s *Service) needsStepUp(ctx context.Context, q sqldb.Querier, a gate.Actor) error {
+	has, err := HasFactor(ctx, q, a.AccountID)
+	if err != nil || !has {
+		return err
+	}
+	now := s.now()
+	if a.ConfirmedAt.IsZero() || now.Sub(a.ConfirmedAt) > gate.StepUpWindow || a.ConfirmedAt.After(now.Add(time.Minute)) {
+		return gate.ErrStepUpRequired
+	}
+	return nil
+}
+
+// BeginPasskey starts registering a passkey for the actor's account from
+// the actor's session, and returns the creation options for the browser
+// (navigator.credentials.create). An earlier registration of the same
+// session still waiting is replaced. An account that has a second factor
+// already needs a recent step-up. Nothing is guessed here (an answer is a
+// signature, not a code), and a session has one registration at a time, so
+// registration is not limited beyond the session's own requests.
+func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error) {
+	rp, err := s.rp()
+	if err != nil {
+		return nil, err
+	}
+	if a.SessionID == "" {
+		return nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
+	}
+	if err := s.needsStepUp(ctx, s.DB, a); err != nil {
+		return nil, err
+	}
+	user, err := passkeyUser(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := Passkeys(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	options, state, err := rp.BeginRegistration(user, existing)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "begin passkey registration")
+	}
+	now := s.now()
+	id := ids.New()
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = 'register' AND account_id = $2 AND session_id = $3)`,
+			now.UnixMicro(), a.AccountID, a.SessionID); err != nil {
+			return fmt.Errorf("clear ceremonies: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO webauthn_ceremonies (id, account_id, kind, session_id, state, created_at, expires_at)
+			 VALUES ($1, $2, 'register', $3, $4, $5, $6)`,
+			id, a.AccountID, a.SessionID, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro()); err != nil {
+			return fmt.Errorf("store ceremony: %w", err)
+		}
+		ev := event(a, "mfa.webauthn.begin", audit.Success)
+		ev.Details = map[string]string{"ceremony_id": id}
+		_, err := audit.Append(ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return options, nil
+}
+
+// normalizePasskeyName trims a passkey's name and checks it; an empty name
+// becomes "Passkey".
+func normalizePasskeyName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "Passkey", nil
+	}
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > PasskeyNameMax {
+		return "", errPasskeyNameValid
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return "", errPasskeyNameValid
+		}
+	}
+	return name, nil
+}
+
+// ceremony is the server's half of a ceremony, not yet spent.
+type ceremony struct {
+	id    string
+	state []byte
+}
+
+// readCeremony returns the live ceremony of kind for the account bound to
+// the session (register) or the login challenge (sign-in).
+func readCeremony(ctx context.Context, q sqldb.Querier, accountID, kind, boundTo string, now time.Time) (ceremony, bool, error) {
+	column := "session_id"
+	if kind == "sign-in" {
+		column = "challenge_id"
+	}
+	var c ceremony
+	var state string
+	err := q.QueryRowContext(ctx,
+		`SELECT id, state FROM webauthn_ceremonies
+		 WHERE account_id = $1 AND kind = $2 AND `+column+` = $3 AND used_at IS NULL AND expires_at > $4
+		 ORDER BY created_at DESC, id LIMIT 1`,
+		accountID, kind, boundTo, now.UnixMicro()).Scan(&c.id, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ceremony{}, false, nil
+	}
+	if err != nil {
+		return ceremony{}, false, errs.Wrap(errs.Unavailable, err, "read passkey ceremony")
+	}
+	c.state = []byte(state)
+	return c, true, nil
+}
+
+// spendCeremony marks a ceremony used in tx, once; a ceremony spent or
+// expired meanwhile is ErrWrongCode.
+func spendCeremony(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	res, err := tx.ExecContext(ctx,
+		`UPDATE webauthn_ceremonies SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1`,
+		now.UnixMicro(), id)
+	if err != nil {
+		return fmt.Errorf("spend passkey ceremony: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrWrongCode
+	}
+	return nil
+}
+
+// ConfirmPasskey completes the registration begun with BeginPasskey from
+// the same session: response is the browser's PublicKeyCredential (JSON)
+// from navigator.credentials.create, name what the person calls the
+// passkey. It stores the credential and records mfa.webauthn.register, a
+// security event (AUD-05). For the account's first second factor it
+// returns new recovery codes, shown once; otherwise none.
+func (s *Service) ConfirmPasskey(ctx context.Context, a gate.Actor, name string, response []byte) (Passkey, []string, error) {
+	return s.ConfirmPasskeyThen(ctx, a, name, response, nil)
+}
+
+// ConfirmPasskeyThen is ConfirmPasskey that also runs then, if not nil, in
+// the transaction that stores the passkey (a renewed session).
+func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+	rp, err := s.rp()
+	if err != nil {
+		return Passkey{}, nil, err
+	}
+	if a.SessionID == "" {
+		return Passkey{}, nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
+	}
+	if name, err = normalizePasskeyName(name); err != nil {
+		return Passkey{}, nil, err
+	}
+	if err := s.needsStepUp(ctx, s.DB, a); err != nil {
+		return Passkey{}, nil, err
+	}
+	now := s.now()
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, "register", a.SessionID, now)
+	if err != nil {
+		return Passkey{}, nil, err
+	}
+	if !ok {
+		return Passkey{}, nil, errNoCeremony
+	}
+	user, err := passkeyUser(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return Passkey{}, nil, err
+	}
+	pk, err := rp.FinishRegistration(user, c.state, response)
+	if err != nil {
+		// A failed registration proves nothing about the account: on the
+		// record, not counted towards the lockout.
+		return Passkey{}, nil, s.refuse(ctx, a, "mfa.webauthn.register", "invalid_response", false, errPasskeyResponse)
+	}
+	pk.ID, pk.Name, pk.CreatedAt = ids.New(), name, now
+	var codes []string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
+			return errNoCeremony
+		}
+		first, err := HasFactor(ctx, tx, a.AccountID)
+		if err != nil {
+			return err
+		}
+		first = !first
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO webauthn_credentials (`+passkeyColumns+`, account_id)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14)`,
+			pk.ID, pk.CredentialID, pk.PublicKey, pk.AttestationType, pk.AttestationFormat, pk.AAGUID,
+			int64(pk.SignCount), strings.Join(pk.Transports, " "), pk.UserVerified, pk.BackupEligible, pk.BackupState,
+			pk.Name, now.UnixMicro(), a.AccountID)
+		if sqldb.IsUniqueViolation(err) {
+			return errPasskeyKnown
+		}
+		if err != nil {
+			return fmt.Errorf("store passkey: %w", err)
+		}
+		if first {
+			if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
+				return err
+			}
+		}
+		ev := event(a, "mfa.webauthn.register", audit.Success)
+		ev.Security = true
+		ev.Details = map[string]string{
+			"factor_id": pk.ID, "aaguid": aaguidString(pk.AAGUID),
+			"backup_eligible": strconv.FormatBool(pk.BackupEligible), "recovery_codes_count": strconv.Itoa(len(codes)),
+		}
+		if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return Passkey{}, nil, err
+	}
+	return pk, codes, nil
+}
+
+// aaguidString writes an AAGUID in the usual UUID form.
+func aaguidString(b []byte) string {
+	if len(b) != 16 {
+		return ""
+	}
+	const hex = "0123456789abcdef"
+	var out []byte
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hex[c>>4], hex[c&0xf])
+	}
+	return string(out)
+}
+
+// AAGUIDString is the passkey's authenticator model in the usual UUID form.
+func (p Passkey) AAGUIDString() string { return aaguidString(p.AAGUID) }
+
+// RemovePasskey deletes one passkey of the actor's account, given the
+// account's password or a current code (mfa.Service.Prove); a wrong one
+// counts towards the lockout. A passkey of another account is not found.
+// With the account's last second factor go its recovery codes.
+func (s *Service) RemovePasskey(ctx context.Context, a gate.Actor, id, code, password string) error {
+	if !ids.Valid(id) {
+		return errNoPasskey
+	}
+	var n int
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID).Scan(&n)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read passkeys")
+	}
+	if n != 1 {
+		return errNoPasskey
+	}
+	return s.Prove(ctx, a, "mfa.webauthn.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID)
+		if err != nil {
+			return fmt.Errorf("remove passkey: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errNoPasskey // removed meanwhile
+		}
+		if err := dropRecoveryCodesIfLast(ctx, tx, a.AccountID); err != nil {
+			return err
+		}
+		ev.Details["factor_id"] = id
+		return nil
+	})
+}
+
+// dropRecoveryCodesIfLast deletes the account's recovery codes in tx, the
+// transaction that removed one of its factors, if no factor is left: the
+// codes stand in for any of its factors, so they stay while one does.
+func dropRecoveryCodesIfLast(ctx context.Context, tx *sql.Tx, accountID string) error {
+	has, err := HasFactor(ctx, tx, accountID)
+	if err != nil || has {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE account_id = $1`, accountID); err != nil {
+		return fmt.Errorf("remove recovery codes: %w", err)
+	}
+	return nil
+}
+
+// BeginPasskeySignIn makes the request options (navigator.credentials.get)
+// for the second step of the sign-in whose challenge is challengeID, for
+// the actor's account, and keeps the ceremony bound to that challenge; an
+// earlier one for the same challenge is replaced. The caller has checked
+// the challenge. An account without passkeys gets ErrWrongCode.
+func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challengeID string) ([]byte, error) {
+	rp, err := s.rp()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := Passkeys(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	if len(creds) == 0 {
+		return nil, ErrWrongCode
+	}
+	user, err := passkeyUser(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	options, state, err := rp.BeginLogin(user, creds)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "begin passkey sign-in")
+	}
+	now := s.now()
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = 'sign-in' AND account_id = $2 AND challenge_id = $3)`,
+			now.UnixMicro(), a.AccountID, challengeID); err != nil {
+			return fmt.Errorf("clear ceremonies: %w", err)
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO webauthn_ceremonies (id, account_id, kind, challenge_id, state, created_at, expires_at)
+			 VALUES ($1, $2, 'sign-in', $3, $4, $5, $6)`,
+			ids.New(), a.AccountID, challengeID, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro())
+		if err != nil {
+			return fmt.Errorf("store ceremony: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return options, nil
+}
+
+// VerifyPasskey checks response, the browser's PublicKeyCredential (JSON)
+// from navigator.credentials.get, against the ceremony of the sign-in
+// challenge challengeID and the actor's passkeys. In one transaction it
+// spends the ceremony, moves the passkey's counter on and runs then with
+// MethodWebAuthn, so the answer is spent exactly when what then writes (a
+// session) commits. Anything wrong (no ceremony, an answer replayed, of
+// another passkey, without user verification or with a bad signature) is
+// ErrWrongCode and nothing is written; the caller records and counts it. A
+// counter that did not move past the stored one also raises
+// mfa.webauthn.clone, a security event.
+func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx *sql.Tx, m Method) error) error {
+	rp, err := s.rp()
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, "sign-in", challengeID, now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrWrongCode
+	}
+	creds, err := Passkeys(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return err
+	}
+	user, err := passkeyUser(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return err
+	}
+	as, err := rp.FinishLogin(user, creds, c.state, response)
+	if err != nil {
+		return ErrWrongCode
+	}
+	var pk Passkey
+	for _, p := range creds {
+		if string(p.CredentialID) == string(as.CredentialID) {
+			pk = p
+		}
+	}
+	if pk.ID == "" {
+		return ErrWrongCode
+	}
+	if as.CloneWarning {
+		return s.cloned(ctx, a, pk, as)
+	}
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
+			return err
+		}
+		// The counter moves strictly forward, or stays at zero for
+		// authenticators that keep none; the condition and the write are
+		// one statement, so of two nodes taking one assertion, one finds
+		// the counter moved.
+		res, err := tx.ExecContext(ctx,
+			`UPDATE webauthn_credentials SET sign_count = $1, backup_state = $2, last_used_at = $3
+			 WHERE id = $4 AND account_id = $5 AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))`,
+			int64(as.SignCount), as.BackupState, now.UnixMicro(), pk.ID, a.AccountID)
+		if err != nil {
+			return fmt.Errorf("record passkey use: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return ErrWrongCode
+		}
+		if then != nil {
+			return then(tx, MethodWebAuthn)
+		}
+		return nil
+	})
+	return err
+}
+
+// cloned records an assertion whose counter went backwards or stood
+// still: mfa.webauthn.clone, a security event in each of the account's
+// organizations, naming the passkey and both counters. The assertion is
+// refused with ErrWrongCode.
+func (s *Service) cloned(ctx context.Context, a gate.Actor, pk Passkey, as Assertion) error {
+	ev := event(a, "mfa.webauthn.clone", audit.Denied)
+	ev.Security = true
+	ev.Details = map[string]string{
+		"factor_id": pk.ID, "stored_sign_count": strconv.FormatUint(uint64(pk.SignCount), 10),
+		"presented_sign_count": strconv.FormatUint(uint64(as.SignCount), 10),
+	}
+	err := s.DB.InTx(ctx, func(tx *sql.Tx) error { return appendForEachOrg(ctx, tx, a.AccountID, ev) })
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
+	}
+	return ErrWrongCode
+}

@@ -1,0 +1,148 @@
+// Package orgsecurity lets an organization's administrators keep its
+// security settings: read and set its security policy (AUTH-09, the fields
+// of accounts.SecurityPolicy) and lift the lockout of its members (AUTH-04).
+// Every call runs through the gate, authorized as authz.SecurityManage, in
+// one transaction with its audit event; every change is a security event
+// (AUD-05). An organization the requester may not manage answers NotFound,
+// as a missing one does (ACL-08).
+package orgsecurity
+
+import (
+	"context"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// Service reads and changes organizations' security settings.
+type Service struct {
+	Gate *gate.Gate
+}
+
+func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
+	if orgs.CheckSlug(slug) != nil {
+		return orgs.Organization{}, gate.ErrDenied
+	}
+	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
+	if errs.Is(err, errs.NotFound) {
+		return orgs.Organization{}, gate.ErrDenied
+	}
+	return o, err
+}
+
+// Policy returns the organization and its security policy.
+func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, accounts.SecurityPolicy, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return orgs.Organization{}, accounts.SecurityPolicy{}, err
+	}
+	var p accounts.SecurityPolicy
+	err = s.Gate.Do(ctx, a, org.ID, "org.policy.read", func(t *gate.Tx) error {
+		t.Object("organization", org.ID)
+		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		p, err = accounts.SecurityPolicyOf(ctx, t, org.ID)
+		return err
+	})
+	return org, p, err
+}
+
+// SetPolicy replaces the organization's security policy with p, on the
+// record as org.policy.set with the policy before and after.
+func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p accounts.SecurityPolicy) error {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return err
+	}
+	return s.Gate.Do(ctx, a, org.ID, "org.policy.set", func(t *gate.Tx) error {
+		t.Object("organization", org.ID)
+		t.Security()
+		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		old, err := accounts.SetSecurityPolicy(ctx, t.Tx, org.ID, p)
+		if err != nil {
+			return err
+		}
+		t.Detail("before", old.Summary())
+		t.Detail("after", p.Summary())
+		return nil
+	})
+}
+
+// Locked lists the organization's locked members.
+func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return orgs.Organization{}, nil, err
+	}
+	var out []accounts.LockedMember
+	err = s.Gate.Do(ctx, a, org.ID, "account.locked.list", func(t *gate.Tx) error {
+		t.Object("organization", org.ID)
+		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		out, err = accounts.LockedMembers(ctx, t, org.ID)
+		return err
+	})
+	return org, out, err
+}
+
+// Unlock lifts the lockout of a member of the organization (the one
+// function behind `custodia user unlock`, accounts.Unlock), recorded as
+// account.unlock, a security event, with the administrator as the actor,
+// in this organization and in each other organization of the account, as
+// its lock was. It reports whether the account was locked; an account
+// that holds no role here is NotFound, like one that does not exist.
+func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID string) (bool, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return false, err
+	}
+	var unlocked bool
+	err = s.Gate.Do(ctx, a, org.ID, "account.unlock", func(t *gate.Tx) error {
+		t.Security()
+		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		acc, err := accounts.ByID(ctx, t, accountID)
+		if err != nil {
+			return err
+		}
+		roles, err := authz.AssignmentsOf(ctx, t, org.ID, acc.ID)
+		if err != nil {
+			return err
+		}
+		if len(roles) == 0 {
+			return errs.E(errs.NotFound, "account not found")
+		}
+		t.Object("account", acc.ID)
+		if unlocked, err = accounts.Unlock(ctx, t.Tx, acc.ID); err != nil || !unlocked {
+			t.Detail("was_locked", "false")
+			return err
+		}
+		others, err := accounts.Organizations(ctx, t, acc.ID)
+		if err != nil {
+			return err
+		}
+		for _, id := range others {
+			if id == org.ID {
+				continue
+			}
+			if _, err := audit.Append(ctx, t.Tx, audit.Event{
+				Action: "account.unlock", OrgID: id, ActorAccount: a.AccountID, ActorSession: a.SessionID,
+				RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, ObjectType: "account", ObjectID: acc.ID,
+				Outcome: audit.Success, Security: true, Details: map[string]string{"by_org": org.ID},
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return unlocked, err
+}

@@ -1,0 +1,152 @@
+package orgsecurity_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/orgsecurity"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+type fixture struct {
+	db       *sqldb.DB
+	svc      *orgsecurity.Service
+	accounts map[authz.Role]string
+}
+
+func setup(t *testing.T, d sqldb.Dialect) fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := sqldbtest.Open(t, d, sqldb.Clinical)
+	logins, err := demo.Seed(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{db: db, svc: &orgsecurity.Service{Gate: &gate.Gate{DB: db}}, accounts: map[authz.Role]string{}}
+	for _, l := range logins {
+		acc, err := accounts.ByEmail(ctx, db, l.Email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.accounts[l.Role] = acc.ID
+	}
+	return f
+}
+
+func (f fixture) as(role authz.Role) gate.Actor {
+	return gate.Actor{AccountID: f.accounts[role], RemoteAddr: "192.0.2.7", UserAgent: "test"}
+}
+
+func (f fixture) securityEvents(t *testing.T, action string) int {
+	t.Helper()
+	var n int
+	if err := f.db.QueryRowContext(context.Background(),
+		`SELECT COUNT(*) FROM audit_events WHERE action = $1 AND security = $2 AND outcome = 'success'`, action, true).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An organization's administrator sets its policy, on the record as a
+// security event; no other role may, and a bad value changes nothing
+// (AUTH-09).
+func TestAUTH09_OnlyAdministratorsSetThePolicy(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		p := accounts.DefaultSecurityPolicy()
+		p.RequireSecondFactor, p.SessionIdleMinutes = true, 10
+		for _, role := range []authz.Role{authz.OrgManager, authz.StudyAdmin, authz.Monitor, authz.Participant} {
+			if err := f.svc.SetPolicy(ctx, f.as(role), demo.Slug, p); !gate.IsDenied(err) {
+				t.Errorf("%s sets the policy: %v, want not found", role, err)
+			}
+		}
+		bad := p
+		bad.PasswordMinLength = 4
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, bad); err == nil {
+			t.Error("a minimum length of 4 was accepted")
+		}
+		if _, got, _ := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); got != accounts.DefaultSecurityPolicy() {
+			t.Fatalf("refused changes changed the policy: %+v", got)
+		}
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); err != nil || got != p {
+			t.Errorf("policy read back: %+v, %v", got, err)
+		}
+		if n := f.securityEvents(t, "org.policy.set"); n != 1 {
+			t.Errorf("%d org.policy.set security events, want 1", n)
+		}
+		if _, _, err := f.svc.Policy(ctx, f.as(authz.Monitor), demo.Slug); !gate.IsDenied(err) {
+			t.Errorf("monitor reads the policy: %v", err)
+		}
+	})
+}
+
+// An administrator lifts a member's lockout, audited with themself as the
+// actor; the administrator of another organization cannot, even naming
+// the account by id, and learns nothing (AUTH-04, ACL-08).
+func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		victim := f.accounts[authz.CareProvider]
+		var otherAdmin string
+		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			for range accounts.LockAfter {
+				if _, err := accounts.RecordFailure(ctx, tx, victim, "192.0.2.1", time.Now()); err != nil {
+					return err
+				}
+			}
+			o, err := orgs.CreateOrganization(ctx, tx, "Other", "other")
+			if err != nil {
+				return err
+			}
+			acc, _, err := accounts.Enrol(ctx, tx, "boss@other.example", "", authz.Assignment{OrgID: o.ID, Role: authz.OrgAdmin})
+			otherAdmin = acc.ID
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, locked, err := f.svc.Locked(ctx, f.as(authz.OrgAdmin), demo.Slug)
+		if err != nil || len(locked) != 1 || locked[0].Account.ID != victim {
+			t.Fatalf("locked members: %+v, %v", locked, err)
+		}
+		other := gate.Actor{AccountID: otherAdmin, RemoteAddr: "192.0.2.8"}
+		if _, err := f.svc.Unlock(ctx, other, "other", victim); !gate.IsDenied(err) {
+			t.Errorf("other organization's admin unlocks a stranger: %v", err)
+		}
+		if _, err := f.svc.Unlock(ctx, other, demo.Slug, victim); !gate.IsDenied(err) {
+			t.Errorf("other organization's admin unlocks in demo: %v", err)
+		}
+		if _, err := f.svc.Unlock(ctx, f.as(authz.OrgManager), demo.Slug, victim); !gate.IsDenied(err) {
+			t.Errorf("org manager unlocks: %v", err)
+		}
+		if st, _ := accounts.Lockout(ctx, f.db, victim); !st.Locked() {
+			t.Fatal("a refused unlock unlocked")
+		}
+		unlocked, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim)
+		if err != nil || !unlocked {
+			t.Fatalf("unlock: %v, %v", unlocked, err)
+		}
+		if st, _ := accounts.Lockout(ctx, f.db, victim); st.Locked() || st.Failures != 0 {
+			t.Errorf("after unlock: %+v", st)
+		}
+		if n := f.securityEvents(t, "account.unlock"); n != 1 {
+			t.Errorf("%d account.unlock security events, want 1", n)
+		}
+		if again, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || again {
+			t.Errorf("second unlock: %v, %v; want false, nil", again, err)
+		}
+	})
+}

@@ -1,0 +1,95 @@
+package oversight
+
+import (
+	"context"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// TrailPage is one page of the trail as a person reads it in the browser
+// (AUD-04): the events of Search, with what a reader needs to make sense
+// of them and to narrow the search.
+type TrailPage struct {
+	Org orgs.Organization
+	// Filter is the filter as searched: a reader who may read only some
+	// studies' trails and named none searches the first of them.
+	Filter audit.Filter
+	Events []audit.Event
+	Next   string
+	// WholeOrganization: the reader may read the whole organization's
+	// trail; otherwise only that of Studies.
+	WholeOrganization bool
+	// Studies are the studies whose trail the reader may read.
+	Studies []orgs.Study
+	// StudyNames and People name the studies and the acting accounts of
+	// the page's events (display name, else e-mail address).
+	StudyNames map[string]string
+	People     map[string]string
+}
+
+// Trail searches the trail like Search, in the same audited read
+// (audit.search) and under the same authorization, and also returns the
+// studies the reader may search and the names of the page's actors.
+func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.Filter) (TrailPage, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return TrailPage{}, err
+	}
+	f.OrgID = org.ID
+	if err := f.Validate(); err != nil {
+		return TrailPage{}, err
+	}
+	p := TrailPage{Org: org, StudyNames: map[string]string{}, People: map[string]string{}}
+	err = s.Gate.Do(ctx, a, org.ID, "audit.search", func(t *gate.Tx) error {
+		p.WholeOrganization = t.Allowed(authz.AuditRead, authz.Resource{OrgID: org.ID})
+		studies, err := orgs.Studies(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
+		for _, st := range studies {
+			if p.WholeOrganization || t.Allowed(authz.AuditRead, authz.Resource{OrgID: org.ID, StudyID: st.ID}) {
+				p.Studies = append(p.Studies, st)
+			}
+		}
+		if f.Study == "" && !p.WholeOrganization && len(p.Studies) > 0 {
+			f.Study = p.Studies[0].ID
+		}
+		if err := authorize(t, f); err != nil {
+			return err
+		}
+		if p.Events, p.Next, err = audit.Search(ctx, t, f); err != nil {
+			return err
+		}
+		for _, st := range studies {
+			p.StudyNames[st.ID] = st.Name
+		}
+		for _, ev := range p.Events {
+			id := ev.ActorAccount
+			if _, done := p.People[id]; done || id == "" {
+				continue
+			}
+			acc, err := accounts.ByID(ctx, t, id)
+			switch {
+			case errs.Is(err, errs.NotFound):
+				p.People[id] = ""
+			case err != nil:
+				return err
+			case acc.DisplayName != "":
+				p.People[id] = acc.DisplayName
+			default:
+				p.People[id] = acc.Email
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return TrailPage{}, err
+	}
+	p.Filter = f
+	return p, nil
+}

@@ -1,0 +1,280 @@
+// Package participants owns the people a study enrols.
+//
+// The clinical database knows a participant only by a random pseudonym, the
+// site that enrolled them and whether identifying data exist (CRY-09). The
+// identifying data themselves (name, birth date, e-mail, phone, national
+// id) live in the separate identity database, each field sealed under the
+// participant's own key (CRY-03, CRY-04), whose wrapped form lives there
+// too, and bound to organization, study, pseudonym and field (CRY-05). A
+// blind index of the national id refuses a second enrolment of one person
+// in a study without the id being stored in clear.
+//
+// Every request runs through the gate: authorized, in one transaction,
+// audited. Re-identification is a permission of its own (identity.reveal),
+// needs a fresh confirmation of the requester (ACL-09) and is an audit event
+// naming the participant and the fields shown; the sensitive fields (birth
+// date, national id) open only for a requester holding a decrypt grant for
+// the study and site (CRY-06), and otherwise are reported as present. Erasure
+// destroys the participant's key (LIFE-03): the identity answers "erased"
+// for good, the pseudonymous record remains.
+//
+// The two databases are written without a distributed transaction. The
+// clinical database is the authority: identity data are served only for a
+// participant it records as having them. Enrolment commits the identity
+// data just before the clinical record and its event; erasure commits the
+// clinical record and its event first, then destroys the key (see
+// gate.IdentityTx). A crash between the two leaves identity data no request
+// can reach, which Sweep shreds.
+package participants
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// IdentityState says whether identifying data exist for a participant.
+type IdentityState string
+
+const (
+	// IdentityNone: none was given at enrolment.
+	IdentityNone IdentityState = "none"
+	// IdentityRecorded: identifying data are in the identity database.
+	IdentityRecorded IdentityState = "recorded"
+	// IdentityErased: the participant's key was destroyed (LIFE-03).
+	IdentityErased IdentityState = "erased"
+)
+
+// Participant is the pseudonymous record of one enrolled person.
+type Participant struct {
+	Pseudonym string
+	OrgID     string
+	StudyID   string
+	SiteID    string
+	Status    string
+	Identity  IdentityState
+	CreatedAt time.Time
+	ErasedAt  time.Time // zero unless erased
+}
+
+// Service offers participants to requests.
+type Service struct {
+	Gate *gate.Gate
+	// Now is the clock of grant expiry and the sweep; time.Now if nil.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+var errNotFound = errs.E(errs.NotFound, "not found")
+
+// org resolves an organization's slug; whether the requester belongs to it
+// is the gate's question.
+func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
+	if orgs.CheckSlug(slug) != nil {
+		return orgs.Organization{}, errNotFound
+	}
+	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
+	if errs.Is(err, errs.NotFound) {
+		return orgs.Organization{}, errNotFound
+	}
+	return o, err
+}
+
+// site finds a site of the organization that belongs to studyID.
+func site(ctx context.Context, q sqldb.Querier, orgID, studyID, siteID string) (orgs.Site, error) {
+	st, err := orgs.SiteByID(ctx, q, orgID, siteID)
+	if err != nil {
+		return orgs.Site{}, err
+	}
+	if st.StudyID != studyID {
+		return orgs.Site{}, errs.E(errs.NotFound, "site not found")
+	}
+	return st, nil
+}
+
+func siteResource(st orgs.Site) authz.Resource {
+	return authz.Resource{OrgID: st.OrgID, StudyID: st.StudyID, SiteID: st.ID}
+}
+
+// resourceOf names the participant too, so that a care provider or a
+// participant is allowed only for a related participant (ACL-05).
+func resourceOf(p Participant) authz.Resource {
+	return authz.Resource{OrgID: p.OrgID, StudyID: p.StudyID, SiteID: p.SiteID, ParticipantID: p.Pseudonym}
+}
+
+// Create stores the pseudonymous record of a new participant at a site of
+// the organization, without identifying data, in tx. Enrol is the audited
+// way; Create serves seeding and tests.
+func Create(ctx context.Context, tx *sql.Tx, orgID, studyID, siteID string) (Participant, error) {
+	if _, err := site(ctx, tx, orgID, studyID, siteID); err != nil {
+		return Participant{}, err
+	}
+	return insert(ctx, tx, orgID, studyID, siteID, ids.New(), IdentityNone)
+}
+
+func insert(ctx context.Context, tx *sql.Tx, orgID, studyID, siteID, pseudonym string, state IdentityState) (Participant, error) {
+	now := sqldb.Now()
+	p := Participant{Pseudonym: pseudonym, OrgID: orgID, StudyID: studyID, SiteID: siteID,
+		Status: "enrolled", Identity: state, CreatedAt: time.UnixMicro(now)}
+	_, err := tx.ExecContext(ctx, `INSERT INTO participants
+		(id, org_id, study_id, site_id, status, identity, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		p.Pseudonym, orgID, studyID, siteID, p.Status, string(state), now)
+	if err != nil {
+		return Participant{}, fmt.Errorf("store participant: %w", err)
+	}
+	return p, nil
+}
+
+const selectParticipant = `SELECT id, org_id, study_id, site_id, status, identity, created_at, erased_at FROM participants `
+
+func scanParticipant(sc interface{ Scan(...any) error }) (Participant, error) {
+	var (
+		p       Participant
+		state   string
+		created int64
+		erased  sql.NullInt64
+	)
+	if err := sc.Scan(&p.Pseudonym, &p.OrgID, &p.StudyID, &p.SiteID, &p.Status, &state, &created, &erased); err != nil {
+		return Participant{}, err
+	}
+	p.Identity, p.CreatedAt = IdentityState(state), time.UnixMicro(created)
+	if erased.Valid {
+		p.ErasedAt = time.UnixMicro(erased.Int64)
+	}
+	return p, nil
+}
+
+// ByPseudonym finds a participant of the organization. One of another
+// organization is reported exactly like one that does not exist (ACL-08).
+func ByPseudonym(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) (Participant, error) {
+	if !ids.Valid(pseudonym) {
+		return Participant{}, errs.E(errs.NotFound, "participant not found")
+	}
+	p, err := scanParticipant(q.QueryRowContext(ctx, selectParticipant+`WHERE org_id = $1 AND id = $2`, orgID, pseudonym))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Participant{}, errs.E(errs.NotFound, "participant not found")
+	}
+	if err != nil {
+		return Participant{}, fmt.Errorf("find participant: %w", err)
+	}
+	return p, nil
+}
+
+// at finds a participant at the site and study a request names: the same
+// pseudonym under another site or study is not found.
+func at(ctx context.Context, q sqldb.Querier, orgID, studyID, siteID, pseudonym string) (Participant, error) {
+	p, err := ByPseudonym(ctx, q, orgID, pseudonym)
+	if err != nil {
+		return Participant{}, err
+	}
+	if p.StudyID != studyID || p.SiteID != siteID {
+		return Participant{}, errs.E(errs.NotFound, "participant not found")
+	}
+	return p, nil
+}
+
+// MaxPage is the most participants List returns at once.
+const MaxPage = 500
+
+// List lists the participants of a site by pseudonym, in pseudonym order,
+// after the pseudonym after (empty: from the start), at most limit (1 to
+// MaxPage; 0 means MaxPage).
+func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID, after string, limit int) ([]Participant, error) {
+	if limit == 0 {
+		limit = MaxPage
+	}
+	if limit < 1 || limit > MaxPage {
+		return nil, errs.E(errs.Invalid, "limit must be between 1 and %d", MaxPage)
+	}
+	if after != "" && !ids.Valid(after) {
+		return nil, errs.E(errs.Invalid, "after must be a pseudonym")
+	}
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	out := []Participant{}
+	err = s.Gate.Do(ctx, a, org.ID, "participant.list", func(t *gate.Tx) error {
+		t.Object("site", siteID)
+		st, err := site(ctx, t, org.ID, studyID, siteID)
+		if err != nil {
+			return err
+		}
+		if err := t.Authorize(authz.ParticipantRead, siteResource(st)); err != nil {
+			return err
+		}
+		rows, err := t.QueryContext(ctx, selectParticipant+
+			`WHERE org_id = $1 AND site_id = $2 AND id > $3 ORDER BY id LIMIT $4`, org.ID, st.ID, after, limit)
+		if err != nil {
+			return fmt.Errorf("list participants: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			p, err := scanParticipant(rows)
+			if err != nil {
+				return fmt.Errorf("list participants: %w", err)
+			}
+			out = append(out, p)
+		}
+		t.Detail("count", fmt.Sprint(len(out)))
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Get returns the pseudonymous record of one participant.
+func (s *Service) Get(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return Participant{}, err
+	}
+	var p Participant
+	err = s.Gate.Do(ctx, a, org.ID, "participant.read", func(t *gate.Tx) error {
+		t.Object("participant", pseudonym)
+		if p, err = at(ctx, t, org.ID, studyID, siteID, pseudonym); err != nil {
+			return err
+		}
+		t.Participant(p.Pseudonym)
+		return t.Authorize(authz.ParticipantRead, resourceOf(p))
+	})
+	return p, err
+}
+
+// authorizeVisible allows action on p, or refuses it: as not found when the
+// requester may not even read p, as forbidden when they may read p but not
+// take the action, so that only those who see the participant learn that
+// the action exists.
+func authorizeVisible(t *gate.Tx, action authz.Action, p Participant, refusal string) error {
+	r := resourceOf(p)
+	if t.Allowed(action, r) {
+		return t.Authorize(action, r)
+	}
+	if !t.Allowed(authz.ParticipantRead, r) {
+		return t.Authorize(action, r)
+	}
+	return errs.E(errs.Forbidden, "%s", refusal)
+}
+
+func joinFields(fs []Field) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,164 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// People is an organization's people as the administration pages show
+// them: its members with their roles, and what the requester could change
+// under authz.CanGrant, so a page offers only what the service would
+// accept. The service stays the judge: Assign and Unassign check again.
+type People struct {
+	Org     orgs.Organization
+	Members []Member
+	// Revocable holds the ids of the assignments the requester may take
+	// away.
+	Revocable map[string]bool
+	// Grantable lists the roles the requester may give somewhere in the
+	// organization: at its level, in one of its studies or at one of its
+	// sites.
+	Grantable []Definition
+	// Studies are the organization's studies, each with its sites, by name:
+	// the scopes a role can be given at.
+	Studies []StudySites
+}
+
+// StudySites is a study and its sites.
+type StudySites struct {
+	Study orgs.Study
+	Sites []orgs.Site
+}
+
+// People lists the organization's members and what the requester may
+// grant and revoke among them (ACL-02): organization admins and managers
+// only, audited as a member listing.
+func (s *Service) People(ctx context.Context, a gate.Actor, slug string) (People, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return People{}, err
+	}
+	out := People{Org: org, Revocable: map[string]bool{}}
+	err = s.Gate.Do(ctx, a, org.ID, "member.list", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		all, err := authz.OrgAssignments(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
+		byAccount := map[string]int{}
+		for _, as := range all {
+			i, ok := byAccount[as.AccountID]
+			if !ok {
+				acc, err := accounts.ByID(ctx, t, as.AccountID)
+				if err != nil {
+					return fmt.Errorf("list members: %w", err)
+				}
+				i = len(out.Members)
+				byAccount[as.AccountID] = i
+				out.Members = append(out.Members, Member{Account: acc})
+			}
+			out.Members[i].Assignments = append(out.Members[i].Assignments, as)
+			if authz.CanGrant(t.Subject, as) {
+				out.Revocable[as.ID] = true
+			}
+		}
+		slices.SortFunc(out.Members, func(x, y Member) int { return strings.Compare(x.Account.Email, y.Account.Email) })
+
+		studies, err := orgs.Studies(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
+		scopes := []authz.Resource{{OrgID: org.ID}}
+		for _, st := range studies {
+			sites, err := orgs.Sites(ctx, t, org.ID, st.ID)
+			if err != nil {
+				return err
+			}
+			out.Studies = append(out.Studies, StudySites{Study: st, Sites: sites})
+			scopes = append(scopes, authz.Resource{OrgID: org.ID, StudyID: st.ID})
+			for _, site := range sites {
+				scopes = append(scopes, authz.Resource{OrgID: org.ID, StudyID: st.ID, SiteID: site.ID})
+			}
+		}
+
+		defs, err := definitions(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
+		for _, d := range defs {
+			as := authz.Assignment{OrgID: org.ID, Role: d.Name, CustomRoleID: d.ID, Permissions: d.Permissions}
+			if slices.ContainsFunc(scopes, func(r authz.Resource) bool {
+				as.StudyID, as.SiteID = r.StudyID, r.SiteID
+				return slices.Contains(d.Levels, as.Level()) && authz.CanGrant(t.Subject, as)
+			}) {
+				out.Grantable = append(out.Grantable, d)
+			}
+		}
+		t.Detail("count", fmt.Sprint(len(out.Members)))
+		return nil
+	})
+	if err != nil {
+		return People{}, err
+	}
+	return out, nil
+}
+
+// definitions lists the built-in roles, then the organization's custom
+// roles by name.
+func definitions(ctx context.Context, t *gate.Tx, orgID string) ([]Definition, error) {
+	var out []Definition
+	for _, r := range authz.BuiltinRoles() {
+		out = append(out, Definition{Name: r, Builtin: true, About: r.About(), Levels: r.Levels(),
+			Permissions: authz.PermissionsOf(authz.Assignment{Role: r})})
+	}
+	custom, err := authz.CustomRoles(ctx, t, orgID)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range custom {
+		out = append(out, definitionOf(c))
+	}
+	return out, nil
+}
+
+// Catalogue is the organization's roles as the roles page shows them.
+type Catalogue struct {
+	Org   orgs.Organization
+	Roles []Definition
+	// Manage says whether the requester may define and delete custom
+	// roles (authz.RoleManage).
+	Manage bool
+	// Actions are the permissions a custom role can be given.
+	Actions []authz.Action
+}
+
+// Catalogue lists the roles the organization can assign, as Roles does,
+// and whether the requester may define new ones (ACL-03).
+func (s *Service) Catalogue(ctx context.Context, a gate.Actor, slug string) (Catalogue, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return Catalogue{}, err
+	}
+	out := Catalogue{Org: org, Actions: authz.Actions()}
+	err = s.Gate.Do(ctx, a, org.ID, "role.list", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		out.Manage = t.Allowed(authz.RoleManage, authz.Resource{OrgID: org.ID})
+		out.Roles, err = definitions(ctx, t, org.ID)
+		return err
+	})
+	if err != nil {
+		return Catalogue{}, err
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+package sessions
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// limitsOf returns the session limits of an account: the strictest of the
+// limits set by its organizations' policies (AUTH-10), where an
+// organization that set none counts with the store's defaults.
+func (s *Store) limitsOf(ctx context.Context, q sqldb.Querier, accountID string) (Limits, error) {
+	var idle, absolute sql.NullInt64
+	var idleUnset, absoluteUnset int
+	err := q.QueryRowContext(ctx,
+		`SELECT MIN(p.session_idle_minutes), MIN(p.session_absolute_hours),
+		        COUNT(*) - COUNT(p.session_idle_minutes), COUNT(*) - COUNT(p.session_absolute_hours)
+		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
+		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID).Scan(&idle, &absolute, &idleUnset, &absoluteUnset)
+	if err != nil {
+		return Limits{}, errs.Wrap(errs.Unavailable, err, "read session limits")
+	}
+	return Limits{
+		Idle:     strictest(s.Limits.Idle, idle, time.Minute, idleUnset > 0),
+		Absolute: strictest(s.Limits.Absolute, absolute, time.Hour, absoluteUnset > 0),
+	}, nil
+}
+
+// strictest is the limit set by the policies (set, in units of unit), or
+// the default where none set one, and the shorter of both where some
+// organizations set one and others keep the default.
+func strictest(def time.Duration, set sql.NullInt64, unit time.Duration, someUnset bool) time.Duration {
+	if !set.Valid {
+		return def
+	}
+	d := time.Duration(set.Int64) * unit
+	if someUnset {
+		d = min(d, def)
+	}
+	return d
+}
+
+// stamp completes a session just inserted in q: its absolute lifetime under
+// the account's policies, the privilege epoch it begins in, and whether the
+// account's password has expired (AUTH-09), in which case the session can
+// only change it.
+func (s *Store) stamp(ctx context.Context, q sqldb.Querier, sess *Session) error {
+	lim, err := s.limitsOf(ctx, q, sess.AccountID)
+	if err != nil {
+		return err
+	}
+	expired, err := accounts.PasswordExpired(ctx, q, sess.AccountID, s.now())
+	if err != nil {
+		return err
+	}
+	sess.ExpiresAt = sess.CreatedAt.Add(lim.Absolute)
+	sess.PasswordExpired = expired
+	_, err = q.ExecContext(ctx,
+		`UPDATE sessions SET expires_at = $1, password_expired = $2,
+		   privilege_epoch = (SELECT privilege_epoch FROM accounts WHERE id = $3)
+		 WHERE id = $4`, sess.ExpiresAt.UnixMicro(), expired, sess.AccountID, sess.ID)
+	if err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+// state reads what Lookup decides on besides the session row: the
+// account's session limits, whether its roles changed since the session
+// began (sess.RenewDue) and whether the session is held to changing an
+// expired password (sess.PasswordExpired).
+func (s *Store) state(ctx context.Context, sess *Session) (Limits, error) {
+	var epoch, current int64
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT s.privilege_epoch, a.privilege_epoch, s.password_expired
+		 FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1`, sess.ID).Scan(&epoch, &current, &sess.PasswordExpired)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Limits{}, errNoSession
+	}
+	if err != nil {
+		return Limits{}, errs.Wrap(errs.Unavailable, err, "look up session")
+	}
+	sess.RenewDue = epoch != current
+	return s.limitsOf(ctx, s.DB, sess.AccountID)
+}
+
+// Reasons for a new session id (AUTH-10), as recorded in auth.session.renew.
+const (
+	RenewRoleChange     = "role-change"
+	RenewSecondFactor   = "second-factor"
+	RenewPasswordChange = "password-change"
+)
+
+// Renew replaces session old with a new one of the same account, at a
+// privilege change (AUTH-10): the old token stops working at once and the
+// new one, returned, is given to the client. The new session keeps the
+// old one's age (its absolute limit is not extended) and step-up
+// confirmation. Of two requests renewing one session at once, one gets the
+// new session and the other Unauthenticated.
+func (s *Store) Renew(ctx context.Context, old Session, reason, remoteAddr, userAgent string) (string, Session, error) {
+	var token string
+	var sess Session
+	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		token, sess, err = s.renewIn(ctx, tx, old, reason, false, remoteAddr, userAgent)
+		return err
+	})
+	if err != nil {
+		return "", Session{}, err
+	}
+	return token, sess, nil
+}
+
+// renewIn is Renew in tx. With confirmed, the person has just proved to be
+// the account's owner (a code or the password), and the new session's
+// step-up confirmation is now.
+func (s *Store) renewIn(ctx context.Context, tx *sql.Tx, old Session, reason string, confirmed bool, remoteAddr, userAgent string) (string, Session, error) {
+	now := s.now()
+	var created, expires int64
+	var confirmedAt sql.NullInt64
+	err := tx.QueryRowContext(ctx,
+		`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL
+		 RETURNING created_at, expires_at, confirmed_at`,
+		now.UnixMicro(), old.ID, old.AccountID).Scan(&created, &expires, &confirmedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", Session{}, errNoSession // renewed or ended meanwhile
+	}
+	if err != nil {
+		return "", Session{}, fmt.Errorf("renew session: %w", err)
+	}
+	token, sess, err := s.create(ctx, tx, old.AccountID, remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, err
+	}
+	sess.CreatedAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(expires)
+	sess.ConfirmedAt = time.Time{}
+	if confirmedAt.Valid {
+		sess.ConfirmedAt = time.UnixMicro(confirmedAt.Int64)
+	}
+	if confirmed {
+		sess.ConfirmedAt = now
+	}
+	var conf any
+	if !sess.ConfirmedAt.IsZero() {
+		conf = sess.ConfirmedAt.UnixMicro()
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE sessions SET created_at = $1, expires_at = $2, confirmed_at = $3 WHERE id = $4`,
+		created, expires, conf, sess.ID); err != nil {
+		return "", Session{}, fmt.Errorf("renew session: %w", err)
+	}
+	_, err = audit.Append(ctx, tx, audit.Event{
+		Action: "auth.session.renew", ActorAccount: old.AccountID, ActorSession: sess.ID,
+		RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
+		ObjectType: "session", ObjectID: sess.ID,
+		Details: map[string]string{"reason": reason, "previous_session_id": old.ID},
+	})
+	if err != nil {
+		return "", Session{}, err
+	}
+	return token, sess, nil
+}
+
+// ChangePassword is the signed-in person's password change: the current
+// password proves the person is the account's owner (a wrong one counts
+// towards the lockout, AUTH-04), the new one must keep the rules of every
+// organization of the account (AUTH-02) and differ from the current one.
+// In one transaction it stores the new password, ends every other session
+// of the account, replaces the current session with a new id (AUTH-10) and
+// records account.password.change, a security event, in each organization.
+// It returns the new session's token.
+//
+// Access tokens stay valid: the person changed a password they still
+// control, and scripts keep working. A password reset, which follows a
+// lost or stolen password, revokes tokens as well as sessions.
+func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, current, next string) (string, Session, error) {
+	if current == "" || next == "" {
+		return "", Session{}, errs.E(errs.Invalid, "give the current password and the new one")
+	}
+	if subtle.ConstantTimeCompare([]byte(current), []byte(next)) == 1 {
+		return "", Session{}, errs.E(errs.Invalid, "the new password must differ from the current one")
+	}
+	if factors == nil {
+		factors = &mfa.Service{DB: s.DB, Now: s.Now}
+	}
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	var token string
+	var renewed Session
+	err := factors.Prove(ctx, a, "account.password.change", "", current, func(tx *sql.Tx, ev *audit.Event) error {
+		acc, err := accounts.ByID(ctx, tx, sess.AccountID)
+		if err != nil {
+			return err
+		}
+		if err := accounts.SetPassword(ctx, tx, acc, next, accounts.DefaultPolicy); err != nil {
+			return err
+		}
+		if token, renewed, err = s.renewIn(ctx, tx, sess, RenewPasswordChange, true, a.RemoteAddr, a.UserAgent); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND id <> $3 AND revoked_at IS NULL`,
+			s.now().UnixMicro(), sess.AccountID, renewed.ID)
+		if err != nil {
+			return fmt.Errorf("end other sessions: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		ev.Details["new_session_id"] = renewed.ID
+		ev.Details["other_sessions_ended_count"] = fmt.Sprint(n)
+		return nil
+	})
+	if errors.Is(err, mfa.ErrWrongCode) {
+		return "", Session{}, errs.E(errs.Forbidden, "the current password is wrong")
+	}
+	if err != nil {
+		return "", Session{}, err
+	}
+	return token, renewed, nil
+}
+
+// ConfirmFactor activates the signed-in person's pending TOTP factor with
+// a code from it (mfa.Service.ConfirmThen) and, in the same transaction,
+// replaces the session with a new id (AUTH-10): the session now stands on
+// two factors. It returns the recovery codes, shown once, and the new
+// session's token.
+func (s *Store) ConfirmFactor(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, code string) ([]string, string, Session, error) {
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	var token string
+	var renewed Session
+	codes, err := factors.ConfirmThen(ctx, a, code, func(tx *sql.Tx) error {
+		var err error
+		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, true, a.RemoteAddr, a.UserAgent)
+		return err
+	})
+	if err != nil {
+		return nil, "", Session{}, err
+	}
+	return codes, token, renewed, nil
+}
+
+// ConfirmSMSFactor is ConfirmFactor for a phone number begun with
+// mfa.Service.BeginSMS and the code sent to it.
+func (s *Store) ConfirmSMSFactor(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, code string) ([]string, string, Session, error) {
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	var token string
+	var renewed Session
+	codes, err := factors.ConfirmSMSThen(ctx, a, code, func(tx *sql.Tx) error {
+		var err error
+		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, true, a.RemoteAddr, a.UserAgent)
+		return err
+	})
+	if err != nil {
+		return nil, "", Session{}, err
+	}
+	return codes, token, renewed, nil
+}

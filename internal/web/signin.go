@@ -1,0 +1,280 @@
+package web
+
+import (
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"slices"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// notices are the fixed messages a page shows after a redirect (?done=…),
+// so no text from the address is ever echoed into a page.
+var notices = map[string]string{
+	"signed-out":            "You are signed out.",
+	"signed-out-everywhere": "You are signed out everywhere: every session of your account has ended.",
+	"idle":                  "You were signed out after a period of inactivity.",
+	"name":                  "Your name is changed.",
+	"password":              "Your password is changed. Every other session of your account has been signed out.",
+	"password-expired":      "Your password has expired. Choose a new one to continue.",
+	"factor-removed":        "Your authenticator app is removed.",
+	"session-ended":         "That session is signed out.",
+	"policy":                "The security policy is saved. It applies at each member's next sign-in.",
+	"unlocked":              "The account is unlocked; its owner can sign in again.",
+	"not-locked":            "That account was not locked; nothing changed.",
+	"confirmed":             "Thank you. You can now make the change.",
+}
+
+func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
+
+// form parses a posted form; a body that cannot be read is a 400.
+func form(w http.ResponseWriter, r *http.Request, d Deps, page string, data map[string]any) bool {
+	if err := r.ParseForm(); err != nil {
+		data["Error"] = "The form could not be read."
+		render(w, r, d.Log, http.StatusBadRequest, page, data)
+		return false
+	}
+	return true
+}
+
+func handleHome(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Welcome", "Notice": notice(r)}
+		if sr, err := withSession(d, w, r); err == nil {
+			r = sr
+			data["Title"] = "Home"
+			data["Organizations"] = memberships(d, r)
+		}
+		render(w, r, d.Log, http.StatusOK, "home", data)
+	})
+}
+
+// membership is one organization of the signed-in person, for the home
+// page's links.
+type membership struct {
+	Name, Slug string
+	Roles      []string
+	Admin      bool
+}
+
+func memberships(d Deps, r *http.Request) []membership {
+	ctx := r.Context()
+	id := sessionOf(r).AccountID
+	orgIDs, err := accounts.Organizations(ctx, d.Clinical, id)
+	if err != nil {
+		d.Log.ErrorContext(ctx, "list organizations", "err", err)
+		return nil
+	}
+	var out []membership
+	for _, orgID := range orgIDs {
+		o, err := orgs.OrganizationByID(ctx, d.Clinical, orgID)
+		if err != nil {
+			continue
+		}
+		as, err := authz.AssignmentsOf(ctx, d.Clinical, orgID, id)
+		if err != nil {
+			continue
+		}
+		m := membership{Name: o.Name, Slug: o.Slug}
+		for _, a := range as {
+			if !slices.Contains(m.Roles, string(a.Role)) {
+				m.Roles = append(m.Roles, string(a.Role))
+			}
+			m.Admin = m.Admin || a.Role == authz.OrgAdmin
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func handleLoginForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		render(w, r, d.Log, http.StatusOK, "login", map[string]any{
+			"Title": "Sign in", "Notice": notice(r), "Next": localPath(r.URL.Query().Get("next")),
+		})
+	})
+}
+
+// handleLogin checks the e-mail address and password (sessions.SignInStep,
+// the API's call). Every failed check shows one message, whether the
+// account is unknown, locked or the password wrong (AUTH-06); the password
+// field is never filled again.
+func handleLogin(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Sign in"}
+		if !form(w, r, d, "login", data) {
+			return
+		}
+		email, next := r.PostForm.Get("email"), localPath(r.PostForm.Get("next"))
+		data["Email"], data["Next"] = email, next
+		st, err := d.Sessions.SignInStep(r.Context(), email, r.PostForm.Get("password"), d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			if errs.Is(err, errs.RateLimited) {
+				tooMany(w, err)
+			}
+			data["Error"] = message(d, r, err)
+			render(w, r, d.Log, statusOf(err), "login", data)
+			return
+		}
+		if challengeOf(r) != "" {
+			clearCookie(w, challengeCookie)
+		}
+		if st.Challenge.Token != "" {
+			setChallengeCookie(w, st.Challenge)
+			if st.Challenge.Purpose == mfa.PurposeEnrolment {
+				http.Redirect(w, r, "/login/enrol", http.StatusSeeOther)
+			} else {
+				http.Redirect(w, r, "/login/second-factor", http.StatusSeeOther)
+			}
+			return
+		}
+		setSessionCookie(w, st.Token)
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	})
+}
+
+// challengeOf is the sign-in's challenge from its cookie, or "".
+func challengeOf(r *http.Request) string {
+	if c, err := r.Cookie(challengeCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// expired answers a second step without a live challenge: back to the
+// password.
+func expired(w http.ResponseWriter, r *http.Request, d Deps) {
+	clearCookie(w, challengeCookie)
+	render(w, r, d.Log, http.StatusUnauthorized, "login", map[string]any{
+		"Title": "Sign in", "Error": mfa.ErrChallenge.Error() + "; please sign in again.",
+	})
+}
+
+func handleSecondFactorForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if challengeOf(r) == "" {
+			expired(w, r, d)
+			return
+		}
+		render(w, r, d.Log, http.StatusOK, "secondfactor", map[string]any{"Title": "Second factor"})
+	})
+}
+
+// handleSecondFactor is the sign-in's second step with a TOTP or recovery
+// code (sessions.SecondFactor). Every failure shows one message; after too
+// many the challenge is gone and the person starts again.
+func handleSecondFactor(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Second factor"}
+		if !form(w, r, d, "secondfactor", data) {
+			return
+		}
+		challenge := challengeOf(r)
+		if challenge == "" {
+			expired(w, r, d)
+			return
+		}
+		token, _, err := d.Sessions.SecondFactor(r.Context(), d.Factors, challenge, r.PostForm.Get("code"), d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			if errs.Is(err, errs.RateLimited) {
+				tooMany(w, err)
+			}
+			data["Error"] = message(d, r, err)
+			render(w, r, d.Log, statusOf(err), "secondfactor", data)
+			return
+		}
+		clearCookie(w, challengeCookie)
+		setSessionCookie(w, token)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+}
+
+// qrImage is the enrolment's QR code as an image address; the page's
+// Content-Security-Policy admits data: images only.
+func qrImage(e mfa.Enrolment) template.URL {
+	if len(e.QRPNG) == 0 {
+		return ""
+	}
+	return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QRPNG))
+}
+
+// handleEnrolForm shows, to a person whose organization requires a second
+// factor and who has none, a new authenticator secret (as a QR code and as
+// text) to confirm with a code (sessions.EnrolBegin).
+func handleEnrolForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		challenge := challengeOf(r)
+		if challenge == "" {
+			expired(w, r, d)
+			return
+		}
+		e, err := d.Sessions.EnrolBegin(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			if errs.Is(err, errs.Unauthenticated) {
+				expired(w, r, d)
+				return
+			}
+			fail(w, r, d, err)
+			return
+		}
+		render(w, r, d.Log, http.StatusOK, "enrol", map[string]any{
+			"Title": "Set up your authenticator app", "Action": "/login/enrol", "Required": true,
+			"Secret": e.Secret, "QR": qrImage(e),
+		})
+	})
+}
+
+// handleEnrol confirms the new factor with a code and signs the person in
+// (sessions.EnrolConfirm), showing the recovery codes once.
+func handleEnrol(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Set up your authenticator app", "Action": "/login/enrol", "Required": true}
+		if !form(w, r, d, "enrol", data) {
+			return
+		}
+		challenge := challengeOf(r)
+		if challenge == "" {
+			expired(w, r, d)
+			return
+		}
+		token, _, codes, err := d.Sessions.EnrolConfirm(r.Context(), d.Factors, challenge, r.PostForm.Get("code"), d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			if errs.Is(err, errs.RateLimited) {
+				tooMany(w, err)
+			}
+			data["Error"] = message(d, r, err)
+			render(w, r, d.Log, statusOf(err), "enrol", data)
+			return
+		}
+		clearCookie(w, challengeCookie)
+		setSessionCookie(w, token)
+		render(w, r, d.Log, http.StatusOK, "codes", map[string]any{
+			"Title": "Your recovery codes", "Codes": codes, "Continue": "/",
+		})
+	})
+}
+
+// handleLogout ends the request's session, if it has one, and clears the
+// cookie either way.
+func handleLogout(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sr, err := withSession(d, w, r); err == nil {
+			if err := d.Sessions.SignOut(r.Context(), sessionOf(sr), d.ClientAddr(r), r.UserAgent()); err != nil {
+				fail(w, r, d, err)
+				return
+			}
+		}
+		clearCookie(w, SessionCookie)
+		clearCookie(w, challengeCookie)
+		done := "signed-out"
+		if r.URL.Query().Get("idle") != "" {
+			done = "idle"
+		}
+		http.Redirect(w, r, "/login?done="+done, http.StatusSeeOther)
+	})
+}
