@@ -84,21 +84,47 @@ func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token st
 func CompleteSetup(ctx context.Context, db *sqldb.DB, token, password string) (Account, error) {
 	var acc Account
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
-		id, err := RedeemToken(ctx, tx, PurposeSetup, token)
-		if err != nil {
-			return err
-		}
-		if acc, err = ByID(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := SetPassword(ctx, tx, acc, password, DefaultPolicy); err != nil {
-			return err
-		}
-		_, err = audit.Append(ctx, tx, audit.Event{
-			Action: "account.setup", ActorAccount: acc.ID, ObjectType: "account", ObjectID: acc.ID,
-			Outcome: audit.Success, Security: true,
-		})
+		var err error
+		acc, err = CompleteSetupIn(ctx, tx, token, password, false)
 		return err
+	})
+	return acc, err
+}
+
+// CompleteSetupIn is CompleteSetup in the caller's transaction, so that
+// what the link grants besides the password commits with it. With
+// keepExisting, an account that has a password already keeps it: password
+// must be that one (ErrBadCredentials otherwise), which accepts the link
+// without handing its holder a way to replace the password.
+func CompleteSetupIn(ctx context.Context, tx *sql.Tx, token, password string, keepExisting bool) (Account, error) {
+	id, err := RedeemToken(ctx, tx, PurposeSetup, token)
+	if err != nil {
+		return Account{}, err
+	}
+	acc, err := ByID(ctx, tx, id)
+	if err != nil {
+		return Account{}, err
+	}
+	action := "account.setup"
+	if keepExisting && acc.HasPassword {
+		var hash string
+		if err := tx.QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = $1`, acc.ID).Scan(&hash); err != nil {
+			return Account{}, fmt.Errorf("check password: %w", err)
+		}
+		ok, _, err := Verify(ctx, hash, password)
+		if err != nil {
+			return Account{}, fmt.Errorf("check password: %w", err)
+		}
+		if !ok {
+			return Account{}, ErrBadCredentials
+		}
+		action = "account.accept"
+	} else if err := SetPassword(ctx, tx, acc, password, DefaultPolicy); err != nil {
+		return Account{}, err
+	}
+	_, err = audit.Append(ctx, tx, audit.Event{
+		Action: action, ActorAccount: acc.ID, ObjectType: "account", ObjectID: acc.ID,
+		Outcome: audit.Success, Security: true,
 	})
 	return acc, err
 }

@@ -148,3 +148,23 @@ func handleEraseIdentity(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// handleInviteParticipantAccount invites a participant to an account of
+// their own (ACL-05): the answer is the same fixed text as a staff
+// invitation's.
+func handleInviteParticipantAccount(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Email string `json:"email"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		if err := d.Links.InviteParticipant(r.Context(), d.Participants, actor(d, r), r.PathValue("org"),
+			r.PathValue("study"), r.PathValue("site"), r.PathValue("participant"), req.Email); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusAccepted, inviteAnswer)
+		return nil
+	})
+}

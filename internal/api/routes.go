@@ -94,6 +94,9 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", router.SignedIn, handleGetParticipant(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleRevealIdentity(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleEraseIdentity(d))
+	// A participant's own account (ACL-05), invited by those who may enrol
+	// at the site.
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", router.SignedIn, handleInviteParticipantAccount(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleListDecryptGrants(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleGrantDecrypt(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants/{grant}", router.SignedIn, handleRevokeDecrypt(d))

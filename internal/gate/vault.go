@@ -124,6 +124,9 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 		return err
 	}
 	if err := v.ring.Destroy(ctx, v.q, scope); err != nil {
+		if errors.Is(err, keys.ErrEpochsUnsupported) {
+			return err // a setting to change, not an outage
+		}
 		return keysUnavailable(err)
 	}
 	v.t.Security()

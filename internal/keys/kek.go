@@ -59,6 +59,9 @@ type LocalKEK struct {
 	mu       sync.RWMutex
 	versions []*localKey // oldest first; the last is current
 	stamp    fileStamp
+
+	epochsOnce sync.Once
+	epochs     *localEpochs // erasure epochs (epochs.go)
 }
 
 // localKey is one version of the local key-encryption key.

@@ -153,6 +153,10 @@ type Keyring struct {
 	CacheSize int
 	CacheTTL  time.Duration
 
+	// EpochSize is how many participants an erasure epoch takes
+	// (epochs.go); zero means DefaultEpochSize.
+	EpochSize int
+
 	once  sync.Once
 	cache *keyCache
 }
@@ -179,18 +183,21 @@ type row struct {
 	kekID     string
 	wrapped   []byte
 	destroyed bool
+	epoch     string // the erasure epoch of a participant key, or ""
 }
 
-const selectRow = `SELECT id, version, org_id, scope_kind, scope_id, kek_id, wrapped, destroyed_at FROM data_keys `
+const selectRow = `SELECT id, version, org_id, scope_kind, scope_id, kek_id, wrapped, destroyed_at, epoch FROM data_keys `
 
-func scanRow(r *sql.Row) (row, error) {
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRow(r scanner) (row, error) {
 	var (
 		out       row
 		id        string
 		version   int64
 		destroyed sql.NullInt64
 	)
-	err := r.Scan(&id, &version, &out.scope.OrgID, &out.scope.Kind, &out.scope.ID, &out.kekID, &out.wrapped, &destroyed)
+	err := r.Scan(&id, &version, &out.scope.OrgID, &out.scope.Kind, &out.scope.ID, &out.kekID, &out.wrapped, &destroyed, &out.epoch)
 	if err != nil {
 		return row{}, err
 	}
@@ -293,15 +300,23 @@ func (k *Keyring) insert(ctx context.Context, q sqldb.Querier, id KeyID, version
 	if _, err := rand.Read(raw); err != nil {
 		return DataKey{}, false, errs.Wrap(errs.Internal, err, "generate data key")
 	}
-	wrapped, err := k.KEK.Wrap(ctx, raw, wrapAD(id, version, scope))
+	epoch := ""
+	if scope.Kind == KindParticipant {
+		var err error
+		if epoch, err = k.joinEpoch(ctx, q, scope, version); err != nil {
+			clear(raw)
+			return DataKey{}, false, err
+		}
+	}
+	wrapped, err := k.wrap(ctx, epoch, raw, wrapAD(id, version, scope))
 	if err != nil {
 		clear(raw)
 		return DataKey{}, false, errs.Wrap(errs.Unavailable, err, "wrap new "+scope.String())
 	}
 	res, err := q.ExecContext(ctx, `INSERT INTO data_keys
-		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-		id.String(), int64(version), scope.OrgID, string(scope.Kind), scope.ID, k.KEK.ID(), wrapped, sqldb.Now())
+		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at, epoch)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		id.String(), int64(version), scope.OrgID, string(scope.Kind), scope.ID, k.KEK.ID(), wrapped, sqldb.Now(), epoch)
 	if err != nil {
 		clear(raw)
 		return DataKey{}, false, errs.Wrap(errs.Unavailable, err, "store new "+scope.String())
@@ -367,13 +382,9 @@ func (k *Keyring) unwrap(ctx context.Context, r row) (DataKey, error) {
 	if !opensVersion(k.KEK, r.kekID) { // the current version, or an older one kept during rotation (CRY-07)
 		return DataKey{}, errs.E(errs.Internal, "the %s (version %d) is wrapped by key-encryption key %s, but this instance has %s", r.scope, r.version, r.kekID, k.KEK.ID())
 	}
-	raw, err := k.KEK.Unwrap(ctx, r.wrapped, wrapAD(r.id, r.version, r.scope))
+	raw, err := k.unwrapRaw(ctx, r)
 	if err != nil {
-		kind := errs.Internal
-		if errs.KindOf(err) == errs.Unavailable {
-			kind = errs.Unavailable // the KMS is down: 503, not 500
-		}
-		return DataKey{}, errs.Wrap(kind, err, "unwrap the "+r.scope.String())
+		return DataKey{}, err
 	}
 	dk, err := newDataKey(r.id, r.version, r.scope, raw)
 	if err != nil {
@@ -390,15 +401,26 @@ func (k *Keyring) unwrap(ctx context.Context, r row) (DataKey, error) {
 // same. The key also leaves this keyring's cache at once; other nodes
 // refuse it because every lookup checks the stored row.
 //
-// What the database keeps of deleted bytes is the database's affair: SQLite
-// needs secure_delete to overwrite them, PostgreSQL a VACUUM, and backups
-// taken before Destroy still hold the wrapped key, readable with the same
-// key-encryption key.
+// A participant's key reaches further: its erasure epoch is retired in tx
+// and the other live keys of the epoch move to a fresh one (epochs.go), and
+// DestroyRetiredEpochs, after the commit, has the provider destroy the
+// retired epoch, so that backups taken before no longer open the key. A
+// provider without epochs refuses with ErrEpochsUnsupported. Other scopes'
+// keys are gone from the live database only: what the database keeps of
+// deleted bytes is the database's affair (SQLite needs secure_delete,
+// PostgreSQL a VACUUM), and backups taken before still hold them.
 func (k *Keyring) Destroy(ctx context.Context, tx sqldb.Querier, scope Scope) error {
 	if err := scope.validate(); err != nil {
 		return err
 	}
 	now := sqldb.Now()
+	var epochs []string
+	if scope.Kind == KindParticipant {
+		var err error
+		if epochs, err = k.epochsOfScope(ctx, tx, scope); err != nil {
+			return err
+		}
+	}
 	r, err := latest(ctx, tx, scope)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -422,6 +444,11 @@ func (k *Keyring) Destroy(ctx context.Context, tx sqldb.Querier, scope Scope) er
 		WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3 AND destroyed_at IS NULL`,
 		scope.OrgID, string(scope.Kind), scope.ID, now); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "destroy the "+scope.String())
+	}
+	for _, e := range epochs {
+		if err := k.retireEpoch(ctx, tx, e, now); err != nil {
+			return err
+		}
 	}
 	return nil
 }

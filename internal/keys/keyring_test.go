@@ -183,27 +183,21 @@ func TestCRY04_KeyringKeepsOneKeyPerScope(t *testing.T) {
 func keyBytes(t *testing.T, k *Keyring) map[string][]byte {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := k.DB.QueryContext(ctx, `SELECT id, version, org_id, scope_kind, scope_id, wrapped FROM data_keys WHERE wrapped IS NOT NULL`)
+	rows, err := k.DB.QueryContext(ctx, selectRow+`WHERE wrapped IS NOT NULL`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	out := map[string][]byte{}
 	for rows.Next() {
-		var (
-			id      string
-			version uint32
-			s       Scope
-			wrapped []byte
-		)
-		if err := rows.Scan(&id, &version, &s.OrgID, &s.Kind, &s.ID, &wrapped); err != nil {
-			t.Fatal(err)
-		}
-		kid, err := parseKeyID(id)
+		r, err := scanRow(rows)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := k.KEK.Unwrap(ctx, wrapped, wrapAD(kid, version, s))
+		id, version := r.id.String(), r.version
+		// A participant key needs its erasure epoch as well as the
+		// key-encryption key.
+		raw, err := k.unwrapRaw(ctx, r)
 		if err != nil {
 			t.Fatalf("unwrap %s/%d: %v", id, version, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"math"
 	"strconv"
 	"strings"
 
@@ -156,21 +155,14 @@ func (s *DataKeyStore) Rewrap(ctx context.Context, kek Provider, cursor string, 
 	}
 	var batch []row
 	for rows.Next() {
-		var (
-			r         row
-			id        string
-			version   int64
-			destroyed sql.NullInt64
-		)
-		if err := rows.Scan(&id, &version, &r.scope.OrgID, &r.scope.Kind, &r.scope.ID, &r.kekID, &r.wrapped, &destroyed); err != nil {
+		r, err := scanRow(rows)
+		if err != nil {
 			rows.Close()
+			if _, malformed := errors.AsType[*errs.Error](err); malformed {
+				return Batch{}, errs.Wrap(errs.Internal, err, s.Label+": malformed row")
+			}
 			return Batch{}, errs.Wrap(errs.Unavailable, err, "read "+s.Label)
 		}
-		if r.id, err = parseKeyID(id); err != nil || version < 1 || version > math.MaxUint32 {
-			rows.Close()
-			return Batch{}, errs.E(errs.Internal, "%s: malformed row %s/%d", s.Label, id, version)
-		}
-		r.version = uint32(version)
 		batch = append(batch, r)
 	}
 	rows.Close()

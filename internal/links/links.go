@@ -21,6 +21,7 @@ import (
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -197,8 +198,68 @@ func (s *Service) CompleteSetup(ctx context.Context, token, password string, a g
 	if err := s.limit(ctx, rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))); err != nil {
 		return err
 	}
-	_, err := accounts.CompleteSetup(ctx, s.DB, token, password)
-	return err
+	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		pending, forParticipant, err := participants.InvitationOf(ctx, tx, token)
+		if err != nil {
+			return err
+		}
+		acc, err := accounts.CompleteSetupIn(ctx, tx, token, password, forParticipant)
+		if err != nil {
+			return err
+		}
+		if !forParticipant {
+			return nil
+		}
+		if pending.AccountID != acc.ID {
+			return errs.E(errs.Internal, "participant invitation names another account")
+		}
+		return participants.LinkAccount(ctx, tx, pending, a.RemoteAddr, a.UserAgent)
+	})
+}
+
+// Participants is what InviteParticipant needs of the participants.
+type Participants interface {
+	InviteAccount(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym, email string, ttl time.Duration) (participants.AccountInvitation, error)
+}
+
+// InviteParticipant invites a participant to an account of their own
+// (ACL-05; see participants.InviteAccount): the e-mail carries a setup link,
+// valid once for InviteTTL, whose acceptance makes the account the
+// participant's own. It names no study, site or pseudonym (WEB-07).
+func (s *Service) InviteParticipant(ctx context.Context, ps Participants, a gate.Actor, slug, studyID, siteID, pseudonym, email string) error {
+	inv, err := ps.InviteAccount(ctx, a, slug, studyID, siteID, pseudonym, email, InviteTTL)
+	if err != nil {
+		return err
+	}
+	how := "Choose your password here"
+	if inv.Existing {
+		how = "Accept with the password of your existing Custodia account here"
+	}
+	s.send(mail.Message{To: inv.Email, Subject: "Your own access to Custodia", Text: fmt.Sprintf(
+		"You have been invited to your own participant account with %s in Custodia.\n\n"+
+			"%s (the link works once, for 7 days):\n\n  %s\n\n"+
+			"If you did not expect this, ignore this e-mail.\n", inv.OrgName, how, s.link("setup", inv.Token))})
+	return nil
+}
+
+// PeekSetup reports whether a setup or invitation link is still usable,
+// for the page that shows its form, and whether it is accepted with the
+// password the account has already (a participant's invitation to an
+// account that has one) rather than by choosing one.
+func (s *Service) PeekSetup(ctx context.Context, token string) (keepPassword bool, err error) {
+	id, err := accounts.PeekToken(ctx, s.DB, accounts.PurposeSetup, token)
+	if err != nil {
+		return false, err
+	}
+	_, forParticipant, err := participants.InvitationOf(ctx, s.DB, token)
+	if err != nil || !forParticipant {
+		return false, err
+	}
+	acc, err := accounts.ByID(ctx, s.DB, id)
+	if err != nil {
+		return false, err
+	}
+	return acc.HasPassword, nil
 }
 
 // PeekReset reports whether a reset link is still usable, for the page that

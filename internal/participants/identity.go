@@ -393,9 +393,14 @@ func visibleFields(ctx context.Context, t *gate.Tx, p Participant) (map[Field]bo
 // clinical record is marked erased and the event committed first, then the
 // participant's key is destroyed and the sealed values deleted from the
 // identity database (see gate.IdentityTx); the pseudonymous record
-// remains. It needs identity.erase and a fresh confirmation (ACL-09), and
-// repeating it repeats the destruction, so a request that failed half way
-// is completed by asking again (or by Sweep).
+// remains. Destroying the key retires the participant's erasure epoch and
+// moves the other keys of the epoch to a fresh one (keys/epochs.go); once
+// the identity transaction has committed, the key provider destroys the
+// retired epoch, so that no backup taken before opens the participant's
+// key either. A provider without erasure epochs makes the erasure refuse.
+// It needs identity.erase and a fresh confirmation (ACL-09), and repeating
+// it repeats the destruction, so a request that failed half way is
+// completed by asking again (or by Sweep).
 func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
 	org, err := s.org(ctx, slug)
 	if err != nil {
@@ -431,7 +436,13 @@ func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID
 		it.CommitAfterEvent()
 		return shred(ctx, it, it.Vault(), p.OrgID, p.Pseudonym)
 	})
-	return p, err
+	if err != nil {
+		return p, err
+	}
+	if _, err := s.destroyRetiredEpochs(ctx); err != nil {
+		return p, errs.Wrap(errs.Unavailable, err, "the erasure is recorded, but the key of its erasure epoch is not destroyed yet, so backups may still hold the identity; ask again, or the next sweep completes it")
+	}
+	return p, nil
 }
 
 // shred destroys a participant's key and deletes their sealed values.

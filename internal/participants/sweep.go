@@ -31,10 +31,50 @@ const sweepPage = 200
 // returns how many participants' data it shredded. Identity data younger
 // than SweepGrace are left alone. Several nodes may sweep at once: a
 // shredding repeated is harmless.
+//
+// Before and after, it has the key provider destroy the erasure epochs
+// that committed erasures retired and that are not destroyed yet (an
+// erasure that stopped between its commit and the destruction, LIFE-03).
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	if s.Gate.Identity == nil || s.Gate.IdentityKeys == nil {
 		return 0, nil
 	}
+	if _, err := s.destroyRetiredEpochs(ctx); err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	n, err := s.sweepIdentities(ctx)
+	if err != nil {
+		return n, err
+	}
+	if _, err := s.destroyRetiredEpochs(ctx); err != nil {
+		return n, fmt.Errorf("sweep: %w", err)
+	}
+	return n, nil
+}
+
+// destroyRetiredEpochs has the key provider destroy the retired erasure
+// epochs of the identity database, each first recorded as a security event
+// (action key.epoch_destroy) outside any organization: an epoch holds keys
+// of participants of any organization.
+func (s *Service) destroyRetiredEpochs(ctx context.Context) (int, error) {
+	if s.Gate.IdentityKeys == nil {
+		return 0, nil
+	}
+	done, err := s.Gate.IdentityKeys.DestroyRetiredEpochs(ctx, func(epoch string) error {
+		err := s.Gate.DB.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := audit.Append(ctx, tx, audit.Event{Action: "key.epoch_destroy", ActorRole: "operator", RemoteAddr: "local",
+				ObjectType: "erasure_epoch", ObjectID: epoch, Outcome: audit.Success, Security: true})
+			return err
+		})
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the destruction of an erasure epoch could not be audited, so it was not carried out")
+		}
+		return nil
+	})
+	return len(done), err
+}
+
+func (s *Service) sweepIdentities(ctx context.Context) (int, error) {
 	cutoff := s.now().Add(-SweepGrace).UnixMicro()
 	n, after := 0, ""
 	for {

@@ -76,6 +76,8 @@ var matrix = []matrixRow{
 	{Route: "POST /login", Open: 200},
 	{Route: "GET /login/second-factor", Open: 401},
 	{Route: "POST /login/second-factor", Open: 401},
+	{Route: "POST /login/second-factor/webauthn/options", Open: 401},
+	{Route: "POST /login/second-factor/webauthn", Open: 401},
 	{Route: "GET /login/enrol", Open: 401},
 	{Route: "POST /login/enrol", Open: 401},
 	{Route: "POST /logout", Open: 200},
@@ -249,6 +251,18 @@ var matrix = []matrixRow{
 		study-admin         404 404 404 404
 		data-manager        403 403 404 404
 		site-investigator   403 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// A participant's own account (ACL-05), invited by those who may enrol
+	// at the participant's site; those who only read the participant are
+	// told they may not (403).
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", Grid: `
+		org-admin           202 202 202 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        202 202 404 404
+		site-investigator   202 404 404 404
 		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
@@ -1232,28 +1246,30 @@ func openProbes(f matrixFixture) map[string]probe {
 	}
 	newPassword := url.Values{"password": {"Copper meadow sailing 2718"}, "confirm": {"Copper meadow sailing 2718"}}
 	return map[string]probe{
-		"GET /{$}":                                 {path: "/"},
-		"GET /static/":                             {path: "/static/custodia.css"},
-		"GET /setup/{token}":                       {path: "/setup/" + f.setupToken},
-		"POST /setup/{token}":                      form("/setup/"+f.setupToken, newPassword),
-		"GET /reset":                               {path: "/reset"},
-		"POST /reset":                              form("/reset", url.Values{"email": {f.resetEmail}}),
-		"GET /reset/{token}":                       {path: "/reset/" + f.resetTokens[0]},
-		"POST /reset/{token}":                      form("/reset/"+f.resetTokens[0], newPassword),
-		"GET /login":                               {path: "/login"},
-		"POST /login":                              form("/login", url.Values{"email": {f.login.Email}, "password": {f.login.Password}}),
-		"GET /login/second-factor":                 {path: "/login/second-factor"},
-		"POST /login/second-factor":                form("/login/second-factor", url.Values{"code": {"123456"}}),
-		"GET /login/enrol":                         {path: "/login/enrol"},
-		"POST /login/enrol":                        form("/login/enrol", url.Values{"code": {"123456"}}),
-		"POST /logout":                             form("/logout", url.Values{}),
-		"POST /api/v1/auth/login":                  jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
-		"POST /api/v1/auth/second-factor":          jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
-		"POST /api/v1/auth/second-factor/sms":      jsonProbe("/api/v1/auth/second-factor/sms", map[string]string{"challenge": "never-issued"}),
-		"POST /api/v1/auth/enrolment/totp":         jsonProbe("/api/v1/auth/enrolment/totp", map[string]string{"challenge": "never-issued"}),
-		"POST /api/v1/auth/enrolment/totp/confirm": jsonProbe("/api/v1/auth/enrolment/totp/confirm", map[string]string{"challenge": "never-issued", "code": "123456"}),
-		"POST /api/v1/auth/reset":                  jsonProbe("/api/v1/auth/reset", map[string]string{"email": f.resetEmail}),
-		"POST /api/v1/auth/reset/confirm":          jsonProbe("/api/v1/auth/reset/confirm", map[string]string{"token": f.resetTokens[1], "password": "Juniper tidal compass 3141"}),
+		"GET /{$}":                  {path: "/"},
+		"GET /static/":              {path: "/static/custodia.css"},
+		"GET /setup/{token}":        {path: "/setup/" + f.setupToken},
+		"POST /setup/{token}":       form("/setup/"+f.setupToken, newPassword),
+		"GET /reset":                {path: "/reset"},
+		"POST /reset":               form("/reset", url.Values{"email": {f.resetEmail}}),
+		"GET /reset/{token}":        {path: "/reset/" + f.resetTokens[0]},
+		"POST /reset/{token}":       form("/reset/"+f.resetTokens[0], newPassword),
+		"GET /login":                {path: "/login"},
+		"POST /login":               form("/login", url.Values{"email": {f.login.Email}, "password": {f.login.Password}}),
+		"GET /login/second-factor":  {path: "/login/second-factor"},
+		"POST /login/second-factor": form("/login/second-factor", url.Values{"code": {"123456"}}),
+		"POST /login/second-factor/webauthn/options": {path: "/login/second-factor/webauthn/options"},
+		"POST /login/second-factor/webauthn":         jsonProbe("/login/second-factor/webauthn", map[string]any{"credential": map[string]string{"id": "x"}}),
+		"GET /login/enrol":                           {path: "/login/enrol"},
+		"POST /login/enrol":                          form("/login/enrol", url.Values{"code": {"123456"}}),
+		"POST /logout":                               form("/logout", url.Values{}),
+		"POST /api/v1/auth/login":                    jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
+		"POST /api/v1/auth/second-factor":            jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
+		"POST /api/v1/auth/second-factor/sms":        jsonProbe("/api/v1/auth/second-factor/sms", map[string]string{"challenge": "never-issued"}),
+		"POST /api/v1/auth/enrolment/totp":           jsonProbe("/api/v1/auth/enrolment/totp", map[string]string{"challenge": "never-issued"}),
+		"POST /api/v1/auth/enrolment/totp/confirm":   jsonProbe("/api/v1/auth/enrolment/totp/confirm", map[string]string{"challenge": "never-issued", "code": "123456"}),
+		"POST /api/v1/auth/reset":                    jsonProbe("/api/v1/auth/reset", map[string]string{"email": f.resetEmail}),
+		"POST /api/v1/auth/reset/confirm":            jsonProbe("/api/v1/auth/reset/confirm", map[string]string{"token": f.resetTokens[1], "password": "Juniper tidal compass 3141"}),
 
 		// The passkey answer to a challenge that was never issued.
 		"POST /api/v1/auth/second-factor/webauthn/options": jsonProbe("/api/v1/auth/second-factor/webauthn/options", map[string]string{"challenge": "never-issued"}),

@@ -43,6 +43,9 @@ func init() {
 		"DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity": func(tg target, tag string) probe {
 			return probe{path: one(tg, tag) + "/identity"}
 		},
+		"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account": func(tg target, tag string) probe {
+			return jsonProbe(one(tg, tag)+"/account", map[string]string{"email": tag + "@participants.matrix.example"})
+		},
 		"GET /api/v1/orgs/{org}/studies/{study}/decrypt-grants": func(tg target, _ string) probe {
 			return probe{path: base(tg) + "/decrypt-grants"}
 		},

@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"slices"
@@ -191,6 +192,79 @@ func handleSecondFactor(d Deps) http.Handler {
 		clearCookie(w, challengeCookie)
 		setSessionCookie(w, token)
 		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+}
+
+// The passkey answer to the sign-in's second step (AUTH-08), for
+// static/passkey.js: both steps take the challenge from its HttpOnly
+// cookie, so the page's script never holds it, and answer JSON. Every
+// failure is one 401 (sessions.PasskeyOptions, SecondFactorPasskey).
+
+// passkeyFailure answers a passkey step's failure as JSON, in the API's
+// error form. The challenge cookie stays: a live challenge can still be
+// answered with a code.
+func passkeyFailure(w http.ResponseWriter, r *http.Request, d Deps, err error) {
+	if errs.Is(err, errs.RateLimited) {
+		tooMany(w, err)
+	}
+	writeJSON(w, statusOf(err), map[string]any{"error": map[string]string{"message": message(d, r, err)}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// handlePasskeyOptions answers the challenge in the cookie with the
+// request options for navigator.credentials.get.
+func handlePasskeyOptions(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		challenge := challengeOf(r)
+		if challenge == "" {
+			passkeyFailure(w, r, d, mfa.ErrChallenge)
+			return
+		}
+		options, err := d.Sessions.PasskeyOptions(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			passkeyFailure(w, r, d, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, json.RawMessage(options))
+	})
+}
+
+// maxAssertion bounds the body of a passkey answer.
+const maxAssertion = 64 << 10
+
+// handlePasskeySignIn takes the browser's assertion ({"credential": …})
+// for the challenge in the cookie and, like the code form, ends the
+// challenge and starts the session; the answer names the page to go to.
+func handlePasskeySignIn(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		challenge := challengeOf(r)
+		if challenge == "" {
+			passkeyFailure(w, r, d, mfa.ErrChallenge)
+			return
+		}
+		var req struct {
+			Credential json.RawMessage `json:"credential"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAssertion))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || len(req.Credential) == 0 || req.Credential[0] != '{' {
+			passkeyFailure(w, r, d, errs.E(errs.Invalid, "the request must be JSON holding the authenticator's answer as \"credential\""))
+			return
+		}
+		token, _, err := d.Sessions.SecondFactorPasskey(r.Context(), d.Factors, challenge, req.Credential, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			passkeyFailure(w, r, d, err)
+			return
+		}
+		clearCookie(w, challengeCookie)
+		setSessionCookie(w, token)
+		writeJSON(w, http.StatusOK, map[string]string{"next": "/"})
 	})
 }
 

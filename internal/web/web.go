@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/links"
@@ -93,6 +92,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/login", router.Open, handleLogin(d))
 	rt.Handle("GET", "/login/second-factor", router.Open, handleSecondFactorForm(d))
 	rt.Handle("POST", "/login/second-factor", router.Open, handleSecondFactor(d))
+	rt.Handle("POST", "/login/second-factor/webauthn/options", router.Open, handlePasskeyOptions(d))
+	rt.Handle("POST", "/login/second-factor/webauthn", router.Open, handlePasskeySignIn(d))
 	rt.Handle("GET", "/login/enrol", router.Open, handleEnrolForm(d))
 	rt.Handle("POST", "/login/enrol", router.Open, handleEnrol(d))
 	rt.Handle("POST", "/logout", router.Open, handleLogout(d))
@@ -183,11 +184,13 @@ func handleSetupForm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := r.PathValue("token")
 		data := map[string]any{"Title": "Choose your password", "Token": token}
-		if _, err := accounts.PeekToken(r.Context(), d.Clinical, accounts.PurposeSetup, token); err != nil {
+		keep, err := d.Links.PeekSetup(r.Context(), token)
+		if err != nil {
 			data["Invalid"] = true
 			render(w, r, d.Log, http.StatusNotFound, "setup", data)
 			return
 		}
+		data["Existing"] = keep
 		render(w, r, d.Log, http.StatusOK, "setup", data)
 	})
 }
@@ -202,7 +205,9 @@ func handleSetup(d Deps) http.Handler {
 			return
 		}
 		pw := r.PostForm.Get("password")
-		if pw != r.PostForm.Get("confirm") {
+		// An invitation accepted with an existing password has no second
+		// field to repeat it in.
+		if r.PostForm.Has("confirm") && pw != r.PostForm.Get("confirm") {
 			data["Error"] = "The two passwords differ."
 			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
 			return
@@ -219,6 +224,12 @@ func handleSetup(d Deps) http.Handler {
 		case errs.Is(err, errs.Invalid):
 			data["Error"] = errs.SafeMessage(err)
 			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
+		case errs.Is(err, errs.Unauthenticated):
+			data["Error"], data["Existing"] = "That is not the password of your account.", true
+			render(w, r, d.Log, http.StatusUnauthorized, "setup", data)
+		case errs.Is(err, errs.Conflict):
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusConflict, "setup", data)
 		case err != nil:
 			d.Log.ErrorContext(r.Context(), "complete setup", "err", err)
 			data["Error"] = "The password could not be saved; please try again."
@@ -290,7 +301,9 @@ func handleNewPassword(d Deps) http.Handler {
 			return
 		}
 		pw := r.PostForm.Get("password")
-		if pw != r.PostForm.Get("confirm") {
+		// An invitation accepted with an existing password has no second
+		// field to repeat it in.
+		if r.PostForm.Has("confirm") && pw != r.PostForm.Get("confirm") {
 			data["Error"] = "The two passwords differ."
 			render(w, r, d.Log, http.StatusBadRequest, "newpassword", data)
 			return

@@ -116,12 +116,47 @@
     });
   }
 
+  // signInPage answers the sign-in page's challenge, which the server
+  // keeps in an HttpOnly cookie this script never sees, with a passkey,
+  // and resolves to the page to go to.
+  function signInPage() {
+    return post("/login/second-factor/webauthn/options").then(function (options) {
+      return navigator.credentials.get(requestOptions(options));
+    }).then(function (cred) {
+      return post("/login/second-factor/webauthn", { credential: credentialJSON(cred) });
+    });
+  }
+
   window.CustodiaPasskey = {
     register: register,
     signIn: signIn,
+    signInPage: signInPage,
     credentialJSON: credentialJSON,
     requestOptions: requestOptions
   };
+
+  // On the sign-in's second step: a button with id "use-passkey" answers
+  // it with a passkey and reports in #passkey-signin-status.
+  var use = document.getElementById("use-passkey");
+  var useStatus = document.getElementById("passkey-signin-status");
+  if (use && useStatus) {
+    if (!window.PublicKeyCredential) {
+      useStatus.textContent = "This browser does not support passkeys.";
+      use.disabled = true;
+    } else {
+      use.addEventListener("click", function () {
+        use.disabled = true;
+        useStatus.textContent = "Follow your browser's prompt…";
+        signInPage().then(function () {
+          useStatus.textContent = "Signed in.";
+          window.location.assign("/");
+        }).catch(function (err) {
+          useStatus.textContent = "The passkey did not sign you in: " + (err && err.message ? err.message : "cancelled") + ".";
+          use.disabled = false;
+        });
+      });
+    }
+  }
 
   var button = document.getElementById("add-passkey");
   var status = document.getElementById("passkey-status");

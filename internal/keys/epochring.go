@@ -1,0 +1,295 @@
+package keys
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// The keyring's side of erasure epochs (epochs.go): table key_epochs lists
+// the epochs of one database, and data_keys.epoch names the epoch of each
+// participant key.
+
+func (k *Keyring) epochSize() int {
+	if k.EpochSize > 0 {
+		return k.EpochSize
+	}
+	return DefaultEpochSize
+}
+
+// wrap seals raw under epoch (if any) and wraps the result with the
+// key-encryption key.
+func (k *Keyring) wrap(ctx context.Context, epoch string, raw, ad []byte) ([]byte, error) {
+	if epoch == "" {
+		return k.KEK.Wrap(ctx, raw, ad)
+	}
+	ek, err := epochsOf(k.KEK)
+	if err != nil {
+		return nil, err
+	}
+	inner, err := ek.SealEpoch(ctx, epoch, raw, ad)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(inner)
+	return k.KEK.Wrap(ctx, inner, ad)
+}
+
+// unwrapRaw undoes wrap for a stored row.
+func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
+	ad := wrapAD(r.id, r.version, r.scope)
+	raw, err := k.KEK.Unwrap(ctx, r.wrapped, ad)
+	if err != nil {
+		kind := errs.Internal
+		if errs.KindOf(err) == errs.Unavailable {
+			kind = errs.Unavailable // the KMS is down: 503, not 500
+		}
+		return nil, errs.Wrap(kind, err, "unwrap the "+r.scope.String())
+	}
+	if r.epoch == "" {
+		return raw, nil
+	}
+	defer clear(raw)
+	ek, err := epochsOf(k.KEK)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ek.OpenEpoch(ctx, r.epoch, raw, ad)
+	switch {
+	case errors.Is(err, ErrEpochDestroyed):
+		return nil, ErrEpochDestroyed
+	case err != nil && errs.KindOf(err) == errs.Unavailable:
+		return nil, errs.Wrap(errs.Unavailable, err, "open the "+r.scope.String())
+	case err != nil:
+		return nil, errs.Wrap(errs.Internal, err, "open the "+r.scope.String())
+	}
+	return out, nil
+}
+
+// joinEpoch picks the erasure epoch of a new participant key version, in
+// q: the epoch of the scope's newest version if it still takes keys, else
+// the newest open epoch with room, else a fresh one. Updating the epoch's
+// row locks it until q ends, so an erasure that retires it waits for q,
+// and q, if it waits for the erasure, sees the epoch retired and moves on.
+func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
+	ek, err := epochsOf(k.KEK)
+	if errors.Is(err, ErrEpochsUnsupported) {
+		return "", nil // kept as before epochs; erasure refuses (Destroy)
+	}
+	if err != nil {
+		return "", err
+	}
+	fail := func(err error) (string, error) {
+		return "", errs.Wrap(errs.Unavailable, err, "choose the erasure epoch of the "+scope.String())
+	}
+	if version > 1 {
+		var epoch string
+		err := q.QueryRowContext(ctx, `SELECT epoch FROM data_keys WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3
+			AND destroyed_at IS NULL ORDER BY version DESC LIMIT 1`, scope.OrgID, string(scope.Kind), scope.ID).Scan(&epoch)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fail(err)
+		}
+		if epoch != "" {
+			res, err := q.ExecContext(ctx, `UPDATE key_epochs SET members = members WHERE id = $1 AND retired_at IS NULL`, epoch)
+			if err != nil {
+				return fail(err)
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 1 {
+				return epoch, nil
+			}
+		}
+	}
+	for range 3 {
+		var epoch string
+		err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE retired_at IS NULL AND members < $1
+			ORDER BY created_at DESC, id LIMIT 1`, k.epochSize()).Scan(&epoch)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return k.newEpoch(ctx, q, ek, 1)
+		case err != nil:
+			return fail(err)
+		}
+		res, err := q.ExecContext(ctx, `UPDATE key_epochs SET members = members + 1
+			WHERE id = $1 AND retired_at IS NULL AND members < $2`, epoch, k.epochSize())
+		if err != nil {
+			return fail(err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			return epoch, nil
+		}
+		// Filled or retired meanwhile: look again.
+	}
+	return k.newEpoch(ctx, q, ek, 1)
+}
+
+// newEpoch has the provider make an epoch and records it in q. If q rolls
+// back, the provider keeps a key that wraps nothing.
+func (k *Keyring) newEpoch(ctx context.Context, q sqldb.Querier, ek EpochKeeper, members int) (string, error) {
+	epoch, err := ek.NewEpoch(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := q.ExecContext(ctx, `INSERT INTO key_epochs (id, members, created_at) VALUES ($1, $2, $3)`,
+		epoch, members, sqldb.Now()); err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "record an erasure epoch")
+	}
+	return epoch, nil
+}
+
+// epochsOfScope lists the epochs of a participant's live key versions, and
+// refuses if the provider keeps no epochs.
+func (k *Keyring) epochsOfScope(ctx context.Context, q sqldb.Querier, scope Scope) ([]string, error) {
+	if k.KEK == nil {
+		return nil, errs.E(errs.Internal, "keyring without key-encryption key")
+	}
+	if _, err := epochsOf(k.KEK); err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT epoch FROM data_keys WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3
+		AND destroyed_at IS NULL AND epoch <> '' ORDER BY epoch`, scope.OrgID, string(scope.Kind), scope.ID)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read "+scope.String())
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "read "+scope.String())
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read "+scope.String())
+	}
+	return out, nil
+}
+
+// retireEpoch retires epoch in tx and moves its live keys to a fresh
+// epoch. Retiring first locks the epoch's row, so no key joins it
+// meanwhile; a key whose row changed under the move (a rotation re-wrapped
+// it) fails the whole transaction rather than stay behind in the epoch.
+func (k *Keyring) retireEpoch(ctx context.Context, tx sqldb.Querier, epoch string, now int64) error {
+	ek, err := epochsOf(k.KEK)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE key_epochs SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL`, epoch, now); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "retire an erasure epoch")
+	}
+	rows, err := tx.QueryContext(ctx, selectRow+`WHERE epoch = $1 AND wrapped IS NOT NULL ORDER BY id, version`, epoch)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
+	}
+	var live []row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			rows.Close()
+			return errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
+		}
+		live = append(live, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	scopes := map[Scope]bool{}
+	for _, r := range live {
+		scopes[r.scope] = true
+	}
+	next, err := k.newEpoch(ctx, tx, ek, len(scopes))
+	if err != nil {
+		return err
+	}
+	for _, r := range live {
+		raw, err := k.unwrapRaw(ctx, r)
+		if err != nil {
+			return err
+		}
+		wrapped, err := k.wrap(ctx, next, raw, wrapAD(r.id, r.version, r.scope))
+		clear(raw)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "re-wrap the "+r.scope.String())
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE data_keys SET wrapped = $1, kek_id = $2, epoch = $3
+			WHERE id = $4 AND version = $5 AND wrapped = $6 AND epoch = $7`,
+			wrapped, k.KEK.ID(), next, r.id.String(), int64(r.version), r.wrapped, epoch)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "re-wrap the "+r.scope.String())
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errs.E(errs.Conflict, "a key of the erasure epoch changed during the erasure; try again")
+		}
+		k.keys().evict(r.id)
+	}
+	return nil
+}
+
+// DestroyRetiredEpochs has the provider destroy every retired epoch of
+// this database that it has not destroyed yet: those of erasures that
+// committed (LIFE-03). before is called first for each, so the destruction
+// can be audited; an error from it leaves that epoch for a later call. An
+// epoch that still holds a live key is left alone and reported, never
+// destroyed. It returns the epochs destroyed. A crash between an erasure's
+// commit and here leaves the epoch retired, for the next call (the
+// participants sweep makes one at start and hourly).
+func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch string) error) ([]string, error) {
+	if k.KEK == nil {
+		return nil, errs.E(errs.Internal, "keyring without key-encryption key")
+	}
+	rows, err := k.DB.QueryContext(ctx, `SELECT id FROM key_epochs WHERE retired_at IS NOT NULL AND destroyed_at IS NULL ORDER BY id`)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read retired erasure epochs")
+	}
+	var pending []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			rows.Close()
+			return nil, errs.Wrap(errs.Unavailable, err, "read retired erasure epochs")
+		}
+		pending = append(pending, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "read retired erasure epochs")
+	}
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	ek, err := epochsOf(k.KEK)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, e := range pending {
+		var live int
+		if err := k.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys WHERE epoch = $1 AND wrapped IS NOT NULL`, e).Scan(&live); err != nil {
+			return done, errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
+		}
+		if live > 0 {
+			return done, errs.E(errs.Internal, "retired erasure epoch %s still holds %d live keys; it was not destroyed", e, live)
+		}
+		if before != nil {
+			if err := before(e); err != nil {
+				return done, err
+			}
+		}
+		if err := ek.DestroyEpoch(ctx, e); err != nil {
+			return done, err
+		}
+		if _, err := k.DB.ExecContext(ctx, `UPDATE key_epochs SET destroyed_at = $2 WHERE id = $1 AND destroyed_at IS NULL`,
+			e, sqldb.Now()); err != nil {
+			return done, errs.Wrap(errs.Unavailable, err, "record a destroyed erasure epoch")
+		}
+		done = append(done, e)
+	}
+	return done, nil
+}

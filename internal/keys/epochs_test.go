@@ -1,0 +1,156 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func epochOfScope(t *testing.T, k *Keyring, s Scope) string {
+	t.Helper()
+	var e string
+	if err := k.DB.QueryRowContext(context.Background(), `SELECT epoch FROM data_keys
+		WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3 ORDER BY version DESC LIMIT 1`,
+		s.OrgID, string(s.Kind), s.ID).Scan(&e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestLIFE03_EpochsTakeUpToEpochSizeParticipantsAndLiveWithTheProvider
+// fills epochs of two, shows that other scopes' keys have no epoch, that
+// every epoch key is a 0600 file in the key folder and in no database row,
+// and that destroying one participant's key retires and (after
+// DestroyRetiredEpochs) removes only that participant's epoch, with the
+// other member moved and still opening.
+func TestLIFE03_EpochsTakeUpToEpochSizeParticipantsAndLiveWithTheProvider(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		k.EpochSize = 2
+		local := k.KEK.(*LocalKEK)
+		dir := filepath.Join(filepath.Dir(local.path), "epochs")
+		ad := func(s Scope) Context { return Context{OrgID: s.OrgID, StudyID: "s1", RecordID: s.ID, Field: "name"} }
+		var ps []Scope
+		sealed := map[Scope][]byte{}
+		for i := range 5 {
+			s := ParticipantScope("org1", fmt.Sprintf("p%d", i))
+			ps = append(ps, s)
+			sealed[s] = mustSeal(t, current(t, k, s), []byte("name "+s.ID), ad(s))
+		}
+		current(t, k, OrgScope("org1"))
+		if e := epochOfScope(t, k, OrgScope("org1")); e != "" {
+			t.Errorf("an organization key is in epoch %q", e)
+		}
+		e0, e1, e2 := epochOfScope(t, k, ps[0]), epochOfScope(t, k, ps[2]), epochOfScope(t, k, ps[4])
+		if e0 == "" || epochOfScope(t, k, ps[1]) != e0 || epochOfScope(t, k, ps[3]) != e1 || e0 == e1 || e1 == e2 || e0 == e2 {
+			t.Fatalf("epochs %q %q %q %q %q, want pairs", e0, epochOfScope(t, k, ps[1]), e1, epochOfScope(t, k, ps[3]), e2)
+		}
+		// A new version of a participant's key stays in its epoch.
+		rotate(t, k, ps[0])
+		if e := epochOfScope(t, k, ps[0]); e != e0 {
+			t.Errorf("version 2 of p0 is in epoch %q, want %q", e, e0)
+		}
+		// The epoch keys are files of the provider, 0600 in a 0700 folder,
+		// and no database row holds them.
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("epoch folder: %v, %v", fi, err)
+		}
+		table := dumpTable(t, k.DB)
+		for _, e := range []string{e0, e1, e2} {
+			path := filepath.Join(dir, e+".key")
+			fi, err := os.Stat(path)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("epoch key %s: %v, %v", e, fi, err)
+			}
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(text)))
+			if err != nil || len(raw) != 32 {
+				t.Fatalf("epoch key file %s: %d bytes, %v", e, len(raw), err)
+			}
+			if bytes.Contains(table, raw) || bytes.Contains(table, bytes.TrimSpace(text)) {
+				t.Errorf("the database holds epoch key %s", e)
+			}
+		}
+
+		err := k.DB.InTx(ctx, func(tx *sql.Tx) error { return k.Destroy(ctx, tx, ps[0]) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Retired but not destroyed yet: the file is still there.
+		if _, err := os.Stat(filepath.Join(dir, e0+".key")); err != nil {
+			t.Fatalf("the retired epoch is gone before DestroyRetiredEpochs: %v", err)
+		}
+		var audited []string
+		done, err := k.DestroyRetiredEpochs(ctx, func(e string) error { audited = append(audited, e); return nil })
+		if err != nil || len(done) != 1 || done[0] != e0 || len(audited) != 1 {
+			t.Fatalf("DestroyRetiredEpochs = %v, %v (audited %v)", done, err, audited)
+		}
+		if _, err := os.Stat(filepath.Join(dir, e0+".key")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the destroyed epoch's file: %v", err)
+		}
+		for _, e := range []string{e1, e2} {
+			if _, err := os.Stat(filepath.Join(dir, e+".key")); err != nil {
+				t.Errorf("epoch %s was destroyed too: %v", e, err)
+			}
+		}
+		if e := epochOfScope(t, k, ps[1]); e == e0 || e == "" {
+			t.Errorf("p1 is in epoch %q after p0's erasure", e)
+		}
+		for _, s := range ps[1:] {
+			mustOpen(t, otherNode(k), sealed[s], ad(s), "name "+s.ID)
+		}
+		if _, err := Open(ctx, otherNode(k), sealed[ps[0]], ad(ps[0])); !errors.Is(err, ErrKeyDestroyed) {
+			t.Errorf("p0 after its erasure: %v", err)
+		}
+		// Nothing is left to destroy.
+		if done, err := k.DestroyRetiredEpochs(ctx, nil); err != nil || len(done) != 0 {
+			t.Errorf("second DestroyRetiredEpochs = %v, %v", done, err)
+		}
+	})
+}
+
+// TestCRY07_KEKRotationKeepsEpochKeysOpening rotates the key-encryption key
+// over participant keys in epochs, re-wraps them all, retires the old
+// version, and shows they still open; the epoch keys themselves are not
+// wrapped by the key-encryption key and are untouched.
+func TestCRY07_KEKRotationKeepsEpochKeysOpening(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		local := k.KEK.(*LocalKEK)
+		s := ParticipantScope("org1", "p1")
+		ad := Context{OrgID: "org1", StudyID: "s1", RecordID: "p1", Field: "name"}
+		v := mustSeal(t, current(t, k, s), []byte("Ada"), ad)
+		epoch := epochOfScope(t, k, s)
+		old := local.ID()
+		next := mustRotate(t, local)
+		store := &DataKeyStore{Label: "identity data keys", DB: k.DB}
+		if b, err := store.Rewrap(ctx, local, "", 100); err != nil || b.Rewrapped != 1 {
+			t.Fatalf("rewrap: %+v, %v", b, err)
+		}
+		if err := local.RetireKEK(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if use, err := store.KEKUse(ctx); err != nil || use[next] != 1 || len(use) != 1 {
+			t.Fatalf("KEKUse = %v, %v", use, err)
+		}
+		mustOpen(t, otherNode(k), v, ad, "Ada")
+		if e := epochOfScope(t, k, s); e != epoch {
+			t.Errorf("rotation moved the key from epoch %q to %q", epoch, e)
+		}
+	})
+}

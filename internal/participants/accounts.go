@@ -1,0 +1,171 @@
+package participants
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// A participant's own account (ACL-05). Those who may enrol participants
+// at a site invite one of its participants by e-mail address; the
+// invitation is a setup link (accounts.PurposeSetup) that names the
+// participant. Only when the link is accepted does the account receive the
+// participant role at the participant's site and the self relation to the
+// pseudonym, both in the transaction that consumes the link, so an
+// invitation never opened grants nothing.
+//
+// A person is not both staff and participant of one organization: an
+// address whose account holds any role other than participant there is
+// refused (Conflict), as is a participant who has an account already.
+
+// ErrStaffAddress refuses an invitation to an address of the
+// organization's staff.
+var ErrStaffAddress = errs.E(errs.Conflict, "this address belongs to a member of the organization's staff; a person cannot be staff and participant of one organization")
+
+// errHasAccount refuses a second own account of one participant.
+var errHasAccount = errs.E(errs.Conflict, "this participant has an account already")
+
+// AccountInvitation is an issued invitation, for the e-mail that carries
+// its link.
+type AccountInvitation struct {
+	Email   string // normalized
+	Token   string // the setup link's secret; only its hash is stored
+	OrgName string
+	// Existing reports that the address has an account with a password
+	// already: the link is accepted with that password.
+	Existing bool
+}
+
+// InviteAccount invites the participant to an account of their own at
+// email, valid for ttl. The invitation is a security event naming the
+// participant; the address itself (identifying data) enters neither the
+// event nor the clinical database beyond the account it names.
+func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym, email string, ttl time.Duration) (AccountInvitation, error) {
+	norm, err := accounts.NormalizeEmail(email)
+	if err != nil {
+		return AccountInvitation{}, err
+	}
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return AccountInvitation{}, err
+	}
+	inv := AccountInvitation{Email: norm, OrgName: org.Name}
+	err = s.Gate.Do(ctx, a, org.ID, "participant.account_invite", func(t *gate.Tx) error {
+		t.Object("participant", pseudonym)
+		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
+		if err != nil {
+			return err
+		}
+		t.Participant(p.Pseudonym)
+		t.Security()
+		if err := authorizeVisible(t, authz.ParticipantEnrol, p, "you may not invite participants at this site"); err != nil {
+			return err
+		}
+		rels, err := authz.RelationsOfParticipant(ctx, t, org.ID, p.Pseudonym)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(rels, func(r authz.Relation) bool { return r.Kind == authz.RelationSelf }) {
+			return errHasAccount
+		}
+		acc, err := accounts.ByEmail(ctx, t, norm)
+		switch {
+		case errs.Is(err, errs.NotFound):
+			if acc, err = accounts.Create(ctx, t.Tx, norm, ""); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			as, err := authz.AssignmentsOf(ctx, t, org.ID, acc.ID)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(as, func(x authz.Assignment) bool { return x.Role != authz.Participant }) {
+				return ErrStaffAddress
+			}
+		}
+		inv.Existing = acc.HasPassword
+		if inv.Token, err = accounts.IssueToken(ctx, t.Tx, acc.ID, accounts.PurposeSetup, ttl); err != nil {
+			return err
+		}
+		if _, err := t.ExecContext(ctx, `INSERT INTO participant_invitations
+			(token_hash, org_id, participant_id, account_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			ids.Digest(inv.Token), org.ID, p.Pseudonym, acc.ID, a.AccountID, sqldb.Now()); err != nil {
+			return fmt.Errorf("store participant invitation: %w", err)
+		}
+		t.Detail("account", acc.ID)
+		return nil
+	})
+	if err != nil {
+		return AccountInvitation{}, err
+	}
+	return inv, nil
+}
+
+// PendingAccount is the participant a setup link makes its account the own
+// account of, if any.
+type PendingAccount struct {
+	OrgID, StudyID, SiteID, Pseudonym, AccountID string
+}
+
+// InvitationOf reports the participant a setup link (its token) invites
+// to, and false for a link that invites to no participant.
+func InvitationOf(ctx context.Context, q sqldb.Querier, token string) (PendingAccount, bool, error) {
+	var pa PendingAccount
+	err := q.QueryRowContext(ctx, `SELECT pi.org_id, p.study_id, p.site_id, pi.participant_id, pi.account_id
+		FROM participant_invitations pi JOIN participants p ON p.org_id = pi.org_id AND p.id = pi.participant_id
+		WHERE pi.token_hash = $1`, ids.Digest(token)).Scan(&pa.OrgID, &pa.StudyID, &pa.SiteID, &pa.Pseudonym, &pa.AccountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return PendingAccount{}, false, nil
+	}
+	if err != nil {
+		return PendingAccount{}, false, fmt.Errorf("find participant invitation: %w", err)
+	}
+	return pa, true, nil
+}
+
+// LinkAccount makes the account the participant's own, in tx (the one that
+// consumed the invitation's link): the participant role at their site and
+// the self relation, with a security event. A participant who got an own
+// account meanwhile is a Conflict, and nothing is granted.
+func LinkAccount(ctx context.Context, tx *sql.Tx, pa PendingAccount, remoteAddr, userAgent string) error {
+	as, err := authz.AssignmentsOf(ctx, tx, pa.OrgID, pa.AccountID)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(as, func(x authz.Assignment) bool { return x.Role != authz.Participant }) {
+		return ErrStaffAddress
+	}
+	if !slices.ContainsFunc(as, func(x authz.Assignment) bool { return x.SiteID == pa.SiteID }) {
+		if _, err := authz.Assign(ctx, tx, authz.Assignment{OrgID: pa.OrgID, AccountID: pa.AccountID,
+			Role: authz.Participant, StudyID: pa.StudyID, SiteID: pa.SiteID}); err != nil {
+			return err
+		}
+	}
+	if _, err := authz.Relate(ctx, tx, authz.Relation{OrgID: pa.OrgID, ParticipantID: pa.Pseudonym,
+		AccountID: pa.AccountID, Kind: authz.RelationSelf}); err != nil {
+		if errs.Is(err, errs.Conflict) {
+			return errHasAccount
+		}
+		return err
+	}
+	_, err = audit.Append(ctx, tx, audit.Event{
+		Action: "participant.account_link", OrgID: pa.OrgID, StudyID: pa.StudyID, SiteID: pa.SiteID,
+		ActorAccount: pa.AccountID, ActorRole: string(authz.Participant), RemoteAddr: remoteAddr, UserAgent: userAgent,
+		ObjectType: "participant", ObjectID: pa.Pseudonym, ParticipantID: pa.Pseudonym,
+		Outcome: audit.Success, Security: true, Details: map[string]string{"role": string(authz.Participant), "relation": string(authz.RelationSelf)},
+	})
+	return err
+}
