@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
 
@@ -31,27 +32,6 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// statusOf maps an error kind to its HTTP status.
-func statusOf(k errs.Kind) int {
-	switch k {
-	case errs.Invalid:
-		return http.StatusBadRequest
-	case errs.NotFound:
-		return http.StatusNotFound
-	case errs.Forbidden, errs.StepUpRequired:
-		return http.StatusForbidden
-	case errs.Unauthenticated:
-		return http.StatusUnauthorized
-	case errs.Conflict:
-		return http.StatusConflict
-	case errs.RateLimited:
-		return http.StatusTooManyRequests
-	case errs.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 // writeError answers with the error shape. Internal details go to the log.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	k := errs.KindOf(err)
@@ -61,7 +41,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if k == errs.RateLimited {
 		setRetryAfter(w, err)
 	}
-	writeJSONError(w, statusOf(k), k.String(), errs.SafeMessage(err))
+	writeJSONError(w, router.Status(k), k.String(), errs.SafeMessage(err))
 }
 
 // retryAfterer is the cause of a refusal that knows when to come back

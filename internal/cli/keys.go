@@ -341,7 +341,7 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 		KEK: kek,
 		Keyrings: []keyops.Keyring{
 			{Name: "clinical", Keyring: &keys.Keyring{DB: inst.Clinical, KEK: kek}},
-			{Name: "identity", Keyring: &keys.Keyring{DB: inst.Identity, KEK: kek}},
+			{Name: "identity", Keyring: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)}},
 		},
 		Stores:    keyStores(inst),
 		BatchSize: batch,

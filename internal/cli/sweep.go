@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/custodia/custodia/internal/gate"
@@ -21,7 +22,7 @@ const sweepInterval = time.Hour
 // sweep at once.
 func sweepIdentities(ctx context.Context, log *slog.Logger, inst *instance.Instance, kek keys.KEK) {
 	svc := &participants.Service{Gate: &gate.Gate{
-		DB: inst.Clinical, Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek},
+		DB: inst.Clinical, Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
 	}}
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()

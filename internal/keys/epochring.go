@@ -26,7 +26,7 @@ func (k *Keyring) wrap(ctx context.Context, epoch string, raw, ad []byte) ([]byt
 	if epoch == "" {
 		return k.KEK.Wrap(ctx, raw, ad)
 	}
-	ek, err := epochsOf(k.KEK)
+	ek, err := k.epochs()
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 		return raw, nil
 	}
 	defer clear(raw)
-	ek, err := epochsOf(k.KEK)
+	ek, err := k.epochs()
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 // row locks it until q ends, so an erasure that retires it waits for q,
 // and q, if it waits for the erasure, sees the epoch retired and moves on.
 func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
-	ek, err := epochsOf(k.KEK)
+	ek, err := k.epochs()
 	if errors.Is(err, ErrEpochsUnsupported) {
 		return "", nil // kept as before epochs; erasure refuses (Destroy)
 	}
@@ -145,7 +145,7 @@ func (k *Keyring) epochsOfScope(ctx context.Context, q sqldb.Querier, scope Scop
 	if k.KEK == nil {
 		return nil, errs.E(errs.Internal, "keyring without key-encryption key")
 	}
-	if _, err := epochsOf(k.KEK); err != nil {
+	if _, err := k.epochs(); err != nil {
 		return nil, err
 	}
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT epoch FROM data_keys WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3
@@ -173,7 +173,7 @@ func (k *Keyring) epochsOfScope(ctx context.Context, q sqldb.Querier, scope Scop
 // meanwhile; a key whose row changed under the move (a rotation re-wrapped
 // it) fails the whole transaction rather than stay behind in the epoch.
 func (k *Keyring) retireEpoch(ctx context.Context, tx sqldb.Querier, epoch string, now int64) error {
-	ek, err := epochsOf(k.KEK)
+	ek, err := k.epochs()
 	if err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch st
 	if len(pending) == 0 {
 		return nil, nil
 	}
-	ek, err := epochsOf(k.KEK)
+	ek, err := k.epochs()
 	if err != nil {
 		return nil, err
 	}
@@ -292,4 +292,17 @@ func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch st
 		done = append(done, e)
 	}
 	return done, nil
+}
+
+// epochs returns the keeper of erasure epoch keys: the key provider's own,
+// or, for a provider that keeps none (PKCS#11, Vault), key files in
+// EpochDir. Either way the epoch keys live outside every database, and a
+// participant key needs both its epoch key and the key-encryption key to
+// open, so files in EpochDir weaken nothing the provider protects.
+func (k *Keyring) epochs() (EpochKeeper, error) {
+	ek, err := epochsOf(k.KEK)
+	if errors.Is(err, ErrEpochsUnsupported) && k.EpochDir != "" {
+		return &localEpochs{dir: k.EpochDir}, nil
+	}
+	return ek, err
 }

@@ -58,7 +58,7 @@ var (
 	// ErrEpochsUnsupported refuses an erasure whose provider keeps no
 	// erasure epochs: destroying the key in the database alone would leave
 	// the participant readable in every backup taken before.
-	ErrEpochsUnsupported = errs.E(errs.Invalid, "this key provider keeps no erasure epochs, so an erasure could not reach backups taken before it; erasure needs the local key provider")
+	ErrEpochsUnsupported = errs.E(errs.Invalid, "no erasure epochs are kept (the key provider keeps none and no epoch folder is set), so an erasure could not reach backups taken before it")
 	// ErrEpochDestroyed is the answer for a key whose erasure epoch was
 	// destroyed: a copy of the database from before an erasure.
 	ErrEpochDestroyed = errs.E(errs.NotFound, "the erasure epoch of this key has been destroyed")

@@ -149,6 +149,10 @@ var (
 type Keyring struct {
 	DB  *sqldb.DB
 	KEK KEK
+	// EpochDir is where erasure epoch keys are kept when the key provider
+	// keeps none of its own (LIFE-03): a folder outside every database,
+	// normally <data>/keys/epochs.
+	EpochDir string
 
 	CacheSize int
 	CacheTTL  time.Duration

@@ -265,3 +265,43 @@ func TestLIFE03_ErasureRefusesWithoutEpochs(t *testing.T) {
 		}
 	})
 }
+
+// A provider without epochs of its own (PKCS#11, Vault) keeps them in the
+// keyring's EpochDir: erasure works and reaches backups taken before it,
+// and the epoch key never enters a database.
+func TestLIFE03_ProviderWithoutEpochsKeepsThemInTheEpochFolder(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		dir := filepath.Join(t.TempDir(), "epochs")
+		f.g.IdentityKeys = &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}, EpochDir: dir}
+		a := f.enrol(t, f.investigator, f.north, ada())
+		b := f.enrol(t, f.investigator, f.north, participants.Identity{participants.Name: "Gustav Ellerby"})
+		epoch := epochOf(t, f.identity, a)
+		if epoch == "" || epochOf(t, f.identity, b) != epoch {
+			t.Fatalf("A and B are in epochs %q and %q, want one epoch", epoch, epochOf(t, f.identity, b))
+		}
+		epochFile := filepath.Join(dir, epoch+".key")
+		if _, err := os.Stat(epochFile); err != nil {
+			t.Fatalf("the epoch key is not in the epoch folder: %v", err)
+		}
+		backup := backupIdentity(t, f, d)
+		fromBackup := &keys.Keyring{DB: backup, KEK: noEpochs{f.kek}, EpochDir: dir}
+		if pt, err := keys.Open(ctx, fromBackup, backupName(t, backup, a), nameAt(a)); err != nil || string(pt) != "Adelheid Quorvanne" {
+			t.Fatalf("the backup before the erasure: %q, %v", pt, err)
+		}
+		if _, err := f.svc.Erase(ctx, f.confirmed(f.admin), f.org.Slug, f.study.ID, f.north.ID, a.Pseudonym); err != nil {
+			t.Fatalf("erase: %v", err)
+		}
+		if _, err := os.Stat(epochFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the erased participant's epoch key is still there: %v", err)
+		}
+		fromBackup = &keys.Keyring{DB: backup, KEK: noEpochs{f.kek}, EpochDir: dir}
+		if _, err := keys.Open(ctx, fromBackup, backupName(t, backup, a), nameAt(a)); !errors.Is(err, keys.ErrEpochDestroyed) {
+			t.Errorf("A from the backup after the erasure: %v, want ErrEpochDestroyed", err)
+		}
+		if rv, err := f.reveal(f.confirmed(f.investigator), b); err != nil || rv.Values[participants.Name] != "Gustav Ellerby" {
+			t.Errorf("B after A's erasure: %+v, %v", rv, err)
+		}
+	})
+}

@@ -103,7 +103,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	// identity database (CRY-04, CRY-09).
 	g := &gate.Gate{
 		DB: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
-		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK},
+		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK, EpochDir: filepath.Join(d.Instance.DataDir, keys.LocalEpochsDir)},
 	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}

@@ -59,28 +59,12 @@ type mfaSite struct {
 
 func newMFASite(t *testing.T, d sqldb.Dialect) *mfaSite {
 	t.Helper()
-	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
-	}
-	inst, err := instance.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inst, logins := seededInstance(t, d)
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: map[authz.Role]demo.Login{}}
-	for _, l := range logins {
-		s.logins[l.Role] = l
-	}
+	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	factors := &mfa.Service{DB: inst.Clinical, KEK: kek, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{

@@ -41,24 +41,8 @@ type site struct {
 
 func newSite(t *testing.T, d sqldb.Dialect) *site {
 	t.Helper()
-	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
-	}
-	inst, err := instance.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &site{inst: inst, clock: &clock{t: time.Now()}, logins: map[authz.Role]demo.Login{}}
-	for _, l := range logins {
-		s.logins[l.Role] = l
-	}
+	inst, logins := seededInstance(t, d)
+	s := &site{inst: inst, clock: &clock{t: time.Now()}, logins: logins}
 	store := &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: store})
 	return s

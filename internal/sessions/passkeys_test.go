@@ -12,7 +12,6 @@ import (
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
-	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
@@ -30,28 +29,12 @@ const passkeyOrigin = "https://custodia.test"
 // so passkeys are available.
 func newPasskeySite(t *testing.T, d sqldb.Dialect) *mfaSite {
 	t.Helper()
-	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
-	}
-	inst, err := instance.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inst, logins := seededInstance(t, d)
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: map[authz.Role]demo.Login{}}
-	for _, l := range logins {
-		s.logins[l.Role] = l
-	}
+	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek,

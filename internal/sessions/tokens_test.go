@@ -15,9 +15,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
-	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/ids"
-	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/server"
@@ -31,28 +29,12 @@ import (
 // recorder.
 func newTextSite(t *testing.T, d sqldb.Dialect) (*mfaSite, *sms.Recorder) {
 	t.Helper()
-	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
-	}
-	inst, err := instance.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inst, logins := seededInstance(t, d)
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: map[authz.Role]demo.Login{}}
-	for _, l := range logins {
-		s.logins[l.Role] = l
-	}
+	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
 	texts := &sms.Recorder{}
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	factors := &mfa.Service{DB: inst.Clinical, KEK: kek, SMS: texts, Now: s.clock.now}

@@ -155,28 +155,8 @@ func localPath(p string) string {
 	return u.Path
 }
 
-// statusOf maps an error kind to the HTTP status of the page.
-func statusOf(err error) int {
-	switch errs.KindOf(err) {
-	case errs.Invalid:
-		return http.StatusBadRequest
-	case errs.NotFound:
-		return http.StatusNotFound
-	case errs.Forbidden:
-		return http.StatusForbidden
-	case errs.Unauthenticated:
-		return http.StatusUnauthorized
-	case errs.Conflict:
-		return http.StatusConflict
-	case errs.RateLimited:
-		return http.StatusTooManyRequests
-	case errs.Unavailable:
-		return http.StatusServiceUnavailable
-	case errs.StepUpRequired:
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is the HTTP status of the page that answers err.
+func statusOf(err error) int { return router.Status(errs.KindOf(err)) }
 
 // message is what a page says about err: the domain's safe message, the
 // same the API gives, and a generic one for our own faults, which go to

@@ -1,0 +1,38 @@
+package sessions_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+// seededInstance opens a fresh instance on dialect d (both databases),
+// seeded with the demo organization, and returns it with the demo logins
+// by role. It is closed when the test ends.
+func seededInstance(t *testing.T, d sqldb.Dialect) (*instance.Instance, map[authz.Role]demo.Login) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := instance.Config{DataDir: t.TempDir()}
+	if d == sqldb.Postgres {
+		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
+	}
+	inst, err := instance.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Close() })
+	logins, err := demo.Seed(ctx, inst.Clinical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRole := map[authz.Role]demo.Login{}
+	for _, l := range logins {
+		byRole[l.Role] = l
+	}
+	return inst, byRole
+}
