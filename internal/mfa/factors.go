@@ -132,26 +132,38 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoPending // confirmed or replaced meanwhile
 		}
-		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
-			return fmt.Errorf("drop pending factors: %w", err)
-		}
-		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
-			return err
-		}
-		ev := event(a, "mfa.totp.enrol", audit.Success)
-		ev.Security = true
-		ev.Details = map[string]string{"factor_id": f.id, "recovery_codes_count": strconv.Itoa(len(codes))}
-		if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx)
-		}
-		return nil
+		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, now, then)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return codes, nil
+}
+
+// enrolled finishes, in tx, the set-up of a factor just activated: drops
+// the account's other pending factors, replaces its recovery codes (returned
+// for showing once), records the security event action and runs then, if
+// not nil, so that what then writes commits with the factor.
+func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
+		return nil, fmt.Errorf("drop pending factors: %w", err)
+	}
+	codes, err := replaceRecoveryCodes(ctx, tx, a.AccountID, now)
+	if err != nil {
+		return nil, err
+	}
+	ev := event(a, action, audit.Success)
+	ev.Security = true
+	ev.Details = map[string]string{"factor_id": factorID, "recovery_codes_count": strconv.Itoa(len(codes))}
+	if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
+		return nil, err
+	}
+	if then != nil {
+		if err := then(tx); err != nil {
+			return nil, err
+		}
 	}
 	return codes, nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 	"time"
 
@@ -262,23 +261,8 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoSMSPending
 		}
-		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
-			return fmt.Errorf("drop pending factors: %w", err)
-		}
-		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
-			return err
-		}
-		ev := event(a, "mfa.sms.enrol", audit.Success)
-		ev.Security = true
-		ev.Details = map[string]string{"factor_id": f.id, "recovery_codes_count": strconv.Itoa(len(codes))}
-		if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx)
-		}
-		return nil
+		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, now, then)
+		return err
 	})
 	if errors.Is(err, ErrWrongCode) {
 		return nil, s.refuse(ctx, a, "mfa.sms.enrol", "wrong_code", false, ErrWrongCode)
