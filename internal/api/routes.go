@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
@@ -33,6 +34,9 @@ type Deps struct {
 	// Roles administers members, their roles, custom roles, care
 	// providers and field visibility (ACL-02 to ACL-05).
 	Roles *roles.Service
+	// Keys takes requests and approvals of key operations under dual
+	// control (CRY-08).
+	Keys *keyops.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
@@ -109,5 +113,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleAssignCare(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleUnassignCare(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/field-visibility", router.SignedIn, handleSetFieldVisibility(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests/{request}/approve", router.SignedIn, handleApproveKeyRequest(d))
 	return rt
 }

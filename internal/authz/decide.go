@@ -42,6 +42,10 @@ const (
 	// VisibilityManage sets which fields of a study are hidden from which
 	// roles (ACL-04).
 	VisibilityManage Action = "visibility.manage"
+	// KeyManage requests and approves key operations under dual control
+	// (CRY-08): rotation, export of recovery material, change of provider.
+	// It is held at organization level only.
+	KeyManage Action = "key.manage"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -95,6 +99,11 @@ type Decision struct {
 //     relation (ACL-05, relationships.go): a care provider those assigned
 //     to them, a participant their own record.
 //
+// Keys (CRY-08): org-admin requests and approves key operations
+// (key.manage); a custom role holding key.manage at organization level
+// ("key custodian") may too. Two different holders are needed for every
+// operation (keyops).
+//
 // People and roles (ACL-02, ACL-03): org-admin and org-manager list the
 // members; both assign roles (member.invite), each only roles whose
 // permissions they hold themselves (CanGrant). Custom roles are defined by
@@ -103,7 +112,7 @@ type Decision struct {
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
-		MemberRead, RoleManage, CareAssign, VisibilityManage},
+		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage},
 	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead},

@@ -19,7 +19,7 @@ import (
 var grants = map[authz.Role]string{
 	authz.OrgAdmin: "study.create study.read site.create site.read audit.read member.invite network.manage" +
 		" participant.enrol participant.read identity.reveal identity.erase decrypt.grant" +
-		" member.read role.manage care.assign visibility.manage",
+		" member.read role.manage care.assign visibility.manage key.manage",
 	authz.OrgManager:       "study.read site.read member.invite member.read",
 	authz.StudyAdmin:       "study.read site.create site.read network.manage decrypt.grant care.assign visibility.manage",
 	authz.DataManager:      "study.read site.read participant.enrol participant.read",
@@ -72,7 +72,7 @@ var actions = []authz.Action{
 	authz.StudyCreate, authz.StudyRead, authz.SiteCreate, authz.SiteRead,
 	authz.AuditRead, authz.MemberInvite, authz.NetworkManage,
 	authz.ParticipantEnrol, authz.ParticipantRead, authz.IdentityReveal, authz.IdentityErase, authz.DecryptGrant,
-	authz.MemberRead, authz.RoleManage, authz.CareAssign, authz.VisibilityManage,
+	authz.MemberRead, authz.RoleManage, authz.CareAssign, authz.VisibilityManage, authz.KeyManage,
 	"nobody.holds", // an action no role holds
 }
 

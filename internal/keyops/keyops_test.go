@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/orgs"
@@ -196,6 +197,83 @@ func TestCRY08_ASingleAdministratorCannotRotateOrExport(t *testing.T) {
 		})
 		if !errors.Is(err, ErrNotAdmin) {
 			t.Fatalf("request by a manager: %v", err)
+		}
+	})
+}
+
+// TestCRY08_OnlyTheOperatingOrganizationTouchesTheKEK: the key-encryption
+// key serves every organization on the instance, so only the first
+// organization's administrators request operations on it; another
+// organization rotates its own data keys only, and a request of theirs for
+// more, written into the table behind the code's back and approved, is
+// still refused when carried out. A custom role holding key.manage at
+// organization level counts as an administrator for key operations.
+func TestCRY08_OnlyTheOperatingOrganizationTouchesTheKEK(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newFixture(t, d)
+		now := time.Now()
+		if op, err := OperatingOrg(ctx, f.clinical); err != nil || op != f.org {
+			t.Fatalf("operating organization %q, %v; want the first one, %q", op, err, f.org)
+		}
+		var custodian, otherAdmin2 string
+		err := f.clinical.InTx(ctx, func(tx *sql.Tx) error {
+			role, err := authz.CreateCustomRole(ctx, tx, authz.CustomRole{OrgID: f.other, Name: "key-custodian",
+				Levels: []authz.Level{authz.LevelOrg}, Permissions: []authz.Action{authz.KeyManage}, CreatedBy: f.otherAdmin})
+			if err != nil {
+				return err
+			}
+			acc, _, err := accounts.Enrol(ctx, tx, "custodian@other.example", "", authz.Assignment{OrgID: f.other, Role: authz.Role(role.Name)})
+			if err != nil {
+				return err
+			}
+			custodian = acc.ID
+			acc, _, err = accounts.Enrol(ctx, tx, "a2@other.example", "", authz.Assignment{OrgID: f.other, Role: authz.OrgAdmin})
+			otherAdmin2 = acc.ID
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		create := func(by string, kind Kind, p Params) (Request, error) {
+			var r Request
+			err := f.clinical.InTx(ctx, func(tx *sql.Tx) error {
+				var err error
+				r, err = Create(ctx, tx, f.other, by, kind, p, now)
+				return err
+			})
+			return r, err
+		}
+		for _, c := range []struct {
+			kind Kind
+			p    Params
+		}{{Rotate, Params{KEK: true}}, {Rotate, Params{KEK: true, DataKeys: true}}, {ExportRecovery, Params{}}, {ProviderChange, Params{Provider: "vault"}}} {
+			if _, err := create(f.otherAdmin, c.kind, c.p); !errors.Is(err, ErrNotOperator) {
+				t.Errorf("%s %+v by another organization: %v, want ErrNotOperator", c.kind, c.p, err)
+			}
+		}
+		r, err := create(f.otherAdmin, Rotate, Params{DataKeys: true})
+		if err != nil {
+			t.Fatalf("data-key rotation by another organization: %v", err)
+		}
+		// The custom key custodian approves like an administrator.
+		if err := f.approve(f.other, r.ID, custodian, now); err != nil {
+			t.Fatalf("approval by a key custodian: %v", err)
+		}
+		if err := f.use(r.ID, Rotate, now); err != nil {
+			t.Fatalf("use: %v", err)
+		}
+
+		// Forged: an export for the other organization, approved.
+		id := ids.New()
+		if _, err := f.clinical.ExecContext(ctx, `INSERT INTO key_requests
+			(id, org_id, kind, params, requested_by, requested_at, expires_at, approved_by, approved_at)
+			VALUES ($1, $2, 'export-recovery', '{}', $3, $4, $5, $6, $4)`,
+			id, f.other, f.otherAdmin, now.UnixMicro(), now.Add(time.Hour).UnixMicro(), otherAdmin2); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.use(id, ExportRecovery, now); !errors.Is(err, ErrNotOperator) {
+			t.Fatalf("use of a forged export of another organization: %v", err)
 		}
 	})
 }

@@ -3,9 +3,11 @@
 //
 // A key operation (rotation, export of recovery material, change of the
 // key-encryption key's provider) is carried out only on a request that one
-// administrator of an organization made and a second, different
-// administrator of the same organization approved, both within 24 hours
-// (RequestTTL). The requester can never approve their own request (the
+// administrator of an organization (a holder of key.manage) made and a
+// second, different administrator of the same organization approved, both
+// within 24 hours (RequestTTL). Operations on the key-encryption key reach
+// every organization on the instance and belong to the operating
+// organization's administrators (OperatingOrg). The requester can never approve their own request (the
 // database refuses it too), one request is carried out once, and every
 // request, approval, refusal, start and end is a security event on the audit
 // trail (AUD-05).
@@ -122,19 +124,61 @@ var (
 	ErrNoRequest = errs.E(errs.NotFound, "no such key request")
 )
 
-// IsAdmin reports whether account holds the organization administrator's
-// role at organization level in orgID.
+// IsAdmin reports whether account may request and approve key operations
+// of orgID: whether a role it holds at organization level grants
+// key.manage (org-admin, or a custom "key custodian" role), as authz
+// decides.
 func IsAdmin(ctx context.Context, q sqldb.Querier, orgID, accountID string) (bool, error) {
 	as, err := authz.AssignmentsOf(ctx, q, orgID, accountID)
 	if err != nil {
 		return false, errs.Wrap(errs.Unavailable, err, "read roles")
 	}
-	for _, a := range as {
-		if a.Role == authz.OrgAdmin && a.Level() == authz.LevelOrg {
-			return true, nil
-		}
+	s := authz.Subject{AccountID: accountID, OrgID: orgID, Assignments: as}
+	return authz.Decide(s, authz.KeyManage, authz.Resource{OrgID: orgID}).Allow, nil
+}
+
+// InstanceWide reports whether an operation of kind with p touches the
+// instance's key-encryption key, and so every organization on it: a new
+// version of the key-encryption key, an export of its recovery material, a
+// change of its provider. A rotation of data keys alone is the
+// organization's own.
+func InstanceWide(kind Kind, p Params) bool {
+	return kind != Rotate || p.KEK
+}
+
+// ErrNotOperator answers an instance-wide operation requested or carried
+// out for an organization other than the operating one.
+var ErrNotOperator = errs.E(errs.Forbidden, "operations on the key-encryption key reach every organization on the "+
+	"instance: only administrators of the organization that operates it (the first one created) request them; "+
+	"an organization may rotate its own data keys")
+
+// OperatingOrg is the organization that operates the instance: the first
+// one created (by "custodia init"). Its administrators, and no one else's,
+// request and approve operations on the key-encryption key (InstanceWide),
+// which every organization's data depend on.
+func OperatingOrg(ctx context.Context, q sqldb.Querier) (string, error) {
+	var id string
+	err := q.QueryRowContext(ctx, `SELECT id FROM organizations ORDER BY created_at, id LIMIT 1`).Scan(&id)
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "find the operating organization")
 	}
-	return false, nil
+	return id, nil
+}
+
+// checkOperator refuses an instance-wide operation of an organization
+// other than the operating one.
+func checkOperator(ctx context.Context, q sqldb.Querier, orgID string, kind Kind, p Params) error {
+	if !InstanceWide(kind, p) {
+		return nil
+	}
+	op, err := OperatingOrg(ctx, q)
+	if err != nil {
+		return err
+	}
+	if op != orgID {
+		return ErrNotOperator
+	}
+	return nil
 }
 
 func checkParams(kind Kind, p Params) error {
@@ -175,6 +219,9 @@ func Create(ctx context.Context, tx *sql.Tx, orgID, requester string, kind Kind,
 	}
 	if !ok {
 		return Request{}, ErrNotAdmin
+	}
+	if err := checkOperator(ctx, tx, orgID, kind, p); err != nil {
+		return Request{}, err
 	}
 	params, err := json.Marshal(p)
 	if err != nil {
@@ -316,6 +363,9 @@ func Use(ctx context.Context, tx *sql.Tx, id string, kind Kind, now time.Time) (
 	if r.ApprovedBy == r.RequestedBy {
 		return r, ErrOwnRequest // the schema refuses it; never trust one check
 	}
+	if err := checkOperator(ctx, tx, r.OrgID, r.Kind, r.Params); err != nil {
+		return r, err
+	}
 	for _, acc := range []string{r.RequestedBy, r.ApprovedBy} {
 		ok, err := IsAdmin(ctx, tx, r.OrgID, acc)
 		if err != nil {
@@ -342,6 +392,12 @@ func Use(ctx context.Context, tx *sql.Tx, id string, kind Kind, now time.Time) (
 // trail: it names the request, its kind and parameters and who made and
 // approved it, never key material.
 func Event(action string, r Request, outcome audit.Outcome) audit.Event {
+	return audit.Event{Action: action, OrgID: r.OrgID, Outcome: outcome, Security: true,
+		ObjectType: "key-request", ObjectID: r.ID, Details: r.details()}
+}
+
+// details are what the audit trail says of r.
+func (r Request) details() map[string]string {
 	d := map[string]string{"request": r.ID, "kind": string(r.Kind), "requested_by": r.RequestedBy}
 	if r.ApprovedBy != "" {
 		d["approved_by"] = r.ApprovedBy
@@ -355,8 +411,7 @@ func Event(action string, r Request, outcome audit.Outcome) audit.Event {
 	if r.Params.Provider != "" {
 		d["provider"] = r.Params.Provider
 	}
-	return audit.Event{Action: action, OrgID: r.OrgID, Outcome: outcome, Security: true,
-		ObjectType: "key-request", ObjectID: r.ID, Details: d}
+	return d
 }
 
 func (r Request) String() string {

@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
@@ -149,6 +150,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Networks:     &netadmin.Service{Gate: g},
 			Participants: &participants.Service{Gate: g},
 			Roles:        &roles.Service{Gate: g},
+			Keys:         &keyops.Service{Gate: g},
 			Security:     security,
 			ClientAddr:   addrOf,
 		}),

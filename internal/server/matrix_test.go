@@ -295,6 +295,35 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Key operations under dual control (CRY-08): requested, listed and
+	// approved by organization admins only (key.manage), organization-wide.
+	{Route: "GET /api/v1/orgs/{org}/key-requests", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/key-requests", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/key-requests/{request}/approve", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The audit trail of the target study (?study=).
 	{Route: "GET /api/v1/orgs/{org}/audit/events", Grid: `
 		org-admin           200 200 200 404
@@ -1236,6 +1265,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 	}
 	seedAdminTargets(t, ts, f)
 	seedDecryptGrants(t, ts, f)
+	seedKeyRequests(t, ts, f)
 	return f
 }
 

@@ -1,0 +1,131 @@
+package keyops
+
+import (
+	"context"
+	"time"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// Service lets administrators request, list and approve key operations
+// through the gate, as the API and the browser pages do: authorization
+// key.manage, a fresh confirmation of identity (ACL-09) for requests and
+// approvals, and the security event in the same transaction as the change.
+// Carrying an approved request out stays with the operator on the server
+// (custodia keys), who holds the key provider's settings.
+type Service struct {
+	Gate *gate.Gate
+	Now  func() time.Time
+}
+
+// History is how far back List looks.
+const History = 30 * 24 * time.Hour
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+var errNotFound = errs.E(errs.NotFound, "not found")
+
+func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
+	if orgs.CheckSlug(slug) != nil {
+		return orgs.Organization{}, errNotFound
+	}
+	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
+	if errs.Is(err, errs.NotFound) {
+		return orgs.Organization{}, errNotFound
+	}
+	return o, err
+}
+
+// describe puts what the audit trail says of r on the gate's event.
+func describe(t *gate.Tx, r Request) {
+	t.Object("key-request", r.ID)
+	for k, v := range r.details() {
+		t.Detail(k, v)
+	}
+	t.Detail("via", "api")
+}
+
+// Request records a key operation of kind with p, requested by a.
+func (s *Service) Request(ctx context.Context, a gate.Actor, slug string, kind Kind, p Params) (Request, error) {
+	if err := checkParams(kind, p); err != nil {
+		return Request{}, err
+	}
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return Request{}, err
+	}
+	var out Request
+	err = s.Gate.Do(ctx, a, org.ID, "key.request", func(t *gate.Tx) error {
+		t.Security()
+		t.Detail("kind", string(kind))
+		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
+		r, err := Create(ctx, t.Tx, org.ID, a.AccountID, kind, p, s.now())
+		if err != nil {
+			return err
+		}
+		describe(t, r)
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// Approve records a's approval of request id of the organization. The
+// approver must hold key.manage there and must not be the requester
+// (CRY-08).
+func (s *Service) Approve(ctx context.Context, a gate.Actor, slug, id string) (Request, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return Request{}, err
+	}
+	var out Request
+	err = s.Gate.Do(ctx, a, org.ID, "key.approve", func(t *gate.Tx) error {
+		t.Security()
+		t.Object("key-request", id)
+		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
+		r, err := Approve(ctx, t.Tx, org.ID, id, a.AccountID, s.now())
+		if err != nil {
+			return err
+		}
+		describe(t, r)
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// List returns the organization's key requests of the last History, newest
+// first.
+func (s *Service) List(ctx context.Context, a gate.Actor, slug string) ([]Request, error) {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	var out []Request
+	err = s.Gate.Do(ctx, a, org.ID, "key.list", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		out, err = List(ctx, t, org.ID, s.now().Add(-History))
+		return err
+	})
+	return out, err
+}
