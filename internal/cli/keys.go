@@ -99,6 +99,7 @@ func (c *kekConfig) open(ctx context.Context, env Env, dataDir string, contact b
 	}
 	prev, err := c.openOne(ctx, env, c.previous, dataDir, contact)
 	if err != nil {
+		keys.CloseProvider(p)
 		return nil, fmt.Errorf("--kek-previous: %w", err)
 	}
 	return &keys.Chain{Primary: p, Previous: []keys.Provider{prev}}, nil
@@ -328,13 +329,22 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 		return err
 	}
 	defer inst.Close()
+	// Keys move from --kek-previous to --kek only under an approved
+	// provider change (whose provider keyops checks), never a rotation's.
+	if kc.previous != "" {
+		req, err := keyops.Get(ctx, inst.Clinical, "", requestID)
+		if err != nil {
+			return err
+		}
+		if req.Kind != keyops.ProviderChange {
+			return errs.E(errs.Invalid, "request %s is for %s, not %s: keys move to another provider only under an approved provider-change request", req.ID, req.Kind, keyops.ProviderChange)
+		}
+	}
 	kek, err := kc.open(ctx, env, inst.DataDir, true)
 	if err != nil {
 		return err
 	}
-	if c, ok := kek.(interface{ Close() error }); ok {
-		defer c.Close()
-	}
+	defer keys.CloseProvider(kek)
 	last := time.Time{}
 	r := &keyops.Runner{
 		DB:  inst.Clinical,
@@ -505,9 +515,7 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		if r, ok := kek.(keys.Retirer); ok {
 			fmt.Fprintf(w, "  versions that unwrap: %s\n", strings.Join(r.Versions(), ", "))
 		}
-		if c, ok := kek.(interface{ Close() error }); ok {
-			defer c.Close()
-		}
+		defer keys.CloseProvider(kek)
 	}
 	use, err := keyops.KEKUse(ctx, keyStores(inst))
 	if err != nil {

@@ -113,6 +113,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer keys.CloseProvider(kek)
 	if err := kek.Check(ctx); err != nil {
 		log.Warn("key-encryption key not reachable", "provider", kek.Name(), "err", err)
 	}

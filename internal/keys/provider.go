@@ -131,6 +131,25 @@ func (c *Chain) Check(ctx context.Context) error {
 	return nil
 }
 
+// Close closes every chained provider that holds a session (a PKCS#11
+// token); the others need no closing.
+func (c *Chain) Close() error {
+	var all []error
+	for _, p := range c.all() {
+		all = append(all, CloseProvider(p))
+	}
+	return errors.Join(all...)
+}
+
+// CloseProvider closes p if it holds a session (a PKCS#11 token, a chain
+// with one), and does nothing otherwise.
+func CloseProvider(p Provider) error {
+	if c, ok := p.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // Knows reports whether id is a version of any chained provider.
 func (c *Chain) Knows(id string) bool {
 	for _, p := range c.all() {
