@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -35,6 +36,11 @@ const sweepPage = 200
 // Before and after, it has the key provider destroy the erasure epochs
 // that committed erasures retired and that are not destroyed yet (an
 // erasure that stopped between its commit and the destruction, LIFE-03).
+// After the shredding it adopts the participant keys made before erasure
+// epochs existed into epochs (keys.Keyring.AdoptIntoEpochs), audited as a
+// security event (action key.epoch_adopt), so that erasing them reaches
+// the backups taken from then on, and it retires the epochs that still
+// hold a key an erasure destroyed while it was being adopted.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	if s.Gate.Identity == nil || s.Gate.IdentityKeys == nil {
 		return 0, nil
@@ -46,10 +52,37 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	if _, err := s.adoptIntoEpochs(ctx); err != nil {
+		return n, fmt.Errorf("sweep: %w", err)
+	}
+	if _, err := s.Gate.IdentityKeys.RetireEpochsOfDestroyedKeys(ctx); err != nil {
+		return n, fmt.Errorf("sweep: %w", err)
+	}
 	if _, err := s.destroyRetiredEpochs(ctx); err != nil {
 		return n, fmt.Errorf("sweep: %w", err)
 	}
 	return n, nil
+}
+
+// adoptIntoEpochs adopts the participant keys without an erasure epoch
+// into epochs and, if it adopted any, records a security event outside any
+// organization (action key.epoch_adopt) with how many key versions it
+// adopted; an epoch holds keys of participants of any organization. Keys
+// adopted before a failure are recorded too.
+func (s *Service) adoptIntoEpochs(ctx context.Context) (int, error) {
+	n, err := s.Gate.IdentityKeys.AdoptIntoEpochs(ctx, keys.DefaultAdoptBatch)
+	if n > 0 {
+		aerr := s.Gate.DB.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := audit.Append(ctx, tx, audit.Event{Action: "key.epoch_adopt", ActorRole: "operator", RemoteAddr: "local",
+				ObjectType: "erasure_epoch", Outcome: audit.Success, Security: true,
+				Details: map[string]string{"keys": strconv.Itoa(n)}})
+			return err
+		})
+		if aerr != nil {
+			return n, errs.Wrap(errs.Unavailable, errors.Join(aerr, err), "the adoption of participant keys into erasure epochs could not be audited")
+		}
+	}
+	return n, err
 }
 
 // destroyRetiredEpochs has the key provider destroy the retired erasure
