@@ -50,7 +50,6 @@ func describe(t *gate.Tx, r Request) {
 	for k, v := range r.details() {
 		t.Detail(k, v)
 	}
-	t.Detail("via", "api")
 }
 
 // Request records a key operation of kind with p, requested by a.

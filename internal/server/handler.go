@@ -140,6 +140,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Oversight: &oversight.Service{Gate: g},
 			Roles:     &roles.Service{Gate: g},
 			Networks:  &netadmin.Service{Gate: g},
+			Keys:      &keyops.Service{Gate: g},
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,

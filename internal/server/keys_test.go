@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +21,13 @@ import (
 
 // matrixKeyRequests holds, per matrix cell tag, a pending key request of
 // the demo organization made by someone other than the cell's role, for
-// the approval route; filled by seedKeyRequests.
-var matrixKeyRequests = map[string]string{}
+// the approval route; filled by seedKeyRequests. matrixWebKeyRequests are
+// others of the same kind for the keys page's approval, since a request is
+// approved once.
+var (
+	matrixKeyRequests    = map[string]string{}
+	matrixWebKeyRequests = map[string]string{}
+)
 
 func init() {
 	base := func(tg target) string { return "/api/v1/orgs/" + tg.org + "/key-requests" }
@@ -38,11 +44,26 @@ func init() {
 		}
 		return jsonProbe(base(tg)+"/"+id+"/approve", map[string]any{})
 	}
+	page := func(tg target) string { return "/orgs/" + tg.org + "/keys" }
+	targetedProbes["GET /orgs/{org}/keys"] = func(tg target, _ string) probe {
+		return probe{path: page(tg)}
+	}
+	targetedProbes["POST /orgs/{org}/keys"] = func(tg target, _ string) probe {
+		return formProbe(page(tg), url.Values{"operation": {"rotate-data-keys"}})
+	}
+	targetedProbes["POST /orgs/{org}/keys/{request}/approve"] = func(tg target, tag string) probe {
+		id, ok := matrixWebKeyRequests[tag]
+		if !ok {
+			id = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		}
+		return formProbe(page(tg)+"/"+id+"/approve", url.Values{})
+	}
 }
 
 // seedKeyRequests files, for every cell whose organization is the demo
-// one, a data-key rotation requested by the organization manager (whose
-// approval by the organization admin the matrix then tries).
+// one, two data-key rotations requested by the organization manager (whose
+// approval by the organization admin the matrix then tries, over the API
+// and on the keys page).
 func seedKeyRequests(t *testing.T, ts *testServer, f matrixFixture) {
 	t.Helper()
 	ctx := context.Background()
@@ -56,6 +77,7 @@ func seedKeyRequests(t *testing.T, ts *testServer, f matrixFixture) {
 		t.Fatal(err)
 	}
 	clear(matrixKeyRequests)
+	clear(matrixWebKeyRequests)
 	now := time.Now()
 	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		for _, role := range authz.BuiltinRoles() {
@@ -63,14 +85,16 @@ func seedKeyRequests(t *testing.T, ts *testServer, f matrixFixture) {
 				if tg.org != demo.Slug {
 					continue
 				}
-				id := ids.New()
-				if _, err := tx.ExecContext(ctx, `INSERT INTO key_requests
-					(id, org_id, kind, params, requested_by, requested_at, expires_at)
-					VALUES ($1, $2, 'rotate', '{"data_keys":true}', $3, $4, $5)`,
-					id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyops.RequestTTL).UnixMicro()); err != nil {
-					return err
+				for _, seeded := range []map[string]string{matrixKeyRequests, matrixWebKeyRequests} {
+					id := ids.New()
+					if _, err := tx.ExecContext(ctx, `INSERT INTO key_requests
+						(id, org_id, kind, params, requested_by, requested_at, expires_at)
+						VALUES ($1, $2, 'rotate', '{"data_keys":true}', $3, $4, $5)`,
+						id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyops.RequestTTL).UnixMicro()); err != nil {
+						return err
+					}
+					seeded[string(role)+"-"+targetNames[i]] = id
 				}
-				matrixKeyRequests[string(role)+"-"+targetNames[i]] = id
 			}
 		}
 		return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
@@ -37,7 +38,7 @@ var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
 	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
-		"audit", "alerts", "accesslog", "members", "roles", "network"} {
+		"audit", "alerts", "accesslog", "members", "roles", "network", "keys"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return out
@@ -60,6 +61,9 @@ type Deps struct {
 	// (ACL-02, ACL-03); Networks the network ranges (ACL-07).
 	Roles    *roles.Service
 	Networks *netadmin.Service
+	// Keys files and approves key operations under dual control
+	// (CRY-08); the operator carries them out on the server.
+	Keys *keyops.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
 	// IdleWarning is how long before a session's idle limit the page
@@ -140,6 +144,12 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/orgs/{org}/network", router.SignedIn, handleNetwork(d))
 	rt.Handle("POST", "/orgs/{org}/network", router.SignedIn, handleSetNetwork(d))
 	rt.Handle("POST", "/orgs/{org}/network/studies/{study}", router.SignedIn, handleSetNetwork(d))
+
+	// Key operations under dual control (CRY-08), for the organization's
+	// key administrators: one requests, a second approves.
+	rt.Handle("GET", "/orgs/{org}/keys", router.SignedIn, handleKeys(d))
+	rt.Handle("POST", "/orgs/{org}/keys", router.SignedIn, handleRequestKeyOperation(d))
+	rt.Handle("POST", "/orgs/{org}/keys/{request}/approve", router.SignedIn, handleApproveKeyOperation(d))
 	return rt
 }
 
