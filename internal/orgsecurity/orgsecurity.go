@@ -65,6 +65,9 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p ac
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
 		old, err := accounts.SetSecurityPolicy(ctx, t.Tx, org.ID, p)
 		if err != nil {
 			return err

@@ -42,7 +42,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 }
 
 func (f fixture) as(role authz.Role) gate.Actor {
-	return gate.Actor{AccountID: f.accounts[role], RemoteAddr: "192.0.2.7", UserAgent: "test"}
+	return gate.Actor{AccountID: f.accounts[role], RemoteAddr: "192.0.2.7", UserAgent: "test", ConfirmedAt: time.Now()}
 }
 
 func (f fixture) securityEvents(t *testing.T, action string) int {

@@ -82,6 +82,9 @@ func (s *Service) SetAlertRules(ctx context.Context, a gate.Actor, slug string, 
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
 		old, err := alerts.RulesOf(ctx, t, org.ID)
 		if err != nil {
 			return err

@@ -69,6 +69,9 @@ func (s *Service) Grant(ctx context.Context, a gate.Actor, slug, studyID string,
 			return err
 		}
 		t.Security()
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
 		if g, err = s.checkGrant(ctx, t, st, req); err != nil {
 			return err
 		}

@@ -246,7 +246,7 @@ func TestCRY09_EnrolListAndRevealWithStepUpAndGrant(t *testing.T) {
 		}
 
 		// A grant for the national id, at the participant's site, opens it.
-		g, err := f.svc.Grant(ctx, f.studyAdmin, f.org.Slug, f.study.ID, participants.GrantRequest{
+		g, err := f.svc.Grant(ctx, f.confirmed(f.studyAdmin), f.org.Slug, f.study.ID, participants.GrantRequest{
 			AccountID: f.investigator.AccountID, SiteID: f.north.ID, Fields: []string{"national_id"}, Reason: "re-contact for follow-up visit",
 		})
 		if err != nil {
@@ -271,7 +271,7 @@ func TestCRY09_EnrolListAndRevealWithStepUpAndGrant(t *testing.T) {
 		}
 
 		// A time-limited grant opens until it expires.
-		_, err = f.svc.Grant(ctx, f.admin, f.org.Slug, f.study.ID, participants.GrantRequest{
+		_, err = f.svc.Grant(ctx, f.confirmed(f.admin), f.org.Slug, f.study.ID, participants.GrantRequest{
 			AccountID: f.investigator.AccountID, Reason: "audit of birth dates", ExpiresAt: f.clock.now().Add(time.Hour),
 		})
 		if err != nil {

@@ -48,7 +48,7 @@ func TestCRY03_NoClearTextInAnyDatabaseFile(t *testing.T) {
 		}
 		defer inst.Close()
 		f := setupOn(t, inst.Clinical, inst.Identity)
-		if _, err := f.svc.Grant(ctx, f.admin, f.org.Slug, f.study.ID, participants.GrantRequest{AccountID: f.investigator.AccountID, Reason: "raw file test"}); err != nil {
+		if _, err := f.svc.Grant(ctx, f.confirmed(f.admin), f.org.Slug, f.study.ID, participants.GrantRequest{AccountID: f.investigator.AccountID, Reason: "raw file test"}); err != nil {
 			t.Fatal(err)
 		}
 		var all []string

@@ -27,7 +27,7 @@ func TestCRY05_SealedIdentityMovedElsewhereFailsClosed(t *testing.T) {
 			if orgSlug == f.other.Slug {
 				by = f.otherAdmin
 			}
-			if _, err := f.svc.Grant(ctx, by, orgSlug, studyID, participants.GrantRequest{AccountID: a, Reason: "tamper test " + who}); err != nil {
+			if _, err := f.svc.Grant(ctx, f.confirmed(by), orgSlug, studyID, participants.GrantRequest{AccountID: a, Reason: "tamper test " + who}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -103,7 +103,7 @@ func TestCRY06_DecryptGrantsAreCheckedAndAudited(t *testing.T) {
 		} {
 			r := good
 			c.edit(&r)
-			if _, err := f.svc.Grant(ctx, f.admin, f.org.Slug, f.study.ID, r); !errs.Is(err, errs.Invalid) {
+			if _, err := f.svc.Grant(ctx, f.confirmed(f.admin), f.org.Slug, f.study.ID, r); !errs.Is(err, errs.Invalid) {
 				t.Errorf("grant with %s: %v, want Invalid", c.name, err)
 			}
 		}
@@ -113,11 +113,20 @@ func TestCRY06_DecryptGrantsAreCheckedAndAudited(t *testing.T) {
 			name string
 			err  error
 		}{
-			{"monitor", func() error { _, err := f.svc.Grant(ctx, f.monitor, f.org.Slug, f.study.ID, good); return err }()},
-			{"investigator", func() error { _, err := f.svc.Grant(ctx, f.investigator, f.org.Slug, f.study.ID, good); return err }()},
-			{"organization manager", func() error { _, err := f.svc.Grant(ctx, f.manager, f.org.Slug, f.study.ID, good); return err }()},
+			{"monitor", func() error {
+				_, err := f.svc.Grant(ctx, f.confirmed(f.monitor), f.org.Slug, f.study.ID, good)
+				return err
+			}()},
+			{"investigator", func() error {
+				_, err := f.svc.Grant(ctx, f.confirmed(f.investigator), f.org.Slug, f.study.ID, good)
+				return err
+			}()},
+			{"organization manager", func() error {
+				_, err := f.svc.Grant(ctx, f.confirmed(f.manager), f.org.Slug, f.study.ID, good)
+				return err
+			}()},
 			{"study admin of another study", func() error {
-				_, err := f.svc.Grant(ctx, f.studyAdmin, f.org.Slug, f.registry.ID, participants.GrantRequest{AccountID: f.admin.AccountID, Reason: "x"})
+				_, err := f.svc.Grant(ctx, f.confirmed(f.studyAdmin), f.org.Slug, f.registry.ID, participants.GrantRequest{AccountID: f.admin.AccountID, Reason: "x"})
 				return err
 			}()},
 		} {
@@ -128,7 +137,7 @@ func TestCRY06_DecryptGrantsAreCheckedAndAudited(t *testing.T) {
 		if n := count(t, f.clinical, `SELECT count(*) FROM decrypt_grants`); n != 0 {
 			t.Fatalf("%d grants stored from refused requests", n)
 		}
-		g, err := f.svc.Grant(ctx, f.studyAdmin, f.org.Slug, f.study.ID, participants.GrantRequest{
+		g, err := f.svc.Grant(ctx, f.confirmed(f.studyAdmin), f.org.Slug, f.study.ID, participants.GrantRequest{
 			AccountID: f.investigator.AccountID, SiteID: f.north.ID, Reason: "source data verification, visit 3",
 			ExpiresAt: f.clock.now().Add(24 * time.Hour),
 		})

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/orgs"
 )
 
 // An export of the audit trail needs a confirmation of identity within the
@@ -141,4 +143,81 @@ func quote(s string) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// The settings that weaken or widen protection need a recent confirmation
+// too (ACL-09): the security policy, the network ranges of the
+// organization and of a study, the alert rules, a decrypt grant and a key
+// request. With a stale one each is refused with step_up_required, changes
+// nothing and is recorded as denied; after POST /api/v1/auth/confirm it
+// goes through.
+func TestACL09_SecuritySettingsNeedAFreshConfirmation(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	admin := ts.signIn(t, authz.OrgAdmin)
+	studies, err := orgs.Studies(ctx, ts.inst.Clinical, orgID(t, ts))
+	if err != nil || len(studies) == 0 {
+		t.Fatalf("studies: %v", err)
+	}
+	studyID := studies[0].ID
+	acc, err := accounts.ByEmail(ctx, ts.inst.Clinical, ts.logins[authz.OrgAdmin].Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAcc := acc.ID
+	changes := []struct{ method, path, body, action, table string }{
+		{"PUT", "/api/v1/orgs/demo/security-policy", `{"password_min_length":14,"password_require_mixed":false,"password_rotation_days":0,"session_idle_minutes":20,"session_absolute_hours":12,"require_second_factor":false}`, "org.policy.set", "org_policies"},
+		{"PUT", "/api/v1/orgs/demo/network", `{"allowed":["127.0.0.0/8","::1/128","192.0.2.0/24"]}`, "network.set", "network_ranges"},
+		{"PUT", "/api/v1/orgs/demo/studies/" + studyID + "/network", `{"allowed":["127.0.0.0/8","::1/128"]}`, "network.set", "network_ranges"},
+		{"PUT", "/api/v1/orgs/demo/alert-rules", `{"rules":["role."]}`, "alert.rules.set", "alert_rules"},
+		{"POST", "/api/v1/orgs/demo/studies/" + studyID + "/decrypt-grants", `{"account":"` + adminAcc + `","reason":"data cleaning"}`, "decrypt.grant", "decrypt_grants"},
+		{"POST", "/api/v1/orgs/demo/key-requests", `{"kind":"rotate","data_keys":true}`, "key.request", "key_requests"},
+	}
+	count := func(table string) int {
+		t.Helper()
+		var n int
+		if err := ts.inst.Clinical.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	stale := time.Now().Add(-6 * time.Minute).UnixMicro()
+	if _, err := ts.inst.Clinical.ExecContext(ctx, `UPDATE sessions SET confirmed_at = $1`, stale); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range changes {
+		before := count(c.table)
+		resp, body := do(t, admin, c.method, ts.URL+c.path, c.body)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `"step_up_required"`) {
+			t.Errorf("%s %s with a stale confirmation: %s %s, want 403 step_up_required", c.method, c.path, resp.Status, body)
+		}
+		if after := count(c.table); after != before {
+			t.Errorf("%s %s refused, yet %s went from %d to %d rows", c.method, c.path, c.table, before, after)
+		}
+	}
+	evs, _, err := audit.Search(ctx, ts.inst.Clinical, audit.Filter{OrgID: orgID(t, ts), Outcome: audit.Denied, Limit: audit.MaxPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := map[string]int{}
+	for _, ev := range evs {
+		if ev.Details["reason"] == "step-up required" {
+			denied[ev.Action]++
+		}
+	}
+	for _, c := range changes {
+		if denied[c.action] == 0 {
+			t.Errorf("no denied %s event for the refused change", c.action)
+		}
+	}
+
+	pw := ts.logins[authz.OrgAdmin].Password
+	if resp, body := do(t, admin, "POST", ts.URL+"/api/v1/auth/confirm", `{"password":`+quote(pw)+`}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("confirm: %s %s", resp.Status, body)
+	}
+	for _, c := range changes {
+		if resp, body := do(t, admin, c.method, ts.URL+c.path, c.body); resp.StatusCode >= 300 {
+			t.Errorf("%s %s after confirming: %s %s", c.method, c.path, resp.Status, body)
+		}
+	}
 }

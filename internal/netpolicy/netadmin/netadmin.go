@@ -47,6 +47,9 @@ func (s *Service) SetOrganization(ctx context.Context, a gate.Actor, slug string
 		if err := t.Authorize(authz.NetworkManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
 		out, err = set(ctx, t, a, org.ID, "", allowed)
 		return err
 	})
@@ -70,6 +73,9 @@ func (s *Service) SetStudy(ctx context.Context, a gate.Actor, slug, studyID stri
 		}
 		t.Object("study", st.ID)
 		if err := t.Authorize(authz.NetworkManage, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+			return err
+		}
+		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
 		out, err = set(ctx, t, a, org.ID, st.ID, allowed)

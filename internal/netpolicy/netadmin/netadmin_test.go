@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
@@ -64,7 +65,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 			if err != nil {
 				return err
 			}
-			*p.actor = gate.Actor{AccountID: acc.ID, SessionID: "s-" + acc.ID, RemoteAddr: "10.1.2.3"}
+			*p.actor = gate.Actor{AccountID: acc.ID, SessionID: "s-" + acc.ID, RemoteAddr: "10.1.2.3", ConfirmedAt: time.Now()}
 		}
 		return nil
 	})
