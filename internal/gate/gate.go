@@ -275,7 +275,7 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 		// damaged behind the application's back (CRY-05).
 		t.event.Outcome = audit.Failure
 		t.event.Security = true
-		t.event.Details = map[string]string{"error": "integrity"}
+		t.Detail("error", "integrity")
 		if aerr := g.append(ctx, t.event); aerr != nil {
 			return aerr
 		}
@@ -286,7 +286,7 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	}
 	if t.stepUp {
 		t.event.Outcome = audit.Denied
-		t.event.Details = map[string]string{"reason": "step-up required"}
+		t.Detail("reason", "step-up required")
 		if aerr := g.append(ctx, t.event); aerr != nil {
 			return aerr
 		}
@@ -298,7 +298,7 @@ func (g *Gate) Do(ctx context.Context, actor Actor, orgID, action string, work f
 	case k == errs.Invalid || k == errs.NotFound || k == errs.Conflict || k == errs.Forbidden:
 		// A failed attempt leaves no data, but is on the record (AUTH-11).
 		t.event.Outcome = audit.Failure
-		t.event.Details = map[string]string{"error": k.String()}
+		t.Detail("error", k.String()) // with what the work recorded: what was tried
 		if aerr := g.append(ctx, t.event); aerr != nil {
 			return aerr
 		}
@@ -323,7 +323,7 @@ func (g *Gate) append(ctx context.Context, ev audit.Event) error {
 // refuse records a denied attempt and answers not found.
 func (g *Gate) refuse(ctx context.Context, t *Tx) error {
 	t.event.Outcome = audit.Denied
-	t.event.Details = map[string]string{"reason": t.denied.Reason}
+	t.Detail("reason", t.denied.Reason)
 	if err := g.append(ctx, t.event); err != nil {
 		return err
 	}

@@ -465,6 +465,32 @@ func TestAUD05_RoleChangesAreSecurityEventsWithOldAndNewRole(t *testing.T) {
 	})
 }
 
+// A role change refused after authorization (the granter lacks a
+// permission of the role) is on the trail as a failed security event that
+// names the member, the role asked for and its scope, not only the error.
+func TestAUD05_RefusedRoleChangeNamesTheRoleAskedFor(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		_, err := f.svc.Assign(ctx, f.manager.Actor, f.org.Slug, f.member.id, roles.Grant{Role: authz.Monitor, SiteID: f.south.ID})
+		wantKind(t, "manager gives monitor", err, errs.Forbidden)
+		evs := f.events(t, "role.assign")
+		if len(evs) != 1 {
+			t.Fatalf("%d role.assign events, want 1", len(evs))
+		}
+		ev := evs[0]
+		want := map[string]string{"new_role": "monitor", "level": "site", "study": f.studyID, "site": f.south.ID, "error": "forbidden"}
+		for k, v := range want {
+			if ev.Details[k] != v {
+				t.Errorf("detail %s = %q, want %q (all: %v)", k, ev.Details[k], v, ev.Details)
+			}
+		}
+		if !ev.Security || ev.Outcome != audit.Failure || ev.ObjectID != f.member.id || ev.ActorAccount != f.manager.id {
+			t.Errorf("%+v, want a failed security event about the member by the manager", ev)
+		}
+	})
+}
+
 // A custom role is a permission set that Decide honours at the scope it
 // is assigned at; a role in use cannot be deleted (ACL-03).
 func TestACL03_CustomRoleGrantsExactlyItsPermissions(t *testing.T) {
