@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/authz"
-	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
 )
@@ -31,17 +30,8 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-var errNotFound = errs.E(errs.NotFound, "not found")
-
 func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	if orgs.CheckSlug(slug) != nil {
-		return orgs.Organization{}, errNotFound
-	}
-	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
-	if errs.Is(err, errs.NotFound) {
-		return orgs.Organization{}, errNotFound
-	}
-	return o, err
+	return orgs.Resolve(ctx, s.Gate.DB, slug)
 }
 
 // describe puts what the audit trail says of r on the gate's event.

@@ -6,6 +6,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Service offers the tenancy tree to requests. Every method runs its work
@@ -15,19 +16,23 @@ type Service struct {
 	Gate *gate.Gate
 }
 
-var errOrgNotFound = errs.E(errs.NotFound, "not found")
-
-// org resolves an organization's slug. Whether the requester belongs to it
-// is the gate's question.
-func (s *Service) org(ctx context.Context, slug string) (Organization, error) {
+// Resolve finds the organization of a request's slug. A malformed or
+// unknown slug is gate.ErrDenied, the one answer for what does not exist
+// and what the requester may not see (ACL-08); whether the requester
+// belongs to the organization is the gate's question.
+func Resolve(ctx context.Context, q sqldb.Querier, slug string) (Organization, error) {
 	if CheckSlug(slug) != nil {
-		return Organization{}, errOrgNotFound
+		return Organization{}, gate.ErrDenied
 	}
-	o, err := OrganizationBySlug(ctx, s.Gate.DB, slug)
+	o, err := OrganizationBySlug(ctx, q, slug)
 	if errs.Is(err, errs.NotFound) {
-		return Organization{}, errOrgNotFound
+		return Organization{}, gate.ErrDenied
 	}
 	return o, err
+}
+
+func (s *Service) org(ctx context.Context, slug string) (Organization, error) {
+	return Resolve(ctx, s.Gate.DB, slug)
 }
 
 func studyResource(st Study) authz.Resource {

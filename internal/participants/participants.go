@@ -81,19 +81,10 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-var errNotFound = errs.E(errs.NotFound, "not found")
-
 // org resolves an organization's slug; whether the requester belongs to it
 // is the gate's question.
 func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	if orgs.CheckSlug(slug) != nil {
-		return orgs.Organization{}, errNotFound
-	}
-	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
-	if errs.Is(err, errs.NotFound) {
-		return orgs.Organization{}, errNotFound
-	}
-	return o, err
+	return orgs.Resolve(ctx, s.Gate.DB, slug)
 }
 
 // site finds a site of the organization that belongs to studyID.

@@ -36,19 +36,10 @@ type Service struct {
 	Gate *gate.Gate
 }
 
-var errNotFound = errs.E(errs.NotFound, "not found")
-
 // org resolves an organization's slug; whether the requester belongs to it
 // is the gate's question.
 func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	if orgs.CheckSlug(slug) != nil {
-		return orgs.Organization{}, errNotFound
-	}
-	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
-	if errs.Is(err, errs.NotFound) {
-		return orgs.Organization{}, errNotFound
-	}
-	return o, err
+	return orgs.Resolve(ctx, s.Gate.DB, slug)
 }
 
 // Member is a person with at least one role in the organization.
