@@ -47,50 +47,40 @@ func (s *Service) Request(ctx context.Context, a gate.Actor, slug string, kind K
 	if err := checkParams(kind, p); err != nil {
 		return Request{}, err
 	}
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Request{}, err
-	}
-	var out Request
-	err = s.Gate.Do(ctx, a, org.ID, "key.request", func(t *gate.Tx) error {
-		t.Security()
-		t.Detail("kind", string(kind))
-		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
-			return err
-		}
-		if err := t.RequireStepUp(); err != nil {
-			return err
-		}
-		r, err := Create(ctx, t.Tx, org.ID, a.AccountID, kind, p, s.now())
-		if err != nil {
-			return err
-		}
-		describe(t, r)
-		out = r
-		return nil
-	})
-	return out, err
+	return s.decide(ctx, a, slug, "key.request", func(t *gate.Tx, orgID string) (Request, error) {
+		return Create(ctx, t.Tx, orgID, a.AccountID, kind, p, s.now())
+	}, func(t *gate.Tx) { t.Detail("kind", string(kind)) })
 }
 
 // Approve records a's approval of request id of the organization. The
 // approver must hold key.manage there and must not be the requester
 // (CRY-08).
 func (s *Service) Approve(ctx context.Context, a gate.Actor, slug, id string) (Request, error) {
+	return s.decide(ctx, a, slug, "key.approve", func(t *gate.Tx, orgID string) (Request, error) {
+		return Approve(ctx, t.Tx, orgID, id, a.AccountID, s.now())
+	}, func(t *gate.Tx) { t.Object("key-request", id) })
+}
+
+// decide runs a request or an approval as a security event of action:
+// first what is known of it (before), then authorization key.manage and a
+// fresh confirmation, then the work, whose request the event describes.
+func (s *Service) decide(ctx context.Context, a gate.Actor, slug, action string,
+	work func(t *gate.Tx, orgID string) (Request, error), before func(t *gate.Tx)) (Request, error) {
 	org, err := s.org(ctx, slug)
 	if err != nil {
 		return Request{}, err
 	}
 	var out Request
-	err = s.Gate.Do(ctx, a, org.ID, "key.approve", func(t *gate.Tx) error {
+	err = s.Gate.Do(ctx, a, org.ID, action, func(t *gate.Tx) error {
 		t.Security()
-		t.Object("key-request", id)
+		before(t)
 		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		r, err := Approve(ctx, t.Tx, org.ID, id, a.AccountID, s.now())
+		r, err := work(t, org.ID)
 		if err != nil {
 			return err
 		}
