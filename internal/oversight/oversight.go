@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/orgs"
 )
 
@@ -40,6 +42,74 @@ func authorize(t *gate.Tx, f audit.Filter) error {
 	return t.Authorize(authz.AuditRead, authz.Resource{OrgID: f.OrgID, StudyID: f.Study})
 }
 
+// checkFilter validates f as Search, Export and Page take it: its actor is
+// an account id or an e-mail address. It returns the address, normalized,
+// for member to resolve inside the audited read. f.Actor keeps the address
+// until then, so a search that skipped the resolution fails validation
+// rather than reading everyone's events.
+func checkFilter(f audit.Filter) (string, error) {
+	var email string
+	if strings.Contains(f.Actor, "@") {
+		var err error
+		if email, err = accounts.NormalizeEmail(f.Actor); err != nil {
+			return "", errs.E(errs.Invalid, "actor must be an e-mail address or an identifier (26 characters a-z, 2-7)")
+		}
+		f.Actor = ""
+	} else if f.Actor != "" && !ids.Valid(f.Actor) {
+		return "", errs.E(errs.Invalid, "actor must be an e-mail address or an identifier (26 characters a-z, 2-7)")
+	}
+	return email, f.Validate()
+}
+
+// member is the account of the organization's member whose address is
+// email, or "" for any other address. A member holds a role in the
+// organization now, or appears on its trail as the one who acted (a former
+// member, or someone refused there: the trail names them anyway). Accounts
+// that never came near the organization stay unknown, and the same queries
+// run for an address with no account at all, so neither the answer nor its
+// time tells whether an address has an account elsewhere.
+func member(ctx context.Context, t *gate.Tx, orgID, email string) (string, error) {
+	acc, err := accounts.ByEmail(ctx, t, email)
+	if err != nil && !errs.Is(err, errs.NotFound) {
+		return "", err
+	}
+	id := acc.ID
+	if id == "" {
+		id = ids.New() // nobody's
+	}
+	as, err := authz.AssignmentsOf(ctx, t, orgID, id)
+	if err != nil {
+		return "", err
+	}
+	seen, _, err := audit.Search(ctx, t, audit.Filter{OrgID: orgID, Actor: id, Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	if acc.ID == "" || len(as) == 0 && len(seen) == 0 {
+		return "", nil
+	}
+	return acc.ID, nil
+}
+
+// resolve turns the filter's e-mail address, if it has one, into the
+// member's account id after the requester was authorized. found is false
+// for an address that is no member's: the search then finds nothing, the
+// same as for an address without an account. The audit event names the
+// member, never the address.
+func resolve(ctx context.Context, t *gate.Tx, f *audit.Filter, email string) (found bool, err error) {
+	if email == "" {
+		return true, nil
+	}
+	id, err := member(ctx, t, f.OrgID, email)
+	if err != nil || id == "" {
+		t.Detail("actor", "no member has this address")
+		return false, err
+	}
+	f.Actor = id
+	t.Detail("filter", describe(*f))
+	return true, nil
+}
+
 // Search returns one page of events matching f and the next page's cursor.
 func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit.Filter) ([]audit.Event, string, error) {
 	org, err := s.org(ctx, slug)
@@ -47,13 +117,17 @@ func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit
 		return nil, "", err
 	}
 	f.OrgID = org.ID
-	if err := f.Validate(); err != nil {
+	email, err := checkFilter(f)
+	if err != nil {
 		return nil, "", err
 	}
 	var out []audit.Event
 	var next string
 	err = s.Gate.Do(ctx, a, org.ID, "audit.search", func(t *gate.Tx) error {
 		if err := authorize(t, f); err != nil {
+			return err
+		}
+		if found, err := resolve(ctx, t, &f, email); err != nil || !found {
 			return err
 		}
 		out, next, err = audit.Search(ctx, t, f)
@@ -74,18 +148,24 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit
 		return err
 	}
 	f.OrgID, f.Limit, f.Cursor = org.ID, audit.MaxPage, ""
-	if err := f.Validate(); err != nil {
+	email, err := checkFilter(f)
+	if err != nil {
 		return err
 	}
 	// An export takes the trail out of the system: it needs a fresh
 	// confirmation of the requester's identity (ACL-09).
+	found := false
 	err = s.Gate.Do(ctx, a, org.ID, "audit.export", func(t *gate.Tx) error {
 		if err := authorize(t, f); err != nil {
 			return err
 		}
-		return t.RequireStepUp()
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
+		found, err = resolve(ctx, t, &f, email)
+		return err
 	})
-	if err != nil {
+	if err != nil || !found {
 		return err
 	}
 	for {
@@ -112,7 +192,11 @@ func describe(f audit.Filter) string {
 			parts = append(parts, k+"="+v)
 		}
 	}
-	add("actor", f.Actor)
+	if strings.Contains(f.Actor, "@") {
+		add("actor", "an e-mail address") // resolved later; the address is not recorded
+	} else {
+		add("actor", f.Actor)
+	}
 	add("participant", f.Participant)
 	add("study", f.Study)
 	add("action", f.Action)

@@ -41,7 +41,8 @@ func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.
 		return TrailPage{}, err
 	}
 	f.OrgID = org.ID
-	if err := f.Validate(); err != nil {
+	email, err := checkFilter(f)
+	if err != nil {
 		return TrailPage{}, err
 	}
 	p := TrailPage{Org: org, StudyNames: map[string]string{}, People: map[string]string{}}
@@ -61,6 +62,9 @@ func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.
 		}
 		if err := authorize(t, f); err != nil {
 			return err
+		}
+		if found, err := resolve(ctx, t, &f, email); err != nil || !found {
+			return err // no member has the address: no events
 		}
 		if p.Events, p.Next, err = audit.Search(ctx, t, f); err != nil {
 			return err

@@ -106,7 +106,8 @@ func with(q url.Values, k, v string) url.Values {
 // handleTrail is the audit search page (AUD-04): the filter form and one
 // page of events, newest first, with a link to the next page by the
 // trail's cursor (no total is counted, so a page costs the same on a
-// trail of millions). Its authorization and audit are the API's search.
+// trail of millions). Its authorization and audit are the API's search;
+// the person may be given by account id or by a member's e-mail address.
 func handleTrail(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("org")
@@ -181,7 +182,8 @@ func formValues(q url.Values) map[string]string {
 // handleTrailExport downloads the events the filter selects, as JSON lines
 // or RFC 5424 syslog lines, like the API's export. An export needs a
 // recent confirmation of identity (ACL-09): without one the confirmation
-// page answers, and leads back to the search page.
+// page answers, and leads back to the search page with the same filter,
+// whose export links are then those of the filtered events.
 func handleTrailExport(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("org")
@@ -231,7 +233,7 @@ func handleTrailExport(d Deps) http.Handler {
 			out.Flush()
 		case errs.Is(err, errs.StepUpRequired):
 			render(w, r, d.Log, http.StatusForbidden, "confirm", map[string]any{
-				"Title": "Confirm it is you", "Next": trailPath(slug), "Error": errs.SafeMessage(err),
+				"Title": "Confirm it is you", "Next": link(trailPath(slug), trailQuery(q)), "Error": errs.SafeMessage(err),
 			})
 		case err != nil:
 			fail(w, r, d, err)

