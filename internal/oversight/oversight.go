@@ -25,14 +25,7 @@ type Service struct {
 }
 
 func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	if orgs.CheckSlug(slug) != nil {
-		return orgs.Organization{}, gate.ErrDenied
-	}
-	o, err := orgs.OrganizationBySlug(ctx, s.Gate.DB, slug)
-	if errs.Is(err, errs.NotFound) {
-		return orgs.Organization{}, gate.ErrDenied
-	}
-	return o, err
+	return orgs.Resolve(ctx, s.Gate.DB, slug)
 }
 
 // authorize checks that the requester may read the part of the trail the
