@@ -37,7 +37,10 @@ func challengeOut(c mfa.Challenge) map[string]any {
 	}
 	if c.Purpose == mfa.PurposeEnrolment {
 		out["enrolment_required"] = true
-		out["methods"] = []mfa.Method{mfa.MethodTOTP}
+		out["methods"] = c.Methods
+		if len(c.Methods) == 0 {
+			out["methods"] = []mfa.Method{mfa.MethodTOTP}
+		}
 	} else {
 		out["second_factor_required"] = true
 		out["methods"] = c.Methods
@@ -160,9 +163,10 @@ type codeRequest struct {
 type confirmFn func(ctx context.Context, f *mfa.Service, sess sessions.Session, a gate.Actor, code string) ([]string, string, sessions.Session, error)
 
 // handleFactorConfirm activates the signed-in person's new factor with a
-// code from it and answers with the recovery codes, shown this once. The
-// session now stands on two factors: it continues under a new id, whose
-// cookie the answer carries (AUTH-10).
+// code from it and, for the account's first factor, answers with the
+// recovery codes, shown this once (beside a passkey the account's codes
+// stand and the answer holds none). The session now stands on two factors:
+// it continues under a new id, whose cookie the answer carries (AUTH-10).
 func handleFactorConfirm(d Deps, confirm confirmFn) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req codeRequest
@@ -178,7 +182,11 @@ func handleFactorConfirm(d Deps, confirm confirmFn) http.Handler {
 			return err
 		}
 		setSessionCookie(w, token)
-		writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+		out := map[string]any{}
+		if len(codes) > 0 {
+			out["recovery_codes"] = codes
+		}
+		writeJSON(w, http.StatusOK, out)
 		return nil
 	})
 }

@@ -185,3 +185,53 @@ func handleSecondFactorPasskey(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// handleEnrolPasskeyBegin starts registering a passkey with an enrolment
+// challenge instead of a session, for a person whose organization requires
+// a second factor, and answers with the creation options for
+// navigator.credentials.create. Without a relying party it is 503.
+func handleEnrolPasskeyBegin(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Challenge string `json:"challenge"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		options, err := d.Sessions.EnrolPasskeyBegin(r.Context(), d.Factors, req.Challenge, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, json.RawMessage(options))
+		return nil
+	})
+}
+
+// handleEnrolPasskeyConfirm stores the passkey made for the options of
+// handleEnrolPasskeyBegin and signs the person in, as handleEnrolConfirm
+// does: the session cookie, and the recovery codes, shown this once.
+func handleEnrolPasskeyConfirm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Challenge  string          `json:"challenge"`
+			Name       string          `json:"name"`
+			Credential json.RawMessage `json:"credential"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		cred, err := credentialOf(req.Credential)
+		if err != nil {
+			return err
+		}
+		token, sess, codes, err := d.Sessions.EnrolPasskeyConfirm(r.Context(), d.Factors, req.Challenge, req.Name, cred, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			return err
+		}
+		setSessionCookie(w, token)
+		out := sessionOut(sess)
+		out["recovery_codes"] = codes
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}

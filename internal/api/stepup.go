@@ -1,11 +1,13 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/sessions"
 )
 
 type confirmRequest struct {
@@ -31,10 +33,53 @@ func handleConfirm(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]string{
-			"confirmed_at": sess.ConfirmedAt.UTC().Format(time.RFC3339),
-			"valid_until":  sess.ConfirmedAt.Add(gate.StepUpWindow).UTC().Format(time.RFC3339),
-		})
+		writeConfirmed(w, sess)
+		return nil
+	})
+}
+
+func writeConfirmed(w http.ResponseWriter, sess sessions.Session) {
+	writeJSON(w, http.StatusOK, map[string]string{
+		"confirmed_at": sess.ConfirmedAt.UTC().Format(time.RFC3339),
+		"valid_until":  sess.ConfirmedAt.Add(gate.StepUpWindow).UTC().Format(time.RFC3339),
+	})
+}
+
+// handleConfirmPasskeyOptions begins the step-up answered with a passkey:
+// the request options for navigator.credentials.get, allowing the
+// signed-in account's own passkeys, for one answer from this session.
+func handleConfirmPasskeyOptions(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		options, err := d.Sessions.ConfirmPasskeyOptions(r.Context(), d.Factors, session(r.Context()), actor(d, r))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, json.RawMessage(options))
+		return nil
+	})
+}
+
+// handleConfirmPasskey is handleConfirm answered with a passkey: the
+// browser's assertion for the options of handleConfirmPasskeyOptions. A
+// wrong, foreign or replayed assertion is 403 and counts towards the
+// lockout, as a wrong code does.
+func handleConfirmPasskey(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Credential json.RawMessage `json:"credential"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		cred, err := credentialOf(req.Credential)
+		if err != nil {
+			return err
+		}
+		sess, err := d.Sessions.ConfirmWithPasskey(r.Context(), d.Factors, session(r.Context()), actor(d, r), cred)
+		if err != nil {
+			return err
+		}
+		writeConfirmed(w, sess)
 		return nil
 	})
 }

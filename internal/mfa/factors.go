@@ -30,14 +30,19 @@ type Enrolment struct {
 // Begin starts setting up a TOTP factor for the actor's account: a fresh
 // 20-byte secret, stored wrapped by the KEK as a pending factor that does
 // nothing until Confirm. A pending factor left from an earlier Begin is
-// replaced. An account that has an active factor must remove it first, so
-// whoever holds a stolen session cannot swap in their own authenticator.
+// replaced. An account that has a TOTP or SMS factor must remove it first;
+// one that has passkeys only may add an authenticator app after a recent
+// step-up of the session (admit), so whoever holds a stolen session cannot
+// slip in their own authenticator.
 func (s *Service) Begin(ctx context.Context, a gate.Actor) (Enrolment, error) {
 	if s.KEK == nil {
 		return Enrolment{}, errNoKEK
 	}
 	acc, err := accounts.ByID(ctx, s.DB, a.AccountID)
 	if err != nil {
+		return Enrolment{}, err
+	}
+	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
 		return Enrolment{}, err
 	}
 	secret := make([]byte, SecretSize)
@@ -50,12 +55,8 @@ func (s *Service) Begin(ctx context.Context, a gate.Actor) (Enrolment, error) {
 	}
 	now := s.now()
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		has, err := HasFactor(ctx, tx, acc.ID)
-		if err != nil {
+		if _, err := s.admit(ctx, tx, a, true); err != nil {
 			return err
-		}
-		if has {
-			return errHasFactor
 		}
 		if _, err := tx.ExecContext(ctx,
 			`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, acc.ID); err != nil {
@@ -83,9 +84,12 @@ func (s *Service) Begin(ctx context.Context, a gate.Actor) (Enrolment, error) {
 }
 
 // Confirm activates the pending factor of the actor's account once the
-// person shows a correct code from it, and returns the account's new
+// person shows a correct code from it and records mfa.totp.enrol, a
+// security event. For the account's first second factor it returns new
 // recovery codes, in their display form, for showing this once: only their
-// hashes are kept. It replaces any earlier recovery codes.
+// hashes are kept. Beside a passkey it returns none: the account's recovery
+// codes stand, as for a second passkey. Beside a factor, the step-up that
+// Begin needed is needed again.
 func (s *Service) Confirm(ctx context.Context, a gate.Actor, code string) ([]string, error) {
 	return s.ConfirmThen(ctx, a, code, nil)
 }
@@ -99,6 +103,9 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 		return nil, errNoKEK
 	}
 	if err := s.limit(ctx, a.AccountID); err != nil {
+		return nil, err
+	}
+	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
 		return nil, err
 	}
 	f, err := readFactor(ctx, s.DB, a.AccountID, true)
@@ -119,6 +126,10 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 	}
 	var codes []string
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		first, err := s.admit(ctx, tx, a, true)
+		if err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx,
 			`UPDATE account_factors SET confirmed_at = $1, last_step = $2
 			 WHERE id = $3 AND account_id = $4 AND confirmed_at IS NULL AND last_step < $2`,
@@ -132,7 +143,7 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoPending // confirmed or replaced meanwhile
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, now, then)
+		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, first, now, then)
 		return err
 	})
 	if err != nil {
@@ -142,17 +153,22 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 }
 
 // enrolled finishes, in tx, the set-up of a factor just activated: drops
-// the account's other pending factors, replaces its recovery codes (returned
-// for showing once), records the security event action and runs then, if
-// not nil, so that what then writes commits with the factor.
-func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
+// the account's other pending factors, gives it recovery codes if this is
+// its first factor (returned for showing once; beside another factor the
+// codes it has stand, as for a second passkey), records the security event
+// action and runs then, if not nil, so that what then writes commits with
+// the factor.
+func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, first bool, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
 	if _, err := tx.ExecContext(ctx,
 		`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
 		return nil, fmt.Errorf("drop pending factors: %w", err)
 	}
-	codes, err := replaceRecoveryCodes(ctx, tx, a.AccountID, now)
-	if err != nil {
-		return nil, err
+	var codes []string
+	if first {
+		var err error
+		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
+			return nil, err
+		}
 	}
 	ev := event(a, action, audit.Success)
 	ev.Security = true

@@ -77,6 +77,7 @@ var (
 	errNoFactor  = errs.E(errs.NotFound, "no authenticator is set up for this account")
 	errNoPending = errs.E(errs.NotFound, "no authenticator set-up is in progress; start again")
 	errHasFactor = errs.E(errs.Conflict, "an authenticator is set up already; remove it before setting up another")
+	errEnrolled  = errs.E(errs.Conflict, "this account has a second factor already; sign in with it")
 )
 
 // Limits of the checks a signed-in person makes (confirming, removing,
@@ -158,6 +159,28 @@ func HasFactor(ctx context.Context, q sqldb.Querier, accountID string) (bool, er
 	return n > 0, nil
 }
 
+// Summary says which second factors an account has.
+type Summary struct {
+	TOTP     bool // an authenticator app
+	SMS      bool // a phone that receives codes
+	Passkeys int
+}
+
+// SummaryOf reads which active second factors the account has.
+func SummaryOf(ctx context.Context, q sqldb.Querier, accountID string) (Summary, error) {
+	var m Summary
+	var totp, text int
+	err := q.QueryRowContext(ctx,
+		`SELECT (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'totp' AND confirmed_at IS NOT NULL),
+		        (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NOT NULL),
+		        (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1)`, accountID).Scan(&totp, &text, &m.Passkeys)
+	if err != nil {
+		return Summary{}, errs.Wrap(errs.Unavailable, err, "read second factors")
+	}
+	m.TOTP, m.SMS = totp > 0, text > 0
+	return m, nil
+}
+
 // appendForEachOrg records ev about the account once in each of its
 // organizations, so that each one's administrators find a change of its
 // second factor in their trail (AUD-05), or once without an organization if
@@ -197,8 +220,13 @@ func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
 // the lockout's alerts (AUTH-12). It returns cause, unless the record could
 // not be written.
 func (s *Service) refuse(ctx context.Context, a gate.Actor, action, reason string, counts bool, cause error) error {
+	return s.refuseWith(ctx, a, action, map[string]string{"reason": reason}, counts, cause)
+}
+
+// refuseWith is refuse with the failure's details.
+func (s *Service) refuseWith(ctx context.Context, a gate.Actor, action string, details map[string]string, counts bool, cause error) error {
 	ev := event(a, action, audit.Failure)
-	ev.Details = map[string]string{"reason": reason}
+	ev.Details = details
 	var raised []alerts.Alert
 	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		raised = nil

@@ -155,13 +155,17 @@ func (s *Service) send(ctx context.Context, phone, code string) error {
 // BeginSMS starts setting up an SMS factor for the actor's account: the
 // phone number is stored wrapped as a pending factor, and a code is texted
 // to it for ConfirmSMS. It returns the number masked. Like Begin, it is
-// refused for an account that has a second factor already.
+// refused for an account that has a TOTP or SMS factor, and beside a
+// passkey it needs a recent step-up (admit).
 func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (string, error) {
 	if err := s.smsReady(); err != nil {
 		return "", err
 	}
 	phone, err := sms.NormalizePhone(phone)
 	if err != nil {
+		return "", err
+	}
+	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
 		return "", err
 	}
 	if err := s.limitSends(ctx, a.AccountID); err != nil {
@@ -175,12 +179,8 @@ func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (str
 	now := s.now()
 	var code string
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		has, err := HasFactor(ctx, tx, a.AccountID)
-		if err != nil {
+		if _, err := s.admit(ctx, tx, a, true); err != nil {
 			return err
-		}
-		if has {
-			return errHasFactor
 		}
 		if _, err := tx.ExecContext(ctx,
 			`DELETE FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NULL`, a.AccountID); err != nil {
@@ -210,8 +210,8 @@ func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (str
 }
 
 // ConfirmSMS activates the pending SMS factor once the person gives the
-// code texted to it, and returns the account's new recovery codes, shown
-// once.
+// code texted to it, and returns the recovery codes, shown once, as Confirm
+// does: for the account's first factor only.
 func (s *Service) ConfirmSMS(ctx context.Context, a gate.Actor, code string) ([]string, error) {
 	return s.ConfirmSMSThen(ctx, a, code, nil)
 }
@@ -223,6 +223,9 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		return nil, errNoKEK
 	}
 	if err := s.limit(ctx, a.AccountID); err != nil {
+		return nil, err
+	}
+	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
 		return nil, err
 	}
 	f, err := readSMSFactor(ctx, s.DB, a.AccountID, true)
@@ -242,12 +245,9 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if err := spendSMSCode(ctx, tx, a.AccountID, codeID, now); err != nil {
 			return err
 		}
-		has, err := HasFactor(ctx, tx, a.AccountID)
+		first, err := s.admit(ctx, tx, a, true)
 		if err != nil {
 			return err
-		}
-		if has {
-			return errHasFactor
 		}
 		res, err := tx.ExecContext(ctx,
 			`UPDATE account_factors SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND confirmed_at IS NULL`,
@@ -261,7 +261,7 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoSMSPending
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, now, then)
+		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, first, now, then)
 		return err
 	})
 	if errors.Is(err, ErrWrongCode) {

@@ -178,21 +178,53 @@ func passkeyUser(ctx context.Context, q sqldb.Querier, accountID string) (Passke
 	return PasskeyUser{Handle: []byte(acc.ID), Name: acc.Email}, nil
 }
 
-// needsStepUp refuses adding a passkey to an account that has a second
-// factor already unless the session confirmed its owner within
-// gate.StepUpWindow (ACL-09): whoever holds a stolen session must not slip
-// in a passkey of their own.
-func (s *Service) needsStepUp(ctx context.Context, q sqldb.Querier, a gate.Actor) error {
-	has, err := HasFactor(ctx, q, a.AccountID)
-	if err != nil || !has {
-		return err
+// admit decides, in q, whether the actor may add a second factor to its
+// account, and reports whether it would be the account's first. code says
+// the new factor is a TOTP or SMS factor: an account has at most one of
+// those, because a six-digit code is checked against one of them; passkeys
+// may be added beside anything. Beside any factor, a new one needs a
+// confirmation of the actor's session within gate.StepUpWindow (ACL-09), so
+// whoever holds a stolen session cannot slip in a factor of their own; the
+// security event of the new factor follows, as for the first. Without a
+// session (enrolment while signing in, which is for an account without a
+// factor), an account that has one meanwhile is refused.
+func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code bool) (first bool, err error) {
+	var codes, passkeys int
+	err = q.QueryRowContext(ctx,
+		`SELECT (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL),
+		        (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1)`, a.AccountID).Scan(&codes, &passkeys)
+	if err != nil {
+		return false, errs.Wrap(errs.Unavailable, err, "read second factors")
+	}
+	switch {
+	case code && codes > 0:
+		return false, errHasFactor
+	case codes+passkeys == 0:
+		return true, nil
+	case a.SessionID == "":
+		return false, errEnrolled
 	}
 	now := s.now()
 	if a.ConfirmedAt.IsZero() || now.Sub(a.ConfirmedAt) > gate.StepUpWindow || a.ConfirmedAt.After(now.Add(time.Minute)) {
-		return gate.ErrStepUpRequired
+		return false, gate.ErrStepUpRequired
 	}
-	return nil
+	return false, nil
 }
+
+// A ceremony is bound to what began it, in the column of its kind: a
+// registration ('register', session_id) to the session that registers or,
+// for a passkey set up while signing in, to the enrolment challenge
+// (enrolmentBinding); an assertion ('sign-in', challenge_id) to the sign-in
+// challenge it answers or, for a step-up, to the session that confirms
+// (stepUpBinding). Session and challenge ids hold no colon, so no binding
+// of one sort is ever another's.
+func enrolmentBinding(challengeID string) string { return "enrolment:" + challengeID }
+func stepUpBinding(sessionID string) string      { return "step-up:" + sessionID }
+
+const (
+	ceremonyRegister  = "register"
+	ceremonyAssertion = "sign-in"
+)
 
 // BeginPasskey starts registering a passkey for the actor's account from
 // the actor's session, and returns the creation options for the browser
@@ -202,14 +234,28 @@ func (s *Service) needsStepUp(ctx context.Context, q sqldb.Querier, a gate.Actor
 // signature, not a code), and a session has one registration at a time, so
 // registration is not limited beyond the session's own requests.
 func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error) {
+	if a.SessionID == "" {
+		return nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
+	}
+	return s.beginRegistration(ctx, a, a.SessionID)
+}
+
+// BeginEnrolmentPasskey is BeginPasskey for a person who sets up a factor
+// while signing in, because an organization requires one (AUTH-09): the
+// registration is bound to the enrolment challenge challengeID, which the
+// caller has checked, instead of a session.
+func (s *Service) BeginEnrolmentPasskey(ctx context.Context, a gate.Actor, challengeID string) ([]byte, error) {
+	return s.beginRegistration(ctx, a, enrolmentBinding(challengeID))
+}
+
+// beginRegistration makes creation options for the actor's account and
+// keeps the ceremony bound to boundTo, replacing one bound there already.
+func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, boundTo string) ([]byte, error) {
 	rp, err := s.rp()
 	if err != nil {
 		return nil, err
 	}
-	if a.SessionID == "" {
-		return nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
-	}
-	if err := s.needsStepUp(ctx, s.DB, a); err != nil {
+	if _, err := s.admit(ctx, s.DB, a, false); err != nil {
 		return nil, err
 	}
 	user, err := passkeyUser(ctx, s.DB, a.AccountID)
@@ -227,16 +273,8 @@ func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error
 	now := s.now()
 	id := ids.New()
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = 'register' AND account_id = $2 AND session_id = $3)`,
-			now.UnixMicro(), a.AccountID, a.SessionID); err != nil {
-			return fmt.Errorf("clear ceremonies: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO webauthn_ceremonies (id, account_id, kind, session_id, state, created_at, expires_at)
-			 VALUES ($1, $2, 'register', $3, $4, $5, $6)`,
-			id, a.AccountID, a.SessionID, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro()); err != nil {
-			return fmt.Errorf("store ceremony: %w", err)
+		if err := storeCeremony(ctx, tx, id, a.AccountID, ceremonyRegister, boundTo, state, now); err != nil {
+			return err
 		}
 		ev := event(a, "mfa.webauthn.begin", audit.Success)
 		ev.Details = map[string]string{"ceremony_id": id}
@@ -247,6 +285,28 @@ func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error
 		return nil, err
 	}
 	return options, nil
+}
+
+// storeCeremony keeps the server's half of a ceremony of kind for
+// CeremonyTTL, bound to boundTo, in place of one bound there already, and
+// clears expired ones.
+func storeCeremony(ctx context.Context, tx *sql.Tx, id, accountID, kind, boundTo string, state []byte, now time.Time) error {
+	column := "session_id"
+	if kind == ceremonyAssertion {
+		column = "challenge_id"
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = $2 AND account_id = $3 AND `+column+` = $4)`,
+		now.UnixMicro(), kind, accountID, boundTo); err != nil {
+		return fmt.Errorf("clear ceremonies: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO webauthn_ceremonies (id, account_id, kind, `+column+`, state, created_at, expires_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		id, accountID, kind, boundTo, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro()); err != nil {
+		return fmt.Errorf("store ceremony: %w", err)
+	}
+	return nil
 }
 
 // normalizePasskeyName trims a passkey's name and checks it; an empty name
@@ -274,10 +334,10 @@ type ceremony struct {
 }
 
 // readCeremony returns the live ceremony of kind for the account bound to
-// the session (register) or the login challenge (sign-in).
+// boundTo (a session, a challenge, or one of the bindings above).
 func readCeremony(ctx context.Context, q sqldb.Querier, accountID, kind, boundTo string, now time.Time) (ceremony, bool, error) {
 	column := "session_id"
-	if kind == "sign-in" {
+	if kind == ceremonyAssertion {
 		column = "challenge_id"
 	}
 	var c ceremony
@@ -325,21 +385,35 @@ func (s *Service) ConfirmPasskey(ctx context.Context, a gate.Actor, name string,
 // ConfirmPasskeyThen is ConfirmPasskey that also runs then, if not nil, in
 // the transaction that stores the passkey (a renewed session).
 func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+	if a.SessionID == "" {
+		return Passkey{}, nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
+	}
+	return s.confirmRegistration(ctx, a, a.SessionID, name, response, then)
+}
+
+// ConfirmEnrolmentPasskeyThen completes the registration begun with
+// BeginEnrolmentPasskey for the enrolment challenge challengeID, as
+// ConfirmPasskeyThen does; then (the session of the sign-in, which spends
+// the challenge) commits with the passkey or not at all. The passkey is the
+// account's first factor, so the recovery codes come with it.
+func (s *Service) ConfirmEnrolmentPasskeyThen(ctx context.Context, a gate.Actor, challengeID, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+	return s.confirmRegistration(ctx, a, enrolmentBinding(challengeID), name, response, then)
+}
+
+// confirmRegistration completes the registration bound to boundTo.
+func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, boundTo, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
 	rp, err := s.rp()
 	if err != nil {
 		return Passkey{}, nil, err
 	}
-	if a.SessionID == "" {
-		return Passkey{}, nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
-	}
 	if name, err = normalizePasskeyName(name); err != nil {
 		return Passkey{}, nil, err
 	}
-	if err := s.needsStepUp(ctx, s.DB, a); err != nil {
+	if _, err := s.admit(ctx, s.DB, a, false); err != nil {
 		return Passkey{}, nil, err
 	}
 	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, "register", a.SessionID, now)
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, ceremonyRegister, boundTo, now)
 	if err != nil {
 		return Passkey{}, nil, err
 	}
@@ -362,11 +436,10 @@ func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name str
 		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
 			return errNoCeremony
 		}
-		first, err := HasFactor(ctx, tx, a.AccountID)
+		first, err := s.admit(ctx, tx, a, false)
 		if err != nil {
 			return err
 		}
-		first = !first
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO webauthn_credentials (`+passkeyColumns+`, account_id)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14)`,
@@ -476,6 +549,13 @@ func dropRecoveryCodesIfLast(ctx context.Context, tx *sql.Tx, accountID string) 
 // earlier one for the same challenge is replaced. The caller has checked
 // the challenge. An account without passkeys gets ErrWrongCode.
 func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challengeID string) ([]byte, error) {
+	return s.beginAssertion(ctx, a, challengeID)
+}
+
+// beginAssertion makes request options allowing the actor's passkeys and
+// keeps the ceremony bound to boundTo. An account without passkeys gets
+// ErrWrongCode.
+func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, boundTo string) ([]byte, error) {
 	rp, err := s.rp()
 	if err != nil {
 		return nil, err
@@ -497,19 +577,7 @@ func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challeng
 	}
 	now := s.now()
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = 'sign-in' AND account_id = $2 AND challenge_id = $3)`,
-			now.UnixMicro(), a.AccountID, challengeID); err != nil {
-			return fmt.Errorf("clear ceremonies: %w", err)
-		}
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO webauthn_ceremonies (id, account_id, kind, challenge_id, state, created_at, expires_at)
-			 VALUES ($1, $2, 'sign-in', $3, $4, $5, $6)`,
-			ids.New(), a.AccountID, challengeID, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro())
-		if err != nil {
-			return fmt.Errorf("store ceremony: %w", err)
-		}
-		return nil
+		return storeCeremony(ctx, tx, ids.New(), a.AccountID, ceremonyAssertion, boundTo, state, now)
 	})
 	if err != nil {
 		return nil, err
@@ -528,12 +596,23 @@ func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challeng
 // counter that did not move past the stored one also raises
 // mfa.webauthn.clone, a security event.
 func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx *sql.Tx, m Method) error) error {
+	return s.verifyAssertion(ctx, a, challengeID, response, func(tx *sql.Tx, _ Passkey) error {
+		if then != nil {
+			return then(tx, MethodWebAuthn)
+		}
+		return nil
+	})
+}
+
+// verifyAssertion is VerifyPasskey for the ceremony bound to boundTo; then
+// learns which passkey answered.
+func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, boundTo string, response []byte, then func(tx *sql.Tx, pk Passkey) error) error {
 	rp, err := s.rp()
 	if err != nil {
 		return err
 	}
 	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, "sign-in", challengeID, now)
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, ceremonyAssertion, boundTo, now)
 	if err != nil {
 		return err
 	}
@@ -564,7 +643,7 @@ func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID s
 	if as.CloneWarning {
 		return s.cloned(ctx, a, pk, as)
 	}
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
 			return err
 		}
@@ -583,11 +662,73 @@ func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID s
 			return ErrWrongCode
 		}
 		if then != nil {
-			return then(tx, MethodWebAuthn)
+			return then(tx, pk)
 		}
 		return nil
 	})
-	return err
+}
+
+// errNoPasskeys answers a passkey step-up of an account that has none.
+var errNoPasskeys = errs.E(errs.NotFound, "this account has no passkey; confirm with the password or a code")
+
+// BeginPasskeyProof makes the request options (navigator.credentials.get)
+// for a step-up (ACL-09) answered with one of the actor's own passkeys, and
+// keeps the ceremony bound to the actor's session; an earlier one of the
+// session is replaced. An account without passkeys is NotFound.
+func (s *Service) BeginPasskeyProof(ctx context.Context, a gate.Actor) ([]byte, error) {
+	if a.SessionID == "" {
+		return nil, errs.E(errs.Forbidden, "confirming with a passkey needs a signed-in session")
+	}
+	options, err := s.beginAssertion(ctx, a, stepUpBinding(a.SessionID))
+	if errors.Is(err, ErrWrongCode) {
+		return nil, errNoPasskeys
+	}
+	return options, err
+}
+
+// ProvePasskey is Prove answered with a passkey: response is the browser's
+// assertion for the options BeginPasskeyProof gave the same session. On
+// success it spends the ceremony, moves the passkey's counter on, runs then
+// and appends the security event action (proof "webauthn", and the
+// passkey), all in one transaction. Anything wrong (no live ceremony of
+// this session: none begun, spent, expired or another session's; an
+// assertion of a passkey that is not the account's, replayed, without user
+// verification or with a bad signature) is ErrWrongCode: it counts towards
+// the account's lockout (AUTH-04), is on the audit trail and spends the
+// session's ceremony, so one set of options is answered at most once. The
+// checks are limited per account, as Prove's are (AUTH-05).
+func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string, response []byte, then func(tx *sql.Tx, ev *audit.Event) error) error {
+	if a.SessionID == "" {
+		return errs.E(errs.Forbidden, "confirming with a passkey needs a signed-in session")
+	}
+	if _, err := s.rp(); err != nil {
+		return err
+	}
+	if err := s.limit(ctx, a.AccountID); err != nil {
+		return err
+	}
+	boundTo := stepUpBinding(a.SessionID)
+	err := s.verifyAssertion(ctx, a, boundTo, response, func(tx *sql.Tx, pk Passkey) error {
+		ev := event(a, action, audit.Success)
+		ev.Security = true
+		ev.Details = map[string]string{"proof": string(MethodWebAuthn), "factor_id": pk.ID}
+		if then != nil {
+			if err := then(tx, &ev); err != nil {
+				return err
+			}
+		}
+		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+	})
+	if !errors.Is(err, ErrWrongCode) {
+		return err
+	}
+	if _, err := s.DB.ExecContext(ctx,
+		`UPDATE webauthn_ceremonies SET used_at = $1
+		 WHERE account_id = $2 AND kind = $3 AND challenge_id = $4 AND used_at IS NULL`,
+		s.now().UnixMicro(), a.AccountID, ceremonyAssertion, boundTo); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
+	}
+	return s.refuseWith(ctx, a, action, map[string]string{"reason": "wrong_passkey", "proof": string(MethodWebAuthn)}, true, ErrWrongCode)
 }
 
 // cloned records an assertion whose counter went backwards or stood

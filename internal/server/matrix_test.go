@@ -80,6 +80,8 @@ var matrix = []matrixRow{
 	{Route: "POST /login/second-factor/webauthn", Open: 401},
 	{Route: "GET /login/enrol", Open: 401},
 	{Route: "POST /login/enrol", Open: 401},
+	{Route: "POST /login/enrol/webauthn/options", Open: 401},
+	{Route: "POST /login/enrol/webauthn", Open: 401},
 	{Route: "POST /logout", Open: 200},
 
 	// API: sign-in, its second step and reset are open, the rest needs a
@@ -92,6 +94,8 @@ var matrix = []matrixRow{
 	{Route: "POST /api/v1/auth/second-factor/webauthn", Open: 401},
 	{Route: "POST /api/v1/auth/enrolment/totp", Open: 401},
 	{Route: "POST /api/v1/auth/enrolment/totp/confirm", Open: 401},
+	{Route: "POST /api/v1/auth/enrolment/webauthn", Open: 401},
+	{Route: "POST /api/v1/auth/enrolment/webauthn/confirm", Open: 401},
 	{Route: "POST /api/v1/auth/reset", Open: 202},
 	{Route: "POST /api/v1/auth/reset/confirm", Open: 204},
 
@@ -107,6 +111,8 @@ var matrix = []matrixRow{
 	{Route: "POST /api/v1/account/factors/webauthn", Any: 200},
 	{Route: "POST /api/v1/account/factors/webauthn/confirm", Any: 201},
 	{Route: "GET /api/v1/account/factors/webauthn", Any: 200},
+	{Route: "POST /api/v1/auth/confirm/webauthn/options", Any: 200},
+	{Route: "POST /api/v1/auth/confirm/webauthn", Any: 200},
 	{Route: "DELETE /api/v1/account/factors/webauthn/{id}", Any: 204},
 	{Route: "POST /api/v1/tokens", Any: 201},
 	{Route: "GET /api/v1/tokens", Any: 200},
@@ -1040,6 +1046,23 @@ var accountSteps = map[string]struct {
 			return nil
 		},
 	},
+	// A step-up answered with the passkey just registered.
+	"POST /api/v1/auth/confirm/webauthn/options": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/auth/confirm/webauthn/options"} },
+		read: func(s *accountState, body []byte) error {
+			s.options = body
+			return nil
+		},
+	},
+	"POST /api/v1/auth/confirm/webauthn": {
+		req: func(s *accountState) probe {
+			cred, err := s.passkey.Get(s.options)
+			if err != nil {
+				cred = []byte(`{}`)
+			}
+			return jsonProbe("/api/v1/auth/confirm/webauthn", map[string]any{"credential": json.RawMessage(cred)})
+		},
+	},
 	"DELETE /api/v1/account/factors/webauthn/{id}": {
 		req: func(s *accountState) probe {
 			return jsonProbe("/api/v1/account/factors/webauthn/"+s.passkeyID, map[string]string{"password": s.password})
@@ -1321,6 +1344,8 @@ func openProbes(f matrixFixture) map[string]probe {
 		"POST /login/second-factor/webauthn":         jsonProbe("/login/second-factor/webauthn", map[string]any{"credential": map[string]string{"id": "x"}}),
 		"GET /login/enrol":                           {path: "/login/enrol"},
 		"POST /login/enrol":                          form("/login/enrol", url.Values{"code": {"123456"}}),
+		"POST /login/enrol/webauthn/options":         {path: "/login/enrol/webauthn/options"},
+		"POST /login/enrol/webauthn":                 jsonProbe("/login/enrol/webauthn", map[string]any{"name": "x", "credential": map[string]string{"id": "x"}}),
 		"POST /logout":                               form("/logout", url.Values{}),
 		"POST /api/v1/auth/login":                    jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
 		"POST /api/v1/auth/second-factor":            jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
@@ -1330,9 +1355,12 @@ func openProbes(f matrixFixture) map[string]probe {
 		"POST /api/v1/auth/reset":                    jsonProbe("/api/v1/auth/reset", map[string]string{"email": f.resetEmail}),
 		"POST /api/v1/auth/reset/confirm":            jsonProbe("/api/v1/auth/reset/confirm", map[string]string{"token": f.resetTokens[1], "password": "Juniper tidal compass 3141"}),
 
-		// The passkey answer to a challenge that was never issued.
+		// The passkey answer to a challenge that was never issued, and the
+		// passkey set up with an enrolment challenge that was never issued.
 		"POST /api/v1/auth/second-factor/webauthn/options": jsonProbe("/api/v1/auth/second-factor/webauthn/options", map[string]string{"challenge": "never-issued"}),
 		"POST /api/v1/auth/second-factor/webauthn":         jsonProbe("/api/v1/auth/second-factor/webauthn", map[string]any{"challenge": "never-issued", "credential": map[string]string{"id": "x"}}),
+		"POST /api/v1/auth/enrolment/webauthn":             jsonProbe("/api/v1/auth/enrolment/webauthn", map[string]string{"challenge": "never-issued"}),
+		"POST /api/v1/auth/enrolment/webauthn/confirm":     jsonProbe("/api/v1/auth/enrolment/webauthn/confirm", map[string]any{"challenge": "never-issued", "name": "x", "credential": map[string]string{"id": "x"}}),
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
 	"github.com/custodia/custodia/internal/server"
 	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -29,18 +30,42 @@ const passkeyOrigin = "https://custodia.test"
 // so passkeys are available.
 func newPasskeySite(t *testing.T, d sqldb.Dialect) *mfaSite {
 	t.Helper()
+	s, _ := newPasskeyTextSite(t, d)
+	return s
+}
+
+// newPasskeyTextSite is newPasskeySite whose text messages the returned
+// recorder receives.
+func newPasskeyTextSite(t *testing.T, d sqldb.Dialect) (*mfaSite, *sms.Recorder) {
+	t.Helper()
 	inst, logins := seededInstance(t, d)
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
+	texts := &sms.Recorder{}
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek,
-		Factors: &mfa.Service{DB: inst.Clinical, KEK: kek, Now: s.clock.now}, BaseURL: passkeyOrigin,
+		Factors: &mfa.Service{DB: inst.Clinical, KEK: kek, SMS: texts, Now: s.clock.now}, BaseURL: passkeyOrigin,
 	})
-	return s
+	return s, texts
+}
+
+// passkeySignIn signs l in with the password and key, and returns the
+// session cookie.
+func (s *mfaSite) passkeySignIn(t *testing.T, l demo.Login, key *passkeytest.Authenticator, from string) string {
+	t.Helper()
+	r := s.login(t, l, l.Password, from)
+	if r.str("challenge") == "" {
+		t.Fatalf("password of a passkey account: %d %s", r.status, r.body)
+	}
+	r = s.passkeyStep(t, key, r.str("challenge"), from)
+	if r.status != http.StatusOK || r.cookie == "" {
+		t.Fatalf("sign in with the passkey: %d %s", r.status, r.body)
+	}
+	return r.cookie
 }
 
 func credentialBody(t *testing.T, fields map[string]any, cred []byte) string {

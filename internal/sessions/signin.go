@@ -194,19 +194,73 @@ func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challeng
 	return token, sess, nil
 }
 
-// EnrolBegin starts setting up a TOTP factor for the account of an
-// enrolment challenge, the only thing such a challenge allows besides
-// EnrolConfirm. Its failures are those of SecondFactor.
-func (s *Store) EnrolBegin(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string) (mfa.Enrolment, error) {
-	ev := audit.Event{Action: "auth.enrolment", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+// The enrolment of an account whose organization requires a second factor
+// and that has none (AUTH-09): the challenge SignInStep issued allows
+// setting up one factor, an authenticator app (EnrolBegin, EnrolConfirm) or
+// a passkey (EnrolPasskeyBegin, EnrolPasskeyConfirm), and nothing else.
+// Each step opens the challenge the same way (openEnrolment: its lifetime,
+// address and limits are those of a second step), and the confirming step
+// spends it with the factor and starts the session in one transaction
+// (enrolSession, enrolmentFailed).
+
+// openEnrolment opens an enrolment challenge for a step of ev's, and
+// returns it with the requester as the factor service knows them: the
+// account, without a session.
+func (s *Store) openEnrolment(ctx context.Context, factors *mfa.Service, ev audit.Event, challenge, remoteAddr, userAgent string) (mfa.Challenge, gate.Actor, error) {
 	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeEnrolment, remoteAddr)
+	if err != nil {
+		return mfa.Challenge{}, gate.Actor{}, err
+	}
+	if factors == nil {
+		return mfa.Challenge{}, gate.Actor{}, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	return c, gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}, nil
+}
+
+func enrolmentEvent(remoteAddr, userAgent string) audit.Event {
+	return audit.Event{Action: "auth.enrolment", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+}
+
+// enrolSession is what the confirming step of an enrolment runs in the
+// transaction that activates the factor: it spends the challenge and starts
+// the session, recording auth.enrolment with the factor set up.
+func (s *Store) enrolSession(ctx context.Context, c mfa.Challenge, ev audit.Event, m mfa.Method, token *string, sess *Session) func(tx *sql.Tx) error {
+	return func(tx *sql.Tx) error {
+		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
+			return err
+		}
+		login := ev
+		login.Details = map[string]string{"factor": string(m), "enrolled": "true"}
+		var err error
+		*token, *sess, err = s.start(ctx, tx, login, c.AccountID, ev.RemoteAddr, ev.UserAgent)
+		return err
+	}
+}
+
+// enrolmentFailed is what the requester of a failed confirming step gets.
+// A wrong code or an unusable answer is on the record already and does not
+// count towards the lockout (it proves nothing about the account); a
+// challenge spent meanwhile, or a right one for an account locked
+// meanwhile, is a failed second step.
+func (s *Store) enrolmentFailed(ctx context.Context, ev audit.Event, accountID string, err error) error {
+	switch {
+	case errors.Is(err, mfa.ErrWrongCode):
+		return mfa.ErrChallenge
+	case errs.Is(err, errs.NotFound), errs.Is(err, errs.Conflict), errs.Is(err, errs.RateLimited),
+		errs.Is(err, errs.Invalid), errs.Is(err, errs.Unavailable):
+		return err
+	}
+	return s.secondStepFailed(ctx, ev, accountID, err)
+}
+
+// EnrolBegin starts setting up a TOTP factor for the account of an
+// enrolment challenge. Its failures are those of SecondFactor.
+func (s *Store) EnrolBegin(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string) (mfa.Enrolment, error) {
+	_, a, err := s.openEnrolment(ctx, factors, enrolmentEvent(remoteAddr, userAgent), challenge, remoteAddr, userAgent)
 	if err != nil {
 		return mfa.Enrolment{}, err
 	}
-	if factors == nil {
-		return mfa.Enrolment{}, errs.E(errs.Unavailable, "second factors are unavailable")
-	}
-	return factors.Begin(ctx, gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent})
+	return factors.Begin(ctx, a)
 }
 
 // EnrolConfirm activates the factor begun with EnrolBegin once code, from
@@ -214,34 +268,48 @@ func (s *Store) EnrolBegin(ctx context.Context, factors *mfa.Service, challenge,
 // transaction that spends the challenge. It returns the session's token and
 // the account's recovery codes, shown this once.
 func (s *Store) EnrolConfirm(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, []string, error) {
-	ev := audit.Event{Action: "auth.enrolment", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
-	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeEnrolment, remoteAddr)
+	ev := enrolmentEvent(remoteAddr, userAgent)
+	c, a, err := s.openEnrolment(ctx, factors, ev, challenge, remoteAddr, userAgent)
 	if err != nil {
 		return "", Session{}, nil, err
 	}
-	if factors == nil {
-		return "", Session{}, nil, errs.E(errs.Unavailable, "second factors are unavailable")
-	}
-	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
 	var token string
 	var sess Session
-	codes, err := factors.ConfirmThen(ctx, a, code, func(tx *sql.Tx) error {
-		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
-			return err
-		}
-		login := ev
-		login.Details = map[string]string{"factor": string(mfa.MethodTOTP), "enrolled": "true"}
-		var err error
-		token, sess, err = s.start(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
-		return err
-	})
-	switch {
-	case errors.Is(err, mfa.ErrWrongCode):
-		return "", Session{}, nil, mfa.ErrChallenge // on the record already, not counted
-	case err != nil && !errs.Is(err, errs.NotFound) && !errs.Is(err, errs.Conflict) && !errs.Is(err, errs.RateLimited):
-		return "", Session{}, nil, s.secondStepFailed(ctx, ev, c.AccountID, err)
-	case err != nil:
+	codes, err := factors.ConfirmThen(ctx, a, code, s.enrolSession(ctx, c, ev, mfa.MethodTOTP, &token, &sess))
+	if err != nil {
+		return "", Session{}, nil, s.enrolmentFailed(ctx, ev, c.AccountID, err)
+	}
+	return token, sess, codes, nil
+}
+
+// EnrolPasskeyBegin starts registering a passkey for the account of an
+// enrolment challenge, instead of an authenticator app, and returns the
+// creation options for navigator.credentials.create; the ceremony is bound
+// to the challenge. Its failures are those of EnrolBegin; without a relying
+// party it is Unavailable.
+func (s *Store) EnrolPasskeyBegin(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string) ([]byte, error) {
+	c, a, err := s.openEnrolment(ctx, factors, enrolmentEvent(remoteAddr, userAgent), challenge, remoteAddr, userAgent)
+	if err != nil {
+		return nil, err
+	}
+	return factors.BeginEnrolmentPasskey(ctx, a, c.ID)
+}
+
+// EnrolPasskeyConfirm stores the passkey the browser made for the options
+// of EnrolPasskeyBegin, named name, and starts the session in the same
+// transaction that spends the challenge, as EnrolConfirm does. It returns
+// the session's token and the account's recovery codes, shown this once.
+func (s *Store) EnrolPasskeyConfirm(ctx context.Context, factors *mfa.Service, challenge, name string, response []byte, remoteAddr, userAgent string) (string, Session, []string, error) {
+	ev := enrolmentEvent(remoteAddr, userAgent)
+	c, a, err := s.openEnrolment(ctx, factors, ev, challenge, remoteAddr, userAgent)
+	if err != nil {
 		return "", Session{}, nil, err
+	}
+	var token string
+	var sess Session
+	_, codes, err := factors.ConfirmEnrolmentPasskeyThen(ctx, a, c.ID, name, response, s.enrolSession(ctx, c, ev, mfa.MethodWebAuthn, &token, &sess))
+	if err != nil {
+		return "", Session{}, nil, s.enrolmentFailed(ctx, ev, c.AccountID, err)
 	}
 	return token, sess, codes, nil
 }

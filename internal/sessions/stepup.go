@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
@@ -28,7 +29,49 @@ func (s *Store) Confirm(ctx context.Context, factors *mfa.Service, sess Session,
 	}
 	now := s.now()
 	a.AccountID, a.SessionID = sess.AccountID, sess.ID
-	err := factors.Prove(ctx, a, "auth.confirm", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+	if err := factors.Prove(ctx, a, "auth.confirm", code, password, s.confirmed(ctx, sess, now)); err != nil {
+		return Session{}, err
+	}
+	sess.ConfirmedAt = now
+	return sess, nil
+}
+
+// ConfirmPasskeyOptions begins Confirm answered with a passkey: it returns
+// the request options for navigator.credentials.get, allowing the
+// account's own passkeys, and keeps the ceremony bound to session sess, for
+// one answer (ConfirmWithPasskey). An account without passkeys is
+// NotFound.
+func (s *Store) ConfirmPasskeyOptions(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor) ([]byte, error) {
+	if factors == nil {
+		return nil, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	return factors.BeginPasskeyProof(ctx, a)
+}
+
+// ConfirmWithPasskey is Confirm with a passkey: response is the browser's
+// assertion for the options ConfirmPasskeyOptions gave this session. The
+// assertion, the session's new confirmation time and auth.confirm (proof
+// "webauthn") commit together; a wrong, foreign or replayed assertion, or
+// one for another session's options, counts towards the lockout like a
+// wrong code and is on the audit trail (mfa.Service.ProvePasskey).
+func (s *Store) ConfirmWithPasskey(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, response []byte) (Session, error) {
+	if factors == nil {
+		return Session{}, errs.E(errs.Unavailable, "second factors are unavailable")
+	}
+	now := s.now()
+	a.AccountID, a.SessionID = sess.AccountID, sess.ID
+	if err := factors.ProvePasskey(ctx, a, "auth.confirm", response, s.confirmed(ctx, sess, now)); err != nil {
+		return Session{}, err
+	}
+	sess.ConfirmedAt = now
+	return sess, nil
+}
+
+// confirmed records, in the transaction of a proof, that sess confirmed its
+// owner at now.
+func (s *Store) confirmed(ctx context.Context, sess Session, now time.Time) func(tx *sql.Tx, ev *audit.Event) error {
+	return func(tx *sql.Tx, _ *audit.Event) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE sessions SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL`,
 			now.UnixMicro(), sess.ID, sess.AccountID)
@@ -39,10 +82,5 @@ func (s *Store) Confirm(ctx context.Context, factors *mfa.Service, sess Session,
 			return errNoSession // signed out meanwhile
 		}
 		return nil
-	})
-	if err != nil {
-		return Session{}, err
 	}
-	sess.ConfirmedAt = now
-	return sess, nil
 }

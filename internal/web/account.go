@@ -23,9 +23,9 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	has, err := mfa.HasFactor(ctx, d.Clinical, sess.AccountID)
+	factors, err := mfa.SummaryOf(ctx, d.Clinical, sess.AccountID)
 	if err != nil {
-		fail(w, r, d, errs.Wrap(errs.Unavailable, err, "read second factor"))
+		fail(w, r, d, err)
 		return
 	}
 	left, err := mfa.RecoveryCodesLeft(ctx, d.Clinical, sess.AccountID)
@@ -38,7 +38,7 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	data["Account"], data["HasFactor"], data["RecoveryLeft"], data["Devices"] = acc, has, left, devices
+	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, left, devices
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
 		data["Notice"] = notice(r)
@@ -132,7 +132,8 @@ func handleFactorBegin(d Deps) http.Handler {
 
 // handleFactorConfirm activates the new factor with a code from it
 // (sessions.ConfirmFactor: the session gets a new id) and shows the
-// recovery codes once.
+// recovery codes once; beside a passkey, whose recovery codes stand, it
+// goes back to the account page.
 func handleFactorConfirm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data := map[string]any{"Title": "Set up your authenticator app", "Action": "/account/factors/totp/confirm"}
@@ -140,6 +141,10 @@ func handleFactorConfirm(d Deps) http.Handler {
 			return
 		}
 		codes, token, _, err := d.Sessions.ConfirmFactor(r.Context(), d.Factors, sessionOf(r), actor(d, r), r.PostForm.Get("code"))
+		if errs.Is(err, errs.StepUpRequired) {
+			fail(w, r, d, err) // the step-up page, and back to the account page
+			return
+		}
 		if err != nil {
 			if errs.Is(err, errs.RateLimited) {
 				tooMany(w, err)
@@ -149,6 +154,10 @@ func handleFactorConfirm(d Deps) http.Handler {
 			return
 		}
 		setSessionCookie(w, token)
+		if len(codes) == 0 {
+			http.Redirect(w, r, "/account?done=factor-added", http.StatusSeeOther)
+			return
+		}
 		render(w, r, d.Log, http.StatusOK, "codes", map[string]any{
 			"Title": "Your recovery codes", "Codes": codes, "Continue": "/account",
 		})
@@ -239,17 +248,31 @@ func handleKeepAlive(d Deps) http.Handler {
 	})
 }
 
+// confirmPage renders the step-up page with status and data's fields (the
+// page to go back to, an error). It offers "Use a passkey" when the server
+// has a relying party and the account a passkey; static/passkey.js then
+// answers through the API (/api/v1/auth/confirm/webauthn…) with the
+// session cookie.
+func confirmPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data map[string]any) {
+	data["Title"] = "Confirm it is you"
+	if passkeysAvailable(d) {
+		if m, err := mfa.SummaryOf(r.Context(), d.Clinical, sessionOf(r).AccountID); err == nil {
+			data["Passkeys"] = m.Passkeys > 0
+		}
+	}
+	render(w, r, d.Log, status, "confirm", data)
+}
+
 func handleConfirmForm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		render(w, r, d.Log, http.StatusOK, "confirm", map[string]any{
-			"Title": "Confirm it is you", "Next": localPath(r.URL.Query().Get("next")),
-		})
+		confirmPage(w, r, d, http.StatusOK, map[string]any{"Next": localPath(r.URL.Query().Get("next"))})
 	})
 }
 
 // handleConfirm is the step-up (sessions.Confirm, the API's call): the
 // password or a current code proves the person is still the account's
-// owner, for the actions that ask for it.
+// owner, for the actions that ask for it. A passkey does it from the page's
+// script (confirmPage).
 func handleConfirm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data := map[string]any{"Title": "Confirm it is you"}
@@ -264,7 +287,7 @@ func handleConfirm(d Deps) http.Handler {
 				tooMany(w, err)
 			}
 			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, statusOf(err), "confirm", data)
+			confirmPage(w, r, d, statusOf(err), data)
 			return
 		}
 		http.Redirect(w, r, next+"?done=confirmed", http.StatusSeeOther) // localPath keeps no query

@@ -180,9 +180,7 @@ func fail(w http.ResponseWriter, r *http.Request, d Deps, err error) {
 		d.failure()(w, r, http.StatusNotFound)
 		return
 	case errs.StepUpRequired:
-		render(w, r, d.Log, http.StatusForbidden, "confirm", map[string]any{
-			"Title": "Confirm it is you", "Next": returnPath(r), "Error": errs.SafeMessage(err),
-		})
+		confirmPage(w, r, d, http.StatusForbidden, map[string]any{"Next": returnPath(r), "Error": errs.SafeMessage(err)})
 		return
 	}
 	render(w, r, d.Log, statusOf(err), "error", map[string]any{

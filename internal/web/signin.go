@@ -24,6 +24,7 @@ var notices = map[string]string{
 	"password":              "Your password is changed. Every other session of your account has been signed out.",
 	"password-expired":      "Your password has expired. Choose a new one to continue.",
 	"factor-removed":        "Your authenticator app is removed.",
+	"factor-added":          "Your authenticator app is set up. Your recovery codes stay as they were.",
 	"session-ended":         "That session is signed out.",
 	"policy":                "The security policy is saved. It applies at each member's next sign-in.",
 	"unlocked":              "The account is unlocked; its owner can sign in again.",
@@ -238,6 +239,26 @@ func handlePasskeyOptions(d Deps) http.Handler {
 // maxAssertion bounds the body of a passkey answer.
 const maxAssertion = 64 << 10
 
+// credentialRequest is what passkey.js posts: the authenticator's answer
+// and, for a registration, the passkey's name.
+type credentialRequest struct {
+	Credential json.RawMessage `json:"credential"`
+	Name       string          `json:"name"`
+}
+
+// readCredential reads a credentialRequest; a body that is not one is
+// answered with 400.
+func readCredential(w http.ResponseWriter, r *http.Request, d Deps) (credentialRequest, bool) {
+	var req credentialRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAssertion))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || len(req.Credential) == 0 || req.Credential[0] != '{' {
+		passkeyFailure(w, r, d, errs.E(errs.Invalid, "the request must be JSON holding the authenticator's answer as \"credential\""))
+		return credentialRequest{}, false
+	}
+	return req, true
+}
+
 // handlePasskeySignIn takes the browser's assertion ({"credential": …})
 // for the challenge in the cookie and, like the code form, ends the
 // challenge and starts the session; the answer names the page to go to.
@@ -248,13 +269,8 @@ func handlePasskeySignIn(d Deps) http.Handler {
 			passkeyFailure(w, r, d, mfa.ErrChallenge)
 			return
 		}
-		var req struct {
-			Credential json.RawMessage `json:"credential"`
-		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAssertion))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil || len(req.Credential) == 0 || req.Credential[0] != '{' {
-			passkeyFailure(w, r, d, errs.E(errs.Invalid, "the request must be JSON holding the authenticator's answer as \"credential\""))
+		req, ok := readCredential(w, r, d)
+		if !ok {
 			return
 		}
 		token, _, err := d.Sessions.SecondFactorPasskey(r.Context(), d.Factors, challenge, req.Credential, d.ClientAddr(r), r.UserAgent())
@@ -298,8 +314,60 @@ func handleEnrolForm(d Deps) http.Handler {
 		}
 		render(w, r, d.Log, http.StatusOK, "enrol", map[string]any{
 			"Title": "Set up your authenticator app", "Action": "/login/enrol", "Required": true,
-			"Secret": e.Secret, "QR": qrImage(e),
+			"Secret": e.Secret, "QR": qrImage(e), "Passkeys": passkeysAvailable(d),
 		})
+	})
+}
+
+// passkeysAvailable reports whether the server has a WebAuthn relying
+// party, without which passkeys are not offered.
+func passkeysAvailable(d Deps) bool { return d.Factors != nil && d.Factors.Passkeys != nil }
+
+// The passkey instead of the authenticator app at a required enrolment
+// (AUTH-08, AUTH-09), for static/passkey.js: like the second step's, both
+// steps take the enrolment challenge from its HttpOnly cookie and answer
+// JSON (sessions.EnrolPasskeyBegin, EnrolPasskeyConfirm).
+
+// handleEnrolPasskeyOptions answers the enrolment challenge in the cookie
+// with the creation options for navigator.credentials.create.
+func handleEnrolPasskeyOptions(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		challenge := challengeOf(r)
+		if challenge == "" {
+			passkeyFailure(w, r, d, mfa.ErrChallenge)
+			return
+		}
+		options, err := d.Sessions.EnrolPasskeyBegin(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			passkeyFailure(w, r, d, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, json.RawMessage(options))
+	})
+}
+
+// handleEnrolPasskey stores the passkey the browser made ({"credential",
+// "name"}), ends the challenge and starts the session; the answer holds the
+// recovery codes, for the page to show once, and the page to go to.
+func handleEnrolPasskey(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		challenge := challengeOf(r)
+		if challenge == "" {
+			passkeyFailure(w, r, d, mfa.ErrChallenge)
+			return
+		}
+		req, ok := readCredential(w, r, d)
+		if !ok {
+			return
+		}
+		token, _, codes, err := d.Sessions.EnrolPasskeyConfirm(r.Context(), d.Factors, challenge, req.Name, req.Credential, d.ClientAddr(r), r.UserAgent())
+		if err != nil {
+			passkeyFailure(w, r, d, err)
+			return
+		}
+		clearCookie(w, challengeCookie)
+		setSessionCookie(w, token)
+		writeJSON(w, http.StatusOK, map[string]any{"next": "/", "recovery_codes": codes})
 	})
 }
 
@@ -307,7 +375,7 @@ func handleEnrolForm(d Deps) http.Handler {
 // (sessions.EnrolConfirm), showing the recovery codes once.
 func handleEnrol(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		data := map[string]any{"Title": "Set up your authenticator app", "Action": "/login/enrol", "Required": true}
+		data := map[string]any{"Title": "Set up your authenticator app", "Action": "/login/enrol", "Required": true, "Passkeys": passkeysAvailable(d)}
 		if !form(w, r, d, "enrol", data) {
 			return
 		}

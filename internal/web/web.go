@@ -100,6 +100,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/login/second-factor/webauthn", router.Open, handlePasskeySignIn(d))
 	rt.Handle("GET", "/login/enrol", router.Open, handleEnrolForm(d))
 	rt.Handle("POST", "/login/enrol", router.Open, handleEnrol(d))
+	rt.Handle("POST", "/login/enrol/webauthn/options", router.Open, handleEnrolPasskeyOptions(d))
+	rt.Handle("POST", "/login/enrol/webauthn", router.Open, handleEnrolPasskey(d))
 	rt.Handle("POST", "/logout", router.Open, handleLogout(d))
 
 	// The signed-in person's own account.

@@ -6,9 +6,13 @@
 // half of each ceremony.
 //
 // window.CustodiaPasskey.register(name) adds a passkey to the signed-in
-// account; .signIn(challenge) answers a sign-in challenge with one. A
-// button with id "add-passkey" registers one under the name in
-// #passkey-name and reports in #passkey-status.
+// account; .signIn(challenge) answers a sign-in challenge with one;
+// .enrol(challenge, name) sets one up with an enrolment challenge;
+// .confirm() renews the signed-in session's confirmation (step-up). On the
+// pages: a button with id "add-passkey" registers one under the name in
+// #passkey-name and reports in #passkey-status; "use-passkey" answers the
+// sign-in's second step; "enrol-passkey" sets one up at a required
+// enrolment; "confirm-passkey" confirms on the step-up page.
 (function () {
   "use strict";
 
@@ -116,6 +120,53 @@
     });
   }
 
+  function enrol(challenge, name) {
+    return post("/api/v1/auth/enrolment/webauthn", { challenge: challenge }).then(function (options) {
+      return navigator.credentials.create(creationOptions(options));
+    }).then(function (cred) {
+      return post("/api/v1/auth/enrolment/webauthn/confirm", { challenge: challenge, name: name || "", credential: credentialJSON(cred) });
+    });
+  }
+
+  function confirm() {
+    return post("/api/v1/auth/confirm/webauthn/options").then(function (options) {
+      return navigator.credentials.get(requestOptions(options));
+    }).then(function (cred) {
+      return post("/api/v1/auth/confirm/webauthn", { credential: credentialJSON(cred) });
+    });
+  }
+
+  // enrolPage sets up a passkey with the enrolment challenge the server
+  // keeps in an HttpOnly cookie, and resolves to the recovery codes and the
+  // page to go to.
+  function enrolPage(name) {
+    return post("/login/enrol/webauthn/options").then(function (options) {
+      return navigator.credentials.create(creationOptions(options));
+    }).then(function (cred) {
+      return post("/login/enrol/webauthn", { name: name || "", credential: credentialJSON(cred) });
+    });
+  }
+
+  // localPath is p if it is a path on this site, else "/".
+  function localPath(p) {
+    return typeof p === "string" && p.charAt(0) === "/" && p.charAt(1) !== "/" && p.indexOf("\\") < 0 ? p : "/";
+  }
+
+  // showCodes appends the recovery codes, shown this once, to el.
+  function showCodes(el, codes, id) {
+    var note = document.createElement("p");
+    note.textContent = "Your recovery codes, shown this once. Keep them somewhere safe:";
+    var list = document.createElement("ul");
+    list.id = id;
+    codes.forEach(function (c) {
+      var li = document.createElement("li");
+      li.textContent = c;
+      list.appendChild(li);
+    });
+    el.appendChild(note);
+    el.appendChild(list);
+  }
+
   // signInPage answers the sign-in page's challenge, which the server
   // keeps in an HttpOnly cookie this script never sees, with a passkey,
   // and resolves to the page to go to.
@@ -131,6 +182,9 @@
     register: register,
     signIn: signIn,
     signInPage: signInPage,
+    enrol: enrol,
+    enrolPage: enrolPage,
+    confirm: confirm,
     credentialJSON: credentialJSON,
     requestOptions: requestOptions
   };
@@ -158,6 +212,69 @@
     }
   }
 
+  // At a required enrolment: a button with id "enrol-passkey" sets up a
+  // passkey under the name in #enrol-passkey-name instead of the app, and
+  // reports in #passkey-enrol-status, with the recovery codes and a link on.
+  var enrolButton = document.getElementById("enrol-passkey");
+  var enrolStatus = document.getElementById("passkey-enrol-status");
+  if (enrolButton && enrolStatus) {
+    if (!window.PublicKeyCredential) {
+      enrolStatus.textContent = "This browser does not support passkeys.";
+      enrolButton.disabled = true;
+    } else {
+      enrolButton.addEventListener("click", function () {
+        var input = document.getElementById("enrol-passkey-name");
+        enrolButton.disabled = true;
+        enrolStatus.textContent = "Follow your browser's prompt…";
+        enrolPage(input ? input.value : "").then(function (out) {
+          enrolStatus.textContent = "Passkey set up. You are signed in.";
+          if (out.recovery_codes && out.recovery_codes.length) {
+            showCodes(enrolStatus, out.recovery_codes, "passkey-recovery-codes");
+          }
+          var p = document.createElement("p");
+          var a = document.createElement("a");
+          a.id = "continue";
+          a.href = localPath(out.next);
+          a.textContent = "I have saved them; continue";
+          p.appendChild(a);
+          enrolStatus.appendChild(p);
+          var form = document.querySelector("form[action='/login/enrol']");
+          if (form) {
+            form.hidden = true;
+          }
+        }).catch(function (err) {
+          enrolStatus.textContent = "The passkey was not set up: " + (err && err.message ? err.message : "cancelled") + ".";
+          enrolButton.disabled = false;
+        });
+      });
+    }
+  }
+
+  // On the step-up page: a button with id "confirm-passkey" confirms with a
+  // passkey, reports in #passkey-confirm-status and goes back to the page
+  // the form names.
+  var confirmButton = document.getElementById("confirm-passkey");
+  var confirmStatus = document.getElementById("passkey-confirm-status");
+  if (confirmButton && confirmStatus) {
+    if (!window.PublicKeyCredential) {
+      confirmStatus.textContent = "This browser does not support passkeys.";
+      confirmButton.disabled = true;
+    } else {
+      confirmButton.addEventListener("click", function () {
+        var next = document.querySelector("#confirm-form input[name='next']");
+        confirmButton.disabled = true;
+        confirmStatus.textContent = "Follow your browser's prompt…";
+        confirm().then(function () {
+          confirmStatus.textContent = "Confirmed.";
+          window.location.assign(localPath(next ? next.value : "/") + "?done=confirmed");
+        }).catch(function (err) {
+          confirmStatus.textContent = "The passkey did not confirm it is you: " + (err && err.message ? err.message : "cancelled") + ".";
+          confirmButton.disabled = false;
+        });
+      });
+    }
+  }
+
   var button = document.getElementById("add-passkey");
   var status = document.getElementById("passkey-status");
   if (!button || !status) {
@@ -175,17 +292,7 @@
     register(input ? input.value : "").then(function (out) {
       status.textContent = "Passkey “" + out.passkey.name + "” added.";
       if (out.recovery_codes && out.recovery_codes.length) {
-        var note = document.createElement("p");
-        note.textContent = "Your recovery codes, shown this once. Keep them somewhere safe:";
-        var list = document.createElement("ul");
-        list.id = "passkey-recovery-codes";
-        out.recovery_codes.forEach(function (c) {
-          var li = document.createElement("li");
-          li.textContent = c;
-          list.appendChild(li);
-        });
-        status.appendChild(note);
-        status.appendChild(list);
+        showCodes(status, out.recovery_codes, "passkey-recovery-codes");
       }
     }).catch(function (err) {
       status.textContent = "The passkey was not added: " + (err && err.message ? err.message : "cancelled") + ".";
