@@ -290,6 +290,6 @@ func handleConfirm(d Deps) http.Handler {
 			confirmPage(w, r, d, statusOf(err), data)
 			return
 		}
-		http.Redirect(w, r, next+"?done=confirmed", http.StatusSeeOther) // localPath keeps no query
+		http.Redirect(w, r, withDone(next, "confirmed"), http.StatusSeeOther)
 	})
 }

@@ -274,7 +274,11 @@ func TestAUTH10_SignedInPagesNeedASession(t *testing.T) {
 		t.Fatalf("/account without a session: %d\n%s", a.status, a.body)
 	}
 	l := srv.Logins[authz.Monitor]
-	for next, want := range map[string]string{"/account": "/account", "https://evil.example/": "/", "//evil.example/x": "/", "/\\evil.example": "/"} {
+	for next, want := range map[string]string{"/account": "/account", "https://evil.example/": "/", "//evil.example/x": "/", "/\\evil.example": "/",
+		// An escaped slash that decodes to the scheme-relative
+		// "//evil.example" (another site to a browser) is refused.
+		"/%2Fevil.example": "/", "/%2F%2Fevil.example": "/", "/%5Cevil.example": "/",
+		"/orgs/demo/audit?actor=x&action=site.read#top": "/orgs/demo/audit?actor=x&action=site.read", "/x?next=https://evil.example": "/x?next=https://evil.example"} {
 		c := client(t, srv)
 		a := request(t, c, "POST", srv.URL+"/login", url.Values{"email": {l.Email}, "password": {l.Password}, "next": {next}}, nil)
 		if a.status != http.StatusSeeOther || a.header.Get("Location") != want {

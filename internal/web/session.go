@@ -144,15 +144,37 @@ func clearCookie(w http.ResponseWriter, name string) {
 	})
 }
 
-// localPath returns p if it is a path on this site, else "/": the page
-// after sign-in is never another site (no open redirect).
+// localPath returns p, a path with its query, if it is a path on this
+// site, else "/": the page after sign-in or a confirmation is never another
+// site (no open redirect). It answers the path as sent (escaped), so an
+// escaped slash stays one and "/%2Fevil.example" never becomes the
+// scheme-relative "//evil.example"; a fragment is dropped.
 func localPath(p string) string {
 	u, err := url.Parse(p)
-	if err != nil || p == "" || u.Scheme != "" || u.Host != "" || u.User != nil ||
-		!strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+	if err != nil || p == "" || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n\t") ||
+		strings.HasPrefix(u.Path, "//") || strings.ContainsAny(u.Path, "\\\r\n\t") {
 		return "/"
 	}
-	return u.Path
+	u.Fragment, u.RawFragment = "", ""
+	out := u.RequestURI()
+	if !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") {
+		return "/"
+	}
+	return out
+}
+
+// withDone is the local path next with done=what added to its query, for
+// the notice of the page it leads to.
+func withDone(next, what string) string {
+	u, err := url.Parse(localPath(next))
+	if err != nil {
+		return "/"
+	}
+	q := u.Query()
+	q.Set("done", what)
+	u.RawQuery = q.Encode()
+	return u.RequestURI()
 }
 
 // statusOf is the HTTP status of the page that answers err.

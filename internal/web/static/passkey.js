@@ -266,7 +266,9 @@
         confirmStatus.textContent = "Follow your browser's prompt…";
         confirm().then(function () {
           confirmStatus.textContent = "Confirmed.";
-          window.location.assign(localPath(next ? next.value : "/") + "?done=confirmed");
+          var back = new URL(localPath(next ? next.value : "/"), window.location.origin);
+          back.searchParams.set("done", "confirmed");
+          window.location.assign(back.pathname + back.search);
         }).catch(function (err) {
           confirmStatus.textContent = "The passkey did not confirm it is you: " + (err && err.message ? err.message : "cancelled") + ".";
           confirmButton.disabled = false;
