@@ -29,18 +29,20 @@ func sessionOut(sess sessions.Session) map[string]any {
 
 // challengeOut is the answer to a right password when a second step
 // follows: give a code (second_factor_required) or set up a factor
-// (enrolment_required), with the challenge.
-func challengeOut(c mfa.Challenge) map[string]any {
+// (enrolment_required), with the challenge and the methods it takes; a
+// passkey can be set up only where passkeys are available.
+func challengeOut(c mfa.Challenge, passkeys bool) map[string]any {
 	out := map[string]any{
 		"challenge":  c.Token,
 		"expires_at": c.ExpiresAt.UTC().Format(time.RFC3339),
 	}
 	if c.Purpose == mfa.PurposeEnrolment {
 		out["enrolment_required"] = true
-		out["methods"] = c.Methods
-		if len(c.Methods) == 0 {
-			out["methods"] = []mfa.Method{mfa.MethodTOTP}
+		methods := []mfa.Method{mfa.MethodTOTP}
+		if passkeys {
+			methods = append(methods, mfa.MethodWebAuthn)
 		}
+		out["methods"] = methods
 	} else {
 		out["second_factor_required"] = true
 		out["methods"] = c.Methods

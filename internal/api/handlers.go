@@ -72,7 +72,7 @@ func handleLogin(d Deps) http.Handler {
 			return err
 		}
 		if st.Challenge.Token != "" {
-			writeJSON(w, http.StatusOK, challengeOut(st.Challenge))
+			writeJSON(w, http.StatusOK, challengeOut(st.Challenge, d.Factors != nil && d.Factors.Passkeys != nil))
 			return nil
 		}
 		setSessionCookie(w, st.Token)

@@ -32,14 +32,21 @@ func (s *mfaSite) requireSecondFactor(t *testing.T) {
 }
 
 // enrolmentChallenge signs l in with the password under the policy and
-// returns the enrolment challenge.
+// returns the enrolment challenge, and the methods the answer offers.
 func (s *mfaSite) enrolmentChallenge(t *testing.T, l demo.Login, from string) string {
+	t.Helper()
+	c, _ := s.enrolmentOffer(t, l, from)
+	return c
+}
+
+func (s *mfaSite) enrolmentOffer(t *testing.T, l demo.Login, from string) (string, []any) {
 	t.Helper()
 	r := s.login(t, l, l.Password, from)
 	if r.status != http.StatusOK || r.out["enrolment_required"] != true || r.cookie != "" {
 		t.Fatalf("login under the policy: %d %s", r.status, r.body)
 	}
-	return r.str("challenge")
+	methods, _ := r.out["methods"].([]any)
+	return r.str("challenge"), methods
 }
 
 // enrolPasskey asks for the creation options of an enrolment challenge
@@ -69,7 +76,10 @@ func TestAUTH08_ForcedEnrolmentWithAPasskey(t *testing.T) {
 		s.requireSecondFactor(t)
 		l := s.logins[authz.DataManager]
 		const from, elsewhere = "198.51.100.71", "203.0.113.71"
-		challenge := s.enrolmentChallenge(t, l, from)
+		challenge, methods := s.enrolmentOffer(t, l, from)
+		if !slices.Equal(methods, []any{"totp", "webauthn"}) {
+			t.Errorf("methods offered with passkeys: %v, want [totp webauthn]", methods)
+		}
 
 		// The enrolment challenge is bound to its address and to its
 		// purpose: no passkey sign-in step with it.
@@ -201,7 +211,10 @@ func TestAUTH08_ForcedEnrolmentOffersNoPasskeyWithoutAHostName(t *testing.T) {
 	s.requireSecondFactor(t)
 	l := s.logins[authz.DataManager]
 	const from = "198.51.100.73"
-	challenge := s.enrolmentChallenge(t, l, from)
+	challenge, methods := s.enrolmentOffer(t, l, from)
+	if !slices.Equal(methods, []any{"totp"}) {
+		t.Errorf("methods offered without passkeys: %v, want [totp]", methods)
+	}
 	r := s.do(t, "POST", "/api/v1/auth/enrolment/webauthn", jsonBody(t, map[string]string{"challenge": challenge}), "", from)
 	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "public URL") {
 		t.Errorf("passkey enrolment without a relying party: %d %s, want 503", r.status, r.body)
