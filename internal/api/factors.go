@@ -224,19 +224,23 @@ func handleFactorRemove(d Deps, remove func(*mfa.Service) removeFn) http.Handler
 	})
 }
 
-// handleRecoveryCodes replaces the signed-in person's recovery codes, given
-// a current code, and answers with the new ones, shown this once.
+// handleRecoveryCodes replaces the signed-in person's recovery codes and
+// answers with the new ones, shown this once: after a fresh confirmation of
+// the session (/api/v1/auth/confirm), with no body or {}, else 403
+// step_up_required; or, as before, given a current code, {"code"}.
 func handleRecoveryCodes(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req codeRequest
-		if err := decode(r, &req); err != nil {
-			return err
+		if r.ContentLength != 0 {
+			if err := decode(r, &req); err != nil {
+				return err
+			}
 		}
 		f, err := factors(d)
 		if err != nil {
 			return err
 		}
-		codes, err := f.RegenerateRecoveryCodes(r.Context(), actor(d, r), req.Code)
+		codes, err := f.RenewRecoveryCodes(r.Context(), actor(d, r), req.Code)
 		if err != nil {
 			return err
 		}

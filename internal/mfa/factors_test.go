@@ -493,16 +493,17 @@ func TestAUTH08_RemoveAndRegenerateNeedProof(t *testing.T) {
 		f := newFixture(t, d)
 		secret, codes := f.enrol(t)
 
-		// Regenerating needs a current code; a wrong one counts towards
-		// the lockout.
-		if _, err := f.svc.RegenerateRecoveryCodes(ctx, f.actor, "123456"); !errors.Is(err, mfa.ErrWrongCode) {
+		// Regenerating with a code (not a recent confirmation of the
+		// session: f.actor has none) needs a current one; a wrong one
+		// counts towards the lockout.
+		if _, err := f.svc.RenewRecoveryCodes(ctx, f.actor, "123456"); !errors.Is(err, mfa.ErrWrongCode) {
 			t.Fatalf("regenerate with a wrong code: %v", err)
 		}
 		if st, _ := accounts.Lockout(ctx, f.db, f.account.ID); st.Failures != 1 {
 			t.Errorf("failures after a wrong code: %d, want 1", st.Failures)
 		}
 		f.clock.add(mfa.Period)
-		fresh, err := f.svc.RegenerateRecoveryCodes(ctx, f.actor, f.code(secret))
+		fresh, err := f.svc.RenewRecoveryCodes(ctx, f.actor, f.code(secret))
 		if err != nil {
 			t.Fatal(err)
 		}

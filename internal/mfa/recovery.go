@@ -6,10 +6,15 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -100,4 +105,90 @@ func RecoveryCodesLeft(ctx context.Context, q sqldb.Querier, accountID string) (
 		return 0, fmt.Errorf("count recovery codes: %w", err)
 	}
 	return n, nil
+}
+
+// ProofStepUp names, in the event of new recovery codes, the proof by a
+// confirmation of the session within gate.StepUpWindow.
+const ProofStepUp = "step_up"
+
+// errNothingToRecover refuses recovery codes to an account without a second
+// factor.
+var errNothingToRecover = errs.E(errs.Conflict,
+	"recovery codes stand in for a second factor, and this account has none: set one up first")
+
+// confirmedRecently reports whether the actor's session confirmed its owner
+// within gate.StepUpWindow before now (ACL-09); a confirmation from the
+// future, beyond a minute of clock skew between nodes, does not count.
+func confirmedRecently(a gate.Actor, now time.Time) bool {
+	return !a.ConfirmedAt.IsZero() && now.Sub(a.ConfirmedAt) <= gate.StepUpWindow && !a.ConfirmedAt.After(now.Add(time.Minute))
+}
+
+// RenewRecoveryCodes replaces the actor's recovery codes with fresh ones,
+// returned for showing once; the old ones stop working. The person proves
+// to be the account's owner, not just the holder of its session, in one of
+// two ways. Without code, by a confirmation of the session within
+// gate.StepUpWindow (the password, a code or a passkey given to
+// sessions.Store.Confirm, as for other sensitive actions), so that an
+// account whose factors are passkeys or a phone renews its codes as well as
+// one with an authenticator app; without one the answer is
+// gate.ErrStepUpRequired. With code, as before: a current code of the
+// account (TOTP, texted or recovery), which is checked and spent whatever
+// the confirmation; a wrong one counts towards the lockout. Recovery codes
+// stand in for a second factor, so an account without one is refused. The
+// renewal is the security event mfa.recovery.regenerate, naming its proof.
+func (s *Service) RenewRecoveryCodes(ctx context.Context, a gate.Actor, code string) ([]string, error) {
+	if err := s.limit(ctx, a.AccountID); err != nil {
+		return nil, err
+	}
+	has, err := HasFactor(ctx, s.DB, a.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		return nil, errNothingToRecover
+	}
+	method := ProofStepUp
+	var p proof
+	if code = strings.TrimSpace(code); code != "" {
+		if p, err = s.check(ctx, a.AccountID, code); err != nil {
+			return nil, err
+		}
+		method = string(p.method)
+	} else if !confirmedRecently(a, s.now()) {
+		return nil, gate.ErrStepUpRequired
+	}
+	now := s.now()
+	var codes []string
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if code != "" {
+			if err := p.spend(ctx, tx, a, now); err != nil {
+				return err
+			}
+		}
+		// The last factor removed meanwhile took the codes with it.
+		if has, err := HasFactor(ctx, tx, a.AccountID); err != nil || !has {
+			if err == nil {
+				err = errNothingToRecover
+			}
+			return err
+		}
+		var err error
+		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
+			return err
+		}
+		ev := event(a, "mfa.recovery.regenerate", audit.Success)
+		ev.Security = true
+		ev.Details = map[string]string{"proof": method, "recovery_codes_count": strconv.Itoa(len(codes))}
+		if code == "" {
+			ev.Details["step_up_age_s"] = strconv.FormatInt(int64(now.Sub(a.ConfirmedAt)/time.Second), 10)
+		}
+		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+	})
+	if errors.Is(err, ErrWrongCode) {
+		return nil, s.refuse(ctx, a, "mfa.recovery.regenerate", "wrong_code", true, ErrWrongCode)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return codes, nil
 }

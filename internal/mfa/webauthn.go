@@ -22,9 +22,11 @@ import (
 // WebAuthn passkeys and security keys (AUTH-08). An account may register
 // several; each is a second factor on its own. The server keeps its half of
 // every ceremony (the options with their random challenge) for
-// CeremonyTTL, bound to the session that registers or to the sign-in
-// challenge that asks, and spends it once: an answer replayed, or given to
-// another session or sign-in, finds nothing to answer. Passkeys must verify
+// CeremonyTTL, bound to what began it (the session that registers or
+// confirms, the sign-in or enrolment challenge that asks: a binding, whose
+// kind is the ceremony's kind in the schema), and spends it once: an answer
+// replayed, or given to another session, sign-in or kind of ceremony, finds
+// nothing to answer. Passkeys must verify
 // their user (a PIN or biometric on the device), so a passkey is a factor of
 // its own and not merely a possession. An assertion whose signature counter
 // does not move past the stored one comes from a cloned authenticator: it is
@@ -204,27 +206,76 @@ func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code
 	case a.SessionID == "":
 		return false, errEnrolled
 	}
-	now := s.now()
-	if a.ConfirmedAt.IsZero() || now.Sub(a.ConfirmedAt) > gate.StepUpWindow || a.ConfirmedAt.After(now.Add(time.Minute)) {
+	if !confirmedRecently(a, s.now()) {
 		return false, gate.ErrStepUpRequired
 	}
 	return false, nil
 }
 
-// A ceremony is bound to what began it, in the column of its kind: a
-// registration ('register', session_id) to the session that registers or,
-// for a passkey set up while signing in, to the enrolment challenge
-// (enrolmentBinding); an assertion ('sign-in', challenge_id) to the sign-in
-// challenge it answers or, for a step-up, to the session that confirms
-// (stepUpBinding). Session and challenge ids hold no colon, so no binding
-// of one sort is ever another's.
-func enrolmentBinding(challengeID string) string { return "enrolment:" + challengeID }
-func stepUpBinding(sessionID string) string      { return "step-up:" + sessionID }
+// binding is what a ceremony is bound to, and so which ceremony it is: its
+// kind (a column of webauthn_ceremonies, whose CHECK holds each kind to its
+// column) and the session or the challenge that began it. A registration
+// is bound to the session that registers ('register') or, for a passkey set
+// up while signing in, to the enrolment challenge ('enrol'); an assertion
+// to the sign-in challenge it answers ('sign-in') or, for a step-up, to the
+// session that confirms ('step-up'). A ceremony is looked up by kind and
+// id together, so one of one kind never answers for another, whatever the
+// ids look like. Make one with the constructors below.
+type binding struct {
+	kind      string
+	session   string // of 'register' and 'step-up'
+	challenge string // of 'enrol' and 'sign-in'
+}
 
 const (
-	ceremonyRegister  = "register"
-	ceremonyAssertion = "sign-in"
+	ceremonyRegister = "register"
+	ceremonyEnrol    = "enrol"
+	ceremonySignIn   = "sign-in"
+	ceremonyStepUp   = "step-up"
 )
+
+// registerBinding binds a registration to the session that registers.
+func registerBinding(sessionID string) binding {
+	return binding{kind: ceremonyRegister, session: sessionID}
+}
+
+// enrolBinding binds a registration to the enrolment challenge of a
+// sign-in that sets up its first factor.
+func enrolBinding(challengeID string) binding {
+	return binding{kind: ceremonyEnrol, challenge: challengeID}
+}
+
+// signInBinding binds an assertion to the sign-in challenge it answers.
+func signInBinding(challengeID string) binding {
+	return binding{kind: ceremonySignIn, challenge: challengeID}
+}
+
+// stepUpBinding binds an assertion to the session it confirms (ACL-09).
+func stepUpBinding(sessionID string) binding {
+	return binding{kind: ceremonyStepUp, session: sessionID}
+}
+
+// registration reports whether b binds a registration (creation options)
+// rather than an assertion (request options).
+func (b binding) registration() bool { return b.kind == ceremonyRegister || b.kind == ceremonyEnrol }
+
+// column names the column that holds b's session or challenge and its
+// value; ok is false for a binding the constructors do not make (an empty
+// id, or an id in the other column), which is our fault, not the caller's.
+func (b binding) column() (column, id string, ok bool) {
+	switch b.kind {
+	case ceremonyRegister, ceremonyStepUp:
+		return "session_id", b.session, b.session != "" && b.challenge == ""
+	case ceremonyEnrol, ceremonySignIn:
+		return "challenge_id", b.challenge, b.challenge != "" && b.session == ""
+	}
+	return "", "", false
+}
+
+// misbound answers a binding the constructors did not make.
+func misbound(b binding) error {
+	return errs.E(errs.Internal, "passkey ceremony of kind %q without its session or challenge", b.kind)
+}
 
 // BeginPasskey starts registering a passkey for the actor's account from
 // the actor's session, and returns the creation options for the browser
@@ -237,7 +288,7 @@ func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error
 	if a.SessionID == "" {
 		return nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
 	}
-	return s.beginRegistration(ctx, a, a.SessionID)
+	return s.beginRegistration(ctx, a, registerBinding(a.SessionID))
 }
 
 // BeginEnrolmentPasskey is BeginPasskey for a person who sets up a factor
@@ -245,12 +296,16 @@ func (s *Service) BeginPasskey(ctx context.Context, a gate.Actor) ([]byte, error
 // registration is bound to the enrolment challenge challengeID, which the
 // caller has checked, instead of a session.
 func (s *Service) BeginEnrolmentPasskey(ctx context.Context, a gate.Actor, challengeID string) ([]byte, error) {
-	return s.beginRegistration(ctx, a, enrolmentBinding(challengeID))
+	return s.beginRegistration(ctx, a, enrolBinding(challengeID))
 }
 
 // beginRegistration makes creation options for the actor's account and
-// keeps the ceremony bound to boundTo, replacing one bound there already.
-func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, boundTo string) ([]byte, error) {
+// keeps the ceremony under b, a registration's binding, replacing one
+// there already.
+func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, b binding) ([]byte, error) {
+	if !b.registration() {
+		return nil, misbound(b)
+	}
 	rp, err := s.rp()
 	if err != nil {
 		return nil, err
@@ -273,7 +328,7 @@ func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, boundTo s
 	now := s.now()
 	id := ids.New()
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := storeCeremony(ctx, tx, id, a.AccountID, ceremonyRegister, boundTo, state, now); err != nil {
+		if err := storeCeremony(ctx, tx, id, a.AccountID, b, state, now); err != nil {
 			return err
 		}
 		ev := event(a, "mfa.webauthn.begin", audit.Success)
@@ -287,23 +342,22 @@ func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, boundTo s
 	return options, nil
 }
 
-// storeCeremony keeps the server's half of a ceremony of kind for
-// CeremonyTTL, bound to boundTo, in place of one bound there already, and
-// clears expired ones.
-func storeCeremony(ctx context.Context, tx *sql.Tx, id, accountID, kind, boundTo string, state []byte, now time.Time) error {
-	column := "session_id"
-	if kind == ceremonyAssertion {
-		column = "challenge_id"
+// storeCeremony keeps the server's half of a ceremony for CeremonyTTL
+// under b, in place of one there already, and clears expired ones.
+func storeCeremony(ctx context.Context, tx *sql.Tx, id, accountID string, b binding, state []byte, now time.Time) error {
+	column, boundTo, ok := b.column()
+	if !ok {
+		return misbound(b)
 	}
 	if _, err := tx.ExecContext(ctx,
 		`DELETE FROM webauthn_ceremonies WHERE expires_at < $1 OR (kind = $2 AND account_id = $3 AND `+column+` = $4)`,
-		now.UnixMicro(), kind, accountID, boundTo); err != nil {
+		now.UnixMicro(), b.kind, accountID, boundTo); err != nil {
 		return fmt.Errorf("clear ceremonies: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO webauthn_ceremonies (id, account_id, kind, `+column+`, state, created_at, expires_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		id, accountID, kind, boundTo, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro()); err != nil {
+		id, accountID, b.kind, boundTo, string(state), now.UnixMicro(), now.Add(CeremonyTTL).UnixMicro()); err != nil {
 		return fmt.Errorf("store ceremony: %w", err)
 	}
 	return nil
@@ -333,12 +387,11 @@ type ceremony struct {
 	state []byte
 }
 
-// readCeremony returns the live ceremony of kind for the account bound to
-// boundTo (a session, a challenge, or one of the bindings above).
-func readCeremony(ctx context.Context, q sqldb.Querier, accountID, kind, boundTo string, now time.Time) (ceremony, bool, error) {
-	column := "session_id"
-	if kind == ceremonyAssertion {
-		column = "challenge_id"
+// readCeremony returns the account's live ceremony under b.
+func readCeremony(ctx context.Context, q sqldb.Querier, accountID string, b binding, now time.Time) (ceremony, bool, error) {
+	column, boundTo, ok := b.column()
+	if !ok {
+		return ceremony{}, false, misbound(b)
 	}
 	var c ceremony
 	var state string
@@ -346,7 +399,7 @@ func readCeremony(ctx context.Context, q sqldb.Querier, accountID, kind, boundTo
 		`SELECT id, state FROM webauthn_ceremonies
 		 WHERE account_id = $1 AND kind = $2 AND `+column+` = $3 AND used_at IS NULL AND expires_at > $4
 		 ORDER BY created_at DESC, id LIMIT 1`,
-		accountID, kind, boundTo, now.UnixMicro()).Scan(&c.id, &state)
+		accountID, b.kind, boundTo, now.UnixMicro()).Scan(&c.id, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ceremony{}, false, nil
 	}
@@ -388,7 +441,7 @@ func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name str
 	if a.SessionID == "" {
 		return Passkey{}, nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
 	}
-	return s.confirmRegistration(ctx, a, a.SessionID, name, response, then)
+	return s.confirmRegistration(ctx, a, registerBinding(a.SessionID), name, response, then)
 }
 
 // ConfirmEnrolmentPasskeyThen completes the registration begun with
@@ -397,11 +450,14 @@ func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name str
 // the challenge) commits with the passkey or not at all. The passkey is the
 // account's first factor, so the recovery codes come with it.
 func (s *Service) ConfirmEnrolmentPasskeyThen(ctx context.Context, a gate.Actor, challengeID, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
-	return s.confirmRegistration(ctx, a, enrolmentBinding(challengeID), name, response, then)
+	return s.confirmRegistration(ctx, a, enrolBinding(challengeID), name, response, then)
 }
 
-// confirmRegistration completes the registration bound to boundTo.
-func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, boundTo, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+// confirmRegistration completes the registration under b.
+func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b binding, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+	if !b.registration() {
+		return Passkey{}, nil, misbound(b)
+	}
 	rp, err := s.rp()
 	if err != nil {
 		return Passkey{}, nil, err
@@ -413,7 +469,7 @@ func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, boundTo
 		return Passkey{}, nil, err
 	}
 	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, ceremonyRegister, boundTo, now)
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, b, now)
 	if err != nil {
 		return Passkey{}, nil, err
 	}
@@ -549,13 +605,16 @@ func dropRecoveryCodesIfLast(ctx context.Context, tx *sql.Tx, accountID string) 
 // earlier one for the same challenge is replaced. The caller has checked
 // the challenge. An account without passkeys gets ErrWrongCode.
 func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challengeID string) ([]byte, error) {
-	return s.beginAssertion(ctx, a, challengeID)
+	return s.beginAssertion(ctx, a, signInBinding(challengeID))
 }
 
 // beginAssertion makes request options allowing the actor's passkeys and
-// keeps the ceremony bound to boundTo. An account without passkeys gets
-// ErrWrongCode.
-func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, boundTo string) ([]byte, error) {
+// keeps the ceremony under b, an assertion's binding. An account without
+// passkeys gets ErrWrongCode.
+func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, b binding) ([]byte, error) {
+	if b.registration() {
+		return nil, misbound(b)
+	}
 	rp, err := s.rp()
 	if err != nil {
 		return nil, err
@@ -577,7 +636,7 @@ func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, boundTo stri
 	}
 	now := s.now()
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		return storeCeremony(ctx, tx, ids.New(), a.AccountID, ceremonyAssertion, boundTo, state, now)
+		return storeCeremony(ctx, tx, ids.New(), a.AccountID, b, state, now)
 	})
 	if err != nil {
 		return nil, err
@@ -596,7 +655,7 @@ func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, boundTo stri
 // counter that did not move past the stored one also raises
 // mfa.webauthn.clone, a security event.
 func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx *sql.Tx, m Method) error) error {
-	return s.verifyAssertion(ctx, a, challengeID, response, func(tx *sql.Tx, _ Passkey) error {
+	return s.verifyAssertion(ctx, a, signInBinding(challengeID), response, func(tx *sql.Tx, _ Passkey) error {
 		if then != nil {
 			return then(tx, MethodWebAuthn)
 		}
@@ -604,15 +663,18 @@ func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID s
 	})
 }
 
-// verifyAssertion is VerifyPasskey for the ceremony bound to boundTo; then
-// learns which passkey answered.
-func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, boundTo string, response []byte, then func(tx *sql.Tx, pk Passkey) error) error {
+// verifyAssertion is VerifyPasskey for the ceremony under b, an
+// assertion's binding; then learns which passkey answered.
+func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, b binding, response []byte, then func(tx *sql.Tx, pk Passkey) error) error {
+	if b.registration() {
+		return misbound(b)
+	}
 	rp, err := s.rp()
 	if err != nil {
 		return err
 	}
 	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, ceremonyAssertion, boundTo, now)
+	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, b, now)
 	if err != nil {
 		return err
 	}
@@ -707,8 +769,8 @@ func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string,
 	if err := s.limit(ctx, a.AccountID); err != nil {
 		return err
 	}
-	boundTo := stepUpBinding(a.SessionID)
-	err := s.verifyAssertion(ctx, a, boundTo, response, func(tx *sql.Tx, pk Passkey) error {
+	b := stepUpBinding(a.SessionID)
+	err := s.verifyAssertion(ctx, a, b, response, func(tx *sql.Tx, pk Passkey) error {
 		ev := event(a, action, audit.Success)
 		ev.Security = true
 		ev.Details = map[string]string{"proof": string(MethodWebAuthn), "factor_id": pk.ID}
@@ -724,8 +786,8 @@ func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string,
 	}
 	if _, err := s.DB.ExecContext(ctx,
 		`UPDATE webauthn_ceremonies SET used_at = $1
-		 WHERE account_id = $2 AND kind = $3 AND challenge_id = $4 AND used_at IS NULL`,
-		s.now().UnixMicro(), a.AccountID, ceremonyAssertion, boundTo); err != nil {
+		 WHERE account_id = $2 AND kind = $3 AND session_id = $4 AND used_at IS NULL`,
+		s.now().UnixMicro(), a.AccountID, b.kind, b.session); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
 	}
 	return s.refuseWith(ctx, a, action, map[string]string{"reason": "wrong_passkey", "proof": string(MethodWebAuthn)}, true, ErrWrongCode)

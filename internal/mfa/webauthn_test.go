@@ -13,6 +13,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
 	"github.com/custodia/custodia/internal/mfa/relyingparty"
@@ -499,4 +500,154 @@ func TestAUTH08_PasskeysNeedAHostName(t *testing.T) {
 	if _, err := f.svc.BeginPasskey(context.Background(), f.actor); !errs.Is(err, errs.Unavailable) {
 		t.Errorf("begin without a relying party: %v, want Unavailable", err)
 	}
+}
+
+// A ceremony is found by its kind as well as by what it is bound to
+// (AUTH-08, ACL-09): a step-up's options answered to a sign-in step, a
+// sign-in's answered as a step-up, an enrolment's registration confirmed
+// from a session and a session's confirmed as an enrolment all find nothing
+// to answer, also under the ids that the string prefixes of earlier
+// versions ("step-up:…", "enrolment:…") would have matched; each answer
+// still works for the ceremony it was made for.
+func TestAUTH08_PasskeyCeremonyOfOneKindAnswersNoOther(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newPasskeyFixture(t, d)
+		key, _, _ := f.register(t, f.actor, "Phone")
+		session := f.actor.SessionID
+
+		// A step-up's options, answered to the sign-in step.
+		options, err := f.svc.BeginPasskeyProof(ctx, f.actor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stepUp, err := key.Get(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, challengeID := range []string{"step-up:" + session, session} {
+			err := f.svc.VerifyPasskey(ctx, f.signInActor(), challengeID, stepUp, nil)
+			if !errors.Is(err, mfa.ErrWrongCode) {
+				t.Errorf("step-up answer as the sign-in step of challenge %q: %v, want ErrWrongCode", challengeID, err)
+			}
+		}
+		if err := f.svc.ProvePasskey(ctx, f.actor, "auth.confirm", stepUp, nil); err != nil {
+			t.Fatalf("the step-up answer for its step-up: %v", err)
+		}
+
+		// A step-up in progress is no registration of its session: a
+		// registration answer finds none to answer.
+		if _, err := f.svc.BeginPasskeyProof(ctx, f.actor); err != nil {
+			t.Fatal(err)
+		}
+		confirmed := f.actor
+		confirmed.ConfirmedAt = f.clock.now()
+		elsewhere := confirmed
+		elsewhere.SessionID = ids.New()
+		if options, err = f.svc.BeginPasskey(ctx, elsewhere); err != nil {
+			t.Fatal(err)
+		}
+		created, err := passkeytest.New(origin).Create(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.svc.ConfirmPasskey(ctx, confirmed, "x", created); !errs.Is(err, errs.NotFound) {
+			t.Errorf("registration answer to a session with a step-up in progress: %v, want NotFound", err)
+		}
+
+		// A sign-in's options, answered as a step-up of a session whose
+		// id is the challenge's.
+		c := f.challenge(t)
+		signIn := f.assert(t, key, c)
+		thief := f.actor
+		thief.SessionID, thief.ConfirmedAt = c.ID, time.Time{}
+		if err := f.svc.ProvePasskey(ctx, thief, "auth.confirm", signIn, nil); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Errorf("sign-in answer as a step-up: %v, want ErrWrongCode", err)
+		}
+		if _, err := f.verifyPasskey(c, signIn); err != nil {
+			t.Fatalf("the sign-in answer for its sign-in: %v", err)
+		}
+
+		// An account without a factor: a registration from a session and
+		// one at enrolment, each confirmed as the other.
+		other := newFixtureIn(t, f, "porter@harbour.example")
+		inSession := gate.Actor{AccountID: other.ID, SessionID: ids.New(), RemoteAddr: "192.0.2.7", UserAgent: "test"}
+		enrolling := gate.Actor{AccountID: other.ID, RemoteAddr: "192.0.2.7", UserAgent: "test"}
+		enrolment := ids.New()
+		options, err = f.svc.BeginPasskey(ctx, inSession)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromSession, err := passkeytest.New(origin).Create(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		options, err = f.svc.BeginEnrolmentPasskey(ctx, enrolling, enrolment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atEnrolment, err := passkeytest.New(origin).Create(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sessionID := range []string{"enrolment:" + enrolment, enrolment} {
+			a := inSession
+			a.SessionID = sessionID
+			if _, _, err := f.svc.ConfirmPasskey(ctx, a, "x", atEnrolment); !errs.Is(err, errs.NotFound) {
+				t.Errorf("enrolment registration confirmed from session %q: %v, want NotFound", sessionID, err)
+			}
+		}
+		if _, _, err := f.svc.ConfirmEnrolmentPasskeyThen(ctx, enrolling, inSession.SessionID, "x", fromSession, nil); !errs.Is(err, errs.NotFound) {
+			t.Errorf("session registration confirmed as an enrolment: %v, want NotFound", err)
+		}
+		if n := f.count(t, `SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1`, other.ID); n != 0 {
+			t.Fatalf("%d passkeys stored by crossed registrations", n)
+		}
+		if _, codes, err := f.svc.ConfirmEnrolmentPasskeyThen(ctx, enrolling, enrolment, "Laptop", atEnrolment, nil); err != nil || len(codes) != mfa.RecoveryCodes {
+			t.Fatalf("the enrolment registration for its enrolment: %d codes, %v", len(codes), err)
+		}
+	})
+}
+
+// The schema holds each kind of ceremony to its own column: a session for
+// 'register' and 'step-up', a challenge for 'enrol' and 'sign-in', never
+// both, and no other kind.
+func TestAUTH08_CeremonyKindCarriesItsOwnBinding(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newFixture(t, d)
+		session := sql.NullString{String: ids.New(), Valid: true}
+		challenge := sql.NullString{String: ids.New(), Valid: true}
+		none := sql.NullString{}
+		for _, tc := range []struct {
+			kind               string
+			session, challenge sql.NullString
+			ok                 bool
+		}{
+			{"register", session, none, true},
+			{"step-up", session, none, true},
+			{"enrol", none, challenge, true},
+			{"sign-in", none, challenge, true},
+			{"step-up", none, challenge, false},
+			{"step-up", session, challenge, false},
+			{"step-up", none, none, false},
+			{"register", none, challenge, false},
+			{"register", session, challenge, false},
+			{"enrol", session, none, false},
+			{"enrol", session, challenge, false},
+			{"sign-in", session, none, false},
+			{"sign-in", session, challenge, false},
+			{"recover", session, none, false},
+			{"recover", none, challenge, false},
+		} {
+			_, err := f.db.ExecContext(ctx,
+				`INSERT INTO webauthn_ceremonies (id, account_id, kind, session_id, challenge_id, state, created_at, expires_at)
+				 VALUES ($1, $2, $3, $4, $5, '{}', 0, 1)`,
+				ids.New(), f.account.ID, tc.kind, tc.session, tc.challenge)
+			if ok := err == nil; ok != tc.ok {
+				t.Errorf("kind %q with session %v, challenge %v: stored %v (%v), want %v",
+					tc.kind, tc.session.Valid, tc.challenge.Valid, ok, err, tc.ok)
+			}
+		}
+	})
 }

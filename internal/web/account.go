@@ -179,16 +179,19 @@ func handleFactorRemove(d Deps) http.Handler {
 	})
 }
 
-// handleRecoveryCodes replaces the recovery codes given a current code
-// (mfa.Service.RegenerateRecoveryCodes) and shows the new ones once.
+// handleRecoveryCodes replaces the recovery codes
+// (mfa.Service.RenewRecoveryCodes) and shows the new ones once: after a
+// fresh confirmation of the session, or given a code from the app. Without
+// either, the step-up page answers and leads back to the account page (the
+// form's "next").
 func handleRecoveryCodes(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !parse(w, r, d) {
 			return
 		}
-		codes, err := d.Factors.RegenerateRecoveryCodes(r.Context(), actor(d, r), r.PostForm.Get("code"))
+		codes, err := d.Factors.RenewRecoveryCodes(r.Context(), actor(d, r), r.PostForm.Get("code"))
 		if err != nil {
-			accountError(w, r, d, err)
+			accountError(w, r, d, err) // a wanted step-up: the step-up page (fail)
 			return
 		}
 		render(w, r, d.Log, http.StatusOK, "codes", map[string]any{

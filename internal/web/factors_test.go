@@ -181,3 +181,68 @@ func TestAUTH08_EnrolmentPageSetsUpAPasskey(t *testing.T) {
 		}
 	}
 }
+
+var shownCode = regexp.MustCompile(`<li><code>([0-9A-Z-]+)</code></li>`)
+
+// The account page makes new recovery codes for an account without an
+// authenticator app (here: a passkey only): with a fresh confirmation, and
+// without one by way of the step-up page, which leads back to the account
+// page; a recovery code in the form does as well. An account without a
+// factor is offered no form and refused.
+func TestAUTH08_AccountPageMakesRecoveryCodesAfterAConfirmation(t *testing.T) {
+	srv := browsertest.StartServer(t, browsertest.Options{Localhost: true})
+	c := signInHTTP(t, srv, authz.DataManager)
+	l := srv.Logins[authz.DataManager]
+	renew := func(code string) answer {
+		t.Helper()
+		form := url.Values{"next": {"/account"}}
+		if code != "" {
+			form.Set("code", code)
+		}
+		return request(t, c, "POST", srv.URL+"/account/recovery-codes", form, nil)
+	}
+
+	if a := request(t, c, "GET", srv.URL+"/account", nil, nil); strings.Contains(a.body, `id="new-recovery-codes"`) {
+		t.Error("the account page offers recovery codes to an account without a factor")
+	}
+	if a := renew(""); a.status != http.StatusConflict || !strings.Contains(a.body, `id="error"`) || shownCode.MatchString(a.body) {
+		t.Errorf("recovery codes without a factor: %d\n%s", a.status, a.body)
+	}
+
+	addPasskey(t, srv, c)
+	a := request(t, c, "GET", srv.URL+"/account", nil, nil)
+	_, form, _ := strings.Cut(a.body, `action="/account/recovery-codes"`)
+	form, _, _ = strings.Cut(form, `</form>`)
+	if !strings.Contains(form, `id="new-recovery-codes"`) || !strings.Contains(form, `name="next" value="/account"`) || strings.Contains(form, `id="rc-code"`) {
+		t.Fatalf("account page of a passkey account: recovery codes form missing, not leading back, or asking for an app's code\n%s", a.body)
+	}
+
+	ageConfirmations(t, srv.Instance.Clinical)
+	a = renew("")
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, `action="/confirm"`) || !strings.Contains(a.body, `name="next" value="/account"`) {
+		t.Fatalf("recovery codes without a fresh confirmation: %d\n%s", a.status, a.body)
+	}
+	if shownCode.MatchString(a.body) {
+		t.Fatal("recovery codes shown without a fresh confirmation")
+	}
+	a = request(t, c, "POST", srv.URL+"/confirm", url.Values{"password": {l.Password}, "next": {"/account"}}, nil)
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/account?done=confirmed" {
+		t.Fatalf("confirm: %d %s", a.status, a.header.Get("Location"))
+	}
+	a = renew("")
+	first := shownCode.FindAllStringSubmatch(a.body, -1)
+	if a.status != http.StatusOK || !strings.Contains(a.body, `id="recovery-codes"`) || len(first) != mfa.RecoveryCodes {
+		t.Fatalf("recovery codes after a confirmation: %d, %d codes\n%s", a.status, len(first), a.body)
+	}
+
+	// Without a fresh confirmation, one of the codes is proof enough.
+	ageConfirmations(t, srv.Instance.Clinical)
+	a = renew(first[0][1])
+	if second := shownCode.FindAllStringSubmatch(a.body, -1); a.status != http.StatusOK || len(second) != mfa.RecoveryCodes || second[0][1] == first[0][1] {
+		t.Fatalf("recovery codes with a recovery code: %d\n%s", a.status, a.body)
+	}
+	// The first set is gone with the second.
+	if a := renew(first[1][1]); a.status != http.StatusForbidden || shownCode.MatchString(a.body) {
+		t.Errorf("recovery codes with a replaced code: %d\n%s", a.status, a.body)
+	}
+}

@@ -1,0 +1,85 @@
+package mfa_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+// An account whose only factor is a passkey makes new recovery codes after
+// a recent confirmation of its session (ACL-09), with no code to give, and
+// not without one; the old codes stop working, and the renewal is a
+// security event naming its proof. An account without a factor gets none:
+// recovery codes stand in for a factor.
+func TestAUTH08_RecoveryCodesRenewedAfterAStepUp(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newPasskeyFixture(t, d)
+		fresh := f.actor
+		fresh.ConfirmedAt = f.clock.now()
+		if _, err := f.svc.RenewRecoveryCodes(ctx, fresh, ""); !errs.Is(err, errs.Conflict) {
+			t.Fatalf("recovery codes without a factor: %v, want Conflict", err)
+		}
+		if left, _ := mfa.RecoveryCodesLeft(ctx, f.db, f.account.ID); left != 0 {
+			t.Fatalf("%d recovery codes without a factor", left)
+		}
+
+		_, _, old := f.register(t, f.actor, "Phone")
+		f.clock.add(time.Minute)
+		for name, confirmedAt := range map[string]time.Time{
+			"never":                   {},
+			"older than the window":   f.clock.now().Add(-gate.StepUpWindow - time.Second),
+			"from beyond clock skew":  f.clock.now().Add(2 * time.Minute),
+			"at the sign-in long ago": f.clock.now().Add(-time.Hour),
+		} {
+			a := f.actor
+			a.ConfirmedAt = confirmedAt
+			if _, err := f.svc.RenewRecoveryCodes(ctx, a, ""); !errors.Is(err, gate.ErrStepUpRequired) {
+				t.Errorf("confirmation %s: %v, want ErrStepUpRequired", name, err)
+			}
+		}
+		if left, _ := mfa.RecoveryCodesLeft(ctx, f.db, f.account.ID); left != mfa.RecoveryCodes {
+			t.Fatalf("%d recovery codes left after refused renewals, want %d", left, mfa.RecoveryCodes)
+		}
+
+		fresh.ConfirmedAt = f.clock.now().Add(-gate.StepUpWindow + time.Second)
+		codes, err := f.svc.RenewRecoveryCodes(ctx, fresh, "")
+		if err != nil {
+			t.Fatalf("renew after a recent confirmation: %v", err)
+		}
+		if len(codes) != mfa.RecoveryCodes || slices.ContainsFunc(codes, func(c string) bool { return slices.Contains(old, c) }) {
+			t.Fatalf("renewed codes %v (old %v)", codes, old)
+		}
+		if _, err := f.verify(old[0]); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Errorf("an old recovery code after the renewal: %v, want ErrWrongCode", err)
+		}
+		if m, err := f.verify(codes[0]); err != nil || m != mfa.MethodRecovery {
+			t.Errorf("a renewed recovery code: %v, %v", m, err)
+		}
+
+		// A code given with a recent confirmation is still checked: a
+		// wrong one is refused and counts towards the lockout.
+		if _, err := f.svc.RenewRecoveryCodes(ctx, fresh, "ZZZZZ-ZZZZZ"); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Errorf("renew with a wrong code: %v, want ErrWrongCode", err)
+		}
+		if st, _ := accounts.Lockout(ctx, f.db, f.account.ID); st.Failures != 1 {
+			t.Errorf("failures after a wrong code: %d, want 1", st.Failures)
+		}
+
+		n := f.count(t, `SELECT COUNT(*) FROM audit_events
+			WHERE action = 'mfa.recovery.regenerate' AND outcome = 'success' AND security = $1 AND org_id = $2 AND body LIKE $3`,
+			true, f.orgID, `%"proof":"step_up"%`)
+		if n != 1 {
+			t.Errorf("%d renewal security events with proof step_up, want 1", n)
+		}
+	})
+}
