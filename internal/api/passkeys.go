@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -144,6 +145,12 @@ func handlePasskeyRemove(d Deps) http.Handler {
 // account with passkeys with the request options for
 // navigator.credentials.get. Every failure is one 401, as for a code.
 func handleSecondFactorPasskeyOptions(d Deps) http.Handler {
+	return handleChallengeOptions(d, d.Sessions.PasskeyOptions)
+}
+
+// handleChallengeOptions answers {"challenge"} with the WebAuthn options
+// that options makes for that challenge of a sign-in.
+func handleChallengeOptions(d Deps, options func(ctx context.Context, f *mfa.Service, challenge, addr, userAgent string) ([]byte, error)) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		var req struct {
 			Challenge string `json:"challenge"`
@@ -151,11 +158,11 @@ func handleSecondFactorPasskeyOptions(d Deps) http.Handler {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		options, err := d.Sessions.PasskeyOptions(r.Context(), d.Factors, req.Challenge, d.ClientAddr(r), r.UserAgent())
+		out, err := options(r.Context(), d.Factors, req.Challenge, d.ClientAddr(r), r.UserAgent())
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, json.RawMessage(options))
+		writeJSON(w, http.StatusOK, json.RawMessage(out))
 		return nil
 	})
 }
@@ -191,20 +198,7 @@ func handleSecondFactorPasskey(d Deps) http.Handler {
 // a second factor, and answers with the creation options for
 // navigator.credentials.create. Without a relying party it is 503.
 func handleEnrolPasskeyBegin(d Deps) http.Handler {
-	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		var req struct {
-			Challenge string `json:"challenge"`
-		}
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		options, err := d.Sessions.EnrolPasskeyBegin(r.Context(), d.Factors, req.Challenge, d.ClientAddr(r), r.UserAgent())
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, json.RawMessage(options))
-		return nil
-	})
+	return handleChallengeOptions(d, d.Sessions.EnrolPasskeyBegin)
 }
 
 // handleEnrolPasskeyConfirm stores the passkey made for the options of

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"html/template"
@@ -221,18 +222,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // handlePasskeyOptions answers the challenge in the cookie with the
 // request options for navigator.credentials.get.
 func handlePasskeyOptions(d Deps) http.Handler {
+	return handleChallengeOptions(d, d.Sessions.PasskeyOptions)
+}
+
+// handleChallengeOptions answers the challenge in the cookie with the
+// WebAuthn options that options makes for it.
+func handleChallengeOptions(d Deps, options func(ctx context.Context, f *mfa.Service, challenge, addr, userAgent string) ([]byte, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		challenge := challengeOf(r)
 		if challenge == "" {
 			passkeyFailure(w, r, d, mfa.ErrChallenge)
 			return
 		}
-		options, err := d.Sessions.PasskeyOptions(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
+		out, err := options(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
 		if err != nil {
 			passkeyFailure(w, r, d, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, json.RawMessage(options))
+		writeJSON(w, http.StatusOK, json.RawMessage(out))
 	})
 }
 
@@ -331,19 +338,7 @@ func passkeysAvailable(d Deps) bool { return d.Factors != nil && d.Factors.Passk
 // handleEnrolPasskeyOptions answers the enrolment challenge in the cookie
 // with the creation options for navigator.credentials.create.
 func handleEnrolPasskeyOptions(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		challenge := challengeOf(r)
-		if challenge == "" {
-			passkeyFailure(w, r, d, mfa.ErrChallenge)
-			return
-		}
-		options, err := d.Sessions.EnrolPasskeyBegin(r.Context(), d.Factors, challenge, d.ClientAddr(r), r.UserAgent())
-		if err != nil {
-			passkeyFailure(w, r, d, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, json.RawMessage(options))
-	})
+	return handleChallengeOptions(d, d.Sessions.EnrolPasskeyBegin)
 }
 
 // handleEnrolPasskey stores the passkey the browser made ({"credential",
