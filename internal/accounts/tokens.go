@@ -51,6 +51,30 @@ func PeekToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token stri
 	return lookupToken(ctx, q, purpose, token, false)
 }
 
+// EndTokens ends, in tx, the live tokens of purpose among those whose
+// digests (ids.Digest of the token) are given, as if used: RedeemToken and
+// PeekToken refuse them from then on, whatever the clock says. It returns
+// the accounts the ended tokens were issued for, one per token.
+func EndTokens(ctx context.Context, tx *sql.Tx, purpose Purpose, digests []string) ([]string, error) {
+	now := sqldb.Now()
+	var out []string
+	for _, d := range digests {
+		var accountID string
+		err := tx.QueryRowContext(ctx,
+			`UPDATE account_tokens SET used_at = $1
+			 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+			 RETURNING account_id`, now, d, purpose).Scan(&accountID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue // used, expired or unknown: nothing to end
+		case err != nil:
+			return nil, fmt.Errorf("end %s links: %w", purpose, err)
+		}
+		out = append(out, accountID)
+	}
+	return out, nil
+}
+
 func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string, consume bool) (string, error) {
 	invalid := errs.E(errs.NotFound, "this link is invalid, used or expired")
 	if len(token) != ids.SecretLen {

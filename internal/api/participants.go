@@ -168,3 +168,17 @@ func handleInviteParticipantAccount(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// handleWithdrawParticipantAccount withdraws a participant's pending
+// invitations to an account of their own (ACL-05): their links stop
+// working.
+func handleWithdrawParticipantAccount(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		if err := d.Participants.WithdrawAccountInvitation(r.Context(), actor(d, r), r.PathValue("org"),
+			r.PathValue("study"), r.PathValue("site"), r.PathValue("participant")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}

@@ -105,6 +105,7 @@ func Routes(d Deps) *router.Router {
 	// A participant's own account (ACL-05), invited by those who may enrol
 	// at the site.
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", router.SignedIn, handleInviteParticipantAccount(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", router.SignedIn, handleWithdrawParticipantAccount(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleListDecryptGrants(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants", router.SignedIn, handleGrantDecrypt(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/decrypt-grants/{grant}", router.SignedIn, handleRevokeDecrypt(d))

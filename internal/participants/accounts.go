@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -112,6 +114,83 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 		return AccountInvitation{}, err
 	}
 	return inv, nil
+}
+
+// errNoPendingInvitation answers a withdrawal when the participant has no
+// invitation whose link is still usable (none, or all used or expired).
+var errNoPendingInvitation = errs.E(errs.Conflict, "this participant has no pending invitation")
+
+// errAccountLinked refuses a withdrawal once an invitation was accepted: the
+// account is the participant's own, which withdrawing a link cannot undo.
+var errAccountLinked = errs.E(errs.Conflict, "this participant's invitation was accepted and their account is linked; it cannot be withdrawn here")
+
+// WithdrawAccountInvitation withdraws the participant's pending
+// invitations (a mistyped address, a participant who withdrew before
+// accepting): their setup links stop working in the transaction that
+// records the withdrawal, so no link accepted afterwards grants anything.
+// It takes the permission of the invitation at the participant's site. The
+// event names the participant and the invited accounts, never an address.
+// A withdrawn invitation may be followed by a new one.
+func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) error {
+	org, err := s.org(ctx, slug)
+	if err != nil {
+		return err
+	}
+	return s.Gate.Do(ctx, a, org.ID, "participant.account_withdraw", func(t *gate.Tx) error {
+		t.Object("participant", pseudonym)
+		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
+		if err != nil {
+			return err
+		}
+		t.Participant(p.Pseudonym)
+		t.Security()
+		if err := authorizeVisible(t, authz.ParticipantEnrol, p, "you may not withdraw invitations at this site"); err != nil {
+			return err
+		}
+		rels, err := authz.RelationsOfParticipant(ctx, t, org.ID, p.Pseudonym)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(rels, func(r authz.Relation) bool { return r.Kind == authz.RelationSelf }) {
+			return errAccountLinked
+		}
+		// The links end as used ones do (accounts.EndTokens).
+		digests, err := invitationDigests(ctx, t, org.ID, p.Pseudonym)
+		if err != nil {
+			return err
+		}
+		invited, err := accounts.EndTokens(ctx, t.Tx, accounts.PurposeSetup, digests)
+		if err != nil {
+			return err
+		}
+		if len(invited) == 0 {
+			return errNoPendingInvitation
+		}
+		t.Detail("withdrawn", strconv.Itoa(len(invited)))
+		slices.Sort(invited)
+		t.Detail("account", strings.Join(slices.Compact(invited), ","))
+		return nil
+	})
+}
+
+// invitationDigests lists the digests of the links of every invitation of
+// the participant, pending or not.
+func invitationDigests(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT token_hash FROM participant_invitations
+		WHERE org_id = $1 AND participant_id = $2`, orgID, pseudonym)
+	if err != nil {
+		return nil, fmt.Errorf("read participant invitations: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("read participant invitations: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // PendingAccount is the participant a setup link makes its account the own

@@ -272,6 +272,19 @@ var matrix = []matrixRow{
 		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Withdrawing a participant's pending invitation takes the invitation's
+	// permission at the participant's site, so the same cells as the
+	// invitation's. Every cell's participant has a pending invitation
+	// (seedParticipantInvitations), so a refusal is never for want of one.
+	{Route: "DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        204 204 404 404
+		site-investigator   204 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// Decrypt grants (CRY-06) of the target study: organization admins and
 	// the study's admins.
 	{Route: "GET /api/v1/orgs/{org}/studies/{study}/decrypt-grants", Grid: `
@@ -1317,6 +1330,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 	}
 	seedAdminTargets(t, ts, f)
 	seedDecryptGrants(t, ts, f)
+	seedParticipantInvitations(t, ts, f)
 	seedKeyRequests(t, ts, f)
 	return f
 }

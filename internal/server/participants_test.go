@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
@@ -45,6 +46,9 @@ func init() {
 		},
 		"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account": func(tg target, tag string) probe {
 			return jsonProbe(one(tg, tag)+"/account", map[string]string{"email": tag + "@participants.matrix.example"})
+		},
+		"DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account": func(tg target, tag string) probe {
+			return probe{path: one(tg, tag) + "/account"}
 		},
 		"GET /api/v1/orgs/{org}/studies/{study}/decrypt-grants": func(tg target, _ string) probe {
 			return probe{path: base(tg) + "/decrypt-grants"}
@@ -94,6 +98,43 @@ func seedDecryptGrants(t *testing.T, ts *testServer, f matrixFixture) {
 					return err
 				}
 				matrixGrants[string(role)+"-"+targetNames[i]] = id
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedParticipantInvitations gives every cell's participant (adminTargets)
+// a pending invitation to an account of their own, for the withdrawal
+// route: its answer then depends on the requester alone.
+func seedParticipantInvitations(t *testing.T, ts *testServer, f matrixFixture) {
+	t.Helper()
+	ctx := context.Background()
+	db := ts.inst.Clinical
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		for _, role := range authz.BuiltinRoles() {
+			for i, tg := range f.targets[role] {
+				tag := string(role) + "-" + targetNames[i]
+				o, err := orgs.OrganizationBySlug(ctx, tx, tg.org)
+				if err != nil {
+					return err
+				}
+				acc, err := accounts.Create(ctx, tx, "pending-"+tag+"@participants.matrix.example", "")
+				if err != nil {
+					return err
+				}
+				token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO participant_invitations
+					(token_hash, org_id, participant_id, account_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $4, 1)`,
+					ids.Digest(token), o.ID, adminTargetOf(tag).participant, acc.ID); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
