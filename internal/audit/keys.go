@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -62,7 +63,7 @@ func LoadOrCreateKey(dataDir, name string) (note.Signer, note.Verifier, error) {
 	// again; one that names another key means a key file was swapped.
 	switch b, err := os.ReadFile(pubPath); {
 	case errors.Is(err, os.ErrNotExist):
-		if err := writeFileAtomic(pubPath, []byte(vkey+"\n"), 0o644, true); err != nil {
+		if err := atomicfile.Write(pubPath, []byte(vkey+"\n"), 0o644); err != nil {
 			return nil, nil, errs.Wrap(errs.Invalid, err, "write audit verifier key "+pubPath)
 		}
 	case err != nil:
@@ -98,44 +99,13 @@ func createSigningKey(path, name string) (string, error) {
 	if err != nil {
 		return "", errs.E(errs.Invalid, "audit key name %q is not valid (no spaces or '+')", name)
 	}
-	if err := writeFileAtomic(path, []byte(skey+"\n"), 0o600, false); err != nil {
+	if err := atomicfile.Create(path, []byte(skey+"\n"), 0o600); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return readSigningKey(path)
 		}
 		return "", errs.Wrap(errs.Invalid, err, "write audit signing key "+path)
 	}
 	return skey, nil
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it and moves it to
-// path, so a crash never leaves a partial file. Without replace, an existing
-// path is kept and the error is os.ErrExist.
-func writeFileAtomic(path string, data []byte, mode os.FileMode, replace bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if replace {
-		return os.Rename(tmp, path)
-	}
-	return os.Link(tmp, path)
 }
 
 // verifierKey derives the verifier key text from a signer key text

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keyops"
@@ -450,6 +451,9 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if err := os.Link(tmp.Name(), *out); err != nil {
+		return errs.Wrap(errs.Invalid, err, "write "+*out)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(*out)); err != nil {
 		return errs.Wrap(errs.Invalid, err, "write "+*out)
 	}
 	fmt.Fprintf(env.Stdout, "Wrote the recovery material of %s to %s (request %s).\n", kek.ID(), *out, req.ID)

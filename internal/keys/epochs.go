@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -142,7 +143,7 @@ func (e *localEpochs) NewEpoch(context.Context) (string, error) {
 	path, _ := e.path(epoch)
 	text := []byte(base64.StdEncoding.EncodeToString(key) + "\n")
 	defer clear(text)
-	if err := writeNewFile(path, text, 0o600); err != nil {
+	if err := atomicfile.Create(path, text, 0o600); err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "write erasure epoch key "+path)
 	}
 	return epoch, nil

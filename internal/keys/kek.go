@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -258,53 +259,8 @@ func createLocalKEK(path string) error {
 	}
 	text := formatLocalKEK([][]byte{key})
 	defer clear(text)
-	if err := writeNewFile(path, text, 0o600); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := atomicfile.Create(path, text, 0o600); err != nil && !errors.Is(err, os.ErrExist) {
 		return errs.Wrap(errs.Invalid, err, "write key-encryption key "+path)
-	}
-	return nil
-}
-
-// writeNewFile writes data to a temporary file, syncs it and links it to
-// path, so a crash never leaves a partial key. An existing path is kept and
-// the error is os.ErrExist. With replace, an existing path is replaced
-// (atomically, by rename).
-func writeNewFile(path string, data []byte, mode os.FileMode) error {
-	return writeFile(path, data, mode, false)
-}
-
-func writeFile(path string, data []byte, mode os.FileMode, replace bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if replace {
-		err = os.Rename(tmp, path)
-	} else {
-		err = os.Link(tmp, path)
-	}
-	if err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -500,7 +456,7 @@ func (k *LocalKEK) rewrite(change func([][]byte) ([][]byte, error)) error {
 	keys = next
 	text := formatLocalKEK(keys)
 	defer clear(text)
-	if err := writeFile(k.path, text, 0o600, true); err != nil {
+	if err := atomicfile.Write(k.path, text, 0o600); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "write key-encryption key "+k.path)
 	}
 	return k.load()

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -199,7 +200,7 @@ func RestoreLocalKEK(dataDir string, keyFile []byte) error {
 		return errs.Wrap(errs.Invalid, err, "create key folder "+dir)
 	}
 	path := filepath.Join(dataDir, LocalKEKFile)
-	if err := writeNewFile(path, keyFile, 0o600); err != nil {
+	if err := atomicfile.Create(path, keyFile, 0o600); err != nil {
 		if os.IsExist(err) {
 			return errs.E(errs.Conflict, "%s exists already; move it away first", path)
 		}

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -253,15 +254,14 @@ func SelfSignedCertificate(dir string, hosts []string) (cert tls.Certificate, cr
 		return tls.Certificate{}, false, errs.Wrap(errs.Invalid, err,
 			fmt.Sprintf("cannot create TLS directory %s", tlsDir))
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, errs.Wrap(errs.Invalid, err,
 			fmt.Sprintf("cannot write TLS key %s", keyPath))
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, false, errs.Wrap(errs.Invalid, err,
 			fmt.Sprintf("cannot write TLS certificate %s", certPath))
 	}
-	syncDir(tlsDir)
 
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -381,46 +381,6 @@ func newSelfSigned(dnsNames []string, ips []net.IP, now time.Time) (certPEM, key
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	return certPEM, keyPEM, nil
-}
-
-// writeFileAtomic writes data to a temporary file in the directory of path,
-// with mode perm from the start, and renames it over path, so that path holds
-// either its old content or all of the new one.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// syncDir flushes a directory entry change to disk where the platform allows.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	d.Close()
 }
 
 // leafOf returns the parsed leaf of cert, or nil when it has none.
