@@ -778,8 +778,14 @@ func TestOPS01_ProductionRefusesSelfSignedCertificate(t *testing.T) {
 	t.Run("self-signed certificate", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
 		r := refuse(t, data, quick, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
-			"--tls-cert", selfCert, "--tls-key", selfKey)
+			"--tls-cert", selfCert, "--tls-key", selfKey, "--allow-local-kek")
 		want(t, r, "production", "self-signed", selfCert)
+	})
+	t.Run("key file without consent", func(t *testing.T) {
+		data := filepath.Join(t.TempDir(), "data")
+		r := refuse(t, data, quick, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
+			"--tls-cert", selfCert, "--tls-key", selfKey)
+		want(t, r, "production", "--kek local", "--allow-local-kek")
 	})
 	t.Run("demo", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
@@ -838,7 +844,7 @@ func TestOPS01_ProductionRefusesSelfSignedCertificate(t *testing.T) {
 		certPath, keyPath, _, _ := writeCert(t, dir, "server", leafTemplate(11, "localhost"), ca, caKey)
 		data := filepath.Join(dir, "data")
 		p := start(t, "", nil, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
-			"--tls-cert", certPath, "--tls-key", keyPath)
+			"--tls-cert", certPath, "--tls-key", keyPath, "--allow-local-kek")
 		url := p.waitStdout(t, servingRE, 20*time.Second)[1]
 		if strings.Contains(p.stdout.String(), "fingerprint") {
 			t.Errorf("the server speaks of a self-signed certificate although it was given one:\n%s", p.describe())

@@ -38,6 +38,9 @@ type serveOptions struct {
 	proxies      []netip.Prefix
 	// fips requires FIPS mode (CRY-11): Go's FIPS 140-3 module on.
 	fips bool
+	// allowLocalKEK accepts, in production, the key-encryption key in the
+	// data folder (OPS-01).
+	allowLocalKEK bool
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -55,6 +58,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")
 	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
+	fs.BoolVar(&o.allowLocalKEK, "allow-local-kek", false, "with --env production, accept the key-encryption key in the data folder (--kek local) instead of an HSM or KMS")
 	fs.BoolVar(&o.fips, "fips", false, "FIPS mode: refuse to start unless Go's FIPS 140-3 module is on (GODEBUG=fips140=on or only); new values then use AES-256-GCM and passwords PBKDF2")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
@@ -69,7 +73,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 
 	// Everything that can be checked without writing is checked first, so a
 	// bad setting leaves no trace.
-	if err := checkServeOptions(&o); err != nil {
+	if err := checkServeOptions(&o, kc); err != nil {
 		return err
 	}
 	fips := keys.FIPS()
@@ -189,8 +193,11 @@ func runServe(ctx context.Context, env Env, args []string) error {
 }
 
 // checkServeOptions refuses settings that are malformed, or insecure in
-// production (OPS-01), naming the setting, and keeps the parsed forms.
-func checkServeOptions(o *serveOptions) error {
+// production (OPS-01), naming the setting, and keeps the parsed forms. In
+// production the key-encryption key belongs in an HSM or a KMS: the local
+// key file, which whoever holds the data folder holds too, needs the
+// operator's explicit consent (--allow-local-kek).
+func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 	okEnv := false
 	for _, e := range environments {
 		okEnv = okEnv || o.env == e
@@ -229,6 +236,10 @@ func checkServeOptions(o *serveOptions) error {
 		if t.t.Dialect == sqldb.Postgres && !t.t.IsLocalHost() && t.t.SSLMode != "verify-full" {
 			return errs.E(errs.Invalid, "--env production refuses %s on remote host %s without sslmode=verify-full", t.flag, t.t.Host)
 		}
+	}
+	if kc.provider == "local" && !o.allowLocalKEK {
+		return errs.E(errs.Invalid, "--env production refuses the key-encryption key in the data folder (--kek local): "+
+			"use --kek pkcs11 or --kek vault, or accept the key file with --allow-local-kek")
 	}
 	return nil
 }
