@@ -143,7 +143,7 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoPending // confirmed or replaced meanwhile
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, first, now, then)
+		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, nil, first, now, then)
 		return err
 	})
 	if err != nil {
@@ -152,13 +152,13 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 	return codes, nil
 }
 
-// enrolled finishes, in tx, the set-up of a factor just activated: drops
-// the account's other pending factors, gives it recovery codes if this is
-// its first factor (returned for showing once; beside another factor the
-// codes it has stand, as for a second passkey), records the security event
-// action and runs then, if not nil, so that what then writes commits with
-// the factor.
-func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, first bool, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
+// enrolled finishes, in tx, the set-up of a factor just activated (an app,
+// a phone or a passkey): drops the account's pending app or phone set-ups,
+// gives it recovery codes if this is its first factor (returned for
+// showing once; beside another factor the codes it has stand), records the
+// security event action with the factor's id and details, and runs then,
+// if not nil, so that what then writes commits with the factor.
+func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, details map[string]string, first bool, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
 	if _, err := tx.ExecContext(ctx,
 		`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
 		return nil, fmt.Errorf("drop pending factors: %w", err)
@@ -173,6 +173,9 @@ func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID st
 	ev := event(a, action, audit.Success)
 	ev.Security = true
 	ev.Details = map[string]string{"factor_id": factorID, "recovery_codes_count": strconv.Itoa(len(codes))}
+	for k, v := range details {
+		ev.Details[k] = v
+	}
 	if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
 		return nil, err
 	}

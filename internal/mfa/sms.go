@@ -261,7 +261,7 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoSMSPending
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, first, now, then)
+		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, nil, first, now, then)
 		return err
 	})
 	if errors.Is(err, ErrWrongCode) {

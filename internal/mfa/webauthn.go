@@ -508,24 +508,10 @@ func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b bindi
 		if err != nil {
 			return fmt.Errorf("store passkey: %w", err)
 		}
-		if first {
-			if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
-				return err
-			}
-		}
-		ev := event(a, "mfa.webauthn.register", audit.Success)
-		ev.Security = true
-		ev.Details = map[string]string{
-			"factor_id": pk.ID, "aaguid": aaguidString(pk.AAGUID),
-			"backup_eligible": strconv.FormatBool(pk.BackupEligible), "recovery_codes_count": strconv.Itoa(len(codes)),
-		}
-		if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx)
-		}
-		return nil
+		codes, err = enrolled(ctx, tx, a, "mfa.webauthn.register", pk.ID, map[string]string{
+			"aaguid": aaguidString(pk.AAGUID), "backup_eligible": strconv.FormatBool(pk.BackupEligible),
+		}, first, now, then)
+		return err
 	})
 	if err != nil {
 		return Passkey{}, nil, err

@@ -447,6 +447,38 @@ func TestAUTH08_PasskeyRemovalNeedsProofAndAnotherNeedsStepUp(t *testing.T) {
 
 // An account with an authenticator app adds a passkey (after a step-up);
 // removing the app leaves the passkey and the recovery codes in place.
+// A passkey chosen instead of an app whose set-up was begun (the forced
+// enrolment page begins one) ends that set-up: no unconfirmed app secret
+// stays behind, and the registration event says what was registered.
+func TestAUTH08_PasskeyEndsAPendingAppSetUp(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newPasskeyFixture(t, d)
+		if _, err := f.svc.Begin(ctx, f.actor); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.count(t, `SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, f.account.ID); n != 1 {
+			t.Fatalf("%d pending app set-ups, want 1", n)
+		}
+		_, pk, codes := f.register(t, f.actor, "Phone")
+		if len(codes) != mfa.RecoveryCodes {
+			t.Errorf("first factor: %d recovery codes", len(codes))
+		}
+		if n := f.count(t, `SELECT COUNT(*) FROM account_factors WHERE account_id = $1`, f.account.ID); n != 0 {
+			t.Errorf("%d app set-ups left after the passkey, want none", n)
+		}
+		var body string
+		if err := f.db.QueryRowContext(ctx, `SELECT body FROM audit_events WHERE action = 'mfa.webauthn.register'`).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{pk.ID, `"aaguid":"` + pk.AAGUIDString(), `"recovery_codes_count":"10"`, `"backup_eligible"`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("registration event %s lacks %s", body, want)
+			}
+		}
+	})
+}
+
 func TestAUTH08_PasskeyBesideTOTPKeepsRecoveryCodes(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
