@@ -42,7 +42,7 @@ func (s *Service) Begin(ctx context.Context, a gate.Actor) (Enrolment, error) {
 	if err != nil {
 		return Enrolment{}, err
 	}
-	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
+	if err := s.admitOrRecord(ctx, a, true, "mfa.totp.enrol"); err != nil {
 		return Enrolment{}, err
 	}
 	secret := make([]byte, SecretSize)
@@ -105,7 +105,7 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 	if err := s.limit(ctx, a.AccountID); err != nil {
 		return nil, err
 	}
-	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
+	if err := s.admitOrRecord(ctx, a, true, "mfa.totp.enrol"); err != nil {
 		return nil, err
 	}
 	f, err := readFactor(ctx, s.DB, a.AccountID, true)

@@ -155,7 +155,7 @@ func (s *Service) RenewRecoveryCodes(ctx context.Context, a gate.Actor, code str
 		}
 		method = string(p.method)
 	} else if !confirmedRecently(a, s.now()) {
-		return nil, gate.ErrStepUpRequired
+		return nil, s.stepUpRefused(ctx, a, "mfa.recovery.regenerate")
 	}
 	now := s.now()
 	var codes []string

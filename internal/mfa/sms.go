@@ -165,7 +165,7 @@ func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (str
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
+	if err := s.admitOrRecord(ctx, a, true, "mfa.sms.enrol"); err != nil {
 		return "", err
 	}
 	if err := s.limitSends(ctx, a.AccountID); err != nil {
@@ -225,7 +225,7 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 	if err := s.limit(ctx, a.AccountID); err != nil {
 		return nil, err
 	}
-	if _, err := s.admit(ctx, s.DB, a, true); err != nil {
+	if err := s.admitOrRecord(ctx, a, true, "mfa.sms.enrol"); err != nil {
 		return nil, err
 	}
 	f, err := readSMSFactor(ctx, s.DB, a.AccountID, true)

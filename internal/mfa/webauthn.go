@@ -212,6 +212,33 @@ func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code
 	return false, nil
 }
 
+// admitOrRecord is admit, outside a transaction, for the first check of a
+// step that adds a factor: a refusal for want of a fresh confirmation is
+// recorded as action, denied, as the gate records its own (ACL-09), so the
+// trail shows an attempt to add a factor from a session that had not
+// confirmed lately.
+func (s *Service) admitOrRecord(ctx context.Context, a gate.Actor, code bool, action string) error {
+	_, err := s.admit(ctx, s.DB, a, code)
+	if errors.Is(err, gate.ErrStepUpRequired) {
+		return s.stepUpRefused(ctx, a, action)
+	}
+	return err
+}
+
+// stepUpRefused records action of a as a security event denied for want of
+// a fresh confirmation, and answers gate.ErrStepUpRequired.
+func (s *Service) stepUpRefused(ctx context.Context, a gate.Actor, action string) error {
+	ev := event(a, action, audit.Denied)
+	ev.Security = true
+	ev.Details = map[string]string{"reason": "step-up required"}
+	if err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+	}); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the refusal could not be audited")
+	}
+	return gate.ErrStepUpRequired
+}
+
 // binding is what a ceremony is bound to, and so which ceremony it is: its
 // kind (a column of webauthn_ceremonies, whose CHECK holds each kind to its
 // column) and the session or the challenge that began it. A registration
@@ -310,7 +337,7 @@ func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, b binding
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.admit(ctx, s.DB, a, false); err != nil {
+	if err := s.admitOrRecord(ctx, a, false, "mfa.webauthn.register"); err != nil {
 		return nil, err
 	}
 	user, err := passkeyUser(ctx, s.DB, a.AccountID)
@@ -465,7 +492,7 @@ func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b bindi
 	if name, err = normalizePasskeyName(name); err != nil {
 		return Passkey{}, nil, err
 	}
-	if _, err := s.admit(ctx, s.DB, a, false); err != nil {
+	if err := s.admitOrRecord(ctx, a, false, "mfa.webauthn.register"); err != nil {
 		return Passkey{}, nil, err
 	}
 	now := s.now()

@@ -164,6 +164,19 @@ func TestAUTH08_PasskeyAccountAddsAnAppOrAPhoneAfterAStepUp(t *testing.T) {
 				t.Errorf("%d %s security events, want 1", n, action)
 			}
 		}
+		// The attempts from a stale session are on the trail as denied
+		// security events, as the gate records its own step-up refusals.
+		for _, action := range []string{"mfa.totp.enrol", "mfa.sms.enrol"} {
+			var n int
+			if err := s.inst.Clinical.QueryRowContext(ctx,
+				`SELECT COUNT(*) FROM audit_events WHERE action = $1 AND outcome = 'denied' AND security = $2 AND org_id = $3`,
+				action, true, org).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("no denied %s event for the attempt from a stale session", action)
+			}
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"github.com/custodia/custodia/internal/accounts"
 	"net/http"
 	"slices"
 	"testing"
@@ -74,6 +75,19 @@ func TestAUTH08_NewRecoveryCodesWithoutAnAppAfterAStepUp(t *testing.T) {
 			}
 			if got := s.recoveryHashes(t, l); !slices.Equal(got, before) {
 				t.Fatal("a refused renewal changed the recovery codes")
+			}
+			accountID, err := accounts.KnownID(ctx, s.inst.Clinical, l.Email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var denied int
+			if err := s.inst.Clinical.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_events
+				WHERE action = 'mfa.recovery.regenerate' AND outcome = 'denied' AND actor_account = $1`,
+				accountID).Scan(&denied); err != nil {
+				t.Fatal(err)
+			}
+			if denied < 2 {
+				t.Errorf("%d denied renewals on the trail, want the 2 refused", denied)
 			}
 			s.confirmPassword(t, l, cookie, from)
 			r := s.renewRecoveryCodes(t, "", cookie, from)
