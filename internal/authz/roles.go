@@ -44,7 +44,7 @@ var builtin = []struct {
 	levels []Level
 	about  string
 }{
-	{OrgAdmin, []Level{LevelOrg}, "sets policies, invites people, assigns roles"},
+	{OrgAdmin, []Level{LevelOrg}, "sets policies, invites people, assigns roles, requests and approves key operations"},
 	{OrgManager, []Level{LevelOrg}, "manages people's profiles and roles; no clinical data"},
 	{StudyAdmin, []Level{LevelStudy}, "designs forms, creates sites, assigns people to sites"},
 	{DataManager, []Level{LevelStudy, LevelSite}, "enters, reviews and exports participant data"},
