@@ -67,41 +67,30 @@ func init() {
 func seedKeyRequests(t *testing.T, ts *testServer, f matrixFixture) {
 	t.Helper()
 	ctx := context.Background()
-	db := ts.inst.Clinical
-	demoOrg, err := orgs.OrganizationBySlug(ctx, db, demo.Slug)
+	demoOrg, err := orgs.OrganizationBySlug(ctx, ts.inst.Clinical, demo.Slug)
 	if err != nil {
 		t.Fatal(err)
 	}
-	requester, err := accounts.ByEmail(ctx, db, ts.logins[authz.OrgManager].Email)
+	requester, err := accounts.ByEmail(ctx, ts.inst.Clinical, ts.logins[authz.OrgManager].Email)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clear(matrixKeyRequests)
 	clear(matrixWebKeyRequests)
 	now := time.Now()
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
-		for _, role := range authz.BuiltinRoles() {
-			for i, tg := range f.targets[role] {
-				if tg.org != demo.Slug {
-					continue
-				}
-				for _, seeded := range []map[string]string{matrixKeyRequests, matrixWebKeyRequests} {
-					id := ids.New()
-					if _, err := tx.ExecContext(ctx, `INSERT INTO key_requests
-						(id, org_id, kind, params, requested_by, requested_at, expires_at)
-						VALUES ($1, $2, 'rotate', '{"data_keys":true}', $3, $4, $5)`,
-						id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyops.RequestTTL).UnixMicro()); err != nil {
-						return err
-					}
-					seeded[string(role)+"-"+targetNames[i]] = id
-				}
+	seedCells(t, ts, f, true, func(tx *sql.Tx, tag string, _ target) error {
+		for _, seeded := range []map[string]string{matrixKeyRequests, matrixWebKeyRequests} {
+			id := ids.New()
+			seeded[tag] = id
+			if _, err := tx.ExecContext(ctx, `INSERT INTO key_requests
+				(id, org_id, kind, params, requested_by, requested_at, expires_at)
+				VALUES ($1, $2, 'rotate', '{"data_keys":true}', $3, $4, $5)`,
+				id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyops.RequestTTL).UnixMicro()); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 type keyRequestAnswer struct {

@@ -1335,6 +1335,29 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 	return f
 }
 
+// seedCells runs seed for every cell of the matrix (role × target), with
+// the cell's tag ("role-target"), in one transaction; cells of the demo
+// organization only when demoOnly.
+func seedCells(t *testing.T, ts *testServer, f matrixFixture, demoOnly bool, seed func(tx *sql.Tx, tag string, tg target) error) {
+	t.Helper()
+	err := ts.inst.Clinical.InTx(context.Background(), func(tx *sql.Tx) error {
+		for _, role := range authz.BuiltinRoles() {
+			for i, tg := range f.targets[role] {
+				if demoOnly && tg.org != demo.Slug {
+					continue
+				}
+				if err := seed(tx, string(role)+"-"+targetNames[i], tg); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openProbes builds the request of each open route.
 func openProbes(f matrixFixture) map[string]probe {
 	form := func(path string, v url.Values) probe {

@@ -74,37 +74,24 @@ func init() {
 func seedDecryptGrants(t *testing.T, ts *testServer, f matrixFixture) {
 	t.Helper()
 	ctx := context.Background()
-	db := ts.inst.Clinical
-	demoOrg, err := orgs.OrganizationBySlug(ctx, db, demo.Slug)
+	demoOrg, err := orgs.OrganizationBySlug(ctx, ts.inst.Clinical, demo.Slug)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := accounts.ByEmail(ctx, db, ts.logins[authz.OrgAdmin].Email)
+	admin, err := accounts.ByEmail(ctx, ts.inst.Clinical, ts.logins[authz.OrgAdmin].Email)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clear(matrixGrants)
 	matrixGrants["grantee"] = admin.ID
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
-		for _, role := range authz.BuiltinRoles() {
-			for i, tg := range f.targets[role] {
-				if tg.org != demo.Slug {
-					continue
-				}
-				id := ids.New()
-				if _, err := tx.ExecContext(ctx, `INSERT INTO decrypt_grants
-					(id, org_id, study_id, account_id, fields, reason, granted_by, created_at)
-					VALUES ($1, $2, $3, $4, 'national_id', 'matrix', $4, 1)`, id, demoOrg.ID, tg.study, admin.ID); err != nil {
-					return err
-				}
-				matrixGrants[string(role)+"-"+targetNames[i]] = id
-			}
-		}
-		return nil
+	seedCells(t, ts, f, true, func(tx *sql.Tx, tag string, tg target) error {
+		id := ids.New()
+		matrixGrants[tag] = id
+		_, err := tx.ExecContext(ctx, `INSERT INTO decrypt_grants
+			(id, org_id, study_id, account_id, fields, reason, granted_by, created_at)
+			VALUES ($1, $2, $3, $4, 'national_id', 'matrix', $4, 1)`, id, demoOrg.ID, tg.study, admin.ID)
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // seedParticipantInvitations gives every cell's participant (adminTargets)
@@ -113,35 +100,24 @@ func seedDecryptGrants(t *testing.T, ts *testServer, f matrixFixture) {
 func seedParticipantInvitations(t *testing.T, ts *testServer, f matrixFixture) {
 	t.Helper()
 	ctx := context.Background()
-	db := ts.inst.Clinical
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
-		for _, role := range authz.BuiltinRoles() {
-			for i, tg := range f.targets[role] {
-				tag := string(role) + "-" + targetNames[i]
-				o, err := orgs.OrganizationBySlug(ctx, tx, tg.org)
-				if err != nil {
-					return err
-				}
-				acc, err := accounts.Create(ctx, tx, "pending-"+tag+"@participants.matrix.example", "")
-				if err != nil {
-					return err
-				}
-				token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO participant_invitations
-					(token_hash, org_id, participant_id, account_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $4, 1)`,
-					ids.Digest(token), o.ID, adminTargetOf(tag).participant, acc.ID); err != nil {
-					return err
-				}
-			}
+	seedCells(t, ts, f, false, func(tx *sql.Tx, tag string, tg target) error {
+		o, err := orgs.OrganizationBySlug(ctx, tx, tg.org)
+		if err != nil {
+			return err
 		}
-		return nil
+		acc, err := accounts.Create(ctx, tx, "pending-"+tag+"@participants.matrix.example", "")
+		if err != nil {
+			return err
+		}
+		token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO participant_invitations
+			(token_hash, org_id, participant_id, account_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $4, 1)`,
+			ids.Digest(token), o.ID, adminTargetOf(tag).participant, acc.ID)
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestCRY06_ReIdentificationOverTheAPI enrols a participant with every
