@@ -64,22 +64,9 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 	}
 	inv := AccountInvitation{Email: norm, OrgName: org.Name}
 	err = s.Gate.Do(ctx, a, org.ID, "participant.account_invite", func(t *gate.Tx) error {
-		t.Object("participant", pseudonym)
-		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
+		p, err := withoutAccount(ctx, t, org.ID, studyID, siteID, pseudonym, "you may not invite participants at this site", errHasAccount)
 		if err != nil {
 			return err
-		}
-		t.Participant(p.Pseudonym)
-		t.Security()
-		if err := authorizeVisible(t, authz.ParticipantEnrol, p, "you may not invite participants at this site"); err != nil {
-			return err
-		}
-		rels, err := authz.RelationsOfParticipant(ctx, t, org.ID, p.Pseudonym)
-		if err != nil {
-			return err
-		}
-		if slices.ContainsFunc(rels, func(r authz.Relation) bool { return r.Kind == authz.RelationSelf }) {
-			return errHasAccount
 		}
 		acc, err := accounts.ByEmail(ctx, t, norm)
 		switch {
@@ -137,22 +124,9 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 		return err
 	}
 	return s.Gate.Do(ctx, a, org.ID, "participant.account_withdraw", func(t *gate.Tx) error {
-		t.Object("participant", pseudonym)
-		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
+		p, err := withoutAccount(ctx, t, org.ID, studyID, siteID, pseudonym, "you may not withdraw invitations at this site", errAccountLinked)
 		if err != nil {
 			return err
-		}
-		t.Participant(p.Pseudonym)
-		t.Security()
-		if err := authorizeVisible(t, authz.ParticipantEnrol, p, "you may not withdraw invitations at this site"); err != nil {
-			return err
-		}
-		rels, err := authz.RelationsOfParticipant(ctx, t, org.ID, p.Pseudonym)
-		if err != nil {
-			return err
-		}
-		if slices.ContainsFunc(rels, func(r authz.Relation) bool { return r.Kind == authz.RelationSelf }) {
-			return errAccountLinked
 		}
 		// The links end as used ones do (accounts.EndTokens).
 		digests, err := invitationDigests(ctx, t, org.ID, p.Pseudonym)
@@ -171,6 +145,32 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 		t.Detail("account", strings.Join(slices.Compact(invited), ","))
 		return nil
 	})
+}
+
+// withoutAccount finds, in t, the participant whose own-account invitation
+// the work changes, names them on the security event, and checks that the
+// requester may invite at their site (refusal when the participant is
+// visible but the action is not theirs) and that the participant has no
+// account of their own yet (linked otherwise).
+func withoutAccount(ctx context.Context, t *gate.Tx, orgID, studyID, siteID, pseudonym, refusal string, linked error) (Participant, error) {
+	t.Object("participant", pseudonym)
+	p, err := at(ctx, t, orgID, studyID, siteID, pseudonym)
+	if err != nil {
+		return Participant{}, err
+	}
+	t.Participant(p.Pseudonym)
+	t.Security()
+	if err := authorizeVisible(t, authz.ParticipantEnrol, p, refusal); err != nil {
+		return Participant{}, err
+	}
+	rels, err := authz.RelationsOfParticipant(ctx, t, orgID, p.Pseudonym)
+	if err != nil {
+		return Participant{}, err
+	}
+	if slices.ContainsFunc(rels, func(r authz.Relation) bool { return r.Kind == authz.RelationSelf }) {
+		return Participant{}, linked
+	}
+	return p, nil
 }
 
 // invitationDigests lists the digests of the links of every invitation of
