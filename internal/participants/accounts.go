@@ -148,17 +148,15 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 }
 
 // withoutAccount finds, in t, the participant whose own-account invitation
-// the work changes, names them on the security event, and checks that the
+// the work changes (at), marks the event a security event, and checks that the
 // requester may invite at their site (refusal when the participant is
 // visible but the action is not theirs) and that the participant has no
 // account of their own yet (linked otherwise).
 func withoutAccount(ctx context.Context, t *gate.Tx, orgID, studyID, siteID, pseudonym, refusal string, linked error) (Participant, error) {
-	t.Object("participant", pseudonym)
 	p, err := at(ctx, t, orgID, studyID, siteID, pseudonym)
 	if err != nil {
 		return Participant{}, err
 	}
-	t.Participant(p.Pseudonym)
 	t.Security()
 	if err := authorizeVisible(t, authz.ParticipantEnrol, p, refusal); err != nil {
 		return Participant{}, err

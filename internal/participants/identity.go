@@ -298,12 +298,10 @@ func (s *Service) Reveal(ctx context.Context, a gate.Actor, slug, studyID, siteI
 	}
 	var out Revealed
 	err = s.Gate.Do(ctx, a, org.ID, "identity.reveal", func(t *gate.Tx) error {
-		t.Object("participant", pseudonym)
 		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
 		if err != nil {
 			return err
 		}
-		t.Participant(p.Pseudonym)
 		if err := authorizeVisible(t, authz.IdentityReveal, p, "re-identification is not among your permissions here"); err != nil {
 			return err
 		}
@@ -408,11 +406,9 @@ func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID
 	}
 	var p Participant
 	err = s.Gate.Do(ctx, a, org.ID, "identity.erase", func(t *gate.Tx) error {
-		t.Object("participant", pseudonym)
 		if p, err = at(ctx, t, org.ID, studyID, siteID, pseudonym); err != nil {
 			return err
 		}
-		t.Participant(p.Pseudonym)
 		if err := authorizeVisible(t, authz.IdentityErase, p, "erasure is not among your permissions here"); err != nil {
 			return err
 		}

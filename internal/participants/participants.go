@@ -167,16 +167,19 @@ func ByPseudonym(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) 
 	return p, nil
 }
 
-// at finds a participant at the site and study a request names: the same
-// pseudonym under another site or study is not found.
-func at(ctx context.Context, q sqldb.Querier, orgID, studyID, siteID, pseudonym string) (Participant, error) {
-	p, err := ByPseudonym(ctx, q, orgID, pseudonym)
+// at finds, in t, the participant at the site and study a request names
+// (the same pseudonym under another site or study is not found), and names
+// them as the object of the request's audit event, found or not.
+func at(ctx context.Context, t *gate.Tx, orgID, studyID, siteID, pseudonym string) (Participant, error) {
+	t.Object("participant", pseudonym)
+	p, err := ByPseudonym(ctx, t, orgID, pseudonym)
 	if err != nil {
 		return Participant{}, err
 	}
 	if p.StudyID != studyID || p.SiteID != siteID {
 		return Participant{}, errs.E(errs.NotFound, "participant not found")
 	}
+	t.Participant(p.Pseudonym)
 	return p, nil
 }
 
@@ -237,11 +240,9 @@ func (s *Service) Get(ctx context.Context, a gate.Actor, slug, studyID, siteID, 
 	}
 	var p Participant
 	err = s.Gate.Do(ctx, a, org.ID, "participant.read", func(t *gate.Tx) error {
-		t.Object("participant", pseudonym)
 		if p, err = at(ctx, t, org.ID, studyID, siteID, pseudonym); err != nil {
 			return err
 		}
-		t.Participant(p.Pseudonym)
 		return t.Authorize(authz.ParticipantRead, resourceOf(p))
 	})
 	return p, err
