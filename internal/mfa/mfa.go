@@ -112,22 +112,29 @@ type factor struct {
 	lastStep int64
 }
 
-// readFactor returns the account's confirmed factor, or with pending its
-// latest unconfirmed one.
+// readFactor returns the account's confirmed TOTP factor, or with pending
+// its latest unconfirmed one.
 func readFactor(ctx context.Context, q sqldb.Querier, accountID string, pending bool) (factor, error) {
+	return readFactorOfKind(ctx, q, accountID, "totp", pending, errNoFactor, errNoPending)
+}
+
+// readFactorOfKind returns the account's confirmed factor of kind (totp or
+// sms), or with pending its latest unconfirmed one; none or nonePending
+// when there is no such factor.
+func readFactorOfKind(ctx context.Context, q sqldb.Querier, accountID, kind string, pending bool, none, nonePending error) (factor, error) {
 	stmt := `SELECT id, wrapped, last_step FROM account_factors
-		WHERE account_id = $1 AND kind = 'totp' AND confirmed_at IS NOT NULL`
+		WHERE account_id = $1 AND kind = $2 AND confirmed_at IS NOT NULL`
 	if pending {
 		stmt = `SELECT id, wrapped, last_step FROM account_factors
-		WHERE account_id = $1 AND kind = 'totp' AND confirmed_at IS NULL ORDER BY created_at DESC, id LIMIT 1`
+		WHERE account_id = $1 AND kind = $2 AND confirmed_at IS NULL ORDER BY created_at DESC, id LIMIT 1`
 	}
 	var f factor
-	err := q.QueryRowContext(ctx, stmt, accountID).Scan(&f.id, &f.wrapped, &f.lastStep)
+	err := q.QueryRowContext(ctx, stmt, accountID, kind).Scan(&f.id, &f.wrapped, &f.lastStep)
 	if errors.Is(err, sql.ErrNoRows) {
 		if pending {
-			return factor{}, errNoPending
+			return factor{}, nonePending
 		}
-		return factor{}, errNoFactor
+		return factor{}, none
 	}
 	if err != nil {
 		return factor{}, errs.Wrap(errs.Unavailable, err, "read second factor")

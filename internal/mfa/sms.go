@@ -96,24 +96,7 @@ func (s *Service) limitSends(ctx context.Context, accountID string) error {
 // readSMSFactor returns the account's confirmed SMS factor, or with
 // pending its latest unconfirmed one.
 func readSMSFactor(ctx context.Context, q sqldb.Querier, accountID string, pending bool) (factor, error) {
-	stmt := `SELECT id, wrapped, last_step FROM account_factors
-		WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NOT NULL`
-	if pending {
-		stmt = `SELECT id, wrapped, last_step FROM account_factors
-		WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NULL ORDER BY created_at DESC, id LIMIT 1`
-	}
-	var f factor
-	err := q.QueryRowContext(ctx, stmt, accountID).Scan(&f.id, &f.wrapped, &f.lastStep)
-	if errors.Is(err, sql.ErrNoRows) {
-		if pending {
-			return factor{}, errNoSMSPending
-		}
-		return factor{}, errNoSMSFactor
-	}
-	if err != nil {
-		return factor{}, errs.Wrap(errs.Unavailable, err, "read second factor")
-	}
-	return f, nil
+	return readFactorOfKind(ctx, q, accountID, "sms", pending, errNoSMSFactor, errNoSMSPending)
 }
 
 // issueSMSCode stores a fresh code of purpose for the factor in tx and
