@@ -43,31 +43,10 @@ func (s *Store) PasskeyOptions(ctx context.Context, factors *mfa.Service, challe
 // every failure is mfa.ErrChallenge, is on the audit trail and counts
 // towards the account's lockout exactly as a wrong code does.
 func (s *Store) SecondFactorPasskey(ctx context.Context, factors *mfa.Service, challenge string, response []byte, remoteAddr, userAgent string) (string, Session, error) {
-	ev := audit.Event{Action: "auth.second-factor", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
-	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeSecondFactor, remoteAddr)
-	if err != nil {
-		return "", Session{}, err
-	}
-	if factors == nil {
-		return "", Session{}, errs.E(errs.Unavailable, "second factors are unavailable")
-	}
-	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
-	var token string
-	var sess Session
-	err = factors.VerifyPasskey(ctx, a, c.ID, response, func(tx *sql.Tx, m mfa.Method) error {
-		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
-			return err
-		}
-		login := ev
-		login.Details = map[string]string{"factor": string(m)}
-		var err error
-		token, sess, err = s.start(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
-		return err
-	})
-	if err != nil {
-		return "", Session{}, s.secondStepFailed(ctx, ev, c.AccountID, err)
-	}
-	return token, sess, nil
+	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
+		func(a gate.Actor, c mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error {
+			return factors.VerifyPasskey(ctx, a, c.ID, response, then)
+		})
 }
 
 // ConfirmPasskey completes the registration of a passkey begun from

@@ -233,27 +233,23 @@ func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess S
 // two factors. It returns the recovery codes, shown once, and the new
 // session's token.
 func (s *Store) ConfirmFactor(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, code string) ([]string, string, Session, error) {
-	a.AccountID, a.SessionID = sess.AccountID, sess.ID
-	var token string
-	var renewed Session
-	codes, err := factors.ConfirmThen(ctx, a, code, func(tx *sql.Tx) error {
-		var err error
-		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, true, a.RemoteAddr, a.UserAgent)
-		return err
-	})
-	if err != nil {
-		return nil, "", Session{}, err
-	}
-	return codes, token, renewed, nil
+	return s.confirmRenewing(ctx, sess, a, code, factors.ConfirmThen)
 }
 
 // ConfirmSMSFactor is ConfirmFactor for a phone number begun with
 // mfa.Service.BeginSMS and the code sent to it.
 func (s *Store) ConfirmSMSFactor(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, code string) ([]string, string, Session, error) {
+	return s.confirmRenewing(ctx, sess, a, code, factors.ConfirmSMSThen)
+}
+
+// confirmRenewing activates a pending factor with confirm and, in the same
+// transaction, replaces the session with a new id.
+func (s *Store) confirmRenewing(ctx context.Context, sess Session, a gate.Actor, code string,
+	confirm func(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx) error) ([]string, error)) ([]string, string, Session, error) {
 	a.AccountID, a.SessionID = sess.AccountID, sess.ID
 	var token string
 	var renewed Session
-	codes, err := factors.ConfirmSMSThen(ctx, a, code, func(tx *sql.Tx) error {
+	codes, err := confirm(ctx, a, code, func(tx *sql.Tx) error {
 		var err error
 		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, true, a.RemoteAddr, a.UserAgent)
 		return err

@@ -167,6 +167,18 @@ const (
 // a wrong password (AUTH-04), and every attempt is on the audit trail
 // (AUTH-11).
 func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, error) {
+	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
+		func(a gate.Actor, _ mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error {
+			return factors.Verify(ctx, a, code, then)
+		})
+}
+
+// secondStep opens the sign-in challenge, has verify check the second
+// factor (a code or a passkey's assertion) and, in the transaction that
+// spends it, spends the challenge and starts the session. Every failure is
+// recorded and counted as secondStepFailed says.
+func (s *Store) secondStep(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string,
+	verify func(a gate.Actor, c mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error) (string, Session, error) {
 	ev := audit.Event{Action: "auth.second-factor", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
 	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeSecondFactor, remoteAddr)
 	if err != nil {
@@ -178,7 +190,7 @@ func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challeng
 	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
 	var token string
 	var sess Session
-	err = factors.Verify(ctx, a, code, func(tx *sql.Tx, m mfa.Method) error {
+	err = verify(a, c, func(tx *sql.Tx, m mfa.Method) error {
 		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
 			return err
 		}
