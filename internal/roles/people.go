@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
-	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
@@ -50,28 +48,16 @@ func (s *Service) People(ctx context.Context, a gate.Actor, slug string) (People
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
-		all, err := authz.OrgAssignments(ctx, t, org.ID)
-		if err != nil {
+		if out.Members, err = members(ctx, t, org.ID); err != nil {
 			return err
 		}
-		byAccount := map[string]int{}
-		for _, as := range all {
-			i, ok := byAccount[as.AccountID]
-			if !ok {
-				acc, err := accounts.ByID(ctx, t, as.AccountID)
-				if err != nil {
-					return fmt.Errorf("list members: %w", err)
+		for _, m := range out.Members {
+			for _, as := range m.Assignments {
+				if authz.CanGrant(t.Subject, as) {
+					out.Revocable[as.ID] = true
 				}
-				i = len(out.Members)
-				byAccount[as.AccountID] = i
-				out.Members = append(out.Members, Member{Account: acc})
-			}
-			out.Members[i].Assignments = append(out.Members[i].Assignments, as)
-			if authz.CanGrant(t.Subject, as) {
-				out.Revocable[as.ID] = true
 			}
 		}
-		slices.SortFunc(out.Members, func(x, y Member) int { return strings.Compare(x.Account.Email, y.Account.Email) })
 
 		studies, err := orgs.Studies(ctx, t, org.ID)
 		if err != nil {

@@ -60,29 +60,39 @@ func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Mem
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
-		all, err := authz.OrgAssignments(ctx, t, org.ID)
-		if err != nil {
+		if out, err = members(ctx, t, org.ID); err != nil {
 			return err
 		}
-		byAccount := map[string]int{}
-		for _, as := range all {
-			i, ok := byAccount[as.AccountID]
-			if !ok {
-				acc, err := accounts.ByID(ctx, t, as.AccountID)
-				if err != nil {
-					return fmt.Errorf("list members: %w", err)
-				}
-				i = len(out)
-				byAccount[as.AccountID] = i
-				out = append(out, Member{Account: acc})
-			}
-			out[i].Assignments = append(out[i].Assignments, as)
-		}
-		slices.SortFunc(out, func(x, y Member) int { return strings.Compare(x.Account.Email, y.Account.Email) })
 		t.Detail("count", fmt.Sprint(len(out)))
 		return nil
 	})
 	return out, err
+}
+
+// members lists, in q, the organization's members by e-mail address, each
+// with the roles they hold there.
+func members(ctx context.Context, q sqldb.Querier, orgID string) ([]Member, error) {
+	all, err := authz.OrgAssignments(ctx, q, orgID)
+	if err != nil {
+		return nil, err
+	}
+	out := []Member{}
+	byAccount := map[string]int{}
+	for _, as := range all {
+		i, ok := byAccount[as.AccountID]
+		if !ok {
+			acc, err := accounts.ByID(ctx, q, as.AccountID)
+			if err != nil {
+				return nil, fmt.Errorf("list members: %w", err)
+			}
+			i = len(out)
+			byAccount[as.AccountID] = i
+			out = append(out, Member{Account: acc})
+		}
+		out[i].Assignments = append(out[i].Assignments, as)
+	}
+	slices.SortFunc(out, func(x, y Member) int { return strings.Compare(x.Account.Email, y.Account.Email) })
+	return out, nil
 }
 
 // Grant asks for a role at a scope: the organization (no study, no site), a
