@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -153,4 +154,27 @@ func session(ctx context.Context) sessions.Session {
 func sessionID(ctx context.Context) string {
 	id, _ := ctx.Value(sessionIDKey{}).(string)
 	return id
+}
+
+// pageQuery reads the query of a paged list that takes only a position
+// (named cursor) and a limit (1 to max; 0 when not given): any other
+// parameter, or one given twice, is refused.
+func pageQuery(q url.Values, cursor string, max int) (string, int, error) {
+	for k, vs := range q {
+		if k != cursor && k != "limit" {
+			return "", 0, errs.E(errs.Invalid, "unknown parameter %.40q (known: %s, limit)", k, cursor)
+		}
+		if len(vs) > 1 {
+			return "", 0, errs.E(errs.Invalid, "parameter %q given more than once", k)
+		}
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return "", 0, errs.E(errs.Invalid, "limit must be a number between 1 and %d", max)
+		}
+		limit = n
+	}
+	return q.Get(cursor), limit, nil
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bufio"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -114,15 +113,11 @@ func handleAuditExport(d Deps) http.Handler {
 				out = bufio.NewWriter(w)
 				started = true
 			}
-			body, err := json.Marshal(ev)
+			line, err := oversight.ExportLine(ev, format, r.Host)
 			if err != nil {
 				return err
 			}
-			if format == "syslog" {
-				_, err = out.WriteString(oversight.Syslog(ev, r.Host, string(body)) + "\n")
-			} else {
-				_, err = out.Write(append(body, '\n'))
-			}
+			_, err = out.Write(line)
 			return err
 		})
 		if started {

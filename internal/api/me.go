@@ -2,10 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/oversight"
 )
 
@@ -38,24 +36,11 @@ func accessOut(a oversight.Access) accessJSON {
 // takes no participant: the requester's own are the only ones there are.
 func handleAccessLog(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		q := r.URL.Query()
-		for k, vs := range q {
-			if k != "cursor" && k != "limit" {
-				return errs.E(errs.Invalid, "unknown parameter %.40q (known: cursor, limit)", k)
-			}
-			if len(vs) > 1 {
-				return errs.E(errs.Invalid, "parameter %q given more than once", k)
-			}
+		cursor, limit, err := pageQuery(r.URL.Query(), "cursor", oversight.MaxAccessPage)
+		if err != nil {
+			return err
 		}
-		limit := 0
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return errs.E(errs.Invalid, "limit must be a number between 1 and %d", oversight.MaxAccessPage)
-			}
-			limit = n
-		}
-		list, next, err := d.Oversight.AccessLog(r.Context(), actor(d, r), q.Get("cursor"), limit)
+		list, next, err := d.Oversight.AccessLog(r.Context(), actor(d, r), cursor, limit)
 		if err != nil {
 			return err
 		}

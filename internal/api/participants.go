@@ -2,10 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/participants"
 )
 
@@ -61,24 +59,11 @@ func handleEnrolParticipant(d Deps) http.Handler {
 
 func handleListParticipants(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		q := r.URL.Query()
-		for k, vs := range q {
-			if k != "after" && k != "limit" {
-				return errs.E(errs.Invalid, "unknown parameter %q (known: after, limit)", k)
-			}
-			if len(vs) > 1 {
-				return errs.E(errs.Invalid, "parameter %q given more than once", k)
-			}
+		after, limit, err := pageQuery(r.URL.Query(), "after", participants.MaxPage)
+		if err != nil {
+			return err
 		}
-		limit := 0
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return errs.E(errs.Invalid, "limit must be a number between 1 and %d", participants.MaxPage)
-			}
-			limit = n
-		}
-		list, err := d.Participants.List(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), q.Get("after"), limit)
+		list, err := d.Participants.List(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), after, limit)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ package oversight
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -204,6 +205,19 @@ func describe(f audit.Filter) string {
 		add("to", f.To.UTC().Format(time.RFC3339))
 	}
 	return strings.Join(parts, " ")
+}
+
+// ExportLine is one line of an export in format "jsonl" (the event's JSON)
+// or "syslog" (Syslog), with its newline.
+func ExportLine(ev audit.Event, format, hostname string) ([]byte, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	if format == "syslog" {
+		return []byte(Syslog(ev, hostname, string(body)) + "\n"), nil
+	}
+	return append(body, '\n'), nil
 }
 
 // Syslog formats an event as one RFC 5424 line for a SIEM: facility

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bufio"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -214,15 +213,11 @@ func handleTrailExport(d Deps) http.Handler {
 				startDownload(w, format)
 				out = bufio.NewWriter(w)
 			}
-			body, err := json.Marshal(ev)
+			line, err := oversight.ExportLine(ev, format, r.Host)
 			if err != nil {
 				return err
 			}
-			if format == "syslog" {
-				_, err = out.WriteString(oversight.Syslog(ev, r.Host, string(body)) + "\n")
-			} else {
-				_, err = out.Write(append(body, '\n'))
-			}
+			_, err = out.Write(line)
 			return err
 		})
 		switch {
