@@ -146,11 +146,7 @@ func handleFactorConfirm(d Deps) http.Handler {
 			return
 		}
 		if err != nil {
-			if errs.Is(err, errs.RateLimited) {
-				tooMany(w, err)
-			}
-			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, statusOf(err), "enrol", data)
+			formFailed(w, r, d, "enrol", data, err)
 			return
 		}
 		setSessionCookie(w, token)

@@ -190,6 +190,17 @@ func message(d Deps, r *http.Request, err error) string {
 	return errs.SafeMessage(err)
 }
 
+// formFailed answers a form that the domain refused with page again,
+// saying why (data["Error"]) with the refusal's status, and Retry-After
+// when a rate limit refused it.
+func formFailed(w http.ResponseWriter, r *http.Request, d Deps, page string, data map[string]any, err error) {
+	if errs.Is(err, errs.RateLimited) {
+		tooMany(w, err)
+	}
+	data["Error"] = message(d, r, err)
+	render(w, r, d.Log, statusOf(err), page, data)
+}
+
 // fail answers a request whose domain call failed with the error page:
 // NotFound (also what another organization's objects answer, ACL-08) as
 // "page not found", a wanted step-up as the confirmation page.

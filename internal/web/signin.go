@@ -117,11 +117,7 @@ func handleLogin(d Deps) http.Handler {
 		data["Email"], data["Next"] = email, next
 		st, err := d.Sessions.SignInStep(r.Context(), email, r.PostForm.Get("password"), d.ClientAddr(r), r.UserAgent())
 		if err != nil {
-			if errs.Is(err, errs.RateLimited) {
-				tooMany(w, err)
-			}
-			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, statusOf(err), "login", data)
+			formFailed(w, r, d, "login", data, err)
 			return
 		}
 		if challengeOf(r) != "" {
@@ -184,11 +180,7 @@ func handleSecondFactor(d Deps) http.Handler {
 		}
 		token, _, err := d.Sessions.SecondFactor(r.Context(), d.Factors, challenge, r.PostForm.Get("code"), d.ClientAddr(r), r.UserAgent())
 		if err != nil {
-			if errs.Is(err, errs.RateLimited) {
-				tooMany(w, err)
-			}
-			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, statusOf(err), "secondfactor", data)
+			formFailed(w, r, d, "secondfactor", data, err)
 			return
 		}
 		clearCookie(w, challengeCookie)
@@ -381,11 +373,7 @@ func handleEnrol(d Deps) http.Handler {
 		}
 		token, _, codes, err := d.Sessions.EnrolConfirm(r.Context(), d.Factors, challenge, r.PostForm.Get("code"), d.ClientAddr(r), r.UserAgent())
 		if err != nil {
-			if errs.Is(err, errs.RateLimited) {
-				tooMany(w, err)
-			}
-			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, statusOf(err), "enrol", data)
+			formFailed(w, r, d, "enrol", data, err)
 			return
 		}
 		clearCookie(w, challengeCookie)
