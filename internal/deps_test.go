@@ -2,7 +2,12 @@ package internal_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -103,4 +108,126 @@ func TestLayers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The gate is the one door to the databases (internal/gate). These are the
+// packages that may hold a database handle (a struct field or variable of
+// type *sql.DB, *sql.Tx, *sqldb.DB or sqldb.DB) and call audit.Append:
+// the gate, the storage plumbing below it (connections and migrations,
+// the keyrings' wrapped keys, the trail's sequencer) and the command line
+// and instance set-up beside it.
+var doorPlumbing = map[string]bool{
+	"internal/gate": true, "internal/sqldb": true, "internal/instance": true,
+	"internal/keys": true, "internal/audit": true, "internal/cli": true,
+}
+
+// notYetThroughTheDoor are the packages whose own work (sign-in, second
+// factors, one-time links, accounts' own changes, alerts, key rotation
+// runs, seeding) still opens transactions and writes its events itself.
+// The list may only shrink: the test fails when a package here no longer
+// needs to be, so that it is taken off, and when any other package holds a
+// handle or appends an event.
+var notYetThroughTheDoor = map[string]bool{
+	"internal/sessions": true, "internal/mfa": true, "internal/links": true, "internal/accounts": true,
+	"internal/alerts": true, "internal/keyops": true, "internal/demo": true, "internal/web": true,
+	"internal/ratelimit": true, "internal/participants": true,
+}
+
+// TestOneDoor states the gate's rule in the import graph's terms: outside
+// the gate and the plumbing, no package holds a database handle and none
+// appends to the audit trail.
+func TestOneDoor(t *testing.T) {
+	fset := token.NewFileSet()
+	holds := map[string][]string{}
+	appends := map[string][]string{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		pkg := "internal/" + filepath.ToSlash(filepath.Dir(path))
+		if strings.Contains(pkg, "test") { // sqldbtest, browsertest, passkeytest: test helpers
+			return nil
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.Field:
+				if isHandle(n.Type) && fieldOfStruct(f, n) {
+					holds[pkg] = append(holds[pkg], fset.Position(n.Pos()).String())
+				}
+			case *ast.ValueSpec:
+				if n.Type != nil && isHandle(n.Type) {
+					holds[pkg] = append(holds[pkg], fset.Position(n.Pos()).String())
+				}
+			case *ast.CallExpr:
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Append" {
+					if x, ok := sel.X.(*ast.Ident); ok && x.Name == "audit" {
+						appends[pkg] = append(appends[pkg], fset.Position(n.Pos()).String())
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		found map[string][]string
+		what  string
+	}{{holds, "holds a database handle"}, {appends, "calls audit.Append"}} {
+		for pkg, where := range m.found {
+			if !doorPlumbing[pkg] && !notYetThroughTheDoor[pkg] && !strings.HasPrefix(pkg, "internal/keys/") {
+				t.Errorf("%s %s (%s): only the gate and the storage plumbing may; go through the gate", pkg, m.what, strings.Join(where, ", "))
+			}
+		}
+	}
+	for pkg := range notYetThroughTheDoor {
+		if len(holds[pkg]) == 0 && len(appends[pkg]) == 0 {
+			t.Errorf("%s neither holds a database handle nor appends events any more: take it off notYetThroughTheDoor", pkg)
+		}
+	}
+	// The services above the gate hold only the gate.
+	for _, pkg := range []string{"internal/orgs/orgadmin", "internal/roles", "internal/oversight", "internal/netpolicy/netadmin", "internal/orgsecurity", "internal/api", "internal/router"} {
+		if len(holds[pkg]) > 0 || len(appends[pkg]) > 0 {
+			t.Errorf("%s, a service above the gate, reaches the database itself: %v %v", pkg, holds[pkg], appends[pkg])
+		}
+	}
+}
+
+// isHandle reports whether a type expression is a database handle.
+func isHandle(e ast.Expr) bool {
+	if s, ok := e.(*ast.StarExpr); ok {
+		e = s.X
+	}
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	x, ok := sel.X.(*ast.Ident)
+	if !ok {
+		return false
+	}
+	return x.Name == "sql" && (sel.Sel.Name == "DB" || sel.Sel.Name == "Tx") || x.Name == "sqldb" && sel.Sel.Name == "DB"
+}
+
+// fieldOfStruct reports whether field is a field of a struct type (not a
+// parameter or result of a function).
+func fieldOfStruct(f *ast.File, field *ast.Field) bool {
+	in := false
+	ast.Inspect(f, func(n ast.Node) bool {
+		if st, ok := n.(*ast.StructType); ok {
+			for _, x := range st.Fields.List {
+				if x == field {
+					in = true
+				}
+			}
+		}
+		return !in
+	})
+	return in
 }

@@ -58,7 +58,7 @@ func CheckDisplayName(s string) (string, error) {
 
 // Create adds an account without a password. An empty display name becomes
 // the part of the e-mail address before the @.
-func Create(ctx context.Context, tx *sql.Tx, email, displayName string) (Account, error) {
+func Create(ctx context.Context, tx sqldb.Tx, email, displayName string) (Account, error) {
 	email, err := NormalizeEmail(email)
 	if err != nil {
 		return Account{}, err
@@ -116,7 +116,7 @@ func scanAccount(row *sql.Row) (Account, error) {
 // SetPassword checks a new password against p and the rules of the
 // account's organizations (the stricter of each, AUTH-02), stores its hash
 // and restarts the password's age for rotation (AUTH-09).
-func SetPassword(ctx context.Context, tx *sql.Tx, a Account, password string, p Policy) error {
+func SetPassword(ctx context.Context, tx sqldb.Tx, a Account, password string, p Policy) error {
 	p, err := passwordRules(ctx, tx, a.ID, p)
 	if err != nil {
 		return err

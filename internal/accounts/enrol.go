@@ -2,15 +2,15 @@ package accounts
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Enrol gives the person with this e-mail address a role, creating their
 // account first if they have none. It reports whether the account is new.
-func Enrol(ctx context.Context, tx *sql.Tx, email, displayName string, a authz.Assignment) (Account, bool, error) {
+func Enrol(ctx context.Context, tx sqldb.Tx, email, displayName string, a authz.Assignment) (Account, bool, error) {
 	acc, err := ByEmail(ctx, tx, email)
 	created := false
 	switch {

@@ -26,7 +26,7 @@ const LockAfter = 10
 // raise the alert. An empty accountID (an address without an account) runs
 // the same statement, which matches nothing: the work does not tell known
 // accounts from unknown ones.
-func RecordFailure(ctx context.Context, tx *sql.Tx, accountID, remoteAddr string, now time.Time) (bool, error) {
+func RecordFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string, now time.Time) (bool, error) {
 	var failures int
 	var locked bool
 	err := tx.QueryRowContext(ctx,
@@ -62,7 +62,7 @@ func RecordFailure(ctx context.Context, tx *sql.Tx, accountID, remoteAddr string
 // sign-in, in the transaction that starts the session. If the account was
 // locked meanwhile (by a concurrent failure on another node) it fails with
 // ErrBadCredentials, and the sign-in must fail with it.
-func ResetFailures(ctx context.Context, tx *sql.Tx, accountID string) error {
+func ResetFailures(ctx context.Context, tx sqldb.Tx, accountID string) error {
 	res, err := tx.ExecContext(ctx,
 		`UPDATE accounts SET failed_logins = 0 WHERE id = $1 AND locked_at IS NULL`, accountID)
 	if err != nil {
@@ -83,7 +83,7 @@ func ResetFailures(ctx context.Context, tx *sql.Tx, accountID string) error {
 // records account.unlock, a security event, in tx with itself as the actor,
 // for each organization of Organizations: an administrator's unlock, or a
 // password reset by the owner.
-func Unlock(ctx context.Context, tx *sql.Tx, accountID string) (bool, error) {
+func Unlock(ctx context.Context, tx sqldb.Tx, accountID string) (bool, error) {
 	res, err := tx.ExecContext(ctx,
 		`UPDATE accounts SET locked_at = NULL, failed_logins = 0 WHERE id = $1 AND locked_at IS NOT NULL`, accountID)
 	if err != nil {
@@ -145,7 +145,7 @@ func Organizations(ctx context.Context, q sqldb.Querier, accountID string) ([]st
 // appendForEachOrg records ev about the account once in each of its
 // organizations, so each one's administrators find it in their trail, or
 // once without an organization if it has none.
-func appendForEachOrg(ctx context.Context, tx *sql.Tx, accountID string, ev audit.Event) error {
+func appendForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
 	orgIDs, err := Organizations(ctx, tx, accountID)
 	if err != nil {
 		return err

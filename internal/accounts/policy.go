@@ -210,7 +210,7 @@ func SecurityPolicyOf(ctx context.Context, q sqldb.Querier, orgID string) (Secur
 // security event (AUD-05), in tx with both Summaries. The new rules apply
 // at each member's next sign-in and wherever a password is set from then
 // on; the session limits apply to running sessions at their next request.
-func SetSecurityPolicy(ctx context.Context, tx *sql.Tx, orgID string, p SecurityPolicy) (SecurityPolicy, error) {
+func SetSecurityPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p SecurityPolicy) (SecurityPolicy, error) {
 	if err := p.Validate(); err != nil {
 		return SecurityPolicy{}, err
 	}

@@ -26,7 +26,7 @@ const (
 
 // IssueToken creates a single-use token for the account, valid for ttl. It
 // returns the token, to be sent to the person; only its SHA-256 is stored.
-func IssueToken(ctx context.Context, tx *sql.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
+func IssueToken(ctx context.Context, tx sqldb.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
 	token, digest := ids.NewSecret()
 	now := time.Now()
 	_, err := tx.ExecContext(ctx,
@@ -41,7 +41,7 @@ func IssueToken(ctx context.Context, tx *sql.Tx, accountID string, purpose Purpo
 
 // RedeemToken consumes a token and returns the account it was issued for.
 // An unknown, used or expired token is NotFound, with one message for all.
-func RedeemToken(ctx context.Context, tx *sql.Tx, purpose Purpose, token string) (string, error) {
+func RedeemToken(ctx context.Context, tx sqldb.Tx, purpose Purpose, token string) (string, error) {
 	return lookupToken(ctx, tx, purpose, token, true)
 }
 
@@ -55,7 +55,7 @@ func PeekToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token stri
 // digests (ids.Digest of the token) are given, as if used: RedeemToken and
 // PeekToken refuse them from then on, whatever the clock says. It returns
 // the accounts the ended tokens were issued for, one per token.
-func EndTokens(ctx context.Context, tx *sql.Tx, purpose Purpose, digests []string) ([]string, error) {
+func EndTokens(ctx context.Context, tx sqldb.Tx, purpose Purpose, digests []string) ([]string, error) {
 	now := sqldb.Now()
 	var out []string
 	for _, d := range digests {
@@ -120,7 +120,7 @@ func CompleteSetup(ctx context.Context, db *sqldb.DB, token, password string) (A
 // keepExisting, an account that has a password already keeps it: password
 // must be that one (ErrBadCredentials otherwise), which accepts the link
 // without handing its holder a way to replace the password.
-func CompleteSetupIn(ctx context.Context, tx *sql.Tx, token, password string, keepExisting bool) (Account, error) {
+func CompleteSetupIn(ctx context.Context, tx sqldb.Tx, token, password string, keepExisting bool) (Account, error) {
 	id, err := RedeemToken(ctx, tx, PurposeSetup, token)
 	if err != nil {
 		return Account{}, err

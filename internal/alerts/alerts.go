@@ -53,7 +53,7 @@ const maxSubject = 200
 
 // Raise records an alert and its audit event, alert.raised, in tx: the
 // transaction that records what caused it. Announce it after tx commits.
-func Raise(ctx context.Context, tx *sql.Tx, a Alert) (Alert, error) {
+func Raise(ctx context.Context, tx sqldb.Tx, a Alert) (Alert, error) {
 	switch a.Kind {
 	case AccountLocked, AddressLimited, SecurityEvent:
 	default:
@@ -162,7 +162,7 @@ func list(ctx context.Context, q sqldb.Querier, stmt string, args ...any) ([]Ale
 
 // MarkRead records that an administrator of the organization has seen the
 // alert. An alert of another organization is NotFound.
-func MarkRead(ctx context.Context, tx *sql.Tx, orgID, alertID string, at time.Time) error {
+func MarkRead(ctx context.Context, tx sqldb.Tx, orgID, alertID string, at time.Time) error {
 	notFound := errs.E(errs.NotFound, "alert not found")
 	if !ids.Valid(orgID) || !ids.Valid(alertID) {
 		return notFound

@@ -106,7 +106,7 @@ func CheckRules(prefixes []string) ([]string, error) {
 
 // SetRules replaces an organization's alert rules in tx; none restores the
 // default. Prefixes must have passed CheckRules.
-func SetRules(ctx context.Context, tx *sql.Tx, orgID string, prefixes []string, now time.Time) error {
+func SetRules(ctx context.Context, tx sqldb.Tx, orgID string, prefixes []string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM alert_rules WHERE org_id = $1`, orgID); err != nil {
 		return fmt.Errorf("replace alert rules: %w", err)
 	}
@@ -250,7 +250,7 @@ func (w *Watcher) Run(ctx context.Context, every time.Duration) {
 
 // watchPlace returns the watcher's place, starting it at the end of the log
 // on first use: events from before alerting was set up raise nothing.
-func watchPlace(ctx context.Context, tx *sql.Tx) (int64, error) {
+func watchPlace(ctx context.Context, tx sqldb.Tx) (int64, error) {
 	var next int64
 	err := tx.QueryRowContext(ctx, `SELECT next_seq FROM alert_watch WHERE name = $1`, watchName).Scan(&next)
 	if err == nil {
@@ -273,7 +273,7 @@ func watchPlace(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return next, nil
 }
 
-func readLog(ctx context.Context, tx *sql.Tx, from int64, n int) ([]logEntry, error) {
+func readLog(ctx context.Context, tx sqldb.Tx, from int64, n int) ([]logEntry, error) {
 	rows, err := tx.QueryContext(ctx,
 		`SELECT l.seq, e.id, COALESCE(e.org_id, ''), e.action, COALESCE(e.object_id, ''), e.security
 		 FROM audit_log l JOIN audit_events e ON e.id = l.event_id

@@ -8,7 +8,7 @@ import (
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
-	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/participants"
@@ -21,7 +21,7 @@ import (
 type Deps struct {
 	Log       *slog.Logger
 	Sessions  *sessions.Store
-	Orgs      *orgs.Service
+	Orgs      *orgadmin.Service
 	Oversight *oversight.Service
 	Links     *links.Service
 	Factors   *mfa.Service

@@ -14,7 +14,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -82,7 +81,7 @@ var (
 // tx must be the transaction that writes the data the event describes:
 // when Append fails, the caller must fail that transaction too, so that no
 // change is ever committed without its event.
-func Append(ctx context.Context, tx *sql.Tx, ev Event) (Event, error) {
+func Append(ctx context.Context, tx sqldb.Tx, ev Event) (Event, error) {
 	out, err := appendEvents(ctx, tx, []Event{ev})
 	if err != nil {
 		return Event{}, err
@@ -91,7 +90,7 @@ func Append(ctx context.Context, tx *sql.Tx, ev Event) (Event, error) {
 }
 
 // appendEvents is Append for several events, with multi-row inserts.
-func appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) ([]Event, error) {
+func appendEvents(ctx context.Context, tx sqldb.Tx, evs []Event) ([]Event, error) {
 	out := make([]Event, len(evs))
 	events := make([][]any, len(evs))
 	queue := make([][]any, len(evs))

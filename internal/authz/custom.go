@@ -197,7 +197,7 @@ func splitActions(s string) []Action {
 }
 
 // CreateCustomRole validates and stores a custom role of r.OrgID.
-func CreateCustomRole(ctx context.Context, tx *sql.Tx, r CustomRole) (CustomRole, error) {
+func CreateCustomRole(ctx context.Context, tx sqldb.Tx, r CustomRole) (CustomRole, error) {
 	r, err := CheckCustomRole(r)
 	if err != nil {
 		return CustomRole{}, err
@@ -280,7 +280,7 @@ func CustomRoleByName(ctx context.Context, q sqldb.Querier, orgID, name string) 
 // DeleteCustomRole deletes a custom role that no one holds; a role in use
 // is a Conflict and stays. Field-visibility rules naming the role go with
 // it.
-func DeleteCustomRole(ctx context.Context, tx *sql.Tx, orgID, id string) (CustomRole, error) {
+func DeleteCustomRole(ctx context.Context, tx sqldb.Tx, orgID, id string) (CustomRole, error) {
 	r, err := CustomRoleByID(ctx, tx, orgID, id)
 	if err != nil {
 		return CustomRole{}, err
@@ -393,7 +393,7 @@ func AssignmentByID(ctx context.Context, q sqldb.Querier, orgID, accountID, id s
 // On PostgreSQL the organization's admin assignments are locked first, so
 // two administrators removing each other at once cannot both succeed
 // (SQLite runs one writing transaction at a time).
-func Unassign(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, a Assignment) error {
+func Unassign(ctx context.Context, tx sqldb.Tx, d sqldb.Dialect, a Assignment) error {
 	if a.Role == OrgAdmin {
 		lock := `SELECT id FROM role_assignments WHERE org_id = $1 AND role = $2 ORDER BY id`
 		if d == sqldb.Postgres {

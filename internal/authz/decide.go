@@ -46,6 +46,11 @@ const (
 	// (CRY-08): rotation, export of recovery material, change of provider.
 	// It is held at organization level only.
 	KeyManage Action = "key.manage"
+	// StudyList lists the organization's studies. Every member of the
+	// organization may ask, whatever their role and its scope; the list
+	// then holds only the studies the member may read (study.read). It is
+	// held by membership, not by a role's permissions (see allows).
+	StudyList Action = "study.list"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -144,9 +149,12 @@ func Decide(s Subject, a Action, r Resource) Decision {
 
 // allows reports whether one assignment of s by itself allows a on r.
 func allows(s Subject, as Assignment, a Action, r Resource) bool {
-	return s.AccountID != "" && r.OrgID != "" && s.OrgID == r.OrgID &&
-		as.OrgID == r.OrgID && as.AccountID == s.AccountID &&
-		slices.Contains(PermissionsOf(as), a) && covers(as, a, r) && relationAllows(s, as, a, r)
+	member := s.AccountID != "" && r.OrgID != "" && s.OrgID == r.OrgID &&
+		as.OrgID == r.OrgID && as.AccountID == s.AccountID
+	if a == StudyList {
+		return member && r.StudyID == "" && r.SiteID == "" && r.ParticipantID == ""
+	}
+	return member && slices.Contains(PermissionsOf(as), a) && covers(as, a, r) && relationAllows(s, as, a, r)
 }
 
 // covers reports whether an assignment's scope reaches the resource. A
@@ -198,4 +206,29 @@ func CanGrant(s Subject, a Assignment) bool {
 		}
 	}
 	return true
+}
+
+// DecideWithin answers whether subject may take action on anything within
+// scope: on scope itself, or on a study or site inside it that one of the
+// subject's assignments reaches. Work that lists asks it of the list's
+// scope before it reads, whether or not the list finds anything, and then
+// keeps the items Decide allows. A relationship-scoped role (ACL-05) is
+// allowed within a scope only where it is allowed without naming a
+// participant.
+func DecideWithin(s Subject, a Action, scope Resource) Decision {
+	if d := Decide(s, a, scope); d.Allow {
+		return d
+	}
+	for _, as := range s.Assignments {
+		inner := Resource{OrgID: as.OrgID, StudyID: as.StudyID, SiteID: as.SiteID}
+		if inner.OrgID != scope.OrgID || scope.ParticipantID != "" ||
+			scope.StudyID != "" && inner.StudyID != scope.StudyID ||
+			scope.SiteID != "" && inner.SiteID != scope.SiteID {
+			continue
+		}
+		if d := Decide(s, a, inner); d.Allow {
+			return d
+		}
+	}
+	return Decision{Reason: "no role grants " + string(a) + " within this scope"}
 }

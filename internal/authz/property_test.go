@@ -325,3 +325,44 @@ func TestACL01_ReferenceModelCoversEveryRoleAndAction(t *testing.T) {
 		}
 	}
 }
+
+// TestACL01_DecideWithinMatchesItsWorld checks the listing question
+// against the world: the subject may take the action within a scope
+// exactly when Decide allows it on the scope or on one of the world's
+// studies or sites inside it, named without a participant. And study.list
+// is every member's, at organization level only.
+func TestACL01_DecideWithinMatchesItsWorld(t *testing.T) {
+	const cases = 20_000
+	rng := rand.New(rand.NewPCG(20261206, 1))
+	var allowed int
+	for i := range cases {
+		s := randomSubject(rng)
+		a := pick(rng, actions)
+		org, study, site := randomScope(rng)
+		scope := authz.Resource{OrgID: org, StudyID: study, SiteID: site}
+		want := authz.Decide(s, a, scope).Allow
+		for _, st := range worldStudies(org) {
+			for _, x := range append([]string{""}, worldSites(st)...) {
+				in := authz.Resource{OrgID: org, StudyID: st, SiteID: x}
+				if (study == "" || study == st) && (site == "" || site == x) && authz.Decide(s, a, in).Allow {
+					want = true
+				}
+			}
+		}
+		if got := authz.DecideWithin(s, a, scope).Allow; got != want {
+			t.Fatalf("case %d: DecideWithin(%+v, %s, %+v) = %v, want %v", i, s, a, scope, got, want)
+		}
+		if want {
+			allowed++
+		}
+		member := s.AccountID != "" && s.OrgID == org && slices.ContainsFunc(s.Assignments, func(as authz.Assignment) bool {
+			return as.OrgID == org && as.AccountID == s.AccountID
+		})
+		if got := authz.Decide(s, authz.StudyList, scope).Allow; got != (member && study == "" && site == "") {
+			t.Fatalf("case %d: study.list for %+v on %+v = %v", i, s, scope, got)
+		}
+	}
+	if allowed < cases/20 {
+		t.Errorf("only %d of %d allowed: the generator misses the listing cases", allowed, cases)
+	}
+}

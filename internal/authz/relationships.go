@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 
@@ -107,7 +106,7 @@ func queryRelations(ctx context.Context, q sqldb.Querier, where string, args ...
 // Relate records a relation. The participant must be one of r.OrgID's (the
 // database refuses another's); a relation that exists already, or a second
 // own account of one participant, is a Conflict.
-func Relate(ctx context.Context, tx *sql.Tx, r Relation) (Relation, error) {
+func Relate(ctx context.Context, tx sqldb.Tx, r Relation) (Relation, error) {
 	if r.Kind != RelationCare && r.Kind != RelationSelf {
 		return Relation{}, errs.E(errs.Invalid, "unknown relation %q", truncate(string(r.Kind), 16))
 	}
@@ -139,7 +138,7 @@ func Relate(ctx context.Context, tx *sql.Tx, r Relation) (Relation, error) {
 }
 
 // Unrelate removes a relation; one that does not exist is NotFound.
-func Unrelate(ctx context.Context, tx *sql.Tx, orgID, participantID, accountID string, kind RelationKind) (Relation, error) {
+func Unrelate(ctx context.Context, tx sqldb.Tx, orgID, participantID, accountID string, kind RelationKind) (Relation, error) {
 	rels, err := queryRelations(ctx, tx, `WHERE org_id = $1 AND participant_id = $2 AND account_id = $3 AND kind = $4`,
 		orgID, participantID, accountID, string(kind))
 	if err != nil {

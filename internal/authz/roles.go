@@ -123,7 +123,7 @@ func (a Assignment) Level() Level {
 // a custom role of the organization) may be held at the given scope and
 // that the study and site belong to the organization. A site given without
 // its study takes the site's study.
-func Assign(ctx context.Context, tx *sql.Tx, a Assignment) (Assignment, error) {
+func Assign(ctx context.Context, tx sqldb.Tx, a Assignment) (Assignment, error) {
 	levels, perms, customID, err := roleDefinition(ctx, tx, a.OrgID, a.Role)
 	if err != nil {
 		return Assignment{}, err

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"sort"
@@ -111,7 +110,7 @@ func FieldRulesOf(ctx context.Context, q sqldb.Querier, orgID, studyID string) (
 
 // SetFieldRules replaces the rules of a study with rules, which must have
 // passed CheckFieldRules.
-func SetFieldRules(ctx context.Context, tx *sql.Tx, orgID, studyID string, rules FieldRules) error {
+func SetFieldRules(ctx context.Context, tx sqldb.Tx, orgID, studyID string, rules FieldRules) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM field_visibility WHERE org_id = $1 AND study_id = $2`, orgID, studyID); err != nil {
 		return fmt.Errorf("set field visibility: %w", err)
 	}

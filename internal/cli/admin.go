@@ -238,7 +238,7 @@ func runUser(ctx context.Context, env Env, args []string) error {
 // operatorEvents records changes made from the command line, in the
 // transaction that makes them. The operator has no account: the events say
 // the change came through the CLI on the server's machine.
-func operatorEvents(ctx context.Context, tx *sql.Tx, evs ...audit.Event) error {
+func operatorEvents(ctx context.Context, tx sqldb.Tx, evs ...audit.Event) error {
 	for _, ev := range evs {
 		ev.ActorRole, ev.RemoteAddr, ev.Outcome = "operator", "local", audit.Success
 		if ev.Details == nil {
@@ -262,7 +262,7 @@ func roleList() string {
 
 // setPasswordOrLink stores the given password, or, with none, issues a
 // one-time link to choose it and returns the link.
-func setPasswordOrLink(ctx context.Context, tx *sql.Tx, acc accounts.Account, password, baseURL string) (string, error) {
+func setPasswordOrLink(ctx context.Context, tx sqldb.Tx, acc accounts.Account, password, baseURL string) (string, error) {
 	if password != "" {
 		return "", accounts.SetPassword(ctx, tx, acc, password, accounts.DefaultPolicy)
 	}

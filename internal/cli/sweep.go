@@ -21,9 +21,10 @@ const sweepInterval = time.Hour
 // database (CRY-09, LIFE-03; see participants.Sweep). Several servers may
 // sweep at once.
 func sweepIdentities(ctx context.Context, log *slog.Logger, inst *instance.Instance, kek keys.KEK) {
-	svc := &participants.Service{Gate: &gate.Gate{
-		DB: inst.Clinical, Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
-	}}
+	svc := &participants.Service{Gate: gate.New(gate.Config{
+		Clinical: inst.Clinical, Identity: inst.Identity,
+		IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
+	})}
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {

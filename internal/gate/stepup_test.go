@@ -18,12 +18,12 @@ import (
 // createStudyWithStepUp is work that changes data and asks for a fresh
 // confirmation, as role changes, exports and key operations do.
 func createStudyWithStepUp(ctx context.Context, f fixture, a gate.Actor, name string, swallow bool) error {
-	return f.g.Do(ctx, a, f.org.ID, "study.create", func(t *gate.Tx) error {
+	return f.g.Do(ctx, a, gate.OrgID(f.org.ID), "study.create", func(t *gate.Tx) error {
 		if err := t.Authorize(authz.StudyCreate, authz.Resource{OrgID: f.org.ID}); err != nil {
 			return err
 		}
 		// Writes before the check must be rolled back too.
-		if _, err := orgs.CreateStudy(ctx, t.Tx, f.org.ID, orgs.KindStudy, name); err != nil {
+		if _, err := orgs.CreateStudy(ctx, t, f.org.ID, orgs.KindStudy, name); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil && !swallow {
@@ -116,7 +116,7 @@ func TestACL09_StepUpIsAskedOnlyAfterAuthorization(t *testing.T) {
 	// closed.
 	a := f.admin
 	a.ConfirmedAt = time.Now()
-	err = f.g.Do(ctx, a, f.org.ID, "study.create", func(t *gate.Tx) error { return t.RequireStepUp() })
+	err = f.g.Do(ctx, a, gate.OrgID(f.org.ID), "study.create", func(t *gate.Tx) error { return t.RequireStepUp() })
 	if err == nil || errs.KindOf(err) != errs.Internal {
 		t.Errorf("RequireStepUp before Authorize: %v, want an internal error", err)
 	}

@@ -48,7 +48,7 @@ func errIntegrity(err error) error {
 // Vault returns the vault of the clinical database's keys within the
 // request's transaction.
 func (t *Tx) Vault() *Vault {
-	return &Vault{t: t, ring: t.gate.Keys, q: t.Tx}
+	return &Vault{t: t, ring: t.gate.keys, q: t.tx}
 }
 
 func (v *Vault) check(orgs ...string) error {
@@ -59,8 +59,8 @@ func (v *Vault) check(orgs ...string) error {
 		return errs.E(errs.Internal, "keys were asked for before authz allowed the work")
 	}
 	for _, o := range orgs {
-		if o != v.t.orgID {
-			return errs.E(errs.Internal, "keys of organization %s asked for in a request about organization %s", o, v.t.orgID)
+		if o != v.t.org.ID {
+			return errs.E(errs.Internal, "keys of organization %s asked for in a request about organization %s", o, v.t.org.ID)
 		}
 	}
 	return nil
@@ -150,9 +150,10 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 //     request honours, and the sweep repeats the removal.
 //
 // Either way no identity data becomes readable, and none is removed,
-// without its audit event.
+// without its audit event. Like Tx, IdentityTx is the work's querier on its
+// database.
 type IdentityTx struct {
-	*sql.Tx
+	tx    *sql.Tx
 	vault *Vault
 	after bool
 	done  bool
@@ -165,17 +166,17 @@ func (t *Tx) Identity(ctx context.Context) (*IdentityTx, error) {
 	if t.identity != nil {
 		return t.identity, nil
 	}
-	if t.gate.Identity == nil {
+	if t.gate.identity == nil {
 		return nil, errs.E(errs.Unavailable, "the identity database is not configured on this server")
 	}
 	if !t.authorized || t.denied != nil {
 		return nil, errs.E(errs.Internal, "the identity database was asked for before authz allowed the work")
 	}
-	tx, err := t.gate.Identity.BeginTx(ctx, nil)
+	tx, err := t.gate.identity.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 	}
-	t.identity = &IdentityTx{Tx: tx, vault: &Vault{t: t, ring: t.gate.IdentityKeys, q: tx}}
+	t.identity = &IdentityTx{tx: tx, vault: &Vault{t: t, ring: t.gate.identityKeys, q: tx}}
 	return t.identity, nil
 }
 
@@ -188,23 +189,43 @@ func (it *IdentityTx) Vault() *Vault { return it.vault }
 // IdentityTx).
 func (it *IdentityTx) CommitAfterEvent() { it.after = true }
 
-// commit commits the transaction once.
-func (it *IdentityTx) commit() error {
-	if it.done {
+// ExecContext runs a statement in the identity transaction.
+func (it *IdentityTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return it.tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the identity transaction.
+func (it *IdentityTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return it.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query for one row in the identity transaction.
+func (it *IdentityTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return it.tx.QueryRowContext(ctx, query, args...)
+}
+
+// commitIdentity commits the request's identity transaction, if it has one
+// whose turn it is: before the clinical commit (afterClinical false) for
+// new identity data, after it for removals.
+func (t *Tx) commitIdentity(afterClinical bool) error {
+	it := t.identity
+	if it == nil || it.after != afterClinical || it.done {
 		return nil
 	}
 	it.done = true
-	if err := it.Tx.Commit(); err != nil {
+	if err := it.tx.Commit(); err != nil {
+		if afterClinical {
+			return errs.Wrap(errs.Unavailable, err, "the change is recorded, but the identity database did not confirm it; repeat the request")
+		}
 		return errs.Wrap(errs.Unavailable, err, "the identity database did not commit, so the request was not carried out")
 	}
 	return nil
 }
 
-// rollback ends a transaction that was not committed; a committed one is
-// left as it is.
-func (it *IdentityTx) rollback() {
-	if !it.done {
+// endIdentity rolls back an identity transaction that was not committed.
+func (t *Tx) endIdentity() {
+	if it := t.identity; it != nil && !it.done {
 		it.done = true
-		it.Tx.Rollback()
+		it.tx.Rollback()
 	}
 }

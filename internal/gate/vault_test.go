@@ -20,10 +20,12 @@ import (
 func withKeys(t *testing.T, f fixture, d sqldb.Dialect, kek keys.KEK) fixture {
 	t.Helper()
 	identity := sqldbtest.Open(t, d, sqldb.Identity)
-	f.g = &gate.Gate{
-		DB: f.db, Keys: &keys.Keyring{DB: f.db, KEK: kek},
+	f.identity = identity
+	f.identity = identity
+	f.g = gate.New(gate.Config{
+		Clinical: f.db, Keys: &keys.Keyring{DB: f.db, KEK: kek},
 		Identity: identity, IdentityKeys: &keys.Keyring{DB: identity, KEK: kek},
-	}
+	})
 	return f
 }
 
@@ -61,7 +63,7 @@ func TestCRY03_WorkSealsAndOpensThroughTheTx(t *testing.T) {
 		ctx := context.Background()
 		at := keys.Context{OrgID: f.org.ID, StudyID: f.study.ID, RecordID: "rec-1", Field: "note"}
 		var sealed []byte
-		err := f.g.Do(ctx, f.admin, f.org.ID, "note.write", func(t *gate.Tx) error {
+		err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "note.write", func(t *gate.Tx) error {
 			// No key before authz allowed the work.
 			if _, err := t.Vault().Seal(ctx, keys.StudyScope(f.org.ID, f.study.ID), at, []byte("x")); err == nil {
 				return errors.New("sealed before Authorize")
@@ -102,11 +104,11 @@ func TestCRY04_KeyFailureFailsTheRequestClosed(t *testing.T) {
 		f := withKeys(t, setup(t, d), d, failingKEK{localKEK(t)})
 		ctx := context.Background()
 		before := len(events(t, f))
-		err := f.g.Do(ctx, f.admin, f.org.ID, "study.create", func(t *gate.Tx) error {
+		err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "study.create", func(t *gate.Tx) error {
 			if err := t.Authorize(authz.StudyCreate, authz.Resource{OrgID: f.org.ID}); err != nil {
 				return err
 			}
-			st, err := orgs.CreateStudy(ctx, t.Tx, f.org.ID, orgs.KindStudy, "Sealed study")
+			st, err := orgs.CreateStudy(ctx, t, f.org.ID, orgs.KindStudy, "Sealed study")
 			if err != nil {
 				return err
 			}
@@ -132,7 +134,7 @@ func TestCRY05_ValueThatDoesNotOpenFailsTheWholeRequest(t *testing.T) {
 		allow := func(t *gate.Tx) error {
 			return t.Authorize(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID})
 		}
-		if err := f.g.Do(ctx, f.admin, f.org.ID, "note.write", func(t *gate.Tx) error {
+		if err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "note.write", func(t *gate.Tx) error {
 			if err := allow(t); err != nil {
 				return err
 			}
@@ -145,7 +147,7 @@ func TestCRY05_ValueThatDoesNotOpenFailsTheWholeRequest(t *testing.T) {
 		// Work that swallows the failure still fails, and writes nothing.
 		elsewhere := at
 		elsewhere.RecordID = "rec-2"
-		err := f.g.Do(ctx, f.admin, f.org.ID, "note.read", func(t *gate.Tx) error {
+		err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "note.read", func(t *gate.Tx) error {
 			if err := allow(t); err != nil {
 				return err
 			}
@@ -153,7 +155,7 @@ func TestCRY05_ValueThatDoesNotOpenFailsTheWholeRequest(t *testing.T) {
 			if _, err := t.Vault().Open(ctx, elsewhere, sealed); err == nil {
 				return errors.New("a value moved to another record opened")
 			}
-			_, err := orgs.CreateStudy(ctx, t.Tx, f.org.ID, orgs.KindStudy, "Written after the failure")
+			_, err := orgs.CreateStudy(ctx, t, f.org.ID, orgs.KindStudy, "Written after the failure")
 			return err
 		})
 		if !errs.Is(err, errs.Unavailable) || !strings.Contains(errs.SafeMessage(err), "integrity") {
@@ -178,7 +180,7 @@ func TestCRY09_IdentityTransactionCommitsInTheSafeOrder(t *testing.T) {
 		f := withKeys(t, setup(t, d), d, localKEK(t))
 		ctx := context.Background()
 		insert := func(after bool, id string, fail error) error {
-			return f.g.Do(ctx, f.admin, f.org.ID, "identity.test", func(t *gate.Tx) error {
+			return f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "identity.test", func(t *gate.Tx) error {
 				if err := t.Authorize(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID}); err != nil {
 					return err
 				}
@@ -199,7 +201,7 @@ func TestCRY09_IdentityTransactionCommitsInTheSafeOrder(t *testing.T) {
 				return nil
 			})
 		}
-		identities := func() int { return count(t, f.g.Identity, `SELECT count(*) FROM identities`) }
+		identities := func() int { return count(t, f.identity, `SELECT count(*) FROM identities`) }
 		for _, after := range []bool{false, true} {
 			before := identities()
 			if err := insert(after, "p-fail-"+map[bool]string{false: "a", true: "b"}[after], errors.New("fail")); err == nil {

@@ -48,14 +48,14 @@ func (s *Admins) actorOf(ctx context.Context, email, password string) (gate.Acto
 // prove runs then for the account of email once its password is proven,
 // in the transaction that records the security event action. A refusal by
 // then is recorded as a denied security event of its own.
-func (s *Admins) prove(ctx context.Context, email, password, action string, then func(tx *sql.Tx, a gate.Actor, ev *audit.Event) (Request, error)) (Request, error) {
+func (s *Admins) prove(ctx context.Context, email, password, action string, then func(tx sqldb.Tx, a gate.Actor, ev *audit.Event) (Request, error)) (Request, error) {
 	a, err := s.actorOf(ctx, email, password)
 	if err != nil {
 		return Request{}, err
 	}
 	var out, refused Request
 	f := &mfa.Service{DB: s.DB, Now: s.Now}
-	err = f.Prove(ctx, a, action, "", password, func(tx *sql.Tx, ev *audit.Event) error {
+	err = f.Prove(ctx, a, action, "", password, func(tx sqldb.Tx, ev *audit.Event) error {
 		r, err := then(tx, a, ev)
 		if err != nil {
 			refused = r
@@ -100,7 +100,7 @@ func (s *Admins) Request(ctx context.Context, email, password, orgID string, kin
 	if err := checkParams(kind, p); err != nil {
 		return Request{}, err
 	}
-	return s.prove(ctx, email, password, "key.request", func(tx *sql.Tx, a gate.Actor, _ *audit.Event) (Request, error) {
+	return s.prove(ctx, email, password, "key.request", func(tx sqldb.Tx, a gate.Actor, _ *audit.Event) (Request, error) {
 		r, err := Create(ctx, tx, orgID, a.AccountID, kind, p, s.now())
 		if err != nil {
 			return Request{ID: "-", OrgID: orgID, Kind: kind, Params: p, RequestedBy: a.AccountID}, err
@@ -112,7 +112,7 @@ func (s *Admins) Request(ctx context.Context, email, password, orgID string, kin
 // Approve records the approval of request id by the administrator whose
 // e-mail address and password are given, who must not be its requester.
 func (s *Admins) Approve(ctx context.Context, email, password, id string) (Request, error) {
-	return s.prove(ctx, email, password, "key.approve", func(tx *sql.Tx, a gate.Actor, _ *audit.Event) (Request, error) {
+	return s.prove(ctx, email, password, "key.approve", func(tx sqldb.Tx, a gate.Actor, _ *audit.Event) (Request, error) {
 		r, err := Approve(ctx, tx, "", id, a.AccountID, s.now())
 		if err != nil && r.ID == "" {
 			return Request{ID: "-"}, err // unknown request: nothing to name

@@ -209,7 +209,7 @@ func checkParams(kind Kind, p Params) error {
 
 // Create records a request by requester, an administrator of orgID, in tx.
 // The caller audits it (Event).
-func Create(ctx context.Context, tx *sql.Tx, orgID, requester string, kind Kind, p Params, now time.Time) (Request, error) {
+func Create(ctx context.Context, tx sqldb.Tx, orgID, requester string, kind Kind, p Params, now time.Time) (Request, error) {
 	if err := checkParams(kind, p); err != nil {
 		return Request{}, err
 	}
@@ -307,7 +307,7 @@ func List(ctx context.Context, q sqldb.Querier, orgID string, since time.Time) (
 // organization) in tx. The approver must be an administrator of the
 // request's organization other than its requester, and the request pending
 // and not expired.
-func Approve(ctx context.Context, tx *sql.Tx, orgID, id, approver string, now time.Time) (Request, error) {
+func Approve(ctx context.Context, tx sqldb.Tx, orgID, id, approver string, now time.Time) (Request, error) {
 	r, err := Get(ctx, tx, orgID, id)
 	if err != nil {
 		return Request{}, err
@@ -344,7 +344,7 @@ func Approve(ctx context.Context, tx *sql.Tx, orgID, id, approver string, now ti
 // operation, after checking that it is of kind, approved by a second
 // administrator, unexpired and unused, and that both administrators still
 // hold their role. It is what makes one request one operation.
-func Use(ctx context.Context, tx *sql.Tx, id string, kind Kind, now time.Time) (Request, error) {
+func Use(ctx context.Context, tx sqldb.Tx, id string, kind Kind, now time.Time) (Request, error) {
 	r, err := Get(ctx, tx, "", id)
 	if err != nil {
 		return Request{}, err
@@ -422,7 +422,7 @@ func (r Request) String() string {
 // export of the recovery material of key-encryption key kekID as the
 // operator's security event, in tx: the caller writes the material only
 // once tx has committed.
-func ExportUse(ctx context.Context, tx *sql.Tx, id, kekID string, now time.Time) (Request, error) {
+func ExportUse(ctx context.Context, tx sqldb.Tx, id, kekID string, now time.Time) (Request, error) {
 	r, err := Use(ctx, tx, id, ExportRecovery, now)
 	if err != nil {
 		return r, err

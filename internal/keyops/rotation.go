@@ -528,7 +528,7 @@ func rotationEvent(action string, rot Rotation) audit.Event {
 
 // appendOperator records an event of the operator, who acts on the
 // server's machine through the CLI and has no account.
-func appendOperator(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+func appendOperator(ctx context.Context, tx sqldb.Tx, ev audit.Event) error {
 	ev.ActorRole, ev.RemoteAddr = "operator", "local"
 	if ev.Details == nil {
 		ev.Details = map[string]string{}

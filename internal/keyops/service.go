@@ -6,7 +6,6 @@ import (
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/orgs"
 )
 
 // Service lets administrators request, list and approve key operations
@@ -30,10 +29,6 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
-}
-
 // describe puts what the audit trail says of r on the gate's event.
 func describe(t *gate.Tx, r Request) {
 	t.Object("key-request", r.ID)
@@ -48,7 +43,7 @@ func (s *Service) Request(ctx context.Context, a gate.Actor, slug string, kind K
 		return Request{}, err
 	}
 	return s.decide(ctx, a, slug, "key.request", func(t *gate.Tx, orgID string) (Request, error) {
-		return Create(ctx, t.Tx, orgID, a.AccountID, kind, p, s.now())
+		return Create(ctx, t, orgID, a.AccountID, kind, p, s.now())
 	}, func(t *gate.Tx) { t.Detail("kind", string(kind)) })
 }
 
@@ -57,7 +52,7 @@ func (s *Service) Request(ctx context.Context, a gate.Actor, slug string, kind K
 // (CRY-08).
 func (s *Service) Approve(ctx context.Context, a gate.Actor, slug, id string) (Request, error) {
 	return s.decide(ctx, a, slug, "key.approve", func(t *gate.Tx, orgID string) (Request, error) {
-		return Approve(ctx, t.Tx, orgID, id, a.AccountID, s.now())
+		return Approve(ctx, t, orgID, id, a.AccountID, s.now())
 	}, func(t *gate.Tx) { t.Object("key-request", id) })
 }
 
@@ -66,12 +61,9 @@ func (s *Service) Approve(ctx context.Context, a gate.Actor, slug, id string) (R
 // fresh confirmation, then the work, whose request the event describes.
 func (s *Service) decide(ctx context.Context, a gate.Actor, slug, action string,
 	work func(t *gate.Tx, orgID string) (Request, error), before func(t *gate.Tx)) (Request, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Request{}, err
-	}
 	var out Request
-	err = s.Gate.Do(ctx, a, org.ID, action, func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), action, func(t *gate.Tx) error {
+		org := t.Org()
 		t.Security()
 		before(t)
 		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
@@ -94,15 +86,13 @@ func (s *Service) decide(ctx context.Context, a gate.Actor, slug, action string,
 // List returns the organization's key requests of the last History, newest
 // first.
 func (s *Service) List(ctx context.Context, a gate.Actor, slug string) ([]Request, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out []Request
-	err = s.Gate.Do(ctx, a, org.ID, "key.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "key.list", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		out, err = List(ctx, t, org.ID, s.now().Add(-History))
 		return err
 	})

@@ -290,12 +290,12 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 	if _, err := authz.ParseRole(string(inv.Role)); err != nil {
 		return err
 	}
-	org, err := orgs.OrganizationBySlug(ctx, s.DB, slug)
-	if err != nil {
-		return gate.ErrDenied
-	}
-	var token string
-	err = s.Gate.Do(ctx, a, org.ID, "member.invite", func(t *gate.Tx) error {
+	var (
+		token string
+		org   orgs.Organization
+	)
+	err = s.Gate.Do(ctx, a, gate.Slug(slug), "member.invite", func(t *gate.Tx) error {
+		org = t.Org()
 		if err := t.Authorize(authz.MemberInvite, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
@@ -310,7 +310,7 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		if !authz.CanGrant(t.Subject, grant) {
 			return errs.E(errs.Forbidden, "you cannot grant the role %s: it holds permissions you do not have", inv.Role)
 		}
-		acc, created, err := accounts.Enrol(ctx, t.Tx, norm, "", grant)
+		acc, created, err := accounts.Enrol(ctx, t, norm, "", grant)
 		if err != nil {
 			return err
 		}
@@ -318,7 +318,7 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		t.Detail("role", string(inv.Role))
 		t.Security()
 		if created || !acc.HasPassword {
-			token, err = accounts.IssueToken(ctx, t.Tx, acc.ID, accounts.PurposeSetup, InviteTTL)
+			token, err = accounts.IssueToken(ctx, t, acc.ID, accounts.PurposeSetup, InviteTTL)
 		}
 		return err
 	})

@@ -36,7 +36,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
 	f := fixture{outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{DB: db, Limits: sessions.DefaultLimits}}
-	f.svc = &Service{DB: db, Gate: &gate.Gate{DB: db}, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
+	f.svc = &Service{DB: db, Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {

@@ -48,7 +48,7 @@ var ErrChallenge = errs.E(errs.Unauthenticated, "the code is wrong or this sign-
 
 // IssueChallenge creates a challenge for the account in tx, bound to
 // remoteAddr, and clears challenges that expired more than a day ago.
-func IssueChallenge(ctx context.Context, tx *sql.Tx, accountID string, p Purpose, remoteAddr string, now time.Time) (Challenge, error) {
+func IssueChallenge(ctx context.Context, tx sqldb.Tx, accountID string, p Purpose, remoteAddr string, now time.Time) (Challenge, error) {
 	if p != PurposeSecondFactor && p != PurposeEnrolment {
 		return Challenge{}, errs.E(errs.Internal, "unknown challenge purpose %q", p)
 	}
@@ -102,7 +102,7 @@ func LookupChallenge(ctx context.Context, q sqldb.Querier, token string, p Purpo
 // SpendChallenge marks a challenge used in tx, the transaction that starts
 // the session, if it is still live; otherwise (spent by a concurrent
 // request, or expired meanwhile) it is ErrChallenge.
-func SpendChallenge(ctx context.Context, tx *sql.Tx, c Challenge, now time.Time) error {
+func SpendChallenge(ctx context.Context, tx sqldb.Tx, c Challenge, now time.Time) error {
 	res, err := tx.ExecContext(ctx,
 		`UPDATE login_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1`,
 		now.UnixMicro(), c.ID)

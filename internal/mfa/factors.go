@@ -98,7 +98,7 @@ func (s *Service) Confirm(ctx context.Context, a gate.Actor, code string) ([]str
 // transaction that activates the factor, so that what then writes (a
 // session, for a person who enrols while signing in) commits with it or not
 // at all.
-func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx) error) ([]string, error) {
+func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx) error) ([]string, error) {
 	if s.KEK == nil {
 		return nil, errNoKEK
 	}
@@ -158,7 +158,7 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 // showing once; beside another factor the codes it has stand), records the
 // security event action with the factor's id and details, and runs then,
 // if not nil, so that what then writes commits with the factor.
-func enrolled(ctx context.Context, tx *sql.Tx, a gate.Actor, action, factorID string, details map[string]string, first bool, now time.Time, then func(tx *sql.Tx) error) ([]string, error) {
+func enrolled(ctx context.Context, tx sqldb.Tx, a gate.Actor, action, factorID string, details map[string]string, first bool, now time.Time, then func(tx sqldb.Tx) error) ([]string, error) {
 	if _, err := tx.ExecContext(ctx,
 		`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
 		return nil, fmt.Errorf("drop pending factors: %w", err)
@@ -236,7 +236,7 @@ func (s *Service) check(ctx context.Context, accountID, code string) (proof, err
 // UPDATE waits for the first's row lock and then re-checks its WHERE; in
 // SQLite transactions take the write lock at BEGIN). Anything else is
 // ErrWrongCode. The use of a recovery code is recorded as a's.
-func (p proof) spend(ctx context.Context, tx *sql.Tx, a gate.Actor, now time.Time) error {
+func (p proof) spend(ctx context.Context, tx sqldb.Tx, a gate.Actor, now time.Time) error {
 	if !p.ok {
 		return ErrWrongCode
 	}
@@ -275,7 +275,7 @@ func (p proof) spend(ctx context.Context, tx *sql.Tx, a gate.Actor, now time.Tim
 // recordRecoveryUse puts the use of a recovery code on the trail of each of
 // the account's organizations, as a security event (AUD-05), with the
 // number of codes left.
-func recordRecoveryUse(ctx context.Context, tx *sql.Tx, a gate.Actor) error {
+func recordRecoveryUse(ctx context.Context, tx sqldb.Tx, a gate.Actor) error {
 	left, err := RecoveryCodesLeft(ctx, tx, a.AccountID)
 	if err != nil {
 		return err
@@ -291,7 +291,7 @@ func recordRecoveryUse(ctx context.Context, tx *sql.Tx, a gate.Actor) error {
 // transaction: the code is spent exactly when what then writes (a session)
 // commits. A wrong, used or replayed code is ErrWrongCode and nothing is
 // written; the caller records the failure and counts it (CountFailure).
-func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx, m Method) error) error {
+func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx, m Method) error) error {
 	p, err := s.check(ctx, a.AccountID, code)
 	if err != nil {
 		return err
@@ -321,7 +321,7 @@ func (s *Service) Remove(ctx context.Context, a gate.Actor, code, password strin
 	if err != nil {
 		return err
 	}
-	return s.Prove(ctx, a, "mfa.totp.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+	return s.Prove(ctx, a, "mfa.totp.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
 		if err != nil {
 			return fmt.Errorf("remove factor: %w", err)

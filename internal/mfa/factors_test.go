@@ -123,7 +123,7 @@ func (f *fixture) code(secret []byte) string {
 // verify gives code as the second factor and reports the method accepted.
 func (f *fixture) verify(code string) (mfa.Method, error) {
 	var m mfa.Method
-	err := f.svc.Verify(context.Background(), f.actor, code, func(_ *sql.Tx, got mfa.Method) error {
+	err := f.svc.Verify(context.Background(), f.actor, code, func(_ sqldb.Tx, got mfa.Method) error {
 		m = got
 		return nil
 	})
@@ -167,7 +167,7 @@ func TestAUTH08_TOTPCodeAcceptedOnce(t *testing.T) {
 		f.clock.add(3 * mfa.Period)
 		code = f.code(secret)
 		boom := errors.New("session not written")
-		if err := f.svc.Verify(ctx, f.actor, code, func(*sql.Tx, mfa.Method) error { return boom }); !errors.Is(err, boom) {
+		if err := f.svc.Verify(ctx, f.actor, code, func(sqldb.Tx, mfa.Method) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("callback failure: %v", err)
 		}
 		if _, err := f.verify(code); err != nil {

@@ -192,7 +192,7 @@ func SummaryOf(ctx context.Context, q sqldb.Querier, accountID string) (Summary,
 // organizations, so that each one's administrators find a change of its
 // second factor in their trail (AUD-05), or once without an organization if
 // it has none.
-func appendForEachOrg(ctx context.Context, tx *sql.Tx, accountID string, ev audit.Event) error {
+func appendForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
 	orgIDs, err := accounts.Organizations(ctx, tx, accountID)
 	if err != nil {
 		return err
@@ -258,7 +258,7 @@ func (s *Service) refuseWith(ctx context.Context, a gate.Actor, action string, d
 // transaction that records it, exactly like a wrong password (AUTH-04). The
 // failure that locks the account raises an alert for each of its
 // organizations (AUTH-12); the caller announces them after tx commits.
-func CountFailure(ctx context.Context, tx *sql.Tx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
+func CountFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
 	locked, err := accounts.RecordFailure(ctx, tx, accountID, remoteAddr, now)
 	if err != nil || !locked {
 		return nil, err

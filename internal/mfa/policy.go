@@ -27,7 +27,7 @@ type Policy struct {
 // the change, org.policy.set, a security event (AUD-05). The event names no
 // actor; a caller acting for a person records that person's own event in
 // tx as well.
-func SetPolicy(ctx context.Context, tx *sql.Tx, orgID string, p Policy) error {
+func SetPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p Policy) error {
 	if !ids.Valid(orgID) {
 		return errs.E(errs.NotFound, "organization not found")
 	}

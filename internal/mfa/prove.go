@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // ProofPassword names a proof by the account's password in audit events;
@@ -23,7 +24,7 @@ const ProofPassword = "password"
 // details to the event. A wrong code or password is ErrWrongCode, counts
 // towards the account's lockout (AUTH-04) and is on the audit trail; the
 // checks are limited per account (AUTH-05).
-func (s *Service) Prove(ctx context.Context, a gate.Actor, action, code, password string, then func(tx *sql.Tx, ev *audit.Event) error) error {
+func (s *Service) Prove(ctx context.Context, a gate.Actor, action, code, password string, then func(tx sqldb.Tx, ev *audit.Event) error) error {
 	if (code == "") == (password == "") {
 		return errs.E(errs.Invalid, "give either a current code or the account's password")
 	}

@@ -80,7 +80,7 @@ func recoveryHash(accountID, normalized string) string {
 
 // replaceRecoveryCodes deletes the account's recovery codes and stores the
 // hashes of fresh ones, which it returns for showing once.
-func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, accountID string, now time.Time) ([]string, error) {
+func replaceRecoveryCodes(ctx context.Context, tx sqldb.Tx, accountID string, now time.Time) ([]string, error) {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE account_id = $1`, accountID); err != nil {
 		return nil, fmt.Errorf("delete recovery codes: %w", err)
 	}

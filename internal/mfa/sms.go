@@ -102,7 +102,7 @@ func readSMSFactor(ctx context.Context, q sqldb.Querier, accountID string, pendi
 // issueSMSCode stores a fresh code of purpose for the factor in tx and
 // returns it for sending. Earlier live codes of the same purpose die, so
 // only the latest text counts.
-func (s *Service) issueSMSCode(ctx context.Context, tx *sql.Tx, accountID, factorID, purpose string, now time.Time) (string, error) {
+func (s *Service) issueSMSCode(ctx context.Context, tx sqldb.Tx, accountID, factorID, purpose string, now time.Time) (string, error) {
 	code, id := newSMSCode(), ids.New()
 	wrapped, err := s.KEK.Wrap(ctx, []byte(code), smsCodeAD(accountID, factorID, id))
 	if err != nil {
@@ -201,7 +201,7 @@ func (s *Service) ConfirmSMS(ctx context.Context, a gate.Actor, code string) ([]
 
 // ConfirmSMSThen is ConfirmSMS that also runs then, if not nil, in the
 // transaction that activates the factor.
-func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx) error) ([]string, error) {
+func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx) error) ([]string, error) {
 	if s.KEK == nil {
 		return nil, errNoKEK
 	}
@@ -304,7 +304,7 @@ func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password st
 	if err != nil {
 		return err
 	}
-	return s.Prove(ctx, a, "mfa.sms.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+	return s.Prove(ctx, a, "mfa.sms.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
 		if err != nil {
 			return fmt.Errorf("remove factor: %w", err)
@@ -378,7 +378,7 @@ func (s *Service) matchSMSCode(ctx context.Context, accountID, factorID, purpose
 }
 
 // spendSMS spends a matched sign-in code in tx (proof.spend).
-func spendSMS(ctx context.Context, tx *sql.Tx, p proof, now time.Time) (sql.Result, error) {
+func spendSMS(ctx context.Context, tx sqldb.Tx, p proof, now time.Time) (sql.Result, error) {
 	return tx.ExecContext(ctx,
 		`UPDATE sms_codes SET used_at = $1
 		 WHERE id = $2 AND account_id = $3 AND used_at IS NULL AND expires_at > $1 AND attempts < $4`,
@@ -387,7 +387,7 @@ func spendSMS(ctx context.Context, tx *sql.Tx, p proof, now time.Time) (sql.Resu
 
 // spendSMSCode spends a matched code once; a code spent or expired
 // meanwhile is ErrWrongCode.
-func spendSMSCode(ctx context.Context, tx *sql.Tx, accountID, codeID string, now time.Time) error {
+func spendSMSCode(ctx context.Context, tx sqldb.Tx, accountID, codeID string, now time.Time) error {
 	res, err := spendSMS(ctx, tx, proof{accountID: accountID, smsCodeID: codeID}, now)
 	if err != nil {
 		return fmt.Errorf("spend code: %w", err)

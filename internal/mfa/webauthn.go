@@ -371,7 +371,7 @@ func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, b binding
 
 // storeCeremony keeps the server's half of a ceremony for CeremonyTTL
 // under b, in place of one there already, and clears expired ones.
-func storeCeremony(ctx context.Context, tx *sql.Tx, id, accountID string, b binding, state []byte, now time.Time) error {
+func storeCeremony(ctx context.Context, tx sqldb.Tx, id, accountID string, b binding, state []byte, now time.Time) error {
 	column, boundTo, ok := b.column()
 	if !ok {
 		return misbound(b)
@@ -439,7 +439,7 @@ func readCeremony(ctx context.Context, q sqldb.Querier, accountID string, b bind
 
 // spendCeremony marks a ceremony used in tx, once; a ceremony spent or
 // expired meanwhile is ErrWrongCode.
-func spendCeremony(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+func spendCeremony(ctx context.Context, tx sqldb.Tx, id string, now time.Time) error {
 	res, err := tx.ExecContext(ctx,
 		`UPDATE webauthn_ceremonies SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1`,
 		now.UnixMicro(), id)
@@ -464,7 +464,7 @@ func (s *Service) ConfirmPasskey(ctx context.Context, a gate.Actor, name string,
 
 // ConfirmPasskeyThen is ConfirmPasskey that also runs then, if not nil, in
 // the transaction that stores the passkey (a renewed session).
-func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name string, response []byte, then func(tx sqldb.Tx) error) (Passkey, []string, error) {
 	if a.SessionID == "" {
 		return Passkey{}, nil, errs.E(errs.Forbidden, "registering a passkey needs a signed-in session")
 	}
@@ -476,12 +476,12 @@ func (s *Service) ConfirmPasskeyThen(ctx context.Context, a gate.Actor, name str
 // ConfirmPasskeyThen does; then (the session of the sign-in, which spends
 // the challenge) commits with the passkey or not at all. The passkey is the
 // account's first factor, so the recovery codes come with it.
-func (s *Service) ConfirmEnrolmentPasskeyThen(ctx context.Context, a gate.Actor, challengeID, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+func (s *Service) ConfirmEnrolmentPasskeyThen(ctx context.Context, a gate.Actor, challengeID, name string, response []byte, then func(tx sqldb.Tx) error) (Passkey, []string, error) {
 	return s.confirmRegistration(ctx, a, enrolBinding(challengeID), name, response, then)
 }
 
 // confirmRegistration completes the registration under b.
-func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b binding, name string, response []byte, then func(tx *sql.Tx) error) (Passkey, []string, error) {
+func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b binding, name string, response []byte, then func(tx sqldb.Tx) error) (Passkey, []string, error) {
 	if !b.registration() {
 		return Passkey{}, nil, misbound(b)
 	}
@@ -582,7 +582,7 @@ func (s *Service) RemovePasskey(ctx context.Context, a gate.Actor, id, code, pas
 	if n != 1 {
 		return errNoPasskey
 	}
-	return s.Prove(ctx, a, "mfa.webauthn.remove", code, password, func(tx *sql.Tx, ev *audit.Event) error {
+	return s.Prove(ctx, a, "mfa.webauthn.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID)
 		if err != nil {
 			return fmt.Errorf("remove passkey: %w", err)
@@ -601,7 +601,7 @@ func (s *Service) RemovePasskey(ctx context.Context, a gate.Actor, id, code, pas
 // dropRecoveryCodesIfLast deletes the account's recovery codes in tx, the
 // transaction that removed one of its factors, if no factor is left: the
 // codes stand in for any of its factors, so they stay while one does.
-func dropRecoveryCodesIfLast(ctx context.Context, tx *sql.Tx, accountID string) error {
+func dropRecoveryCodesIfLast(ctx context.Context, tx sqldb.Tx, accountID string) error {
 	has, err := HasFactor(ctx, tx, accountID)
 	if err != nil || has {
 		return err
@@ -667,8 +667,8 @@ func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, b binding) (
 // ErrWrongCode and nothing is written; the caller records and counts it. A
 // counter that did not move past the stored one also raises
 // mfa.webauthn.clone, a security event.
-func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx *sql.Tx, m Method) error) error {
-	return s.verifyAssertion(ctx, a, signInBinding(challengeID), response, func(tx *sql.Tx, _ Passkey) error {
+func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx sqldb.Tx, m Method) error) error {
+	return s.verifyAssertion(ctx, a, signInBinding(challengeID), response, func(tx sqldb.Tx, _ Passkey) error {
 		if then != nil {
 			return then(tx, MethodWebAuthn)
 		}
@@ -678,7 +678,7 @@ func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID s
 
 // verifyAssertion is VerifyPasskey for the ceremony under b, an
 // assertion's binding; then learns which passkey answered.
-func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, b binding, response []byte, then func(tx *sql.Tx, pk Passkey) error) error {
+func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, b binding, response []byte, then func(tx sqldb.Tx, pk Passkey) error) error {
 	if b.registration() {
 		return misbound(b)
 	}
@@ -772,7 +772,7 @@ func (s *Service) BeginPasskeyProof(ctx context.Context, a gate.Actor) ([]byte, 
 // the account's lockout (AUTH-04), is on the audit trail and spends the
 // session's ceremony, so one set of options is answered at most once. The
 // checks are limited per account, as Prove's are (AUTH-05).
-func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string, response []byte, then func(tx *sql.Tx, ev *audit.Event) error) error {
+func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string, response []byte, then func(tx sqldb.Tx, ev *audit.Event) error) error {
 	if a.SessionID == "" {
 		return errs.E(errs.Forbidden, "confirming with a passkey needs a signed-in session")
 	}
@@ -783,7 +783,7 @@ func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string,
 		return err
 	}
 	b := stepUpBinding(a.SessionID)
-	err := s.verifyAssertion(ctx, a, b, response, func(tx *sql.Tx, pk Passkey) error {
+	err := s.verifyAssertion(ctx, a, b, response, func(tx sqldb.Tx, pk Passkey) error {
 		ev := event(a, action, audit.Success)
 		ev.Security = true
 		ev.Details = map[string]string{"proof": string(MethodWebAuthn), "factor_id": pk.ID}

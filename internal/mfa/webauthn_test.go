@@ -94,7 +94,7 @@ func (f *fixture) signInActor() gate.Actor {
 
 func (f *fixture) verifyPasskey(c mfa.Challenge, resp []byte) (mfa.Method, error) {
 	var m mfa.Method
-	err := f.svc.VerifyPasskey(context.Background(), f.signInActor(), c.ID, resp, func(_ *sql.Tx, got mfa.Method) error {
+	err := f.svc.VerifyPasskey(context.Background(), f.signInActor(), c.ID, resp, func(_ sqldb.Tx, got mfa.Method) error {
 		m = got
 		return nil
 	})

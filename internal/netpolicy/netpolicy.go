@@ -12,7 +12,6 @@ package netpolicy
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -191,7 +190,7 @@ func Load(ctx context.Context, q sqldb.Querier, orgID string) (Policy, error) {
 // Replace sets the ranges of the organization (studyID "") or of one of its
 // studies, in tx. The caller has checked the ranges with ParseRanges and
 // the requester's right to change them.
-func Replace(ctx context.Context, tx *sql.Tx, orgID, studyID string, ranges []netip.Prefix) error {
+func Replace(ctx context.Context, tx sqldb.Tx, orgID, studyID string, ranges []netip.Prefix) error {
 	var err error
 	if studyID == "" {
 		_, err = tx.ExecContext(ctx, `DELETE FROM network_ranges WHERE org_id = $1 AND study_id IS NULL`, orgID)

@@ -113,7 +113,7 @@ func CheckName(what, s string) (string, error) {
 }
 
 // CreateOrganization adds a tenant. An empty slug is derived from the name.
-func CreateOrganization(ctx context.Context, tx *sql.Tx, name, slug string) (Organization, error) {
+func CreateOrganization(ctx context.Context, tx sqldb.Tx, name, slug string) (Organization, error) {
 	name, err := CheckName("organization", name)
 	if err != nil {
 		return Organization{}, err
@@ -171,7 +171,7 @@ func OrganizationByID(ctx context.Context, q sqldb.Querier, id string) (Organiza
 }
 
 // CreateStudy adds a study, registry or care program to an organization.
-func CreateStudy(ctx context.Context, tx *sql.Tx, orgID string, kind StudyKind, name string) (Study, error) {
+func CreateStudy(ctx context.Context, tx sqldb.Tx, orgID string, kind StudyKind, name string) (Study, error) {
 	if _, err := ParseStudyKind(string(kind)); err != nil {
 		return Study{}, err
 	}
@@ -232,7 +232,7 @@ func Studies(ctx context.Context, q sqldb.Querier, orgID string) ([]Study, error
 }
 
 // CreateSite adds a site to a study of the organization.
-func CreateSite(ctx context.Context, tx *sql.Tx, orgID, studyID, name string) (Site, error) {
+func CreateSite(ctx context.Context, tx sqldb.Tx, orgID, studyID, name string) (Site, error) {
 	if _, err := StudyByID(ctx, tx, orgID, studyID); err != nil {
 		return Site{}, err
 	}

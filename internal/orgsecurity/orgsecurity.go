@@ -11,7 +11,6 @@ import (
 	"context"
 
 	"github.com/custodia/custodia/internal/accounts"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
@@ -23,22 +22,17 @@ type Service struct {
 	Gate *gate.Gate
 }
 
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
-}
-
 // Policy returns the organization and its security policy.
 func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, accounts.SecurityPolicy, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return orgs.Organization{}, accounts.SecurityPolicy{}, err
-	}
 	var p accounts.SecurityPolicy
-	err = s.Gate.Do(ctx, a, org.ID, "org.policy.read", func(t *gate.Tx) error {
+	var org orgs.Organization
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.read", func(t *gate.Tx) error {
+		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		p, err = accounts.SecurityPolicyOf(ctx, t, org.ID)
 		return err
 	})
@@ -48,11 +42,8 @@ func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.O
 // SetPolicy replaces the organization's security policy with p, on the
 // record as org.policy.set with the policy before and after.
 func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p accounts.SecurityPolicy) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "org.policy.set", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.set", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("organization", org.ID)
 		t.Security()
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
@@ -61,7 +52,7 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p ac
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		old, err := accounts.SetSecurityPolicy(ctx, t.Tx, org.ID, p)
+		old, err := accounts.SetSecurityPolicy(ctx, t, org.ID, p)
 		if err != nil {
 			return err
 		}
@@ -73,16 +64,15 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p ac
 
 // Locked lists the organization's locked members.
 func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return orgs.Organization{}, nil, err
-	}
 	var out []accounts.LockedMember
-	err = s.Gate.Do(ctx, a, org.ID, "account.locked.list", func(t *gate.Tx) error {
+	var org orgs.Organization
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.locked.list", func(t *gate.Tx) error {
+		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		out, err = accounts.LockedMembers(ctx, t, org.ID)
 		return err
 	})
@@ -96,12 +86,9 @@ func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.O
 // its lock was. It reports whether the account was locked; an account
 // that holds no role here is NotFound, like one that does not exist.
 func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID string) (bool, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return false, err
-	}
 	var unlocked bool
-	err = s.Gate.Do(ctx, a, org.ID, "account.unlock", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.unlock", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Security()
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
@@ -118,7 +105,7 @@ func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID stri
 			return errs.E(errs.NotFound, "account not found")
 		}
 		t.Object("account", acc.ID)
-		if unlocked, err = accounts.Unlock(ctx, t.Tx, acc.ID); err != nil || !unlocked {
+		if unlocked, err = accounts.Unlock(ctx, t, acc.ID); err != nil || !unlocked {
 			t.Detail("was_locked", "false")
 			return err
 		}
@@ -127,15 +114,8 @@ func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID stri
 			return err
 		}
 		for _, id := range others {
-			if id == org.ID {
-				continue
-			}
-			if _, err := audit.Append(ctx, t.Tx, audit.Event{
-				Action: "account.unlock", OrgID: id, ActorAccount: a.AccountID, ActorSession: a.SessionID,
-				RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, ObjectType: "account", ObjectID: acc.ID,
-				Outcome: audit.Success, Security: true, Details: map[string]string{"by_org": org.ID},
-			}); err != nil {
-				return err
+			if id != org.ID {
+				t.AlsoIn(id)
 			}
 		}
 		return nil

@@ -30,7 +30,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := fixture{db: db, svc: &orgsecurity.Service{Gate: &gate.Gate{DB: db}}, accounts: map[authz.Role]string{}}
+	f := fixture{db: db, svc: &orgsecurity.Service{Gate: gate.New(gate.Config{Clinical: db})}, accounts: map[authz.Role]string{}}
 	for _, l := range logins {
 		acc, err := accounts.ByEmail(ctx, db, l.Email)
 		if err != nil {

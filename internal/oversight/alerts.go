@@ -13,15 +13,13 @@ import (
 // Alerts returns the organization's alerts, newest first, to those who may
 // read its whole trail (AUTH-12, AUD-05).
 func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) ([]alerts.Alert, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out []alerts.Alert
-	err = s.Gate.Do(ctx, a, org.ID, "alert.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "alert.list", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		out, err = alerts.List(ctx, t, org.ID)
 		return err
 	})
@@ -33,30 +31,25 @@ func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) ([]aler
 
 // MarkAlertRead records that an administrator has seen an alert.
 func (s *Service) MarkAlertRead(ctx context.Context, a gate.Actor, slug, alertID string) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "alert.read", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "alert.read", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("alert", alertID)
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
-		return alerts.MarkRead(ctx, t.Tx, org.ID, alertID, time.Now())
+		return alerts.MarkRead(ctx, t, org.ID, alertID, time.Now())
 	})
 }
 
 // AlertRules returns the organization's alert rules.
 func (s *Service) AlertRules(ctx context.Context, a gate.Actor, slug string) (alerts.Rules, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return alerts.Rules{}, err
-	}
 	var r alerts.Rules
-	err = s.Gate.Do(ctx, a, org.ID, "alert.rules.read", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "alert.rules.read", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		r, err = alerts.RulesOf(ctx, t, org.ID)
 		return err
 	})
@@ -67,16 +60,13 @@ func (s *Service) AlertRules(ctx context.Context, a gate.Actor, slug string) (al
 // default, every security event). Organization administrators only; the
 // change is a security event naming the old and the new rules.
 func (s *Service) SetAlertRules(ctx context.Context, a gate.Actor, slug string, prefixes []string) (alerts.Rules, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return alerts.Rules{}, err
-	}
-	prefixes, err = alerts.CheckRules(prefixes)
+	prefixes, err := alerts.CheckRules(prefixes)
 	if err != nil {
 		return alerts.Rules{}, err
 	}
 	var r alerts.Rules
-	err = s.Gate.Do(ctx, a, org.ID, "alert.rules.set", func(t *gate.Tx) error {
+	err = s.Gate.Do(ctx, a, gate.Slug(slug), "alert.rules.set", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("organization", org.ID)
 		t.Security()
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
@@ -89,7 +79,7 @@ func (s *Service) SetAlertRules(ctx context.Context, a gate.Actor, slug string, 
 		if err != nil {
 			return err
 		}
-		if err := alerts.SetRules(ctx, t.Tx, org.ID, prefixes, time.Now()); err != nil {
+		if err := alerts.SetRules(ctx, t, org.ID, prefixes, time.Now()); err != nil {
 			return err
 		}
 		t.Detail("old", describeRules(old))

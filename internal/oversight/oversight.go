@@ -6,8 +6,11 @@ package oversight
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,16 +20,12 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
-	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Service searches and exports the trail.
 type Service struct {
 	Gate *gate.Gate
-}
-
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
 }
 
 // authorize checks that the requester may read the part of the trail the
@@ -106,24 +105,22 @@ func resolve(ctx context.Context, t *gate.Tx, f *audit.Filter, email string) (fo
 
 // Search returns one page of events matching f and the next page's cursor.
 func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit.Filter) ([]audit.Event, string, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, "", err
-	}
-	f.OrgID = org.ID
+	f.OrgID = "-" // checked with a placeholder; the gate resolves slug
 	email, err := checkFilter(f)
 	if err != nil {
 		return nil, "", err
 	}
 	var out []audit.Event
 	var next string
-	err = s.Gate.Do(ctx, a, org.ID, "audit.search", func(t *gate.Tx) error {
+	err = s.Gate.Do(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
+		f.OrgID = t.Org().ID
 		if err := authorize(t, f); err != nil {
 			return err
 		}
 		if found, err := resolve(ctx, t, &f, email); err != nil || !found {
 			return err
 		}
+		var err error
 		out, next, err = audit.Search(ctx, t, f)
 		return err
 	})
@@ -134,46 +131,62 @@ func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit
 }
 
 // Export authorizes and records the export, then hands every matching event
-// to emit, oldest page first within the filter, newest first within pages.
-// The export event commits before the first event is handed out.
+// to emit, oldest page first within the filter, newest first within pages,
+// from one consistent read. The export event commits before the first
+// event is handed out; a second one (audit.export.sent) records how many
+// events were sent and the SHA-256 of their JSON lines.
 func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit.Filter, emit func(audit.Event) error) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	f.OrgID, f.Limit, f.Cursor = org.ID, audit.MaxPage, ""
+	f.OrgID, f.Limit, f.Cursor = "-", audit.MaxPage, ""
 	email, err := checkFilter(f)
 	if err != nil {
 		return err
 	}
 	// An export takes the trail out of the system: it needs a fresh
 	// confirmation of the requester's identity (ACL-09).
-	found := false
-	err = s.Gate.Do(ctx, a, org.ID, "audit.export", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "audit.export", func(t *gate.Tx) error {
+		f.OrgID = t.Org().ID
 		if err := authorize(t, f); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		found, err = resolve(ctx, t, &f, email)
-		return err
-	})
-	if err != nil || !found {
-		return err
-	}
-	for {
-		page, next, err := audit.Search(ctx, s.Gate.DB, f)
-		if err != nil {
+		found, err := resolve(ctx, t, &f, email)
+		if err != nil || !found {
 			return err
 		}
+		t.Stream(func(q sqldb.Querier) (map[string]string, error) {
+			return exportFrom(ctx, q, f, emit)
+		})
+		return nil
+	})
+}
+
+// exportFrom hands every event f selects to emit, page by page, and
+// reports how many and the SHA-256 of their JSON lines (ExportLine).
+func exportFrom(ctx context.Context, q sqldb.Querier, f audit.Filter, emit func(audit.Event) error) (map[string]string, error) {
+	h, n := sha256.New(), 0
+	sent := func() map[string]string {
+		return map[string]string{"events": strconv.Itoa(n), "sha256": hex.EncodeToString(h.Sum(nil))}
+	}
+	for {
+		page, next, err := audit.Search(ctx, q, f)
+		if err != nil {
+			return sent(), err
+		}
 		for _, ev := range page {
-			if err := emit(ev); err != nil {
-				return err
+			line, err := ExportLine(ev, "json", "")
+			if err != nil {
+				return sent(), err
 			}
+			if err := emit(ev); err != nil {
+				return sent(), err
+			}
+			h.Write(line)
+			n++
 		}
 		if next == "" {
-			return nil
+			return sent(), nil
 		}
 		f.Cursor = next
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/participants"
 )
 
@@ -69,7 +68,7 @@ func (s *Service) AccessLog(ctx context.Context, a gate.Actor, cursor string, li
 			return nil, "", err
 		}
 	}
-	records, err := s.ownRecords(ctx, a.AccountID)
+	records, err := s.ownRecords(ctx, a)
 	if err != nil {
 		return nil, "", err
 	}
@@ -79,12 +78,12 @@ func (s *Service) AccessLog(ctx context.Context, a gate.Actor, cursor string, li
 	}
 	var all []found
 	for _, p := range records {
-		org, err := orgs.OrganizationByID(ctx, s.Gate.DB, p.OrgID)
-		if err != nil {
-			return nil, "", err
-		}
-		var evs []audit.Event
-		err = s.Gate.Do(ctx, a, p.OrgID, accessLogAction, func(t *gate.Tx) error {
+		var (
+			evs     []audit.Event
+			orgName string
+		)
+		err = s.Gate.Do(ctx, a, gate.OrgID(p.OrgID), accessLogAction, func(t *gate.Tx) error {
+			orgName = t.Org().Name
 			t.Object("participant", p.Pseudonym)
 			t.Participant(p.Pseudonym)
 			if err := t.Authorize(authz.ParticipantRead, authz.Resource{
@@ -92,6 +91,7 @@ func (s *Service) AccessLog(ctx context.Context, a gate.Actor, cursor string, li
 			}); err != nil {
 				return err
 			}
+			var err error
 			evs, err = othersAccesses(ctx, t, p, a.AccountID, cursor, limit+1)
 			return err
 		})
@@ -102,7 +102,7 @@ func (s *Service) AccessLog(ctx context.Context, a gate.Actor, cursor string, li
 			return nil, "", err
 		}
 		for _, ev := range evs {
-			all = append(all, found{ev, org.Name})
+			all = append(all, found{ev, orgName})
 		}
 	}
 	// Each record gave its newest limit+1 after the cursor, so the newest
@@ -128,33 +128,39 @@ func (s *Service) AccessLog(ctx context.Context, a gate.Actor, cursor string, li
 }
 
 // ownRecords lists the participant records the account is linked to as
-// the participant's own, in every organization where it holds a role.
-func (s *Service) ownRecords(ctx context.Context, accountID string) ([]participants.Participant, error) {
-	orgIDs, err := accounts.Organizations(ctx, s.Gate.DB, accountID)
-	if err != nil {
-		return nil, err
-	}
+// the participant's own, in every organization where it holds a role. The
+// account reads only its own links, so the lookup records nothing; each
+// record's access log is read, and recorded, in its organization.
+func (s *Service) ownRecords(ctx context.Context, a gate.Actor) ([]participants.Participant, error) {
 	var out []participants.Participant
-	for _, orgID := range orgIDs {
-		rels, err := authz.RelationsOf(ctx, s.Gate.DB, orgID, accountID)
+	err := s.Gate.Own(ctx, a, accessLogAction, func(o *gate.OpTx) error {
+		o.Nothing()
+		orgIDs, err := accounts.Organizations(ctx, o, a.AccountID)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, r := range rels {
-			if r.Kind != authz.RelationSelf || r.AccountID != accountID || r.OrgID != orgID {
-				continue
-			}
-			p, err := participants.ByPseudonym(ctx, s.Gate.DB, orgID, r.ParticipantID)
-			if errs.Is(err, errs.NotFound) {
-				continue
-			}
+		for _, orgID := range orgIDs {
+			rels, err := authz.RelationsOf(ctx, o, orgID, a.AccountID)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, p)
+			for _, r := range rels {
+				if r.Kind != authz.RelationSelf || r.AccountID != a.AccountID || r.OrgID != orgID {
+					continue
+				}
+				p, err := participants.ByPseudonym(ctx, o, orgID, r.ParticipantID)
+				if errs.Is(err, errs.NotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				out = append(out, p)
+			}
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // othersAccesses returns up to n events about participant p after cursor,

@@ -42,7 +42,7 @@ func setup(t *testing.T, d sqldb.Dialect) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
-	g := &gate.Gate{DB: db}
+	g := gate.New(gate.Config{Clinical: db})
 	f := &fixture{db: db, svc: &oversight.Service{Gate: g}, parts: &participants.Service{Gate: g}}
 	n := 0
 	err := db.InTx(ctx, func(tx *sql.Tx) error {

@@ -36,17 +36,18 @@ type TrailPage struct {
 // (audit.search) and under the same authorization, and also returns the
 // studies the reader may search and the names of the page's actors.
 func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.Filter) (TrailPage, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return TrailPage{}, err
-	}
-	f.OrgID = org.ID
+	f.OrgID = "-" // checked with a placeholder; the gate resolves slug
 	email, err := checkFilter(f)
 	if err != nil {
 		return TrailPage{}, err
 	}
-	p := TrailPage{Org: org, StudyNames: map[string]string{}, People: map[string]string{}}
-	err = s.Gate.Do(ctx, a, org.ID, "audit.search", func(t *gate.Tx) error {
+	p := TrailPage{StudyNames: map[string]string{}, People: map[string]string{}}
+	err = s.Gate.Do(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
+		org := t.Org()
+		p.Org, f.OrgID = org, org.ID
+		if err := t.AuthorizeList(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
 		p.WholeOrganization = t.Allowed(authz.AuditRead, authz.Resource{OrgID: org.ID})
 		studies, err := orgs.Studies(ctx, t, org.ID)
 		if err != nil {

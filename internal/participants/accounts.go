@@ -58,12 +58,10 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 	if err != nil {
 		return AccountInvitation{}, err
 	}
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return AccountInvitation{}, err
-	}
-	inv := AccountInvitation{Email: norm, OrgName: org.Name}
-	err = s.Gate.Do(ctx, a, org.ID, "participant.account_invite", func(t *gate.Tx) error {
+	inv := AccountInvitation{Email: norm}
+	err = s.Gate.Do(ctx, a, gate.Slug(slug), "participant.account_invite", func(t *gate.Tx) error {
+		org := t.Org()
+		inv.OrgName = org.Name
 		p, err := withoutAccount(ctx, t, org.ID, studyID, siteID, pseudonym, "you may not invite participants at this site", errHasAccount)
 		if err != nil {
 			return err
@@ -71,7 +69,7 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 		acc, err := accounts.ByEmail(ctx, t, norm)
 		switch {
 		case errs.Is(err, errs.NotFound):
-			if acc, err = accounts.Create(ctx, t.Tx, norm, ""); err != nil {
+			if acc, err = accounts.Create(ctx, t, norm, ""); err != nil {
 				return err
 			}
 		case err != nil:
@@ -86,7 +84,7 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 			}
 		}
 		inv.Existing = acc.HasPassword
-		if inv.Token, err = accounts.IssueToken(ctx, t.Tx, acc.ID, accounts.PurposeSetup, ttl); err != nil {
+		if inv.Token, err = accounts.IssueToken(ctx, t, acc.ID, accounts.PurposeSetup, ttl); err != nil {
 			return err
 		}
 		if _, err := t.ExecContext(ctx, `INSERT INTO participant_invitations
@@ -119,11 +117,8 @@ var errAccountLinked = errs.E(errs.Conflict, "this participant's invitation was 
 // event names the participant and the invited accounts, never an address.
 // A withdrawn invitation may be followed by a new one.
 func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "participant.account_withdraw", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "participant.account_withdraw", func(t *gate.Tx) error {
+		org := t.Org()
 		p, err := withoutAccount(ctx, t, org.ID, studyID, siteID, pseudonym, "you may not withdraw invitations at this site", errAccountLinked)
 		if err != nil {
 			return err
@@ -133,7 +128,7 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 		if err != nil {
 			return err
 		}
-		invited, err := accounts.EndTokens(ctx, t.Tx, accounts.PurposeSetup, digests)
+		invited, err := accounts.EndTokens(ctx, t, accounts.PurposeSetup, digests)
 		if err != nil {
 			return err
 		}
@@ -153,12 +148,10 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 // visible but the action is not theirs) and that the participant has no
 // account of their own yet (linked otherwise).
 func withoutAccount(ctx context.Context, t *gate.Tx, orgID, studyID, siteID, pseudonym, refusal string, linked error) (Participant, error) {
-	p, err := at(ctx, t, orgID, studyID, siteID, pseudonym)
-	if err != nil {
-		return Participant{}, err
-	}
+	t.Object("participant", pseudonym)
 	t.Security()
-	if err := authorizeVisible(t, authz.ParticipantEnrol, p, refusal); err != nil {
+	p, err := authorizeAt(ctx, t, authz.ParticipantEnrol, studyID, siteID, pseudonym, refusal)
+	if err != nil {
 		return Participant{}, err
 	}
 	rels, err := authz.RelationsOfParticipant(ctx, t, orgID, p.Pseudonym)
@@ -217,7 +210,7 @@ func InvitationOf(ctx context.Context, q sqldb.Querier, token string) (PendingAc
 // consumed the invitation's link): the participant role at their site and
 // the self relation, with a security event. A participant who got an own
 // account meanwhile is a Conflict, and nothing is granted.
-func LinkAccount(ctx context.Context, tx *sql.Tx, pa PendingAccount, remoteAddr, userAgent string) error {
+func LinkAccount(ctx context.Context, tx sqldb.Tx, pa PendingAccount, remoteAddr, userAgent string) error {
 	as, err := authz.AssignmentsOf(ctx, tx, pa.OrgID, pa.AccountID)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func BenchmarkEnrolSealed(b *testing.B) {
 	ctx := context.Background()
 	id := ada()
 	plainOnce := func() error {
-		return f.g.Do(ctx, f.investigator, f.org.ID, "participant.enrol", func(t *gate.Tx) error {
+		return f.g.Do(ctx, f.investigator, gate.OrgID(f.org.ID), "participant.enrol", func(t *gate.Tx) error {
 			if err := t.Authorize(authz.ParticipantEnrol, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID, SiteID: f.north.ID}); err != nil {
 				return err
 			}

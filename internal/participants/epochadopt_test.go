@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -20,7 +21,7 @@ import (
 // then gives the gate a keyring with epochs, as the upgraded instance has.
 func enrolBeforeEpochs(t *testing.T, f *fixture, epochSize int, ids ...participants.Identity) []participants.Participant {
 	t.Helper()
-	f.g.IdentityKeys = &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}}
+	*f.g = *gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: f.kek}, Identity: f.identity, IdentityKeys: &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}}})
 	var out []participants.Participant
 	for _, id := range ids {
 		out = append(out, f.enrol(t, f.investigator, f.north, id))
@@ -28,7 +29,7 @@ func enrolBeforeEpochs(t *testing.T, f *fixture, epochSize int, ids ...participa
 	if n := count(t, f.identity, `SELECT count(*) FROM data_keys WHERE scope_kind = 'participant' AND epoch <> ''`); n != 0 {
 		t.Fatalf("%d participant keys in an epoch before epochs existed", n)
 	}
-	f.g.IdentityKeys = &keys.Keyring{DB: f.identity, KEK: f.kek, EpochSize: epochSize}
+	*f.g = *gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: f.kek}, Identity: f.identity, IdentityKeys: &keys.Keyring{DB: f.identity, KEK: f.kek, EpochSize: epochSize}})
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -196,7 +197,7 @@ func TestLIFE03_EpochDestructionInterruptedIsFinishedBySweep(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := f.identity.InTx(ctx, func(tx *sql.Tx) error {
-			if err := f.g.IdentityKeys.Destroy(ctx, tx, keys.ParticipantScope(a.OrgID, a.Pseudonym)); err != nil {
+			if err := f.g.IdentityKeys().Destroy(ctx, tx, keys.ParticipantScope(a.OrgID, a.Pseudonym)); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `DELETE FROM identities WHERE participant_id = $1`, a.Pseudonym)
@@ -251,7 +252,7 @@ func TestLIFE03_ErasureRefusesWithoutEpochs(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		f.g.IdentityKeys = &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}}
+		*f.g = *gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: f.kek}, Identity: f.identity, IdentityKeys: &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}}})
 		p := f.enrol(t, f.investigator, f.north, ada())
 		_, err := f.svc.Erase(ctx, f.confirmed(f.admin), f.org.Slug, f.study.ID, f.north.ID, p.Pseudonym)
 		if !errors.Is(err, keys.ErrEpochsUnsupported) || !errs.Is(err, errs.Invalid) {
@@ -274,7 +275,7 @@ func TestLIFE03_ProviderWithoutEpochsKeepsThemInTheEpochFolder(t *testing.T) {
 		f := setup(t, d)
 		ctx := context.Background()
 		dir := filepath.Join(t.TempDir(), "epochs")
-		f.g.IdentityKeys = &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}, EpochDir: dir}
+		*f.g = *gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: f.kek}, Identity: f.identity, IdentityKeys: &keys.Keyring{DB: f.identity, KEK: noEpochs{f.kek}, EpochDir: dir}})
 		a := f.enrol(t, f.investigator, f.north, ada())
 		b := f.enrol(t, f.investigator, f.north, participants.Identity{participants.Name: "Gustav Ellerby"})
 		epoch := epochOf(t, f.identity, a)

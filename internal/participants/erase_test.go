@@ -36,7 +36,7 @@ func TestLIFE03_ErasureDestroysTheParticipantKey(t *testing.T) {
 		p := f.enrol(t, f.investigator, f.north, ada())
 		keep := f.enrol(t, f.investigator, f.north, participants.Identity{participants.Name: "Gustav Ellerby"})
 		old := sealedName(t, f, p)
-		if pt, err := keys.Open(ctx, f.g.IdentityKeys, old, nameAt(p)); err != nil || string(pt) != "Adelheid Quorvanne" {
+		if pt, err := keys.Open(ctx, f.g.IdentityKeys(), old, nameAt(p)); err != nil || string(pt) != "Adelheid Quorvanne" {
 			t.Fatalf("before erasure the sealed name opens: %q, %v", pt, err)
 		}
 
@@ -69,7 +69,7 @@ func TestLIFE03_ErasureDestroysTheParticipantKey(t *testing.T) {
 		if n := count(t, f.identity, `SELECT count(*) FROM identities WHERE participant_id = $1`, p.Pseudonym); n != 0 {
 			t.Errorf("%d identity rows of the erased participant", n)
 		}
-		if _, err := keys.Open(ctx, f.g.IdentityKeys, old, nameAt(p)); !errors.Is(err, keys.ErrKeyDestroyed) {
+		if _, err := keys.Open(ctx, f.g.IdentityKeys(), old, nameAt(p)); !errors.Is(err, keys.ErrKeyDestroyed) {
 			t.Errorf("a sealed name kept from before the erasure: %v, want ErrKeyDestroyed", err)
 		}
 		fresh := &keys.Keyring{DB: f.identity, KEK: f.kek} // another node, empty cache

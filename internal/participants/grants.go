@@ -54,18 +54,15 @@ const maxReason = 500
 // (AUD-05) naming grantee, site, fields and expiry; the reason stays with
 // the grant.
 func (s *Service) Grant(ctx context.Context, a gate.Actor, slug, studyID string, req GrantRequest) (DecryptGrant, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return DecryptGrant{}, err
-	}
 	var g DecryptGrant
-	err = s.Gate.Do(ctx, a, org.ID, "decrypt.grant", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "decrypt.grant", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("study", studyID)
-		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
-		if err != nil {
+		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		t.Security()
@@ -163,17 +160,14 @@ func (s *Service) checkGrant(ctx context.Context, t *gate.Tx, st orgs.Study, req
 // Revoke ends a decrypt grant at once; revoking a revoked grant changes
 // nothing and succeeds. A security event.
 func (s *Service) Revoke(ctx context.Context, a gate.Actor, slug, studyID, grantID string) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "decrypt.revoke", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "decrypt.revoke", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("decrypt_grant", grantID)
-		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
-		if err != nil {
+		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		t.Security()
@@ -205,18 +199,15 @@ func (s *Service) Revoke(ctx context.Context, a gate.Actor, slug, studyID, grant
 // Grants lists the decrypt grants of a study, newest first, revoked and
 // expired ones included.
 func (s *Service) Grants(ctx context.Context, a gate.Actor, slug, studyID string) ([]DecryptGrant, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	out := []DecryptGrant{}
-	err = s.Gate.Do(ctx, a, org.ID, "decrypt.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "decrypt.list", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("study", studyID)
-		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
-		if err != nil {
+		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.DecryptGrant, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		rows, err := t.QueryContext(ctx, `SELECT id, org_id, study_id, COALESCE(site_id, ''), account_id, fields, reason,

@@ -154,18 +154,15 @@ var errDuplicate = errs.E(errs.Conflict, "a participant with this national id is
 // key in the identity database (CRY-03, CRY-09) and only their names enter
 // the audit event.
 func (s *Service) Enrol(ctx context.Context, a gate.Actor, slug, studyID, siteID string, id Identity) (Participant, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Participant{}, err
-	}
 	var p Participant
-	err = s.Gate.Do(ctx, a, org.ID, "participant.enrol", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "participant.enrol", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("site", siteID)
-		st, err := site(ctx, t, org.ID, studyID, siteID)
-		if err != nil {
+		if err := t.Authorize(authz.ParticipantEnrol, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.ParticipantEnrol, siteResource(st)); err != nil {
+		st, err := site(ctx, t, org.ID, studyID, siteID)
+		if err != nil {
 			return err
 		}
 		clean, err := id.check(s.now())
@@ -184,7 +181,7 @@ func (s *Service) Enrol(ctx context.Context, a gate.Actor, slug, studyID, siteID
 			}
 			state = IdentityRecorded
 		}
-		if p, err = insert(ctx, t.Tx, p.OrgID, p.StudyID, p.SiteID, p.Pseudonym, state); err != nil {
+		if p, err = insert(ctx, t, p.OrgID, p.StudyID, p.SiteID, p.Pseudonym, state); err != nil {
 			return err
 		}
 		t.Object("participant", p.Pseudonym)
@@ -292,17 +289,10 @@ type Revealed struct {
 // (ACL-09), and is a security event naming the participant and the fields
 // shown and withheld. Sensitive fields open only under a decrypt grant.
 func (s *Service) Reveal(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Revealed, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Revealed{}, err
-	}
 	var out Revealed
-	err = s.Gate.Do(ctx, a, org.ID, "identity.reveal", func(t *gate.Tx) error {
-		p, err := at(ctx, t, org.ID, studyID, siteID, pseudonym)
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "identity.reveal", func(t *gate.Tx) error {
+		p, err := authorizeAt(ctx, t, authz.IdentityReveal, studyID, siteID, pseudonym, "re-identification is not among your permissions here")
 		if err != nil {
-			return err
-		}
-		if err := authorizeVisible(t, authz.IdentityReveal, p, "re-identification is not among your permissions here"); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
@@ -400,16 +390,10 @@ func visibleFields(ctx context.Context, t *gate.Tx, p Participant) (map[Field]bo
 // it repeats the destruction, so a request that failed half way is
 // completed by asking again (or by Sweep).
 func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Participant{}, err
-	}
 	var p Participant
-	err = s.Gate.Do(ctx, a, org.ID, "identity.erase", func(t *gate.Tx) error {
-		if p, err = at(ctx, t, org.ID, studyID, siteID, pseudonym); err != nil {
-			return err
-		}
-		if err := authorizeVisible(t, authz.IdentityErase, p, "erasure is not among your permissions here"); err != nil {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "identity.erase", func(t *gate.Tx) error {
+		var err error
+		if p, err = authorizeAt(ctx, t, authz.IdentityErase, studyID, siteID, pseudonym, "erasure is not among your permissions here"); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
@@ -435,7 +419,7 @@ func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID
 	if err != nil {
 		return p, err
 	}
-	if _, err := s.destroyRetiredEpochs(ctx); err != nil {
+	if _, err := s.destroyRetiredEpochs(ctx, s.Gate.IdentityKeys()); err != nil {
 		return p, errs.Wrap(errs.Unavailable, err, "the erasure is recorded, but the key of its erasure epoch is not destroyed yet, so backups may still hold the identity; ask again, or the next sweep completes it")
 	}
 	return p, nil

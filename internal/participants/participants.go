@@ -81,12 +81,6 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// org resolves an organization's slug; whether the requester belongs to it
-// is the gate's question.
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
-}
-
 // site finds a site of the organization that belongs to studyID.
 func site(ctx context.Context, q sqldb.Querier, orgID, studyID, siteID string) (orgs.Site, error) {
 	st, err := orgs.SiteByID(ctx, q, orgID, siteID)
@@ -112,14 +106,14 @@ func resourceOf(p Participant) authz.Resource {
 // Create stores the pseudonymous record of a new participant at a site of
 // the organization, without identifying data, in tx. Enrol is the audited
 // way; Create serves seeding and tests.
-func Create(ctx context.Context, tx *sql.Tx, orgID, studyID, siteID string) (Participant, error) {
+func Create(ctx context.Context, tx sqldb.Tx, orgID, studyID, siteID string) (Participant, error) {
 	if _, err := site(ctx, tx, orgID, studyID, siteID); err != nil {
 		return Participant{}, err
 	}
 	return insert(ctx, tx, orgID, studyID, siteID, ids.New(), IdentityNone)
 }
 
-func insert(ctx context.Context, tx *sql.Tx, orgID, studyID, siteID, pseudonym string, state IdentityState) (Participant, error) {
+func insert(ctx context.Context, tx sqldb.Tx, orgID, studyID, siteID, pseudonym string, state IdentityState) (Participant, error) {
 	now := sqldb.Now()
 	p := Participant{Pseudonym: pseudonym, OrgID: orgID, StudyID: studyID, SiteID: siteID,
 		Status: "enrolled", Identity: state, CreatedAt: time.UnixMicro(now)}
@@ -199,18 +193,15 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 	if after != "" && !ids.Valid(after) {
 		return nil, errs.E(errs.Invalid, "after must be a pseudonym")
 	}
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	out := []Participant{}
-	err = s.Gate.Do(ctx, a, org.ID, "participant.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "participant.list", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("site", siteID)
-		st, err := site(ctx, t, org.ID, studyID, siteID)
-		if err != nil {
+		if err := t.Authorize(authz.ParticipantRead, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.ParticipantRead, siteResource(st)); err != nil {
+		st, err := site(ctx, t, org.ID, studyID, siteID)
+		if err != nil {
 			return err
 		}
 		rows, err := t.QueryContext(ctx, selectParticipant+
@@ -234,33 +225,40 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 
 // Get returns the pseudonymous record of one participant.
 func (s *Service) Get(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Participant{}, err
-	}
 	var p Participant
-	err = s.Gate.Do(ctx, a, org.ID, "participant.read", func(t *gate.Tx) error {
-		if p, err = at(ctx, t, org.ID, studyID, siteID, pseudonym); err != nil {
-			return err
-		}
-		return t.Authorize(authz.ParticipantRead, resourceOf(p))
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "participant.read", func(t *gate.Tx) error {
+		var err error
+		p, err = authorizeAt(ctx, t, authz.ParticipantRead, studyID, siteID, pseudonym, "")
+		return err
 	})
 	return p, err
 }
 
-// authorizeVisible allows action on p, or refuses it: as not found when the
-// requester may not even read p, as forbidden when they may read p but not
-// take the action, so that only those who see the participant learn that
-// the action exists.
-func authorizeVisible(t *gate.Tx, action authz.Action, p Participant, refusal string) error {
-	r := resourceOf(p)
-	if t.Allowed(action, r) {
-		return t.Authorize(action, r)
+// authorizeAt allows action on the participant a request names by study,
+// site and pseudonym, then finds them (at). Refused, the request is
+// answered not found when the requester may not even read the participant;
+// with refusal (when not empty) as forbidden when they may read an existing
+// participant but not take the action, so that only those who see the
+// participant learn that the action exists.
+func authorizeAt(ctx context.Context, t *gate.Tx, action authz.Action, studyID, siteID, pseudonym, refusal string) (Participant, error) {
+	// The attempt is on the trail as one about the participant named,
+	// allowed or not, so that they see refused attempts in their access
+	// log.
+	t.Object("participant", pseudonym)
+	if ids.Valid(pseudonym) {
+		t.Participant(pseudonym)
 	}
-	if !t.Allowed(authz.ParticipantRead, r) {
-		return t.Authorize(action, r)
+	r := authz.Resource{OrgID: t.Org().ID, StudyID: studyID, SiteID: siteID, ParticipantID: pseudonym}
+	if refusal == "" || t.Allowed(action, r) || !t.Allowed(authz.ParticipantRead, r) {
+		if err := t.Authorize(action, r); err != nil {
+			return Participant{}, err
+		}
+		return at(ctx, t, t.Org().ID, studyID, siteID, pseudonym)
 	}
-	return errs.E(errs.Forbidden, "%s", refusal)
+	if _, err := at(ctx, t, t.Org().ID, studyID, siteID, pseudonym); err != nil {
+		return Participant{}, err
+	}
+	return Participant{}, errs.E(errs.Forbidden, "%s", refusal)
 }
 
 func joinFields(fs []Field) string {

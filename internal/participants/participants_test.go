@@ -50,10 +50,10 @@ func (f *fixture) confirmed(a gate.Actor) gate.Actor {
 }
 
 func newGate(clinical, identity *sqldb.DB, kek keys.KEK) *gate.Gate {
-	return &gate.Gate{
-		DB: clinical, Keys: &keys.Keyring{DB: clinical, KEK: kek},
+	return gate.New(gate.Config{
+		Clinical: clinical, Keys: &keys.Keyring{DB: clinical, KEK: kek},
 		Identity: identity, IdentityKeys: &keys.Keyring{DB: identity, KEK: kek},
-	}
+	})
 }
 
 func setup(t testing.TB, d sqldb.Dialect) *fixture {

@@ -39,15 +39,14 @@ type StudySites struct {
 // grant and revoke among them (ACL-02): organization admins and managers
 // only, audited as a member listing.
 func (s *Service) People(ctx context.Context, a gate.Actor, slug string) (People, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return People{}, err
-	}
-	out := People{Org: org, Revocable: map[string]bool{}}
-	err = s.Gate.Do(ctx, a, org.ID, "member.list", func(t *gate.Tx) error {
+	out := People{Revocable: map[string]bool{}}
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
+		org := t.Org()
+		out.Org = org
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		if out.Members, err = members(ctx, t, org.ID); err != nil {
 			return err
 		}
@@ -130,16 +129,15 @@ type Catalogue struct {
 // Catalogue lists the roles the organization can assign, as Roles does,
 // and whether the requester may define new ones (ACL-03).
 func (s *Service) Catalogue(ctx context.Context, a gate.Actor, slug string) (Catalogue, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Catalogue{}, err
-	}
-	out := Catalogue{Org: org, Actions: authz.Actions()}
-	err = s.Gate.Do(ctx, a, org.ID, "role.list", func(t *gate.Tx) error {
+	out := Catalogue{Actions: authz.Actions()}
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
+		org := t.Org()
+		out.Org = org
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
 		out.Manage = t.Allowed(authz.RoleManage, authz.Resource{OrgID: org.ID})
+		var err error
 		out.Roles, err = definitions(ctx, t, org.ID)
 		return err
 	})

@@ -36,12 +36,6 @@ type Service struct {
 	Gate *gate.Gate
 }
 
-// org resolves an organization's slug; whether the requester belongs to it
-// is the gate's question.
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
-}
-
 // Member is a person with at least one role in the organization.
 type Member struct {
 	Account     accounts.Account
@@ -51,15 +45,13 @@ type Member struct {
 // Members lists the organization's people and their roles, by e-mail
 // address: organization admins and managers only.
 func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Member, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	out := []Member{}
-	err = s.Gate.Do(ctx, a, org.ID, "member.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		var err error
 		if out, err = members(ctx, t, org.ID); err != nil {
 			return err
 		}
@@ -164,13 +156,13 @@ func recordScope(t *gate.Tx, as authz.Assignment) {
 // (authz.CanGrant), and a fresh confirmation (ACL-09). A security event
 // names the member, the new role and its scope.
 func (s *Service) Assign(ctx context.Context, a gate.Actor, slug, accountID string, g Grant) (authz.Assignment, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return authz.Assignment{}, err
-	}
 	var out authz.Assignment
-	err = s.Gate.Do(ctx, a, org.ID, "role.assign", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.assign", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("account", accountID)
+		if err := t.Authorize(authz.MemberInvite, authz.Resource{OrgID: org.ID, StudyID: g.StudyID, SiteID: g.SiteID}); err != nil {
+			return err
+		}
 		r, err := scope(ctx, t, org.ID, g.StudyID, g.SiteID)
 		if err != nil {
 			return err
@@ -196,7 +188,7 @@ func (s *Service) Assign(ctx context.Context, a gate.Actor, slug, accountID stri
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		if out, err = authz.Assign(ctx, t.Tx, as); err != nil {
+		if out, err = authz.Assign(ctx, t, as); err != nil {
 			return err
 		}
 		t.Detail("assignment", out.ID)
@@ -213,13 +205,16 @@ func (s *Service) Assign(ctx context.Context, a gate.Actor, slug, accountID stri
 // organization admin stays (Conflict). A security event names the member,
 // the old role and its scope.
 func (s *Service) Unassign(ctx context.Context, a gate.Actor, slug, accountID, assignmentID string) (authz.Assignment, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return authz.Assignment{}, err
-	}
 	var as authz.Assignment
-	err = s.Gate.Do(ctx, a, org.ID, "role.unassign", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.unassign", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("account", accountID)
+		// Who may give roles somewhere here may look the assignment up;
+		// taking it away needs the right at its scope.
+		if err := t.AuthorizeList(authz.MemberInvite, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		var err error
 		if as, err = authz.AssignmentByID(ctx, t, org.ID, accountID, assignmentID); err != nil {
 			return err
 		}
@@ -236,7 +231,7 @@ func (s *Service) Unassign(ctx context.Context, a gate.Actor, slug, accountID, a
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		return authz.Unassign(ctx, t.Tx, s.Gate.DB.Dialect, as)
+		return authz.Unassign(ctx, t, t.Dialect(), as)
 	})
 	if err != nil {
 		return authz.Assignment{}, err
@@ -259,12 +254,9 @@ type Definition struct {
 // Roles lists the roles the organization can assign: the built-in ones,
 // then its custom roles by name. Organization admins and managers only.
 func (s *Service) Roles(ctx context.Context, a gate.Actor, slug string) ([]Definition, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out []Definition
-	err = s.Gate.Do(ctx, a, org.ID, "role.list", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
@@ -301,12 +293,9 @@ type Spec struct {
 // its permissions. Defining a role grants nothing: assigning it follows
 // authz.CanGrant like any role.
 func (s *Service) CreateRole(ctx context.Context, a gate.Actor, slug string, spec Spec) (Definition, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Definition{}, err
-	}
 	var out authz.CustomRole
-	err = s.Gate.Do(ctx, a, org.ID, "role.create", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.create", func(t *gate.Tx) error {
+		org := t.Org()
 		if err := t.Authorize(authz.RoleManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
@@ -322,13 +311,14 @@ func (s *Service) CreateRole(ctx context.Context, a gate.Actor, slug string, spe
 		for _, p := range spec.Permissions {
 			c.Permissions = append(c.Permissions, authz.Action(p))
 		}
+		var err error
 		if c, err = authz.CheckCustomRole(c); err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		if out, err = authz.CreateCustomRole(ctx, t.Tx, c); err != nil {
+		if out, err = authz.CreateCustomRole(ctx, t, c); err != nil {
 			return err
 		}
 		t.Object("role", out.ID)
@@ -346,11 +336,8 @@ func (s *Service) CreateRole(ctx context.Context, a gate.Actor, slug string, spe
 // DeleteRole deletes a custom role that no one holds (a role in use is a
 // Conflict): organization admins only, with a fresh confirmation.
 func (s *Service) DeleteRole(ctx context.Context, a gate.Actor, slug, roleID string) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "role.delete", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "role.delete", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("role", roleID)
 		if err := t.Authorize(authz.RoleManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
@@ -364,7 +351,7 @@ func (s *Service) DeleteRole(ctx context.Context, a gate.Actor, slug, roleID str
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		_, err = authz.DeleteCustomRole(ctx, t.Tx, org.ID, c.ID)
+		_, err = authz.DeleteCustomRole(ctx, t, org.ID, c.ID)
 		return err
 	})
 }
@@ -387,13 +374,13 @@ func participantOf(ctx context.Context, q sqldb.Querier, orgID, studyID, pseudon
 // care-provider role that reaches the participant's site; from the next
 // request on they reach this participant. A security event.
 func (s *Service) AssignCare(ctx context.Context, a gate.Actor, slug, studyID, pseudonym, accountID string) (authz.Relation, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return authz.Relation{}, err
-	}
 	var rel authz.Relation
-	err = s.Gate.Do(ctx, a, org.ID, "care.assign", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "care.assign", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("participant", pseudonym)
+		if err := t.Authorize(authz.CareAssign, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
+			return err
+		}
 		r, err := participantOf(ctx, t, org.ID, studyID, pseudonym)
 		if err != nil {
 			return err
@@ -420,7 +407,7 @@ func (s *Service) AssignCare(ctx context.Context, a gate.Actor, slug, studyID, p
 		if !authz.Decide(carer, authz.ParticipantRead, r).Allow {
 			return errs.E(errs.Invalid, "this person holds no care-provider role at this participant's site")
 		}
-		rel, err = authz.Relate(ctx, t.Tx, authz.Relation{OrgID: org.ID, ParticipantID: r.ParticipantID,
+		rel, err = authz.Relate(ctx, t, authz.Relation{OrgID: org.ID, ParticipantID: r.ParticipantID,
 			AccountID: accountID, Kind: authz.RelationCare, CreatedBy: t.Subject.AccountID})
 		if err != nil {
 			return err
@@ -438,12 +425,12 @@ func (s *Service) AssignCare(ctx context.Context, a gate.Actor, slug, studyID, p
 // the next request on they no longer reach the participant. A security
 // event.
 func (s *Service) UnassignCare(ctx context.Context, a gate.Actor, slug, studyID, pseudonym, accountID string) error {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return err
-	}
-	return s.Gate.Do(ctx, a, org.ID, "care.unassign", func(t *gate.Tx) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "care.unassign", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("participant", pseudonym)
+		if err := t.Authorize(authz.CareAssign, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
+			return err
+		}
 		r, err := participantOf(ctx, t, org.ID, studyID, pseudonym)
 		if err != nil {
 			return err
@@ -457,7 +444,7 @@ func (s *Service) UnassignCare(ctx context.Context, a gate.Actor, slug, studyID,
 			return errs.E(errs.NotFound, "no such assignment to this participant")
 		}
 		t.Detail("care_provider", accountID)
-		rel, err := authz.Unrelate(ctx, t.Tx, org.ID, r.ParticipantID, accountID, authz.RelationCare)
+		rel, err := authz.Unrelate(ctx, t, org.ID, r.ParticipantID, accountID, authz.RelationCare)
 		if err != nil {
 			return err
 		}
@@ -471,18 +458,15 @@ func (s *Service) UnassignCare(ctx context.Context, a gate.Actor, slug, studyID,
 // built-in, or custom roles of the organization. A security event with the
 // number of rules; the rules themselves are the study's settings.
 func (s *Service) SetFieldVisibility(ctx context.Context, a gate.Actor, slug, studyID string, rules authz.FieldRules) (authz.FieldRules, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out authz.FieldRules
-	err = s.Gate.Do(ctx, a, org.ID, "visibility.set", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "visibility.set", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("study", studyID)
-		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
-		if err != nil {
+		if err := t.Authorize(authz.VisibilityManage, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		if err := t.Authorize(authz.VisibilityManage, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		t.Security()
@@ -496,7 +480,7 @@ func (s *Service) SetFieldVisibility(ctx context.Context, a gate.Actor, slug, st
 		if out, err = authz.CheckFieldRules(rules, known); err != nil {
 			return err
 		}
-		if err := authz.SetFieldRules(ctx, t.Tx, org.ID, st.ID, out); err != nil {
+		if err := authz.SetFieldRules(ctx, t, org.ID, st.ID, out); err != nil {
 			return err
 		}
 		n := 0

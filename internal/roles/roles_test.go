@@ -60,10 +60,10 @@ func setup(t testing.TB, d sqldb.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.g = &gate.Gate{
-		DB: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: kek},
+	f.g = gate.New(gate.Config{
+		Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: kek},
 		Identity: identity, IdentityKeys: &keys.Keyring{DB: identity, KEK: kek},
-	}
+	})
 	f.svc = &roles.Service{Gate: f.g}
 	f.parts = &participants.Service{Gate: f.g}
 	n := 0

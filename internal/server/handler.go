@@ -23,7 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/mfa/relyingparty"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
-	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/participants"
@@ -102,10 +102,10 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	// The gate seals with data keys wrapped by the KEK: organization and
 	// study keys in the clinical database, participant keys in the
 	// identity database (CRY-04, CRY-09).
-	g := &gate.Gate{
-		DB: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
+	g := gate.New(gate.Config{
+		Clinical: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
 		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK, EpochDir: filepath.Join(d.Instance.DataDir, keys.LocalEpochsDir)},
-	}
+	})
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
 	}
@@ -144,7 +144,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
-			Orgs:         &orgs.Service{Gate: g},
+			Orgs:         &orgadmin.Service{Gate: g},
 			Oversight:    &oversight.Service{Gate: g},
 			Links:        lk,
 			Factors:      d.Factors,

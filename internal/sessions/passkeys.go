@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -10,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // PasskeyOptions begins the passkey answer to a sign-in challenge
@@ -44,7 +44,7 @@ func (s *Store) PasskeyOptions(ctx context.Context, factors *mfa.Service, challe
 // towards the account's lockout exactly as a wrong code does.
 func (s *Store) SecondFactorPasskey(ctx context.Context, factors *mfa.Service, challenge string, response []byte, remoteAddr, userAgent string) (string, Session, error) {
 	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
-		func(a gate.Actor, c mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error {
+		func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error {
 			return factors.VerifyPasskey(ctx, a, c.ID, response, then)
 		})
 }
@@ -58,7 +58,7 @@ func (s *Store) ConfirmPasskey(ctx context.Context, factors *mfa.Service, sess S
 	a.AccountID, a.SessionID, a.ConfirmedAt = sess.AccountID, sess.ID, sess.ConfirmedAt
 	var token string
 	var renewed Session
-	pk, codes, err := factors.ConfirmPasskeyThen(ctx, a, name, response, func(tx *sql.Tx) error {
+	pk, codes, err := factors.ConfirmPasskeyThen(ctx, a, name, response, func(tx sqldb.Tx) error {
 		var err error
 		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, false, a.RemoteAddr, a.UserAgent)
 		return err

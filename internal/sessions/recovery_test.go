@@ -2,11 +2,12 @@ package sessions_test
 
 import (
 	"context"
-	"github.com/custodia/custodia/internal/accounts"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/custodia/custodia/internal/accounts"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"

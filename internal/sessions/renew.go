@@ -124,7 +124,7 @@ func (s *Store) Renew(ctx context.Context, old Session, reason, remoteAddr, user
 // renewIn is Renew in tx. With confirmed, the person has just proved to be
 // the account's owner (a code or the password), and the new session's
 // step-up confirmation is now.
-func (s *Store) renewIn(ctx context.Context, tx *sql.Tx, old Session, reason string, confirmed bool, remoteAddr, userAgent string) (string, Session, error) {
+func (s *Store) renewIn(ctx context.Context, tx sqldb.Tx, old Session, reason string, confirmed bool, remoteAddr, userAgent string) (string, Session, error) {
 	now := s.now()
 	var created, expires int64
 	var confirmedAt sql.NullInt64
@@ -196,7 +196,7 @@ func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess S
 	a.AccountID, a.SessionID = sess.AccountID, sess.ID
 	var token string
 	var renewed Session
-	err := factors.Prove(ctx, a, "account.password.change", "", current, func(tx *sql.Tx, ev *audit.Event) error {
+	err := factors.Prove(ctx, a, "account.password.change", "", current, func(tx sqldb.Tx, ev *audit.Event) error {
 		acc, err := accounts.ByID(ctx, tx, sess.AccountID)
 		if err != nil {
 			return err
@@ -245,11 +245,11 @@ func (s *Store) ConfirmSMSFactor(ctx context.Context, factors *mfa.Service, sess
 // confirmRenewing activates a pending factor with confirm and, in the same
 // transaction, replaces the session with a new id.
 func (s *Store) confirmRenewing(ctx context.Context, sess Session, a gate.Actor, code string,
-	confirm func(ctx context.Context, a gate.Actor, code string, then func(tx *sql.Tx) error) ([]string, error)) ([]string, string, Session, error) {
+	confirm func(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx) error) ([]string, error)) ([]string, string, Session, error) {
 	a.AccountID, a.SessionID = sess.AccountID, sess.ID
 	var token string
 	var renewed Session
-	codes, err := confirm(ctx, a, code, func(tx *sql.Tx) error {
+	codes, err := confirm(ctx, a, code, func(tx sqldb.Tx) error {
 		var err error
 		token, renewed, err = s.renewIn(ctx, tx, sess, RenewSecondFactor, true, a.RemoteAddr, a.UserAgent)
 		return err

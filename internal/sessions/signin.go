@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // addressAlertEvery bounds how often one source address over its sign-in
@@ -132,7 +133,7 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 // sign-in's last step, and records auth.login. It fails with
 // accounts.ErrBadCredentials if another node locked the account since its
 // check.
-func (s *Store) start(ctx context.Context, tx *sql.Tx, ev audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
+func (s *Store) start(ctx context.Context, tx sqldb.Tx, ev audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
 	if err := accounts.ResetFailures(ctx, tx, accountID); err != nil {
 		return "", Session{}, err
 	}
@@ -168,7 +169,7 @@ const (
 // (AUTH-11).
 func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, error) {
 	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
-		func(a gate.Actor, _ mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error {
+		func(a gate.Actor, _ mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error {
 			return factors.Verify(ctx, a, code, then)
 		})
 }
@@ -178,7 +179,7 @@ func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challeng
 // spends it, spends the challenge and starts the session. Every failure is
 // recorded and counted as secondStepFailed says.
 func (s *Store) secondStep(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string,
-	verify func(a gate.Actor, c mfa.Challenge, then func(tx *sql.Tx, m mfa.Method) error) error) (string, Session, error) {
+	verify func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error) (string, Session, error) {
 	ev := audit.Event{Action: "auth.second-factor", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
 	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeSecondFactor, remoteAddr)
 	if err != nil {
@@ -190,7 +191,7 @@ func (s *Store) secondStep(ctx context.Context, factors *mfa.Service, challenge,
 	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
 	var token string
 	var sess Session
-	err = verify(a, c, func(tx *sql.Tx, m mfa.Method) error {
+	err = verify(a, c, func(tx sqldb.Tx, m mfa.Method) error {
 		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
 			return err
 		}
@@ -236,8 +237,8 @@ func enrolmentEvent(remoteAddr, userAgent string) audit.Event {
 // enrolSession is what the confirming step of an enrolment runs in the
 // transaction that activates the factor: it spends the challenge and starts
 // the session, recording auth.enrolment with the factor set up.
-func (s *Store) enrolSession(ctx context.Context, c mfa.Challenge, ev audit.Event, m mfa.Method, token *string, sess *Session) func(tx *sql.Tx) error {
-	return func(tx *sql.Tx) error {
+func (s *Store) enrolSession(ctx context.Context, c mfa.Challenge, ev audit.Event, m mfa.Method, token *string, sess *Session) func(tx sqldb.Tx) error {
+	return func(tx sqldb.Tx) error {
 		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Confirm is the step-up of ACL-09: the person holding session sess proves
@@ -70,8 +70,8 @@ func (s *Store) ConfirmWithPasskey(ctx context.Context, factors *mfa.Service, se
 
 // confirmed records, in the transaction of a proof, that sess confirmed its
 // owner at now.
-func (s *Store) confirmed(ctx context.Context, sess Session, now time.Time) func(tx *sql.Tx, ev *audit.Event) error {
-	return func(tx *sql.Tx, _ *audit.Event) error {
+func (s *Store) confirmed(ctx context.Context, sess Session, now time.Time) func(tx sqldb.Tx, ev *audit.Event) error {
+	return func(tx sqldb.Tx, _ *audit.Event) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE sessions SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL`,
 			now.UnixMicro(), sess.ID, sess.AccountID)

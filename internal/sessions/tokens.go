@@ -17,6 +17,7 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Personal access tokens (AUTH-10) let a person's scripts use the API
@@ -190,7 +191,7 @@ func (s *Store) CreateToken(ctx context.Context, sess Session, a gate.Actor, nam
 
 // tokenEvent records a change of a token, a security event (AUD-05), in
 // each organization of the account.
-func tokenEvent(ctx context.Context, tx *sql.Tx, sess Session, a gate.Actor, action string, t AccessToken, extra map[string]string) error {
+func tokenEvent(ctx context.Context, tx sqldb.Tx, sess Session, a gate.Actor, action string, t AccessToken, extra map[string]string) error {
 	orgIDs, err := accounts.Organizations(ctx, tx, t.AccountID)
 	if err != nil {
 		return err
@@ -282,7 +283,7 @@ func (s *Store) RevokeToken(ctx context.Context, sess Session, a gate.Actor, id 
 
 // RevokeTokensIn revokes every token of an account within a caller's
 // transaction: the one that resets the account's password (AUTH-07).
-func RevokeTokensIn(ctx context.Context, tx *sql.Tx, accountID string, now time.Time) error {
+func RevokeTokensIn(ctx context.Context, tx sqldb.Tx, accountID string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx,
 		`UPDATE access_tokens SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`,
 		now.UnixMicro(), accountID); err != nil {

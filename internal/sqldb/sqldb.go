@@ -268,3 +268,12 @@ type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
+
+// Tx is a transaction as a domain function that writes sees it: a
+// *sql.Tx of the storage and command-line plumbing, or the gate's view of a
+// request's transaction (gate.Tx), which hands out its queries only once
+// the request was authorized. A function taking a Tx expects its writes to
+// commit or roll back together with the caller's other work.
+type Tx interface {
+	Querier
+}

@@ -22,19 +22,12 @@ type Service struct {
 	Gate *gate.Gate
 }
 
-func (s *Service) org(ctx context.Context, slug string) (orgs.Organization, error) {
-	return orgs.Resolve(ctx, s.Gate.DB, slug)
-}
-
 // SetOrganization replaces the organization's ranges with allowed; an empty
 // list lifts the restriction. It returns the ranges as stored.
 func (s *Service) SetOrganization(ctx context.Context, a gate.Actor, slug string, allowed []string) ([]netip.Prefix, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out []netip.Prefix
-	err = s.Gate.Do(ctx, a, org.ID, "network.set", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "network.set", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Object("organization", org.ID)
 		t.Security()
 		if err := t.Authorize(authz.NetworkManage, authz.Resource{OrgID: org.ID}); err != nil {
@@ -43,6 +36,7 @@ func (s *Service) SetOrganization(ctx context.Context, a gate.Actor, slug string
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
+		var err error
 		out, err = set(ctx, t, a, org.ID, "", allowed)
 		return err
 	})
@@ -53,19 +47,16 @@ func (s *Service) SetOrganization(ctx context.Context, a gate.Actor, slug string
 // the study's own restriction (its organization's stays). It returns the
 // ranges as stored.
 func (s *Service) SetStudy(ctx context.Context, a gate.Actor, slug, studyID string, allowed []string) ([]netip.Prefix, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return nil, err
-	}
 	var out []netip.Prefix
-	err = s.Gate.Do(ctx, a, org.ID, "network.set", func(t *gate.Tx) error {
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "network.set", func(t *gate.Tx) error {
+		org := t.Org()
 		t.Security()
-		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
-		if err != nil {
+		t.Object("study", studyID)
+		if err := t.Authorize(authz.NetworkManage, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		t.Object("study", st.ID)
-		if err := t.Authorize(authz.NetworkManage, authz.Resource{OrgID: org.ID, StudyID: st.ID}); err != nil {
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
@@ -96,7 +87,7 @@ func set(ctx context.Context, t *gate.Tx, a gate.Actor, orgID, studyID string, a
 	if studyID != "" {
 		old = before.Study(studyID)
 	}
-	if err := netpolicy.Replace(ctx, t.Tx, orgID, studyID, ranges); err != nil {
+	if err := netpolicy.Replace(ctx, t, orgID, studyID, ranges); err != nil {
 		return nil, err
 	}
 	t.Detail("before", netpolicy.Describe(old))

@@ -35,7 +35,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := fixture{db: sqldbtest.Open(t, d, sqldb.Clinical)}
-	f.g = &gate.Gate{DB: f.db}
+	f.g = gate.New(gate.Config{Clinical: f.db})
 	f.svc = &netadmin.Service{Gate: f.g}
 	err := f.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -205,7 +205,7 @@ func TestACL07_RequestFromOutsideOrganizationRangeNeverRunsTheWork(t *testing.T)
 		before := len(f.events(t))
 		for _, addr := range []string{"192.0.2.1", "2001:db9::1", "", "local"} {
 			ran := false
-			err := f.g.Do(ctx, from(f.admin, addr), f.org.ID, "study.list", func(t *gate.Tx) error {
+			err := f.g.Do(ctx, from(f.admin, addr), gate.OrgID(f.org.ID), "study.list", func(t *gate.Tx) error {
 				ran = true
 				return nil
 			})
@@ -215,7 +215,7 @@ func TestACL07_RequestFromOutsideOrganizationRangeNeverRunsTheWork(t *testing.T)
 		}
 		for _, addr := range []string{"10.200.0.1", "2001:db8:5::1", "::ffff:10.9.9.9"} {
 			ran := false
-			err := f.g.Do(ctx, from(f.admin, addr), f.org.ID, "study.list", func(t *gate.Tx) error {
+			err := f.g.Do(ctx, from(f.admin, addr), gate.OrgID(f.org.ID), "study.list", func(t *gate.Tx) error {
 				ran = true
 				t.Allowed(authz.StudyRead, authz.Resource{OrgID: f.org.ID})
 				return nil
@@ -254,7 +254,7 @@ func TestACL07_StudyRangeEndsTheTransactionAtAuthorize(t *testing.T) {
 		}
 		var authErr, readErr error
 		read := 0
-		err := f.g.Do(ctx, from(f.admin, "192.0.2.1"), f.org.ID, "site.list", func(t *gate.Tx) error {
+		err := f.g.Do(ctx, from(f.admin, "192.0.2.1"), gate.OrgID(f.org.ID), "site.list", func(t *gate.Tx) error {
 			authErr = t.Authorize(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID})
 			var sites []orgs.Site
 			sites, readErr = orgs.Sites(ctx, t, f.org.ID, f.study.ID) // misbehaving work reads on
@@ -270,7 +270,7 @@ func TestACL07_StudyRangeEndsTheTransactionAtAuthorize(t *testing.T) {
 		// Another study of the same organization is not restricted, and a
 		// listing hides the restricted study.
 		var visible []string
-		err = f.g.Do(ctx, from(f.admin, "192.0.2.1"), f.org.ID, "study.list", func(t *gate.Tx) error {
+		err = f.g.Do(ctx, from(f.admin, "192.0.2.1"), gate.OrgID(f.org.ID), "study.list", func(t *gate.Tx) error {
 			for _, st := range []orgs.Study{f.study, f.otherStudy} {
 				if t.Allowed(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: st.ID}) {
 					visible = append(visible, st.ID)

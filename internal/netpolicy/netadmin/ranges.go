@@ -33,12 +33,13 @@ type StudyRanges struct {
 // study admin their studies'. Someone who may change none is told the
 // organization is not found.
 func (s *Service) Ranges(ctx context.Context, a gate.Actor, slug string) (Ranges, error) {
-	org, err := s.org(ctx, slug)
-	if err != nil {
-		return Ranges{}, err
-	}
-	out := Ranges{Org: org}
-	err = s.Gate.Do(ctx, a, org.ID, "network.read", func(t *gate.Tx) error {
+	var out Ranges
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "network.read", func(t *gate.Tx) error {
+		org := t.Org()
+		out.Org = org
+		if err := t.AuthorizeList(authz.NetworkManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
 		out.Manages = t.Allowed(authz.NetworkManage, authz.Resource{OrgID: org.ID})
 		studies, err := orgs.Studies(ctx, t, org.ID)
 		if err != nil {
@@ -49,9 +50,6 @@ func (s *Service) Ranges(ctx context.Context, a gate.Actor, slug string) (Ranges
 			if t.Allowed(authz.NetworkManage, authz.Resource{OrgID: org.ID, StudyID: st.ID}) {
 				managed = append(managed, st)
 			}
-		}
-		if !out.Manages && len(managed) == 0 {
-			return gate.ErrDenied
 		}
 		p, err := netpolicy.Load(ctx, t, org.ID)
 		if err != nil {

@@ -1,0 +1,191 @@
+package gate
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keys"
+)
+
+// OpTx is the view of work outside any organization's authorization:
+//
+//   - operator work (Operate): what the instance does by itself or on its
+//     operator's command (the sweeps, the command line), whose actor is the
+//     operator;
+//   - an account's work on its own data (Own): the organizations it
+//     belongs to, its own participant records, its sessions and factors,
+//     whose actor and subject is the account itself.
+//
+// Like a request's work, it reads and writes in one transaction on the
+// clinical database that commits together with its audit event; an
+// organization, object and participant it names go on the event. Work that
+// finds nothing to do, or only reads what its subject may always read,
+// says so (Nothing): then nothing is written and no event recorded.
+type OpTx struct {
+	tx       *sql.Tx
+	event    audit.Event
+	gate     *Gate
+	identity *OpIdentity
+	nothing  bool
+}
+
+// Operate runs operator work, recorded as action.
+func (g *Gate) Operate(ctx context.Context, action string, work func(o *OpTx) error) error {
+	return g.unscoped(ctx, audit.Event{Action: action, ActorRole: "operator", RemoteAddr: "local"}, work)
+}
+
+// Own runs work of the account actor on its own data, recorded as action.
+func (g *Gate) Own(ctx context.Context, actor Actor, action string, work func(o *OpTx) error) error {
+	if actor.AccountID == "" {
+		return errs.E(errs.Unauthenticated, "sign-in required")
+	}
+	return g.unscoped(ctx, audit.Event{Action: action, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
+		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, work)
+}
+
+func (g *Gate) unscoped(ctx context.Context, ev audit.Event, work func(o *OpTx) error) error {
+	ev.Outcome = audit.Success
+	o := &OpTx{gate: g, event: ev}
+	defer o.endIdentity()
+	err := g.db.InTx(ctx, func(tx *sql.Tx) error {
+		o.tx = tx
+		if err := work(o); err != nil {
+			return err
+		}
+		if o.nothing {
+			return errNothing
+		}
+		if _, err := audit.Append(ctx, tx, o.event); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+		}
+		return nil
+	})
+	switch {
+	case err == errNothing:
+		return nil
+	case err != nil:
+		return err
+	}
+	return o.commitIdentity()
+}
+
+// errNothing rolls back the transaction of operator work that did nothing.
+var errNothing = errs.E(errs.Internal, "nothing to do")
+
+// Nothing tells the gate the work found nothing to do: its transaction is
+// rolled back and no event recorded.
+func (o *OpTx) Nothing() { o.nothing = true }
+
+// Org names the organization the operation is about.
+func (o *OpTx) Org(orgID string) { o.event.OrgID = orgID }
+
+// Object names the object the operation is about.
+func (o *OpTx) Object(kind, id string) { o.event.ObjectType, o.event.ObjectID = kind, id }
+
+// Participant names the participant (by pseudonym) the operation is about.
+func (o *OpTx) Participant(pseudonym string) { o.event.ParticipantID = pseudonym }
+
+// Security flags the event as a security event (AUD-05).
+func (o *OpTx) Security() { o.event.Security = true }
+
+// Detail adds a reference to the event, never a clear-text value or a
+// secret.
+func (o *OpTx) Detail(key, value string) {
+	if o.event.Details == nil {
+		o.event.Details = map[string]string{}
+	}
+	o.event.Details[key] = value
+}
+
+// ExecContext runs a statement in the operation's transaction.
+func (o *OpTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return o.tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the operation's transaction.
+func (o *OpTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return o.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query for one row in the operation's transaction.
+func (o *OpTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return o.tx.QueryRowContext(ctx, query, args...)
+}
+
+// IdentityKeys is the identity database's keyring, for operator work that
+// maintains erasure epochs (adoption, retirement, destruction: each
+// recorded through Operate); nil when the gate has no identity database.
+func (g *Gate) IdentityKeys() *keys.Keyring {
+	if g.identity == nil {
+		return nil
+	}
+	return g.identityKeys
+}
+
+// OpIdentity is operator work's transaction on the identity database. The
+// operator removes there (the sweep shreds what no request can reach), so
+// it commits only after the clinical transaction and its event: a removal
+// is never without its event (see IdentityTx).
+type OpIdentity struct {
+	tx   *sql.Tx
+	ring *keys.Keyring
+	done bool
+}
+
+// Identity returns the operation's transaction on the identity database,
+// beginning it on first use.
+func (o *OpTx) Identity(ctx context.Context) (*OpIdentity, error) {
+	if o.identity != nil {
+		return o.identity, nil
+	}
+	if o.gate.identity == nil || o.gate.identityKeys == nil {
+		return nil, errs.E(errs.Unavailable, "the identity database is not configured on this server")
+	}
+	tx, err := o.gate.identity.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable")
+	}
+	o.identity = &OpIdentity{tx: tx, ring: o.gate.identityKeys}
+	return o.identity, nil
+}
+
+// Destroy crypto-shreds scope (LIFE-03) in the identity transaction.
+func (it *OpIdentity) Destroy(ctx context.Context, scope keys.Scope) error {
+	return it.ring.Destroy(ctx, it.tx, scope)
+}
+
+// ExecContext runs a statement in the identity transaction.
+func (it *OpIdentity) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return it.tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the identity transaction.
+func (it *OpIdentity) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return it.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query for one row in the identity transaction.
+func (it *OpIdentity) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return it.tx.QueryRowContext(ctx, query, args...)
+}
+
+func (o *OpTx) commitIdentity() error {
+	it := o.identity
+	if it == nil || it.done {
+		return nil
+	}
+	it.done = true
+	if err := it.tx.Commit(); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the operation is recorded, but the identity database did not confirm it; it is repeated by the next run")
+	}
+	return nil
+}
+
+func (o *OpTx) endIdentity() {
+	if it := o.identity; it != nil && !it.done {
+		it.done = true
+		it.tx.Rollback()
+	}
+}

@@ -1,0 +1,154 @@
+// Package orgadmin offers the tenancy tree (package orgs) to requests:
+// listing, reading and creating studies and sites. Every method runs its
+// work through the gate: authorized before anything is read, in one
+// transaction, audited. An object the requester may not see is reported as
+// not found (ACL-08).
+package orgadmin
+
+import (
+	"context"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// Service offers studies and sites to requests.
+type Service struct {
+	Gate *gate.Gate
+}
+
+func studyResource(orgID, studyID string) authz.Resource {
+	return authz.Resource{OrgID: orgID, StudyID: studyID}
+}
+
+func siteResource(site orgs.Site) authz.Resource {
+	return authz.Resource{OrgID: site.OrgID, StudyID: site.StudyID, SiteID: site.ID}
+}
+
+// ListStudies lists the studies of the organization that the requester may
+// read. Every member may ask (study.list), also of an organization without
+// studies.
+func (s *Service) ListStudies(ctx context.Context, a gate.Actor, slug string) ([]orgs.Study, error) {
+	out := []orgs.Study{}
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "study.list", func(t *gate.Tx) error {
+		org := t.Org()
+		if err := t.Authorize(authz.StudyList, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		all, err := orgs.Studies(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
+		for _, st := range all {
+			if t.Allowed(authz.StudyRead, studyResource(org.ID, st.ID)) {
+				out = append(out, st)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CreateStudy adds a study to the organization.
+func (s *Service) CreateStudy(ctx context.Context, a gate.Actor, slug string, kind orgs.StudyKind, name string) (orgs.Study, error) {
+	var st orgs.Study
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "study.create", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.StudyCreate, authz.Resource{OrgID: t.Org().ID}); err != nil {
+			return err
+		}
+		var err error
+		if st, err = orgs.CreateStudy(ctx, t, t.Org().ID, kind, name); err != nil {
+			return err
+		}
+		t.Object("study", st.ID)
+		t.Detail("kind", string(st.Kind))
+		return nil
+	})
+	return st, err
+}
+
+// Study returns one study the requester may read.
+func (s *Service) Study(ctx context.Context, a gate.Actor, slug, studyID string) (orgs.Study, error) {
+	var st orgs.Study
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "study.read", func(t *gate.Tx) error {
+		t.Object("study", studyID)
+		if err := t.Authorize(authz.StudyRead, studyResource(t.Org().ID, studyID)); err != nil {
+			return err
+		}
+		var err error
+		st, err = orgs.StudyByID(ctx, t, t.Org().ID, studyID)
+		return err
+	})
+	return st, err
+}
+
+// CreateSite adds a site to a study.
+func (s *Service) CreateSite(ctx context.Context, a gate.Actor, slug, studyID, name string) (orgs.Site, error) {
+	var site orgs.Site
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "site.create", func(t *gate.Tx) error {
+		org := t.Org()
+		if err := t.Authorize(authz.SiteCreate, studyResource(org.ID, studyID)); err != nil {
+			return err
+		}
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		if site, err = orgs.CreateSite(ctx, t, org.ID, st.ID, name); err != nil {
+			return err
+		}
+		t.Object("site", site.ID)
+		return nil
+	})
+	return site, err
+}
+
+// Site returns one site of a study that the requester may read.
+func (s *Service) Site(ctx context.Context, a gate.Actor, slug, studyID, siteID string) (orgs.Site, error) {
+	var site orgs.Site
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "site.read", func(t *gate.Tx) error {
+		t.Object("site", siteID)
+		org := t.Org()
+		if err := t.Authorize(authz.SiteRead, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
+			return err
+		}
+		var err error
+		if site, err = orgs.SiteByID(ctx, t, org.ID, siteID); err != nil {
+			return err
+		}
+		if site.StudyID != studyID {
+			return errs.E(errs.NotFound, "site not found")
+		}
+		return nil
+	})
+	return site, err
+}
+
+// ListSites lists the sites of a study that the requester may read.
+func (s *Service) ListSites(ctx context.Context, a gate.Actor, slug, studyID string) ([]orgs.Site, error) {
+	out := []orgs.Site{}
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "site.list", func(t *gate.Tx) error {
+		t.Object("study", studyID)
+		org := t.Org()
+		if err := t.Authorize(authz.StudyRead, studyResource(org.ID, studyID)); err != nil {
+			return err
+		}
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		all, err := orgs.Sites(ctx, t, org.ID, st.ID)
+		if err != nil {
+			return err
+		}
+		for _, site := range all {
+			if t.Allowed(authz.SiteRead, siteResource(site)) {
+				out = append(out, site)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
