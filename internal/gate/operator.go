@@ -24,7 +24,7 @@ import (
 // finds nothing to do, or only reads what its subject may always read,
 // says so (Nothing): then nothing is written and no event recorded.
 type OpTx struct {
-	tx       *sql.Tx
+	txQuerier
 	event    audit.Event
 	gate     *Gate
 	identity *OpIdentity
@@ -99,21 +99,6 @@ func (o *OpTx) Detail(key, value string) {
 	o.event.Details[key] = value
 }
 
-// ExecContext runs a statement in the operation's transaction.
-func (o *OpTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return o.tx.ExecContext(ctx, query, args...)
-}
-
-// QueryContext runs a query in the operation's transaction.
-func (o *OpTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return o.tx.QueryContext(ctx, query, args...)
-}
-
-// QueryRowContext runs a query for one row in the operation's transaction.
-func (o *OpTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return o.tx.QueryRowContext(ctx, query, args...)
-}
-
 // IdentityKeys is the identity database's keyring, for operator work that
 // maintains erasure epochs (adoption, retirement, destruction: each
 // recorded through Operate); nil when the gate has no identity database.
@@ -129,7 +114,7 @@ func (g *Gate) IdentityKeys() *keys.Keyring {
 // it commits only after the clinical transaction and its event: a removal
 // is never without its event (see IdentityTx).
 type OpIdentity struct {
-	tx   *sql.Tx
+	txQuerier
 	ring *keys.Keyring
 	done bool
 }
@@ -147,28 +132,13 @@ func (o *OpTx) Identity(ctx context.Context) (*OpIdentity, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable")
 	}
-	o.identity = &OpIdentity{tx: tx, ring: o.gate.identityKeys}
+	o.identity = &OpIdentity{txQuerier: txQuerier{tx}, ring: o.gate.identityKeys}
 	return o.identity, nil
 }
 
 // Destroy crypto-shreds scope (LIFE-03) in the identity transaction.
 func (it *OpIdentity) Destroy(ctx context.Context, scope keys.Scope) error {
 	return it.ring.Destroy(ctx, it.tx, scope)
-}
-
-// ExecContext runs a statement in the identity transaction.
-func (it *OpIdentity) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return it.tx.ExecContext(ctx, query, args...)
-}
-
-// QueryContext runs a query in the identity transaction.
-func (it *OpIdentity) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return it.tx.QueryContext(ctx, query, args...)
-}
-
-// QueryRowContext runs a query for one row in the identity transaction.
-func (it *OpIdentity) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return it.tx.QueryRowContext(ctx, query, args...)
 }
 
 func (o *OpTx) commitIdentity() error {

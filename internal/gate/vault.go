@@ -153,7 +153,7 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 // without its audit event. Like Tx, IdentityTx is the work's querier on its
 // database.
 type IdentityTx struct {
-	tx    *sql.Tx
+	txQuerier
 	vault *Vault
 	after bool
 	done  bool
@@ -176,7 +176,7 @@ func (t *Tx) Identity(ctx context.Context) (*IdentityTx, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 	}
-	t.identity = &IdentityTx{tx: tx, vault: &Vault{t: t, ring: t.gate.identityKeys, q: tx}}
+	t.identity = &IdentityTx{txQuerier: txQuerier{tx}, vault: &Vault{t: t, ring: t.gate.identityKeys, q: tx}}
 	return t.identity, nil
 }
 
@@ -188,21 +188,6 @@ func (it *IdentityTx) Vault() *Vault { return it.vault }
 // only once the clinical transaction and its audit event are (see
 // IdentityTx).
 func (it *IdentityTx) CommitAfterEvent() { it.after = true }
-
-// ExecContext runs a statement in the identity transaction.
-func (it *IdentityTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return it.tx.ExecContext(ctx, query, args...)
-}
-
-// QueryContext runs a query in the identity transaction.
-func (it *IdentityTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return it.tx.QueryContext(ctx, query, args...)
-}
-
-// QueryRowContext runs a query for one row in the identity transaction.
-func (it *IdentityTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return it.tx.QueryRowContext(ctx, query, args...)
-}
 
 // commitIdentity commits the request's identity transaction, if it has one
 // whose turn it is: before the clinical commit (afterClinical false) for
@@ -228,4 +213,24 @@ func (t *Tx) endIdentity() {
 		it.done = true
 		it.tx.Rollback()
 	}
+}
+
+// txQuerier runs statements in one transaction: the querier of the gate's
+// views that may query from the start (an identity transaction, begun
+// only for allowed work; operator and account work).
+type txQuerier struct{ tx *sql.Tx }
+
+// ExecContext runs a statement in the transaction.
+func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query for one row in the transaction.
+func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return q.tx.QueryRowContext(ctx, query, args...)
 }
