@@ -93,10 +93,6 @@ func site(ctx context.Context, q sqldb.Querier, orgID, studyID, siteID string) (
 	return st, nil
 }
 
-func siteResource(st orgs.Site) authz.Resource {
-	return authz.Resource{OrgID: st.OrgID, StudyID: st.StudyID, SiteID: st.ID}
-}
-
 // resourceOf names the participant too, so that a care provider or a
 // participant is allowed only for a related participant (ACL-05).
 func resourceOf(p Participant) authz.Resource {
