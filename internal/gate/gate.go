@@ -217,14 +217,18 @@ func (g *Gate) settle(ctx context.Context, t *Tx, err error) error {
 func (g *Gate) record(ctx context.Context, t *Tx, outcome audit.Outcome, key, value string, answer error) error {
 	t.event.Outcome = outcome
 	t.Detail(key, value)
-	err := g.db.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := audit.Append(ctx, tx, t.event)
-		return err
-	})
-	if err != nil {
+	if err := g.appendAlone(ctx, t.event); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
 	}
 	return answer
+}
+
+// appendAlone appends ev in a transaction of its own.
+func (g *Gate) appendAlone(ctx context.Context, ev audit.Event) error {
+	return g.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := audit.Append(ctx, tx, ev)
+		return err
+	})
 }
 
 // streamRead runs the read the work registered with Stream in a read-only
@@ -244,15 +248,9 @@ func (g *Gate) streamRead(ctx context.Context, t *Tx) error {
 	ev.ID, ev.Time, ev.Action, ev.Details = "", time.Time{}, ev.Action+".sent", sent
 	if err != nil {
 		ev.Outcome = audit.Failure
-		if ev.Details == nil {
-			ev.Details = map[string]string{}
-		}
-		ev.Details["error"] = errs.KindOf(err).String()
+		detail(&ev, "error", errs.KindOf(err).String())
 	}
-	aerr := g.db.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := audit.Append(ctx, tx, ev)
-		return err
-	})
+	aerr := g.appendAlone(ctx, ev)
 	if err != nil {
 		return err
 	}

@@ -92,12 +92,7 @@ func (o *OpTx) Security() { o.event.Security = true }
 
 // Detail adds a reference to the event, never a clear-text value or a
 // secret.
-func (o *OpTx) Detail(key, value string) {
-	if o.event.Details == nil {
-		o.event.Details = map[string]string{}
-	}
-	o.event.Details[key] = value
-}
+func (o *OpTx) Detail(key, value string) { detail(&o.event, key, value) }
 
 // IdentityKeys is the identity database's keyring, for operator work that
 // maintains erasure epochs (adoption, retirement, destruction: each

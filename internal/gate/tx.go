@@ -291,11 +291,14 @@ func (t *Tx) Security() { t.event.Security = true }
 
 // Detail adds a reference to the audit event: an id, a digest or a reason,
 // never a clear-text value or a secret.
-func (t *Tx) Detail(key, value string) {
-	if t.event.Details == nil {
-		t.event.Details = map[string]string{}
+func (t *Tx) Detail(key, value string) { detail(&t.event, key, value) }
+
+// detail adds key=value to ev's details.
+func detail(ev *audit.Event, key, value string) {
+	if ev.Details == nil {
+		ev.Details = map[string]string{}
 	}
-	t.event.Details[key] = value
+	ev.Details[key] = value
 }
 
 func roleNames(s authz.Subject) string {
