@@ -36,6 +36,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -57,6 +59,12 @@ type Gate struct {
 	// asks for identity data fails as Unavailable.
 	identity     *sqldb.DB
 	identityKeys *keys.Keyring
+	// lanes commit the work of concurrent requests together (batch.go).
+	lanes []*lane
+	next  atomic.Uint32
+	// overTx is a transaction that is over, the querier of refused work.
+	overOnce sync.Once
+	overTx   *sql.Tx
 }
 
 // Config names what a gate guards.
@@ -72,7 +80,24 @@ type Config struct {
 
 // New returns the gate of the databases c names.
 func New(c Config) *Gate {
-	return &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys}
+	g := &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys}
+	// SQLite has one writer; PostgreSQL takes several at once.
+	n := 1
+	if c.Clinical.Dialect == sqldb.Postgres {
+		n = postgresLanes
+	}
+	for range n {
+		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity))
+	}
+	return g
+}
+
+// postgresLanes is how many batches a gate on PostgreSQL runs at once.
+const postgresLanes = 4
+
+// lane picks the lane of the next request.
+func (g *Gate) lane() *lane {
+	return g.lanes[int(g.next.Add(1))%len(g.lanes)]
 }
 
 // Dialect is the clinical database's dialect, for work whose statements
@@ -113,16 +138,29 @@ func (g *Gate) resolve(ctx context.Context, o Org) (orgs.Organization, error) {
 
 // Do runs work for actor within the organization org, audited as action.
 // It answers only once the work and its audit event are committed, or the
-// refusal is on the trail.
+// refusal is on the trail. The work of concurrent requests commits
+// together (batch.go).
 func (g *Gate) Do(ctx context.Context, actor Actor, org Org, action string, work func(t *Tx) error) error {
+	return g.do(ctx, actor, org, action, false, work)
+}
+
+// DoAlone is Do for work that commits on its own rather than with other
+// requests: work whose identity changes are removals, committed only after
+// its event (IdentityTx.CommitAfterEvent).
+func (g *Gate) DoAlone(ctx context.Context, actor Actor, org Org, action string, work func(t *Tx) error) error {
+	return g.do(ctx, actor, org, action, true, work)
+}
+
+func (g *Gate) do(ctx context.Context, actor Actor, org Org, action string, alone bool, work func(t *Tx) error) error {
 	t, err := g.admit(ctx, actor, org, action)
 	if err != nil {
 		return err
 	}
-	if t.denied != nil {
-		return g.settle(ctx, t, ErrDenied)
-	}
-	if err := g.settle(ctx, t, g.run(ctx, t, work)); err != nil || t.stream == nil {
+	t.alone = alone
+	err = g.lane().do(ctx, alone, func(j *job) error {
+		return g.settle(ctx, t, j, g.run(ctx, t, j, work))
+	})
+	if err != nil || t.stream == nil {
 		return err
 	}
 	return g.streamRead(ctx, t)
@@ -159,33 +197,33 @@ func (g *Gate) admit(ctx context.Context, actor Actor, org Org, action string) (
 	return t, nil
 }
 
-// run runs the work and appends its event in one transaction, and commits
-// it with the request's identity transaction in the order IdentityTx tells.
-// The verdict on the work (t.verdict) is taken inside the transaction: only
-// work that asked, was allowed and met no broken seal commits.
-func (g *Gate) run(ctx context.Context, t *Tx, work func(t *Tx) error) error {
-	defer t.endIdentity()
-	err := g.db.InTx(ctx, func(tx *sql.Tx) error {
-		t.tx = tx
-		if err := t.verdict(work(t)); err != nil {
-			return err
-		}
-		t.event.Outcome = audit.Success
-		if err := t.appendEvent(ctx); err != nil {
-			return err
-		}
-		return t.commitIdentity(false)
-	})
-	if err == nil {
-		return t.commitIdentity(true)
+// run runs the work and appends its event in the request's savepoint of
+// its batch. The verdict on the work (t.verdict) is taken inside it: only
+// work that asked, was allowed and met no broken seal stays in the batch.
+func (g *Gate) run(ctx context.Context, t *Tx, j *job, work func(t *Tx) error) error {
+	if t.denied != nil {
+		return ErrDenied
 	}
-	return err
+	if err := j.begin(); err != nil {
+		return err
+	}
+	t.job, t.tx = j, j.b.clinical
+	err := t.verdict(work(t))
+	if err == nil {
+		t.event.Outcome = audit.Success
+		err = t.appendEvent(ctx)
+	}
+	if err != nil {
+		j.undo()
+		return err
+	}
+	return j.keep()
 }
 
 // settle records on the trail what ended a request that did not commit,
 // and gives the requester the answer: one not found for every denial and
 // every missing object (ACL-08).
-func (g *Gate) settle(ctx context.Context, t *Tx, err error) error {
+func (g *Gate) settle(ctx context.Context, t *Tx, j *job, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -193,11 +231,11 @@ func (g *Gate) settle(ctx context.Context, t *Tx, err error) error {
 		// A value that does not open where it is stored was moved or
 		// damaged behind the application's back (CRY-05).
 		t.event.Security = true
-		return g.record(ctx, t, audit.Failure, "error", "integrity", err)
+		return record(ctx, t, j, audit.Failure, "error", "integrity", err)
 	case t.denied != nil:
-		return g.record(ctx, t, audit.Denied, "reason", t.denied.Reason, ErrDenied)
+		return record(ctx, t, j, audit.Denied, "reason", t.denied.Reason, ErrDenied)
 	case t.stepUp:
-		return g.record(ctx, t, audit.Denied, "reason", "step-up required", ErrStepUpRequired)
+		return record(ctx, t, j, audit.Denied, "reason", "step-up required", ErrStepUpRequired)
 	case t.misuse != nil:
 		return t.misuse
 	}
@@ -205,30 +243,27 @@ func (g *Gate) settle(ctx context.Context, t *Tx, err error) error {
 	case errs.NotFound:
 		// A failed attempt leaves no data, but is on the record (AUTH-11),
 		// with what the work recorded of what was tried.
-		return g.record(ctx, t, audit.Failure, "error", k.String(), ErrDenied)
+		return record(ctx, t, j, audit.Failure, "error", k.String(), ErrDenied)
 	case errs.Invalid, errs.Conflict, errs.Forbidden:
-		return g.record(ctx, t, audit.Failure, "error", k.String(), err)
+		return record(ctx, t, j, audit.Failure, "error", k.String(), err)
 	}
 	return err
 }
 
-// record appends the event of a request that did not commit, with its
-// outcome and one detail, in a transaction of its own, and answers answer.
-func (g *Gate) record(ctx context.Context, t *Tx, outcome audit.Outcome, key, value string, answer error) error {
+// record appends the event of a request whose work was rolled back, with
+// its outcome and one detail, in the request's batch, and answers answer.
+func record(ctx context.Context, t *Tx, j *job, outcome audit.Outcome, key, value string, answer error) error {
 	t.event.Outcome = outcome
 	t.Detail(key, value)
-	if err := g.appendAlone(ctx, t.event); err != nil {
+	if err := j.append(ctx, t.event); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
 	}
 	return answer
 }
 
-// appendAlone appends ev in a transaction of its own.
+// appendAlone appends ev, in a batch, as a request of its own.
 func (g *Gate) appendAlone(ctx context.Context, ev audit.Event) error {
-	return g.db.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := audit.Append(ctx, tx, ev)
-		return err
-	})
+	return g.lane().do(ctx, false, func(j *job) error { return j.append(ctx, ev) })
 }
 
 // streamRead runs the read the work registered with Stream in a read-only

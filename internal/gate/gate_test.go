@@ -27,7 +27,7 @@ type fixture struct {
 	north, south        orgs.Site
 }
 
-func setup(t *testing.T, d sqldb.Dialect) fixture {
+func setup(t testing.TB, d sqldb.Dialect) fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := fixture{db: sqldbtest.Open(t, d, sqldb.Clinical)}

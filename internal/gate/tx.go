@@ -49,9 +49,12 @@ type Tx struct {
 	Subject authz.Subject
 	org     orgs.Organization
 	event   audit.Event
-	// tx is the transaction; only query, which checks the work asked
-	// first, hands it out.
+	// tx is the batch's transaction and job the request's part of the
+	// batch (batch.go); only query, which checks the work asked first,
+	// hands tx out. alone is set for DoAlone.
 	tx         *sql.Tx
+	job        *job
+	alone      bool
 	authorized bool
 	denied     *authz.Decision
 	stepUp     bool  // RequireStepUp refused
@@ -145,44 +148,75 @@ func (t *Tx) Allowed(action authz.Action, r authz.Resource) bool {
 	return ok
 }
 
-// refuse denies the request and ends the transaction at once, so that work
-// which went on regardless could read nothing more through it.
+// refuse denies the request. From then on its querier answers nothing, so
+// that work which went on regardless can read nothing more through it; the
+// gate rolls back what it did once it returns.
 func (t *Tx) refuse(d authz.Decision) error {
 	t.denied = &d
 	t.authorized = false
-	if t.tx != nil {
-		t.tx.Rollback()
-	}
 	return ErrDenied
 }
 
-// query hands out the transaction to work that was allowed. Work that asks
-// for it earlier has its transaction ended and the request failed, so the
-// mistake shows in the first test that runs it.
-func (t *Tx) query() *sql.Tx {
+// query hands out the transaction, with the context its statements run
+// under, to work that was allowed. Work that asks for it earlier fails the
+// request, so the mistake shows in the first test that runs it; a refused
+// or failed request gets a transaction that is over (sql.ErrTxDone), so no
+// statement of it reaches the batch. A statement is not cancelled with its
+// request (see batch.go).
+func (t *Tx) query(ctx context.Context) (*sql.Tx, context.Context) {
 	if !t.authorized && t.denied == nil && t.misuse == nil {
 		t.misuse = errs.E(errs.Internal, "work for %s queried the database before authz allowed it", t.event.Action)
-		t.tx.Rollback()
 	}
-	return t.tx
+	if t.denied != nil || t.misuse != nil {
+		if over := t.gate.over(); over != nil {
+			return over, ctx
+		}
+		return t.tx, ended
+	}
+	return t.tx, context.WithoutCancel(ctx)
 }
+
+// over returns a transaction that is over, whose statements all answer
+// sql.ErrTxDone; nil if none could be begun.
+func (g *Gate) over() *sql.Tx {
+	g.overOnce.Do(func() {
+		// Read-only, so that beginning it waits for no writer.
+		tx, err := g.db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true})
+		if err == nil {
+			tx.Rollback()
+			g.overTx = tx
+		}
+	})
+	return g.overTx
+}
+
+// ended is the context of statements that must not run, should no
+// transaction that is over be at hand.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // ExecContext runs a statement in the request's transaction, once authz
 // allowed the work.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.query().ExecContext(ctx, query, args...)
+	tx, ctx := t.query(ctx)
+	return tx.ExecContext(ctx, query, args...)
 }
 
 // QueryContext runs a query in the request's transaction, once authz
 // allowed the work.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.query().QueryContext(ctx, query, args...)
+	tx, ctx := t.query(ctx)
+	return tx.QueryContext(ctx, query, args...)
 }
 
 // QueryRowContext runs a query for one row in the request's transaction,
 // once authz allowed the work.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.query().QueryRowContext(ctx, query, args...)
+	tx, ctx := t.query(ctx)
+	return tx.QueryRowContext(ctx, query, args...)
 }
 
 // verdict decides, inside the transaction, whether the work may commit:
@@ -234,7 +268,7 @@ func (t *Tx) appendEvent(ctx context.Context) error {
 		evs = append(evs, echo)
 	}
 	for _, ev := range evs {
-		if _, err := audit.Append(ctx, t.tx, ev); err != nil {
+		if _, err := audit.Append(context.WithoutCancel(ctx), t.tx, ev); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
 	}

@@ -48,7 +48,7 @@ func errIntegrity(err error) error {
 // Vault returns the vault of the clinical database's keys within the
 // request's transaction.
 func (t *Tx) Vault() *Vault {
-	return &Vault{t: t, ring: t.gate.keys, q: t.tx}
+	return &Vault{t: t, ring: t.gate.keys, q: t}
 }
 
 func (v *Vault) check(orgs ...string) error {
@@ -150,13 +150,13 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 //     request honours, and the sweep repeats the removal.
 //
 // Either way no identity data becomes readable, and none is removed,
-// without its audit event. Like Tx, IdentityTx is the work's querier on its
+// without its audit event. With group commit (batch.go) the identity
+// transaction is the batch's, and the request's changes are in a savepoint
+// of their own in it. Like Tx, IdentityTx is the work's querier on its
 // database.
 type IdentityTx struct {
 	txQuerier
 	vault *Vault
-	after bool
-	done  bool
 }
 
 // Identity returns the request's transaction on the identity database,
@@ -172,11 +172,11 @@ func (t *Tx) Identity(ctx context.Context) (*IdentityTx, error) {
 	if !t.authorized || t.denied != nil {
 		return nil, errs.E(errs.Internal, "the identity database was asked for before authz allowed the work")
 	}
-	tx, err := t.gate.identity.BeginTx(ctx, nil)
+	tx, err := t.job.identity()
 	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
+		return nil, err
 	}
-	t.identity = &IdentityTx{txQuerier: txQuerier{tx}, vault: &Vault{t: t, ring: t.gate.identityKeys, q: tx}}
+	t.identity = &IdentityTx{txQuerier: txQuerier{tx}, vault: &Vault{t: t, ring: t.gate.identityKeys, q: txQuerier{tx}}}
 	return t.identity, nil
 }
 
@@ -186,33 +186,17 @@ func (it *IdentityTx) Vault() *Vault { return it.vault }
 
 // CommitAfterEvent marks the transaction's changes as a removal, committed
 // only once the clinical transaction and its audit event are (see
-// IdentityTx).
-func (it *IdentityTx) CommitAfterEvent() { it.after = true }
-
-// commitIdentity commits the request's identity transaction, if it has one
-// whose turn it is: before the clinical commit (afterClinical false) for
-// new identity data, after it for removals.
-func (t *Tx) commitIdentity(afterClinical bool) error {
-	it := t.identity
-	if it == nil || it.after != afterClinical || it.done {
-		return nil
-	}
-	it.done = true
-	if err := it.tx.Commit(); err != nil {
-		if afterClinical {
-			return errs.Wrap(errs.Unavailable, err, "the change is recorded, but the identity database did not confirm it; repeat the request")
+// IdentityTx). Only work run with Gate.DoAlone may: in a batch, the
+// identity transaction commits before the clinical one for every request.
+func (it *IdentityTx) CommitAfterEvent() {
+	t := it.vault.t
+	if !t.alone {
+		if t.misuse == nil {
+			t.misuse = errs.Wrap(errs.Internal, errAlone, "work for "+t.event.Action)
 		}
-		return errs.Wrap(errs.Unavailable, err, "the identity database did not commit, so the request was not carried out")
+		return
 	}
-	return nil
-}
-
-// endIdentity rolls back an identity transaction that was not committed.
-func (t *Tx) endIdentity() {
-	if it := t.identity; it != nil && !it.done {
-		it.done = true
-		it.tx.Rollback()
-	}
+	t.job.b.identityAfter = true
 }
 
 // txQuerier runs statements in one transaction: the querier of the gate's
@@ -220,17 +204,19 @@ func (t *Tx) endIdentity() {
 // only for allowed work; operator and account work).
 type txQuerier struct{ tx *sql.Tx }
 
-// ExecContext runs a statement in the transaction.
+// ExecContext runs a statement in the transaction. Like every statement of
+// the gate's transactions, it is not cancelled with its request (see
+// batch.go).
 func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return q.tx.ExecContext(ctx, query, args...)
+	return q.tx.ExecContext(context.WithoutCancel(ctx), query, args...)
 }
 
 // QueryContext runs a query in the transaction.
 func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return q.tx.QueryContext(ctx, query, args...)
+	return q.tx.QueryContext(context.WithoutCancel(ctx), query, args...)
 }
 
 // QueryRowContext runs a query for one row in the transaction.
 func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return q.tx.QueryRowContext(ctx, query, args...)
+	return q.tx.QueryRowContext(context.WithoutCancel(ctx), query, args...)
 }

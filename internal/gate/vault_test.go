@@ -180,7 +180,11 @@ func TestCRY09_IdentityTransactionCommitsInTheSafeOrder(t *testing.T) {
 		f := withKeys(t, setup(t, d), d, localKEK(t))
 		ctx := context.Background()
 		insert := func(after bool, id string, fail error) error {
-			return f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "identity.test", func(t *gate.Tx) error {
+			do := f.g.Do
+			if after {
+				do = f.g.DoAlone
+			}
+			return do(ctx, f.admin, gate.OrgID(f.org.ID), "identity.test", func(t *gate.Tx) error {
 				if err := t.Authorize(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID}); err != nil {
 					return err
 				}
@@ -218,4 +222,31 @@ func TestCRY09_IdentityTransactionCommitsInTheSafeOrder(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Removals commit after their event, which only a batch of their own can
+// keep: work in a shared batch that asks for it fails at once and commits
+// nothing.
+func TestCRY09_RemovalOutsideDoAloneFailsAtOnce(t *testing.T) {
+	f := withKeys(t, setup(t, sqldb.SQLite), sqldb.SQLite, localKEK(t))
+	ctx := context.Background()
+	err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "identity.test", func(t *gate.Tx) error {
+		if err := t.Authorize(authz.StudyRead, authz.Resource{OrgID: f.org.ID, StudyID: f.study.ID}); err != nil {
+			return err
+		}
+		it, err := t.Identity(ctx)
+		if err != nil {
+			return err
+		}
+		it.CommitAfterEvent()
+		_, err = it.ExecContext(ctx, `INSERT INTO identities (participant_id, org_id, study_id, created_at) VALUES ('p-x', $1, $2, 1)`,
+			f.org.ID, f.study.ID)
+		return err
+	})
+	if !errs.Is(err, errs.Internal) {
+		t.Errorf("removal in a shared batch answered %v, want Internal", err)
+	}
+	if n := count(t, f.identity, `SELECT count(*) FROM identities`); n != 0 {
+		t.Errorf("%d identity rows committed", n)
+	}
 }

@@ -391,7 +391,7 @@ func visibleFields(ctx context.Context, t *gate.Tx, p Participant) (map[Field]bo
 // completed by asking again (or by Sweep).
 func (s *Service) Erase(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
 	var p Participant
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "identity.erase", func(t *gate.Tx) error {
+	err := s.Gate.DoAlone(ctx, a, gate.Slug(slug), "identity.erase", func(t *gate.Tx) error {
 		var err error
 		if p, err = authorizeAt(ctx, t, authz.IdentityErase, studyID, siteID, pseudonym, "erasure is not among your permissions here"); err != nil {
 			return err

@@ -179,7 +179,10 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "open SQLite database "+path)
 	}
+	// Idle connections are kept as many as may be open: opening one runs
+	// the pragmas above and reads the schema again.
 	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -198,7 +201,10 @@ func openPostgres(ctx context.Context, raw string) (*DB, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "malformed PostgreSQL URL "+Redact(raw))
 	}
+	// Idle connections are kept as many as may be open: a new one costs
+	// a round of authentication (and of TLS).
 	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -1,0 +1,275 @@
+package gate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Group commit. A request's work and its audit event commit together, and
+// a commit that survives a crash costs a disk flush. Concurrent requests
+// share it: a lane runs them one after another in one transaction per
+// database (a batch), each in a savepoint of its own, and commits the batch
+// once no more requests wait for their turn or the batch is full. A request
+// is answered only after the commit that holds its data and its event.
+//
+//   - One request's failure or denial rolls back its own savepoint only:
+//     its work and the event it would have written. The event that records
+//     the failure or denial is then written in the same batch.
+//   - The identity transaction of the batch, begun by the first request
+//     that needs it, commits just before the clinical one (see IdentityTx),
+//     so the order of the two databases' commits is that of one request.
+//   - A batch that cannot commit, or a savepoint that cannot be rolled
+//     back, fails every request in it; none is answered as done.
+//
+// The work runs on the requester's goroutine while it holds the lane's
+// turn, so a panic is its own. Its statements run without the request's
+// cancellation: cancelling a statement can end the whole transaction, and
+// with it other requests' work. A request gone before its turn is dropped.
+//
+// SQLite has one writer, so a gate on SQLite has one lane; on PostgreSQL
+// the gate keeps several, each with its own transactions.
+
+// maxBatch bounds a batch, so that one batch's commit is not put off for
+// ever under a steady stream of requests.
+const maxBatch = 64
+
+// savepoint is the name of a request's savepoint in its batch.
+const savepoint = "gate_request"
+
+// lane runs the requests of one batch after another.
+type lane struct {
+	clinical, identity *sqldb.DB
+	// turn is held by the request running in, or committing, the open
+	// batch; queued counts the requests waiting for it.
+	turn   chan struct{}
+	queued atomic.Int32
+	open   *batch
+	// commits counts the batches ended, committed or not.
+	commits atomic.Int64
+}
+
+func newLane(clinical, identity *sqldb.DB) *lane {
+	return &lane{clinical: clinical, identity: identity, turn: make(chan struct{}, 1)}
+}
+
+// batch is the transactions that the requests of one group commit share.
+type batch struct {
+	clinical *sql.Tx
+	identity *sql.Tx // begun by the first request that asks
+	// identityAfter orders the identity commit after the clinical one
+	// (IdentityTx.CommitAfterEvent), for a batch of one request.
+	identityAfter bool
+	requests      int
+	broken        error // a savepoint that could not be rolled back
+	done          chan struct{}
+	err           error // what the commit answered
+}
+
+// job is one request's part of its batch.
+type job struct {
+	b             *batch
+	lane          *lane
+	open          bool // the request's savepoint on the clinical transaction
+	identityBegun bool // the request's savepoint on the identity transaction
+}
+
+// do runs fn as one request in the lane's open batch (a batch of its own
+// if alone) and answers, once the batch is committed, what fn answered. A
+// failed commit answers for every request of the batch.
+func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error {
+	l.queued.Add(1)
+	select {
+	case l.turn <- struct{}{}:
+		l.queued.Add(-1)
+	case <-ctx.Done():
+		l.queued.Add(-1)
+		return errs.Wrap(errs.Unavailable, ctx.Err(), "the request ended before it was carried out")
+	}
+	if alone && l.open != nil {
+		l.commit(l.open)
+	}
+	b := l.open
+	if b == nil {
+		var err error
+		if b, err = l.begin(); err != nil {
+			<-l.turn
+			return err
+		}
+		l.open = b
+	}
+	j := &job{b: b, lane: l}
+	panicked, err := j.run(fn)
+	b.requests++
+	if alone || b.broken != nil || b.requests >= maxBatch || l.queued.Load() == 0 {
+		l.commit(b)
+	}
+	<-l.turn
+	if panicked != nil {
+		panic(panicked) // nothing of the request is left in the batch
+	}
+	<-b.done
+	if b.err != nil {
+		return b.err
+	}
+	return err
+}
+
+// begin opens a batch. Its transactions are the lane's, not any request's:
+// no request's end may end them.
+func (l *lane) begin() (*batch, error) {
+	tx, err := l.clinical.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
+	}
+	return &batch{clinical: tx, done: make(chan struct{})}, nil
+}
+
+// commit ends the open batch b and tells its requests how it ended.
+func (l *lane) commit(b *batch) {
+	l.open = nil
+	b.err = b.end()
+	l.commits.Add(1)
+	close(b.done)
+}
+
+func (b *batch) end() error {
+	rollback := func() {
+		b.clinical.Rollback()
+		if b.identity != nil {
+			b.identity.Rollback()
+		}
+	}
+	if b.broken != nil {
+		rollback()
+		return errs.Wrap(errs.Unavailable, b.broken, "the database failed while the request was carried out, so it was not")
+	}
+	if b.identity != nil && !b.identityAfter {
+		if err := b.identity.Commit(); err != nil {
+			b.clinical.Rollback()
+			return errs.Wrap(errs.Unavailable, err, "the identity database did not commit, so the request was not carried out")
+		}
+	}
+	if err := b.clinical.Commit(); err != nil {
+		if b.identity != nil && b.identityAfter {
+			b.identity.Rollback()
+		}
+		return errs.Wrap(errs.Unavailable, err, "the database did not commit, so the request was not carried out")
+	}
+	if b.identity != nil && b.identityAfter {
+		if err := b.identity.Commit(); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the change is recorded, but the identity database did not confirm it; repeat the request")
+		}
+	}
+	return nil
+}
+
+// run runs fn, turning a panic into its value so that the lane can end
+// its turn first; the savepoints fn left open are rolled back.
+func (j *job) run(fn func(j *job) error) (panicked any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+			j.undo()
+		}
+	}()
+	return nil, fn(j)
+}
+
+// begin opens the request's savepoint in the batch's clinical transaction.
+func (j *job) begin() error {
+	if j.b.broken != nil {
+		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
+	}
+	if _, err := j.b.clinical.ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+		j.b.broken = err
+		return errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
+	}
+	j.open = true
+	return nil
+}
+
+// identity returns the batch's identity transaction with the request's
+// savepoint open in it, beginning either on first use.
+func (j *job) identity() (*sql.Tx, error) {
+	if j.lane.identity == nil {
+		return nil, errs.E(errs.Unavailable, "the identity database is not configured on this server")
+	}
+	if j.b.identity == nil {
+		tx, err := j.lane.identity.BeginTx(context.Background(), nil)
+		if err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
+		}
+		j.b.identity = tx
+	}
+	if !j.open {
+		return nil, errs.E(errs.Internal, "the identity database was asked for outside the request's work")
+	}
+	if !j.identityBegun {
+		if _, err := j.b.identity.ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+			j.b.broken = err
+			return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
+		}
+		j.identityBegun = true
+	}
+	return j.b.identity, nil
+}
+
+// keep releases the request's savepoints: its work stays in the batch.
+func (j *job) keep() error {
+	if !j.open {
+		return nil
+	}
+	j.exec("RELEASE SAVEPOINT " + savepoint)
+	j.open, j.identityBegun = false, false
+	if j.b.broken != nil {
+		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
+	}
+	return nil
+}
+
+// undo rolls the request's savepoints back: nothing of its work stays.
+func (j *job) undo() {
+	if !j.open {
+		return
+	}
+	j.exec("ROLLBACK TO SAVEPOINT " + savepoint)
+	j.exec("RELEASE SAVEPOINT " + savepoint)
+	j.open, j.identityBegun = false, false
+}
+
+// exec runs a savepoint statement on the request's transactions; one that
+// fails breaks the batch.
+func (j *job) exec(stmt string) {
+	ctx := context.Background()
+	if _, err := j.b.clinical.ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
+		j.b.broken = fmt.Errorf("%s: %w", stmt, err)
+	}
+	if j.identityBegun {
+		if _, err := j.b.identity.ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
+			j.b.broken = fmt.Errorf("%s on the identity database: %w", stmt, err)
+		}
+	}
+}
+
+// append writes ev in the batch, in a savepoint of its own.
+func (j *job) append(ctx context.Context, ev audit.Event) error {
+	if err := j.begin(); err != nil {
+		return err
+	}
+	if _, err := audit.Append(context.WithoutCancel(ctx), j.b.clinical, ev); err != nil {
+		j.undo()
+		return err
+	}
+	return j.keep()
+}
+
+// errAlone answers work that asked for an order of commits that only a
+// batch of its own can keep.
+var errAlone = errors.New("work whose identity changes commit after its event must run alone (Gate.DoAlone)")

@@ -1,0 +1,22 @@
+package gate
+
+// OneLane leaves g one lane, so that every request of a test shares it.
+func OneLane(g *Gate) { g.lanes = g.lanes[:1] }
+
+// Queued is how many requests wait for their turn on g's lanes.
+func Queued(g *Gate) int {
+	n := 0
+	for _, l := range g.lanes {
+		n += int(l.queued.Load())
+	}
+	return n
+}
+
+// Batches is how many batches g's lanes ended.
+func Batches(g *Gate) int64 {
+	var n int64
+	for _, l := range g.lanes {
+		n += l.commits.Load()
+	}
+	return n
+}
