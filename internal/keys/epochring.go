@@ -71,9 +71,14 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 
 // joinEpoch picks the erasure epoch of a new participant key version, in
 // q: the epoch of the scope's newest version if it still takes keys, else
-// the newest open epoch with room, else a fresh one. Updating the epoch's
-// row locks it until q ends, so an erasure that retires it waits for q,
-// and q, if it waits for the erasure, sees the epoch retired and moves on.
+// the newest open epoch if it holds fewer than EpochSize participants,
+// else a fresh one. Choosing an epoch locks its row until q ends, so an
+// erasure that retires it waits for q, and q, if it waits for the erasure,
+// sees the epoch retired and moves on. On PostgreSQL the lock is a share
+// lock, which concurrent enrolments hold together; SQLite's one writer
+// orders them. Concurrent enrolments on PostgreSQL may each find the last
+// free place, so an epoch holds about EpochSize participants, a few more
+// at most.
 func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
 	ek, err := k.epochs()
 	if errors.Is(err, ErrEpochsUnsupported) {
@@ -85,6 +90,10 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 	fail := func(err error) (string, error) {
 		return "", errs.Wrap(errs.Unavailable, err, "choose the erasure epoch of the "+scope.String())
 	}
+	lock := ""
+	if k.DB != nil && k.DB.Dialect == sqldb.Postgres {
+		lock = " FOR SHARE"
+	}
 	if version > 1 {
 		var epoch string
 		err := q.QueryRowContext(ctx, `SELECT epoch FROM data_keys WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3
@@ -93,47 +102,43 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 			return fail(err)
 		}
 		if epoch != "" {
-			res, err := q.ExecContext(ctx, `UPDATE key_epochs SET members = members WHERE id = $1 AND retired_at IS NULL`, epoch)
-			if err != nil {
+			err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND retired_at IS NULL`+lock, epoch).Scan(&epoch)
+			switch {
+			case err == nil:
+				return epoch, nil
+			case !errors.Is(err, sql.ErrNoRows):
 				return fail(err)
 			}
-			if n, err := res.RowsAffected(); err == nil && n == 1 {
-				return epoch, nil
-			}
 		}
 	}
-	for range 3 {
-		var epoch string
-		err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE retired_at IS NULL AND members < $1
-			ORDER BY created_at DESC, id LIMIT 1`, k.epochSize()).Scan(&epoch)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return k.newEpoch(ctx, q, ek, 1)
-		case err != nil:
-			return fail(err)
-		}
-		res, err := q.ExecContext(ctx, `UPDATE key_epochs SET members = members + 1
-			WHERE id = $1 AND retired_at IS NULL AND members < $2`, epoch, k.epochSize())
-		if err != nil {
-			return fail(err)
-		}
-		if n, err := res.RowsAffected(); err == nil && n == 1 {
-			return epoch, nil
-		}
-		// Filled or retired meanwhile: look again.
+	var epoch string
+	err = q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE retired_at IS NULL
+		ORDER BY created_at DESC, id LIMIT 1`+lock).Scan(&epoch)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return k.newEpoch(ctx, q, ek)
+	case err != nil:
+		return fail(err)
 	}
-	return k.newEpoch(ctx, q, ek, 1)
+	var members int
+	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT scope_id) FROM data_keys WHERE epoch = $1`, epoch).Scan(&members); err != nil {
+		return fail(err)
+	}
+	if members >= k.epochSize() {
+		return k.newEpoch(ctx, q, ek)
+	}
+	return epoch, nil
 }
 
 // newEpoch has the provider make an epoch and records it in q. If q rolls
 // back, the provider keeps a key that wraps nothing.
-func (k *Keyring) newEpoch(ctx context.Context, q sqldb.Querier, ek EpochKeeper, members int) (string, error) {
+func (k *Keyring) newEpoch(ctx context.Context, q sqldb.Querier, ek EpochKeeper) (string, error) {
 	epoch, err := ek.NewEpoch(ctx)
 	if err != nil {
 		return "", err
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO key_epochs (id, members, created_at) VALUES ($1, $2, $3)`,
-		epoch, members, sqldb.Now()); err != nil {
+	if _, err := q.ExecContext(ctx, `INSERT INTO key_epochs (id, created_at) VALUES ($1, $2)`,
+		epoch, sqldb.Now()); err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "record an erasure epoch")
 	}
 	return epoch, nil
@@ -200,11 +205,7 @@ func (k *Keyring) retireEpoch(ctx context.Context, tx sqldb.Querier, epoch strin
 	if len(live) == 0 {
 		return nil
 	}
-	scopes := map[Scope]bool{}
-	for _, r := range live {
-		scopes[r.scope] = true
-	}
-	next, err := k.newEpoch(ctx, tx, ek, len(scopes))
+	next, err := k.newEpoch(ctx, tx, ek)
 	if err != nil {
 		return err
 	}

@@ -154,3 +154,42 @@ func TestCRY07_KEKRotationKeepsEpochKeysOpening(t *testing.T) {
 		}
 	})
 }
+
+// TestLIFE03_ConcurrentEnrolmentsShareTheirEpochOnPostgres: two
+// transactions that each make a participant key join the same epoch
+// without waiting for each other (a share lock, not a counter every
+// enrolment updates), while retiring the epoch, as an erasure does, waits
+// for both.
+func TestLIFE03_ConcurrentEnrolmentsShareTheirEpochOnPostgres(t *testing.T) {
+	sqldbtest.RequirePostgres(t)
+	ctx := context.Background()
+	k := newKeyring(t, sqldb.Postgres)
+	current(t, k, ParticipantScope("org1", "p0")) // the epoch exists
+	begin := func() *sql.Tx {
+		tx, err := k.DB.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		// A wait for a lock fails the statement instead of hanging.
+		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	first, second := begin(), begin()
+	if _, err := k.Current(ctx, first, ParticipantScope("org1", "p1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Current(ctx, second, ParticipantScope("org1", "p2")); err != nil {
+		t.Fatalf("a second enrolment waited for the first: %v", err)
+	}
+	retire := begin()
+	if _, err := retire.ExecContext(ctx, `SET LOCAL lock_timeout = '100ms'`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := retire.ExecContext(ctx, `UPDATE key_epochs SET retired_at = 1 WHERE retired_at IS NULL`)
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
+		t.Errorf("retiring the epoch while enrolments join it: %v, want it to wait for them", err)
+	}
+}
