@@ -9,15 +9,20 @@
 //     that revoked it) and refuses, before any data is read, a request from
 //     outside the network ranges of the organization or of a study the work
 //     names (ACL-07),
-//  2. opens one database transaction and runs the work. The work has
-//     nothing to query with until it asks authz (Tx.Authorize, or
-//     Tx.Allowed answering yes) for what it touches: a query before that
-//     fails the request at once, and work that never asked is refused (fail
-//     closed),
-//  3. appends the audit event to the same transaction, so data and event
-//     commit together or not at all (AUD-01), and
-//  4. on a denial rolls everything back, records the denied attempt in a
-//     transaction of its own, and reports the object as not found (ACL-08).
+//  2. runs the work in a transaction, in a savepoint of its own within
+//     the transaction that concurrent requests share (group commit, see
+//     batch.go). The work has nothing to query with until it asks authz
+//     (Tx.Authorize, or Tx.Allowed answering yes) for what it touches: a
+//     query before that fails the request at once, and work that never
+//     asked is refused (fail closed),
+//  3. appends the audit event in the same savepoint, so data and event
+//     commit together or not at all (AUD-01), and answers only once they
+//     are committed, and
+//  4. on a denial rolls the work back, records the denied attempt in its
+//     place, and reports the object as not found (ACL-08).
+//
+// Work runs while its request holds its lane's turn: it is short, and it
+// does not call the gate again.
 //
 // The work receives its keys through the Tx, never as key material:
 // Tx.Vault seals and opens values with the clinical database's organization
