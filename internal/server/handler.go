@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
@@ -136,6 +137,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
+			Accounts: &accounts.Service{Gate: g},
 			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			Oversight: &oversight.Service{Gate: g},
 			Roles:     &roles.Service{Gate: g},

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/custodia/custodia/internal/accounts"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/mfa"
 )
@@ -18,7 +16,7 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 	ctx := r.Context()
 	sess := sessionOf(r)
 	data["Title"] = "Your account"
-	acc, err := accounts.ByID(ctx, d.Clinical, sess.AccountID)
+	acc, err := d.Accounts.Account(ctx, actor(d, r))
 	if err != nil {
 		fail(w, r, d, err)
 		return
@@ -81,9 +79,7 @@ func handleRename(d Deps) http.Handler {
 		if !parse(w, r, d) {
 			return
 		}
-		a := actor(d, r)
-		ev := audit.Event{ActorSession: a.SessionID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
-		if _, err := accounts.Rename(r.Context(), d.Clinical, a.AccountID, r.PostForm.Get("name"), ev); err != nil {
+		if _, err := d.Accounts.Rename(r.Context(), actor(d, r), r.PostForm.Get("name")); err != nil {
 			accountError(w, r, d, err)
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keyops"
@@ -48,6 +49,9 @@ var pages = func() map[string]*template.Template {
 type Deps struct {
 	Log      *slog.Logger
 	Clinical *sqldb.DB
+	// Accounts gives the signed-in person their own account: its name
+	// on every page, the account page, a new name.
+	Accounts *accounts.Service
 	Links    *links.Service
 	Sessions *sessions.Store
 	// Factors is the second-factor service; without a key-encryption key
