@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/mfa"
 )
 
 // accountPage renders the account page with status, data's extra fields
@@ -21,14 +20,9 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	factors, err := mfa.SummaryOf(ctx, d.Clinical, sess.AccountID)
+	factors, err := d.Factors.Summary(ctx, actor(d, r))
 	if err != nil {
 		fail(w, r, d, err)
-		return
-	}
-	left, err := mfa.RecoveryCodesLeft(ctx, d.Clinical, sess.AccountID)
-	if err != nil {
-		fail(w, r, d, errs.Wrap(errs.Unavailable, err, "read recovery codes"))
 		return
 	}
 	devices, err := d.Sessions.Devices(ctx, sess)
@@ -36,7 +30,7 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, left, devices
+	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, factors.RecoveryCodesLeft, devices
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
 		data["Notice"] = notice(r)
@@ -251,7 +245,7 @@ func handleKeepAlive(d Deps) http.Handler {
 func confirmPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data map[string]any) {
 	data["Title"] = "Confirm it is you"
 	if passkeysAvailable(d) {
-		if m, err := mfa.SummaryOf(r.Context(), d.Clinical, sessionOf(r).AccountID); err == nil {
+		if m, err := d.Factors.Summary(r.Context(), actor(d, r)); err == nil {
 			data["Passkeys"] = m.Passkeys > 0
 		}
 	}
