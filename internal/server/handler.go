@@ -137,7 +137,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
-			Accounts: &accounts.Service{Gate: g},
+			Accounts: &accounts.Service{Gate: g}, Orgs: &orgadmin.Service{Gate: g},
 			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			Oversight: &oversight.Service{Gate: g},
 			Roles:     &roles.Service{Gate: g},

@@ -22,6 +22,7 @@ import (
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/ratelimit"
@@ -52,6 +53,8 @@ type Deps struct {
 	// Accounts gives the signed-in person their own account: its name
 	// on every page, the account page, a new name.
 	Accounts *accounts.Service
+	// Orgs lists the organizations the signed-in person belongs to.
+	Orgs     *orgadmin.Service
 	Links    *links.Service
 	Sessions *sessions.Store
 	// Factors is the second-factor service; without a key-encryption key
