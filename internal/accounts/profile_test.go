@@ -99,3 +99,34 @@ func TestAUD01_OwnRenameIsOnEachOrganizationsTrail(t *testing.T) {
 		}
 	})
 }
+
+// ByIDs finds several accounts in one statement, each once, and leaves
+// out ids without an account and what is not an id.
+func TestByIDsFindsEachAccountOnce(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		var a, b accounts.Account
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if a, err = accounts.Create(ctx, tx, "a@clinic.example", "A"); err != nil {
+				return err
+			}
+			b, err = accounts.Create(ctx, tx, "b@clinic.example", "")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := accounts.ByIDs(ctx, db, []string{a.ID, "", b.ID, a.ID, "aaaaaaaaaaaaaaaaaaaaaaaaaa", "x' OR '1'='1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[a.ID].Email != "a@clinic.example" || got[a.ID].DisplayName != "A" || got[b.ID].DisplayName != "b" {
+			t.Errorf("ByIDs = %+v", got)
+		}
+		if got, err := accounts.ByIDs(ctx, db, nil); err != nil || len(got) != 0 {
+			t.Errorf("ByIDs(nil) = %+v, %v", got, err)
+		}
+	})
+}
