@@ -136,9 +136,10 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{
-			Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
-			Accounts: &accounts.Service{Gate: g}, Orgs: &orgadmin.Service{Gate: g},
+			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
 			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
+			Accounts:  &accounts.Service{Gate: g},
+			Orgs:      &orgadmin.Service{Gate: g},
 			Oversight: &oversight.Service{Gate: g},
 			Roles:     &roles.Service{Gate: g},
 			Networks:  &netadmin.Service{Gate: g},

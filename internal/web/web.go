@@ -1,7 +1,9 @@
 // Package web is the browser shell: server-rendered pages from embedded
 // html/template files and embedded static assets, with no inline script so
 // the Content-Security-Policy can forbid it (WEB-02). Handlers decode a
-// form, call one domain function and render a page.
+// form, call one domain function and render a page. The shell holds no
+// database handle: what a page shows comes from the services in Deps, as
+// the API's answers do.
 package web
 
 import (
@@ -29,7 +31,6 @@ import (
 	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
-	"github.com/custodia/custodia/internal/sqldb"
 )
 
 //go:embed templates static
@@ -48,8 +49,7 @@ var pages = func() map[string]*template.Template {
 
 // Deps are what the pages need.
 type Deps struct {
-	Log      *slog.Logger
-	Clinical *sqldb.DB
+	Log *slog.Logger
 	// Accounts gives the signed-in person their own account: its name
 	// on every page, the account page, a new name.
 	Accounts *accounts.Service
