@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -99,6 +100,46 @@ func ByID(ctx context.Context, q sqldb.Querier, id string) (Account, error) {
 	}
 	return scanAccount(q.QueryRowContext(ctx,
 		`SELECT id, email, display_name, password_hash IS NOT NULL, created_at FROM accounts WHERE id = $1`, id))
+}
+
+// ByIDs finds the accounts of ids in one statement, by id, for a page that
+// names the people behind a list (a page's worth: at most a few hundred);
+// an id without an account is missing from the answer.
+func ByIDs(ctx context.Context, q sqldb.Querier, idList []string) (map[string]Account, error) {
+	out := map[string]Account{}
+	var (
+		args  []any
+		marks []string
+		seen  = map[string]bool{}
+	)
+	for _, id := range idList {
+		if !ids.Valid(id) || seen[id] {
+			continue
+		}
+		seen[id] = true
+		args = append(args, id)
+		marks = append(marks, "$"+strconv.Itoa(len(args)))
+	}
+	if len(args) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT id, email, display_name, password_hash IS NOT NULL, created_at FROM accounts
+		WHERE id IN (`+strings.Join(marks, ", ")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find accounts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Account
+		if err := rows.Scan(&a.ID, &a.Email, &a.DisplayName, &a.HasPassword, &a.CreatedAt); err != nil {
+			return nil, fmt.Errorf("find accounts: %w", err)
+		}
+		out[a.ID] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find accounts: %w", err)
+	}
+	return out, nil
 }
 
 func scanAccount(row *sql.Row) (Account, error) {

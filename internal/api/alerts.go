@@ -25,7 +25,7 @@ func alertOut(a alerts.Alert) alertJSON {
 
 func handleListAlerts(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		list, err := d.Oversight.Alerts(r.Context(), actor(d, r), r.PathValue("org"))
+		_, list, err := d.Oversight.Alerts(r.Context(), actor(d, r), r.PathValue("org"))
 		if err != nil {
 			return err
 		}

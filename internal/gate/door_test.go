@@ -182,3 +182,53 @@ func TestAUD01_OperatorWorkCommitsWithItsEvent(t *testing.T) {
 		}
 	})
 }
+
+// An account's own work is recorded as the account's, and AlsoIn puts the
+// same event in each further organization's trail, in the same
+// transaction: the work and all its events commit together or not at all.
+func TestAUD01_OwnWorkIsRecordedInEachOrganizationItNames(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		var other orgs.Organization
+		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			other, err = orgs.CreateOrganization(ctx, tx, "Other", "")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := func(name string, fail error) error {
+			return f.g.Own(ctx, f.admin, "account.rename", func(o *gate.OpTx) error {
+				o.Org(f.org.ID)
+				o.AlsoIn(other.ID)
+				o.Object("account", f.admin.AccountID)
+				if _, err := o.ExecContext(ctx, `UPDATE accounts SET display_name = $1 WHERE id = $2`, name, f.admin.AccountID); err != nil {
+					return err
+				}
+				return fail
+			})
+		}
+		if err := own("Refused", errs.E(errs.Invalid, "no")); !errs.Is(err, errs.Invalid) {
+			t.Fatalf("failed work: %v", err)
+		}
+		if err := own("Ada", nil); err != nil {
+			t.Fatal(err)
+		}
+		acc, err := accounts.ByID(ctx, f.db, f.admin.AccountID)
+		if err != nil || acc.DisplayName != "Ada" {
+			t.Errorf("account after the work: %+v, %v", acc, err)
+		}
+		for _, org := range []string{f.org.ID, other.ID} {
+			evs, _, err := audit.Search(ctx, f.db, audit.Filter{OrgID: org, Limit: audit.MaxPage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 || evs[0].Action != "account.rename" || evs[0].ActorAccount != f.admin.AccountID ||
+				evs[0].ActorSession != "s1" || evs[0].ObjectID != f.admin.AccountID || evs[0].Outcome != audit.Success {
+				t.Errorf("trail of %s = %+v, want the one rename", org, evs)
+			}
+		}
+	})
+}

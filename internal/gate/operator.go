@@ -29,6 +29,8 @@ type OpTx struct {
 	gate     *Gate
 	identity *OpIdentity
 	nothing  bool
+	// echoes are the other organizations whose trails record the event.
+	echoes []string
 }
 
 // Operate runs operator work, recorded as action.
@@ -57,8 +59,10 @@ func (g *Gate) unscoped(ctx context.Context, ev audit.Event, work func(o *OpTx) 
 		if o.nothing {
 			return errNothing
 		}
-		if _, err := audit.Append(ctx, tx, o.event); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+		for _, ev := range o.events() {
+			if _, err := audit.Append(ctx, tx, ev); err != nil {
+				return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+			}
 		}
 		return nil
 	})
@@ -80,6 +84,24 @@ func (o *OpTx) Nothing() { o.nothing = true }
 
 // Org names the organization the operation is about.
 func (o *OpTx) Org(orgID string) { o.event.OrgID = orgID }
+
+// AlsoIn records the operation's event, once the work is done, in the
+// trail of organization orgID as well, as it stands: for an account's own
+// change that the administrators of each of its organizations find in
+// their trail (a new name), where Org names the first of them.
+func (o *OpTx) AlsoIn(orgID string) { o.echoes = append(o.echoes, orgID) }
+
+// events are the operation's event and its echoes in other organizations'
+// trails.
+func (o *OpTx) events() []audit.Event {
+	evs := []audit.Event{o.event}
+	for _, id := range o.echoes {
+		echo := o.event
+		echo.OrgID = id
+		evs = append(evs, echo)
+	}
+	return evs
+}
 
 // Object names the object the operation is about.
 func (o *OpTx) Object(kind, id string) { o.event.ObjectType, o.event.ObjectID = kind, id }

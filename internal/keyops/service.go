@@ -4,8 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
 )
 
 // Service lets administrators request, list and approve key operations
@@ -86,15 +88,47 @@ func (s *Service) decide(ctx context.Context, a gate.Actor, slug, action string,
 // List returns the organization's key requests of the last History, newest
 // first.
 func (s *Service) List(ctx context.Context, a gate.Actor, slug string) ([]Request, error) {
-	var out []Request
+	l, err := s.list(ctx, a, slug, false)
+	return l.Requests, err
+}
+
+// Listing is List as the keys page shows it: the organization, its
+// requests and the accounts that made and approved them.
+type Listing struct {
+	Org      orgs.Organization
+	Requests []Request
+	// People are the accounts the requests name (requester, approver), by
+	// id; an account that no longer exists is missing.
+	People map[string]accounts.Account
+}
+
+// Listing returns what List returns with the organization and the
+// accounts the requests name, read in the same audited read (key.list)
+// under the same authorization, the accounts in one statement.
+func (s *Service) Listing(ctx context.Context, a gate.Actor, slug string) (Listing, error) {
+	return s.list(ctx, a, slug, true)
+}
+
+func (s *Service) list(ctx context.Context, a gate.Actor, slug string, people bool) (Listing, error) {
+	var l Listing
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "key.list", func(t *gate.Tx) error {
-		org := t.Org()
-		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: org.ID}); err != nil {
+		l.Org = t.Org()
+		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: l.Org.ID}); err != nil {
 			return err
 		}
 		var err error
-		out, err = List(ctx, t, org.ID, s.now().Add(-History))
+		if l.Requests, err = List(ctx, t, l.Org.ID, s.now().Add(-History)); err != nil || !people {
+			return err
+		}
+		named := make([]string, 0, 2*len(l.Requests))
+		for _, r := range l.Requests {
+			named = append(named, r.RequestedBy, r.ApprovedBy)
+		}
+		l.People, err = accounts.ByIDs(ctx, t, named)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return Listing{}, err
+	}
+	return l, nil
 }

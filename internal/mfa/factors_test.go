@@ -603,3 +603,27 @@ func TestAUTH09_SetPolicyRequiresEnrolment(t *testing.T) {
 		}
 	})
 }
+
+// The summary tells the signed-in person which factors their own account
+// has and how many recovery codes are left; it takes no account to ask
+// about but the actor's.
+func TestSummaryTellsTheOwnFactorsAndCodesLeft(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newFixture(t, d)
+		if m, err := f.svc.Summary(ctx, f.actor); err != nil || m != (mfa.Summary{}) {
+			t.Fatalf("summary before any factor: %+v, %v", m, err)
+		}
+		_, codes := f.enrol(t)
+		if _, err := f.verify(codes[0]); err != nil {
+			t.Fatal(err)
+		}
+		m, err := f.svc.Summary(ctx, f.actor)
+		if err != nil || m != (mfa.Summary{TOTP: true, RecoveryCodesLeft: mfa.RecoveryCodes - 1}) {
+			t.Errorf("summary after enrolment and one recovery code: %+v, %v", m, err)
+		}
+		if _, err := f.svc.Summary(ctx, gate.Actor{}); !errs.Is(err, errs.Unauthenticated) {
+			t.Errorf("summary without a sign-in: %v, want Unauthenticated", err)
+		}
+	})
+}

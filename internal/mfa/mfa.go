@@ -171,21 +171,37 @@ type Summary struct {
 	TOTP     bool // an authenticator app
 	SMS      bool // a phone that receives codes
 	Passkeys int
+	// RecoveryCodesLeft is how many of the account's recovery codes are
+	// unused.
+	RecoveryCodesLeft int
 }
 
-// SummaryOf reads which active second factors the account has.
+// SummaryOf reads which active second factors the account has and how
+// many recovery codes it has left.
 func SummaryOf(ctx context.Context, q sqldb.Querier, accountID string) (Summary, error) {
 	var m Summary
 	var totp, text int
 	err := q.QueryRowContext(ctx,
 		`SELECT (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'totp' AND confirmed_at IS NOT NULL),
 		        (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NOT NULL),
-		        (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1)`, accountID).Scan(&totp, &text, &m.Passkeys)
+		        (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1),
+		        (SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL)`,
+		accountID).Scan(&totp, &text, &m.Passkeys, &m.RecoveryCodesLeft)
 	if err != nil {
 		return Summary{}, errs.Wrap(errs.Unavailable, err, "read second factors")
 	}
 	m.TOTP, m.SMS = totp > 0, text > 0
 	return m, nil
+}
+
+// Summary tells the actor which second factors their own account has and
+// how many recovery codes it has left, as their account page shows them
+// (ListPasskeys names the passkeys).
+func (s *Service) Summary(ctx context.Context, a gate.Actor) (Summary, error) {
+	if a.AccountID == "" {
+		return Summary{}, errs.E(errs.Unauthenticated, "sign-in required")
+	}
+	return SummaryOf(ctx, s.DB, a.AccountID)
 }
 
 // appendForEachOrg records ev about the account once in each of its

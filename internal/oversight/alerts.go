@@ -8,14 +8,18 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
 )
 
-// Alerts returns the organization's alerts, newest first, to those who may
-// read its whole trail (AUTH-12, AUD-05).
-func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) ([]alerts.Alert, error) {
-	var out []alerts.Alert
+// Alerts returns the organization and its alerts, newest first, to those
+// who may read its whole trail (AUTH-12, AUD-05).
+func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []alerts.Alert, error) {
+	var (
+		org orgs.Organization
+		out []alerts.Alert
+	)
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "alert.list", func(t *gate.Tx) error {
-		org := t.Org()
+		org = t.Org()
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
@@ -23,10 +27,13 @@ func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) ([]aler
 		out, err = alerts.List(ctx, t, org.ID)
 		return err
 	})
+	if err != nil {
+		return orgs.Organization{}, nil, err
+	}
 	if out == nil {
 		out = []alerts.Alert{}
 	}
-	return out, err
+	return org, out, nil
 }
 
 // MarkAlertRead records that an administrator has seen an alert.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
@@ -135,8 +136,10 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{
-			Log: d.Log, Clinical: d.Instance.Clinical, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
+			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
 			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
+			Accounts:  &accounts.Service{Gate: g},
+			Orgs:      &orgadmin.Service{Gate: g},
 			Oversight: &oversight.Service{Gate: g},
 			Roles:     &roles.Service{Gate: g},
 			Networks:  &netadmin.Service{Gate: g},

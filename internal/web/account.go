@@ -5,10 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/custodia/custodia/internal/accounts"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/mfa"
 )
 
 // accountPage renders the account page with status, data's extra fields
@@ -18,19 +15,14 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 	ctx := r.Context()
 	sess := sessionOf(r)
 	data["Title"] = "Your account"
-	acc, err := accounts.ByID(ctx, d.Clinical, sess.AccountID)
+	acc, err := d.Accounts.Account(ctx, actor(d, r))
 	if err != nil {
 		fail(w, r, d, err)
 		return
 	}
-	factors, err := mfa.SummaryOf(ctx, d.Clinical, sess.AccountID)
+	factors, err := d.Factors.Summary(ctx, actor(d, r))
 	if err != nil {
 		fail(w, r, d, err)
-		return
-	}
-	left, err := mfa.RecoveryCodesLeft(ctx, d.Clinical, sess.AccountID)
-	if err != nil {
-		fail(w, r, d, errs.Wrap(errs.Unavailable, err, "read recovery codes"))
 		return
 	}
 	devices, err := d.Sessions.Devices(ctx, sess)
@@ -38,7 +30,7 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, left, devices
+	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, factors.RecoveryCodesLeft, devices
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
 		data["Notice"] = notice(r)
@@ -81,9 +73,7 @@ func handleRename(d Deps) http.Handler {
 		if !parse(w, r, d) {
 			return
 		}
-		a := actor(d, r)
-		ev := audit.Event{ActorSession: a.SessionID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
-		if _, err := accounts.Rename(r.Context(), d.Clinical, a.AccountID, r.PostForm.Get("name"), ev); err != nil {
+		if _, err := d.Accounts.Rename(r.Context(), actor(d, r), r.PostForm.Get("name")); err != nil {
 			accountError(w, r, d, err)
 			return
 		}
@@ -255,7 +245,7 @@ func handleKeepAlive(d Deps) http.Handler {
 func confirmPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data map[string]any) {
 	data["Title"] = "Confirm it is you"
 	if passkeysAvailable(d) {
-		if m, err := mfa.SummaryOf(r.Context(), d.Clinical, sessionOf(r).AccountID); err == nil {
+		if m, err := d.Factors.Summary(r.Context(), actor(d, r)); err == nil {
 			data["Passkeys"] = m.Passkeys > 0
 		}
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/orgs"
 )
 
 // alertNotices are the alert page's messages after a redirect.
@@ -50,16 +49,11 @@ func alertRows(slug string, list []alerts.Alert) []alertRow {
 // alertsPage gathers the alerts page: the list and the rules.
 func alertsPage(d Deps, r *http.Request, data map[string]any) error {
 	slug := r.PathValue("org")
-	list, err := d.Oversight.Alerts(r.Context(), actor(d, r), slug)
+	org, list, err := d.Oversight.Alerts(r.Context(), actor(d, r), slug)
 	if err != nil {
 		return err
 	}
 	rules, err := d.Oversight.AlertRules(r.Context(), actor(d, r), slug)
-	if err != nil {
-		return err
-	}
-	// Both reads allowed the requester, so the organization is theirs.
-	org, err := orgs.OrganizationBySlug(r.Context(), d.Clinical, slug)
 	if err != nil {
 		return err
 	}

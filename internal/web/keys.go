@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
-	"github.com/custodia/custodia/internal/orgs"
 )
 
 func keysPath(slug string) string { return "/orgs/" + url.PathEscape(slug) + "/keys" }
@@ -99,51 +97,38 @@ type keyRow struct {
 	Command string
 }
 
-// accountNames names accounts as the page shows them, each looked up once;
-// an account that cannot be read is shown by its id.
-type accountNames map[string]string
-
-func (n accountNames) of(ctx context.Context, d Deps, id string) string {
-	if id == "" {
+// nameOf names account id as the page shows it, from people (the accounts
+// the listing names): its name and address, else its address, and the id
+// of an account that no longer exists.
+func nameOf(people map[string]accounts.Account, id string) string {
+	acc, ok := people[id]
+	switch {
+	case id == "":
 		return ""
+	case !ok:
+		return id
+	case acc.DisplayName != "":
+		return acc.DisplayName + " (" + acc.Email + ")"
 	}
-	if s, ok := n[id]; ok {
-		return s
-	}
-	s := id
-	if acc, err := accounts.ByID(ctx, d.Clinical, id); err == nil {
-		s = acc.Email
-		if acc.DisplayName != "" {
-			s = acc.DisplayName + " (" + acc.Email + ")"
-		}
-	}
-	n[id] = s
-	return s
+	return acc.Email
 }
 
 // keysPage renders the organization's key requests of the last 30 days and
 // the request form, with status and data's extra fields (an error, the
 // form as posted).
 func keysPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data map[string]any) {
-	ctx, slug := r.Context(), r.PathValue("org")
-	list, err := d.Keys.List(ctx, actor(d, r), slug)
+	l, err := d.Keys.Listing(r.Context(), actor(d, r), r.PathValue("org"))
 	if err != nil {
 		fail(w, r, d, err)
 		return
 	}
-	// List let the viewer in: the organization exists and is theirs to see.
-	org, err := orgs.OrganizationBySlug(ctx, d.Clinical, slug)
-	if err != nil {
-		fail(w, r, d, err)
-		return
-	}
-	self, now, names := sessionOf(r).AccountID, time.Now(), accountNames{}
-	rows := make([]keyRow, 0, len(list))
-	for _, kr := range list {
+	org, self, now := l.Org, sessionOf(r).AccountID, time.Now()
+	rows := make([]keyRow, 0, len(l.Requests))
+	for _, kr := range l.Requests {
 		st := kr.Status(now)
-		row := keyRow{ID: kr.ID, What: keyWhat(kr), RequestedBy: names.of(ctx, d, kr.RequestedBy),
+		row := keyRow{ID: kr.ID, What: keyWhat(kr), RequestedBy: nameOf(l.People, kr.RequestedBy),
 			RequestedAt: kr.RequestedAt, ExpiresAt: kr.ExpiresAt, Status: st, StatusWords: keyStatusWords[st],
-			ApprovedBy: names.of(ctx, d, kr.ApprovedBy), Approvable: st == "pending" && kr.RequestedBy != self}
+			ApprovedBy: nameOf(l.People, kr.ApprovedBy), Approvable: st == "pending" && kr.RequestedBy != self}
 		if st == "approved" {
 			row.Command = "custodia keys " + string(kr.Kind) + " --request " + kr.ID
 		}

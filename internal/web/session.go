@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
@@ -111,7 +110,8 @@ func withSession(d Deps, w http.ResponseWriter, r *http.Request) (*http.Request,
 		sess = renewed
 	}
 	v := &viewer{session: sess, IdleWarn: int(d.IdleWarning / time.Second)}
-	if acc, err := accounts.ByID(ctx, d.Clinical, sess.AccountID); err == nil {
+	self := gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID, RemoteAddr: d.ClientAddr(r), UserAgent: r.UserAgent()}
+	if acc, err := d.Accounts.Account(ctx, self); err == nil {
 		v.Name = acc.DisplayName
 	}
 	left, err := d.Sessions.TimeLeft(ctx, sess)

@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/mfa"
-	"github.com/custodia/custodia/internal/orgs"
 )
 
 // notices are the fixed messages a page shows after a redirect (?done=…),
@@ -66,25 +64,15 @@ type membership struct {
 }
 
 func memberships(d Deps, r *http.Request) []membership {
-	ctx := r.Context()
-	id := sessionOf(r).AccountID
-	orgIDs, err := accounts.Organizations(ctx, d.Clinical, id)
+	list, err := d.Orgs.Memberships(r.Context(), actor(d, r))
 	if err != nil {
-		d.Log.ErrorContext(ctx, "list organizations", "err", err)
+		d.Log.ErrorContext(r.Context(), "list organizations", "err", err)
 		return nil
 	}
 	var out []membership
-	for _, orgID := range orgIDs {
-		o, err := orgs.OrganizationByID(ctx, d.Clinical, orgID)
-		if err != nil {
-			continue
-		}
-		as, err := authz.AssignmentsOf(ctx, d.Clinical, orgID, id)
-		if err != nil {
-			continue
-		}
-		m := membership{Name: o.Name, Slug: o.Slug}
-		for _, a := range as {
+	for _, o := range list {
+		m := membership{Name: o.Org.Name, Slug: o.Org.Slug}
+		for _, a := range o.Assignments {
 			if !slices.Contains(m.Roles, string(a.Role)) {
 				m.Roles = append(m.Roles, string(a.Role))
 			}

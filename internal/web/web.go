@@ -1,7 +1,9 @@
 // Package web is the browser shell: server-rendered pages from embedded
 // html/template files and embedded static assets, with no inline script so
 // the Content-Security-Policy can forbid it (WEB-02). Handlers decode a
-// form, call one domain function and render a page.
+// form, call one domain function and render a page. The shell holds no
+// database handle: what a page shows comes from the services in Deps, as
+// the API's answers do.
 package web
 
 import (
@@ -15,19 +17,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
-	"github.com/custodia/custodia/internal/sqldb"
 )
 
 //go:embed templates static
@@ -46,8 +49,12 @@ var pages = func() map[string]*template.Template {
 
 // Deps are what the pages need.
 type Deps struct {
-	Log      *slog.Logger
-	Clinical *sqldb.DB
+	Log *slog.Logger
+	// Accounts gives the signed-in person their own account: its name
+	// on every page, the account page, a new name.
+	Accounts *accounts.Service
+	// Orgs lists the organizations the signed-in person belongs to.
+	Orgs     *orgadmin.Service
 	Links    *links.Service
 	Sessions *sessions.Store
 	// Factors is the second-factor service; without a key-encryption key

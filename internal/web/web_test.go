@@ -38,7 +38,7 @@ func setupLink(t *testing.T) (*httptest.Server, *sqldb.DB, string) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(Routes(Deps{
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clinical: db,
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Links:      &links.Service{DB: db, Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: t.TempDir()}, BaseURL: "https://x.example"},
 		ClientAddr: func(r *http.Request) string { return r.RemoteAddr },
 	}))

@@ -1,5 +1,6 @@
 // Package orgadmin offers the tenancy tree (package orgs) to requests:
-// listing, reading and creating studies and sites. Every method runs its
+// listing, reading and creating studies and sites, and the organizations a
+// person belongs to. Every method runs its
 // work through the gate: authorized before anything is read, in one
 // transaction, audited. An object the requester may not see is reported as
 // not found (ACL-08).
@@ -8,6 +9,7 @@ package orgadmin
 import (
 	"context"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
@@ -151,4 +153,45 @@ func (s *Service) ListSites(ctx context.Context, a gate.Actor, slug, studyID str
 		return nil
 	})
 	return out, err
+}
+
+// Membership is an organization the requester belongs to, with the roles
+// they hold in it.
+type Membership struct {
+	Org         orgs.Organization
+	Assignments []authz.Assignment
+}
+
+// Memberships lists the organizations in which the requester holds a
+// role, with their roles there, for their start page. It is the account's
+// own work (Gate.Own): a person may always read where they belong, so the
+// read is recorded nowhere.
+func (s *Service) Memberships(ctx context.Context, a gate.Actor) ([]Membership, error) {
+	var out []Membership
+	err := s.Gate.Own(ctx, a, "organization.list", func(o *gate.OpTx) error {
+		o.Nothing()
+		orgIDs, err := accounts.Organizations(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		for _, id := range orgIDs {
+			org, err := orgs.OrganizationByID(ctx, o, id)
+			if errs.Is(err, errs.NotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			as, err := authz.AssignmentsOf(ctx, o, id, a.AccountID)
+			if err != nil {
+				return err
+			}
+			out = append(out, Membership{Org: org, Assignments: as})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
