@@ -2,7 +2,6 @@ package gate
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
@@ -29,57 +28,60 @@ type OpTx struct {
 	gate     *Gate
 	identity *OpIdentity
 	nothing  bool
+	alone    bool // Operate: a batch of its own
 	// echoes are the other organizations whose trails record the event.
 	echoes []string
 }
 
-// Operate runs operator work, recorded as action.
+// Operate runs operator work, recorded as action. It commits on its own
+// (see DoAlone): its removals on the identity database commit after it.
 func (g *Gate) Operate(ctx context.Context, action string, work func(o *OpTx) error) error {
-	return g.unscoped(ctx, audit.Event{Action: action, ActorRole: "operator", RemoteAddr: "local"}, work)
+	return g.unscoped(ctx, audit.Event{Action: action, ActorRole: "operator", RemoteAddr: "local"}, true, work)
 }
 
 // Own runs work of the account actor on its own data, recorded as action.
+// It commits together with concurrent requests (batch.go).
 func (g *Gate) Own(ctx context.Context, actor Actor, action string, work func(o *OpTx) error) error {
 	if actor.AccountID == "" {
 		return errs.E(errs.Unauthenticated, "sign-in required")
 	}
 	return g.unscoped(ctx, audit.Event{Action: action, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
-		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, work)
+		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, false, work)
 }
 
-func (g *Gate) unscoped(ctx context.Context, ev audit.Event, work func(o *OpTx) error) error {
+func (g *Gate) unscoped(ctx context.Context, ev audit.Event, alone bool, work func(o *OpTx) error) error {
 	ev.Outcome = audit.Success
-	o := &OpTx{gate: g, event: ev}
+	o := &OpTx{gate: g, event: ev, alone: alone}
 	defer o.endIdentity()
-	err := g.db.InTx(ctx, func(tx *sql.Tx) error {
-		o.tx = tx
-		if err := work(o); err != nil {
+	err := g.lane().do(ctx, alone, func(j *job) error {
+		if err := j.begin(); err != nil {
 			return err
 		}
-		if o.nothing {
-			return errNothing
-		}
-		for _, ev := range o.events() {
-			if _, err := audit.Append(ctx, tx, ev); err != nil {
-				return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+		o.tx = j.b.clinical
+		err := work(o)
+		if err == nil && !o.nothing {
+			for _, ev := range o.events() {
+				if _, err = audit.Append(context.WithoutCancel(ctx), o.tx, ev); err != nil {
+					err = errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+					break
+				}
 			}
 		}
-		return nil
+		if err != nil || o.nothing {
+			j.undo()
+			return err
+		}
+		return j.keep()
 	})
-	switch {
-	case err == errNothing:
-		return nil
-	case err != nil:
+	if err != nil || o.nothing {
 		return err
 	}
 	return o.commitIdentity()
 }
 
-// errNothing rolls back the transaction of operator work that did nothing.
-var errNothing = errs.E(errs.Internal, "nothing to do")
-
-// Nothing tells the gate the work found nothing to do: its transaction is
-// rolled back and no event recorded.
+// Nothing tells the gate the work found nothing to do, or only read what
+// its subject may always read: what it did is rolled back and no event
+// recorded.
 func (o *OpTx) Nothing() { o.nothing = true }
 
 // Org names the organization the operation is about.
@@ -144,6 +146,9 @@ func (o *OpTx) Identity(ctx context.Context) (*OpIdentity, error) {
 	}
 	if o.gate.identity == nil || o.gate.identityKeys == nil {
 		return nil, errs.E(errs.Unavailable, "the identity database is not configured on this server")
+	}
+	if !o.alone {
+		return nil, errs.Wrap(errs.Internal, errAlone, "an account's own work")
 	}
 	tx, err := o.gate.identity.BeginTx(ctx, nil)
 	if err != nil {
