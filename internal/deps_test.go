@@ -133,6 +133,12 @@ var notYetThroughTheDoor = map[string]bool{
 	"internal/participants": true,
 }
 
+// authenticates are the packages that tell who a request comes from, the
+// only ones that may read through Gate.Identify.
+var authenticates = map[string]bool{
+	"internal/sessions": true, "internal/accounts": true, "internal/mfa": true, "internal/links": true,
+}
+
 // TestOneDoor states the gate's rule in the import graph's terms: outside
 // the gate and the plumbing, no package holds a database handle and none
 // appends to the audit trail.
@@ -140,6 +146,7 @@ func TestOneDoor(t *testing.T) {
 	fset := token.NewFileSet()
 	holds := map[string][]string{}
 	appends := map[string][]string{}
+	identifies := map[string][]string{}
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
@@ -168,6 +175,9 @@ func TestOneDoor(t *testing.T) {
 						appends[pkg] = append(appends[pkg], fset.Position(n.Pos()).String())
 					}
 				}
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Identify" {
+					identifies[pkg] = append(identifies[pkg], fset.Position(n.Pos()).String())
+				}
 			}
 			return true
 		})
@@ -184,6 +194,13 @@ func TestOneDoor(t *testing.T) {
 			if !doorPlumbing[pkg] && !notYetThroughTheDoor[pkg] && !strings.HasPrefix(pkg, "internal/keys/") {
 				t.Errorf("%s %s (%s): only the gate and the storage plumbing may; go through the gate", pkg, m.what, strings.Join(where, ", "))
 			}
+		}
+	}
+	// Gate.Identify reads without an audit event; only the packages that
+	// tell who a request comes from may.
+	for pkg, where := range identifies {
+		if !authenticates[pkg] {
+			t.Errorf("%s calls Identify (%s): only the packages that authenticate requests may read unaudited", pkg, strings.Join(where, ", "))
 		}
 	}
 	for pkg := range notYetThroughTheDoor {

@@ -1,0 +1,108 @@
+package gate
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Account runs work about an account for a requester who may not have
+// proved yet that they hold it: a sign-in and its second step, a one-time
+// link, a session's end, a second factor's set-up. from tells where the
+// request comes from and, once known, the account and session; the work
+// names the account it finds (OpTx.As), may record another action than the
+// one it began as (OpTx.Action) and records a refusal that must stand
+// (OpTx.Outcome): a wrong password commits its count towards the lockout
+// and the spent rate-limit budget together with its failure event. Like
+// Own, it commits together with concurrent requests.
+func (g *Gate) Account(ctx context.Context, from Actor, action string, work func(o *OpTx) error) error {
+	return g.unscoped(ctx, audit.Event{Action: action, ActorAccount: from.AccountID, ActorSession: from.SessionID,
+		RemoteAddr: from.RemoteAddr, UserAgent: from.UserAgent}, false, work)
+}
+
+// As names the account, and the session if there is one, the work acts
+// for, once it found them (e.g. by the e-mail address of a sign-in).
+func (o *OpTx) As(accountID, sessionID string) {
+	o.event.ActorAccount, o.event.ActorSession = accountID, sessionID
+}
+
+// Action records the work as action instead of the one it began as: a
+// sign-in that turns out to need a second factor is recorded as the
+// challenge it issued.
+func (o *OpTx) Action(action string) { o.event.Action = action }
+
+// Outcome records the work's outcome: a refusal (audit.Failure,
+// audit.Denied) whose work must commit all the same, such as a failed
+// attempt counted towards a lockout. Work that returns an error commits
+// nothing; work that returns nil commits with the outcome set here
+// (audit.Success unless told).
+func (o *OpTx) Outcome(out audit.Outcome) { o.event.Outcome = out }
+
+// Secrets returns the vault of an account's secrets (second-factor
+// secrets, phone numbers, one-time codes), which wraps them with the
+// key-encryption key, each bound to its own associated data.
+func (o *OpTx) Secrets() (*Secrets, error) {
+	if o.gate.keys == nil || o.gate.keys.KEK == nil {
+		return nil, errNoKeys
+	}
+	return &Secrets{kek: o.gate.keys.KEK}, nil
+}
+
+// Secrets seals and opens an account's secrets; work never holds the key
+// that does.
+type Secrets struct{ kek keys.KEK }
+
+// Seal wraps secret, bound to ad, and names the key-encryption key version
+// that wrapped it, to be stored beside it (CRY-07).
+func (s *Secrets) Seal(ctx context.Context, secret, ad []byte) (sealed []byte, kekID string, err error) {
+	sealed, err = s.kek.Wrap(ctx, secret, ad)
+	if err != nil {
+		return nil, "", keysUnavailable(err)
+	}
+	return sealed, s.kek.ID(), nil
+}
+
+// Open unwraps what Seal sealed for the same ad.
+func (s *Secrets) Open(ctx context.Context, sealed, ad []byte) ([]byte, error) {
+	secret, err := s.kek.Unwrap(ctx, sealed, ad)
+	if err != nil {
+		return nil, keysUnavailable(err)
+	}
+	return secret, nil
+}
+
+// Identify runs read, unaudited, in a read-only transaction of its own:
+// for the lookups that tell who a request comes from before any work can
+// be recorded for them (the session or access token presented, the account
+// an e-mail address names, a pending challenge), and for an account's own
+// settings that sign-in needs. It changes nothing and waits for no writer.
+// Only the packages that authenticate requests call it (TestOneDoor).
+func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) error {
+	conn, err := g.db.Conn(ctx)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
+	}
+	defer conn.Close()
+	if g.db.Dialect == sqldb.SQLite {
+		// SQLite's transactions are read-only only if the connection is.
+		if _, err := conn.ExecContext(ctx, `PRAGMA query_only = ON`); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
+		}
+		defer func() {
+			if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA query_only = OFF`); err != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn }) // not back into the pool
+			}
+		}()
+	}
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
+	}
+	defer tx.Rollback()
+	return read(txQuerier{tx})
+}
