@@ -242,21 +242,27 @@ type client struct {
 
 func newClient(base, fingerprint string) *client {
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
-			InsecureSkipVerify: true, // replaced by the fingerprint pin below
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return errors.New("the server presented no certificate")
-				}
-				if got := fingerprintOf(cs.PeerCertificates[0].Raw); got != fingerprint {
-					return fmt.Errorf("the server presented certificate %s, not the printed %s", got, fingerprint)
-				}
-				return nil
-			},
-		},
+		TLSClientConfig:     pinnedTLS(fingerprint),
 		MaxIdleConnsPerHost: 8,
 	}
 	return &client{base: base, hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+}
+
+// pinnedTLS is a client's TLS configuration that trusts only the
+// certificate with the given SHA-256 fingerprint.
+func pinnedTLS(fingerprint string) *tls.Config {
+	return &tls.Config{
+		InsecureSkipVerify: true, // replaced by the fingerprint pin below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server presented no certificate")
+			}
+			if got := fingerprintOf(cs.PeerCertificates[0].Raw); got != fingerprint {
+				return fmt.Errorf("the server presented certificate %s, not the printed %s", got, fingerprint)
+			}
+			return nil
+		},
+	}
 }
 
 // do sends a request with an optional JSON body and returns the response
