@@ -104,5 +104,5 @@ func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) e
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
 	}
 	defer tx.Rollback()
-	return read(txQuerier{tx})
+	return read(txQuerier{tx, g.db})
 }

@@ -263,7 +263,7 @@ func (j *job) append(ctx context.Context, ev audit.Event) error {
 	if err := j.begin(); err != nil {
 		return err
 	}
-	if _, err := audit.Append(context.WithoutCancel(ctx), j.b.clinical, ev); err != nil {
+	if _, err := audit.Append(context.WithoutCancel(ctx), j.lane.clinical.In(j.b.clinical), ev); err != nil {
 		j.undo()
 		return err
 	}

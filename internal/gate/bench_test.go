@@ -48,7 +48,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 					for pb.Next() {
 						name := fmt.Sprintf("Plain %d", n.Add(1))
 						if err := f.db.InTx(ctx, func(tx *sql.Tx) error {
-							_, err := orgs.CreateStudy(ctx, tx, f.org.ID, orgs.KindStudy, name)
+							_, err := orgs.CreateStudy(ctx, f.db.In(tx), f.org.ID, orgs.KindStudy, name)
 							return err
 						}); err != nil {
 							b.Error(err)

@@ -57,11 +57,11 @@ func (g *Gate) unscoped(ctx context.Context, ev audit.Event, alone bool, work fu
 		if err := j.begin(); err != nil {
 			return err
 		}
-		o.tx = j.b.clinical
+		o.tx, o.db = j.b.clinical, g.db
 		err := work(o)
 		if err == nil && !o.nothing {
 			for _, ev := range o.events() {
-				if _, err = audit.Append(context.WithoutCancel(ctx), o.tx, ev); err != nil {
+				if _, err = audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), ev); err != nil {
 					err = errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
 					break
 				}
@@ -154,7 +154,7 @@ func (o *OpTx) Identity(ctx context.Context) (*OpIdentity, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable")
 	}
-	o.identity = &OpIdentity{txQuerier: txQuerier{tx}, ring: o.gate.identityKeys}
+	o.identity = &OpIdentity{txQuerier: txQuerier{tx, o.gate.identity}, ring: o.gate.identityKeys}
 	return o.identity, nil
 }
 

@@ -202,21 +202,21 @@ var ended = func() context.Context {
 // allowed the work.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	tx, ctx := t.query(ctx)
-	return tx.ExecContext(ctx, query, args...)
+	return t.gate.db.In(tx).ExecContext(ctx, query, args...)
 }
 
 // QueryContext runs a query in the request's transaction, once authz
 // allowed the work.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	tx, ctx := t.query(ctx)
-	return tx.QueryContext(ctx, query, args...)
+	return t.gate.db.In(tx).QueryContext(ctx, query, args...)
 }
 
 // QueryRowContext runs a query for one row in the request's transaction,
 // once authz allowed the work.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	tx, ctx := t.query(ctx)
-	return tx.QueryRowContext(ctx, query, args...)
+	return t.gate.db.In(tx).QueryRowContext(ctx, query, args...)
 }
 
 // verdict decides, inside the transaction, whether the work may commit:
@@ -268,7 +268,7 @@ func (t *Tx) appendEvent(ctx context.Context) error {
 		evs = append(evs, echo)
 	}
 	for _, ev := range evs {
-		if _, err := audit.Append(context.WithoutCancel(ctx), t.tx, ev); err != nil {
+		if _, err := audit.Append(context.WithoutCancel(ctx), t.gate.db.In(t.tx), ev); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
 	}

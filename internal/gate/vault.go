@@ -176,7 +176,8 @@ func (t *Tx) Identity(ctx context.Context) (*IdentityTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.identity = &IdentityTx{txQuerier: txQuerier{tx}, vault: &Vault{t: t, ring: t.gate.identityKeys, q: txQuerier{tx}}}
+	q := txQuerier{tx, t.gate.identity}
+	t.identity = &IdentityTx{txQuerier: q, vault: &Vault{t: t, ring: t.gate.identityKeys, q: q}}
 	return t.identity, nil
 }
 
@@ -199,24 +200,27 @@ func (it *IdentityTx) CommitAfterEvent() {
 	t.job.b.identityAfter = true
 }
 
-// txQuerier runs statements in one transaction: the querier of the gate's
-// views that may query from the start (an identity transaction, begun
-// only for allowed work; operator and account work).
-type txQuerier struct{ tx *sql.Tx }
+// txQuerier runs statements in one transaction of db: the querier of the
+// gate's views that may query from the start (an identity transaction,
+// begun only for allowed work; operator and account work).
+type txQuerier struct {
+	tx *sql.Tx
+	db *sqldb.DB // whose prepared statements run in tx
+}
 
 // ExecContext runs a statement in the transaction. Like every statement of
 // the gate's transactions, it is not cancelled with its request (see
 // batch.go).
 func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return q.tx.ExecContext(context.WithoutCancel(ctx), query, args...)
+	return q.db.In(q.tx).ExecContext(context.WithoutCancel(ctx), query, args...)
 }
 
 // QueryContext runs a query in the transaction.
 func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return q.tx.QueryContext(context.WithoutCancel(ctx), query, args...)
+	return q.db.In(q.tx).QueryContext(context.WithoutCancel(ctx), query, args...)
 }
 
 // QueryRowContext runs a query for one row in the transaction.
 func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return q.tx.QueryRowContext(context.WithoutCancel(ctx), query, args...)
+	return q.db.In(q.tx).QueryRowContext(context.WithoutCancel(ctx), query, args...)
 }

@@ -120,8 +120,9 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 	case err != nil:
 		return fail(err)
 	}
+	// (epoch <> '' lets the partial index on data_keys.epoch serve it.)
 	var members int
-	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT scope_id) FROM data_keys WHERE epoch = $1`, epoch).Scan(&members); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT scope_id) FROM data_keys WHERE epoch = $1 AND epoch <> ''`, epoch).Scan(&members); err != nil {
 		return fail(err)
 	}
 	if members >= k.epochSize() {
@@ -185,7 +186,7 @@ func (k *Keyring) retireEpoch(ctx context.Context, tx sqldb.Querier, epoch strin
 	if _, err := tx.ExecContext(ctx, `UPDATE key_epochs SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL`, epoch, now); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "retire an erasure epoch")
 	}
-	rows, err := tx.QueryContext(ctx, selectRow+`WHERE epoch = $1 AND wrapped IS NOT NULL ORDER BY id, version`, epoch)
+	rows, err := tx.QueryContext(ctx, selectRow+`WHERE epoch = $1 AND epoch <> '' AND wrapped IS NOT NULL ORDER BY id, version`, epoch)
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
 	}
@@ -272,7 +273,7 @@ func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch st
 	var done []string
 	for _, e := range pending {
 		var live int
-		if err := k.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys WHERE epoch = $1 AND wrapped IS NOT NULL`, e).Scan(&live); err != nil {
+		if err := k.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys WHERE epoch = $1 AND epoch <> '' AND wrapped IS NOT NULL`, e).Scan(&live); err != nil {
 			return done, errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
 		}
 		if live > 0 {

@@ -40,6 +40,8 @@ type DB struct {
 	// Location describes the database for people: a file path, or the
 	// PostgreSQL URL with its password removed.
 	Location string
+	// prepared keeps SQLite's statements prepared (stmts.go).
+	prepared prepared
 }
 
 // Target is a parsed database URL.

@@ -1,0 +1,106 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// SQLite prepares a statement anew each time it is run, and preparing
+// (parsing and planning) costs more than running most of ours. A DB on
+// SQLite therefore keeps each statement it runs prepared, by its text, on
+// each connection (database/sql's *sql.Stmt), and runs it from there,
+// inside transactions too (In). pgx keeps its own per-connection cache, so
+// a DB on PostgreSQL runs statements as given.
+
+// maxPrepared bounds the cache: statements whose text is built (a list of
+// placeholders of varying length) are not kept beyond it.
+const maxPrepared = 512
+
+type prepared struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// stmt returns query prepared, or nil to run it unprepared.
+func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	db.prepared.mu.Lock()
+	s, ok := db.prepared.m[query]
+	full := len(db.prepared.m) >= maxPrepared
+	db.prepared.mu.Unlock()
+	if ok || full {
+		return s
+	}
+	s, err := db.DB.PrepareContext(context.WithoutCancel(ctx), query)
+	if err != nil {
+		return nil // run unprepared, and report its error there
+	}
+	db.prepared.mu.Lock()
+	defer db.prepared.mu.Unlock()
+	if db.prepared.m == nil {
+		db.prepared.m = map[string]*sql.Stmt{}
+	}
+	if other, ok := db.prepared.m[query]; ok {
+		s.Close()
+		return other
+	}
+	db.prepared.m[query] = s
+	return s
+}
+
+// ExecContext runs a statement.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := db.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return db.DB.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query.
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := db.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return db.DB.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query for one row.
+func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := db.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return db.DB.QueryRowContext(ctx, query, args...)
+}
+
+// In returns the querier of tx, a transaction of db, which runs statements
+// prepared on tx's connection.
+func (db *DB) In(tx *sql.Tx) Querier { return inTx{db: db, tx: tx} }
+
+type inTx struct {
+	db *DB
+	tx *sql.Tx
+}
+
+func (q inTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := q.db.stmt(ctx, query); s != nil {
+		return q.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+	}
+	return q.tx.ExecContext(ctx, query, args...)
+}
+
+func (q inTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := q.db.stmt(ctx, query); s != nil {
+		return q.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+	}
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
+func (q inTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := q.db.stmt(ctx, query); s != nil {
+		return q.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	}
+	return q.tx.QueryRowContext(ctx, query, args...)
+}

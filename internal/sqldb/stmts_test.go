@@ -1,0 +1,83 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+func openSQLiteTest(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Statements kept prepared follow the schema: a statement prepared before
+// a table changed, was dropped and made anew answers for the table as it
+// is, inside transactions and outside.
+func TestPreparedStatementsFollowTheSchema(t *testing.T) {
+	ctx := context.Background()
+	db := openSQLiteTest(t)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	read := func(q Querier) (n int, err error) {
+		err = q.QueryRowContext(ctx, `SELECT count(*) FROM things WHERE kind = $1`, "a").Scan(&n)
+		return n, err
+	}
+	exec(`CREATE TABLE things (kind TEXT)`)
+	exec(`INSERT INTO things (kind) VALUES ($1)`, "a")
+	if n, err := read(db); err != nil || n != 1 {
+		t.Fatalf("read: %d %v", n, err)
+	}
+	exec(`DROP TABLE things`)
+	if _, err := read(db); err == nil {
+		t.Error("a prepared statement read a dropped table")
+	}
+	exec(`CREATE TABLE things (id INTEGER PRIMARY KEY, kind TEXT)`)
+	exec(`INSERT INTO things (kind) VALUES ($1)`, "a")
+	exec(`INSERT INTO things (kind) VALUES ($1)`, "a")
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := db.In(tx).ExecContext(ctx, `INSERT INTO things (kind) VALUES ($1)`, "a"); err != nil {
+			return err
+		}
+		n, err := read(db.In(tx))
+		if n != 3 {
+			t.Errorf("inside the transaction: %d things, want 3", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := read(db); err != nil || n != 3 {
+		t.Errorf("after the commit: %d %v, want 3", n, err)
+	}
+	if db.prepared.m[`SELECT count(*) FROM things WHERE kind = $1`] == nil {
+		t.Error("the statement was not kept prepared")
+	}
+}
+
+// Statements whose text is built each time do not fill memory.
+func TestPreparedStatementsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	db := openSQLiteTest(t)
+	for i := range maxPrepared + 100 {
+		var n int
+		if err := db.QueryRowContext(ctx, fmt.Sprintf(`SELECT %d`, i)).Scan(&n); err != nil || n != i {
+			t.Fatalf("SELECT %d: %d %v", i, n, err)
+		}
+	}
+	if got := len(db.prepared.m); got != maxPrepared {
+		t.Errorf("%d statements kept, want %d", got, maxPrepared)
+	}
+}
