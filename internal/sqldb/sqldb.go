@@ -171,6 +171,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		// Deleted content (a destroyed key, a purged value) is overwritten,
 		// not left in free pages (LIFE-03).
 		"secure_delete(1)",
+		// The journals of savepoints (one per request in a batch of the
+		// gate) stay in memory instead of a temporary file.
+		"temp_store(MEMORY)",
 	} {
 		q.Add("_pragma", p)
 	}
