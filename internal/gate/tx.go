@@ -11,6 +11,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -72,6 +73,8 @@ type Tx struct {
 	gate      *Gate
 	identity  *IdentityTx
 	integrity bool
+	// held are the current keys the request's vaults sealed with.
+	held map[heldKey]keys.DataKey
 	// echoes are the other organizations whose trails record the event.
 	echoes []string
 	// stream is the read that follows the commit (Stream).

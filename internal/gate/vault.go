@@ -73,14 +73,30 @@ func (v *Vault) Seal(ctx context.Context, scope keys.Scope, at keys.Context, pla
 	if err := v.check(scope.OrgID, at.OrgID); err != nil {
 		return nil, err
 	}
-	dk, err := v.ring.Current(ctx, v.q, scope)
-	switch {
-	case errors.Is(err, keys.ErrKeyDestroyed):
-		return nil, err
-	case err != nil:
-		return nil, keysUnavailable(err)
+	held := heldKey{v.ring, scope}
+	dk, ok := v.t.held[held]
+	if !ok {
+		var err error
+		dk, err = v.ring.Current(ctx, v.q, scope)
+		switch {
+		case errors.Is(err, keys.ErrKeyDestroyed):
+			return nil, err
+		case err != nil:
+			return nil, keysUnavailable(err)
+		}
+		if v.t.held == nil {
+			v.t.held = map[heldKey]keys.DataKey{}
+		}
+		v.t.held[held] = dk
 	}
 	return keys.Seal(dk, plaintext, at)
+}
+
+// heldKey names the current key of a scope in one keyring, which a request
+// looks up once however many values it seals under it.
+type heldKey struct {
+	ring  *keys.Keyring
+	scope keys.Scope
 }
 
 // Open decrypts a value sealed for the place at names. A value whose key
@@ -123,6 +139,7 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 	if err := v.check(scope.OrgID); err != nil {
 		return err
 	}
+	delete(v.t.held, heldKey{v.ring, scope})
 	if err := v.ring.Destroy(ctx, v.q, scope); err != nil {
 		if errors.Is(err, keys.ErrEpochsUnsupported) {
 			return err // a setting to change, not an outage

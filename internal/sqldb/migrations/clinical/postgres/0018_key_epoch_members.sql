@@ -6,3 +6,8 @@
 -- does not keep others from it; an erasure retiring the epoch still waits
 -- for them (keys/epochring.go).
 ALTER TABLE key_epochs DROP COLUMN members;
+
+-- The count reads the index alone: the members of an epoch are its keys'
+-- scope ids.
+DROP INDEX data_keys_epoch;
+CREATE INDEX data_keys_epoch ON data_keys (epoch, scope_id) WHERE epoch <> '';
