@@ -89,7 +89,17 @@ func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error 
 	case l.turn <- struct{}{}:
 		l.queued.Add(-1)
 	case <-ctx.Done():
-		l.queued.Add(-1)
+		// The request still takes its turn, with no work, so that the
+		// one before it, which left the batch open for it, is not left
+		// waiting for a commit that no one makes.
+		go func() {
+			l.turn <- struct{}{}
+			l.queued.Add(-1)
+			if l.open != nil && l.queued.Load() == 0 {
+				l.commit(l.open)
+			}
+			<-l.turn
+		}()
 		return errs.Wrap(errs.Unavailable, ctx.Err(), "the request ended before it was carried out")
 	}
 	if alone && l.open != nil {
