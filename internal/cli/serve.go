@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
@@ -132,7 +133,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	url := "https://" + publicHost(ln.Addr(), o.addr)
 	if o.demo {
-		logins, err := demo.Seed(ctx, inst.Clinical)
+		logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 		if err != nil {
 			return err
 		}

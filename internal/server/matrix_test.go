@@ -25,6 +25,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
@@ -1472,7 +1473,7 @@ func newServerWith(t *testing.T, configure func(*Deps)) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 	if err != nil {
 		t.Fatal(err)
 	}
