@@ -129,8 +129,7 @@ var doorPlumbing = map[string]bool{
 // handle or appends an event.
 var notYetThroughTheDoor = map[string]bool{
 	"internal/sessions": true, "internal/mfa": true, "internal/links": true, "internal/accounts": true,
-	"internal/alerts": true, "internal/ratelimit": true,
-	"internal/participants": true,
+	"internal/ratelimit": true, "internal/participants": true,
 }
 
 // authenticates are the packages that tell who a request comes from, the
