@@ -51,9 +51,16 @@ type Alert struct {
 // maxSubject bounds an alert's subject in bytes.
 const maxSubject = 200
 
+// Tx is the transaction an alert is raised in: that of what caused it,
+// which records the alert's own event beside its own (gate.OpTx).
+type Tx interface {
+	sqldb.Querier
+	Record(ctx context.Context, ev audit.Event) error
+}
+
 // Raise records an alert and its audit event, alert.raised, in tx: the
 // transaction that records what caused it. Announce it after tx commits.
-func Raise(ctx context.Context, tx sqldb.Tx, a Alert) (Alert, error) {
+func Raise(ctx context.Context, tx Tx, a Alert) (Alert, error) {
 	switch a.Kind {
 	case AccountLocked, AddressLimited, SecurityEvent:
 	default:
@@ -71,7 +78,7 @@ func Raise(ctx context.Context, tx sqldb.Tx, a Alert) (Alert, error) {
 	if err != nil {
 		return Alert{}, fmt.Errorf("record alert: %w", err)
 	}
-	_, err = audit.Append(ctx, tx, audit.Event{
+	err = tx.Record(ctx, audit.Event{
 		Action: "alert.raised", OrgID: a.OrgID, ObjectType: "alert", ObjectID: a.ID,
 		Outcome: audit.Success, Security: true,
 		Details: map[string]string{"kind": string(a.Kind), "subject": a.Subject},

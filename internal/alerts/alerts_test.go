@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -43,7 +44,7 @@ func TestAUTH12_AlertIsRecordedAuditedAndAnnounced(t *testing.T) {
 		org, other := newOrg(t, db, "one"), newOrg(t, db, "two")
 		account := ids.New()
 		var raised []Alert
-		err := db.InTx(ctx, func(tx *sql.Tx) error {
+		err := gate.New(gate.Config{Clinical: db}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error {
 			for _, a := range []Alert{
 				{OrgID: org, Kind: AccountLocked, Subject: account},
 				{Kind: AddressLimited, Subject: "192.0.2.7"},
@@ -102,7 +103,7 @@ func TestLIFE05_AlertOfAnotherOrganizationCannotBeMarkedRead(t *testing.T) {
 		db := sqldbtest.Open(t, d, sqldb.Clinical)
 		org, other := newOrg(t, db, "one"), newOrg(t, db, "two")
 		var a Alert
-		db.InTx(ctx, func(tx *sql.Tx) error {
+		gate.New(gate.Config{Clinical: db}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error {
 			var err error
 			a, err = Raise(ctx, tx, Alert{OrgID: org, Kind: AccountLocked, Subject: ids.New()})
 			return err
@@ -139,7 +140,7 @@ func TestRaiseRefusesUnknownKindAndBadSubject(t *testing.T) {
 		{Kind: AccountLocked, Subject: strings.Repeat("x", maxSubject+1)},
 		{Kind: AccountLocked, Subject: "\xff"},
 	} {
-		err := db.InTx(ctx, func(tx *sql.Tx) error { _, err := Raise(ctx, tx, a); return err })
+		err := gate.New(gate.Config{Clinical: db}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error { _, err := Raise(ctx, tx, a); return err })
 		if !errs.Is(err, errs.Invalid) {
 			t.Errorf("Raise(%q, %q) = %v, want Invalid", a.Kind, a.Subject, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -29,7 +30,7 @@ func describe(k Kind) string {
 // data (WEB-07): the kind of alert and a link, never who or what it is
 // about; the details are behind the sign-in.
 type MailNotifier struct {
-	DB      *sqldb.DB
+	Gate    *gate.Gate
 	Mail    mail.Sender
 	BaseURL string
 }
@@ -40,24 +41,17 @@ func (m *MailNotifier) Notify(ctx context.Context, a Alert) error {
 	if a.OrgID == "" || m.Mail == nil {
 		return nil
 	}
-	rows, err := m.DB.QueryContext(ctx,
-		`SELECT DISTINCT a.email FROM role_assignments r JOIN accounts a ON a.id = r.account_id
-		 WHERE r.org_id = $1 AND r.role = $2 ORDER BY a.email`, a.OrgID, string(authz.OrgAdmin))
-	if err != nil {
-		return fmt.Errorf("find administrators: %w", err)
-	}
+	// The addresses are read as the operator, who may always read them;
+	// the mails go out after the read, not while it holds the gate.
 	var to []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return fmt.Errorf("find administrators: %w", err)
-		}
-		to = append(to, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("find administrators: %w", err)
+	err := m.Gate.Operate(ctx, "alert.notify", func(tx *gate.OpTx) error {
+		tx.Nothing() // a read
+		var err error
+		to, err = administrators(ctx, tx, a.OrgID)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	text := fmt.Sprintf("A security alert was raised for your organization in Custodia: %s.\n\n"+
 		"Sign in to review it:\n%s/\n\n"+
@@ -70,4 +64,27 @@ func (m *MailNotifier) Notify(ctx context.Context, a Alert) error {
 		}
 	}
 	return errors.Join(errList...)
+}
+
+// administrators are the addresses of the organization's administrators.
+func administrators(ctx context.Context, q sqldb.Querier, orgID string) ([]string, error) {
+	rows, err := q.QueryContext(ctx,
+		`SELECT DISTINCT a.email FROM role_assignments r JOIN accounts a ON a.id = r.account_id
+		 WHERE r.org_id = $1 AND r.role = $2 ORDER BY a.email`, orgID, string(authz.OrgAdmin))
+	if err != nil {
+		return nil, fmt.Errorf("find administrators: %w", err)
+	}
+	defer rows.Close()
+	var to []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, fmt.Errorf("find administrators: %w", err)
+		}
+		to = append(to, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find administrators: %w", err)
+	}
+	return to, nil
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -127,14 +130,33 @@ func SetRules(ctx context.Context, tx sqldb.Tx, orgID string, prefixes []string,
 // on the log, whichever node raised it. It reads the log in index order,
 // so it sees every committed event exactly when the sequencer has given it
 // its place; its own place is kept in the database.
+//
+// A round is operator work (Gate.Operate, alert.watch). One that raises or
+// announces alerts moves the stored place in the same transaction as the
+// alerts and their events, and only if no other node moved it meanwhile,
+// so each alert is raised once. A round that finds nothing to raise or
+// announce changes nothing and records nothing: the watcher remembers how
+// far it read, and stores that place with its next change, or once
+// maxUnstored events were passed, so that an idle log is not filled with
+// the watcher's own events.
 type Watcher struct {
-	DB       *sqldb.DB
+	Gate     *gate.Gate
 	Notifier Notifier
 	Log      *slog.Logger
 	Batch    int // events examined per round; 500 when zero
+
+	mu sync.Mutex
+	// read is how far the watcher read past the stored place stored
+	// without finding anything to do; valid while the place is stored.
+	stored, read int64
+	ahead        bool
 }
 
 const watchName = "alerts"
+
+// maxUnstored bounds how many events a watcher passes before it stores its
+// place: what a restart reads again.
+const maxUnstored = 10000
 
 // errMoved is a round that lost its race with another node.
 var errMoved = errors.New("alert watcher moved meanwhile")
@@ -152,29 +174,42 @@ type logEntry struct {
 // notifications follow the commit, so a crash in between sends them again
 // rather than never (at least once).
 func (w *Watcher) Round(ctx context.Context) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	batch := w.Batch
 	if batch <= 0 {
 		batch = 500
 	}
-	var notify []string
-	var n int
-	err := w.DB.InTx(ctx, func(tx *sql.Tx) error {
-		notify, n = nil, 0
-		next, err := watchPlace(ctx, tx)
+	var (
+		notify         []Alert
+		n, raised      int
+		stored, passed int64
+		quiet          bool
+	)
+	err := w.Gate.Operate(ctx, "alert.watch", func(tx *gate.OpTx) error {
+		notify, n, raised, quiet = nil, 0, 0, false
+		var started bool
+		var err error
+		stored, started, err = watchPlace(ctx, tx)
 		if err != nil {
 			return err
 		}
-		entries, err := readLog(ctx, tx, next, batch)
+		from := stored
+		if w.ahead && w.stored == stored && w.read > stored {
+			from = w.read
+		}
+		entries, err := readLog(ctx, tx, from, batch)
 		if err != nil {
 			return err
 		}
 		rules := map[string]Rules{}
+		var announce []string
 		for _, e := range entries {
 			if !e.security || e.org == "" {
 				continue
 			}
 			if e.action == "alert.raised" {
-				notify = append(notify, e.objectID)
+				announce = append(announce, e.objectID)
 				continue
 			}
 			r, ok := rules[e.org]
@@ -188,36 +223,50 @@ func (w *Watcher) Round(ctx context.Context) (int, error) {
 				if _, err := Raise(ctx, tx, Alert{OrgID: e.org, Kind: SecurityEvent, Subject: e.id}); err != nil {
 					return err
 				}
+				raised++
 			}
 		}
 		n = len(entries)
-		if n == 0 {
+		passed = from + int64(n)
+		if !started && raised == 0 && len(announce) == 0 && passed-stored < maxUnstored {
+			quiet = true
+			tx.Nothing()
 			return nil
 		}
-		res, err := tx.ExecContext(ctx,
-			`UPDATE alert_watch SET next_seq = $1 WHERE name = $2 AND next_seq = $3`,
-			next+int64(n), watchName, next)
-		if err != nil {
-			return fmt.Errorf("move alert watcher: %w", err)
+		if notify, err = byIDs(ctx, tx, announce); err != nil {
+			return err
 		}
-		if k, err := res.RowsAffected(); err != nil || k != 1 {
-			return errMoved
+		if passed != stored {
+			res, err := tx.ExecContext(ctx,
+				`UPDATE alert_watch SET next_seq = $1 WHERE name = $2 AND next_seq = $3`,
+				passed, watchName, stored)
+			if err != nil {
+				return fmt.Errorf("move alert watcher: %w", err)
+			}
+			if k, err := res.RowsAffected(); err != nil || k != 1 {
+				return errMoved
+			}
 		}
+		tx.Detail("from", strconv.FormatInt(stored, 10))
+		tx.Detail("to", strconv.FormatInt(passed, 10))
+		tx.Detail("raised", strconv.Itoa(raised))
+		tx.Detail("announced", strconv.Itoa(len(notify)))
 		return nil
 	})
 	if errors.Is(err, errMoved) {
+		w.ahead = false
 		return 0, nil
 	}
 	if err != nil {
+		w.ahead = false
 		return 0, err
 	}
-	if len(notify) > 0 {
-		list, err := byIDs(ctx, w.DB, notify)
-		if err != nil {
-			return n, err
-		}
-		Announce(ctx, w.Log, w.Notifier, list...)
+	if quiet {
+		w.stored, w.read, w.ahead = stored, passed, true
+	} else {
+		w.stored, w.read, w.ahead = passed, passed, true
 	}
+	Announce(ctx, w.Log, w.Notifier, notify...)
 	return n, nil
 }
 
@@ -248,29 +297,29 @@ func (w *Watcher) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// watchPlace returns the watcher's place, starting it at the end of the log
-// on first use: events from before alerting was set up raise nothing.
-func watchPlace(ctx context.Context, tx sqldb.Tx) (int64, error) {
-	var next int64
-	err := tx.QueryRowContext(ctx, `SELECT next_seq FROM alert_watch WHERE name = $1`, watchName).Scan(&next)
+// watchPlace returns the watcher's stored place, starting it at the end of
+// the log on first use (started): events from before alerting was set up
+// raise nothing.
+func watchPlace(ctx context.Context, tx sqldb.Tx) (next int64, started bool, err error) {
+	err = tx.QueryRowContext(ctx, `SELECT next_seq FROM alert_watch WHERE name = $1`, watchName).Scan(&next)
 	if err == nil {
-		return next, nil
+		return next, false, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("read alert watcher: %w", err)
+		return 0, false, fmt.Errorf("read alert watcher: %w", err)
 	}
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log`).Scan(&next); err != nil {
-		return 0, fmt.Errorf("read audit log size: %w", err)
+		return 0, false, fmt.Errorf("read audit log size: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO alert_watch (name, next_seq) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, watchName, next); err != nil {
-		return 0, fmt.Errorf("start alert watcher: %w", err)
+		return 0, false, fmt.Errorf("start alert watcher: %w", err)
 	}
 	err = tx.QueryRowContext(ctx, `SELECT next_seq FROM alert_watch WHERE name = $1`, watchName).Scan(&next)
 	if err != nil {
-		return 0, fmt.Errorf("read alert watcher: %w", err)
+		return 0, false, fmt.Errorf("read alert watcher: %w", err)
 	}
-	return next, nil
+	return next, true, nil
 }
 
 func readLog(ctx context.Context, tx sqldb.Tx, from int64, n int) ([]logEntry, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -50,9 +51,10 @@ func newWatchFixture(t *testing.T, d sqldb.Dialect) watchFixture {
 		t.Fatal(err)
 	}
 	f.log = &audit.Log{DB: f.db}
+	g := gate.New(gate.Config{Clinical: f.db})
 	f.watcher = &alerts.Watcher{
-		DB:       f.db,
-		Notifier: &alerts.MailNotifier{DB: f.db, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@test.example"}, BaseURL: "https://custodia.test.example"},
+		Gate:     g,
+		Notifier: &alerts.MailNotifier{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@test.example"}, BaseURL: "https://custodia.test.example"},
 	}
 	f.sequence(t)
 	if _, err := f.watcher.Round(ctx); err != nil { // takes its place at the end of the log
@@ -216,7 +218,7 @@ func TestAUD05_TwoWatchersRaiseEachAlertOnce(t *testing.T) {
 			f.event(t, "network.set", true)
 		}
 		f.sequence(t)
-		other := &alerts.Watcher{DB: f.db, Notifier: f.watcher.Notifier, Batch: 3}
+		other := &alerts.Watcher{Gate: gate.New(gate.Config{Clinical: f.db}), Notifier: f.watcher.Notifier, Batch: 3} // another node's
 		f.watcher.Batch = 3
 		var wg sync.WaitGroup
 		for _, w := range []*alerts.Watcher{f.watcher, other} {
@@ -263,7 +265,7 @@ func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
 	if _, err := (&audit.Log{DB: db}).Sequence(ctx, 100); err != nil {
 		t.Fatal(err)
 	}
-	w := &alerts.Watcher{DB: db}
+	w := &alerts.Watcher{Gate: gate.New(gate.Config{Clinical: db})}
 	for range 3 {
 		if _, err := w.Round(ctx); err != nil {
 			t.Fatal(err)
@@ -272,4 +274,45 @@ func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
 	if list, _ := alerts.List(ctx, db, org); len(list) != 0 {
 		t.Errorf("alerts = %+v, want none for an event from before", list)
 	}
+}
+
+// Rounds that find nothing to raise or announce record nothing: the
+// watcher's own events do not fill the log of a busy instance.
+func TestAUD05_WatcherRoundsWithNothingToDoRecordNothing(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := newWatchFixture(t, d)
+		rounds := func() int {
+			t.Helper()
+			var n int
+			if err := f.db.QueryRowContext(context.Background(),
+				`SELECT COUNT(*) FROM audit_events WHERE action = 'alert.watch'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for range 3 {
+			f.event(t, "study.read", false)
+			f.event(t, "auth.confirm", true)
+			f.settle(t)
+		}
+		before := rounds()
+		for range 3 {
+			f.event(t, "study.read", false)
+			f.settle(t)
+		}
+		if got := rounds(); got != before {
+			t.Errorf("alert.watch events: %d after idle rounds, %d before", got, before)
+		}
+		// An alert is raised in one round and announced in the next: two
+		// rounds on the record, then quiet again.
+		f.event(t, "role.assign", true)
+		f.settle(t)
+		f.settle(t)
+		if got := rounds(); got != before+2 {
+			t.Errorf("alert.watch events after one alert: %d, want %d", got, before+2)
+		}
+		if n := len(f.alerts(t)); n != 1 {
+			t.Errorf("alerts = %d, want 1", n)
+		}
+	})
 }

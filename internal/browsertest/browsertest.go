@@ -50,6 +50,7 @@ import (
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
@@ -187,7 +188,7 @@ func StartServer(t testing.TB, o Options) *Server {
 		t.Fatalf("open instance: %v", err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 	if err != nil {
 		t.Fatalf("seed demo: %v", err)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
@@ -145,6 +145,12 @@ func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, 
 }
 
 // keyStores are every table of secrets the key-encryption key wrapped.
+// keyAdmins lets the administrators of inst request and approve key
+// operations, proving who they are with their passwords.
+func keyAdmins(inst *instance.Instance) *keyops.Admins {
+	return &keyops.Admins{Gate: gate.New(gate.Config{Clinical: inst.Clinical}), Factors: &mfa.Service{DB: inst.Clinical}}
+}
+
 func keyStores(inst *instance.Instance) []keys.WrappedStore {
 	return []keys.WrappedStore{
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
@@ -228,7 +234,7 @@ func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestF
 	if err != nil {
 		return err
 	}
-	req, err := (&keyops.Admins{DB: inst.Clinical}).Request(ctx, r.as, password, org.ID, kind, p)
+	req, err := keyAdmins(inst).Request(ctx, r.as, password, org.ID, kind, p)
 	if err != nil {
 		return err
 	}
@@ -261,7 +267,7 @@ func runKeysApprove(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	req, err := (&keyops.Admins{DB: inst.Clinical}).Approve(ctx, *as, password, id)
+	req, err := keyAdmins(inst).Approve(ctx, *as, password, id)
 	if err != nil {
 		return err
 	}
@@ -348,8 +354,8 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 	defer keys.CloseProvider(kek)
 	last := time.Time{}
 	r := &keyops.Runner{
-		DB:  inst.Clinical,
-		KEK: kek,
+		Gate: gate.New(gate.Config{Clinical: inst.Clinical}),
+		KEK:  kek,
 		Keyrings: []keyops.Keyring{
 			{Name: "clinical", Keyring: &keys.Keyring{DB: inst.Clinical, KEK: kek}},
 			{Name: "identity", Keyring: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)}},
@@ -444,7 +450,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return errs.Wrap(errs.Invalid, err, "write "+*out)
 	}
 	var req keyops.Request
-	if err := inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+	if err := gate.New(gate.Config{Clinical: inst.Clinical}).Operate(ctx, "key.recovery.export", func(tx *gate.OpTx) error {
 		req, err = keyops.ExportUse(ctx, tx, rf.request, kek.ID(), time.Now())
 		return err
 	}); err != nil {

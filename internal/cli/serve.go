@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
@@ -110,6 +111,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
+	// The gate of the instance's own operator work: the demo seed and the
+	// alert watcher.
+	operator := gate.New(gate.Config{Clinical: inst.Clinical})
 	// The key-encryption key's provider (CRY-04). A remote KMS that does
 	// not answer yet does not stop the start: /readyz fails and writes
 	// answer 503 until it does.
@@ -132,7 +136,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	url := "https://" + publicHost(ln.Addr(), o.addr)
 	if o.demo {
-		logins, err := demo.Seed(ctx, inst.Clinical)
+		logins, err := demo.Seed(ctx, operator)
 		if err != nil {
 			return err
 		}
@@ -163,8 +167,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's
 	// administrators.
-	watcher := &alerts.Watcher{DB: inst.Clinical, Log: log,
-		Notifier: &alerts.MailNotifier{DB: inst.Clinical, Mail: sender, BaseURL: o.baseURL}}
+	watcher := &alerts.Watcher{Gate: operator, Log: log,
+		Notifier: &alerts.MailNotifier{Gate: operator, Mail: sender, BaseURL: o.baseURL}}
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)

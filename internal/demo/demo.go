@@ -1,20 +1,20 @@
 // Package demo seeds the demonstration organization that `custodia serve
 // --demo` offers a newcomer: a study with two sites, a registry, a care
 // program and one account per built-in role, each with a random password.
+// Seeding is operator work: it runs through the gate (Gate.Operate), and
+// the organization, its accounts and the demo.seed event commit together.
 package demo
 
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"fmt"
 
 	"github.com/custodia/custodia/internal/accounts"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
-	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Slug is the demo organization's slug.
@@ -29,14 +29,16 @@ type Login struct {
 
 // Seed creates the demo organization unless it exists. It returns the
 // seeded logins, or nil if the organization was there already.
-func Seed(ctx context.Context, db *sqldb.DB) ([]Login, error) {
-	if _, err := orgs.OrganizationBySlug(ctx, db, Slug); err == nil {
-		return nil, nil
-	} else if !errs.Is(err, errs.NotFound) {
-		return nil, err
-	}
+func Seed(ctx context.Context, g *gate.Gate) ([]Login, error) {
 	var logins []Login
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
+	err := g.Operate(ctx, "demo.seed", func(tx *gate.OpTx) error {
+		logins = nil
+		if _, err := orgs.OrganizationBySlug(ctx, tx, Slug); err == nil {
+			tx.Nothing()
+			return nil
+		} else if !errs.Is(err, errs.NotFound) {
+			return err
+		}
 		org, err := orgs.CreateOrganization(ctx, tx, "Demo Organization", Slug)
 		if err != nil {
 			return err
@@ -94,12 +96,11 @@ func Seed(ctx context.Context, db *sqldb.DB) ([]Login, error) {
 			}
 			logins = append(logins, Login{Role: role, Email: email, Password: pw})
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{
-			Action: "demo.seed", OrgID: org.ID, ActorRole: "operator", RemoteAddr: "local",
-			ObjectType: "organization", ObjectID: org.ID, Outcome: audit.Success,
-			Details: map[string]string{"studies": "3", "accounts": fmt.Sprint(len(logins))},
-		})
-		return err
+		tx.Org(org.ID)
+		tx.Object("organization", org.ID)
+		tx.Detail("studies", "3")
+		tx.Detail("accounts", fmt.Sprint(len(logins)))
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seed demo organization: %w", err)

@@ -2,7 +2,6 @@ package keyops
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"time"
 
@@ -20,8 +19,10 @@ import (
 // account's lockout (AUTH-04) like any other, and every request, approval
 // and refusal is a security event.
 type Admins struct {
-	DB  *sqldb.DB
-	Now func() time.Time
+	Gate *gate.Gate
+	// Factors proves the administrators' passwords (mfa.Service.Prove).
+	Factors *mfa.Service
+	Now     func() time.Time
 }
 
 func (s *Admins) now() time.Time {
@@ -34,12 +35,18 @@ func (s *Admins) now() time.Time {
 // actorOf finds the account of email. An unknown address costs a password
 // check all the same and answers like a wrong password (AUTH-06).
 func (s *Admins) actorOf(ctx context.Context, email, password string) (gate.Actor, error) {
-	id, err := accounts.KnownID(ctx, s.DB, email)
+	var id string
+	err := s.Gate.Operate(ctx, "key.admin.find", func(tx *gate.OpTx) error {
+		tx.Nothing() // a read, of what the operator may always read
+		var err error
+		id, err = accounts.KnownID(ctx, tx, email)
+		return err
+	})
 	if err != nil {
 		return gate.Actor{}, errs.Wrap(errs.Unavailable, err, "find account")
 	}
 	if id == "" {
-		accounts.Check(ctx, s.DB, email, password)
+		accounts.Hash(ctx, password) // what checking a password costs
 		return gate.Actor{}, accounts.ErrBadCredentials
 	}
 	return gate.Actor{AccountID: id, RemoteAddr: "local", UserAgent: "custodia keys"}, nil
@@ -54,8 +61,7 @@ func (s *Admins) prove(ctx context.Context, email, password, action string, then
 		return Request{}, err
 	}
 	var out, refused Request
-	f := &mfa.Service{DB: s.DB, Now: s.Now}
-	err = f.Prove(ctx, a, action, "", password, func(tx sqldb.Tx, ev *audit.Event) error {
+	err = s.Factors.Prove(ctx, a, action, "", password, func(tx sqldb.Tx, ev *audit.Event) error {
 		r, err := then(tx, a, ev)
 		if err != nil {
 			refused = r
@@ -69,13 +75,12 @@ func (s *Admins) prove(ctx context.Context, email, password, action string, then
 	case errors.Is(err, mfa.ErrWrongCode):
 		return Request{}, accounts.ErrBadCredentials
 	case err != nil && refused.ID != "":
+		// The refusal stands on its own, the account's as its actor.
 		ev := Event(action, refused, audit.Denied)
-		ev.ActorAccount, ev.RemoteAddr, ev.UserAgent = a.AccountID, a.RemoteAddr, a.UserAgent
 		ev.Details["reason"] = errs.KindOf(err).String()
-		ev.Details["via"] = "cli"
-		if aerr := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-			_, err := audit.Append(ctx, tx, ev)
-			return err
+		if aerr := s.Gate.Account(ctx, a, action, func(tx *gate.OpTx) error {
+			asEvent(tx, ev)
+			return nil
 		}); aerr != nil {
 			return Request{}, errs.Wrap(errs.Unavailable, aerr, "the refusal could not be audited")
 		}

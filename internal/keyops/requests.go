@@ -31,6 +31,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -420,14 +421,15 @@ func (r Request) String() string {
 
 // ExportUse spends an approved export-recovery request and records the
 // export of the recovery material of key-encryption key kekID as the
-// operator's security event, in tx: the caller writes the material only
-// once tx has committed.
-func ExportUse(ctx context.Context, tx sqldb.Tx, id, kekID string, now time.Time) (Request, error) {
+// operator's security event of tx (Gate.Operate): the caller writes the
+// material only once tx has committed.
+func ExportUse(ctx context.Context, tx *gate.OpTx, id, kekID string, now time.Time) (Request, error) {
 	r, err := Use(ctx, tx, id, ExportRecovery, now)
 	if err != nil {
 		return r, err
 	}
 	ev := Event("key.recovery.export", r, audit.Success)
 	ev.Details["kek"] = kekID
-	return r, appendOperator(ctx, tx, ev)
+	asEvent(tx, ev)
+	return r, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -66,9 +67,14 @@ type Keyring struct {
 	Keyring *keys.Keyring
 }
 
-// Runner carries out approved rotations and provider changes.
+// Runner carries out approved rotations and provider changes. It is
+// operator work: every step it records (the start or resume, each batch's
+// progress, a new phase, the finish) is a Gate.Operate of its own, short,
+// with its event; the re-wrapping itself is the keyrings' and stores' (the
+// storage plumbing), batch by batch between those steps.
 type Runner struct {
-	DB *sqldb.DB // the clinical database: requests and rotations
+	// Gate is the clinical database's gate: requests and rotations.
+	Gate *gate.Gate
 	// KEK is the provider every secret ends up wrapped by. For a provider
 	// change it is a keys.Chain whose Primary is the new provider.
 	KEK      keys.Provider
@@ -130,15 +136,15 @@ func (r *Runner) Run(ctx context.Context, requestID string) (Rotation, error) {
 // one started before.
 func (r *Runner) begin(ctx context.Context, requestID string) (Rotation, error) {
 	var rot Rotation
-	err := r.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := r.Gate.Operate(ctx, "key.rotate.start", func(tx *gate.OpTx) error {
 		var err error
 		rot, err = rotationOf(ctx, tx, requestID)
 		switch {
 		case err == nil && rot.Phase == PhaseDone:
 			return errs.E(errs.Conflict, "the rotation of request %s finished already", requestID)
 		case err == nil:
-			ev := rotationEvent("key.rotate.resume", rot)
-			return appendOperator(ctx, tx, ev)
+			asEvent(tx, rotationEvent("key.rotate.resume", rot))
+			return nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
@@ -178,7 +184,8 @@ func (r *Runner) begin(ctx context.Context, requestID string) (Rotation, error) 
 		ev := Event("key.rotate.start", req, audit.Success)
 		ev.ObjectType, ev.ObjectID = "key-rotation", rot.ID
 		ev.Details["from_kek"] = rot.FromKEK
-		return appendOperator(ctx, tx, ev)
+		asEvent(tx, ev)
+		return nil
 	})
 	return rot, err
 }
@@ -204,11 +211,23 @@ func (r *Runner) rotateKEK(ctx context.Context, rot *Rotation) error {
 	return r.setPhase(ctx, rot, next)
 }
 
+// setPhase records that rot goes on with phase, as key.rotate.phase.
 func (r *Runner) setPhase(ctx context.Context, rot *Rotation, phase string) error {
 	now := r.now().UTC().Truncate(time.Microsecond)
-	if _, err := r.DB.ExecContext(ctx, `UPDATE key_rotations SET phase = $1, target_kek = $2, updated_at = $3 WHERE id = $4`,
-		phase, rot.TargetKEK, now.UnixMicro(), rot.ID); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "record rotation")
+	err := r.Gate.Operate(ctx, "key.rotate.phase", func(tx *gate.OpTx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET phase = $1, target_kek = $2, updated_at = $3 WHERE id = $4`,
+			phase, rot.TargetKEK, now.UnixMicro(), rot.ID); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "record rotation")
+		}
+		next := *rot
+		next.Phase = phase
+		ev := rotationEvent("key.rotate.phase", next)
+		ev.Security = false
+		asEvent(tx, ev)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	rot.Phase, rot.UpdatedAt = phase, now
 	return nil
@@ -304,14 +323,30 @@ func (r *Runner) rewrap(ctx context.Context, rot *Rotation) error {
 		if pass == maxPasses {
 			return errs.E(errs.Unavailable, "keys wrapped by an older key-encryption key keep appearing in %s; run the rotation again", strings.Join(stale, ", "))
 		}
+		if err := r.again(ctx, rot, stale, pass+1); err != nil {
+			return err
+		}
+	}
+	return r.finish(ctx, rot)
+}
+
+// again records that the stores named stale are passed over once more,
+// from the start, as key.rotate.pass.
+func (r *Runner) again(ctx context.Context, rot *Rotation, stale []string, pass int) error {
+	return r.Gate.Operate(ctx, "key.rotate.pass", func(tx *gate.OpTx) error {
 		for _, name := range stale {
-			if _, err := r.DB.ExecContext(ctx, `UPDATE key_rotation_progress SET position = '', done = FALSE
+			if _, err := tx.ExecContext(ctx, `UPDATE key_rotation_progress SET position = '', done = FALSE
 				WHERE rotation_id = $1 AND store = $2`, rot.ID, name); err != nil {
 				return errs.Wrap(errs.Unavailable, err, "record rotation progress")
 			}
 		}
-	}
-	return r.finish(ctx, rot)
+		ev := rotationEvent("key.rotate.pass", *rot)
+		ev.Security = false
+		ev.Details["pass"] = strconv.Itoa(pass)
+		ev.Details["stores"] = strings.Join(stale, ",")
+		asEvent(tx, ev)
+		return nil
+	})
 }
 
 // staleStores names the stores holding secrets labelled with a version
@@ -337,7 +372,13 @@ func (r *Runner) staleStores(ctx context.Context, target string) ([]string, erro
 // secret names any more, unless some secret failed to re-wrap, and records
 // the end.
 func (r *Runner) finish(ctx context.Context, rot *Rotation) error {
-	stores, err := progressAll(ctx, r.DB, rot.ID)
+	var stores []StoreProgress
+	err := r.Gate.Operate(ctx, "key.rotate.finish", func(tx *gate.OpTx) error {
+		tx.Nothing() // a read
+		var err error
+		stores, err = progressAll(ctx, tx, rot.ID)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -373,7 +414,7 @@ func (r *Runner) finish(ctx context.Context, rot *Rotation) error {
 		}
 	}
 	now := r.now().UTC().Truncate(time.Microsecond)
-	return r.DB.InTx(ctx, func(tx *sql.Tx) error {
+	return r.Gate.Operate(ctx, "key.rotate.finish", func(tx *gate.OpTx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET phase = 'done', running = NULL, updated_at = $1, finished_at = $1
 			WHERE id = $2`, now.UnixMicro(), rot.ID); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "record rotation")
@@ -389,7 +430,8 @@ func (r *Runner) finish(ctx context.Context, rot *Rotation) error {
 		if len(retired) > 0 {
 			ev.Details["retired"] = strings.Join(retired, ",")
 		}
-		return appendOperator(ctx, tx, ev)
+		asEvent(tx, ev)
+		return nil
 	})
 }
 
@@ -412,29 +454,37 @@ func (r *Runner) report(phase, store string, done, total int64, start time.Time)
 	r.Progress(Progress{Phase: phase, Store: store, Done: done, Total: total, Rate: rate, Elapsed: el})
 }
 
-// progressOf reads (creating it if new) where a store of the rotation stands.
+// progressOf reads where a store of the rotation stands: from the start if
+// nothing is recorded of it yet (record creates its row).
 func (r *Runner) progressOf(ctx context.Context, rot *Rotation, store string) (StoreProgress, error) {
-	if _, err := r.DB.ExecContext(ctx, `INSERT INTO key_rotation_progress (rotation_id, store) VALUES ($1, $2)
-		ON CONFLICT DO NOTHING`, rot.ID, store); err != nil {
-		return StoreProgress{}, errs.Wrap(errs.Unavailable, err, "record rotation progress")
-	}
 	p := StoreProgress{Store: store}
-	err := r.DB.QueryRowContext(ctx, `SELECT position, done, visited, changed, failed FROM key_rotation_progress
-		WHERE rotation_id = $1 AND store = $2`, rot.ID, store).Scan(&p.Position, &p.Done, &p.Visited, &p.Changed, &p.Failed)
-	if err != nil {
-		return StoreProgress{}, errs.Wrap(errs.Unavailable, err, "read rotation progress")
-	}
-	return p, nil
+	err := r.Gate.Operate(ctx, "key.rotate.progress", func(tx *gate.OpTx) error {
+		tx.Nothing() // a read
+		err := tx.QueryRowContext(ctx, `SELECT position, done, visited, changed, failed FROM key_rotation_progress
+			WHERE rotation_id = $1 AND store = $2`, rot.ID, store).Scan(&p.Position, &p.Done, &p.Visited, &p.Changed, &p.Failed)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return errs.Wrap(errs.Unavailable, err, "read rotation progress")
+		}
+		return nil
+	})
+	return p, err
 }
 
-// record keeps where a store stands after a batch that has committed.
+// record keeps where a store stands after a batch that has committed, as
+// key.rotate.progress with the store's counts so far.
 func (r *Runner) record(ctx context.Context, rot *Rotation, p *StoreProgress, b keys.Batch) error {
-	p.Position, p.Done = b.Cursor, b.Done
-	p.Visited += int64(b.Visited)
-	p.Changed += int64(b.Rewrapped)
-	p.Failed += int64(b.Failed)
+	next := *p
+	next.Position, next.Done = b.Cursor, b.Done
+	next.Visited += int64(b.Visited)
+	next.Changed += int64(b.Rewrapped)
+	next.Failed += int64(b.Failed)
 	now := r.now().UnixMicro()
-	return r.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := r.Gate.Operate(ctx, "key.rotate.progress", func(tx *gate.OpTx) error {
+		p := next
+		if _, err := tx.ExecContext(ctx, `INSERT INTO key_rotation_progress (rotation_id, store) VALUES ($1, $2)
+			ON CONFLICT DO NOTHING`, rot.ID, p.Store); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "record rotation progress")
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE key_rotation_progress SET position = $1, done = $2,
 			visited = $3, changed = $4, failed = $5 WHERE rotation_id = $6 AND store = $7`,
 			p.Position, p.Done, p.Visited, p.Changed, p.Failed, rot.ID, p.Store); err != nil {
@@ -443,8 +493,21 @@ func (r *Runner) record(ctx context.Context, rot *Rotation, p *StoreProgress, b 
 		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET updated_at = $1 WHERE id = $2`, now, rot.ID); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "record rotation progress")
 		}
+		ev := rotationEvent("key.rotate.progress", *rot)
+		ev.Security = false
+		ev.Details["store"] = p.Store
+		ev.Details["done"] = strconv.FormatBool(p.Done)
+		for k, v := range map[string]int64{"visited": p.Visited, "changed": p.Changed, "failed": p.Failed} {
+			ev.Details[k] = strconv.FormatInt(v, 10)
+		}
+		asEvent(tx, ev)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	*p = next
+	return nil
 }
 
 const selectRotation = `SELECT id, request_id, org_id, rotate_kek, rotate_data_keys, from_kek, target_kek, phase,
@@ -526,16 +589,23 @@ func rotationEvent(action string, rot Rotation) audit.Event {
 		ObjectType: "key-rotation", ObjectID: rot.ID, Details: d}
 }
 
-// appendOperator records an event of the operator, who acts on the
-// server's machine through the CLI and has no account.
-func appendOperator(ctx context.Context, tx sqldb.Tx, ev audit.Event) error {
-	ev.ActorRole, ev.RemoteAddr = "operator", "local"
-	if ev.Details == nil {
-		ev.Details = map[string]string{}
+// asOperator makes ev the event of the operation tx: the operator's, who
+// acts on the server's machine through the CLI and has no account
+// (Gate.Operate names the actor).
+func asEvent(tx *gate.OpTx, ev audit.Event) {
+	tx.Action(ev.Action)
+	tx.Org(ev.OrgID)
+	tx.Object(ev.ObjectType, ev.ObjectID)
+	if ev.Security {
+		tx.Security()
 	}
-	ev.Details["via"] = "cli"
-	_, err := audit.Append(ctx, tx, ev)
-	return err
+	if ev.Outcome != "" {
+		tx.Outcome(ev.Outcome)
+	}
+	for k, v := range ev.Details {
+		tx.Detail(k, v)
+	}
+	tx.Detail("via", "cli")
 }
 
 // KEKUse counts, over every store, the secrets labelled with each version.

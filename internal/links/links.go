@@ -213,7 +213,7 @@ func (s *Service) CompleteSetup(ctx context.Context, token, password string, a g
 		if pending.AccountID != acc.ID {
 			return errs.E(errs.Internal, "participant invitation names another account")
 		}
-		return participants.LinkAccount(ctx, tx, pending, a.RemoteAddr, a.UserAgent)
+		return participants.LinkAccount(ctx, linkTx{tx, a}, pending)
 	})
 }
 

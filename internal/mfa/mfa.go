@@ -288,7 +288,7 @@ func CountFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string
 	}
 	var raised []alerts.Alert
 	for _, org := range orgIDs {
-		al, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: accountID})
+		al, err := alerts.Raise(ctx, alertTx(tx), alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: accountID})
 		if err != nil {
 			return nil, err
 		}

@@ -26,7 +26,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
-	logins, err := demo.Seed(ctx, db)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: db}))
 	if err != nil {
 		t.Fatal(err)
 	}

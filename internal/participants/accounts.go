@@ -206,11 +206,20 @@ func InvitationOf(ctx context.Context, q sqldb.Querier, token string) (PendingAc
 	return pa, true, nil
 }
 
+// LinkTx is the transaction that consumes an invitation's link: it records
+// the link's event beside its own (gate.OpTx, acting as the account that
+// accepts it, OpTx.As).
+type LinkTx interface {
+	sqldb.Querier
+	Record(ctx context.Context, ev audit.Event) error
+}
+
 // LinkAccount makes the account the participant's own, in tx (the one that
 // consumed the invitation's link): the participant role at their site and
-// the self relation, with a security event. A participant who got an own
-// account meanwhile is a Conflict, and nothing is granted.
-func LinkAccount(ctx context.Context, tx sqldb.Tx, pa PendingAccount, remoteAddr, userAgent string) error {
+// the self relation, with a security event, participant.account_link, that
+// tx records as its actor's in the participant role. A participant who got
+// an own account meanwhile is a Conflict, and nothing is granted.
+func LinkAccount(ctx context.Context, tx LinkTx, pa PendingAccount) error {
 	as, err := authz.AssignmentsOf(ctx, tx, pa.OrgID, pa.AccountID)
 	if err != nil {
 		return err
@@ -231,11 +240,10 @@ func LinkAccount(ctx context.Context, tx sqldb.Tx, pa PendingAccount, remoteAddr
 		}
 		return err
 	}
-	_, err = audit.Append(ctx, tx, audit.Event{
+	return tx.Record(ctx, audit.Event{
 		Action: "participant.account_link", OrgID: pa.OrgID, StudyID: pa.StudyID, SiteID: pa.SiteID,
-		ActorAccount: pa.AccountID, ActorRole: string(authz.Participant), RemoteAddr: remoteAddr, UserAgent: userAgent,
+		ActorAccount: pa.AccountID, ActorRole: string(authz.Participant),
 		ObjectType: "participant", ObjectID: pa.Pseudonym, ParticipantID: pa.Pseudonym,
 		Outcome: audit.Success, Security: true, Details: map[string]string{"role": string(authz.Participant), "relation": string(authz.RelationSelf)},
 	})
-	return err
 }

@@ -49,8 +49,21 @@ func (f *fixture) acceptInvitation(token string) error {
 		if !forParticipant {
 			return errs.E(errs.Internal, "not a participant's invitation")
 		}
-		return participants.LinkAccount(ctx, tx, pending, "192.0.2.9", "")
+		return participants.LinkAccount(ctx, linkTx{tx, "192.0.2.9"}, pending)
 	})
+}
+
+// linkTx appends the link's event in the acceptance's transaction, from
+// remoteAddr, as the setup page's does.
+type linkTx struct {
+	sqldb.Tx
+	remoteAddr string
+}
+
+func (t linkTx) Record(ctx context.Context, ev audit.Event) error {
+	ev.RemoteAddr = t.remoteAddr
+	_, err := audit.Append(ctx, t.Tx, ev)
+	return err
 }
 
 // TestACL05_WithdrawnInvitationLinkStopsWorking invites a participant,

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 )
 
 func TestAUD05_AdministratorsSeeAlertsAndSetRulesOverHTTP(t *testing.T) {
@@ -18,7 +18,7 @@ func TestAUD05_AdministratorsSeeAlertsAndSetRulesOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	org := orgID(t, ts)
 	var raised alerts.Alert
-	err := ts.inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+	err := gate.New(gate.Config{Clinical: ts.inst.Clinical}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error {
 		var err error
 		raised, err = alerts.Raise(ctx, tx, alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: "aaaaaaaaaaaaaaaaaaaaaaaaaa"})
 		return err

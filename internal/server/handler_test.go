@@ -17,6 +17,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/orgs"
 )
@@ -37,7 +38,7 @@ func newTestServer(t *testing.T) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
@@ -1220,6 +1221,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 		studyNamed[st.Name] = st
 	}
 	var other target
+	var otherOrg orgs.Organization
 	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		// A second site for the care program, so the care provider has a
 		// neighbouring site too.
@@ -1239,14 +1241,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 			return err
 		}
 		other = target{org: o.Slug, study: st.ID, site: site.ID}
-		// An alert in each organization, for the alert routes.
-		for _, org := range []orgs.Organization{demoOrg, o} {
-			al, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org.ID, Kind: alerts.AccountLocked, Subject: matrixMember + "x"})
-			if err != nil {
-				return err
-			}
-			matrixAlert[org.Slug] = al.ID
-		}
+		otherOrg = o
 
 		// Accounts for the open routes, outside the role accounts.
 		f.login = demo.Login{Email: "open-login@matrix.example", Password: "Tangerine quartz harbour 4711"}
@@ -1282,6 +1277,20 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 		}
 		f.setupToken, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An alert in each organization, for the alert routes.
+	err = gate.New(gate.Config{Clinical: db}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error {
+		for _, org := range []orgs.Organization{demoOrg, otherOrg} {
+			al, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org.ID, Kind: alerts.AccountLocked, Subject: matrixMember + "x"})
+			if err != nil {
+				return err
+			}
+			matrixAlert[org.Slug] = al.ID
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -1472,7 +1481,7 @@ func newServerWith(t *testing.T, configure func(*Deps)) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // statementLog records the text of every statement the clinical database
@@ -78,16 +79,49 @@ type loggingConn struct {
 }
 
 func (c loggingConn) Prepare(q string) (driver.Stmt, error) {
-	c.log.add(q)
-	return c.Conn.Prepare(q)
+	return c.PrepareContext(context.Background(), q)
 }
 
 func (c loggingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	c.log.add(q)
+	var (
+		s   driver.Stmt
+		err error
+	)
 	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
-		return p.PrepareContext(ctx, q)
+		s, err = p.PrepareContext(ctx, q)
+	} else {
+		s, err = c.Conn.Prepare(q)
 	}
-	return c.Conn.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	return loggingStmt{s, q, c.log}, nil
+}
+
+// loggingStmt notes its text each time it runs, not once when prepared:
+// the database keeps statements prepared and runs them many times.
+type loggingStmt struct {
+	driver.Stmt
+	q   string
+	log *statementLog
+}
+
+func (s loggingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := s.Stmt.(driver.StmtExecContext)
+	if !ok {
+		return nil, errors.New("the driver's statement does not offer ExecContext")
+	}
+	s.log.add(s.q)
+	return e.ExecContext(ctx, args)
+}
+
+func (s loggingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := s.Stmt.(driver.StmtQueryContext)
+	if !ok {
+		return nil, errors.New("the driver's statement does not offer QueryContext")
+	}
+	s.log.add(s.q)
+	return q.QueryContext(ctx, args)
 }
 
 func (c loggingConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
@@ -140,9 +174,11 @@ func withStatementLog(t *testing.T, d *Deps) *statementLog {
 	}
 	log := &statementLog{}
 	dsn := "file:" + db.Location + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_txlock=immediate"
-	orig := db.DB
-	db.DB = sql.OpenDB(loggingConnector{drv: orig.Driver(), dsn: dsn, log: log})
-	t.Cleanup(func() { orig.Close() })
+	// A database of its own: the statements the demo seed kept prepared
+	// belong to the connections it replaces.
+	d.Instance.Clinical = &sqldb.DB{DB: sql.OpenDB(loggingConnector{drv: db.Driver(), dsn: dsn, log: log}),
+		Dialect: db.Dialect, Location: db.Location}
+	t.Cleanup(func() { db.Close() })
 	return log
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -26,7 +27,7 @@ func seededInstance(t *testing.T, d sqldb.Dialect) (*instance.Instance, map[auth
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, inst.Clinical)
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
 	if err != nil {
 		t.Fatal(err)
 	}

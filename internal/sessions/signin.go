@@ -447,7 +447,7 @@ func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev au
 		if !raise {
 			return nil
 		}
-		a, err := alerts.Raise(ctx, tx, alerts.Alert{Kind: alerts.AddressLimited, Subject: subject})
+		a, err := alerts.Raise(ctx, alertTx(tx), alerts.Alert{Kind: alerts.AddressLimited, Subject: subject})
 		raised = append(raised, a)
 		return err
 	})

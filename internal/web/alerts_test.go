@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"database/sql"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -20,7 +20,7 @@ func raise(t *testing.T, srv *browsertest.Server, kind alerts.Kind, subject stri
 	ctx := context.Background()
 	p := places(t, srv)
 	var a alerts.Alert
-	err := srv.Instance.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+	err := gate.New(gate.Config{Clinical: srv.Instance.Clinical}).Operate(ctx, "alert.test", func(tx *gate.OpTx) error {
 		var err error
 		a, err = alerts.Raise(ctx, tx, alerts.Alert{OrgID: p.org.ID, Kind: kind, Subject: subject})
 		return err
