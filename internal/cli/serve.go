@@ -14,7 +14,6 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
@@ -111,9 +110,6 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	// The gate of the instance's own operator work: the demo seed and the
-	// alert watcher.
-	operator := gate.New(gate.Config{Clinical: inst.Clinical})
 	// The key-encryption key's provider (CRY-04). A remote KMS that does
 	// not answer yet does not stop the start: /readyz fails and writes
 	// answer 503 until it does.
@@ -125,6 +121,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err := kek.Check(ctx); err != nil {
 		log.Warn("key-encryption key not reachable", "provider", kek.Name(), "err", err)
 	}
+	// The one gate of this process: requests, the demo seed, the sweeps
+	// and the alert watcher commit together through it.
+	operator := server.NewGate(inst, kek)
 
 	selfSigned := false
 	if o.tlsCert == "" {
@@ -152,7 +151,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		defer close(seqDone)
 		trail.Run(ctx, time.Second, time.Minute)
 	}()
-	go sweepIdentities(ctx, log, inst, kek)
+	go sweepIdentities(ctx, log, operator)
 	if sender == nil {
 		sender = &mail.Outbox{Dir: filepath.Join(inst.DataDir, "outbox"), From: o.mailFrom}
 		if o.env == "production" {
@@ -162,7 +161,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if o.baseURL == "" {
 		o.baseURL = url
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek})
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator})
 	defer shells.Links.Wait()
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's

@@ -3,12 +3,9 @@ package cli
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/instance"
-	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/participants"
 )
 
@@ -20,11 +17,8 @@ const sweepInterval = time.Hour
 // enrolment or an erasure cut short between the identity and the clinical
 // database (CRY-09, LIFE-03; see participants.Sweep). Several servers may
 // sweep at once.
-func sweepIdentities(ctx context.Context, log *slog.Logger, inst *instance.Instance, kek keys.KEK) {
-	svc := &participants.Service{Gate: gate.New(gate.Config{
-		Clinical: inst.Clinical, Identity: inst.Identity,
-		IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
-	})}
+func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
+	svc := &participants.Service{Gate: g}
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {

@@ -84,6 +84,21 @@ type Deps struct {
 	// pages warn and offer to stay signed in; web.DefaultIdleWarning when
 	// zero.
 	IdleWarning time.Duration
+	// Gate is the instance's one gate (NewGate), which the server's own
+	// work (sweeps, the alert watcher, the demo seed) shares: its
+	// requests commit together. Nil means one made from Instance and KEK.
+	Gate *gate.Gate
+}
+
+// NewGate returns the gate of inst: the data keys of its clinical
+// database (organization and study keys) and of its identity database
+// (participant keys), wrapped by kek (CRY-04, CRY-09). One process keeps
+// one, so that all of its work commits together.
+func NewGate(inst *instance.Instance, kek keys.KEK) *gate.Gate {
+	return gate.New(gate.Config{
+		Clinical: inst.Clinical, Keys: &keys.Keyring{DB: inst.Clinical, KEK: kek},
+		Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
+	})
 }
 
 // Shells are the route tables of the two shells, for tests that walk them.
@@ -100,13 +115,10 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	if d.Sessions == nil {
 		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
 	}
-	// The gate seals with data keys wrapped by the KEK: organization and
-	// study keys in the clinical database, participant keys in the
-	// identity database (CRY-04, CRY-09).
-	g := gate.New(gate.Config{
-		Clinical: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
-		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK, EpochDir: filepath.Join(d.Instance.DataDir, keys.LocalEpochsDir)},
-	})
+	g := d.Gate
+	if g == nil {
+		g = NewGate(d.Instance, d.KEK)
+	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
 	}
