@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodia/custodia/internal/atomicfile"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
@@ -144,12 +145,18 @@ func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, 
 	}
 }
 
+// admins proves administrators' passwords on the command line, through
+// the clinical database's gate.
+func admins(inst *instance.Instance) *keyops.Admins {
+	return &keyops.Admins{DB: inst.Clinical, Gate: gate.New(gate.Config{Clinical: inst.Clinical})}
+}
+
 // keyStores are every table of secrets the key-encryption key wrapped.
 func keyStores(inst *instance.Instance) []keys.WrappedStore {
 	return []keys.WrappedStore{
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
-		&mfa.Secrets{DB: inst.Clinical},
+		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical})},
 	}
 }
 
@@ -228,7 +235,7 @@ func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestF
 	if err != nil {
 		return err
 	}
-	req, err := (&keyops.Admins{DB: inst.Clinical}).Request(ctx, r.as, password, org.ID, kind, p)
+	req, err := admins(inst).Request(ctx, r.as, password, org.ID, kind, p)
 	if err != nil {
 		return err
 	}
@@ -261,7 +268,7 @@ func runKeysApprove(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	req, err := (&keyops.Admins{DB: inst.Clinical}).Approve(ctx, *as, password, id)
+	req, err := admins(inst).Approve(ctx, *as, password, id)
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,11 @@ import (
 // account's lockout (AUTH-04) like any other, and every request, approval
 // and refusal is a security event.
 type Admins struct {
-	DB  *sqldb.DB
-	Now func() time.Time
+	DB *sqldb.DB
+	// Gate is the door through which the password proof is recorded
+	// (mfa.Service.Prove).
+	Gate *gate.Gate
+	Now  func() time.Time
 }
 
 func (s *Admins) now() time.Time {
@@ -54,7 +57,7 @@ func (s *Admins) prove(ctx context.Context, email, password, action string, then
 		return Request{}, err
 	}
 	var out, refused Request
-	f := &mfa.Service{DB: s.DB, Now: s.Now}
+	f := &mfa.Service{Gate: s.Gate, Now: s.Now}
 	err = f.Prove(ctx, a, action, "", password, func(tx sqldb.Tx, ev *audit.Event) error {
 		r, err := then(tx, a, ev)
 		if err != nil {
