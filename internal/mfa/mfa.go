@@ -3,13 +3,16 @@
 // between a right password and a session, and the organization policy that
 // requires a second factor of every member (AUTH-09).
 //
-// It promises that a TOTP secret is stored only wrapped by the
-// key-encryption key, bound to its account and factor; that a TOTP code (its
-// time step) and a recovery code are each accepted at most once, also when
-// several server nodes share one database, because the statement that
-// accepts one is the statement that spends it; and that every enrolment,
-// removal, use of a recovery code and failed code is on the audit trail,
-// which never holds a secret or a code.
+// It promises that a TOTP secret, a phone number and a texted code are
+// stored only sealed by the gate's vault of account secrets (wrapped by the
+// key-encryption key, which mfa never holds), bound to their account and
+// factor; that a TOTP code (its time step) and a recovery code are each
+// accepted at most once, also when several server nodes share one database,
+// because the statement that accepts one is the statement that spends it;
+// and that every enrolment, removal, use of a recovery code and failed code
+// is on the audit trail, which never holds a secret or a code. It reaches
+// the database only through the gate (internal/gate): each step is one work
+// that commits its changes with its event.
 package mfa
 
 import (
