@@ -51,7 +51,7 @@ type Attempted struct {
 // the same password verification as any other attempt, so that neither the
 // answer nor its timing tells a locked account from a wrong password or an
 // unknown address (AUTH-06).
-func Check(ctx context.Context, db *sqldb.DB, email, password string) (Account, Attempted, error) {
+func Check(ctx context.Context, db sqldb.Querier, email, password string) (Account, Attempted, error) {
 	var at Attempted
 	norm, err := NormalizeEmail(email)
 	if err != nil || len(password) > 1024 {

@@ -55,7 +55,7 @@ const maxSubject = 200
 // which records the alert's own event beside its own (gate.OpTx).
 type Tx interface {
 	sqldb.Querier
-	Record(ctx context.Context, ev audit.Event) error
+	Record(ctx context.Context, ev audit.Event, orgIDs ...string) error
 }
 
 // Raise records an alert and its audit event, alert.raised, in tx: the

@@ -148,14 +148,15 @@ func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, 
 // keyAdmins lets the administrators of inst request and approve key
 // operations, proving who they are with their passwords.
 func keyAdmins(inst *instance.Instance) *keyops.Admins {
-	return &keyops.Admins{Gate: gate.New(gate.Config{Clinical: inst.Clinical}), Factors: &mfa.Service{DB: inst.Clinical}}
+	g := gate.New(gate.Config{Clinical: inst.Clinical})
+	return &keyops.Admins{Gate: g, Factors: &mfa.Service{Gate: g}}
 }
 
 func keyStores(inst *instance.Instance) []keys.WrappedStore {
 	return []keys.WrappedStore{
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
-		&mfa.Secrets{DB: inst.Clinical},
+		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical})},
 	}
 }
 

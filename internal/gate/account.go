@@ -106,3 +106,10 @@ func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) e
 	defer tx.Rollback()
 	return read(txQuerier{tx, g.db})
 }
+
+// secrets (OpTx.Secrets): whether the gate has a key-encryption key. A
+// service asks it to refuse at once, before any work, a step that would
+// need one.
+func (g *Gate) SecretsAvailable() bool {
+	return g.keys != nil && g.keys.KEK != nil
+}

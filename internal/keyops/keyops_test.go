@@ -329,7 +329,7 @@ func TestCRY07_RotationResumesAfterAFailureAndEveryValueOpens(t *testing.T) {
 		}
 		seal(0, keys.StudyScope(f.other, "x"), keys.Context{OrgID: f.other, StudyID: "x", RecordID: "r", Field: "f"}, "other org")
 		// A TOTP secret, wrapped by the same key-encryption key.
-		factors := &mfa.Service{DB: f.clinical, KEK: server}
+		factors := &mfa.Service{Gate: gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: server}})}
 		enrol, err := factors.Begin(ctx, gate.Actor{AccountID: f.admin1, RemoteAddr: "192.0.2.1"})
 		if err != nil {
 			t.Fatal(err)
@@ -359,7 +359,7 @@ func TestCRY07_RotationResumesAfterAFailureAndEveryValueOpens(t *testing.T) {
 				Gate: gate.New(gate.Config{Clinical: f.clinical}), KEK: kek, BatchSize: 2,
 				Keyrings: []Keyring{{"clinical", &keys.Keyring{DB: f.clinical, KEK: kek}}, {"identity", &keys.Keyring{DB: f.identity, KEK: kek}}},
 				Stores: []keys.WrappedStore{&keys.DataKeyStore{Label: "clinical data keys", DB: f.clinical},
-					&keys.DataKeyStore{Label: "identity data keys", DB: f.identity}, &mfa.Secrets{DB: f.clinical}},
+					&keys.DataKeyStore{Label: "identity data keys", DB: f.identity}, &mfa.Secrets{Gate: gate.New(gate.Config{Clinical: f.clinical})}},
 			}
 		}
 
@@ -473,7 +473,7 @@ func TestCRY07_RotationResumesAfterAFailureAndEveryValueOpens(t *testing.T) {
 
 		// The TOTP secret still gives the right codes.
 		code := mfa.Code(totpSecret, mfa.Step(time.Now()))
-		if _, err := (&mfa.Service{DB: f.clinical, KEK: again}).Confirm(ctx, gate.Actor{AccountID: f.admin1, RemoteAddr: "192.0.2.1"}, code); err != nil {
+		if _, err := (&mfa.Service{Gate: gate.New(gate.Config{Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: again}})}).Confirm(ctx, gate.Actor{AccountID: f.admin1, RemoteAddr: "192.0.2.1"}, code); err != nil {
 			t.Fatalf("TOTP after rotation: %v", err)
 		}
 

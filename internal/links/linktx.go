@@ -16,7 +16,7 @@ type linkTx struct {
 	from gate.Actor
 }
 
-func (t linkTx) Record(ctx context.Context, ev audit.Event) error {
+func (t linkTx) Record(ctx context.Context, ev audit.Event, _ ...string) error {
 	ev.RemoteAddr, ev.UserAgent = t.from.RemoteAddr, t.from.UserAgent
 	_, err := audit.Append(ctx, t.Tx, ev)
 	return err

@@ -28,55 +28,55 @@ type Enrolment struct {
 }
 
 // Begin starts setting up a TOTP factor for the actor's account: a fresh
-// 20-byte secret, stored wrapped by the KEK as a pending factor that does
+// 20-byte secret, sealed by the gate's vault as a pending factor that does
 // nothing until Confirm. A pending factor left from an earlier Begin is
 // replaced. An account that has a TOTP or SMS factor must remove it first;
 // one that has passkeys only may add an authenticator app after a recent
 // step-up of the session (admit), so whoever holds a stolen session cannot
 // slip in their own authenticator.
 func (s *Service) Begin(ctx context.Context, a gate.Actor) (Enrolment, error) {
-	if s.KEK == nil {
-		return Enrolment{}, errNoKEK
-	}
-	acc, err := accounts.ByID(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return Enrolment{}, err
-	}
-	if err := s.admitOrRecord(ctx, a, true, "mfa.totp.enrol"); err != nil {
+	if err := s.sealing(); err != nil {
 		return Enrolment{}, err
 	}
 	secret := make([]byte, SecretSize)
 	defer clear(secret)
 	rand.Read(secret) // never fails on supported platforms (crypto/rand docs)
 	id := ids.New()
-	wrapped, err := s.KEK.Wrap(ctx, secret, secretAD(acc.ID, id))
-	if err != nil {
-		return Enrolment{}, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
-	}
-	now := s.now()
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.admit(ctx, tx, a, true); err != nil {
+	var email string
+	err := s.run(ctx, a, "mfa.totp.begin", func(o *gate.OpTx, out *outcome) error {
+		acc, err := accounts.ByID(ctx, o, a.AccountID)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx,
+		email = acc.Email
+		if _, err := s.admitted(ctx, o, out, true, "mfa.totp.enrol"); err != nil || out.refused != nil {
+			return err
+		}
+		sec, err := secrets(o)
+		if err != nil {
+			return err
+		}
+		sealed, kekID, err := sec.Seal(ctx, secret, secretAD(acc.ID, id))
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+		}
+		if _, err := o.ExecContext(ctx,
 			`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, acc.ID); err != nil {
 			return fmt.Errorf("replace pending factor: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx,
+		if _, err := o.ExecContext(ctx,
 			`INSERT INTO account_factors (id, account_id, kind, kek_id, wrapped, last_step, created_at)
 			 VALUES ($1, $2, 'totp', $3, $4, 0, $5)`,
-			id, acc.ID, s.KEK.ID(), wrapped, now.UnixMicro()); err != nil {
+			id, acc.ID, kekID, sealed, out.now.UnixMicro()); err != nil {
 			return fmt.Errorf("store pending factor: %w", err)
 		}
-		ev := event(a, "mfa.totp.begin", audit.Success)
-		ev.Details = map[string]string{"factor_id": id}
-		_, err = audit.Append(ctx, tx, ev)
-		return err
+		o.Detail("factor_id", id)
+		return nil
 	})
 	if err != nil {
 		return Enrolment{}, err
 	}
-	e := Enrolment{Secret: secretEncoding.EncodeToString(secret), URI: URI(acc.Email, secret)}
+	e := Enrolment{Secret: secretEncoding.EncodeToString(secret), URI: URI(email, secret)}
 	if e.QRPNG, err = QRCode(e.URI); err != nil {
 		return Enrolment{}, errs.Wrap(errs.Internal, err, "draw the QR code")
 	}
@@ -99,41 +99,41 @@ func (s *Service) Confirm(ctx context.Context, a gate.Actor, code string) ([]str
 // session, for a person who enrols while signing in) commits with it or not
 // at all.
 func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx) error) ([]string, error) {
-	if s.KEK == nil {
-		return nil, errNoKEK
-	}
-	if err := s.limit(ctx, a.AccountID); err != nil {
+	if err := s.sealing(); err != nil {
 		return nil, err
-	}
-	if err := s.admitOrRecord(ctx, a, true, "mfa.totp.enrol"); err != nil {
-		return nil, err
-	}
-	f, err := readFactor(ctx, s.DB, a.AccountID, true)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := s.unwrap(ctx, a.AccountID, f)
-	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
-	}
-	now := s.now()
-	step, ok := matchStep(secret, strings.TrimSpace(code), now)
-	clear(secret)
-	if !ok {
-		// A mistyped first code proves nothing about the account; it is on
-		// the record but does not count towards the lockout.
-		return nil, s.refuse(ctx, a, "mfa.totp.enrol", "wrong_code", false, ErrWrongCode)
 	}
 	var codes []string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		first, err := s.admit(ctx, tx, a, true)
+	err := s.run(ctx, a, "mfa.totp.enrol", func(o *gate.OpTx, out *outcome) error {
+		if err := s.limit(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		first, err := s.admitted(ctx, o, out, true, "mfa.totp.enrol")
+		if err != nil || out.refused != nil {
+			return err
+		}
+		f, err := readFactor(ctx, o, a.AccountID, true)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx,
+		sec, err := secrets(o)
+		if err != nil {
+			return err
+		}
+		secret, err := openSecret(ctx, sec, a.AccountID, f)
+		if err != nil {
+			return err
+		}
+		step, ok := matchStep(secret, strings.TrimSpace(code), out.now)
+		clear(secret)
+		if !ok {
+			// A mistyped first code proves nothing about the account; it is
+			// on the record but does not count towards the lockout.
+			return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, false, ErrWrongCode)
+		}
+		res, err := o.ExecContext(ctx,
 			`UPDATE account_factors SET confirmed_at = $1, last_step = $2
 			 WHERE id = $3 AND account_id = $4 AND confirmed_at IS NULL AND last_step < $2`,
-			now.UnixMicro(), step, f.id, a.AccountID)
+			out.now.UnixMicro(), step, f.id, a.AccountID)
 		if sqldb.IsUniqueViolation(err) {
 			return errHasFactor
 		}
@@ -143,7 +143,7 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoPending // confirmed or replaced meanwhile
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.totp.enrol", f.id, nil, first, now, then)
+		codes, err = enrolled(ctx, o, a, f.id, nil, first, out.now, then)
 		return err
 	})
 	if err != nil {
@@ -152,35 +152,36 @@ func (s *Service) ConfirmThen(ctx context.Context, a gate.Actor, code string, th
 	return codes, nil
 }
 
-// enrolled finishes, in tx, the set-up of a factor just activated (an app,
-// a phone or a passkey): drops the account's pending app or phone set-ups,
-// gives it recovery codes if this is its first factor (returned for
-// showing once; beside another factor the codes it has stand), records the
-// security event action with the factor's id and details, and runs then,
-// if not nil, so that what then writes commits with the factor.
-func enrolled(ctx context.Context, tx sqldb.Tx, a gate.Actor, action, factorID string, details map[string]string, first bool, now time.Time, then func(tx sqldb.Tx) error) ([]string, error) {
-	if _, err := tx.ExecContext(ctx,
+// enrolled finishes, in the work of o, the set-up of a factor just
+// activated (an app, a phone or a passkey): drops the account's pending app
+// or phone set-ups, gives it recovery codes if this is its first factor
+// (returned for showing once; beside another factor the codes it has
+// stand), makes the work's event a security event in each of the account's
+// organizations with the factor's id and details, and runs then, if not
+// nil, so that what then writes commits with the factor.
+func enrolled(ctx context.Context, o *gate.OpTx, a gate.Actor, factorID string, details map[string]string, first bool, now time.Time, then func(tx sqldb.Tx) error) ([]string, error) {
+	if _, err := o.ExecContext(ctx,
 		`DELETE FROM account_factors WHERE account_id = $1 AND confirmed_at IS NULL`, a.AccountID); err != nil {
 		return nil, fmt.Errorf("drop pending factors: %w", err)
 	}
 	var codes []string
 	if first {
 		var err error
-		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
+		if codes, err = replaceRecoveryCodes(ctx, o, a.AccountID, now); err != nil {
 			return nil, err
 		}
 	}
-	ev := event(a, action, audit.Success)
-	ev.Security = true
-	ev.Details = map[string]string{"factor_id": factorID, "recovery_codes_count": strconv.Itoa(len(codes))}
+	o.Security()
+	o.Detail("factor_id", factorID)
+	o.Detail("recovery_codes_count", strconv.Itoa(len(codes)))
 	for k, v := range details {
-		ev.Details[k] = v
+		o.Detail(k, v)
 	}
-	if err := appendForEachOrg(ctx, tx, a.AccountID, ev); err != nil {
+	if err := inEachOrg(ctx, o, a.AccountID); err != nil {
 		return nil, err
 	}
 	if then != nil {
-		if err := then(tx); err != nil {
+		if err := then(o); err != nil {
 			return nil, err
 		}
 	}
@@ -196,27 +197,33 @@ type proof struct {
 	hash      string
 	smsCodeID string // for MethodSMS: the texted code matched
 	ok        bool   // the code can be spent
+	tried     bool   // a wrong texted code: one of its tries is used up
 }
 
-// check works out what code is, outside any transaction (unwrapping may
-// call an external KMS): a TOTP code of the account's active factor, and
-// which time step, or a recovery code. A wrong code is a proof that does
-// not spend, not an error.
-func (s *Service) check(ctx context.Context, accountID, code string) (proof, error) {
+// check works out, in the work of o, what code is: a TOTP code of the
+// account's active factor, and which time step, a texted code, or a
+// recovery code. A wrong code is a proof that does not spend, not an
+// error; a wrong texted code has used up one of its tries in o, which
+// stands only if the work commits.
+func (s *Service) check(ctx context.Context, o *gate.OpTx, accountID, code string) (proof, error) {
 	code = strings.TrimSpace(code)
 	p := proof{accountID: accountID, method: MethodRecovery}
 	if isTOTPShape(code) {
 		p.method = MethodTOTP
-		f, err := readFactor(ctx, s.DB, accountID, false)
+		f, err := readFactor(ctx, o, accountID, false)
 		if errors.Is(err, errNoFactor) {
-			return s.checkSMS(ctx, accountID, code) // six digits: a texted code
+			return s.checkSMS(ctx, o, accountID, code) // six digits: a texted code
 		}
 		if err != nil {
 			return proof{}, err
 		}
-		secret, err := s.unwrap(ctx, accountID, f)
+		sec, err := secrets(o)
 		if err != nil {
-			return proof{}, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+			return proof{}, err
+		}
+		secret, err := openSecret(ctx, sec, accountID, f)
+		if err != nil {
+			return proof{}, err
 		}
 		p.factorID = f.id
 		p.step, p.ok = matchStep(secret, code, s.now())
@@ -229,14 +236,15 @@ func (s *Service) check(ctx context.Context, accountID, code string) (proof, err
 	return p, nil
 }
 
-// spend accepts the proof in tx, once: the TOTP step only if it is later
-// than the last step accepted for the factor, a recovery code only if
-// unused. The condition and the write are one statement, so of two nodes
-// spending one code at once, one finds it spent (in PostgreSQL the second
-// UPDATE waits for the first's row lock and then re-checks its WHERE; in
-// SQLite transactions take the write lock at BEGIN). Anything else is
-// ErrWrongCode. The use of a recovery code is recorded as a's.
-func (p proof) spend(ctx context.Context, tx sqldb.Tx, a gate.Actor, now time.Time) error {
+// spend accepts the proof in the work of o, once: the TOTP step only if it
+// is later than the last step accepted for the factor, a recovery code only
+// if unused. The condition and the write are one statement, so of two
+// nodes spending one code at once, one finds it spent (in PostgreSQL the
+// second UPDATE waits for the first's row lock and then re-checks its
+// WHERE; in SQLite transactions take the write lock at BEGIN). Anything
+// else is ErrWrongCode. The use of a recovery code is recorded beside the
+// work's own event.
+func (p proof) spend(ctx context.Context, o *gate.OpTx, a gate.Actor, now time.Time) error {
 	if !p.ok {
 		return ErrWrongCode
 	}
@@ -244,17 +252,17 @@ func (p proof) spend(ctx context.Context, tx sqldb.Tx, a gate.Actor, now time.Ti
 	var err error
 	switch p.method {
 	case MethodTOTP:
-		res, err = tx.ExecContext(ctx,
+		res, err = o.ExecContext(ctx,
 			`UPDATE account_factors SET last_step = $1
 			 WHERE id = $2 AND account_id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`,
 			p.step, p.factorID, p.accountID)
 	case MethodRecovery:
-		res, err = tx.ExecContext(ctx,
+		res, err = o.ExecContext(ctx,
 			`UPDATE recovery_codes SET used_at = $1
 			 WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL`,
 			now.UnixMicro(), p.accountID, p.hash)
 	case MethodSMS:
-		res, err = spendSMS(ctx, tx, p, now)
+		res, err = spendSMS(ctx, o, p, now)
 	default:
 		return ErrWrongCode
 	}
@@ -267,46 +275,58 @@ func (p proof) spend(ctx context.Context, tx sqldb.Tx, a gate.Actor, now time.Ti
 		return ErrWrongCode
 	}
 	if p.method == MethodRecovery {
-		return recordRecoveryUse(ctx, tx, a)
+		return recordRecoveryUse(ctx, o, a)
 	}
 	return nil
 }
 
 // recordRecoveryUse puts the use of a recovery code on the trail of each of
 // the account's organizations, as a security event (AUD-05), with the
-// number of codes left.
-func recordRecoveryUse(ctx context.Context, tx sqldb.Tx, a gate.Actor) error {
-	left, err := RecoveryCodesLeft(ctx, tx, a.AccountID)
+// number of codes left, beside the event of the work that spent it.
+func recordRecoveryUse(ctx context.Context, o *gate.OpTx, a gate.Actor) error {
+	left, err := RecoveryCodesLeft(ctx, o, a.AccountID)
+	if err != nil {
+		return err
+	}
+	orgIDs, err := accounts.Organizations(ctx, o, a.AccountID)
 	if err != nil {
 		return err
 	}
 	ev := event(a, "mfa.recovery.use", audit.Success)
 	ev.Security = true
 	ev.Details = map[string]string{"recovery_codes_left_count": strconv.Itoa(left)}
-	return appendForEachOrg(ctx, tx, a.AccountID, ev)
+	return o.Record(ctx, ev, orgIDs...)
 }
 
-// Verify checks code, a TOTP code or a recovery code, against the actor's
+// Verify checks code, a TOTP, texted or recovery code, against the actor's
 // account, spends it, and runs then with the method in the same
 // transaction: the code is spent exactly when what then writes (a session)
-// commits. A wrong, used or replayed code is ErrWrongCode and nothing is
-// written; the caller records the failure and counts it (CountFailure).
-func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx, m Method) error) error {
-	p, err := s.check(ctx, a.AccountID, code)
-	if err != nil {
-		return err
-	}
-	if !p.ok {
-		return ErrWrongCode
-	}
-	now := s.now()
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := p.spend(ctx, tx, a, now); err != nil {
+// commits. The work is recorded as then shapes ev: by default
+// auth.second-factor, a success naming the factor (the method). A wrong,
+// used or replayed code is ErrWrongCode and nothing is written but a
+// texted code's spent try, recorded as mfa.sms.verify, failed; the caller
+// records the failure and counts it (CountFailure).
+func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx, m Method, ev *audit.Event) error) error {
+	return s.run(ctx, a, "auth.second-factor", func(o *gate.OpTx, out *outcome) error {
+		p, err := s.check(ctx, o, a.AccountID, code)
+		if err != nil {
 			return err
 		}
-		if then != nil {
-			return then(tx, p.method)
+		if !p.ok && p.tried {
+			o.Action("mfa.sms.verify")
+			return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, false, ErrWrongCode)
 		}
+		if err := p.spend(ctx, o, a, out.now); err != nil {
+			return err
+		}
+		ev := event(a, "auth.second-factor", audit.Success)
+		ev.Details = map[string]string{"factor": string(p.method)}
+		if then != nil {
+			if err := then(o, p.method, &ev); err != nil {
+				return err
+			}
+		}
+		recordAs(o, ev)
 		return nil
 	})
 }
@@ -317,11 +337,12 @@ func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then fu
 // a current code (TOTP or recovery) or the account's password: exactly one
 // of code and password. A wrong one counts towards the lockout.
 func (s *Service) Remove(ctx context.Context, a gate.Actor, code, password string) error {
-	f, err := readFactor(ctx, s.DB, a.AccountID, false)
-	if err != nil {
+	var f factor
+	return s.prove(ctx, a, "mfa.totp.remove", code, password, func(q sqldb.Querier) error {
+		var err error
+		f, err = readFactor(ctx, q, a.AccountID, false)
 		return err
-	}
-	return s.Prove(ctx, a, "mfa.totp.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
+	}, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
 		if err != nil {
 			return fmt.Errorf("remove factor: %w", err)

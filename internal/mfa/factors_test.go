@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
@@ -49,6 +50,7 @@ type fixture struct {
 	db      *sqldb.DB
 	url     string
 	svc     *mfa.Service
+	kek     keys.KEK
 	clock   *clock
 	orgID   string
 	account accounts.Account
@@ -72,7 +74,8 @@ func newFixture(t *testing.T, d sqldb.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.svc = &mfa.Service{DB: db, KEK: kek, Now: f.clock.now}
+	f.kek = kek
+	f.svc = &mfa.Service{Gate: nodeGate(db, kek), Now: f.clock.now}
 	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		org, err := orgs.CreateOrganization(ctx, tx, "Harbour Hospital", "harbour")
 		if err != nil {
@@ -95,6 +98,11 @@ func newFixture(t *testing.T, d sqldb.Dialect) *fixture {
 
 // enrol sets up and confirms a TOTP factor and returns its secret and the
 // recovery codes.
+// nodeGate is the gate of a server node on db, sealing with kek.
+func nodeGate(db *sqldb.DB, kek keys.KEK) *gate.Gate {
+	return gate.New(gate.Config{Clinical: db, Keys: &keys.Keyring{DB: db, KEK: kek}})
+}
+
 func (f *fixture) enrol(t *testing.T) ([]byte, []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -123,7 +131,7 @@ func (f *fixture) code(secret []byte) string {
 // verify gives code as the second factor and reports the method accepted.
 func (f *fixture) verify(code string) (mfa.Method, error) {
 	var m mfa.Method
-	err := f.svc.Verify(context.Background(), f.actor, code, func(_ sqldb.Tx, got mfa.Method) error {
+	err := f.svc.Verify(context.Background(), f.actor, code, func(_ sqldb.Tx, got mfa.Method, _ *audit.Event) error {
 		m = got
 		return nil
 	})
@@ -167,7 +175,7 @@ func TestAUTH08_TOTPCodeAcceptedOnce(t *testing.T) {
 		f.clock.add(3 * mfa.Period)
 		code = f.code(secret)
 		boom := errors.New("session not written")
-		if err := f.svc.Verify(ctx, f.actor, code, func(sqldb.Tx, mfa.Method) error { return boom }); !errors.Is(err, boom) {
+		if err := f.svc.Verify(ctx, f.actor, code, func(sqldb.Tx, mfa.Method, *audit.Event) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("callback failure: %v", err)
 		}
 		if _, err := f.verify(code); err != nil {
@@ -181,7 +189,7 @@ func TestAUTH08_TOTPCodeAcceptedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer other.Close()
-		nodes := []*mfa.Service{f.svc, {DB: other, KEK: f.svc.KEK, Now: f.clock.now}}
+		nodes := []*mfa.Service{f.svc, {Gate: nodeGate(other, f.kek), Now: f.clock.now}}
 		for round := range 3 {
 			f.clock.add(mfa.Period)
 			code := f.code(secret)
@@ -251,7 +259,7 @@ func TestAUTH08_RecoveryCodeAcceptedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer other.Close()
-		nodes := []*mfa.Service{f.svc, {DB: other, KEK: f.svc.KEK, Now: f.clock.now}}
+		nodes := []*mfa.Service{f.svc, {Gate: nodeGate(other, f.kek), Now: f.clock.now}}
 		for _, code := range codes[1:4] {
 			var wg sync.WaitGroup
 			results := make(chan error, 12)
@@ -377,8 +385,8 @@ func TestAUTH08_SecretIsStoredWrappedOnly(t *testing.T) {
 			`SELECT id, kek_id, wrapped FROM account_factors WHERE account_id = $1`, f.account.ID).Scan(&id, &kekID, &wrapped); err != nil {
 			t.Fatal(err)
 		}
-		if kekID != f.svc.KEK.ID() {
-			t.Errorf("kek_id %q, want %q", kekID, f.svc.KEK.ID())
+		if kekID != f.kek.ID() {
+			t.Errorf("kek_id %q, want %q", kekID, f.kek.ID())
 		}
 		other, err := keys.OpenLocalKEK(t.TempDir())
 		if err != nil {
@@ -387,12 +395,12 @@ func TestAUTH08_SecretIsStoredWrappedOnly(t *testing.T) {
 		if _, err := other.Unwrap(ctx, wrapped, adFor(f.account.ID, id)); err == nil {
 			t.Error("another KEK unwraps the secret")
 		}
-		got, err := f.svc.KEK.Unwrap(ctx, wrapped, adFor(f.account.ID, id))
+		got, err := f.kek.Unwrap(ctx, wrapped, adFor(f.account.ID, id))
 		if err != nil || !bytes.Equal(got, secret) {
 			t.Fatalf("unwrap with the factor's own binding: %v", err)
 		}
 		for _, ad := range [][]byte{adFor("aaaaaaaaaaaaaaaaaaaaaaaaaa", id), adFor(f.account.ID, "aaaaaaaaaaaaaaaaaaaaaaaaaa")} {
-			if _, err := f.svc.KEK.Unwrap(ctx, wrapped, ad); err == nil {
+			if _, err := f.kek.Unwrap(ctx, wrapped, ad); err == nil {
 				t.Error("the secret unwraps bound to another account or factor")
 			}
 		}
@@ -569,7 +577,7 @@ func TestAUTH09_SetPolicyRequiresEnrolment(t *testing.T) {
 		}
 		set := func(p mfa.Policy) {
 			t.Helper()
-			if err := f.db.InTx(ctx, func(tx *sql.Tx) error { return mfa.SetPolicy(ctx, tx, f.orgID, p) }); err != nil {
+			if err := f.svc.Gate.Operate(ctx, "org.policy.set", func(o *gate.OpTx) error { return mfa.SetPolicy(ctx, o, f.orgID, p) }); err != nil {
 				t.Fatal(err)
 			}
 		}

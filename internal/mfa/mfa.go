@@ -3,13 +3,16 @@
 // between a right password and a session, and the organization policy that
 // requires a second factor of every member (AUTH-09).
 //
-// It promises that a TOTP secret is stored only wrapped by the
-// key-encryption key, bound to its account and factor; that a TOTP code (its
-// time step) and a recovery code are each accepted at most once, also when
-// several server nodes share one database, because the statement that
-// accepts one is the statement that spends it; and that every enrolment,
-// removal, use of a recovery code and failed code is on the audit trail,
-// which never holds a secret or a code.
+// It promises that a TOTP secret, a phone number and a texted code are
+// stored only sealed by the gate's vault of account secrets (wrapped by the
+// key-encryption key, which mfa never holds), bound to their account and
+// factor; that a TOTP code (its time step) and a recovery code are each
+// accepted at most once, also when several server nodes share one database,
+// because the statement that accepts one is the statement that spends it;
+// and that every enrolment, removal, use of a recovery code and failed code
+// is on the audit trail, which never holds a secret or a code. It reaches
+// the database only through the gate (internal/gate): each step is one work
+// that commits its changes with its event.
 package mfa
 
 import (
@@ -26,7 +29,6 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -45,12 +47,16 @@ const (
 var Methods = []Method{MethodTOTP, MethodRecovery}
 
 // Service manages the second factors of signed-in people and checks codes
-// at sign-in. Its KEK wraps and unwraps TOTP secrets; without one, TOTP is
-// unavailable (and an account that has a factor cannot sign in) rather than
-// stored in clear.
+// at sign-in. It reaches the database only through its gate: an account's
+// own changes (setting up or removing a factor, new recovery codes, a
+// step-up) as the account's own work (gate.Gate.Own), the steps of a
+// sign-in that has no session yet as work about the account
+// (gate.Gate.Account). Secrets are sealed and opened with the vault that
+// work is handed (gate.OpTx.Secrets); without a key-encryption key, TOTP
+// and texted codes are unavailable (and an account that has such a factor
+// cannot sign in) rather than stored in clear.
 type Service struct {
-	DB  *sqldb.DB
-	KEK keys.KEK
+	Gate *gate.Gate
 	// SMS sends codes by text message; without one, SMS factors are
 	// unavailable.
 	SMS sms.Sender
@@ -65,6 +71,20 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// SecretsAvailable reports whether factors that hold a secret (TOTP and
+// texted codes) can be used: whether a key-encryption key is configured.
+func (s *Service) SecretsAvailable() bool {
+	return s.Gate != nil && s.Gate.SecretsAvailable()
+}
+
+// sealing refuses a step that needs the vault of secrets when there is none.
+func (s *Service) sealing() error {
+	if !s.SecretsAvailable() {
+		return errNoKEK
+	}
+	return nil
 }
 
 var (
@@ -88,8 +108,11 @@ const (
 	AccountPerMinute = 10
 )
 
-func (s *Service) limit(ctx context.Context, accountID string) error {
-	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
+// limit counts a check by the account in the work's transaction: the
+// attempt is spent with what the work commits (a refusal on the record,
+// or the change).
+func (s *Service) limit(ctx context.Context, q sqldb.Querier, accountID string) error {
+	lim := &ratelimit.Limiter{DB: q, Now: s.now}
 	return lim.Check(ctx, ratelimit.Rule{Bucket: accountBucket + accountID, Limit: AccountPerMinute, Window: time.Minute})
 }
 
@@ -142,13 +165,20 @@ func readFactorOfKind(ctx context.Context, q sqldb.Querier, accountID, kind stri
 	return f, nil
 }
 
-func (s *Service) unwrap(ctx context.Context, accountID string, f factor) ([]byte, error) {
-	if s.KEK == nil {
+// secrets is the vault of the work's account secrets.
+func secrets(o *gate.OpTx) (*gate.Secrets, error) {
+	sec, err := o.Secrets()
+	if err != nil {
 		return nil, errNoKEK
 	}
-	secret, err := s.KEK.Unwrap(ctx, f.wrapped, secretAD(accountID, f.id))
+	return sec, nil
+}
+
+// openSecret opens the TOTP secret of factor f of the account.
+func openSecret(ctx context.Context, sec *gate.Secrets, accountID string, f factor) ([]byte, error) {
+	secret, err := sec.Open(ctx, f.wrapped, secretAD(accountID, f.id))
 	if err != nil {
-		return nil, fmt.Errorf("unwrap TOTP secret of factor %s: %w", f.id, err)
+		return nil, errs.Wrap(errs.Unavailable, fmt.Errorf("open TOTP secret of factor %s: %w", f.id, err), "second factors are unavailable")
 	}
 	return secret, nil
 }
@@ -198,34 +228,126 @@ func SummaryOf(ctx context.Context, q sqldb.Querier, accountID string) (Summary,
 // how many recovery codes it has left, as their account page shows them
 // (ListPasskeys names the passkeys).
 func (s *Service) Summary(ctx context.Context, a gate.Actor) (Summary, error) {
-	if a.AccountID == "" {
-		return Summary{}, errs.E(errs.Unauthenticated, "sign-in required")
-	}
-	return SummaryOf(ctx, s.DB, a.AccountID)
+	var m Summary
+	err := s.Gate.Own(ctx, a, "mfa.summary", func(o *gate.OpTx) error {
+		o.Nothing() // the account's own settings, read only
+		var err error
+		m, err = SummaryOf(ctx, o, a.AccountID)
+		return err
+	})
+	return m, err
 }
 
-// appendForEachOrg records ev about the account once in each of its
-// organizations, so that each one's administrators find a change of its
-// second factor in their trail (AUD-05), or once without an organization if
-// it has none.
-func appendForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
-	orgIDs, err := accounts.Organizations(ctx, tx, accountID)
+// run runs work for a, recorded as action: an account's own work if a has
+// a session, work about the account for a sign-in that has none yet. The
+// work's event is about the account. A refusal the work recorded
+// (outcome.refuse, outcome.stepUp) commits with its event and is answered
+// then; alerts the work raised are announced once committed.
+func (s *Service) run(ctx context.Context, a gate.Actor, action string, work func(o *gate.OpTx, out *outcome) error) error {
+	if len(a.UserAgent) > 512 {
+		a.UserAgent = a.UserAgent[:512]
+	}
+	var out outcome
+	do := func(o *gate.OpTx) error {
+		out = outcome{now: s.now(), actor: a}
+		o.Object("account", a.AccountID)
+		return work(o, &out)
+	}
+	var err error
+	if a.SessionID != "" {
+		err = s.Gate.Own(ctx, a, action, do)
+	} else {
+		err = s.Gate.Account(ctx, a, action, do)
+	}
 	if err != nil {
 		return err
 	}
-	if len(orgIDs) == 0 {
-		orgIDs = []string{""}
+	Announce(ctx, out.raised)
+	return out.refused
+}
+
+// outcome is what a work of the service learned besides its changes.
+type outcome struct {
+	now   time.Time
+	actor gate.Actor
+	// refused is the answer of a refusal recorded as the work's event.
+	refused error
+	// raised are the alerts the work raised, announced once committed.
+	raised []alerts.Alert
+}
+
+// refuse records the work as a failed check of its actor's code or
+// password, with details (a reason; never the code), and, if counts,
+// counts it towards the account's lockout (AUTH-04), raising the lockout's
+// alerts (AUTH-12). The work then returns nil, so that the failure and
+// what the work spent on the way (a rate-limit attempt, a texted code's
+// try) commit together, and the service answers cause.
+func (out *outcome) refuse(ctx context.Context, o *gate.OpTx, details map[string]string, counts bool, cause error) error {
+	o.Outcome(audit.Failure)
+	for k, v := range details {
+		o.Detail(k, v)
 	}
-	for _, org := range orgIDs {
-		ev.OrgID = org
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
-			return err
+	out.refused = cause
+	if !counts {
+		return nil
+	}
+	var err error
+	out.raised, err = CountFailure(ctx, o, out.actor.AccountID, out.actor.RemoteAddr, out.now)
+	return err
+}
+
+// stepUp records the work as denied for want of a fresh confirmation of
+// the actor's session, as the gate records its own (ACL-09): a security
+// event in each of the account's organizations, so the trail shows the
+// attempt. The service answers gate.ErrStepUpRequired.
+func (out *outcome) stepUp(ctx context.Context, o *gate.OpTx) error {
+	o.Outcome(audit.Denied)
+	o.Security()
+	o.Detail("reason", "step-up required")
+	out.refused = gate.ErrStepUpRequired
+	return inEachOrg(ctx, o, out.actor.AccountID)
+}
+
+// inEachOrg records the work's event in each of the account's
+// organizations, so that each one's administrators find a change of its
+// second factor in their trail (AUD-05), or once without an organization if
+// it has none.
+func inEachOrg(ctx context.Context, o *gate.OpTx, accountID string) error {
+	orgIDs, err := accounts.Organizations(ctx, o, accountID)
+	if err != nil {
+		return err
+	}
+	o.Org("")
+	for i, id := range orgIDs {
+		if i == 0 {
+			o.Org(id)
+		} else {
+			o.AlsoIn(id)
 		}
 	}
 	return nil
 }
 
-// event is an audit event of a's, about the account's second factor.
+// recordAs makes ev, as a caller shaped it, the work's event: its action,
+// outcome, actor, organization, object, flag and details.
+func recordAs(o *gate.OpTx, ev audit.Event) {
+	o.Action(ev.Action)
+	if ev.Outcome != "" {
+		o.Outcome(ev.Outcome)
+	}
+	o.As(ev.ActorAccount, ev.ActorSession)
+	o.Org(ev.OrgID)
+	o.Object(ev.ObjectType, ev.ObjectID)
+	if ev.Security {
+		o.Security()
+	}
+	for k, v := range ev.Details {
+		o.Detail(k, v)
+	}
+}
+
+// event is an audit event of a's, about the account's second factor, as a
+// caller that shapes the work's event sees it.
 func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
 	ua := a.UserAgent
 	if len(ua) > 512 {
@@ -238,43 +360,11 @@ func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
 	}
 }
 
-// refuse records a failed check of a signed-in person's code or password
-// and, if counts, counts it towards the account's lockout (AUTH-04), raising
-// the lockout's alerts (AUTH-12). It returns cause, unless the record could
-// not be written.
-func (s *Service) refuse(ctx context.Context, a gate.Actor, action, reason string, counts bool, cause error) error {
-	return s.refuseWith(ctx, a, action, map[string]string{"reason": reason}, counts, cause)
-}
-
-// refuseWith is refuse with the failure's details.
-func (s *Service) refuseWith(ctx context.Context, a gate.Actor, action string, details map[string]string, counts bool, cause error) error {
-	ev := event(a, action, audit.Failure)
-	ev.Details = details
-	var raised []alerts.Alert
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		raised = nil
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
-			return err
-		}
-		if !counts {
-			return nil
-		}
-		var err error
-		raised, err = CountFailure(ctx, tx, a.AccountID, a.RemoteAddr, s.now())
-		return err
-	})
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
-	}
-	Announce(ctx, raised)
-	return cause
-}
-
 // CountFailure counts a wrong code towards the account's lockout, in the
 // transaction that records it, exactly like a wrong password (AUTH-04). The
 // failure that locks the account raises an alert for each of its
 // organizations (AUTH-12); the caller announces them after tx commits.
-func CountFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
+func CountFailure(ctx context.Context, tx alerts.Tx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
 	locked, err := accounts.RecordFailure(ctx, tx, accountID, remoteAddr, now)
 	if err != nil || !locked {
 		return nil, err
@@ -288,7 +378,7 @@ func CountFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string
 	}
 	var raised []alerts.Alert
 	for _, org := range orgIDs {
-		al, err := alerts.Raise(ctx, alertTx(tx), alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: accountID})
+		al, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: org, Kind: alerts.AccountLocked, Subject: accountID})
 		if err != nil {
 			return nil, err
 		}

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -23,16 +23,15 @@ type Policy struct {
 	RequireSecondFactor bool
 }
 
-// SetPolicy stores an organization's second-factor policy in tx and records
-// the change, org.policy.set, a security event (AUD-05). The event names no
-// actor; a caller acting for a person records that person's own event in
-// tx as well.
-func SetPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p Policy) error {
+// SetPolicy stores an organization's second-factor policy in the work of
+// o and makes the work's event org.policy.set, a security event (AUD-05)
+// about the organization, naming the new setting.
+func SetPolicy(ctx context.Context, o *gate.OpTx, orgID string, p Policy) error {
 	if !ids.Valid(orgID) {
 		return errs.E(errs.NotFound, "organization not found")
 	}
 	now := sqldb.Now()
-	_, err := tx.ExecContext(ctx,
+	_, err := o.ExecContext(ctx,
 		`INSERT INTO org_policies (org_id, require_second_factor, updated_at) VALUES ($1, $2, $3)
 		 ON CONFLICT (org_id) DO UPDATE
 		 SET require_second_factor = excluded.require_second_factor, updated_at = excluded.updated_at`,
@@ -40,12 +39,12 @@ func SetPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p Policy) error {
 	if err != nil {
 		return fmt.Errorf("set organization policy: %w", err)
 	}
-	_, err = audit.Append(ctx, tx, audit.Event{
-		Action: "org.policy.set", OrgID: orgID, ObjectType: "organization", ObjectID: orgID,
-		Outcome: audit.Success, Security: true,
-		Details: map[string]string{"require_second_factor": strconv.FormatBool(p.RequireSecondFactor)},
-	})
-	return err
+	o.Action("org.policy.set")
+	o.Org(orgID)
+	o.Object("organization", orgID)
+	o.Security()
+	o.Detail("require_second_factor", strconv.FormatBool(p.RequireSecondFactor))
+	return nil
 }
 
 // PolicyOf reads an organization's second-factor policy; an organization

@@ -2,7 +2,6 @@ package mfa
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -19,57 +18,77 @@ const ProofPassword = "password"
 // Prove checks that a signed-in person is the account's owner, not just the
 // holder of its session: exactly one of code (a TOTP or recovery code of
 // the account's factor) and password. On success it spends the code, runs
-// then and appends the security event action, all in one transaction, so
-// the code is spent exactly when what then writes commits; then may add
-// details to the event. A wrong code or password is ErrWrongCode, counts
-// towards the account's lockout (AUTH-04) and is on the audit trail; the
-// checks are limited per account (AUTH-05).
+// then and records the security event action, all in one transaction, so
+// the code is spent exactly when what then writes commits; then may shape
+// the event (add details, or make it another action about another object).
+// A wrong code or password is ErrWrongCode, counts towards the account's
+// lockout (AUTH-04) and is on the audit trail; the checks are limited per
+// account (AUTH-05).
 func (s *Service) Prove(ctx context.Context, a gate.Actor, action, code, password string, then func(tx sqldb.Tx, ev *audit.Event) error) error {
+	return s.prove(ctx, a, action, code, password, nil, then)
+}
+
+// prove is Prove that first runs before, in the same transaction, to find
+// what then changes; its error ends the step before any check.
+func (s *Service) prove(ctx context.Context, a gate.Actor, action, code, password string, before func(q sqldb.Querier) error, then func(tx sqldb.Tx, ev *audit.Event) error) error {
 	if (code == "") == (password == "") {
 		return errs.E(errs.Invalid, "give either a current code or the account's password")
 	}
-	if err := s.limit(ctx, a.AccountID); err != nil {
-		return err
-	}
-	method := ProofPassword
-	var p proof
+	// The password's hash is slow by design: it is checked before the work,
+	// which holds its lane's turn, and its verdict is recorded in the work.
+	passwordOK := false
 	if password != "" {
-		acc, err := accounts.ByID(ctx, s.DB, a.AccountID)
-		if err != nil {
-			return err
-		}
-		if _, _, err := accounts.Check(ctx, s.DB, acc.Email, password); err != nil {
-			if !errors.Is(err, accounts.ErrBadCredentials) {
+		err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+			acc, err := accounts.ByID(ctx, q, a.AccountID)
+			if err != nil {
 				return err
 			}
-			return s.refuse(ctx, a, action, "wrong_password", true, ErrWrongCode)
-		}
-	} else {
-		var err error
-		if p, err = s.check(ctx, a.AccountID, code); err != nil {
+			_, _, err = accounts.Check(ctx, q, acc.Email, password)
+			return err
+		})
+		switch {
+		case err == nil:
+			passwordOK = true
+		case !errors.Is(err, accounts.ErrBadCredentials):
 			return err
 		}
-		method = string(p.method)
 	}
-	now := s.now()
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if code != "" {
-			if err := p.spend(ctx, tx, a, now); err != nil {
+	return s.run(ctx, a, action, func(o *gate.OpTx, out *outcome) error {
+		if before != nil {
+			if err := before(o); err != nil {
 				return err
 			}
+		}
+		if err := s.limit(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		method := ProofPassword
+		if password != "" && !passwordOK {
+			return out.refuse(ctx, o, map[string]string{"reason": "wrong_password"}, true, ErrWrongCode)
+		}
+		if code != "" {
+			p, err := s.check(ctx, o, a.AccountID, code)
+			if err != nil {
+				return err
+			}
+			err = p.spend(ctx, o, a, out.now)
+			if errors.Is(err, ErrWrongCode) {
+				return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, true, ErrWrongCode)
+			}
+			if err != nil {
+				return err
+			}
+			method = string(p.method)
 		}
 		ev := event(a, action, audit.Success)
 		ev.Security = true
 		ev.Details = map[string]string{"proof": method}
 		if then != nil {
-			if err := then(tx, &ev); err != nil {
+			if err := then(o, &ev); err != nil {
 				return err
 			}
 		}
-		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+		recordAs(o, ev)
+		return inEachOrg(ctx, o, a.AccountID)
 	})
-	if errors.Is(err, ErrWrongCode) {
-		return s.refuse(ctx, a, action, "wrong_code", true, ErrWrongCode)
-	}
-	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
@@ -137,56 +135,47 @@ func confirmedRecently(a gate.Actor, now time.Time) bool {
 // stand in for a second factor, so an account without one is refused. The
 // renewal is the security event mfa.recovery.regenerate, naming its proof.
 func (s *Service) RenewRecoveryCodes(ctx context.Context, a gate.Actor, code string) ([]string, error) {
-	if err := s.limit(ctx, a.AccountID); err != nil {
-		return nil, err
-	}
-	has, err := HasFactor(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	if !has {
-		return nil, errNothingToRecover
-	}
-	method := ProofStepUp
-	var p proof
-	if code = strings.TrimSpace(code); code != "" {
-		if p, err = s.check(ctx, a.AccountID, code); err != nil {
-			return nil, err
-		}
-		method = string(p.method)
-	} else if !confirmedRecently(a, s.now()) {
-		return nil, s.stepUpRefused(ctx, a, "mfa.recovery.regenerate")
-	}
-	now := s.now()
+	code = strings.TrimSpace(code)
 	var codes []string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.run(ctx, a, "mfa.recovery.regenerate", func(o *gate.OpTx, out *outcome) error {
+		if err := s.limit(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		has, err := HasFactor(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		if !has {
+			return errNothingToRecover
+		}
+		method := ProofStepUp
 		if code != "" {
-			if err := p.spend(ctx, tx, a, now); err != nil {
+			p, err := s.check(ctx, o, a.AccountID, code)
+			if err != nil {
 				return err
 			}
-		}
-		// The last factor removed meanwhile took the codes with it.
-		if has, err := HasFactor(ctx, tx, a.AccountID); err != nil || !has {
-			if err == nil {
-				err = errNothingToRecover
+			err = p.spend(ctx, o, a, out.now)
+			if errors.Is(err, ErrWrongCode) {
+				return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, true, ErrWrongCode)
 			}
+			if err != nil {
+				return err
+			}
+			method = string(p.method)
+		} else if !confirmedRecently(a, out.now) {
+			return out.stepUp(ctx, o)
+		}
+		if codes, err = replaceRecoveryCodes(ctx, o, a.AccountID, out.now); err != nil {
 			return err
 		}
-		var err error
-		if codes, err = replaceRecoveryCodes(ctx, tx, a.AccountID, now); err != nil {
-			return err
-		}
-		ev := event(a, "mfa.recovery.regenerate", audit.Success)
-		ev.Security = true
-		ev.Details = map[string]string{"proof": method, "recovery_codes_count": strconv.Itoa(len(codes))}
+		o.Security()
+		o.Detail("proof", method)
+		o.Detail("recovery_codes_count", strconv.Itoa(len(codes)))
 		if code == "" {
-			ev.Details["step_up_age_s"] = strconv.FormatInt(int64(now.Sub(a.ConfirmedAt)/time.Second), 10)
+			o.Detail("step_up_age_s", strconv.FormatInt(int64(out.now.Sub(a.ConfirmedAt)/time.Second), 10))
 		}
-		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+		return inEachOrg(ctx, o, a.AccountID)
 	})
-	if errors.Is(err, ErrWrongCode) {
-		return nil, s.refuse(ctx, a, "mfa.recovery.regenerate", "wrong_code", true, ErrWrongCode)
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// SMS factors (AUTH-08): a phone number, stored only wrapped by the
-// key-encryption key like a TOTP secret, to which six-digit codes are sent.
+// SMS factors (AUTH-08): a phone number, stored only sealed by the gate's
+// vault of account secrets like a TOTP secret, to which six-digit codes are sent.
 // A code is valid SMSCodeTTL, accepted once (the statement that accepts it
 // spends it), dead after SMSCodeTries wrong tries, and stored only wrapped
 // as well, so neither a copy of the database nor a log holds one. Sending
@@ -78,18 +78,19 @@ func newSMSCode() string {
 }
 
 func (s *Service) smsReady() error {
-	switch {
-	case s.KEK == nil:
-		return errNoKEK
-	case s.SMS == nil:
+	if err := s.sealing(); err != nil {
+		return err
+	}
+	if s.SMS == nil {
 		return errNoSMS
 	}
 	return nil
 }
 
-// limitSends counts a text message to the account against its limit.
-func (s *Service) limitSends(ctx context.Context, accountID string) error {
-	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
+// limitSends counts a text message to the account against its limit, in
+// the work that issues its code.
+func (s *Service) limitSends(ctx context.Context, q sqldb.Querier, accountID string) error {
+	lim := &ratelimit.Limiter{DB: q, Now: s.now}
 	return lim.Check(ctx, ratelimit.Rule{Bucket: smsSendBucket + accountID, Limit: SMSSendsPerWindow, Window: SMSSendWindow})
 }
 
@@ -99,24 +100,24 @@ func readSMSFactor(ctx context.Context, q sqldb.Querier, accountID string, pendi
 	return readFactorOfKind(ctx, q, accountID, "sms", pending, errNoSMSFactor, errNoSMSPending)
 }
 
-// issueSMSCode stores a fresh code of purpose for the factor in tx and
-// returns it for sending. Earlier live codes of the same purpose die, so
-// only the latest text counts.
-func (s *Service) issueSMSCode(ctx context.Context, tx sqldb.Tx, accountID, factorID, purpose string, now time.Time) (string, error) {
+// issueSMSCode stores a fresh code of purpose for the factor, sealed, in
+// the work of o and returns it for sending. Earlier live codes of the same
+// purpose die, so only the latest text counts.
+func issueSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose string, now time.Time) (string, error) {
 	code, id := newSMSCode(), ids.New()
-	wrapped, err := s.KEK.Wrap(ctx, []byte(code), smsCodeAD(accountID, factorID, id))
+	sealed, kekID, err := sec.Seal(ctx, []byte(code), smsCodeAD(accountID, factorID, id))
 	if err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
 	}
-	if _, err := tx.ExecContext(ctx,
+	if _, err := o.ExecContext(ctx,
 		`DELETE FROM sms_codes WHERE account_id = $1 AND (expires_at < $2 OR purpose = $3)`,
 		accountID, now.UnixMicro(), purpose); err != nil {
 		return "", fmt.Errorf("clear old codes: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx,
+	if _, err := o.ExecContext(ctx,
 		`INSERT INTO sms_codes (id, account_id, factor_id, purpose, kek_id, wrapped, created_at, expires_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		id, accountID, factorID, purpose, s.KEK.ID(), wrapped, now.UnixMicro(), now.Add(SMSCodeTTL).UnixMicro()); err != nil {
+		id, accountID, factorID, purpose, kekID, sealed, now.UnixMicro(), now.Add(SMSCodeTTL).UnixMicro()); err != nil {
 		return "", fmt.Errorf("store code: %w", err)
 	}
 	return code, nil
@@ -126,8 +127,8 @@ func smsText(code string) string {
 	return "Your Custodia code is " + code + ". It is valid for 5 minutes. Never share it; Custodia staff will never ask for it."
 }
 
-// send hands a text to the sender. Its failure is reported without the
-// message, which holds a code.
+// send hands a text to the sender, once the code is committed. Its failure
+// is reported without the message, which holds a code.
 func (s *Service) send(ctx context.Context, phone, code string) error {
 	if err := s.SMS.Send(ctx, sms.Message{To: phone, Text: smsText(code)}); err != nil {
 		return errs.Wrap(errs.Unavailable, errors.New("sms sender failed"), "the text message could not be sent; try again later")
@@ -136,7 +137,7 @@ func (s *Service) send(ctx context.Context, phone, code string) error {
 }
 
 // BeginSMS starts setting up an SMS factor for the actor's account: the
-// phone number is stored wrapped as a pending factor, and a code is texted
+// phone number is stored sealed as a pending factor, and a code is texted
 // to it for ConfirmSMS. It returns the number masked. Like Begin, it is
 // refused for an account that has a TOTP or SMS factor, and beside a
 // passkey it needs a recent step-up (admit).
@@ -148,40 +149,38 @@ func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (str
 	if err != nil {
 		return "", err
 	}
-	if err := s.admitOrRecord(ctx, a, true, "mfa.sms.enrol"); err != nil {
-		return "", err
-	}
-	if err := s.limitSends(ctx, a.AccountID); err != nil {
-		return "", err
-	}
 	id := ids.New()
-	wrapped, err := s.KEK.Wrap(ctx, []byte(phone), phoneAD(a.AccountID, id))
-	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
-	}
-	now := s.now()
 	var code string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.admit(ctx, tx, a, true); err != nil {
+	err = s.run(ctx, a, "mfa.sms.begin", func(o *gate.OpTx, out *outcome) error {
+		if _, err := s.admitted(ctx, o, out, true, "mfa.sms.enrol"); err != nil || out.refused != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx,
+		if err := s.limitSends(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		sec, err := secrets(o)
+		if err != nil {
+			return err
+		}
+		sealed, kekID, err := sec.Seal(ctx, []byte(phone), phoneAD(a.AccountID, id))
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+		}
+		if _, err := o.ExecContext(ctx,
 			`DELETE FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NULL`, a.AccountID); err != nil {
 			return fmt.Errorf("replace pending factor: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx,
+		if _, err := o.ExecContext(ctx,
 			`INSERT INTO account_factors (id, account_id, kind, kek_id, wrapped, last_step, created_at)
 			 VALUES ($1, $2, 'sms', $3, $4, 0, $5)`,
-			id, a.AccountID, s.KEK.ID(), wrapped, now.UnixMicro()); err != nil {
+			id, a.AccountID, kekID, sealed, out.now.UnixMicro()); err != nil {
 			return fmt.Errorf("store pending factor: %w", err)
 		}
-		if code, err = s.issueSMSCode(ctx, tx, a.AccountID, id, smsEnrol, now); err != nil {
+		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, id, smsEnrol, out.now); err != nil {
 			return err
 		}
-		ev := event(a, "mfa.sms.begin", audit.Success)
-		ev.Details = map[string]string{"factor_id": id}
-		_, err = audit.Append(ctx, tx, ev)
-		return err
+		o.Detail("factor_id", id)
+		return nil
 	})
 	if err != nil {
 		return "", err
@@ -202,39 +201,42 @@ func (s *Service) ConfirmSMS(ctx context.Context, a gate.Actor, code string) ([]
 // ConfirmSMSThen is ConfirmSMS that also runs then, if not nil, in the
 // transaction that activates the factor.
 func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx) error) ([]string, error) {
-	if s.KEK == nil {
-		return nil, errNoKEK
-	}
-	if err := s.limit(ctx, a.AccountID); err != nil {
+	if err := s.sealing(); err != nil {
 		return nil, err
-	}
-	if err := s.admitOrRecord(ctx, a, true, "mfa.sms.enrol"); err != nil {
-		return nil, err
-	}
-	f, err := readSMSFactor(ctx, s.DB, a.AccountID, true)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	codeID, ok, err := s.matchSMSCode(ctx, a.AccountID, f.id, smsEnrol, strings.TrimSpace(code), now)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, s.refuse(ctx, a, "mfa.sms.enrol", "wrong_code", false, ErrWrongCode)
 	}
 	var codes []string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := spendSMSCode(ctx, tx, a.AccountID, codeID, now); err != nil {
+	err := s.run(ctx, a, "mfa.sms.enrol", func(o *gate.OpTx, out *outcome) error {
+		if err := s.limit(ctx, o, a.AccountID); err != nil {
 			return err
 		}
-		first, err := s.admit(ctx, tx, a, true)
+		first, err := s.admitted(ctx, o, out, true, "mfa.sms.enrol")
+		if err != nil || out.refused != nil {
+			return err
+		}
+		f, err := readSMSFactor(ctx, o, a.AccountID, true)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx,
+		sec, err := secrets(o)
+		if err != nil {
+			return err
+		}
+		codeID, ok, err := matchSMSCode(ctx, o, sec, a.AccountID, f.id, smsEnrol, strings.TrimSpace(code), out.now)
+		if err != nil {
+			return err
+		}
+		if ok {
+			err = spendSMSCode(ctx, o, a.AccountID, codeID, out.now)
+		}
+		if !ok || errors.Is(err, ErrWrongCode) {
+			return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, false, ErrWrongCode)
+		}
+		if err != nil {
+			return err
+		}
+		res, err := o.ExecContext(ctx,
 			`UPDATE account_factors SET confirmed_at = $1 WHERE id = $2 AND account_id = $3 AND confirmed_at IS NULL`,
-			now.UnixMicro(), f.id, a.AccountID)
+			out.now.UnixMicro(), f.id, a.AccountID)
 		if sqldb.IsUniqueViolation(err) {
 			return errHasFactor
 		}
@@ -244,12 +246,9 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoSMSPending
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.sms.enrol", f.id, nil, first, now, then)
+		codes, err = enrolled(ctx, o, a, f.id, nil, first, out.now, then)
 		return err
 	})
-	if errors.Is(err, ErrWrongCode) {
-		return nil, s.refuse(ctx, a, "mfa.sms.enrol", "wrong_code", false, ErrWrongCode)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -263,36 +262,37 @@ func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor) (string, err
 	if err := s.smsReady(); err != nil {
 		return "", err
 	}
-	f, err := readSMSFactor(ctx, s.DB, a.AccountID, false)
-	if err != nil {
-		return "", err
-	}
-	if err := s.limitSends(ctx, a.AccountID); err != nil {
-		return "", err
-	}
-	phone, err := s.KEK.Unwrap(ctx, f.wrapped, phoneAD(a.AccountID, f.id))
-	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
-	}
-	now := s.now()
-	var code string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if code, err = s.issueSMSCode(ctx, tx, a.AccountID, f.id, smsSignIn, now); err != nil {
+	var phone, code string
+	err := s.run(ctx, a, "mfa.sms.send", func(o *gate.OpTx, out *outcome) error {
+		f, err := readSMSFactor(ctx, o, a.AccountID, false)
+		if err != nil {
 			return err
 		}
-		ev := event(a, "mfa.sms.send", audit.Success)
-		ev.Details = map[string]string{"factor_id": f.id}
-		_, err = audit.Append(ctx, tx, ev)
-		return err
+		if err := s.limitSends(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		sec, err := secrets(o)
+		if err != nil {
+			return err
+		}
+		number, err := sec.Open(ctx, f.wrapped, phoneAD(a.AccountID, f.id))
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+		}
+		phone = string(number)
+		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, f.id, smsSignIn, out.now); err != nil {
+			return err
+		}
+		o.Detail("factor_id", f.id)
+		return nil
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := s.send(ctx, string(phone), code); err != nil {
+	if err := s.send(ctx, phone, code); err != nil {
 		return "", err
 	}
-	return sms.Mask(string(phone)), nil
+	return sms.Mask(phone), nil
 }
 
 // RemoveSMS deletes the actor's SMS factor (and, with the account's last
@@ -300,11 +300,12 @@ func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor) (string, err
 // account's password or a current code (a texted code or a recovery code);
 // a wrong one counts towards the lockout.
 func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password string) error {
-	f, err := readSMSFactor(ctx, s.DB, a.AccountID, false)
-	if err != nil {
+	var f factor
+	return s.prove(ctx, a, "mfa.sms.remove", code, password, func(q sqldb.Querier) error {
+		var err error
+		f, err = readSMSFactor(ctx, q, a.AccountID, false)
 		return err
-	}
-	return s.Prove(ctx, a, "mfa.sms.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
+	}, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM account_factors WHERE id = $1`, f.id)
 		if err != nil {
 			return fmt.Errorf("remove factor: %w", err)
@@ -312,12 +313,8 @@ func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password st
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errNoSMSFactor // removed meanwhile
 		}
-		for _, stmt := range []string{
-			`DELETE FROM sms_codes WHERE account_id = $1`,
-		} {
-			if _, err := tx.ExecContext(ctx, stmt, a.AccountID); err != nil {
-				return fmt.Errorf("remove factor: %w", err)
-			}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sms_codes WHERE account_id = $1`, a.AccountID); err != nil {
+			return fmt.Errorf("remove factor: %w", err)
 		}
 		if err := dropRecoveryCodesIfLast(ctx, tx, a.AccountID); err != nil {
 			return err
@@ -329,50 +326,56 @@ func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password st
 
 // checkSMS is check for a six-digit code of an account without a TOTP
 // factor: the latest live sign-in code texted to its SMS factor.
-func (s *Service) checkSMS(ctx context.Context, accountID, code string) (proof, error) {
+func (s *Service) checkSMS(ctx context.Context, o *gate.OpTx, accountID, code string) (proof, error) {
 	p := proof{accountID: accountID, method: MethodSMS}
-	f, err := readSMSFactor(ctx, s.DB, accountID, false)
+	f, err := readSMSFactor(ctx, o, accountID, false)
 	if errors.Is(err, errNoSMSFactor) {
 		return p, nil
 	}
 	if err != nil {
 		return proof{}, err
 	}
-	if s.KEK == nil {
-		return proof{}, errNoKEK
+	sec, err := secrets(o)
+	if err != nil {
+		return proof{}, err
 	}
-	p.smsCodeID, p.ok, err = s.matchSMSCode(ctx, accountID, f.id, smsSignIn, code, s.now())
+	p.smsCodeID, p.ok, err = matchSMSCode(ctx, o, sec, accountID, f.id, smsSignIn, code, s.now())
+	p.tried = !p.ok && p.smsCodeID != ""
+	if !p.ok {
+		p.smsCodeID = ""
+	}
 	return p, err
 }
 
 // matchSMSCode compares code with the latest live code of purpose for the
-// factor, in constant time. A wrong code uses up one of that code's tries.
-func (s *Service) matchSMSCode(ctx context.Context, accountID, factorID, purpose, code string, now time.Time) (string, bool, error) {
+// factor, in constant time, in the work of o. A wrong code uses up one of
+// that code's tries: it returns that code's id, not ok.
+func matchSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose, code string, now time.Time) (string, bool, error) {
 	var id string
-	var wrapped []byte
-	err := s.DB.QueryRowContext(ctx,
+	var sealed []byte
+	err := o.QueryRowContext(ctx,
 		`SELECT id, wrapped FROM sms_codes
 		 WHERE account_id = $1 AND factor_id = $2 AND purpose = $3
 		   AND used_at IS NULL AND expires_at > $4 AND attempts < $5
 		 ORDER BY created_at DESC, id LIMIT 1`,
-		accountID, factorID, purpose, now.UnixMicro(), SMSCodeTries).Scan(&id, &wrapped)
+		accountID, factorID, purpose, now.UnixMicro(), SMSCodeTries).Scan(&id, &sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, errs.Wrap(errs.Unavailable, err, "read code")
 	}
-	want, err := s.KEK.Unwrap(ctx, wrapped, smsCodeAD(accountID, factorID, id))
+	want, err := sec.Open(ctx, sealed, smsCodeAD(accountID, factorID, id))
 	if err != nil {
 		return "", false, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
 	}
 	ok := len(code) == len(want) && subtle.ConstantTimeCompare([]byte(code), want) == 1
 	clear(want)
 	if !ok {
-		if _, err := s.DB.ExecContext(ctx, `UPDATE sms_codes SET attempts = attempts + 1 WHERE id = $1`, id); err != nil {
+		if _, err := o.ExecContext(ctx, `UPDATE sms_codes SET attempts = attempts + 1 WHERE id = $1`, id); err != nil {
 			return "", false, errs.Wrap(errs.Unavailable, err, "record wrong code")
 		}
-		return "", false, nil
+		return id, false, nil
 	}
 	return id, true, nil
 }

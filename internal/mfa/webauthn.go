@@ -147,7 +147,14 @@ func Passkeys(ctx context.Context, q sqldb.Querier, accountID string) ([]Passkey
 
 // ListPasskeys lists the actor's passkeys, oldest first.
 func (s *Service) ListPasskeys(ctx context.Context, a gate.Actor) ([]Passkey, error) {
-	return Passkeys(ctx, s.DB, a.AccountID)
+	var out []Passkey
+	err := s.Gate.Own(ctx, a, "mfa.webauthn.list", func(o *gate.OpTx) error {
+		o.Nothing() // the account's own passkeys, read only
+		var err error
+		out, err = Passkeys(ctx, o, a.AccountID)
+		return err
+	})
+	return out, err
 }
 
 // withPasskeys puts MethodWebAuthn first among methods, the ways the
@@ -212,31 +219,18 @@ func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code
 	return false, nil
 }
 
-// admitOrRecord is admit, outside a transaction, for the first check of a
-// step that adds a factor: a refusal for want of a fresh confirmation is
-// recorded as action, denied, as the gate records its own (ACL-09), so the
-// trail shows an attempt to add a factor from a session that had not
-// confirmed lately.
-func (s *Service) admitOrRecord(ctx context.Context, a gate.Actor, code bool, action string) error {
-	_, err := s.admit(ctx, s.DB, a, code)
+// admitted is admit in the work of o, for a step that adds a factor: a
+// refusal for want of a fresh confirmation is recorded as action, denied,
+// as the gate records its own (ACL-09), so the trail shows an attempt to
+// add a factor from a session that had not confirmed lately; the work then
+// ends with nil and the step answers gate.ErrStepUpRequired (out.refused).
+func (s *Service) admitted(ctx context.Context, o *gate.OpTx, out *outcome, code bool, action string) (first bool, err error) {
+	first, err = s.admit(ctx, o, out.actor, code)
 	if errors.Is(err, gate.ErrStepUpRequired) {
-		return s.stepUpRefused(ctx, a, action)
+		o.Action(action)
+		return false, out.stepUp(ctx, o)
 	}
-	return err
-}
-
-// stepUpRefused records action of a as a security event denied for want of
-// a fresh confirmation, and answers gate.ErrStepUpRequired.
-func (s *Service) stepUpRefused(ctx context.Context, a gate.Actor, action string) error {
-	ev := event(a, action, audit.Denied)
-	ev.Security = true
-	ev.Details = map[string]string{"reason": "step-up required"}
-	if err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		return appendForEachOrg(ctx, tx, a.AccountID, ev)
-	}); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the refusal could not be audited")
-	}
-	return gate.ErrStepUpRequired
+	return first, err
 }
 
 // binding is what a ceremony is bound to, and so which ceremony it is: its
@@ -337,31 +331,30 @@ func (s *Service) beginRegistration(ctx context.Context, a gate.Actor, b binding
 	if err != nil {
 		return nil, err
 	}
-	if err := s.admitOrRecord(ctx, a, false, "mfa.webauthn.register"); err != nil {
-		return nil, err
-	}
-	user, err := passkeyUser(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	existing, err := Passkeys(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	options, state, err := rp.BeginRegistration(user, existing)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "begin passkey registration")
-	}
-	now := s.now()
 	id := ids.New()
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := storeCeremony(ctx, tx, id, a.AccountID, b, state, now); err != nil {
+	var options []byte
+	err = s.run(ctx, a, "mfa.webauthn.begin", func(o *gate.OpTx, out *outcome) error {
+		if _, err := s.admitted(ctx, o, out, false, "mfa.webauthn.register"); err != nil || out.refused != nil {
 			return err
 		}
-		ev := event(a, "mfa.webauthn.begin", audit.Success)
-		ev.Details = map[string]string{"ceremony_id": id}
-		_, err := audit.Append(ctx, tx, ev)
-		return err
+		user, err := passkeyUser(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		existing, err := Passkeys(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		var state []byte
+		options, state, err = rp.BeginRegistration(user, existing)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "begin passkey registration")
+		}
+		if err := storeCeremony(ctx, o, id, a.AccountID, b, state, out.now); err != nil {
+			return err
+		}
+		o.Detail("ceremony_id", id)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -492,52 +485,49 @@ func (s *Service) confirmRegistration(ctx context.Context, a gate.Actor, b bindi
 	if name, err = normalizePasskeyName(name); err != nil {
 		return Passkey{}, nil, err
 	}
-	if err := s.admitOrRecord(ctx, a, false, "mfa.webauthn.register"); err != nil {
-		return Passkey{}, nil, err
-	}
-	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, b, now)
-	if err != nil {
-		return Passkey{}, nil, err
-	}
-	if !ok {
-		return Passkey{}, nil, errNoCeremony
-	}
-	user, err := passkeyUser(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return Passkey{}, nil, err
-	}
-	pk, err := rp.FinishRegistration(user, c.state, response)
-	if err != nil {
-		// A failed registration proves nothing about the account: on the
-		// record, not counted towards the lockout.
-		return Passkey{}, nil, s.refuse(ctx, a, "mfa.webauthn.register", "invalid_response", false, errPasskeyResponse)
-	}
-	pk.ID, pk.Name, pk.CreatedAt = ids.New(), name, now
+	var pk Passkey
 	var codes []string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
-			return errNoCeremony
+	err = s.run(ctx, a, "mfa.webauthn.register", func(o *gate.OpTx, out *outcome) error {
+		first, err := s.admitted(ctx, o, out, false, "mfa.webauthn.register")
+		if err != nil || out.refused != nil {
+			return err
 		}
-		first, err := s.admit(ctx, tx, a, false)
+		c, ok, err := readCeremony(ctx, o, a.AccountID, b, out.now)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx,
+		if !ok {
+			return errNoCeremony
+		}
+		user, err := passkeyUser(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		pk, err = rp.FinishRegistration(user, c.state, response)
+		if err != nil {
+			// A failed registration proves nothing about the account: on
+			// the record, not counted towards the lockout.
+			return out.refuse(ctx, o, map[string]string{"reason": "invalid_response"}, false, errPasskeyResponse)
+		}
+		pk.ID, pk.Name, pk.CreatedAt = ids.New(), name, out.now
+		if err := spendCeremony(ctx, o, c.id, out.now); err != nil {
+			return errNoCeremony
+		}
+		_, err = o.ExecContext(ctx,
 			`INSERT INTO webauthn_credentials (`+passkeyColumns+`, account_id)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14)`,
 			pk.ID, pk.CredentialID, pk.PublicKey, pk.AttestationType, pk.AttestationFormat, pk.AAGUID,
 			int64(pk.SignCount), strings.Join(pk.Transports, " "), pk.UserVerified, pk.BackupEligible, pk.BackupState,
-			pk.Name, now.UnixMicro(), a.AccountID)
+			pk.Name, out.now.UnixMicro(), a.AccountID)
 		if sqldb.IsUniqueViolation(err) {
 			return errPasskeyKnown
 		}
 		if err != nil {
 			return fmt.Errorf("store passkey: %w", err)
 		}
-		codes, err = enrolled(ctx, tx, a, "mfa.webauthn.register", pk.ID, map[string]string{
+		codes, err = enrolled(ctx, o, a, pk.ID, map[string]string{
 			"aaguid": aaguidString(pk.AAGUID), "backup_eligible": strconv.FormatBool(pk.BackupEligible),
-		}, first, now, then)
+		}, first, out.now, then)
 		return err
 	})
 	if err != nil {
@@ -573,16 +563,18 @@ func (s *Service) RemovePasskey(ctx context.Context, a gate.Actor, id, code, pas
 	if !ids.Valid(id) {
 		return errNoPasskey
 	}
-	var n int
-	err := s.DB.QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID).Scan(&n)
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "read passkeys")
-	}
-	if n != 1 {
-		return errNoPasskey
-	}
-	return s.Prove(ctx, a, "mfa.webauthn.remove", code, password, func(tx sqldb.Tx, ev *audit.Event) error {
+	return s.prove(ctx, a, "mfa.webauthn.remove", code, password, func(q sqldb.Querier) error {
+		var n int
+		err := q.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID).Scan(&n)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "read passkeys")
+		}
+		if n != 1 {
+			return errNoPasskey
+		}
+		return nil
+	}, func(tx sqldb.Tx, ev *audit.Event) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND account_id = $2`, id, a.AccountID)
 		if err != nil {
 			return fmt.Errorf("remove passkey: %w", err)
@@ -622,8 +614,8 @@ func (s *Service) BeginPasskeySignIn(ctx context.Context, a gate.Actor, challeng
 }
 
 // beginAssertion makes request options allowing the actor's passkeys and
-// keeps the ceremony under b, an assertion's binding. An account without
-// passkeys gets ErrWrongCode.
+// keeps the ceremony under b, an assertion's binding, recorded as
+// mfa.webauthn.request. An account without passkeys gets ErrWrongCode.
 func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, b binding) ([]byte, error) {
 	if b.registration() {
 		return nil, misbound(b)
@@ -632,24 +624,31 @@ func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, b binding) (
 	if err != nil {
 		return nil, err
 	}
-	creds, err := Passkeys(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	if len(creds) == 0 {
-		return nil, ErrWrongCode
-	}
-	user, err := passkeyUser(ctx, s.DB, a.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	options, state, err := rp.BeginLogin(user, creds)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "begin passkey sign-in")
-	}
-	now := s.now()
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		return storeCeremony(ctx, tx, ids.New(), a.AccountID, b, state, now)
+	id := ids.New()
+	var options []byte
+	err = s.run(ctx, a, "mfa.webauthn.request", func(o *gate.OpTx, out *outcome) error {
+		creds, err := Passkeys(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		if len(creds) == 0 {
+			return ErrWrongCode
+		}
+		user, err := passkeyUser(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		var state []byte
+		options, state, err = rp.BeginLogin(user, creds)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "begin passkey sign-in")
+		}
+		if err := storeCeremony(ctx, o, id, a.AccountID, b, state, out.now); err != nil {
+			return err
+		}
+		o.Detail("ceremony_id", id)
+		o.Detail("ceremony", b.kind)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -662,49 +661,93 @@ func (s *Service) beginAssertion(ctx context.Context, a gate.Actor, b binding) (
 // challenge challengeID and the actor's passkeys. In one transaction it
 // spends the ceremony, moves the passkey's counter on and runs then with
 // MethodWebAuthn, so the answer is spent exactly when what then writes (a
-// session) commits. Anything wrong (no ceremony, an answer replayed, of
-// another passkey, without user verification or with a bad signature) is
-// ErrWrongCode and nothing is written; the caller records and counts it. A
-// counter that did not move past the stored one also raises
-// mfa.webauthn.clone, a security event.
-func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx sqldb.Tx, m Method) error) error {
-	return s.verifyAssertion(ctx, a, signInBinding(challengeID), response, func(tx sqldb.Tx, _ Passkey) error {
-		if then != nil {
-			return then(tx, MethodWebAuthn)
-		}
-		return nil
-	})
-}
-
-// verifyAssertion is VerifyPasskey for the ceremony under b, an
-// assertion's binding; then learns which passkey answered.
-func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, b binding, response []byte, then func(tx sqldb.Tx, pk Passkey) error) error {
-	if b.registration() {
-		return misbound(b)
-	}
+// session) commits; the work is recorded as then shapes ev (by default
+// auth.second-factor, a success naming the factor). Anything wrong (no
+// ceremony, an answer replayed, of another passkey, without user
+// verification or with a bad signature) is ErrWrongCode and nothing is
+// written; the caller records and counts it. A counter that did not move
+// past the stored one is ErrWrongCode too, recorded as mfa.webauthn.clone,
+// a security event.
+func (s *Service) VerifyPasskey(ctx context.Context, a gate.Actor, challengeID string, response []byte, then func(tx sqldb.Tx, m Method, ev *audit.Event) error) error {
 	rp, err := s.rp()
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	c, ok, err := readCeremony(ctx, s.DB, a.AccountID, b, now)
+	return s.run(ctx, a, "auth.second-factor", func(o *gate.OpTx, out *outcome) error {
+		_, err := verifyAssertion(ctx, o, rp, a, signInBinding(challengeID), response, out.now)
+		var clone *cloneWarning
+		if errors.As(err, &clone) {
+			recordAs(o, clone.event(a))
+			out.refused = ErrWrongCode
+			return inEachOrg(ctx, o, a.AccountID)
+		}
+		if err != nil {
+			return err
+		}
+		ev := event(a, "auth.second-factor", audit.Success)
+		ev.Details = map[string]string{"factor": string(MethodWebAuthn)}
+		if then != nil {
+			if err := then(o, MethodWebAuthn, &ev); err != nil {
+				return err
+			}
+		}
+		recordAs(o, ev)
+		return nil
+	})
+}
+
+// cloneWarning is an assertion whose counter went backwards or stood
+// still: it comes from a cloned authenticator.
+type cloneWarning struct {
+	pk Passkey
+	as Assertion
+}
+
+func (c *cloneWarning) Error() string { return "passkey counter did not move: a cloned authenticator" }
+
+// Is makes a clone warning a wrong code to whoever does not look closer.
+func (c *cloneWarning) Is(target error) bool { return target == ErrWrongCode }
+
+// event is mfa.webauthn.clone, a security event naming the passkey and
+// both counters; its caller records it in each of the account's
+// organizations.
+func (c *cloneWarning) event(a gate.Actor) audit.Event {
+	ev := event(a, "mfa.webauthn.clone", audit.Denied)
+	ev.Security = true
+	ev.Details = map[string]string{
+		"factor_id": c.pk.ID, "stored_sign_count": strconv.FormatUint(uint64(c.pk.SignCount), 10),
+		"presented_sign_count": strconv.FormatUint(uint64(c.as.SignCount), 10),
+	}
+	return ev
+}
+
+// verifyAssertion checks an assertion against the ceremony under b, an
+// assertion's binding, and the actor's passkeys, in the work of o, and
+// returns the passkey that answered, its ceremony spent and its counter
+// moved on. Anything wrong is ErrWrongCode, and a counter that did not move
+// a *cloneWarning.
+func verifyAssertion(ctx context.Context, o *gate.OpTx, rp RelyingParty, a gate.Actor, b binding, response []byte, now time.Time) (Passkey, error) {
+	if b.registration() {
+		return Passkey{}, misbound(b)
+	}
+	c, ok, err := readCeremony(ctx, o, a.AccountID, b, now)
 	if err != nil {
-		return err
+		return Passkey{}, err
 	}
 	if !ok {
-		return ErrWrongCode
+		return Passkey{}, ErrWrongCode
 	}
-	creds, err := Passkeys(ctx, s.DB, a.AccountID)
+	creds, err := Passkeys(ctx, o, a.AccountID)
 	if err != nil {
-		return err
+		return Passkey{}, err
 	}
-	user, err := passkeyUser(ctx, s.DB, a.AccountID)
+	user, err := passkeyUser(ctx, o, a.AccountID)
 	if err != nil {
-		return err
+		return Passkey{}, err
 	}
 	as, err := rp.FinishLogin(user, creds, c.state, response)
 	if err != nil {
-		return ErrWrongCode
+		return Passkey{}, ErrWrongCode
 	}
 	var pk Passkey
 	for _, p := range creds {
@@ -713,34 +756,29 @@ func (s *Service) verifyAssertion(ctx context.Context, a gate.Actor, b binding, 
 		}
 	}
 	if pk.ID == "" {
-		return ErrWrongCode
+		return Passkey{}, ErrWrongCode
 	}
 	if as.CloneWarning {
-		return s.cloned(ctx, a, pk, as)
+		return Passkey{}, &cloneWarning{pk: pk, as: as}
 	}
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := spendCeremony(ctx, tx, c.id, now); err != nil {
-			return err
-		}
-		// The counter moves strictly forward, or stays at zero for
-		// authenticators that keep none; the condition and the write are
-		// one statement, so of two nodes taking one assertion, one finds
-		// the counter moved.
-		res, err := tx.ExecContext(ctx,
-			`UPDATE webauthn_credentials SET sign_count = $1, backup_state = $2, last_used_at = $3
-			 WHERE id = $4 AND account_id = $5 AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))`,
-			int64(as.SignCount), as.BackupState, now.UnixMicro(), pk.ID, a.AccountID)
-		if err != nil {
-			return fmt.Errorf("record passkey use: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return ErrWrongCode
-		}
-		if then != nil {
-			return then(tx, pk)
-		}
-		return nil
-	})
+	if err := spendCeremony(ctx, o, c.id, now); err != nil {
+		return Passkey{}, err
+	}
+	// The counter moves strictly forward, or stays at zero for
+	// authenticators that keep none; the condition and the write are one
+	// statement, so of two nodes taking one assertion, one finds the
+	// counter moved.
+	res, err := o.ExecContext(ctx,
+		`UPDATE webauthn_credentials SET sign_count = $1, backup_state = $2, last_used_at = $3
+		 WHERE id = $4 AND account_id = $5 AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))`,
+		int64(as.SignCount), as.BackupState, now.UnixMicro(), pk.ID, a.AccountID)
+	if err != nil {
+		return Passkey{}, fmt.Errorf("record passkey use: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return Passkey{}, ErrWrongCode
+	}
+	return pk, nil
 }
 
 // errNoPasskeys answers a passkey step-up of an account that has none.
@@ -776,50 +814,48 @@ func (s *Service) ProvePasskey(ctx context.Context, a gate.Actor, action string,
 	if a.SessionID == "" {
 		return errs.E(errs.Forbidden, "confirming with a passkey needs a signed-in session")
 	}
-	if _, err := s.rp(); err != nil {
-		return err
-	}
-	if err := s.limit(ctx, a.AccountID); err != nil {
+	rp, err := s.rp()
+	if err != nil {
 		return err
 	}
 	b := stepUpBinding(a.SessionID)
-	err := s.verifyAssertion(ctx, a, b, response, func(tx sqldb.Tx, pk Passkey) error {
+	return s.run(ctx, a, action, func(o *gate.OpTx, out *outcome) error {
+		if err := s.limit(ctx, o, a.AccountID); err != nil {
+			return err
+		}
+		pk, err := verifyAssertion(ctx, o, rp, a, b, response, out.now)
+		var clone *cloneWarning
+		if errors.As(err, &clone) {
+			orgIDs, oerr := accounts.Organizations(ctx, o, a.AccountID)
+			if oerr != nil {
+				return oerr
+			}
+			if err := o.Record(ctx, clone.event(a), orgIDs...); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, ErrWrongCode) {
+			// One set of options is answered at most once, rightly or not.
+			if _, err := o.ExecContext(ctx,
+				`UPDATE webauthn_ceremonies SET used_at = $1
+				 WHERE account_id = $2 AND kind = $3 AND session_id = $4 AND used_at IS NULL`,
+				out.now.UnixMicro(), a.AccountID, b.kind, b.session); err != nil {
+				return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
+			}
+			return out.refuse(ctx, o, map[string]string{"reason": "wrong_passkey", "proof": string(MethodWebAuthn)}, true, ErrWrongCode)
+		}
+		if err != nil {
+			return err
+		}
 		ev := event(a, action, audit.Success)
 		ev.Security = true
 		ev.Details = map[string]string{"proof": string(MethodWebAuthn), "factor_id": pk.ID}
 		if then != nil {
-			if err := then(tx, &ev); err != nil {
+			if err := then(o, &ev); err != nil {
 				return err
 			}
 		}
-		return appendForEachOrg(ctx, tx, a.AccountID, ev)
+		recordAs(o, ev)
+		return inEachOrg(ctx, o, a.AccountID)
 	})
-	if !errors.Is(err, ErrWrongCode) {
-		return err
-	}
-	if _, err := s.DB.ExecContext(ctx,
-		`UPDATE webauthn_ceremonies SET used_at = $1
-		 WHERE account_id = $2 AND kind = $3 AND session_id = $4 AND used_at IS NULL`,
-		s.now().UnixMicro(), a.AccountID, b.kind, b.session); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
-	}
-	return s.refuseWith(ctx, a, action, map[string]string{"reason": "wrong_passkey", "proof": string(MethodWebAuthn)}, true, ErrWrongCode)
-}
-
-// cloned records an assertion whose counter went backwards or stood
-// still: mfa.webauthn.clone, a security event in each of the account's
-// organizations, naming the passkey and both counters. The assertion is
-// refused with ErrWrongCode.
-func (s *Service) cloned(ctx context.Context, a gate.Actor, pk Passkey, as Assertion) error {
-	ev := event(a, "mfa.webauthn.clone", audit.Denied)
-	ev.Security = true
-	ev.Details = map[string]string{
-		"factor_id": pk.ID, "stored_sign_count": strconv.FormatUint(uint64(pk.SignCount), 10),
-		"presented_sign_count": strconv.FormatUint(uint64(as.SignCount), 10),
-	}
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error { return appendForEachOrg(ctx, tx, a.AccountID, ev) })
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "second factor unavailable")
-	}
-	return ErrWrongCode
 }

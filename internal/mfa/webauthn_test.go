@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
@@ -94,7 +95,7 @@ func (f *fixture) signInActor() gate.Actor {
 
 func (f *fixture) verifyPasskey(c mfa.Challenge, resp []byte) (mfa.Method, error) {
 	var m mfa.Method
-	err := f.svc.VerifyPasskey(context.Background(), f.signInActor(), c.ID, resp, func(_ sqldb.Tx, got mfa.Method) error {
+	err := f.svc.VerifyPasskey(context.Background(), f.signInActor(), c.ID, resp, func(_ sqldb.Tx, got mfa.Method, _ *audit.Event) error {
 		m = got
 		return nil
 	})
@@ -358,7 +359,7 @@ func TestAUTH08_PasskeyAssertionAcceptedOnceAcrossTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer other.Close()
-		nodes := []*mfa.Service{f.svc, {DB: other, KEK: f.svc.KEK, Passkeys: f.svc.Passkeys, Now: f.clock.now}}
+		nodes := []*mfa.Service{f.svc, {Gate: nodeGate(other, f.kek), Passkeys: f.svc.Passkeys, Now: f.clock.now}}
 		for round := range 3 {
 			c := f.challenge(t)
 			resp := f.assert(t, key, c)

@@ -211,7 +211,7 @@ func InvitationOf(ctx context.Context, q sqldb.Querier, token string) (PendingAc
 // accepts it, OpTx.As).
 type LinkTx interface {
 	sqldb.Querier
-	Record(ctx context.Context, ev audit.Event) error
+	Record(ctx context.Context, ev audit.Event, orgIDs ...string) error
 }
 
 // LinkAccount makes the account the participant's own, in tx (the one that

@@ -60,7 +60,7 @@ type linkTx struct {
 	remoteAddr string
 }
 
-func (t linkTx) Record(ctx context.Context, ev audit.Event) error {
+func (t linkTx) Record(ctx context.Context, ev audit.Event, _ ...string) error {
 	ev.RemoteAddr = t.remoteAddr
 	_, err := audit.Append(ctx, t.Tx, ev)
 	return err

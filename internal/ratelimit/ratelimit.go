@@ -46,9 +46,12 @@ const (
 // buckets that have emptied, so the table stays small without a timer.
 const sweepOdds = 64
 
-// Limiter decides whether an attempt is within its limits.
+// Limiter decides whether an attempt is within its limits. DB is where the
+// buckets are counted: the database, or the transaction of the work whose
+// attempt it counts, so that the attempt is spent with what the work
+// commits.
 type Limiter struct {
-	DB  *sqldb.DB
+	DB  sqldb.Querier
 	Now func() time.Time // for tests; time.Now when nil
 }
 

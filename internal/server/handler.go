@@ -67,9 +67,11 @@ type Deps struct {
 	// <data>/outbox. BaseURL is the address links point at.
 	Mail    mail.Sender
 	BaseURL string
-	// KEK wraps TOTP secrets (AUTH-08); without it second factors are
-	// unavailable and accounts that have one cannot sign in. Factors, if
-	// set, is used instead of a service built from KEK.
+	// KEK wraps the data keys and, through the gate, second-factor
+	// secrets (AUTH-08); without it second factors are unavailable and
+	// accounts that have one cannot sign in. Factors, if set, is used
+	// instead of a service of its own, with the handler's gate unless it
+	// has one.
 	KEK     keys.KEK
 	Factors *mfa.Service
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
@@ -129,7 +131,10 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		d.SMS = &sms.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox")}
 	}
 	if d.Factors == nil {
-		d.Factors = &mfa.Service{DB: d.Instance.Clinical, KEK: d.KEK}
+		d.Factors = &mfa.Service{}
+	}
+	if d.Factors.Gate == nil {
+		d.Factors.Gate = g
 	}
 	if d.Factors.SMS == nil {
 		d.Factors.SMS = d.SMS

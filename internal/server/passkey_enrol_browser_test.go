@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/orgs"
 )
@@ -30,8 +30,8 @@ func TestAUTH08_PasskeyAtEnrolmentAndStepUpInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.InTx(bg, func(tx *sql.Tx) error {
-		return mfa.SetPolicy(bg, tx, org.ID, mfa.Policy{RequireSecondFactor: true})
+	if err := gate.New(gate.Config{Clinical: db}).Operate(bg, "org.policy.set", func(o *gate.OpTx) error {
+		return mfa.SetPolicy(bg, o, org.ID, mfa.Policy{RequireSecondFactor: true})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func alertTx(tx sqldb.Tx) alerts.Tx {
 // appendingTx appends the events it records to its transaction.
 type appendingTx struct{ sqldb.Tx }
 
-func (t appendingTx) Record(ctx context.Context, ev audit.Event) error {
+func (t appendingTx) Record(ctx context.Context, ev audit.Event, _ ...string) error {
 	_, err := audit.Append(ctx, t.Tx, ev)
 	return err
 }

@@ -2,7 +2,6 @@ package sessions_test
 
 import (
 	"context"
-	"database/sql"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
 	"github.com/custodia/custodia/internal/sessions"
@@ -24,8 +24,8 @@ func (s *mfaSite) requireSecondFactor(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	org := s.demoOrgID(t)
-	if err := s.inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-		return mfa.SetPolicy(ctx, tx, org, mfa.Policy{RequireSecondFactor: true})
+	if err := gate.New(gate.Config{Clinical: s.inst.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
+		return mfa.SetPolicy(ctx, o, org, mfa.Policy{RequireSecondFactor: true})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
@@ -66,7 +67,7 @@ func newMFASite(t *testing.T, d sqldb.Dialect) *mfaSite {
 	}
 	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
-	factors := &mfa.Service{DB: inst.Clinical, KEK: kek, Now: s.clock.now}
+	factors := &mfa.Service{Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek, Factors: factors,
 	})
@@ -395,8 +396,8 @@ func TestAUTH09_PolicyForcesEnrolmentAtNextLogin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-			return mfa.SetPolicy(ctx, tx, org.ID, mfa.Policy{RequireSecondFactor: true})
+		if err := gate.New(gate.Config{Clinical: s.inst.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
+			return mfa.SetPolicy(ctx, o, org.ID, mfa.Policy{RequireSecondFactor: true})
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func (s *Store) PasskeyOptions(ctx context.Context, factors *mfa.Service, challe
 // towards the account's lockout exactly as a wrong code does.
 func (s *Store) SecondFactorPasskey(ctx context.Context, factors *mfa.Service, challenge string, response []byte, remoteAddr, userAgent string) (string, Session, error) {
 	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
-		func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error {
+		func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method, ev *audit.Event) error) error {
 			return factors.VerifyPasskey(ctx, a, c.ID, response, then)
 		})
 }

@@ -48,7 +48,7 @@ func newPasskeyTextSite(t *testing.T, d sqldb.Dialect) (*mfaSite, *sms.Recorder)
 	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek,
-		Factors: &mfa.Service{DB: inst.Clinical, KEK: kek, SMS: texts, Now: s.clock.now}, BaseURL: passkeyOrigin,
+		Factors: &mfa.Service{SMS: texts, Now: s.clock.now}, BaseURL: passkeyOrigin,
 	})
 	return s, texts
 }

@@ -191,7 +191,7 @@ func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess S
 		return "", Session{}, errs.E(errs.Invalid, "the new password must differ from the current one")
 	}
 	if factors == nil {
-		factors = &mfa.Service{DB: s.DB, Now: s.Now}
+		return "", Session{}, errs.E(errs.Unavailable, "password changes are unavailable")
 	}
 	a.AccountID, a.SessionID = sess.AccountID, sess.ID
 	var token string

@@ -134,6 +134,19 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 // accounts.ErrBadCredentials if another node locked the account since its
 // check.
 func (s *Store) start(ctx context.Context, tx sqldb.Tx, ev audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
+	token, sess, err := s.open(ctx, tx, &ev, accountID, remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, err
+	}
+	if _, err := audit.Append(ctx, tx, ev); err != nil {
+		return "", Session{}, err
+	}
+	return token, sess, nil
+}
+
+// open is start for a caller that records the event: it makes ev the
+// session's auth.login.
+func (s *Store) open(ctx context.Context, tx sqldb.Tx, ev *audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
 	if err := accounts.ResetFailures(ctx, tx, accountID); err != nil {
 		return "", Session{}, err
 	}
@@ -142,9 +155,6 @@ func (s *Store) start(ctx context.Context, tx sqldb.Tx, ev audit.Event, accountI
 		return "", Session{}, err
 	}
 	ev.Action, ev.ActorAccount, ev.ActorSession, ev.Outcome = "auth.login", accountID, sess.ID, audit.Success
-	if _, err := audit.Append(ctx, tx, ev); err != nil {
-		return "", Session{}, err
-	}
 	return token, sess, nil
 }
 
@@ -169,7 +179,7 @@ const (
 // (AUTH-11).
 func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, error) {
 	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
-		func(a gate.Actor, _ mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error {
+		func(a gate.Actor, _ mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method, ev *audit.Event) error) error {
 			return factors.Verify(ctx, a, code, then)
 		})
 }
@@ -179,7 +189,7 @@ func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challeng
 // spends it, spends the challenge and starts the session. Every failure is
 // recorded and counted as secondStepFailed says.
 func (s *Store) secondStep(ctx context.Context, factors *mfa.Service, challenge, remoteAddr, userAgent string,
-	verify func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method) error) error) (string, Session, error) {
+	verify func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method, ev *audit.Event) error) error) (string, Session, error) {
 	ev := audit.Event{Action: "auth.second-factor", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
 	c, err := s.openChallenge(ctx, ev, challenge, mfa.PurposeSecondFactor, remoteAddr)
 	if err != nil {
@@ -191,14 +201,14 @@ func (s *Store) secondStep(ctx context.Context, factors *mfa.Service, challenge,
 	a := gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}
 	var token string
 	var sess Session
-	err = verify(a, c, func(tx sqldb.Tx, m mfa.Method) error {
+	err = verify(a, c, func(tx sqldb.Tx, m mfa.Method, login *audit.Event) error {
 		if err := mfa.SpendChallenge(ctx, tx, c, s.now()); err != nil {
 			return err
 		}
-		login := ev
+		*login = ev
 		login.Details = map[string]string{"factor": string(m)}
 		var err error
-		token, sess, err = s.start(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
+		token, sess, err = s.open(ctx, tx, login, c.AccountID, remoteAddr, userAgent)
 		return err
 	})
 	if err != nil {
@@ -478,7 +488,7 @@ func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.A
 			return nil // a fault, not a guess
 		}
 		var err error
-		raised, err = mfa.CountFailure(ctx, tx, at.AccountID, ev.RemoteAddr, s.now())
+		raised, err = mfa.CountFailure(ctx, alertTx(tx), at.AccountID, ev.RemoteAddr, s.now())
 		return err
 	})
 	if err != nil {

@@ -22,9 +22,9 @@ import (
 // like a wrong password (AUTH-04) and is on the audit trail.
 func (s *Store) Confirm(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, password, code string) (Session, error) {
 	if factors == nil {
-		factors = &mfa.Service{DB: s.DB, Now: s.Now}
+		return Session{}, errs.E(errs.Unavailable, "confirmation is unavailable")
 	}
-	if code != "" && factors.KEK == nil && password == "" {
+	if code != "" && !factors.SecretsAvailable() && password == "" {
 		return Session{}, errs.E(errs.Unavailable, "second factors are unavailable: confirm with the account's password")
 	}
 	now := s.now()

@@ -3,7 +3,6 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/base32"
 	"encoding/json"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
 	"github.com/custodia/custodia/internal/orgs"
@@ -130,8 +130,8 @@ func TestAUTH08_EnrolmentPageSetsUpAPasskey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.Instance.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-			return mfa.SetPolicy(ctx, tx, org.ID, mfa.Policy{RequireSecondFactor: true})
+		if err := gate.New(gate.Config{Clinical: srv.Instance.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
+			return mfa.SetPolicy(ctx, o, org.ID, mfa.Policy{RequireSecondFactor: true})
 		}); err != nil {
 			t.Fatal(err)
 		}
