@@ -129,7 +129,7 @@ var doorPlumbing = map[string]bool{
 // handle or appends an event.
 var notYetThroughTheDoor = map[string]bool{
 	"internal/sessions": true, "internal/mfa": true, "internal/links": true, "internal/accounts": true,
-	"internal/alerts": true, "internal/keyops": true, "internal/demo": true, "internal/ratelimit": true,
+	"internal/alerts": true, "internal/keyops": true, "internal/demo": true,
 	"internal/participants": true,
 }
 
