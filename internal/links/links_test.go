@@ -195,7 +195,7 @@ func TestInvitationCreatesAccountWithRoleAndSetupLink(t *testing.T) {
 		if m == nil || m[1] != "setup" {
 			t.Fatalf("no setup link in %s", msgs[0])
 		}
-		acc, err := accounts.CompleteSetup(ctx, f.svc.DB, m[2], "my own fine passphrase")
+		acc, err := accounts.CompleteSetup(ctx, f.svc.Gate, m[2], "my own fine passphrase")
 		if err != nil {
 			t.Fatal(err)
 		}
