@@ -132,7 +132,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}
 	}
 	security := &orgsecurity.Service{Gate: g}
-	lk := &links.Service{DB: d.Instance.Clinical, Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
+	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{
