@@ -94,6 +94,11 @@ func Find(ctx context.Context, q sqldb.Querier, email string) (Candidate, error)
 	return c, nil
 }
 
+// AccountID is the id of the account the address names, "" if none. Like
+// Attempted.AccountID, it is for the audit trail and the lockout counter,
+// never for the requester.
+func (c Candidate) AccountID() string { return c.acc.ID }
+
 // Upgrade is a password hash below the current parameters, replaced after
 // a right password; the zero Upgrade replaces nothing.
 type Upgrade struct{ accountID, old, new string }

@@ -36,8 +36,9 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
-	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{DB: db, Limits: sessions.DefaultLimits}}
-	f.svc = &Service{Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
+	g := gate.New(gate.Config{Clinical: db})
+	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{Gate: g, DB: db, Limits: sessions.DefaultLimits}}
+	f.svc = &Service{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {

@@ -107,6 +107,9 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		Clinical: d.Instance.Clinical, Keys: &keys.Keyring{DB: d.Instance.Clinical, KEK: d.KEK},
 		Identity: d.Instance.Identity, IdentityKeys: &keys.Keyring{DB: d.Instance.Identity, KEK: d.KEK, EpochDir: filepath.Join(d.Instance.DataDir, keys.LocalEpochsDir)},
 	})
+	if d.Sessions.Gate == nil {
+		d.Sessions.Gate = g
+	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
 	}
