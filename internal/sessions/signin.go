@@ -80,12 +80,12 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 	// holds a turn that other requests wait for.
 	var (
 		cand accounts.Candidate
-		full bool
+		full error // the refusal of a limit with no room
 		need mfa.Requirement
 	)
 	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
 		var err error
-		if full, err = s.full(ctx, q, rules); err != nil || full {
+		if full, err = s.full(ctx, q, rules); err != nil || full != nil {
 			return err
 		}
 		if cand, err = accounts.Find(ctx, q, email); err != nil {
@@ -105,7 +105,7 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 		up    accounts.Upgrade
 		cause error
 	)
-	if !full {
+	if full == nil {
 		acc, at, up, cause = cand.Check(ctx, password)
 	}
 	// The attempt counts against the limits in the transaction that
@@ -118,12 +118,17 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 	)
 	err = s.Gate.Account(ctx, from, "auth.login", func(o *gate.OpTx) error {
 		raised, refusal = nil, nil
-		lim := &ratelimit.Limiter{DB: o, Now: s.now}
-		if err := lim.Check(ctx, rules...); err != nil {
-			if !errs.Is(err, errs.RateLimited) {
-				return err
+		limited := full
+		if limited == nil {
+			if err := (&ratelimit.Limiter{DB: o, Now: s.now}).Check(ctx, rules...); err != nil {
+				if !errs.Is(err, errs.RateLimited) {
+					return err
+				}
+				limited = err
 			}
-			refusal = err
+		}
+		if limited != nil {
+			refusal = limited
 			known, err := accounts.KnownID(ctx, o, email)
 			if err != nil {
 				return err
@@ -175,17 +180,20 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 	return st, nil
 }
 
-// full reports whether any of rules would refuse an attempt now, without
-// counting one.
-func (s *Store) full(ctx context.Context, q sqldb.Querier, rules []ratelimit.Rule) (bool, error) {
+// full returns the refusal of the first of rules that would refuse an
+// attempt now, without counting one, or nil.
+func (s *Store) full(ctx context.Context, q sqldb.Querier, rules []ratelimit.Rule) (refusal, err error) {
 	lim := &ratelimit.Limiter{DB: q, Now: s.now}
 	for _, r := range rules {
-		full, _, err := lim.Full(ctx, r.Bucket, r.Limit, r.Window)
-		if err != nil || full {
-			return full, err
+		full, wait, err := lim.Full(ctx, r.Bucket, r.Limit, r.Window)
+		if err != nil {
+			return nil, err
+		}
+		if full {
+			return errs.Wrap(errs.RateLimited, &ratelimit.Exceeded{Rule: r, Wait: wait}, ratelimit.Message), nil
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // start begins a session for the account in o, the work of the sign-in's
