@@ -268,3 +268,38 @@ func TestAUTH05_ResetRequestsAreRateLimited(t *testing.T) {
 		t.Errorf("repeated reset requests for one address: %v, want RateLimited", err)
 	}
 }
+
+// Guessing links costs: every failed attempt at a link (a made-up token) is
+// on the record with the budget it spent, and past the limit of the source
+// address the next attempt is refused, also on the record, whatever it
+// carries.
+func TestAUTH05_GuessedLinksSpendTheirBudgetOnTheRecord(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		a := gate.Actor{RemoteAddr: "192.0.2.44", UserAgent: "guesser"}
+		for i := range confirmPerAddress.Limit {
+			guess := strings.Repeat(string(rune('a'+i%26)), 43)
+			if err := f.svc.ConfirmReset(ctx, guess, "a brand new passphrase", a); !errs.Is(err, errs.NotFound) {
+				t.Fatalf("guess %d: %v, want NotFound", i+1, err)
+			}
+		}
+		if err := f.svc.CompleteSetup(ctx, strings.Repeat("z", 43), "a brand new passphrase", a); !errs.Is(err, errs.RateLimited) {
+			t.Errorf("attempt past the limit: %v, want RateLimited", err)
+		}
+		count := func(action, outcome string) int {
+			var n int
+			if err := f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = $1 AND outcome = $2 AND body LIKE $3`,
+				action, outcome, "%"+a.RemoteAddr+"%").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count("auth.reset", "failure"); n != confirmPerAddress.Limit {
+			t.Errorf("%d failed resets on the record, want %d", n, confirmPerAddress.Limit)
+		}
+		if n := count("account.setup", "denied"); n != 1 {
+			t.Errorf("%d refused setups on the record, want 1", n)
+		}
+	})
+}
