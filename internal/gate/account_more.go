@@ -25,3 +25,38 @@ func (o *OpTx) Also(ctx context.Context, ev audit.Event) error {
 	}
 	return nil
 }
+
+// Attempt is Account for an attempt that counts against limits and
+// lockouts many requests share: a sign-in and its second step, a one-time
+// link, an access token presented. Such work changes a few rows that
+// concurrent requests change too (the rate-limit buckets of one source
+// address, the failure count of one account), and holds them until its
+// batch commits. On PostgreSQL the gate runs several batches at once, and
+// two of them each waiting for a row the other holds would deadlock, failing
+// every request of one batch. Attempts therefore all run in one lane: they
+// still commit together, one after another in its batches, and wait for
+// other lanes' work only as long as one of those batches runs.
+func (g *Gate) Attempt(ctx context.Context, from Actor, action string, work func(o *OpTx) error) error {
+	o := &OpTx{gate: g, event: audit.Event{Action: action, ActorAccount: from.AccountID, ActorSession: from.SessionID,
+		RemoteAddr: from.RemoteAddr, UserAgent: from.UserAgent, Outcome: audit.Success}}
+	return g.lanes[0].do(ctx, false, func(j *job) error {
+		if err := j.begin(); err != nil {
+			return err
+		}
+		o.tx, o.db = j.b.clinical, g.db
+		err := work(o)
+		if err == nil && !o.nothing {
+			for _, ev := range o.events() {
+				if _, err = audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), ev); err != nil {
+					err = errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
+					break
+				}
+			}
+		}
+		if err != nil || o.nothing {
+			j.undo()
+			return err
+		}
+		return j.keep()
+	})
+}

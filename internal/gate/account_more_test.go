@@ -3,6 +3,7 @@ package gate_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
@@ -48,6 +49,51 @@ func TestAUD01_AlsoRecordedEventCommitsWithTheWork(t *testing.T) {
 			return o.Also(ctx, lock)
 		}); err != nil || locks() != 1 {
 			t.Errorf("work that found nothing: %v, %d account.lock events; want none more", err, locks())
+		}
+	})
+}
+
+// Attempts that change the same shared rows in opposite orders, as the
+// rate-limit buckets and failure counts of concurrent sign-ins do, all
+// commit with their events, where batches of several lanes would deadlock.
+func TestAVL04_ConcurrentAttemptsOnSharedRowsDoNotDeadlock(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		for _, b := range []string{"a", "b"} {
+			if _, err := f.db.ExecContext(ctx, `INSERT INTO rate_limits (bucket, tat) VALUES ($1, 0)`, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const n = 64
+		errc := make(chan error, n)
+		for i := range n {
+			go func() {
+				order := []string{"a", "b"}
+				if i%2 == 1 {
+					order = []string{"b", "a"}
+				}
+				errc <- f.g.Attempt(ctx, gate.Actor{RemoteAddr: "192.0.2.7"}, "auth.login", func(o *gate.OpTx) error {
+					for _, b := range order {
+						if _, err := o.ExecContext(ctx, `UPDATE rate_limits SET tat = tat + 1 WHERE bucket = $1`, b); err != nil {
+							return err
+						}
+						time.Sleep(2 * time.Millisecond) // others' batches run meanwhile
+					}
+					return nil
+				})
+			}()
+		}
+		for range n {
+			if err := <-errc; err != nil {
+				t.Error(err)
+			}
+		}
+		if got := count(t, f.db, `SELECT min(tat) FROM rate_limits`); got != n {
+			t.Errorf("each bucket counted %d attempts, want %d", got, n)
+		}
+		if got := count(t, f.db, `SELECT count(*) FROM audit_events WHERE action = 'auth.login'`); got != n {
+			t.Errorf("%d attempts recorded, want %d", got, n)
 		}
 	})
 }
