@@ -38,7 +38,7 @@ const (
 const answerTime = 250 * time.Millisecond
 
 // Service issues and redeems links. Every request at its endpoints is an
-// attempt recorded through the gate (Gate.Account) with the rate-limit
+// attempt recorded through the gate (Gate.Attempt) with the rate-limit
 // budget it spends; the links it checks before that are read unaudited
 // (Gate.Identify).
 type Service struct {
@@ -90,12 +90,12 @@ func rule(r ratelimit.Rule, bucket string) ratelimit.Rule {
 	return r
 }
 
-// attempt runs one request at a link endpoint as the gate's account work,
-// recorded as action, a security event: it counts against rules first,
-// then runs work. A refusal by the rules, and a failed attempt (a dead
-// link, a refused password), commit with their event, so that the budget
-// the attempt spent stands (AUTH-05); a failed attempt leaves nothing else
-// of its work. A fault commits nothing.
+// attempt runs one request at a link endpoint as an attempt in the gate
+// (Gate.Attempt), recorded as action, a security event: it counts against
+// rules first, then runs work. A refusal by the rules, and a failed
+// attempt (a dead link, a refused password), commit with their event, so
+// that the budget the attempt spent stands (AUTH-05); a failed attempt
+// leaves nothing else of its work. A fault commits nothing.
 func (s *Service) attempt(ctx context.Context, from gate.Actor, action string, rules []ratelimit.Rule, work func(o *gate.OpTx) error) error {
 	var refusal error
 	spend := func(o *gate.OpTx) (bool, error) {
@@ -109,7 +109,7 @@ func (s *Service) attempt(ctx context.Context, from gate.Actor, action string, r
 		}
 		return err == nil, err
 	}
-	err := s.Gate.Account(ctx, from, action, func(o *gate.OpTx) error {
+	err := s.Gate.Attempt(ctx, from, action, func(o *gate.OpTx) error {
 		if ok, err := spend(o); !ok {
 			return err
 		}
@@ -124,7 +124,7 @@ func (s *Service) attempt(ctx context.Context, from gate.Actor, action string, r
 	// The failed work left nothing: spend its budget again, this time
 	// with the failure on the record.
 	failure := err
-	err = s.Gate.Account(ctx, from, action, func(o *gate.OpTx) error {
+	err = s.Gate.Attempt(ctx, from, action, func(o *gate.OpTx) error {
 		if ok, err := spend(o); !ok {
 			return err
 		}
@@ -163,7 +163,7 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 	var token string
 	var refusal error
 	from := gate.Actor{RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
-	err = s.Gate.Account(ctx, from, "auth.reset_request", func(o *gate.OpTx) error {
+	err = s.Gate.Attempt(ctx, from, "auth.reset_request", func(o *gate.OpTx) error {
 		o.Security()
 		err := (&ratelimit.Limiter{DB: o}).Check(ctx,
 			rule(resetPerAddress, "reset:address:"+ratelimit.AddressKey(a.RemoteAddr)),

@@ -47,10 +47,11 @@ type Session struct {
 	PasswordExpired bool
 }
 
-// Store reads and writes sessions. Sign-ins, sessions' changes and
-// access tokens' changes run as the gate's account work (Gate.Account,
-// Gate.Own), recorded with their audit events; what tells who a request
-// comes from is read unaudited (Gate.Identify).
+// Store reads and writes sessions. Sign-in attempts run as the gate's
+// attempts (Gate.Attempt), with the rate-limit budget they spend and the
+// failures they count; sessions' and access tokens' changes as account
+// work (Gate.Account, Gate.Own), all recorded with their audit events; what
+// tells who a request comes from is read unaudited (Gate.Identify).
 type Store struct {
 	Gate *gate.Gate
 	// DB is the clinical database, for the writes that do not run through

@@ -110,13 +110,13 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 	}
 	// The attempt counts against the limits in the transaction that
 	// records it (AUTH-05): a refusal, a failure with its count towards the
-	// lockout (AUTH-04), or the session or challenge.
+	// lockout (AUTH-04), or the session or challenge (Gate.Attempt).
 	var (
 		st      Step
 		refusal error
 		raised  []alerts.Alert
 	)
-	err = s.Gate.Account(ctx, from, "auth.login", func(o *gate.OpTx) error {
+	err = s.Gate.Attempt(ctx, from, "auth.login", func(o *gate.OpTx) error {
 		raised, refusal = nil, nil
 		limited := full
 		if limited == nil {
@@ -504,11 +504,11 @@ func signInRules(email, remoteAddr string) []ratelimit.Rule {
 }
 
 // recordRefusal puts an attempt refused by a rate limit on the audit
-// trail, as the gate's account work recorded as ev's action, naming the
-// account it was for, if known (refusedIn).
+// trail, as an attempt in the gate (Gate.Attempt) recorded as ev's action,
+// naming the account it was for, if known (refusedIn).
 func (s *Store) recordRefusal(ctx context.Context, ev audit.Event, accountID string, refusal error) error {
 	var raised []alerts.Alert
-	err := s.Gate.Account(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+	err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
 		var err error
 		raised, err = s.refusedIn(ctx, o, accountID, refusal)
 		return err
@@ -553,13 +553,13 @@ func (s *Store) refusedIn(ctx context.Context, o *gate.OpTx, accountID string, r
 	return []alerts.Alert{a}, nil
 }
 
-// recordFailure puts a failed attempt on the audit trail, as the gate's
-// account work recorded as ev's action with its details (failedIn). It
-// returns the error the requester gets: cause, unless the record could not
-// be written.
+// recordFailure puts a failed attempt on the audit trail, as an attempt
+// in the gate (Gate.Attempt) recorded as ev's action with its details
+// (failedIn). It returns the error the requester gets: cause, unless the
+// record could not be written.
 func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.Attempted, cause error) error {
 	var raised []alerts.Alert
-	err := s.Gate.Account(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+	err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
 		for k, v := range ev.Details {
 			o.Detail(k, v)
 		}

@@ -337,7 +337,7 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 	}
 	if reason != "" {
 		// The failure and the budget it spends commit together.
-		err := s.Gate.Account(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+		err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
 			o.As(t.AccountID, "")
 			o.Outcome(audit.Failure)
 			o.Detail("reason", reason)
