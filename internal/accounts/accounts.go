@@ -156,20 +156,52 @@ func scanAccount(row *sql.Row) (Account, error) {
 
 // SetPassword checks a new password against p and the rules of the
 // account's organizations (the stricter of each, AUTH-02), stores its hash
-// and restarts the password's age for rotation (AUTH-09).
+// and restarts the password's age for rotation (AUTH-09). It hashes in tx's
+// time; the server's flows, whose transactions hold a turn shared with
+// other requests, read the rules first (PasswordRules), hash outside
+// (NewPassword) and store in their work (Password.Store).
 func SetPassword(ctx context.Context, tx sqldb.Tx, a Account, password string, p Policy) error {
-	p, err := passwordRules(ctx, tx, a.ID, p)
+	p, err := PasswordRules(ctx, tx, a.ID, p)
 	if err != nil {
 		return err
 	}
-	if err := p.Check(password, a.Email, a.DisplayName); err != nil {
+	pw, err := NewPassword(ctx, a, password, p)
+	if err != nil {
 		return err
+	}
+	return pw.Store(ctx, tx)
+}
+
+// PasswordRules reads the rules a new password of the account keeps: p,
+// made stricter by those of its organizations (AUTH-02).
+func PasswordRules(ctx context.Context, q sqldb.Querier, accountID string, p Policy) (Policy, error) {
+	return passwordRules(ctx, q, accountID, p)
+}
+
+// Password is a new password of an account, checked and hashed, ready to
+// be stored.
+type Password struct{ accountID, hash string }
+
+// NewPassword checks password against p, the rules PasswordRules read for
+// a, and hashes it. It is the slow part of setting a password, run outside
+// any transaction.
+func NewPassword(ctx context.Context, a Account, password string, p Policy) (Password, error) {
+	if err := p.Check(password, a.Email, a.DisplayName); err != nil {
+		return Password{}, err
 	}
 	h, err := Hash(ctx, password)
 	if err != nil {
-		return err
+		return Password{}, err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE accounts SET password_hash = $1, password_changed_at = $3 WHERE id = $2`, h, a.ID, sqldb.Now())
+	return Password{accountID: a.ID, hash: h}, nil
+}
+
+// Store writes the password in tx and restarts its age (AUTH-09).
+func (pw Password) Store(ctx context.Context, tx sqldb.Tx) error {
+	if pw.hash == "" {
+		return errs.E(errs.Internal, "no password to store")
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE accounts SET password_hash = $1, password_changed_at = $3 WHERE id = $2`, pw.hash, pw.accountID, sqldb.Now())
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -157,17 +158,18 @@ func TestOneTimeLinkIsSingleUseHashedAndExpires(t *testing.T) {
 		if stored != 0 {
 			t.Error("token stored in clear")
 		}
-		if _, err := CompleteSetup(ctx, db, token, "short"); !errs.Is(err, errs.Invalid) {
+		g := gate.New(gate.Config{Clinical: db})
+		if _, err := CompleteSetup(ctx, g, token, "short"); !errs.Is(err, errs.Invalid) {
 			t.Fatalf("weak password: %v", err)
 		}
 		// A refused password leaves the link usable.
-		if _, err := CompleteSetup(ctx, db, token, "a sound passphrase"); err != nil {
+		if _, err := CompleteSetup(ctx, g, token, "a sound passphrase"); err != nil {
 			t.Fatalf("setup: %v", err)
 		}
-		if _, err := CompleteSetup(ctx, db, token, "another passphrase"); !errs.Is(err, errs.NotFound) {
+		if _, err := CompleteSetup(ctx, g, token, "another passphrase"); !errs.Is(err, errs.NotFound) {
 			t.Errorf("reused link: %v, want NotFound", err)
 		}
-		if _, err := CompleteSetup(ctx, db, expired, "another passphrase"); !errs.Is(err, errs.NotFound) {
+		if _, err := CompleteSetup(ctx, g, expired, "another passphrase"); !errs.Is(err, errs.NotFound) {
 			t.Errorf("expired link: %v, want NotFound", err)
 		}
 		if _, err := Authenticate(ctx, db, "new@x.example", "a sound passphrase"); err != nil {

@@ -21,7 +21,9 @@ const LockAfter = 10
 // RecordFailure counts a failed sign-in against the account, in the
 // transaction that records the failed attempt, and at the LockAfter-th
 // consecutive failure locks the account and records account.lock, a
-// security event, for each organization the account belongs to (AUD-05).
+// security event, for each organization the account belongs to (AUD-05):
+// through the gate (Recorder, the gate's account work) besides the
+// attempt's own event.
 // It reports whether this failure locked the account, so the caller can
 // raise the alert. An empty accountID (an address without an account) runs
 // the same statement, which matches nothing: the work does not tell known
@@ -51,11 +53,19 @@ func RecordFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr strin
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return false, err
 	}
-	err = appendForEachOrg(ctx, tx, accountID, audit.Event{
+	err = recordForEachOrg(ctx, tx, accountID, audit.Event{
 		Action: "account.lock", RemoteAddr: remoteAddr, Outcome: audit.Success, Security: true,
 		Details: map[string]string{"failures": strconv.Itoa(failures)},
 	})
 	return err == nil, err
+}
+
+// Recorder is the gate's account work (gate.OpTx) as this package needs
+// it: a transaction that records, besides its own event, the other facts
+// its change establishes.
+type Recorder interface {
+	sqldb.Tx
+	Also(ctx context.Context, ev audit.Event) error
 }
 
 // ResetFailures sets the failure count back to zero after a successful
@@ -142,10 +152,13 @@ func Organizations(ctx context.Context, q sqldb.Querier, accountID string) ([]st
 	return out, rows.Err()
 }
 
-// appendForEachOrg records ev about the account once in each of its
+// recordForEachOrg records ev about the account once in each of its
 // organizations, so each one's administrators find it in their trail, or
-// once without an organization if it has none.
-func appendForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
+// once without an organization if it has none. In the gate's work it is
+// recorded by the gate (Recorder); a caller that still runs its own
+// transaction (the second-factor flows of package mfa, until they run as
+// the gate's work) has it appended in that transaction.
+func recordForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
 	orgIDs, err := Organizations(ctx, tx, accountID)
 	if err != nil {
 		return err
@@ -156,7 +169,12 @@ func appendForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev aud
 	ev.ObjectType, ev.ObjectID = "account", accountID
 	for _, org := range orgIDs {
 		ev.OrgID = org
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
+		if r, ok := tx.(Recorder); ok {
+			err = r.Also(ctx, ev)
+		} else {
+			_, err = audit.Append(ctx, tx, ev)
+		}
+		if err != nil {
 			return err
 		}
 	}

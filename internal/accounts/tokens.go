@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -104,51 +104,131 @@ func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token st
 }
 
 // CompleteSetup consumes a setup link and stores the account's first
-// password, in one transaction: a refused password leaves the link usable.
-func CompleteSetup(ctx context.Context, db *sqldb.DB, token, password string) (Account, error) {
-	var acc Account
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
+// password, recorded as account.setup: the link is read unaudited
+// (ReadSetup), the password checked and hashed outside any transaction,
+// and the link spent and the password stored in the gate's account work.
+// A refused password leaves the link usable.
+func CompleteSetup(ctx context.Context, g *gate.Gate, token, password string) (Account, error) {
+	var st Setup
+	err := g.Identify(ctx, func(q sqldb.Querier) error {
 		var err error
-		acc, err = CompleteSetupIn(ctx, tx, token, password, false)
+		st, err = ReadSetup(ctx, q, token, false)
 		return err
 	})
-	return acc, err
+	if err != nil {
+		return Account{}, err
+	}
+	if err := st.Check(ctx, password); err != nil {
+		return Account{}, err
+	}
+	err = g.Account(ctx, gate.Actor{}, st.Action(), func(o *gate.OpTx) error {
+		st.Describe(o)
+		return st.Complete(ctx, o, token)
+	})
+	return st.Account, err
 }
 
-// CompleteSetupIn is CompleteSetup in the caller's transaction, so that
-// what the link grants besides the password commits with it. With
-// keepExisting, an account that has a password already keeps it: password
-// must be that one (ErrBadCredentials otherwise), which accepts the link
-// without handing its holder a way to replace the password.
+// CompleteSetupIn completes a setup link in the caller's transaction, all
+// steps of CompleteSetup in one, so that what the link grants besides the
+// password commits with it; the caller records the event (Setup.Action).
+// With keepExisting, an account that has a password already keeps it:
+// password must be that one (ErrBadCredentials otherwise), which accepts
+// the link without handing its holder a way to replace the password.
 func CompleteSetupIn(ctx context.Context, tx sqldb.Tx, token, password string, keepExisting bool) (Account, error) {
+	st, err := ReadSetup(ctx, tx, token, keepExisting)
+	if err != nil {
+		return Account{}, err
+	}
+	if err := st.Check(ctx, password); err != nil {
+		return Account{}, err
+	}
+	return st.Account, st.Complete(ctx, tx, token)
+}
+
+// Setup is the completion of a setup link, read before the password is
+// checked.
+type Setup struct {
+	// Account is the account the link was issued for.
+	Account Account
+	// Accept: the account keeps the password it has (keepExisting), which
+	// the person gives to accept the link.
+	Accept bool
+	hash   string // Accept: the account's password hash
+	rules  Policy // otherwise: the rules of its first password
+	pw     Password
+}
+
+// ReadSetup reads, without spending it, the live setup link token and what
+// its completion checks the password against.
+func ReadSetup(ctx context.Context, q sqldb.Querier, token string, keepExisting bool) (Setup, error) {
+	id, err := PeekToken(ctx, q, PurposeSetup, token)
+	if err != nil {
+		return Setup{}, err
+	}
+	var st Setup
+	if st.Account, err = ByID(ctx, q, id); err != nil {
+		return Setup{}, err
+	}
+	if keepExisting && st.Account.HasPassword {
+		st.Accept = true
+		if err := q.QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = $1`, id).Scan(&st.hash); err != nil {
+			return Setup{}, fmt.Errorf("check password: %w", err)
+		}
+		return st, nil
+	}
+	st.rules, err = PasswordRules(ctx, q, id, DefaultPolicy)
+	return st, err
+}
+
+// Check checks password, outside any transaction: the account's own
+// password (Accept) or a first password that keeps its rules, hashed.
+func (st *Setup) Check(ctx context.Context, password string) error {
+	if !st.Accept {
+		var err error
+		st.pw, err = NewPassword(ctx, st.Account, password, st.rules)
+		return err
+	}
+	ok, _, err := Verify(ctx, st.hash, password)
+	if err != nil {
+		return fmt.Errorf("check password: %w", err)
+	}
+	if !ok {
+		return ErrBadCredentials
+	}
+	return nil
+}
+
+// Action is what the completion is recorded as: account.setup, or
+// account.accept for an account that kept its password.
+func (st Setup) Action() string {
+	if st.Accept {
+		return "account.accept"
+	}
+	return "account.setup"
+}
+
+// Complete spends the link and stores the checked password in tx. In the
+// gate's account work, Describe shapes the work's event.
+func (st Setup) Complete(ctx context.Context, tx sqldb.Tx, token string) error {
 	id, err := RedeemToken(ctx, tx, PurposeSetup, token)
 	if err != nil {
-		return Account{}, err
+		return err
 	}
-	acc, err := ByID(ctx, tx, id)
-	if err != nil {
-		return Account{}, err
+	if id != st.Account.ID {
+		return errs.E(errs.NotFound, "this link is invalid, used or expired")
 	}
-	action := "account.setup"
-	if keepExisting && acc.HasPassword {
-		var hash string
-		if err := tx.QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = $1`, acc.ID).Scan(&hash); err != nil {
-			return Account{}, fmt.Errorf("check password: %w", err)
+	if !st.Accept {
+		if err := st.pw.Store(ctx, tx); err != nil {
+			return err
 		}
-		ok, _, err := Verify(ctx, hash, password)
-		if err != nil {
-			return Account{}, fmt.Errorf("check password: %w", err)
-		}
-		if !ok {
-			return Account{}, ErrBadCredentials
-		}
-		action = "account.accept"
-	} else if err := SetPassword(ctx, tx, acc, password, DefaultPolicy); err != nil {
-		return Account{}, err
 	}
-	_, err = audit.Append(ctx, tx, audit.Event{
-		Action: action, ActorAccount: acc.ID, ObjectType: "account", ObjectID: acc.ID,
-		Outcome: audit.Success, Security: true,
-	})
-	return acc, err
+	return nil
+}
+
+// Describe shapes the event of the gate's account work that completes the
+// link: the account, as actor and object, and a security event (AUD-05).
+func (st Setup) Describe(o *gate.OpTx) {
+	o.As(st.Account.ID, "")
+	o.Object("account", st.Account.ID)
+	o.Security()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -107,10 +108,10 @@ func TestInitWithoutPasswordPrintsOneTimeLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inst.Close()
-	if _, err := accounts.CompleteSetup(context.Background(), inst.Clinical, m[1], goodPassword); err != nil {
+	if _, err := accounts.CompleteSetup(context.Background(), gate.New(gate.Config{Clinical: inst.Clinical}), m[1], goodPassword); err != nil {
 		t.Fatalf("link does not work: %v", err)
 	}
-	if _, err := accounts.CompleteSetup(context.Background(), inst.Clinical, m[1], goodPassword+"x"); err == nil {
+	if _, err := accounts.CompleteSetup(context.Background(), gate.New(gate.Config{Clinical: inst.Clinical}), m[1], goodPassword+"x"); err == nil {
 		t.Fatal("link worked twice")
 	}
 }

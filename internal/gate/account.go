@@ -21,7 +21,22 @@ import (
 // and the spent rate-limit budget together with its failure event. Like
 // Own, it commits together with concurrent requests.
 func (g *Gate) Account(ctx context.Context, from Actor, action string, work func(o *OpTx) error) error {
-	return g.unscoped(ctx, audit.Event{Action: action, ActorAccount: from.AccountID, ActorSession: from.SessionID,
+	return g.unscoped(ctx, g.lane(), audit.Event{Action: action, ActorAccount: from.AccountID, ActorSession: from.SessionID,
+		RemoteAddr: from.RemoteAddr, UserAgent: from.UserAgent}, false, work)
+}
+
+// Attempt is Account for an attempt that counts against limits and
+// lockouts many requests share: a sign-in and its second step, a one-time
+// link, an access token presented. Such work changes a few rows that
+// concurrent requests change too (the rate-limit buckets of one source
+// address, the failure count of one account), and holds them until its
+// batch commits. On PostgreSQL the gate runs several batches at once, and
+// two of them each waiting for a row the other holds would deadlock, failing
+// every request of one batch. Attempts therefore all run in one lane: they
+// still commit together, one after another in its batches, and wait for
+// other lanes' work only as long as one of those batches runs.
+func (g *Gate) Attempt(ctx context.Context, from Actor, action string, work func(o *OpTx) error) error {
+	return g.unscoped(ctx, g.lanes[0], audit.Event{Action: action, ActorAccount: from.AccountID, ActorSession: from.SessionID,
 		RemoteAddr: from.RemoteAddr, UserAgent: from.UserAgent}, false, work)
 }
 

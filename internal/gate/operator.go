@@ -36,7 +36,7 @@ type OpTx struct {
 // Operate runs operator work, recorded as action. It commits on its own
 // (see DoAlone): its removals on the identity database commit after it.
 func (g *Gate) Operate(ctx context.Context, action string, work func(o *OpTx) error) error {
-	return g.unscoped(ctx, audit.Event{Action: action, ActorRole: "operator", RemoteAddr: "local"}, true, work)
+	return g.unscoped(ctx, g.lane(), audit.Event{Action: action, ActorRole: "operator", RemoteAddr: "local"}, true, work)
 }
 
 // Own runs work of the account actor on its own data, recorded as action.
@@ -45,15 +45,16 @@ func (g *Gate) Own(ctx context.Context, actor Actor, action string, work func(o 
 	if actor.AccountID == "" {
 		return errs.E(errs.Unauthenticated, "sign-in required")
 	}
-	return g.unscoped(ctx, audit.Event{Action: action, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
+	return g.unscoped(ctx, g.lane(), audit.Event{Action: action, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
 		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, false, work)
 }
 
-func (g *Gate) unscoped(ctx context.Context, ev audit.Event, alone bool, work func(o *OpTx) error) error {
+// unscoped runs work outside any organization's authorization in lane l.
+func (g *Gate) unscoped(ctx context.Context, l *lane, ev audit.Event, alone bool, work func(o *OpTx) error) error {
 	ev.Outcome = audit.Success
 	o := &OpTx{gate: g, event: ev, alone: alone}
 	defer o.endIdentity()
-	err := g.lane().do(ctx, alone, func(j *job) error {
+	err := l.do(ctx, alone, func(j *job) error {
 		if err := j.begin(); err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ package links
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -38,9 +37,11 @@ const (
 // for a missing one.
 const answerTime = 250 * time.Millisecond
 
-// Service issues and redeems links.
+// Service issues and redeems links. Every request at its endpoints is an
+// attempt recorded through the gate (Gate.Attempt) with the rate-limit
+// budget it spends; the links it checks before that are read unaudited
+// (Gate.Identify).
 type Service struct {
-	DB      *sqldb.DB
 	Gate    *gate.Gate
 	Mail    mail.Sender
 	BaseURL string // e.g. https://custodia.example.org
@@ -84,13 +85,70 @@ var (
 	confirmPerAddress = ratelimit.Rule{Limit: 20, Window: time.Minute}
 )
 
-func (s *Service) limit(ctx context.Context, rules ...ratelimit.Rule) error {
-	return (&ratelimit.Limiter{DB: s.DB}).Check(ctx, rules...)
-}
-
 func rule(r ratelimit.Rule, bucket string) ratelimit.Rule {
 	r.Bucket = bucket
 	return r
+}
+
+// attempt runs one request at a link endpoint as an attempt in the gate
+// (Gate.Attempt), recorded as action, a security event: it counts against
+// rules first, then runs work. A refusal by the rules, and a failed
+// attempt (a dead link, a refused password), commit with their event, so
+// that the budget the attempt spent stands (AUTH-05); a failed attempt
+// leaves nothing else of its work. A fault commits nothing.
+func (s *Service) attempt(ctx context.Context, from gate.Actor, action string, rules []ratelimit.Rule, work func(o *gate.OpTx) error) error {
+	var refusal error
+	spend := func(o *gate.OpTx) (bool, error) {
+		o.Security()
+		err := (&ratelimit.Limiter{DB: o}).Check(ctx, rules...)
+		if errs.Is(err, errs.RateLimited) {
+			refusal = err
+			o.Outcome(audit.Denied)
+			o.Detail("reason", "rate_limited")
+			return false, nil
+		}
+		return err == nil, err
+	}
+	err := s.Gate.Attempt(ctx, from, action, func(o *gate.OpTx) error {
+		if ok, err := spend(o); !ok {
+			return err
+		}
+		return work(o)
+	})
+	if !failedAttempt(err) {
+		if err != nil {
+			return err
+		}
+		return refusal
+	}
+	// The failed work left nothing: spend its budget again, this time
+	// with the failure on the record.
+	failure := err
+	err = s.Gate.Attempt(ctx, from, action, func(o *gate.OpTx) error {
+		if ok, err := spend(o); !ok {
+			return err
+		}
+		o.Outcome(audit.Failure)
+		o.Detail("error", errs.KindOf(failure).String())
+		return nil
+	})
+	switch {
+	case err != nil:
+		return errs.Wrap(errs.Unavailable, err, "the attempt could not be recorded; try again later")
+	case refusal != nil:
+		return refusal
+	}
+	return failure
+}
+
+// failedAttempt tells the failures of an attempt from faults.
+func failedAttempt(err error) bool {
+	for _, k := range []errs.Kind{errs.NotFound, errs.Invalid, errs.Conflict, errs.Unauthenticated} {
+		if errs.Is(err, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // RequestReset starts a password reset for the address. It returns nil
@@ -102,31 +160,43 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 	if err != nil {
 		return err
 	}
-	if err := s.limit(ctx,
-		rule(resetPerAddress, "reset:address:"+ratelimit.AddressKey(a.RemoteAddr)),
-		rule(resetPerAccount, "reset:account:"+ids.Digest(norm))); err != nil {
-		return err
-	}
-	ev := audit.Event{Action: "auth.reset_request", RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, Security: true}
 	var token string
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		acc, err := accounts.ByEmail(ctx, tx, norm)
+	var refusal error
+	from := gate.Actor{RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
+	err = s.Gate.Attempt(ctx, from, "auth.reset_request", func(o *gate.OpTx) error {
+		o.Security()
+		err := (&ratelimit.Limiter{DB: o}).Check(ctx,
+			rule(resetPerAddress, "reset:address:"+ratelimit.AddressKey(a.RemoteAddr)),
+			rule(resetPerAccount, "reset:account:"+ids.Digest(norm)))
+		if errs.Is(err, errs.RateLimited) {
+			// The rules before the refusing one counted the attempt.
+			refusal = err
+			o.Outcome(audit.Denied)
+			o.Detail("reason", "rate_limited")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		acc, err := accounts.ByEmail(ctx, o, norm)
 		switch {
 		case errs.Is(err, errs.NotFound):
-			ev.Outcome = audit.Failure
+			o.Outcome(audit.Failure)
+			return nil
 		case err != nil:
 			return err
-		default:
-			if token, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
-				return err
-			}
-			ev.ActorAccount, ev.Outcome = acc.ID, audit.Success
 		}
-		_, err = audit.Append(ctx, tx, ev)
-		return err
+		if token, err = accounts.IssueToken(ctx, o, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
+			return err
+		}
+		o.As(acc.ID, "")
+		return nil
 	})
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the reset could not be started; try again later")
+	}
+	if refusal != nil {
+		return refusal
 	}
 	if token != "" {
 		s.send(mail.Message{To: norm, Subject: "Reset your Custodia password", Text: fmt.Sprintf(
@@ -140,80 +210,125 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 
 // ConfirmReset consumes a reset link and sets the new password. In the same
 // transaction it ends every session of the account and lifts a lockout, so
-// whoever held a stolen session is out (AUTH-07).
+// whoever held a stolen session is out (AUTH-07). The link and the rules of
+// the password are read first and the password hashed outside the
+// transaction, which then spends the link and stores it.
 func (s *Service) ConfirmReset(ctx context.Context, token, password string, a gate.Actor) error {
-	if err := s.limit(ctx, rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))); err != nil {
+	var (
+		acc   accounts.Account
+		rules accounts.Policy
+	)
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		id, err := accounts.PeekToken(ctx, q, accounts.PurposeReset, token)
+		if err != nil {
+			return err
+		}
+		if acc, err = accounts.ByID(ctx, q, id); err != nil {
+			return err
+		}
+		rules, err = accounts.PasswordRules(ctx, q, id, accounts.DefaultPolicy)
+		return err
+	})
+	var pw accounts.Password
+	if err == nil {
+		pw, err = accounts.NewPassword(ctx, acc, password, rules)
+	}
+	if err != nil && !failedAttempt(err) {
 		return err
 	}
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		id, err := accounts.RedeemToken(ctx, tx, accounts.PurposeReset, token)
+	checked := err
+	from := gate.Actor{RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
+	limits := []ratelimit.Rule{rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))}
+	return s.attempt(ctx, from, "auth.reset", limits, func(o *gate.OpTx) error {
+		if checked != nil {
+			return checked
+		}
+		id, err := accounts.RedeemToken(ctx, o, accounts.PurposeReset, token)
 		if err != nil {
 			return err
 		}
-		acc, err := accounts.ByID(ctx, tx, id)
-		if err != nil {
+		if id != acc.ID {
+			return errs.E(errs.NotFound, "this link is invalid, used or expired")
+		}
+		o.As(acc.ID, "")
+		o.Object("account", acc.ID)
+		if err := pw.Store(ctx, o); err != nil {
 			return err
 		}
-		if err := accounts.SetPassword(ctx, tx, acc, password, accounts.DefaultPolicy); err != nil {
-			return err
-		}
-		if err := sessions.RevokeAllIn(ctx, tx, acc.ID, time.Now()); err != nil {
+		now := time.Now()
+		if err := sessions.RevokeAllIn(ctx, o, acc.ID, now); err != nil {
 			return err
 		}
 		// A reset follows a lost or stolen password: access tokens end too.
-		if err := sessions.RevokeTokensIn(ctx, tx, acc.ID, time.Now()); err != nil {
+		if err := sessions.RevokeTokensIn(ctx, o, acc.ID, now); err != nil {
 			return err
 		}
 		// The owner proved control of the address: a lockout ends (AUTH-04).
-		unlocked, err := accounts.Unlock(ctx, tx, acc.ID)
+		unlocked, err := accounts.Unlock(ctx, o, acc.ID)
+		if err != nil || !unlocked {
+			return err
+		}
+		orgIDs, err := accounts.Organizations(ctx, o, acc.ID)
 		if err != nil {
 			return err
 		}
-		if unlocked {
-			orgIDs, err := accounts.Organizations(ctx, tx, acc.ID)
-			if err != nil {
+		for _, org := range append(orgIDs, "") {
+			if err := o.Also(ctx, audit.Event{
+				Action: "account.unlock", OrgID: org, ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr,
+				ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
+				Details: map[string]string{"by": "password-reset"},
+			}); err != nil {
 				return err
 			}
-			for _, org := range append(orgIDs, "") {
-				if _, err := audit.Append(ctx, tx, audit.Event{
-					Action: "account.unlock", OrgID: org, ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr,
-					ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
-					Details: map[string]string{"by": "password-reset"},
-				}); err != nil {
-					return err
-				}
-			}
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{
-			Action: "auth.reset", ActorAccount: acc.ID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent,
-			ObjectType: "account", ObjectID: acc.ID, Outcome: audit.Success, Security: true,
-		})
-		return err
+		return nil
 	})
 }
 
 // CompleteSetup consumes a setup or invitation link and stores the
-// account's first password.
+// account's first password, or, for a participant's invitation to an
+// account that has one, accepts it with that password and makes the
+// account the participant's own. The link and what the password is checked
+// against are read first, the password checked outside the transaction,
+// which then spends the link.
 func (s *Service) CompleteSetup(ctx context.Context, token, password string, a gate.Actor) error {
-	if err := s.limit(ctx, rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))); err != nil {
-		return err
-	}
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		pending, forParticipant, err := participants.InvitationOf(ctx, tx, token)
-		if err != nil {
+	var (
+		st             accounts.Setup
+		pending        participants.PendingAccount
+		forParticipant bool
+	)
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		if pending, forParticipant, err = participants.InvitationOf(ctx, q, token); err != nil {
 			return err
 		}
-		acc, err := accounts.CompleteSetupIn(ctx, tx, token, password, forParticipant)
-		if err != nil {
+		st, err = accounts.ReadSetup(ctx, q, token, forParticipant)
+		return err
+	})
+	if err == nil {
+		err = st.Check(ctx, password)
+	}
+	if err != nil && !failedAttempt(err) {
+		return err
+	}
+	checked := err
+	from := gate.Actor{RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
+	limits := []ratelimit.Rule{rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))}
+	return s.attempt(ctx, from, st.Action(), limits, func(o *gate.OpTx) error {
+		if checked != nil {
+			return checked
+		}
+		st.Describe(o)
+		if err := st.Complete(ctx, o, token); err != nil {
 			return err
 		}
 		if !forParticipant {
 			return nil
 		}
-		if pending.AccountID != acc.ID {
+		if pending.AccountID != st.Account.ID {
 			return errs.E(errs.Internal, "participant invitation names another account")
 		}
-		return participants.LinkAccount(ctx, linkTx{tx, a}, pending)
+		return participants.LinkAccount(ctx, o, pending)
 	})
 }
 
@@ -247,26 +362,29 @@ func (s *Service) InviteParticipant(ctx context.Context, ps Participants, a gate
 // password the account has already (a participant's invitation to an
 // account that has one) rather than by choosing one.
 func (s *Service) PeekSetup(ctx context.Context, token string) (keepPassword bool, err error) {
-	id, err := accounts.PeekToken(ctx, s.DB, accounts.PurposeSetup, token)
-	if err != nil {
-		return false, err
-	}
-	_, forParticipant, err := participants.InvitationOf(ctx, s.DB, token)
-	if err != nil || !forParticipant {
-		return false, err
-	}
-	acc, err := accounts.ByID(ctx, s.DB, id)
-	if err != nil {
-		return false, err
-	}
-	return acc.HasPassword, nil
+	err = s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		id, err := accounts.PeekToken(ctx, q, accounts.PurposeSetup, token)
+		if err != nil {
+			return err
+		}
+		_, forParticipant, err := participants.InvitationOf(ctx, q, token)
+		if err != nil || !forParticipant {
+			return err
+		}
+		acc, err := accounts.ByID(ctx, q, id)
+		keepPassword = acc.HasPassword
+		return err
+	})
+	return keepPassword, err
 }
 
 // PeekReset reports whether a reset link is still usable, for the page that
 // shows its form.
 func (s *Service) PeekReset(ctx context.Context, token string) error {
-	_, err := accounts.PeekToken(ctx, s.DB, accounts.PurposeReset, token)
-	return err
+	return s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		_, err := accounts.PeekToken(ctx, q, accounts.PurposeReset, token)
+		return err
+	})
 }
 
 // Invitation asks a person to join an organization with a role.

@@ -22,6 +22,7 @@ import (
 )
 
 type fixture struct {
+	db             *sqldb.DB
 	svc            *Service
 	outbox         string
 	org            orgs.Organization
@@ -35,8 +36,9 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
-	f := fixture{outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{DB: db, Limits: sessions.DefaultLimits}}
-	f.svc = &Service{DB: db, Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
+	g := gate.New(gate.Config{Clinical: db})
+	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{Gate: g, DB: db, Limits: sessions.DefaultLimits}}
+	f.svc = &Service{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {
@@ -115,10 +117,10 @@ func TestAUTH07_ResetLinkIsSingleUseAndEndsEverySession(t *testing.T) {
 		if err := f.svc.ConfirmReset(ctx, token, "yet another passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
 			t.Errorf("reused reset link: %v, want NotFound", err)
 		}
-		if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", "a brand new passphrase"); err != nil {
+		if _, err := accounts.Authenticate(ctx, f.db, "user@clinic.example", "a brand new passphrase"); err != nil {
 			t.Errorf("new password: %v", err)
 		}
-		if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", userPassword); err == nil {
+		if _, err := accounts.Authenticate(ctx, f.db, "user@clinic.example", userPassword); err == nil {
 			t.Error("old password still works")
 		}
 	})
@@ -130,12 +132,12 @@ func TestAUTH07_ResetLinkExpiresAfterThirtyMinutes(t *testing.T) {
 	f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{})
 	token := linkPattern.FindStringSubmatch(f.mails(t, "user@clinic.example")[0])[2]
 	var expires, created int64
-	f.svc.DB.QueryRowContext(ctx, `SELECT expires_at, created_at FROM account_tokens WHERE purpose = 'reset'`).Scan(&expires, &created)
+	f.db.QueryRowContext(ctx, `SELECT expires_at, created_at FROM account_tokens WHERE purpose = 'reset'`).Scan(&expires, &created)
 	if got := time.Duration(expires-created) * time.Microsecond; got != 30*time.Minute {
 		t.Errorf("reset link lives %s, want 30m", got)
 	}
 	// Age the link past its end, as the clock would.
-	f.svc.DB.ExecContext(ctx, `UPDATE account_tokens SET expires_at = $1 WHERE purpose = 'reset'`, time.Now().Add(-time.Second).UnixMicro())
+	f.db.ExecContext(ctx, `UPDATE account_tokens SET expires_at = $1 WHERE purpose = 'reset'`, time.Now().Add(-time.Second).UnixMicro())
 	if err := f.svc.ConfirmReset(ctx, token, "a brand new passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
 		t.Errorf("expired link: %v, want NotFound", err)
 	}
@@ -195,11 +197,11 @@ func TestInvitationCreatesAccountWithRoleAndSetupLink(t *testing.T) {
 		if m == nil || m[1] != "setup" {
 			t.Fatalf("no setup link in %s", msgs[0])
 		}
-		acc, err := accounts.CompleteSetup(ctx, f.svc.DB, m[2], "my own fine passphrase")
+		acc, err := accounts.CompleteSetup(ctx, f.svc.Gate, m[2], "my own fine passphrase")
 		if err != nil {
 			t.Fatal(err)
 		}
-		as, _ := authz.AssignmentsOf(ctx, f.svc.DB, f.org.ID, acc.ID)
+		as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, acc.ID)
 		if len(as) != 1 || as[0].Role != authz.OrgManager {
 			t.Errorf("roles = %+v", as)
 		}
@@ -221,7 +223,7 @@ func TestACL_InvitationCannotGrantMoreThanTheInviterHolds(t *testing.T) {
 	if !errs.Is(err, errs.Forbidden) {
 		t.Errorf("manager granting org-admin: %v, want Forbidden", err)
 	}
-	if _, err := accounts.ByEmail(ctx, f.svc.DB, "boss@clinic.example"); err == nil {
+	if _, err := accounts.ByEmail(ctx, f.db, "boss@clinic.example"); err == nil {
 		t.Error("the refused invitation created an account")
 	}
 	if err := f.svc.Invite(ctx, f.manager, f.org.Slug, Invitation{Email: "peer@clinic.example", Role: authz.OrgManager}); err != nil {
@@ -242,7 +244,7 @@ func TestAUTH04_PasswordResetLiftsLockout(t *testing.T) {
 	for range accounts.LockAfter {
 		f.sess.SignIn(ctx, "user@clinic.example", "a wrong guess entirely", "192.0.2.9", "t")
 	}
-	if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", userPassword); err == nil {
+	if _, err := accounts.Authenticate(ctx, f.db, "user@clinic.example", userPassword); err == nil {
 		t.Fatal("locked account signed in")
 	}
 	f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{RemoteAddr: "192.0.2.11"})
@@ -250,7 +252,7 @@ func TestAUTH04_PasswordResetLiftsLockout(t *testing.T) {
 	if err := f.svc.ConfirmReset(ctx, token, "a brand new passphrase", gate.Actor{RemoteAddr: "192.0.2.11"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", "a brand new passphrase"); err != nil {
+	if _, err := accounts.Authenticate(ctx, f.db, "user@clinic.example", "a brand new passphrase"); err != nil {
 		t.Errorf("sign-in after reset: %v", err)
 	}
 }
@@ -265,4 +267,39 @@ func TestAUTH05_ResetRequestsAreRateLimited(t *testing.T) {
 	if !errs.Is(err, errs.RateLimited) {
 		t.Errorf("repeated reset requests for one address: %v, want RateLimited", err)
 	}
+}
+
+// Guessing links costs: every failed attempt at a link (a made-up token) is
+// on the record with the budget it spent, and past the limit of the source
+// address the next attempt is refused, also on the record, whatever it
+// carries.
+func TestAUTH05_GuessedLinksSpendTheirBudgetOnTheRecord(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		a := gate.Actor{RemoteAddr: "192.0.2.44", UserAgent: "guesser"}
+		for i := range confirmPerAddress.Limit {
+			guess := strings.Repeat(string(rune('a'+i%26)), 43)
+			if err := f.svc.ConfirmReset(ctx, guess, "a brand new passphrase", a); !errs.Is(err, errs.NotFound) {
+				t.Fatalf("guess %d: %v, want NotFound", i+1, err)
+			}
+		}
+		if err := f.svc.CompleteSetup(ctx, strings.Repeat("z", 43), "a brand new passphrase", a); !errs.Is(err, errs.RateLimited) {
+			t.Errorf("attempt past the limit: %v, want RateLimited", err)
+		}
+		count := func(action, outcome string) int {
+			var n int
+			if err := f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = $1 AND outcome = $2 AND body LIKE $3`,
+				action, outcome, "%"+a.RemoteAddr+"%").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count("auth.reset", "failure"); n != confirmPerAddress.Limit {
+			t.Errorf("%d failed resets on the record, want %d", n, confirmPerAddress.Limit)
+		}
+		if n := count("account.setup", "denied"); n != 1 {
+			t.Errorf("%d refused setups on the record, want 1", n)
+		}
+	})
 }

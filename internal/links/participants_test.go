@@ -29,7 +29,7 @@ func setupParticipant(t *testing.T, d sqldb.Dialect) participantFixture {
 	ctx := context.Background()
 	f := participantFixture{fixture: setup(t, d)}
 	f.ps = &participants.Service{Gate: f.svc.Gate}
-	err := f.svc.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := f.db.InTx(ctx, func(tx *sql.Tx) error {
 		st, err := orgs.CreateStudy(ctx, tx, f.org.ID, orgs.KindStudy, "Trial")
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func (f participantFixture) invite(a gate.Actor, email string) error {
 func (f participantFixture) selfOf(t *testing.T) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
-	rels, err := authz.RelationsOfParticipant(ctx, f.svc.DB, f.org.ID, f.p.Pseudonym)
+	rels, err := authz.RelationsOfParticipant(ctx, f.db, f.org.ID, f.p.Pseudonym)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func (f participantFixture) selfOf(t *testing.T) map[string]bool {
 		if r.Kind != authz.RelationSelf {
 			continue
 		}
-		as, _ := authz.AssignmentsOf(ctx, f.svc.DB, f.org.ID, r.AccountID)
+		as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, r.AccountID)
 		out[r.AccountID] = len(as) == 1 && as[0].Role == authz.Participant && as[0].SiteID == f.site.ID
 	}
 	return out
@@ -109,14 +109,14 @@ func TestACL05_ParticipantInvitationGrantsOnAcceptanceOnly(t *testing.T) {
 		if err := f.svc.CompleteSetup(ctx, m[2], "a participant's sturdy passphrase", gate.Actor{RemoteAddr: "192.0.2.9"}); err != nil {
 			t.Fatal(err)
 		}
-		acc, err := accounts.ByEmail(ctx, f.svc.DB, "pat@example.org")
+		acc, err := accounts.ByEmail(ctx, f.db, "pat@example.org")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := f.selfOf(t); len(got) != 1 || !got[acc.ID] {
 			t.Fatalf("own accounts after acceptance: %v, want %s with the participant role at the site", got, acc.ID)
 		}
-		evs, _, err := audit.Search(ctx, f.svc.DB, audit.Filter{OrgID: f.org.ID, Participant: f.p.Pseudonym})
+		evs, _, err := audit.Search(ctx, f.db, audit.Filter{OrgID: f.org.ID, Participant: f.p.Pseudonym})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func TestACL05_ParticipantInvitationOfExistingAccountKeepsItsPassword(t *testing
 		if err := f.svc.CompleteSetup(ctx, m[2], userPassword, gate.Actor{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := accounts.Authenticate(ctx, f.svc.DB, "user@clinic.example", userPassword); err != nil {
+		if _, err := accounts.Authenticate(ctx, f.db, "user@clinic.example", userPassword); err != nil {
 			t.Errorf("the existing password after acceptance: %v", err)
 		}
 		if len(f.selfOf(t)) != 1 {

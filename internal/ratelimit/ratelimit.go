@@ -10,6 +10,11 @@
 // RETURNING statement decides and records an attempt atomically in SQLite
 // (3.35 and later) and PostgreSQL alike. A refused attempt changes nothing,
 // so it does not push the next permitted attempt further away.
+//
+// A Limiter counts in the querier it is given: in the server, the
+// transaction of the attempt's own work in the gate (gate.OpTx), so that
+// the spent budget commits together with the attempt's audit event, and
+// not at all when the attempt is not carried out.
 package ratelimit
 
 import (
@@ -51,6 +56,7 @@ const sweepOdds = 64
 // attempt it counts, so that the attempt is spent with what the work
 // commits.
 type Limiter struct {
+	// DB is where the buckets are counted: the attempt's transaction.
 	DB  sqldb.Querier
 	Now func() time.Time // for tests; time.Now when nil
 }

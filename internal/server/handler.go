@@ -121,6 +121,9 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	if g == nil {
 		g = NewGate(d.Instance, d.KEK)
 	}
+	if d.Sessions.Gate == nil {
+		d.Sessions.Gate = g
+	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
 	}
@@ -149,7 +152,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}
 	}
 	security := &orgsecurity.Service{Gate: g}
-	lk := &links.Service{DB: d.Instance.Clinical, Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
+	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 )
 
 // allAuditText returns every stored audit event body.
@@ -92,7 +93,7 @@ func TestAUD03_NoPasswordTokenOrCookieInAnyEvent(t *testing.T) {
 		token, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		return err
 	})
-	if _, err := accounts.CompleteSetup(ctx, ts.inst.Clinical, token, "quiet harbour lantern 7"); err != nil {
+	if _, err := accounts.CompleteSetup(ctx, gate.New(gate.Config{Clinical: ts.inst.Clinical}), token, "quiet harbour lantern 7"); err != nil {
 		t.Fatal(err)
 	}
 	secrets = append(secrets, token, "quiet harbour lantern 7")

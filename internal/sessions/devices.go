@@ -2,13 +2,13 @@ package sessions
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Device is one live session of an account as its owner sees it in the
@@ -26,32 +26,39 @@ type Device struct {
 // Devices lists the live sessions of the account of sess (not revoked,
 // within their idle and absolute limits), the most recently used first.
 func (s *Store) Devices(ctx context.Context, sess Session) ([]Device, error) {
-	lim, err := s.limitsOf(ctx, s.DB, sess.AccountID)
+	var out []Device
+	err := s.Gate.Own(ctx, gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID}, "auth.session.list", func(o *gate.OpTx) error {
+		o.Nothing() // the account's own, to read at any time
+		lim, err := s.limitsOf(ctx, o, sess.AccountID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		rows, err := o.QueryContext(ctx,
+			`SELECT id, created_at, last_seen_at, remote_addr, user_agent FROM sessions
+			 WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3 AND created_at > $4
+			 ORDER BY last_seen_at DESC, id`,
+			sess.AccountID, now.UnixMicro(), now.Add(-lim.Idle).UnixMicro(), now.Add(-lim.Absolute).UnixMicro())
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "list sessions")
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d Device
+			var created, seen int64
+			if err := rows.Scan(&d.ID, &created, &seen, &d.RemoteAddr, &d.UserAgent); err != nil {
+				return errs.Wrap(errs.Unavailable, err, "list sessions")
+			}
+			d.CreatedAt, d.LastSeenAt, d.Current = time.UnixMicro(created), time.UnixMicro(seen), d.ID == sess.ID
+			out = append(out, d)
+		}
+		if err := rows.Err(); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "list sessions")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	now := s.now()
-	rows, err := s.DB.QueryContext(ctx,
-		`SELECT id, created_at, last_seen_at, remote_addr, user_agent FROM sessions
-		 WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3 AND created_at > $4
-		 ORDER BY last_seen_at DESC, id`,
-		sess.AccountID, now.UnixMicro(), now.Add(-lim.Idle).UnixMicro(), now.Add(-lim.Absolute).UnixMicro())
-	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "list sessions")
-	}
-	defer rows.Close()
-	var out []Device
-	for rows.Next() {
-		var d Device
-		var created, seen int64
-		if err := rows.Scan(&d.ID, &created, &seen, &d.RemoteAddr, &d.UserAgent); err != nil {
-			return nil, errs.Wrap(errs.Unavailable, err, "list sessions")
-		}
-		d.CreatedAt, d.LastSeenAt, d.Current = time.UnixMicro(created), time.UnixMicro(seen), d.ID == sess.ID
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "list sessions")
 	}
 	return out, nil
 }
@@ -65,8 +72,8 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 	if !ids.Valid(id) {
 		return notFound
 	}
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+	return s.Gate.Own(ctx, sessionActor(sess, remoteAddr, userAgent), "auth.session.end", func(o *gate.OpTx) error {
+		res, err := o.ExecContext(ctx,
 			`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL`,
 			s.now().UnixMicro(), id, sess.AccountID)
 		if err != nil {
@@ -75,12 +82,9 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return notFound
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{
-			Action: "auth.session.end", ActorAccount: sess.AccountID, ActorSession: sess.ID,
-			RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
-			ObjectType: "session", ObjectID: id, Security: true,
-		})
-		return err
+		o.Object("session", id)
+		o.Security()
+		return nil
 	})
 }
 
@@ -88,8 +92,8 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 // one included (AUTH-10), on the record as auth.logout.everywhere, a
 // security event naming how many sessions ended.
 func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr, userAgent string) error {
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+	return s.Gate.Own(ctx, sessionActor(sess, remoteAddr, userAgent), "auth.logout.everywhere", func(o *gate.OpTx) error {
+		res, err := o.ExecContext(ctx,
 			`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`,
 			s.now().UnixMicro(), sess.AccountID)
 		if err != nil {
@@ -99,14 +103,16 @@ func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr,
 		if err != nil {
 			return fmt.Errorf("end sessions: %w", err)
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{
-			Action: "auth.logout.everywhere", ActorAccount: sess.AccountID, ActorSession: sess.ID,
-			RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
-			ObjectType: "account", ObjectID: sess.AccountID, Security: true,
-			Details: map[string]string{"sessions_ended_count": fmt.Sprint(n)},
-		})
-		return err
+		o.Object("account", sess.AccountID)
+		o.Security()
+		o.Detail("sessions_ended_count", fmt.Sprint(n))
+		return nil
 	})
+}
+
+// sessionActor is the account of sess acting from it.
+func sessionActor(sess Session, remoteAddr, userAgent string) gate.Actor {
+	return gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID, RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
 }
 
 // KeepAlive records activity on sess now, whatever Lookup's write
@@ -131,7 +137,12 @@ func (s *Store) KeepAlive(ctx context.Context, sess Session) (time.Duration, err
 // its idle limit or its absolute limit ends it; the pages warn the person
 // ahead of it.
 func (s *Store) TimeLeft(ctx context.Context, sess Session) (time.Duration, error) {
-	lim, err := s.limitsOf(ctx, s.DB, sess.AccountID)
+	var lim Limits
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		lim, err = s.limitsOf(ctx, q, sess.AccountID)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}

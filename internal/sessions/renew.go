@@ -79,9 +79,9 @@ func (s *Store) stamp(ctx context.Context, q sqldb.Querier, sess *Session) error
 // account's session limits, whether its roles changed since the session
 // began (sess.RenewDue) and whether the session is held to changing an
 // expired password (sess.PasswordExpired).
-func (s *Store) state(ctx context.Context, sess *Session) (Limits, error) {
+func (s *Store) state(ctx context.Context, q sqldb.Querier, sess *Session) (Limits, error) {
 	var epoch, current int64
-	err := s.DB.QueryRowContext(ctx,
+	err := q.QueryRowContext(ctx,
 		`SELECT s.privilege_epoch, a.privilege_epoch, s.password_expired
 		 FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1`, sess.ID).Scan(&epoch, &current, &sess.PasswordExpired)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -91,7 +91,7 @@ func (s *Store) state(ctx context.Context, sess *Session) (Limits, error) {
 		return Limits{}, errs.Wrap(errs.Unavailable, err, "look up session")
 	}
 	sess.RenewDue = epoch != current
-	return s.limitsOf(ctx, s.DB, sess.AccountID)
+	return s.limitsOf(ctx, q, sess.AccountID)
 }
 
 // Reasons for a new session id (AUTH-10), as recorded in auth.session.renew.
@@ -110,10 +110,16 @@ const (
 func (s *Store) Renew(ctx context.Context, old Session, reason, remoteAddr, userAgent string) (string, Session, error) {
 	var token string
 	var sess Session
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.Gate.Own(ctx, sessionActor(old, remoteAddr, userAgent), "auth.session.renew", func(o *gate.OpTx) error {
 		var err error
-		token, sess, err = s.renewIn(ctx, tx, old, reason, false, remoteAddr, userAgent)
-		return err
+		if token, sess, err = s.renewSession(ctx, o, old, false, remoteAddr, userAgent); err != nil {
+			return err
+		}
+		o.As(old.AccountID, sess.ID)
+		o.Object("session", sess.ID)
+		o.Detail("reason", reason)
+		o.Detail("previous_session_id", old.ID)
+		return nil
 	})
 	if err != nil {
 		return "", Session{}, err
@@ -121,10 +127,41 @@ func (s *Store) Renew(ctx context.Context, old Session, reason, remoteAddr, user
 	return token, sess, nil
 }
 
-// renewIn is Renew in tx. With confirmed, the person has just proved to be
-// the account's owner (a code or the password), and the new session's
-// step-up confirmation is now.
+// renewIn is Renew in tx, a transaction of package mfa that activates a
+// factor or proves the owner, which records auth.session.renew besides its
+// own event (record). With confirmed, the person has just proved to be the
+// account's owner (a code or the password), and the new session's step-up
+// confirmation is now.
 func (s *Store) renewIn(ctx context.Context, tx sqldb.Tx, old Session, reason string, confirmed bool, remoteAddr, userAgent string) (string, Session, error) {
+	token, sess, err := s.renewSession(ctx, tx, old, confirmed, remoteAddr, userAgent)
+	if err != nil {
+		return "", Session{}, err
+	}
+	err = record(ctx, tx, audit.Event{
+		Action: "auth.session.renew", ActorAccount: old.AccountID, ActorSession: sess.ID,
+		RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
+		ObjectType: "session", ObjectID: sess.ID,
+		Details: map[string]string{"reason": reason, "previous_session_id": old.ID},
+	})
+	if err != nil {
+		return "", Session{}, err
+	}
+	return token, sess, nil
+}
+
+// record records ev in tx, a transaction of package mfa: through the gate
+// once it is the gate's account work (accounts.Recorder), appended to the
+// transaction itself until then.
+func record(ctx context.Context, tx sqldb.Tx, ev audit.Event) error {
+	if r, ok := tx.(accounts.Recorder); ok {
+		return r.Also(ctx, ev)
+	}
+	_, err := audit.Append(ctx, tx, ev)
+	return err
+}
+
+// renewSession replaces session old with a new one in tx (see Renew).
+func (s *Store) renewSession(ctx context.Context, tx sqldb.Tx, old Session, confirmed bool, remoteAddr, userAgent string) (string, Session, error) {
 	now := s.now()
 	var created, expires int64
 	var confirmedAt sql.NullInt64
@@ -158,15 +195,6 @@ func (s *Store) renewIn(ctx context.Context, tx sqldb.Tx, old Session, reason st
 		`UPDATE sessions SET created_at = $1, expires_at = $2, confirmed_at = $3 WHERE id = $4`,
 		created, expires, conf, sess.ID); err != nil {
 		return "", Session{}, fmt.Errorf("renew session: %w", err)
-	}
-	_, err = audit.Append(ctx, tx, audit.Event{
-		Action: "auth.session.renew", ActorAccount: old.AccountID, ActorSession: sess.ID,
-		RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
-		ObjectType: "session", ObjectID: sess.ID,
-		Details: map[string]string{"reason": reason, "previous_session_id": old.ID},
-	})
-	if err != nil {
-		return "", Session{}, err
 	}
 	return token, sess, nil
 }

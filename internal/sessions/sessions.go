@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -46,8 +47,17 @@ type Session struct {
 	PasswordExpired bool
 }
 
-// Store reads and writes sessions.
+// Store reads and writes sessions. Sign-in attempts run as the gate's
+// attempts (Gate.Attempt), with the rate-limit budget they spend and the
+// failures they count; sessions' and access tokens' changes as account
+// work (Gate.Account, Gate.Own), all recorded with their audit events; what
+// tells who a request comes from is read unaudited (Gate.Identify).
 type Store struct {
+	Gate *gate.Gate
+	// DB is the clinical database, for the writes that do not run through
+	// the gate yet: the activity a session or token records when used
+	// (Lookup, LookupToken, KeepAlive), the limits of a second step, and
+	// the second-factor service of a caller that has none.
 	DB     *sqldb.DB
 	Limits Limits
 	Now    func() time.Time // for tests; time.Now when nil
@@ -97,25 +107,29 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		return Session{}, errNoSession
 	}
 	var sess Session
-	var created, seen, expires int64
-	var revoked, confirmed sql.NullInt64
-	err := s.DB.QueryRowContext(ctx,
-		`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at, confirmed_at FROM sessions WHERE token_hash = $1`,
-		ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Session{}, errNoSession
-	}
-	if err != nil {
-		return Session{}, errs.Wrap(errs.Unavailable, err, "look up session")
-	}
-	sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(seen), time.UnixMicro(expires)
-	if confirmed.Valid {
-		sess.ConfirmedAt = time.UnixMicro(confirmed.Int64)
-	}
-	if revoked.Valid {
-		return Session{}, errNoSession
-	}
-	lim, err := s.state(ctx, &sess)
+	var lim Limits
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var created, seen, expires int64
+		var revoked, confirmed sql.NullInt64
+		err := q.QueryRowContext(ctx,
+			`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at, confirmed_at FROM sessions WHERE token_hash = $1`,
+			ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNoSession
+		}
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "look up session")
+		}
+		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(seen), time.UnixMicro(expires)
+		if confirmed.Valid {
+			sess.ConfirmedAt = time.UnixMicro(confirmed.Int64)
+		}
+		if revoked.Valid {
+			return errNoSession
+		}
+		lim, err = s.state(ctx, q, &sess)
+		return err
+	})
 	if err != nil {
 		return Session{}, err
 	}

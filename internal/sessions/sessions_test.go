@@ -8,6 +8,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -30,7 +31,7 @@ func setup(t *testing.T, d sqldb.Dialect) (*Store, *clock, string) {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)}
-	return &Store{DB: db, Limits: DefaultLimits, Now: c.now}, c, acc.ID
+	return &Store{Gate: gate.New(gate.Config{Clinical: db}), DB: db, Limits: DefaultLimits, Now: c.now}, c, acc.ID
 }
 
 func TestAUTH10_IdleSessionExpiresAfterTwentyMinutes(t *testing.T) {

@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"log/slog"
 	"strings"
@@ -74,34 +73,85 @@ type Step struct {
 // the account is unknown, locked or the password wrong (AUTH-06): only a
 // right password learns whether a second factor follows.
 func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, userAgent string) (Step, error) {
-	ev := audit.Event{Action: "auth.login", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
-	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
-	if err := lim.Check(ctx, signInRules(email, remoteAddr)...); err != nil {
-		if !errs.Is(err, errs.RateLimited) {
-			return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	from := gate.Actor{RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	rules := signInRules(email, remoteAddr)
+	// Read who the address names and whether the limits have room, then
+	// check the password outside any transaction: the attempt's work
+	// holds a turn that other requests wait for.
+	var (
+		cand accounts.Candidate
+		full error // the refusal of a limit with no room
+		need mfa.Requirement
+	)
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		if full, err = s.full(ctx, q, rules); err != nil || full != nil {
+			return err
 		}
-		known, kerr := accounts.KnownID(ctx, s.DB, email)
-		if kerr == nil {
-			kerr = s.recordRefusal(ctx, lim, ev, known, err)
+		if cand, err = accounts.Find(ctx, q, email); err != nil {
+			return err
 		}
-		if kerr != nil {
-			return Step{}, errs.Wrap(errs.Unavailable, kerr, "sign-in unavailable")
+		if id := cand.AccountID(); id != "" {
+			need, err = mfa.RequirementOf(ctx, q, id)
 		}
-		return Step{}, err
-	}
-	acc, at, err := accounts.Check(ctx, s.DB, email, password)
-	if err != nil {
-		return Step{}, s.recordFailure(ctx, ev, at, err)
-	}
-	need, err := mfa.RequirementOf(ctx, s.DB, acc.ID)
+		return err
+	})
 	if err != nil {
 		return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 	}
-	var st Step
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if need == mfa.NoSecondFactor {
+	var (
+		acc   accounts.Account
+		at    accounts.Attempted
+		up    accounts.Upgrade
+		cause error
+	)
+	if full == nil {
+		acc, at, up, cause = cand.Check(ctx, password)
+	}
+	// The attempt counts against the limits in the transaction that
+	// records it (AUTH-05): a refusal, a failure with its count towards the
+	// lockout (AUTH-04), or the session or challenge (Gate.Attempt).
+	var (
+		st      Step
+		refusal error
+		raised  []alerts.Alert
+	)
+	err = s.Gate.Attempt(ctx, from, "auth.login", func(o *gate.OpTx) error {
+		raised, refusal = nil, nil
+		limited := full
+		if limited == nil {
+			if err := (&ratelimit.Limiter{DB: o, Now: s.now}).Check(ctx, rules...); err != nil {
+				if !errs.Is(err, errs.RateLimited) {
+					return err
+				}
+				limited = err
+			}
+		}
+		if limited != nil {
+			refusal = limited
+			known, err := accounts.KnownID(ctx, o, email)
+			if err != nil {
+				return err
+			}
+			raised, err = s.refusedIn(ctx, o, known, refusal)
+			return err
+		}
+		if cause != nil {
+			refusal = cause
 			var err error
-			st.Token, st.Session, err = s.start(ctx, tx, ev, acc.ID, remoteAddr, userAgent)
+			raised, err = s.failedIn(ctx, o, remoteAddr, at, cause)
+			return err
+		}
+		if err := up.Store(ctx, o); err != nil {
+			return err
+		}
+		if need == mfa.NoSecondFactor {
+			err := s.start(ctx, o, acc.ID, remoteAddr, userAgent, &st)
+			if errors.Is(err, accounts.ErrBadCredentials) {
+				// Locked by a concurrent failure since the check.
+				refusal = err
+				raised, err = s.failedIn(ctx, o, remoteAddr, accounts.Attempted{AccountID: acc.ID, Locked: true}, err)
+			}
 			return err
 		}
 		// The failure count stands until the second step succeeds, so that
@@ -112,40 +162,60 @@ func (s *Store) SignInStep(ctx context.Context, email, password, remoteAddr, use
 			purpose = mfa.PurposeEnrolment
 		}
 		var err error
-		if st.Challenge, err = mfa.IssueChallenge(ctx, tx, acc.ID, purpose, remoteAddr, s.now()); err != nil {
+		if st.Challenge, err = mfa.IssueChallenge(ctx, o, acc.ID, purpose, remoteAddr, s.now()); err != nil {
 			return err
 		}
-		ev.Action, ev.ActorAccount, ev.Outcome = "auth.challenge", acc.ID, audit.Success
-		ev.Details = map[string]string{"purpose": string(purpose)}
-		_, err = audit.Append(ctx, tx, ev)
-		return err
+		o.Action("auth.challenge")
+		o.As(acc.ID, "")
+		o.Detail("purpose", string(purpose))
+		return nil
 	})
-	if errors.Is(err, accounts.ErrBadCredentials) {
-		return Step{}, s.recordFailure(ctx, ev, accounts.Attempted{AccountID: acc.ID, Locked: true}, err)
-	}
 	if err != nil {
 		return Step{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+	}
+	announce(ctx, raised)
+	if refusal != nil {
+		return Step{}, refusal
 	}
 	return st, nil
 }
 
-// start begins a session for the account in tx, the transaction of the
-// sign-in's last step, and records auth.login. It fails with
-// accounts.ErrBadCredentials if another node locked the account since its
-// check.
-func (s *Store) start(ctx context.Context, tx sqldb.Tx, ev audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
-	token, sess, err := s.open(ctx, tx, &ev, accountID, remoteAddr, userAgent)
-	if err != nil {
-		return "", Session{}, err
+// full returns the refusal of the first of rules that would refuse an
+// attempt now, without counting one, or nil.
+func (s *Store) full(ctx context.Context, q sqldb.Querier, rules []ratelimit.Rule) (refusal, err error) {
+	lim := &ratelimit.Limiter{DB: q, Now: s.now}
+	for _, r := range rules {
+		full, wait, err := lim.Full(ctx, r.Bucket, r.Limit, r.Window)
+		if err != nil {
+			return nil, err
+		}
+		if full {
+			return errs.Wrap(errs.RateLimited, &ratelimit.Exceeded{Rule: r, Wait: wait}, ratelimit.Message), nil
+		}
 	}
-	if _, err := audit.Append(ctx, tx, ev); err != nil {
-		return "", Session{}, err
-	}
-	return token, sess, nil
+	return nil, nil
 }
 
-// open is start for a caller that records the event: it makes ev the
-// session's auth.login.
+// start begins a session for the account in o, the work of the sign-in's
+// last step, recorded as auth.login of the new session. It fails with
+// accounts.ErrBadCredentials if another node locked the account since its
+// check.
+func (s *Store) start(ctx context.Context, o *gate.OpTx, accountID, remoteAddr, userAgent string, st *Step) error {
+	if err := accounts.ResetFailures(ctx, o, accountID); err != nil {
+		return err
+	}
+	token, sess, err := s.create(ctx, o, accountID, remoteAddr, userAgent)
+	if err != nil {
+		return err
+	}
+	o.As(accountID, sess.ID)
+	st.Token, st.Session = token, sess
+	return nil
+}
+
+// open begins a session for the account in tx, for a caller that records
+// the event (the second step, whose event package mfa's work records): it
+// makes ev the session's auth.login.
 func (s *Store) open(ctx context.Context, tx sqldb.Tx, ev *audit.Event, accountID, remoteAddr, userAgent string) (string, Session, error) {
 	if err := accounts.ResetFailures(ctx, tx, accountID); err != nil {
 		return "", Session{}, err
@@ -255,8 +325,10 @@ func (s *Store) enrolSession(ctx context.Context, c mfa.Challenge, ev audit.Even
 		login := ev
 		login.Details = map[string]string{"factor": string(m), "enrolled": "true"}
 		var err error
-		*token, *sess, err = s.start(ctx, tx, login, c.AccountID, ev.RemoteAddr, ev.UserAgent)
-		return err
+		if *token, *sess, err = s.open(ctx, tx, &login, c.AccountID, ev.RemoteAddr, ev.UserAgent); err != nil {
+			return err
+		}
+		return record(ctx, tx, login)
 	}
 }
 
@@ -349,9 +421,14 @@ func (s *Store) openChallenge(ctx context.Context, ev audit.Event, token string,
 		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerMinute, Window: time.Minute},
 		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerHour, Window: time.Hour})
 	if err != nil {
-		return mfa.Challenge{}, s.refuse(ctx, lim, ev, "", err)
+		return mfa.Challenge{}, s.refuse(ctx, ev, "", err)
 	}
-	c, err := mfa.LookupChallenge(ctx, s.DB, token, p, remoteAddr, s.now())
+	var c mfa.Challenge
+	err = s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		c, err = mfa.LookupChallenge(ctx, q, token, p, remoteAddr, s.now())
+		return err
+	})
 	if errors.Is(err, mfa.ErrChallenge) {
 		ev.Details = map[string]string{"reason": "challenge"}
 		return mfa.Challenge{}, s.recordFailure(ctx, ev, accounts.Attempted{}, err)
@@ -363,18 +440,18 @@ func (s *Store) openChallenge(ctx context.Context, ev audit.Event, token string,
 		ratelimit.Rule{Bucket: secondChallengeBucket + c.ID, Limit: ChallengeAttempts, Window: mfa.ChallengeTTL},
 		ratelimit.Rule{Bucket: secondAccountBucket + c.AccountID, Limit: ratelimit.AccountPerMinute, Window: time.Minute})
 	if err != nil {
-		return mfa.Challenge{}, s.refuse(ctx, lim, ev, c.AccountID, err)
+		return mfa.Challenge{}, s.refuse(ctx, ev, c.AccountID, err)
 	}
 	return c, nil
 }
 
 // refuse records a refusal by a rate limit and returns it, or the fault
 // that kept it from being recorded.
-func (s *Store) refuse(ctx context.Context, lim *ratelimit.Limiter, ev audit.Event, accountID string, refusal error) error {
+func (s *Store) refuse(ctx context.Context, ev audit.Event, accountID string, refusal error) error {
 	if !errs.Is(refusal, errs.RateLimited) {
 		return errs.Wrap(errs.Unavailable, refusal, "sign-in unavailable")
 	}
-	if err := s.recordRefusal(ctx, lim, ev, accountID, refusal); err != nil {
+	if err := s.recordRefusal(ctx, ev, accountID, refusal); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 	}
 	return refusal
@@ -425,40 +502,14 @@ func signInRules(email, remoteAddr string) []ratelimit.Rule {
 	}
 }
 
-// recordRefusal puts an attempt refused by a rate limit on the audit trail,
-// naming the account it was for, if known. When the source address's limit
-// refused it, the address raises an alert for the operator, at most once
-// per addressAlertEvery.
-func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev audit.Event, accountID string, refusal error) error {
-	ev.ActorAccount, ev.Outcome = accountID, audit.Denied
-	ev.Details = map[string]string{"reason": "rate_limited"}
-	raise := false
-	subject := ""
-	var ex *ratelimit.Exceeded
-	if errors.As(refusal, &ex) {
-		for _, prefix := range []string{addressBucket, secondAddressBucket, tokenFailureBucket} {
-			if strings.HasPrefix(ex.Rule.Bucket, prefix) {
-				subject = strings.TrimPrefix(ex.Rule.Bucket, prefix)
-			}
-		}
-	}
-	if subject != "" {
-		var err error
-		if raise, _, err = lim.Allow(ctx, "alert:"+addressBucket+subject, 1, addressAlertEvery); err != nil {
-			return err
-		}
-	}
+// recordRefusal puts an attempt refused by a rate limit on the audit
+// trail, as an attempt in the gate (Gate.Attempt) recorded as ev's action,
+// naming the account it was for, if known (refusedIn).
+func (s *Store) recordRefusal(ctx context.Context, ev audit.Event, accountID string, refusal error) error {
 	var raised []alerts.Alert
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		raised = nil
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
-			return err
-		}
-		if !raise {
-			return nil
-		}
-		a, err := alerts.Raise(ctx, alertTx(tx), alerts.Alert{Kind: alerts.AddressLimited, Subject: subject})
-		raised = append(raised, a)
+	err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+		var err error
+		raised, err = s.refusedIn(ctx, o, accountID, refusal)
 		return err
 	})
 	if err != nil {
@@ -468,27 +519,51 @@ func (s *Store) recordRefusal(ctx context.Context, lim *ratelimit.Limiter, ev au
 	return nil
 }
 
-// recordFailure puts a failed attempt on the audit trail and, for wrong
-// credentials (a password or a second-factor code), counts it towards the
-// lockout in the same transaction. It returns the error the requester gets:
-// cause, unless the record could not be written.
-func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.Attempted, cause error) error {
-	ev.ActorAccount, ev.Outcome = at.AccountID, audit.Failure
-	if at.Locked {
-		ev.Details = map[string]string{"reason": "locked"}
-	}
-	guess := errors.Is(cause, accounts.ErrBadCredentials) || errors.Is(cause, mfa.ErrWrongCode)
-	var raised []alerts.Alert
-	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		raised = nil
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
-			return err
+// refusedIn records, in o, an attempt refused by a rate limit: denied,
+// naming the account it was for, if known. When the source address's limit
+// refused it, the address raises an alert for the operator, at most once
+// per addressAlertEvery, in the same transaction. The caller announces the
+// alerts once it committed.
+func (s *Store) refusedIn(ctx context.Context, o *gate.OpTx, accountID string, refusal error) ([]alerts.Alert, error) {
+	o.As(accountID, "")
+	o.Outcome(audit.Denied)
+	o.Detail("reason", "rate_limited")
+	subject := ""
+	var ex *ratelimit.Exceeded
+	if errors.As(refusal, &ex) {
+		for _, prefix := range []string{addressBucket, secondAddressBucket, tokenFailureBucket} {
+			if strings.HasPrefix(ex.Rule.Bucket, prefix) {
+				subject = strings.TrimPrefix(ex.Rule.Bucket, prefix)
+			}
 		}
-		if !guess {
-			return nil // a fault, not a guess
+	}
+	if subject == "" {
+		return nil, nil
+	}
+	lim := &ratelimit.Limiter{DB: o, Now: s.now}
+	raise, _, err := lim.Allow(ctx, "alert:"+addressBucket+subject, 1, addressAlertEvery)
+	if err != nil || !raise {
+		return nil, err
+	}
+	a, err := alerts.Raise(ctx, o, alerts.Alert{Kind: alerts.AddressLimited, Subject: subject})
+	if err != nil {
+		return nil, err
+	}
+	return []alerts.Alert{a}, nil
+}
+
+// recordFailure puts a failed attempt on the audit trail, as an attempt
+// in the gate (Gate.Attempt) recorded as ev's action with its details
+// (failedIn). It returns the error the requester gets: cause, unless the
+// record could not be written.
+func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.Attempted, cause error) error {
+	var raised []alerts.Alert
+	err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+		for k, v := range ev.Details {
+			o.Detail(k, v)
 		}
 		var err error
-		raised, err = mfa.CountFailure(ctx, alertTx(tx), at.AccountID, ev.RemoteAddr, s.now())
+		raised, err = s.failedIn(ctx, o, ev.RemoteAddr, at, cause)
 		return err
 	})
 	if err != nil {
@@ -496,6 +571,22 @@ func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.A
 	}
 	announce(ctx, raised)
 	return cause
+}
+
+// failedIn records, in o, a failed attempt and, for wrong credentials (a
+// password or a second-factor code), counts it towards the lockout in the
+// same transaction; the failure that locks the account raises its alerts,
+// which the caller announces once it committed.
+func (s *Store) failedIn(ctx context.Context, o *gate.OpTx, remoteAddr string, at accounts.Attempted, cause error) ([]alerts.Alert, error) {
+	o.As(at.AccountID, "")
+	o.Outcome(audit.Failure)
+	if at.Locked {
+		o.Detail("reason", "locked")
+	}
+	if !errors.Is(cause, accounts.ErrBadCredentials) && !errors.Is(cause, mfa.ErrWrongCode) {
+		return nil, nil // a fault, not a guess
+	}
+	return mfa.CountFailure(ctx, o, at.AccountID, remoteAddr, s.now())
 }
 
 // announce tells the operator about committed alerts through slog's
@@ -507,15 +598,10 @@ func announce(ctx context.Context, raised []alerts.Alert) {
 
 // SignOut ends a session, on the record.
 func (s *Store) SignOut(ctx context.Context, sess Session, remoteAddr, userAgent string) error {
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), sess.ID); err != nil {
-			return err
-		}
-		_, err := audit.Append(ctx, tx, audit.Event{
-			Action: "auth.logout", ActorAccount: sess.AccountID, ActorSession: sess.ID,
-			RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512), Outcome: audit.Success,
-		})
+	from := gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID, RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	return s.Gate.Account(ctx, from, "auth.logout", func(o *gate.OpTx) error {
+		_, err := o.ExecContext(ctx,
+			`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), sess.ID)
 		return err
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -281,7 +282,7 @@ func TestAUTH05_RateLimitSharedAcrossTwoNodes(t *testing.T) {
 			if _, err := db.Migrate(ctx, sqldb.Clinical); err != nil {
 				t.Fatal(err)
 			}
-			nodes[i] = &Store{DB: db, Limits: DefaultLimits, Now: c.now}
+			nodes[i] = &Store{Gate: gate.New(gate.Config{Clinical: db}), DB: db, Limits: DefaultLimits, Now: c.now}
 		}
 		accountID, _ := member(t, nodes[0].DB)
 

@@ -165,9 +165,9 @@ func (s *Store) CreateToken(ctx context.Context, sess Session, a gate.Actor, nam
 		ID: ids.New(), AccountID: sess.AccountID, Name: name, Scopes: sc,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(days) * 24 * time.Hour),
 	}
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.Gate.Own(ctx, tokenActor(sess, a), "token.create", func(o *gate.OpTx) error {
 		var live int
-		if err := tx.QueryRowContext(ctx,
+		if err := o.QueryRowContext(ctx,
 			`SELECT COUNT(*) FROM access_tokens WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2`,
 			t.AccountID, now.UnixMicro()).Scan(&live); err != nil {
 			return fmt.Errorf("count access tokens: %w", err)
@@ -175,13 +175,13 @@ func (s *Store) CreateToken(ctx context.Context, sess Session, a gate.Actor, nam
 		if live >= TokensPerAccount {
 			return errs.E(errs.Conflict, "this account has %d live access tokens already; revoke one first", live)
 		}
-		if _, err := tx.ExecContext(ctx,
+		if _, err := o.ExecContext(ctx,
 			`INSERT INTO access_tokens (id, token_hash, account_id, name, scopes, created_at, expires_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			t.ID, ids.Digest(secret), t.AccountID, t.Name, scopesText(t.Scopes), now.UnixMicro(), t.ExpiresAt.UnixMicro()); err != nil {
 			return fmt.Errorf("create access token: %w", err)
 		}
-		return tokenEvent(ctx, tx, sess, a, "token.create", t, nil)
+		return tokenEvent(ctx, o, t)
 	})
 	if err != nil {
 		return "", AccessToken{}, err
@@ -189,34 +189,35 @@ func (s *Store) CreateToken(ctx context.Context, sess Session, a gate.Actor, nam
 	return secret, t, nil
 }
 
-// tokenEvent records a change of a token, a security event (AUD-05), in
-// each organization of the account.
-func tokenEvent(ctx context.Context, tx sqldb.Tx, sess Session, a gate.Actor, action string, t AccessToken, extra map[string]string) error {
-	orgIDs, err := accounts.Organizations(ctx, tx, t.AccountID)
-	if err != nil {
-		return err
-	}
-	if len(orgIDs) == 0 {
-		orgIDs = []string{""}
-	}
+// tokenActor is who changes a token: the account of sess, from the session
+// asking or the token a.SessionID names.
+func tokenActor(sess Session, a gate.Actor) gate.Actor {
 	sessionField := sess.ID
 	if a.SessionID != "" {
 		sessionField = a.SessionID
 	}
-	for _, org := range orgIDs {
-		d := map[string]string{"token_id": t.ID, "scopes": scopesText(t.Scopes),
-			"token_expires": t.ExpiresAt.UTC().Format(time.RFC3339)}
-		for k, v := range extra {
-			d[k] = v
-		}
-		if _, err := audit.Append(ctx, tx, audit.Event{
-			Action: action, OrgID: org, ActorAccount: t.AccountID, ActorSession: sessionField,
-			RemoteAddr: a.RemoteAddr, UserAgent: truncate(a.UserAgent, 512), Outcome: audit.Success, Security: true,
-			ObjectType: "access_token", ObjectID: t.ID, Details: d,
-		}); err != nil {
-			return err
+	return gate.Actor{AccountID: sess.AccountID, SessionID: sessionField, RemoteAddr: a.RemoteAddr, UserAgent: truncate(a.UserAgent, 512)}
+}
+
+// tokenEvent shapes the event of a change of a token, a security event
+// (AUD-05), recorded in each organization of the account.
+func tokenEvent(ctx context.Context, o *gate.OpTx, t AccessToken) error {
+	orgIDs, err := accounts.Organizations(ctx, o, t.AccountID)
+	if err != nil {
+		return err
+	}
+	for i, org := range orgIDs {
+		if i == 0 {
+			o.Org(org)
+		} else {
+			o.AlsoIn(org)
 		}
 	}
+	o.Security()
+	o.Object("access_token", t.ID)
+	o.Detail("token_id", t.ID)
+	o.Detail("scopes", scopesText(t.Scopes))
+	o.Detail("token_expires", t.ExpiresAt.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -243,22 +244,29 @@ func scanToken(row interface{ Scan(...any) error }, extra ...any) (AccessToken, 
 // ListTokens lists the account's tokens that are not revoked, newest
 // first, expired ones included, so their owner sees them end.
 func (s *Store) ListTokens(ctx context.Context, accountID string) ([]AccessToken, error) {
-	rows, err := s.DB.QueryContext(ctx,
-		`SELECT `+tokenColumns+` FROM access_tokens WHERE account_id = $1 AND revoked_at IS NULL
-		 ORDER BY created_at DESC, id`, accountID)
-	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "list access tokens")
-	}
-	defer rows.Close()
 	out := []AccessToken{}
-	for rows.Next() {
-		t, err := scanToken(rows)
+	err := s.Gate.Own(ctx, gate.Actor{AccountID: accountID}, "token.list", func(o *gate.OpTx) error {
+		o.Nothing() // the account's own, to read at any time
+		rows, err := o.QueryContext(ctx,
+			`SELECT `+tokenColumns+` FROM access_tokens WHERE account_id = $1 AND revoked_at IS NULL
+			 ORDER BY created_at DESC, id`, accountID)
 		if err != nil {
-			return nil, errs.Wrap(errs.Unavailable, err, "list access tokens")
+			return errs.Wrap(errs.Unavailable, err, "list access tokens")
 		}
-		out = append(out, t)
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanToken(rows)
+			if err != nil {
+				return errs.Wrap(errs.Unavailable, err, "list access tokens")
+			}
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RevokeToken revokes one of the account's tokens. Another account's
@@ -267,8 +275,8 @@ func (s *Store) RevokeToken(ctx context.Context, sess Session, a gate.Actor, id 
 	if !ids.Valid(id) {
 		return errTokenNotFound
 	}
-	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		t, err := scanToken(tx.QueryRowContext(ctx,
+	return s.Gate.Own(ctx, tokenActor(sess, a), "token.revoke", func(o *gate.OpTx) error {
+		t, err := scanToken(o.QueryRowContext(ctx,
 			`UPDATE access_tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL
 			 RETURNING `+tokenColumns, s.now().UnixMicro(), id, sess.AccountID))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -277,7 +285,7 @@ func (s *Store) RevokeToken(ctx context.Context, sess Session, a gate.Actor, id 
 		if err != nil {
 			return fmt.Errorf("revoke access token: %w", err)
 		}
-		return tokenEvent(ctx, tx, sess, a, "token.revoke", t, nil)
+		return tokenEvent(ctx, o, t)
 	})
 }
 
@@ -300,35 +308,46 @@ func RevokeTokensIn(ctx context.Context, tx sqldb.Tx, accountID string, now time
 // attempts (AUTH-05); past that limit the address gets RateLimited without
 // any check.
 func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent string) (AccessToken, error) {
-	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
 	rule := ratelimit.Rule{Bucket: tokenFailureBucket + ratelimit.AddressKey(remoteAddr), Limit: TokenFailuresPerMinute, Window: time.Minute}
 	ev := audit.Event{Action: "auth.token", RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
-	full, wait, err := lim.Full(ctx, rule.Bucket, rule.Limit, rule.Window)
-	if err != nil {
-		return AccessToken{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
-	}
-	if full {
-		refusal := errs.Wrap(errs.RateLimited, &ratelimit.Exceeded{Rule: rule, Wait: wait}, ratelimit.Message)
-		return AccessToken{}, s.refuse(ctx, lim, ev, "", refusal)
-	}
-	t, reason, err := s.findToken(ctx, secret)
+	var (
+		full   bool
+		wait   time.Duration
+		t      AccessToken
+		reason string
+	)
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		full, wait, err = (&ratelimit.Limiter{DB: q, Now: s.now}).Full(ctx, rule.Bucket, rule.Limit, rule.Window)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
+		}
+		if full {
+			return nil
+		}
+		t, reason, err = s.findToken(ctx, q, secret)
+		return err
+	})
 	if err != nil {
 		return AccessToken{}, err
 	}
+	if full {
+		refusal := errs.Wrap(errs.RateLimited, &ratelimit.Exceeded{Rule: rule, Wait: wait}, ratelimit.Message)
+		return AccessToken{}, s.refuse(ctx, ev, "", refusal)
+	}
 	if reason != "" {
-		ev.ActorAccount, ev.Outcome = t.AccountID, audit.Failure
-		ev.Details = map[string]string{"reason": reason}
-		if t.ID != "" {
-			ev.ObjectType, ev.ObjectID = "access_token", t.ID
-		}
-		err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-			_, err := audit.Append(ctx, tx, ev)
+		// The failure and the budget it spends commit together.
+		err := s.Gate.Attempt(ctx, gate.Actor{RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent}, ev.Action, func(o *gate.OpTx) error {
+			o.As(t.AccountID, "")
+			o.Outcome(audit.Failure)
+			o.Detail("reason", reason)
+			if t.ID != "" {
+				o.Object("access_token", t.ID)
+			}
+			_, _, err := (&ratelimit.Limiter{DB: o, Now: s.now}).Allow(ctx, rule.Bucket, rule.Limit, rule.Window)
 			return err
 		})
 		if err != nil {
-			return AccessToken{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
-		}
-		if _, _, err := lim.Allow(ctx, rule.Bucket, rule.Limit, rule.Window); err != nil {
 			return AccessToken{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 		}
 		return AccessToken{}, errNoToken
@@ -347,13 +366,13 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 // findToken looks a secret up. A token that may not be used comes back
 // with the reason (for the audit trail; the requester learns none of it)
 // and, if it exists, its record.
-func (s *Store) findToken(ctx context.Context, secret string) (AccessToken, string, error) {
+func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret string) (AccessToken, string, error) {
 	if len(secret) != len(tokenPrefix)+ids.SecretLen || !strings.HasPrefix(secret, tokenPrefix) {
 		return AccessToken{}, "unknown", nil
 	}
 	var revoked sql.NullInt64
 	var locked bool
-	t, err := scanToken(s.DB.QueryRowContext(ctx,
+	t, err := scanToken(q.QueryRowContext(ctx,
 		`SELECT t.id, t.account_id, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at,
 		        t.revoked_at, a.locked_at IS NOT NULL
 		 FROM access_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1`,
@@ -373,7 +392,7 @@ func (s *Store) findToken(ctx context.Context, secret string) (AccessToken, stri
 	case locked:
 		return t, "locked", nil
 	}
-	expired, err := accounts.PasswordExpired(ctx, s.DB, t.AccountID, now)
+	expired, err := accounts.PasswordExpired(ctx, q, t.AccountID, now)
 	if err != nil {
 		return AccessToken{}, "", err
 	}

@@ -39,7 +39,7 @@ func setupLink(t *testing.T) (*httptest.Server, *sqldb.DB, string) {
 	}
 	srv := httptest.NewServer(Routes(Deps{
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Links:      &links.Service{DB: db, Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: t.TempDir()}, BaseURL: "https://x.example"},
+		Links:      &links.Service{Gate: gate.New(gate.Config{Clinical: db}), Mail: &mail.Outbox{Dir: t.TempDir()}, BaseURL: "https://x.example"},
 		ClientAddr: func(r *http.Request) string { return r.RemoteAddr },
 	}))
 	t.Cleanup(srv.Close)
