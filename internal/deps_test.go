@@ -128,7 +128,7 @@ var doorPlumbing = map[string]bool{
 // needs to be, so that it is taken off, and when any other package holds a
 // handle or appends an event.
 var notYetThroughTheDoor = map[string]bool{
-	"internal/sessions": true, "internal/accounts": true,
+	"internal/sessions": true,
 }
 
 // authenticates are the packages that tell who a request comes from, the

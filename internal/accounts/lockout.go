@@ -28,7 +28,7 @@ const LockAfter = 10
 // raise the alert. An empty accountID (an address without an account) runs
 // the same statement, which matches nothing: the work does not tell known
 // accounts from unknown ones.
-func RecordFailure(ctx context.Context, tx sqldb.Tx, accountID, remoteAddr string, now time.Time) (bool, error) {
+func RecordFailure(ctx context.Context, tx Recorder, accountID, remoteAddr string, now time.Time) (bool, error) {
 	var failures int
 	var locked bool
 	err := tx.QueryRowContext(ctx,
@@ -158,7 +158,7 @@ func Organizations(ctx context.Context, q sqldb.Querier, accountID string) ([]st
 // recorded by the gate (Recorder); a caller that still runs its own
 // transaction (the second-factor flows of package mfa, until they run as
 // the gate's work) has it appended in that transaction.
-func recordForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev audit.Event) error {
+func recordForEachOrg(ctx context.Context, tx Recorder, accountID string, ev audit.Event) error {
 	orgIDs, err := Organizations(ctx, tx, accountID)
 	if err != nil {
 		return err
@@ -169,12 +169,7 @@ func recordForEachOrg(ctx context.Context, tx sqldb.Tx, accountID string, ev aud
 	ev.ObjectType, ev.ObjectID = "account", accountID
 	for _, org := range orgIDs {
 		ev.OrgID = org
-		if r, ok := tx.(Recorder); ok {
-			err = r.Also(ctx, ev)
-		} else {
-			_, err = audit.Append(ctx, tx, ev)
-		}
-		if err != nil {
+		if err := tx.Also(ctx, ev); err != nil {
 			return err
 		}
 	}

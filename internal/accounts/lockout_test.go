@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -56,7 +57,7 @@ func fail(t *testing.T, db *sqldb.DB, accountID string) bool {
 	var locked bool
 	err := db.InTx(context.Background(), func(tx *sql.Tx) error {
 		var err error
-		locked, err = RecordFailure(context.Background(), tx, accountID, "192.0.2.1", time.Now())
+		locked, err = RecordFailure(context.Background(), audittest.Appending{Tx: tx}, accountID, "192.0.2.1", time.Now())
 		return err
 	})
 	if err != nil {
@@ -176,7 +177,7 @@ func TestAUTH04_ConcurrentFailuresLockOnce(t *testing.T) {
 				var locked bool
 				err := db.InTx(context.Background(), func(tx *sql.Tx) error {
 					var err error
-					locked, err = RecordFailure(context.Background(), tx, acc.ID, "192.0.2.1", time.Now())
+					locked, err = RecordFailure(context.Background(), audittest.Appending{Tx: tx}, acc.ID, "192.0.2.1", time.Now())
 					return err
 				})
 				if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -39,7 +40,7 @@ func TestAUTH04_OperatorUnlocksAnAccountFromTheCommandLine(t *testing.T) {
 		}
 		for range accounts.LockAfter {
 			inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-				_, err := accounts.RecordFailure(ctx, tx, acc.ID, "192.0.2.1", time.Now())
+				_, err := accounts.RecordFailure(ctx, audittest.Appending{Tx: tx}, acc.ID, "192.0.2.1", time.Now())
 				return err
 			})
 		}

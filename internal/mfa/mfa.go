@@ -360,11 +360,18 @@ func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
 	}
 }
 
+// FailureTx is the work that counts a failure: it records the lock and the
+// alerts a failure may bring besides its own event (gate.OpTx).
+type FailureTx interface {
+	accounts.Recorder
+	alerts.Tx
+}
+
 // CountFailure counts a wrong code towards the account's lockout, in the
 // transaction that records it, exactly like a wrong password (AUTH-04). The
 // failure that locks the account raises an alert for each of its
 // organizations (AUTH-12); the caller announces them after tx commits.
-func CountFailure(ctx context.Context, tx alerts.Tx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
+func CountFailure(ctx context.Context, tx FailureTx, accountID, remoteAddr string, now time.Time) ([]alerts.Alert, error) {
 	locked, err := accounts.RecordFailure(ctx, tx, accountID, remoteAddr, now)
 	if err != nil || !locked {
 		return nil, err

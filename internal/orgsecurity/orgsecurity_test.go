@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
@@ -103,7 +104,7 @@ func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
 		var otherAdmin string
 		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
 			for range accounts.LockAfter {
-				if _, err := accounts.RecordFailure(ctx, tx, victim, "192.0.2.1", time.Now()); err != nil {
+				if _, err := accounts.RecordFailure(ctx, audittest.Appending{Tx: tx}, victim, "192.0.2.1", time.Now()); err != nil {
 					return err
 				}
 			}

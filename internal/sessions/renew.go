@@ -149,15 +149,14 @@ func (s *Store) renewIn(ctx context.Context, tx sqldb.Tx, old Session, reason st
 	return token, sess, nil
 }
 
-// record records ev in tx, a transaction of package mfa: through the gate
-// once it is the gate's account work (accounts.Recorder), appended to the
-// transaction itself until then.
+// record records ev in tx, the work of package mfa that the step runs in
+// (the gate's account work), beside the work's own event.
 func record(ctx context.Context, tx sqldb.Tx, ev audit.Event) error {
-	if r, ok := tx.(accounts.Recorder); ok {
-		return r.Also(ctx, ev)
+	r, ok := tx.(accounts.Recorder)
+	if !ok {
+		return errs.E(errs.Internal, "%s was to be recorded outside the gate's work", ev.Action)
 	}
-	_, err := audit.Append(ctx, tx, ev)
-	return err
+	return r.Also(ctx, ev)
 }
 
 // renewSession replaces session old with a new one in tx (see Renew).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
 	"github.com/custodia/custodia/internal/orgs"
@@ -225,7 +226,7 @@ func lockAccount(t *testing.T, db *sqldb.DB, id string) {
 	ctx := context.Background()
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		for range accounts.LockAfter {
-			if _, err := accounts.RecordFailure(ctx, tx, id, "192.0.2.1", time.Now()); err != nil {
+			if _, err := accounts.RecordFailure(ctx, audittest.Appending{Tx: tx}, id, "192.0.2.1", time.Now()); err != nil {
 				return err
 			}
 		}
