@@ -128,3 +128,23 @@ func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) e
 func (g *Gate) SecretsAvailable() bool {
 	return g.keys != nil && g.keys.KEK != nil
 }
+
+// Stamp runs work that keeps the bookkeeping of authentication, which the
+// trail does not record: when a session or an access token was last used,
+// and the rate-limit budgets an attempt spends before its outcome is known
+// (the outcome is recorded through Attempt). It commits with concurrent
+// requests, in the lane of attempts, whose rows it shares. It records no
+// event, so only the packages that authenticate requests may call it
+// (TestOneDoor), and only for such bookkeeping.
+func (g *Gate) Stamp(ctx context.Context, work func(q sqldb.Querier) error) error {
+	return g.lanes[0].do(ctx, false, func(j *job) error {
+		if err := j.begin(); err != nil {
+			return err
+		}
+		if err := work(txQuerier{j.b.clinical, g.db}); err != nil {
+			j.undo()
+			return err
+		}
+		return j.keep()
+	})
+}

@@ -37,7 +37,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
 	g := gate.New(gate.Config{Clinical: db})
-	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{Gate: g, DB: db, Limits: sessions.DefaultLimits}}
+	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{Gate: g, Limits: sessions.DefaultLimits}}
 	f.svc = &Service{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error

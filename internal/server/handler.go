@@ -115,7 +115,7 @@ type Shells struct {
 // passes through.
 func NewHandler(d Deps) (http.Handler, Shells) {
 	if d.Sessions == nil {
-		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.DefaultLimits}
+		d.Sessions = &sessions.Store{Limits: sessions.DefaultLimits}
 	}
 	g := d.Gate
 	if g == nil {

@@ -121,12 +121,19 @@ func sessionActor(sess Session, remoteAddr, userAgent string) gate.Actor {
 // absolute limit may shorten.
 func (s *Store) KeepAlive(ctx context.Context, sess Session) (time.Duration, error) {
 	now := s.now()
-	res, err := s.DB.ExecContext(ctx,
-		`UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL`, now.UnixMicro(), sess.ID)
+	var n int64
+	err := s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+		res, err := q.ExecContext(ctx,
+			`UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL`, now.UnixMicro(), sess.ID)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
 	if err != nil {
 		return 0, errs.Wrap(errs.Unavailable, err, "record session activity")
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if n != 1 {
 		return 0, errNoSession
 	}
 	sess.LastSeenAt = now

@@ -66,7 +66,7 @@ func newMFASite(t *testing.T, d sqldb.Dialect) *mfaSite {
 		t.Fatal(err)
 	}
 	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
-	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
+	s.store = &sessions.Store{Limits: sessions.DefaultLimits, Now: s.clock.now}
 	factors := &mfa.Service{Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek, Factors: factors,

@@ -43,7 +43,7 @@ func newSite(t *testing.T, d sqldb.Dialect) *site {
 	t.Helper()
 	inst, logins := seededInstance(t, d)
 	s := &site{inst: inst, clock: &clock{t: time.Now()}, logins: logins}
-	store := &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
+	store := &sessions.Store{Limits: sessions.DefaultLimits, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: store})
 	return s
 }

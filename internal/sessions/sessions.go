@@ -51,14 +51,12 @@ type Session struct {
 // attempts (Gate.Attempt), with the rate-limit budget they spend and the
 // failures they count; sessions' and access tokens' changes as account
 // work (Gate.Account, Gate.Own), all recorded with their audit events; what
-// tells who a request comes from is read unaudited (Gate.Identify).
+// tells who a request comes from is read unaudited (Gate.Identify), and
+// the bookkeeping the trail does not record (when a session or token was
+// last used, the budget an attempt spends before its outcome is known) is
+// written as such (Gate.Stamp).
 type Store struct {
-	Gate *gate.Gate
-	// DB is the clinical database, for the writes that do not run through
-	// the gate yet: the activity a session or token records when used
-	// (Lookup, LookupToken, KeepAlive), the limits of a second step, and
-	// the second-factor service of a caller that has none.
-	DB     *sqldb.DB
+	Gate   *gate.Gate
 	Limits Limits
 	Now    func() time.Time // for tests; time.Now when nil
 }
@@ -72,8 +70,14 @@ func (s *Store) now() time.Time {
 
 // Create starts a session for the account and returns its token, which is
 // shown to the client once and never stored.
-func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent string) (string, Session, error) {
-	return s.create(ctx, s.DB, accountID, remoteAddr, userAgent)
+// It records no event: the sign-in that starts a session records it
+// (Store.SignIn); tests start sessions with it directly.
+func (s *Store) Create(ctx context.Context, accountID, remoteAddr, userAgent string) (token string, sess Session, err error) {
+	err = s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+		token, sess, err = s.create(ctx, q, accountID, remoteAddr, userAgent)
+		return err
+	})
+	return token, sess, err
 }
 
 func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAddr, userAgent string) (string, Session, error) {
@@ -138,8 +142,11 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		return Session{}, errNoSession
 	}
 	if now.Sub(sess.LastSeenAt) >= touchEvery {
-		if _, err := s.DB.ExecContext(ctx,
-			`UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL`, now.UnixMicro(), sess.ID); err != nil {
+		if err := s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+			_, err := q.ExecContext(ctx,
+				`UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL`, now.UnixMicro(), sess.ID)
+			return err
+		}); err != nil {
 			return Session{}, errs.Wrap(errs.Unavailable, err, "record session activity")
 		}
 		sess.LastSeenAt = now
@@ -147,19 +154,24 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	return sess, nil
 }
 
-// Revoke ends one session.
+// Revoke ends one session, unrecorded: for tests; people end their
+// sessions through SignOut and EndDevice, which record it.
 func (s *Store) Revoke(ctx context.Context, id string) error {
-	_, err := s.DB.ExecContext(ctx,
-		`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), id)
+	err := s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+		_, err := q.ExecContext(ctx,
+			`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, s.now().UnixMicro(), id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
 	return nil
 }
 
-// RevokeAll ends every session of an account ("sign out everywhere").
+// RevokeAll ends every session of an account, unrecorded: for tests;
+// people sign out everywhere through SignOutEverywhere, which records it.
 func (s *Store) RevokeAll(ctx context.Context, accountID string) error {
-	return RevokeAllIn(ctx, s.DB, accountID, s.now())
+	return s.Gate.Stamp(ctx, func(q sqldb.Querier) error { return RevokeAllIn(ctx, q, accountID, s.now()) })
 }
 
 // RevokeAllIn ends every session of an account within a caller's

@@ -17,7 +17,14 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func setup(t *testing.T, d sqldb.Dialect) (*Store, *clock, string) {
+// testStore is a Store with the database its test reads and sets up
+// directly.
+type testStore struct {
+	*Store
+	DB *sqldb.DB
+}
+
+func setup(t *testing.T, d sqldb.Dialect) (*testStore, *clock, string) {
 	t.Helper()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
 	ctx := context.Background()
@@ -31,7 +38,7 @@ func setup(t *testing.T, d sqldb.Dialect) (*Store, *clock, string) {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)}
-	return &Store{Gate: gate.New(gate.Config{Clinical: db}), DB: db, Limits: DefaultLimits, Now: c.now}, c, acc.ID
+	return &testStore{&Store{Gate: gate.New(gate.Config{Clinical: db}), Limits: DefaultLimits, Now: c.now}, db}, c, acc.ID
 }
 
 func TestAUTH10_IdleSessionExpiresAfterTwentyMinutes(t *testing.T) {

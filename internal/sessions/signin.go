@@ -415,9 +415,8 @@ func (s *Store) EnrolPasskeyConfirm(ctx context.Context, factors *mfa.Service, c
 // and unknown challenges are recorded as ev (AUTH-11); an unknown challenge
 // is mfa.ErrChallenge.
 func (s *Store) openChallenge(ctx context.Context, ev audit.Event, token string, p mfa.Purpose, remoteAddr string) (mfa.Challenge, error) {
-	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
 	addr := secondAddressBucket + ratelimit.AddressKey(remoteAddr)
-	err := lim.Check(ctx,
+	err := s.spend(ctx,
 		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerMinute, Window: time.Minute},
 		ratelimit.Rule{Bucket: addr, Limit: ratelimit.AddressPerHour, Window: time.Hour})
 	if err != nil {
@@ -436,13 +435,32 @@ func (s *Store) openChallenge(ctx context.Context, ev audit.Event, token string,
 	if err != nil {
 		return mfa.Challenge{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 	}
-	err = lim.Check(ctx,
+	err = s.spend(ctx,
 		ratelimit.Rule{Bucket: secondChallengeBucket + c.ID, Limit: ChallengeAttempts, Window: mfa.ChallengeTTL},
 		ratelimit.Rule{Bucket: secondAccountBucket + c.AccountID, Limit: ratelimit.AccountPerMinute, Window: time.Minute})
 	if err != nil {
 		return mfa.Challenge{}, s.refuse(ctx, ev, c.AccountID, err)
 	}
 	return c, nil
+}
+
+// spend counts an attempt against rules, as bookkeeping of its own
+// (Gate.Stamp) that stands whatever becomes of the attempt, and returns
+// the refusal of the first rule that refuses it (errs.RateLimited), or a
+// fault.
+func (s *Store) spend(ctx context.Context, rules ...ratelimit.Rule) error {
+	var refused error
+	err := s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+		refused = (&ratelimit.Limiter{DB: q, Now: s.now}).Check(ctx, rules...)
+		if errs.Is(refused, errs.RateLimited) {
+			return nil // what was counted stands
+		}
+		return refused
+	})
+	if err != nil {
+		return err
+	}
+	return refused
 }
 
 // refuse records a refusal by a rate limit and returns it, or the fault

@@ -64,7 +64,7 @@ func member(t *testing.T, db *sqldb.DB) (string, []string) {
 
 // lockMember fails LockAfter times, a minute apart so that no rate limit
 // interferes, from changing addresses.
-func lockMember(t *testing.T, s *Store, c *clock) {
+func lockMember(t *testing.T, s *testStore, c *clock) {
 	t.Helper()
 	for i := range accounts.LockAfter {
 		c.t = c.t.Add(time.Minute)
@@ -272,7 +272,7 @@ func TestAUTH05_RateLimitSharedAcrossTwoNodes(t *testing.T) {
 		ctx := context.Background()
 		url := sqldbtest.URL(t, d)
 		c := &clock{t: time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)}
-		var nodes [2]*Store
+		var nodes [2]*testStore
 		for i := range nodes {
 			db, err := sqldb.Open(ctx, url)
 			if err != nil {
@@ -282,7 +282,7 @@ func TestAUTH05_RateLimitSharedAcrossTwoNodes(t *testing.T) {
 			if _, err := db.Migrate(ctx, sqldb.Clinical); err != nil {
 				t.Fatal(err)
 			}
-			nodes[i] = &Store{Gate: gate.New(gate.Config{Clinical: db}), DB: db, Limits: DefaultLimits, Now: c.now}
+			nodes[i] = &testStore{&Store{Gate: gate.New(gate.Config{Clinical: db}), Limits: DefaultLimits, Now: c.now}, db}
 		}
 		accountID, _ := member(t, nodes[0].DB)
 

@@ -354,8 +354,10 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 	}
 	now := s.now()
 	if t.LastUsedAt.IsZero() || now.Sub(t.LastUsedAt) >= touchEvery {
-		if _, err := s.DB.ExecContext(ctx,
-			`UPDATE access_tokens SET last_used_at = $1 WHERE id = $2`, now.UnixMicro(), t.ID); err != nil {
+		if err := s.Gate.Stamp(ctx, func(q sqldb.Querier) error {
+			_, err := q.ExecContext(ctx, `UPDATE access_tokens SET last_used_at = $1 WHERE id = $2`, now.UnixMicro(), t.ID)
+			return err
+		}); err != nil {
 			return AccessToken{}, errs.Wrap(errs.Unavailable, err, "record token use")
 		}
 		t.LastUsedAt = now

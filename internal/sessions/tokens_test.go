@@ -36,7 +36,7 @@ func newTextSite(t *testing.T, d sqldb.Dialect) (*mfaSite, *sms.Recorder) {
 	}
 	s := &mfaSite{inst: inst, clock: &stepClock{t: time.Now()}, logins: logins}
 	texts := &sms.Recorder{}
-	s.store = &sessions.Store{DB: inst.Clinical, Limits: sessions.DefaultLimits, Now: s.clock.now}
+	s.store = &sessions.Store{Limits: sessions.DefaultLimits, Now: s.clock.now}
 	factors := &mfa.Service{SMS: texts, Now: s.clock.now}
 	s.h, _ = server.NewHandler(server.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Instance: inst, Sessions: s.store, KEK: kek, Factors: factors,

@@ -210,7 +210,7 @@ func TestAUTH10_BrowserSignOutEverywhereEndsOtherSessions(t *testing.T) {
 // comes 66 s before it, so the test waits seconds, not minutes.
 func TestAUTH10_BrowserIdleWarningOffersToStaySignedIn(t *testing.T) {
 	b := browsertest.Start(t, browsertest.Options{Configure: func(d *server.Deps) {
-		d.Sessions = &sessions.Store{DB: d.Instance.Clinical, Limits: sessions.Limits{Idle: 70 * time.Second, Absolute: time.Hour}}
+		d.Sessions = &sessions.Store{Limits: sessions.Limits{Idle: 70 * time.Second, Absolute: time.Hour}}
 		d.IdleWarning = 66 * time.Second
 	}})
 	login := b.Server.Logins[authz.Participant]
