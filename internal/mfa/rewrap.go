@@ -67,25 +67,26 @@ func (s *Secrets) KEKUse(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// Rewrap re-wraps up to limit TOTP secrets after cursor (a factor id) in
+// Rewrap re-wraps up to limit factor secrets (TOTP secrets and the phone
+// numbers of text-message factors) after cursor (a factor id) in
 // one transaction. kek is the rotation's provider: the new version wraps,
 // the older ones it knows unwrap (keys.RewrapSecret).
 func (s *Secrets) Rewrap(ctx context.Context, kek keys.Provider, cursor string, limit int) (keys.Batch, error) {
 	var out keys.Batch
 	err := s.Gate.Operate(ctx, "mfa.secrets.rewrap", func(o *gate.OpTx) error {
-		rows, err := o.QueryContext(ctx, `SELECT id, account_id, kek_id, wrapped FROM account_factors
+		rows, err := o.QueryContext(ctx, `SELECT id, account_id, kind, kek_id, wrapped FROM account_factors
 			WHERE id > $1 ORDER BY id LIMIT $2`, cursor, limit)
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "read TOTP secrets")
 		}
 		type secret struct {
-			id, account, kekID string
-			wrapped            []byte
+			id, account, kind, kekID string
+			wrapped                  []byte
 		}
 		var batch []secret
 		for rows.Next() {
 			var f secret
-			if err := rows.Scan(&f.id, &f.account, &f.kekID, &f.wrapped); err != nil {
+			if err := rows.Scan(&f.id, &f.account, &f.kind, &f.kekID, &f.wrapped); err != nil {
 				rows.Close()
 				return errs.Wrap(errs.Unavailable, err, "read TOTP secrets")
 			}
@@ -98,7 +99,13 @@ func (s *Secrets) Rewrap(ctx context.Context, kek keys.Provider, cursor string, 
 		out = keys.Batch{Cursor: cursor, Visited: len(batch), Done: len(batch) < limit}
 		for _, f := range batch {
 			out.Cursor = f.id
-			w, v, changed, err := keys.RewrapSecret(ctx, kek, f.wrapped, secretAD(f.account, f.id), f.kekID)
+			// A factor's secret is bound to what it is: a TOTP secret, or
+			// the phone number of a text-message factor.
+			ad := secretAD(f.account, f.id)
+			if f.kind == "sms" {
+				ad = phoneAD(f.account, f.id)
+			}
+			w, v, changed, err := keys.RewrapSecret(ctx, kek, f.wrapped, ad, f.kekID)
 			switch {
 			case err != nil && keys.IsUnavailable(err):
 				return err

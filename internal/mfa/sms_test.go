@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -208,6 +209,36 @@ func TestAUTH08_OneFactorAtATimeAndSenderFailureLeaksNoCode(t *testing.T) {
 		}
 		if _, err := f.svc.BeginSMS(ctx, f.actor, "12345"); !errs.Is(err, errs.Invalid) {
 			t.Errorf("malformed number: %v, want Invalid", err)
+		}
+	})
+}
+
+// TestCRY07_RotationRewrapsPhoneNumbers: after a rotation of the
+// key-encryption key, the phone number of a text-message factor is
+// re-wrapped under the new version, bound to its own place as before, and
+// the factor still texts its codes.
+func TestCRY07_RotationRewrapsPhoneNumbers(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := newFixture(t, d)
+		texts := f.withSMS(t)
+		ctx := context.Background()
+		local := f.kek.(*keys.LocalKEK)
+		next, err := local.RotateKEK(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets := &mfa.Secrets{Gate: nodeGate(f.db, f.kek)}
+		b, err := secrets.Rewrap(ctx, local, "", 100)
+		if err != nil || b.Rewrapped != 1 || b.Failed != 0 {
+			t.Fatalf("rewrap: %+v, %v; want the phone number re-wrapped", b, err)
+		}
+		var kekID string
+		if err := f.db.QueryRowContext(ctx, `SELECT kek_id FROM account_factors WHERE kind = 'sms'`).Scan(&kekID); err != nil || kekID != next {
+			t.Fatalf("phone number wrapped by %q (%v), want %q", kekID, err, next)
+		}
+		before := texts.Count(phone)
+		if _, err := f.svc.SendSignInCode(ctx, f.actor); err != nil || texts.Count(phone) != before+1 {
+			t.Errorf("texting after the rotation: %v", err)
 		}
 	})
 }
