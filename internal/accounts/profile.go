@@ -56,13 +56,7 @@ func (s *Service) Rename(ctx context.Context, a gate.Actor, name string) (Accoun
 		if err != nil {
 			return err
 		}
-		for i, id := range orgIDs {
-			if i == 0 {
-				o.Org(id)
-			} else {
-				o.AlsoIn(id)
-			}
-		}
+		o.InEach(orgIDs)
 		return nil
 	})
 	if errs.Is(err, errs.NotFound) {

@@ -106,6 +106,21 @@ func (o *OpTx) events() []audit.Event {
 	return evs
 }
 
+// InEach records the operation's event in the trail of each of orgIDs:
+// the first as the operation's organization, the others as well (AlsoIn);
+// with none, in no organization's. For an account's change that the
+// administrators of each of its organizations find in their trail.
+func (o *OpTx) InEach(orgIDs []string) {
+	o.Org("")
+	for i, id := range orgIDs {
+		if i == 0 {
+			o.Org(id)
+		} else {
+			o.AlsoIn(id)
+		}
+	}
+}
+
 // Object names the object the operation is about.
 func (o *OpTx) Object(kind, id string) { o.event.ObjectType, o.event.ObjectID = kind, id }
 

@@ -276,6 +276,24 @@ type outcome struct {
 	raised []alerts.Alert
 }
 
+// spendCode checks code in the work of o and spends it, answering the
+// method it proved; a wrong code is refused as refuse tells, with the
+// reason wrong_code, and answers no method and no error.
+func (s *Service) spendCode(ctx context.Context, o *gate.OpTx, out *outcome, a gate.Actor, code string) (string, error) {
+	p, err := s.check(ctx, o, a.AccountID, code)
+	if err != nil {
+		return "", err
+	}
+	err = p.spend(ctx, o, a, out.now)
+	if errors.Is(err, ErrWrongCode) {
+		return "", out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, true, ErrWrongCode)
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(p.method), nil
+}
+
 // refuse records the work as a failed check of its actor's code or
 // password, with details (a reason; never the code), and, if counts,
 // counts it towards the account's lockout (AUTH-04), raising the lockout's
@@ -317,14 +335,7 @@ func inEachOrg(ctx context.Context, o *gate.OpTx, accountID string) error {
 	if err != nil {
 		return err
 	}
-	o.Org("")
-	for i, id := range orgIDs {
-		if i == 0 {
-			o.Org(id)
-		} else {
-			o.AlsoIn(id)
-		}
-	}
+	o.InEach(orgIDs)
 	return nil
 }
 

@@ -67,18 +67,11 @@ func (s *Service) prove(ctx context.Context, a gate.Actor, action, code, passwor
 			return out.refuse(ctx, o, map[string]string{"reason": "wrong_password"}, true, ErrWrongCode)
 		}
 		if code != "" {
-			p, err := s.check(ctx, o, a.AccountID, code)
-			if err != nil {
+			m, err := s.spendCode(ctx, o, out, a, code)
+			if err != nil || m == "" {
 				return err
 			}
-			err = p.spend(ctx, o, a, out.now)
-			if errors.Is(err, ErrWrongCode) {
-				return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, true, ErrWrongCode)
-			}
-			if err != nil {
-				return err
-			}
-			method = string(p.method)
+			method = m
 		}
 		ev := event(a, action, audit.Success)
 		ev.Security = true

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -150,18 +149,11 @@ func (s *Service) RenewRecoveryCodes(ctx context.Context, a gate.Actor, code str
 		}
 		method := ProofStepUp
 		if code != "" {
-			p, err := s.check(ctx, o, a.AccountID, code)
-			if err != nil {
+			m, err := s.spendCode(ctx, o, out, a, code)
+			if err != nil || m == "" {
 				return err
 			}
-			err = p.spend(ctx, o, a, out.now)
-			if errors.Is(err, ErrWrongCode) {
-				return out.refuse(ctx, o, map[string]string{"reason": "wrong_code"}, true, ErrWrongCode)
-			}
-			if err != nil {
-				return err
-			}
-			method = string(p.method)
+			method = m
 		} else if !confirmedRecently(a, out.now) {
 			return out.stepUp(ctx, o)
 		}

@@ -206,13 +206,7 @@ func tokenEvent(ctx context.Context, o *gate.OpTx, t AccessToken) error {
 	if err != nil {
 		return err
 	}
-	for i, org := range orgIDs {
-		if i == 0 {
-			o.Org(org)
-		} else {
-			o.AlsoIn(org)
-		}
-	}
+	o.InEach(orgIDs)
 	o.Security()
 	o.Object("access_token", t.ID)
 	o.Detail("token_id", t.ID)
