@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/oversight"
 )
 
 var filterParams = map[string]bool{
@@ -113,7 +113,7 @@ func handleAuditExport(d Deps) http.Handler {
 				out = bufio.NewWriter(w)
 				started = true
 			}
-			line, err := oversight.ExportLine(ev, format, r.Host)
+			line, err := auditadmin.ExportLine(ev, format, r.Host)
 			if err != nil {
 				return err
 			}

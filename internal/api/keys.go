@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/custodia/custodia/internal/keyops"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 )
 
 type keyRequestBody struct {
@@ -29,7 +29,7 @@ type keyRequestJSON struct {
 	UsedAt      string `json:"used_at,omitempty"`
 }
 
-func keyRequestOut(r keyops.Request, now time.Time) keyRequestJSON {
+func keyRequestOut(r keyadmin.Request, now time.Time) keyRequestJSON {
 	out := keyRequestJSON{ID: r.ID, Kind: string(r.Kind), KEK: r.Params.KEK, DataKeys: r.Params.DataKeys,
 		Provider: r.Params.Provider, Status: r.Status(now), RequestedBy: r.RequestedBy,
 		RequestedAt: r.RequestedAt.Format(time.RFC3339), ExpiresAt: r.ExpiresAt.Format(time.RFC3339),
@@ -51,12 +51,12 @@ func handleKeyRequest(d Deps) http.Handler {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		kind, err := keyops.ParseKind(req.Kind)
+		kind, err := keyadmin.ParseKind(req.Kind)
 		if err != nil {
 			return err
 		}
 		kr, err := d.Keys.Request(r.Context(), actor(d, r), r.PathValue("org"), kind,
-			keyops.Params{KEK: req.KEK, DataKeys: req.DataKeys, Provider: req.Provider})
+			keyadmin.Params{KEK: req.KEK, DataKeys: req.DataKeys, Provider: req.Provider})
 		if err != nil {
 			return err
 		}

@@ -4,11 +4,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/custodia/custodia/internal/oversight"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 )
 
 // accessJSON is one access to the requester's own participant record, as
-// the participant may learn it (oversight.Access): no names, account ids
+// the participant may learn it (auditadmin.Access): no names, account ids
 // or addresses.
 type accessJSON struct {
 	Time         string   `json:"time"`
@@ -20,7 +20,7 @@ type accessJSON struct {
 	Refused      bool     `json:"refused"`
 }
 
-func accessOut(a oversight.Access) accessJSON {
+func accessOut(a auditadmin.Access) accessJSON {
 	roles := a.Roles
 	if roles == nil {
 		roles = []string{}
@@ -36,7 +36,7 @@ func accessOut(a oversight.Access) accessJSON {
 // takes no participant: the requester's own are the only ones there are.
 func handleAccessLog(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		cursor, limit, err := pageQuery(r.URL.Query(), "cursor", oversight.MaxAccessPage)
+		cursor, limit, err := pageQuery(r.URL.Query(), "cursor", auditadmin.MaxAccessPage)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/authz"
-	"github.com/custodia/custodia/internal/roles"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 )
 
 // assignmentJSON is one role a person holds, at its scope.
@@ -63,7 +63,7 @@ func handleAssignRole(d Deps) http.Handler {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		g := roles.Grant{Role: authz.Role(req.Role), StudyID: req.Study, SiteID: req.Site}
+		g := authzadmin.Grant{Role: authz.Role(req.Role), StudyID: req.Study, SiteID: req.Site}
 		a, err := d.Roles.Assign(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("account"), g)
 		if err != nil {
 			return err

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/authz"
-	"github.com/custodia/custodia/internal/roles"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 )
 
 // roleJSON describes a role the organization can assign.
@@ -19,7 +19,7 @@ type roleJSON struct {
 	CreatedAt   string   `json:"created_at,omitempty"`
 }
 
-func roleOut(d roles.Definition) roleJSON {
+func roleOut(d authzadmin.Definition) roleJSON {
 	out := roleJSON{ID: d.ID, Name: string(d.Name), Builtin: d.Builtin, About: d.About,
 		Levels: []string{}, Permissions: []string{}}
 	for _, l := range d.Levels {
@@ -68,7 +68,7 @@ func handleCreateRole(d Deps) http.Handler {
 			return err
 		}
 		def, err := d.Roles.CreateRole(r.Context(), actor(d, r), r.PathValue("org"),
-			roles.Spec{Name: req.Name, Levels: req.Levels, Permissions: req.Permissions})
+			authzadmin.Spec{Name: req.Name, Levels: req.Levels, Permissions: req.Permissions})
 		if err != nil {
 			return err
 		}

@@ -4,15 +4,15 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/custodia/custodia/internal/keyops"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
-	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/participants"
-	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -22,7 +22,7 @@ type Deps struct {
 	Log       *slog.Logger
 	Sessions  *sessions.Store
 	Orgs      *orgadmin.Service
-	Oversight *oversight.Service
+	Oversight *auditadmin.Service
 	Links     *links.Service
 	Factors   *mfa.Service
 	Networks  *netadmin.Service
@@ -33,10 +33,10 @@ type Deps struct {
 	Participants *participants.Service
 	// Roles administers members, their roles, custom roles, care
 	// providers and field visibility (ACL-02 to ACL-05).
-	Roles *roles.Service
+	Roles *authzadmin.Service
 	// Keys takes requests and approvals of key operations under dual
 	// control (CRY-08).
-	Keys *keyops.Service
+	Keys *keyadmin.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string

@@ -107,7 +107,7 @@ type Decision struct {
 // Keys (CRY-08): org-admin requests and approves key operations
 // (key.manage); a custom role holding key.manage at organization level
 // ("key custodian") may too. Two different holders are needed for every
-// operation (keyops).
+// operation (keys/keyadmin).
 //
 // People and roles (ACL-02, ACL-03): org-admin and org-manager list the
 // members; both assign roles (member.invite), each only roles whose

@@ -15,8 +15,8 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
-	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/keys/vault"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/orgs"
@@ -147,9 +147,9 @@ func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, 
 // keyStores are every table of secrets the key-encryption key wrapped.
 // keyAdmins lets the administrators of inst request and approve key
 // operations, proving who they are with their passwords.
-func keyAdmins(inst *instance.Instance) *keyops.Admins {
+func keyAdmins(inst *instance.Instance) *keyadmin.Admins {
 	g := gate.New(gate.Config{Clinical: inst.Clinical})
-	return &keyops.Admins{Gate: g, Factors: &mfa.Service{Gate: g}}
+	return &keyadmin.Admins{Gate: g, Factors: &mfa.Service{Gate: g}}
 }
 
 func keyStores(inst *instance.Instance) []keys.WrappedStore {
@@ -221,7 +221,7 @@ func (r *requestFlags) making() (bool, error) {
 
 // makeRequest records a request by the administrator named in r, whose
 // password is read from stdin.
-func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestFlags, kind keyops.Kind, p keyops.Params) error {
+func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestFlags, kind keyadmin.Kind, p keyadmin.Params) error {
 	password, err := readSecret(env.Stdin)
 	if err != nil {
 		return err
@@ -295,7 +295,7 @@ func runKeysRotate(ctx context.Context, env Env, args []string) error {
 		if !*kekVersion && !*dataKeys {
 			return usageError{"say what to rotate: --kek-version, --data-keys, or both"}
 		}
-		return makeRequest(ctx, env, cfg, rf, keyops.Rotate, keyops.Params{KEK: *kekVersion, DataKeys: *dataKeys})
+		return makeRequest(ctx, env, cfg, rf, keyadmin.Rotate, keyadmin.Params{KEK: *kekVersion, DataKeys: *dataKeys})
 	}
 	return carryOutRotation(ctx, env, cfg, kc, rf.request, *batch)
 }
@@ -315,7 +315,7 @@ func runKeysProviderChange(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if making {
-		return makeRequest(ctx, env, cfg, rf, keyops.ProviderChange, keyops.Params{Provider: *to})
+		return makeRequest(ctx, env, cfg, rf, keyadmin.ProviderChange, keyadmin.Params{Provider: *to})
 	}
 	if kc.previous == "" {
 		return usageError{"carrying out a provider change needs --kek NEW and --kek-previous OLD"}
@@ -338,14 +338,14 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 	}
 	defer inst.Close()
 	// Keys move from --kek-previous to --kek only under an approved
-	// provider change (whose provider keyops checks), never a rotation's.
+	// provider change (whose provider keyadmin checks), never a rotation's.
 	if kc.previous != "" {
-		req, err := keyops.Get(ctx, inst.Clinical, "", requestID)
+		req, err := keyadmin.Get(ctx, inst.Clinical, "", requestID)
 		if err != nil {
 			return err
 		}
-		if req.Kind != keyops.ProviderChange {
-			return errs.E(errs.Invalid, "request %s is for %s, not %s: keys move to another provider only under an approved provider-change request", req.ID, req.Kind, keyops.ProviderChange)
+		if req.Kind != keyadmin.ProviderChange {
+			return errs.E(errs.Invalid, "request %s is for %s, not %s: keys move to another provider only under an approved provider-change request", req.ID, req.Kind, keyadmin.ProviderChange)
 		}
 	}
 	kek, err := kc.open(ctx, env, inst.DataDir, true)
@@ -354,16 +354,16 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 	}
 	defer keys.CloseProvider(kek)
 	last := time.Time{}
-	r := &keyops.Runner{
+	r := &keyadmin.Runner{
 		Gate: gate.New(gate.Config{Clinical: inst.Clinical}),
 		KEK:  kek,
-		Keyrings: []keyops.Keyring{
+		Keyrings: []keyadmin.Keyring{
 			{Name: "clinical", Keyring: &keys.Keyring{DB: inst.Clinical, KEK: kek}},
 			{Name: "identity", Keyring: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)}},
 		},
 		Stores:    keyStores(inst),
 		BatchSize: batch,
-		Progress: func(p keyops.Progress) {
+		Progress: func(p keyadmin.Progress) {
 			if time.Since(last) < time.Second && p.Done != p.Total {
 				return
 			}
@@ -408,7 +408,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if making {
-		return makeRequest(ctx, env, cfg, rf, keyops.ExportRecovery, keyops.Params{})
+		return makeRequest(ctx, env, cfg, rf, keyadmin.ExportRecovery, keyadmin.Params{})
 	}
 	if *out == "" {
 		return usageError{"--out is required"}
@@ -450,9 +450,9 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
 		return errs.Wrap(errs.Invalid, err, "write "+*out)
 	}
-	var req keyops.Request
+	var req keyadmin.Request
 	if err := gate.New(gate.Config{Clinical: inst.Clinical}).Operate(ctx, "key.recovery.export", func(tx *gate.OpTx) error {
-		req, err = keyops.ExportUse(ctx, tx, rf.request, kek.ID(), time.Now())
+		req, err = keyadmin.ExportUse(ctx, tx, rf.request, kek.ID(), time.Now())
 		return err
 	}); err != nil {
 		return err
@@ -528,7 +528,7 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		}
 		defer keys.CloseProvider(kek)
 	}
-	use, err := keyops.KEKUse(ctx, keyStores(inst))
+	use, err := keyadmin.KEKUse(ctx, keyStores(inst))
 	if err != nil {
 		return err
 	}
@@ -562,7 +562,7 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(w)
 	}
 	now := time.Now()
-	reqs, err := keyops.List(ctx, inst.Clinical, "", now.Add(-7*24*time.Hour))
+	reqs, err := keyadmin.List(ctx, inst.Clinical, "", now.Add(-7*24*time.Hour))
 	if err != nil {
 		return err
 	}
@@ -577,7 +577,7 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		}
 		fmt.Fprintf(w, ", expires %s\n", r.ExpiresAt.Format(time.RFC3339))
 	}
-	rots, err := keyops.Rotations(ctx, inst.Clinical, 5)
+	rots, err := keyadmin.Rotations(ctx, inst.Clinical, 5)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/instance"
-	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -195,7 +195,7 @@ func kekUse(t *testing.T, cfg instance.Config) map[string]int {
 		t.Fatal(err)
 	}
 	defer inst.Close()
-	use, err := keyops.KEKUse(context.Background(), keyStores(inst))
+	use, err := keyadmin.KEKUse(context.Background(), keyStores(inst))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func checkInToken(t *testing.T, cfg instance.Config, pin string, values []sealed
 			t.Error("no wrapped data keys in a database")
 		}
 	}
-	if use, err := keyops.KEKUse(ctx, keyStores(inst)); err != nil || len(use) != 1 || use[token.ID()] == 0 {
+	if use, err := keyadmin.KEKUse(ctx, keyStores(inst)); err != nil || len(use) != 1 || use[token.ID()] == 0 {
 		t.Errorf("wrapped secrets per key-encryption key: %v, %v; want all by %s", use, err, token.ID())
 	}
 	local, err := keys.OpenLocalKEK(inst.DataDir)

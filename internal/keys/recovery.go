@@ -22,7 +22,7 @@ import (
 // key file) encrypted to a passphrase, for safekeeping away from the
 // server: with it and a backup of the databases, the data can be read again
 // after the data folder is lost. It is made only on a request approved by a
-// second administrator (CRY-08, package keyops).
+// second administrator (CRY-08, package keys/keyadmin).
 //
 // The passphrase becomes a key through argon2id (per-file random salt); the
 // key file is sealed with XChaCha20-Poly1305, whose associated data is the

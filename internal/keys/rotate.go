@@ -15,7 +15,7 @@ import (
 // wrapped, store by store and batch by batch, each batch one transaction,
 // while the server goes on serving: the provider unwraps with every version
 // it holds throughout, so a secret opens before, during and after its
-// batch. Package keyops records the progress so that a rotation that was
+// batch. Package keys/keyadmin records the progress so that a rotation that was
 // interrupted resumes where it stopped.
 //
 // Rotation of data keys adds a version to each scope's key; values sealed

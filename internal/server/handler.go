@@ -14,10 +14,12 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
-	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/mfa"
@@ -26,9 +28,7 @@ import (
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
-	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/participants"
-	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sms"
@@ -160,21 +160,21 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			Accounts:  &accounts.Service{Gate: g},
 			Orgs:      &orgadmin.Service{Gate: g},
-			Oversight: &oversight.Service{Gate: g},
-			Roles:     &roles.Service{Gate: g},
+			Oversight: &auditadmin.Service{Gate: g},
+			Roles:     &authzadmin.Service{Gate: g},
 			Networks:  &netadmin.Service{Gate: g},
-			Keys:      &keyops.Service{Gate: g},
+			Keys:      &keyadmin.Service{Gate: g},
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
 			Orgs:         &orgadmin.Service{Gate: g},
-			Oversight:    &oversight.Service{Gate: g},
+			Oversight:    &auditadmin.Service{Gate: g},
 			Links:        lk,
 			Factors:      d.Factors,
 			Networks:     &netadmin.Service{Gate: g},
 			Participants: &participants.Service{Gate: g},
-			Roles:        &roles.Service{Gate: g},
-			Keys:         &keyops.Service{Gate: g},
+			Roles:        &authzadmin.Service{Gate: g},
+			Keys:         &keyadmin.Service{Gate: g},
 			Security:     security,
 			ClientAddr:   addrOf,
 		}),

@@ -15,7 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/ids"
-	"github.com/custodia/custodia/internal/keyops"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/orgs"
 )
 
@@ -85,7 +85,7 @@ func seedKeyRequests(t *testing.T, ts *testServer, f matrixFixture) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO key_requests
 				(id, org_id, kind, params, requested_by, requested_at, expires_at)
 				VALUES ($1, $2, 'rotate', '{"data_keys":true}', $3, $4, $5)`,
-				id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyops.RequestTTL).UnixMicro()); err != nil {
+				id, demoOrg.ID, requester.ID, now.UnixMicro(), now.Add(keyadmin.RequestTTL).UnixMicro()); err != nil {
 				return err
 			}
 		}
@@ -204,7 +204,7 @@ func TestCRY08_KeyRequestsOverTheAPINeedTwoAdministrators(t *testing.T) {
 	}
 	use := func() error {
 		return db.InTx(ctx, func(tx *sql.Tx) error {
-			_, err := keyops.Use(ctx, tx, kr.ID, keyops.Rotate, time.Now())
+			_, err := keyadmin.Use(ctx, tx, kr.ID, keyadmin.Rotate, time.Now())
 			return err
 		})
 	}

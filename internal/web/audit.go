@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/oversight"
 )
 
 // trailFields are the filter's fields as the search form and its links
@@ -113,7 +113,7 @@ func handleTrail(d Deps) http.Handler {
 		q := r.URL.Query()
 		data := map[string]any{"Title": "Audit trail", "Slug": slug, "Form": formValues(q), "Notice": notice(r)}
 		f, err := trailFilter(q)
-		var page oversight.TrailPage
+		var page auditadmin.TrailPage
 		if err == nil {
 			page, err = d.Oversight.Trail(r.Context(), actor(d, r), slug, f)
 		}
@@ -213,7 +213,7 @@ func handleTrailExport(d Deps) http.Handler {
 				startDownload(w, format)
 				out = bufio.NewWriter(w)
 			}
-			line, err := oversight.ExportLine(ev, format, r.Host)
+			line, err := auditadmin.ExportLine(ev, format, r.Host)
 			if err != nil {
 				return err
 			}

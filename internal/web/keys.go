@@ -7,8 +7,8 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/keyops"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 )
 
 func keysPath(slug string) string { return "/orgs/" + url.PathEscape(slug) + "/keys" }
@@ -32,41 +32,41 @@ func keysNotice(r *http.Request) string {
 // "provider" field.
 type keyChoice struct {
 	Value, Label string
-	Kind         keyops.Kind
-	Params       keyops.Params
+	Kind         keyadmin.Kind
+	Params       keyadmin.Params
 }
 
 var keyChoices = []keyChoice{
-	{Value: "rotate-data-keys", Label: "Rotate the organization's data keys", Kind: keyops.Rotate, Params: keyops.Params{DataKeys: true}},
-	{Value: "rotate-kek", Label: "Rotate the key-encryption key", Kind: keyops.Rotate, Params: keyops.Params{KEK: true}},
-	{Value: "rotate-both", Label: "Rotate the key-encryption key and the data keys", Kind: keyops.Rotate, Params: keyops.Params{KEK: true, DataKeys: true}},
-	{Value: "export-recovery", Label: "Export recovery material", Kind: keyops.ExportRecovery},
-	{Value: "provider-change", Label: "Change the key provider to", Kind: keyops.ProviderChange},
+	{Value: "rotate-data-keys", Label: "Rotate the organization's data keys", Kind: keyadmin.Rotate, Params: keyadmin.Params{DataKeys: true}},
+	{Value: "rotate-kek", Label: "Rotate the key-encryption key", Kind: keyadmin.Rotate, Params: keyadmin.Params{KEK: true}},
+	{Value: "rotate-both", Label: "Rotate the key-encryption key and the data keys", Kind: keyadmin.Rotate, Params: keyadmin.Params{KEK: true, DataKeys: true}},
+	{Value: "export-recovery", Label: "Export recovery material", Kind: keyadmin.ExportRecovery},
+	{Value: "provider-change", Label: "Change the key provider to", Kind: keyadmin.ProviderChange},
 }
 
 // keyOperationOf reads the request form: which operation, and for a
 // provider change which provider (checked by the service).
-func keyOperationOf(form url.Values) (keyops.Kind, keyops.Params, error) {
+func keyOperationOf(form url.Values) (keyadmin.Kind, keyadmin.Params, error) {
 	for _, c := range keyChoices {
 		if c.Value != form.Get("operation") {
 			continue
 		}
 		p := c.Params
-		if c.Kind == keyops.ProviderChange {
+		if c.Kind == keyadmin.ProviderChange {
 			p.Provider = form.Get("provider")
 		}
 		return c.Kind, p, nil
 	}
-	return "", keyops.Params{}, errs.E(errs.Invalid, "choose a key operation: a rotation of data keys, of the "+
+	return "", keyadmin.Params{}, errs.E(errs.Invalid, "choose a key operation: a rotation of data keys, of the "+
 		"key-encryption key or of both, an export of recovery material, or a change of provider")
 }
 
 // keyWhat says in words what a request asks for.
-func keyWhat(r keyops.Request) string {
+func keyWhat(r keyadmin.Request) string {
 	switch {
-	case r.Kind == keyops.ExportRecovery:
+	case r.Kind == keyadmin.ExportRecovery:
 		return "Export recovery material"
-	case r.Kind == keyops.ProviderChange:
+	case r.Kind == keyadmin.ProviderChange:
 		return "Change the key provider to " + r.Params.Provider
 	case r.Params.KEK && r.Params.DataKeys:
 		return "Rotate the key-encryption key and the data keys"
@@ -76,7 +76,7 @@ func keyWhat(r keyops.Request) string {
 	return "Rotate the organization's data keys"
 }
 
-// keyStatusWords are a request's status (keyops.Request.Status) in words.
+// keyStatusWords are a request's status (keyadmin.Request.Status) in words.
 var keyStatusWords = map[string]string{
 	"pending": "pending", "approved": "approved", "used": "carried out", "expired": "expired",
 }
@@ -153,7 +153,7 @@ func handleKeys(d Deps) http.Handler {
 }
 
 // handleRequestKeyOperation files a key operation for a second
-// administrator to approve (keyops.Service.Request, the API's call): the
+// administrator to approve (keyadmin.Service.Request, the API's call): the
 // parameters, who may ask for what and the step-up are the service's.
 func handleRequestKeyOperation(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +176,7 @@ func handleRequestKeyOperation(d Deps) http.Handler {
 	})
 }
 
-// handleApproveKeyOperation approves a request (keyops.Service.Approve):
+// handleApproveKeyOperation approves a request (keyadmin.Service.Approve):
 // never the requester's own (CRY-08).
 func handleApproveKeyOperation(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -13,14 +13,14 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
-	"github.com/custodia/custodia/internal/keyops"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // keyRequests are the organization's key requests as stored.
-func (f demoOrg) keyRequests(t *testing.T) []keyops.Request {
+func (f demoOrg) keyRequests(t *testing.T) []keyadmin.Request {
 	t.Helper()
-	list, err := keyops.List(context.Background(), f.srv.Instance.Clinical, f.org.ID, time.Time{})
+	list, err := keyadmin.List(context.Background(), f.srv.Instance.Clinical, f.org.ID, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestCRY08_KeysPageRequestsAndApprovesWithTwoAdministrators(t *testing.T) {
 			t.Fatalf("request: %d %q %s", a.status, a.header.Get("Location"), errorLine(a.body))
 		}
 		list := f.keyRequests(t)
-		if len(list) != 1 || list[0].Kind != keyops.Rotate || !list[0].Params.KEK || !list[0].Params.DataKeys || list[0].RequestedBy != self.ID {
+		if len(list) != 1 || list[0].Kind != keyadmin.Rotate || !list[0].Params.KEK || !list[0].Params.DataKeys || list[0].RequestedBy != self.ID {
 			t.Fatalf("recorded requests %+v, want one rotation of both keys by the admin", list)
 		}
 		id := list[0].ID

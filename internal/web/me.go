@@ -8,7 +8,7 @@ import (
 )
 
 // handleAccessLog shows the signed-in participant who accessed their
-// record and when (oversight.AccessLog): the role and time of each access,
+// record and when (auditadmin.AccessLog): the role and time of each access,
 // in plain words, never a name or an address. It names no participant in
 // its address, so it shows only the requester's own.
 func handleAccessLog(d Deps) http.Handler {

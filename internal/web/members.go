@@ -7,8 +7,8 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/roles"
 )
 
 // adminNotices are the notices of the organization's administration pages
@@ -104,10 +104,10 @@ func handleMembers(d Deps) http.Handler {
 // grantOf reads the role and the scope of the assignment form. The scope
 // is "" for the organization, "study:<id>" or "site:<id>"; whether the
 // study or site is the organization's is the service's question.
-func grantOf(form url.Values) (roles.Grant, error) {
-	g := roles.Grant{Role: authz.Role(strings.TrimSpace(form.Get("role")))}
+func grantOf(form url.Values) (authzadmin.Grant, error) {
+	g := authzadmin.Grant{Role: authz.Role(strings.TrimSpace(form.Get("role")))}
 	if g.Role == "" {
-		return roles.Grant{}, errs.E(errs.Invalid, "choose a role to give")
+		return authzadmin.Grant{}, errs.E(errs.Invalid, "choose a role to give")
 	}
 	switch kind, id, _ := strings.Cut(form.Get("scope"), ":"); {
 	case kind == "" && id == "":
@@ -116,7 +116,7 @@ func grantOf(form url.Values) (roles.Grant, error) {
 	case kind == "site" && id != "":
 		g.SiteID = id
 	default:
-		return roles.Grant{}, errs.E(errs.Invalid, "choose where the role applies: the organization, a study or a site")
+		return authzadmin.Grant{}, errs.E(errs.Invalid, "choose where the role applies: the organization, a study or a site")
 	}
 	return g, nil
 }
@@ -135,7 +135,7 @@ func adminError(w http.ResponseWriter, r *http.Request, d Deps, err error, page 
 	}
 }
 
-// handleAssignRole gives a member a role (roles.Service.Assign, the API's
+// handleAssignRole gives a member a role (authzadmin.Service.Assign, the API's
 // call): the subset rule, the scope's checks and the step-up are the
 // service's.
 func handleAssignRole(d Deps) http.Handler {
@@ -159,7 +159,7 @@ func handleAssignRole(d Deps) http.Handler {
 	})
 }
 
-// handleRevokeRole takes one assignment away (roles.Service.Unassign); the
+// handleRevokeRole takes one assignment away (authzadmin.Service.Unassign); the
 // organization keeps its last administrator.
 func handleRevokeRole(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/roles"
 )
 
 func rolesPath(slug string) string { return "/orgs/" + url.PathEscape(slug) + "/roles" }
@@ -25,7 +25,7 @@ func rolesPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data 
 		fail(w, r, d, err)
 		return
 	}
-	var builtin, custom []roles.Definition
+	var builtin, custom []authzadmin.Definition
 	for _, def := range c.Roles {
 		if def.Builtin {
 			builtin = append(builtin, def)
@@ -72,7 +72,7 @@ func handleRoles(d Deps) http.Handler {
 	})
 }
 
-// handleCreateRole defines a custom role (roles.Service.CreateRole): the
+// handleCreateRole defines a custom role (authzadmin.Service.CreateRole): the
 // name, its levels and its permissions are checked by the service, which
 // stores nothing on a refusal.
 func handleCreateRole(d Deps) http.Handler {
@@ -84,7 +84,7 @@ func handleCreateRole(d Deps) http.Handler {
 		}
 		data["Form"] = r.PostForm
 		slug := r.PathValue("org")
-		spec := roles.Spec{
+		spec := authzadmin.Spec{
 			Name:        strings.TrimSpace(r.PostForm.Get("name")),
 			Levels:      r.PostForm["level"],
 			Permissions: r.PostForm["permission"],
@@ -98,7 +98,7 @@ func handleCreateRole(d Deps) http.Handler {
 }
 
 // handleDeleteRole deletes a custom role no one holds
-// (roles.Service.DeleteRole); one in use is refused with the number of
+// (authzadmin.Service.DeleteRole); one in use is refused with the number of
 // assignments that hold it.
 func handleDeleteRole(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

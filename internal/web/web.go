@@ -18,17 +18,17 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
-	"github.com/custodia/custodia/internal/keyops"
+	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/orgsecurity"
-	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/ratelimit"
-	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -63,14 +63,14 @@ type Deps struct {
 	Security *orgsecurity.Service
 	// Oversight searches and exports the audit trail, keeps the alerts
 	// and tells participants who accessed their record (AUD-04, AUD-05).
-	Oversight *oversight.Service
+	Oversight *auditadmin.Service
 	// Roles administers members and their roles, and custom roles
 	// (ACL-02, ACL-03); Networks the network ranges (ACL-07).
-	Roles    *roles.Service
+	Roles    *authzadmin.Service
 	Networks *netadmin.Service
 	// Keys files and approves key operations under dual control
 	// (CRY-08); the operator carries them out on the server.
-	Keys *keyops.Service
+	Keys *keyadmin.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
 	// IdleWarning is how long before a session's idle limit the page

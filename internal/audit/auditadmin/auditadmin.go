@@ -1,8 +1,8 @@
-// Package oversight offers the audit trail to the people who watch over an
+// Package auditadmin offers the audit trail to the people who watch over an
 // organization: administrators search and export it (AUD-04), monitors do
 // the same for the studies they monitor. Reading the trail is itself a
 // protected, audited read through the gate.
-package oversight
+package auditadmin
 
 import (
 	"context"

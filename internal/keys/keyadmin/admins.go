@@ -1,4 +1,4 @@
-package keyops
+package keyadmin
 
 import (
 	"context"

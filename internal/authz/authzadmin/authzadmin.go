@@ -1,4 +1,4 @@
-// Package roles administers who may do what in an organization: its
+// Package authzadmin administers who may do what in an organization: its
 // members and their role assignments (ACL-02), its custom roles (ACL-03),
 // the care providers assigned to participants (ACL-05) and which fields of
 // a study each role sees (ACL-04). The rules themselves live in authz; this
@@ -12,7 +12,7 @@
 // needs a fresh confirmation of the requester (ACL-09) and takes effect at
 // the next request, since the gate loads the roles for every request. The
 // organization keeps at least one organization admin.
-package roles
+package authzadmin
 
 import (
 	"context"

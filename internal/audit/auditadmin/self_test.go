@@ -1,4 +1,4 @@
-package oversight_test
+package auditadmin_test
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
-	"github.com/custodia/custodia/internal/oversight"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -26,7 +26,7 @@ import (
 // (ann and ben) with accounts of their own.
 type fixture struct {
 	db                  *sqldb.DB
-	svc                 *oversight.Service
+	svc                 *auditadmin.Service
 	parts               *participants.Service
 	org, other          orgs.Organization
 	study, registry     orgs.Study
@@ -43,7 +43,7 @@ func setup(t *testing.T, d sqldb.Dialect) *fixture {
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)
 	g := gate.New(gate.Config{Clinical: db})
-	f := &fixture{db: db, svc: &oversight.Service{Gate: g}, parts: &participants.Service{Gate: g}}
+	f := &fixture{db: db, svc: &auditadmin.Service{Gate: g}, parts: &participants.Service{Gate: g}}
 	n := 0
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		enrol := func(org orgs.Organization, role authz.Role, studyID, siteID string) gate.Actor {
@@ -110,7 +110,7 @@ func (f *fixture) read(a gate.Actor, p participants.Participant) error {
 	return err
 }
 
-func (f *fixture) log(t *testing.T, a gate.Actor) []oversight.Access {
+func (f *fixture) log(t *testing.T, a gate.Actor) []auditadmin.Access {
 	t.Helper()
 	list, next, err := f.svc.AccessLog(context.Background(), a, "", 0)
 	if err != nil || next != "" {
@@ -230,7 +230,7 @@ func TestACL05_AccessLogNeverShowsAnotherParticipant(t *testing.T) {
 		for _, bad := range []struct {
 			cursor string
 			limit  int
-		}{{"not-a-cursor", 0}, {"", -1}, {"", oversight.MaxAccessPage + 1}} {
+		}{{"not-a-cursor", 0}, {"", -1}, {"", auditadmin.MaxAccessPage + 1}} {
 			if _, _, err := f.svc.AccessLog(ctx, f.ann, bad.cursor, bad.limit); !errs.Is(err, errs.Invalid) {
 				t.Errorf("cursor %q limit %d: %v, want Invalid", bad.cursor, bad.limit, err)
 			}
@@ -287,7 +287,7 @@ func TestAUD04_AccessLogPagesAcrossRecords(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var all []oversight.Access
+		var all []auditadmin.Access
 		cursor, pages := "", 0
 		for {
 			page, next, err := f.svc.AccessLog(ctx, f.ann, cursor, 3)

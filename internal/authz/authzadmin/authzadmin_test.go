@@ -1,4 +1,4 @@
-package roles_test
+package authzadmin_test
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/participants"
-	"github.com/custodia/custodia/internal/roles"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -27,7 +27,7 @@ import (
 type fixture struct {
 	clinical *sqldb.DB
 	g        *gate.Gate
-	svc      *roles.Service
+	svc      *authzadmin.Service
 	parts    *participants.Service
 
 	org, other             orgs.Organization
@@ -64,7 +64,7 @@ func setup(t testing.TB, d sqldb.Dialect) *fixture {
 		Clinical: f.clinical, Keys: &keys.Keyring{DB: f.clinical, KEK: kek},
 		Identity: identity, IdentityKeys: &keys.Keyring{DB: identity, KEK: kek},
 	})
-	f.svc = &roles.Service{Gate: f.g}
+	f.svc = &authzadmin.Service{Gate: f.g}
 	f.parts = &participants.Service{Gate: f.g}
 	n := 0
 	err = f.clinical.InTx(ctx, func(tx *sql.Tx) error {
@@ -186,7 +186,7 @@ func TestACL02_AssignedRoleWorksAtOnceAndRevokedRoleStopsAtTheNextRequest(t *tes
 		if err := f.list(f.member.Actor, f.study); !gate.IsDenied(err) {
 			t.Fatalf("before the role: %v, want not found", err)
 		}
-		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: authz.DataManager, SiteID: f.study.ID})
+		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: authz.DataManager, SiteID: f.study.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,19 +233,19 @@ func TestACL02_BadScopeOrRoleIsRefusedAndNothingChanges(t *testing.T) {
 		for _, tc := range []struct {
 			name    string
 			account string
-			g       roles.Grant
+			g       authzadmin.Grant
 			kind    errs.Kind
 		}{
-			{"site of another organization", f.member.id, roles.Grant{Role: authz.Monitor, SiteID: f.trial.ID}, errs.NotFound},
-			{"study of another organization", f.member.id, roles.Grant{Role: authz.Monitor, StudyID: f.trial.StudyID}, errs.NotFound},
-			{"made-up site", f.member.id, roles.Grant{Role: authz.Monitor, SiteID: "not-an-id"}, errs.NotFound},
-			{"site of another study", f.member.id, roles.Grant{Role: authz.Monitor, StudyID: f.registryID, SiteID: f.study.ID}, errs.Invalid},
-			{"unknown role", f.member.id, roles.Grant{Role: "root", StudyID: f.studyID}, errs.Invalid},
-			{"role at a level it is not held at", f.member.id, roles.Grant{Role: authz.OrgAdmin, SiteID: f.study.ID}, errs.Invalid},
-			{"participant at organization level", f.member.id, roles.Grant{Role: authz.Participant}, errs.Invalid},
-			{"person of another organization", f.otherAdmin.id, roles.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.NotFound},
-			{"made-up account", "aaaaaaaaaaaaaaaaaaaaaaaaaa", roles.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.NotFound},
-			{"role held already", f.dataManager.id, roles.Grant{Role: authz.DataManager, StudyID: f.studyID}, errs.Conflict},
+			{"site of another organization", f.member.id, authzadmin.Grant{Role: authz.Monitor, SiteID: f.trial.ID}, errs.NotFound},
+			{"study of another organization", f.member.id, authzadmin.Grant{Role: authz.Monitor, StudyID: f.trial.StudyID}, errs.NotFound},
+			{"made-up site", f.member.id, authzadmin.Grant{Role: authz.Monitor, SiteID: "not-an-id"}, errs.NotFound},
+			{"site of another study", f.member.id, authzadmin.Grant{Role: authz.Monitor, StudyID: f.registryID, SiteID: f.study.ID}, errs.Invalid},
+			{"unknown role", f.member.id, authzadmin.Grant{Role: "root", StudyID: f.studyID}, errs.Invalid},
+			{"role at a level it is not held at", f.member.id, authzadmin.Grant{Role: authz.OrgAdmin, SiteID: f.study.ID}, errs.Invalid},
+			{"participant at organization level", f.member.id, authzadmin.Grant{Role: authz.Participant}, errs.Invalid},
+			{"person of another organization", f.otherAdmin.id, authzadmin.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.NotFound},
+			{"made-up account", "aaaaaaaaaaaaaaaaaaaaaaaaaa", authzadmin.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.NotFound},
+			{"role held already", f.dataManager.id, authzadmin.Grant{Role: authz.DataManager, StudyID: f.studyID}, errs.Conflict},
 		} {
 			_, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, tc.account, tc.g)
 			wantKind(t, tc.name, err, tc.kind)
@@ -264,12 +264,12 @@ func TestACL02_GranterMustHoldEveryPermissionOfTheRole(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		reader, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, roles.Spec{Name: "people-reader",
+		reader, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, authzadmin.Spec{Name: "people-reader",
 			Levels: []string{"organization"}, Permissions: []string{"member.read", "study.read"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		clinical, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, roles.Spec{Name: "chart-reader",
+		clinical, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, authzadmin.Spec{Name: "chart-reader",
 			Levels: []string{"study", "site"}, Permissions: []string{"participant.read"}})
 		if err != nil {
 			t.Fatal(err)
@@ -277,17 +277,17 @@ func TestACL02_GranterMustHoldEveryPermissionOfTheRole(t *testing.T) {
 		before := f.assignments(t)
 		for _, tc := range []struct {
 			who  person
-			g    roles.Grant
+			g    authzadmin.Grant
 			kind errs.Kind
 		}{
-			{f.manager, roles.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.Forbidden},     // audit.read
-			{f.manager, roles.Grant{Role: authz.DataManager, StudyID: f.studyID}, errs.Forbidden}, // participants
-			{f.manager, roles.Grant{Role: authz.CareProvider, StudyID: f.studyID}, errs.Forbidden},
-			{f.manager, roles.Grant{Role: authz.OrgAdmin}, errs.Forbidden},
-			{f.manager, roles.Grant{Role: clinical.Name, SiteID: f.study.ID}, errs.Forbidden},
-			{f.studyAdmin, roles.Grant{Role: authz.CareProvider, StudyID: f.studyID}, errs.NotFound},
-			{f.investigator, roles.Grant{Role: authz.Participant, SiteID: f.study.ID}, errs.NotFound},
-			{f.carer, roles.Grant{Role: authz.Participant, SiteID: f.study.ID}, errs.NotFound},
+			{f.manager, authzadmin.Grant{Role: authz.Monitor, StudyID: f.studyID}, errs.Forbidden},     // audit.read
+			{f.manager, authzadmin.Grant{Role: authz.DataManager, StudyID: f.studyID}, errs.Forbidden}, // participants
+			{f.manager, authzadmin.Grant{Role: authz.CareProvider, StudyID: f.studyID}, errs.Forbidden},
+			{f.manager, authzadmin.Grant{Role: authz.OrgAdmin}, errs.Forbidden},
+			{f.manager, authzadmin.Grant{Role: clinical.Name, SiteID: f.study.ID}, errs.Forbidden},
+			{f.studyAdmin, authzadmin.Grant{Role: authz.CareProvider, StudyID: f.studyID}, errs.NotFound},
+			{f.investigator, authzadmin.Grant{Role: authz.Participant, SiteID: f.study.ID}, errs.NotFound},
+			{f.carer, authzadmin.Grant{Role: authz.Participant, SiteID: f.study.ID}, errs.NotFound},
 		} {
 			_, err := f.svc.Assign(ctx, tc.who.Actor, f.org.Slug, f.member.id, tc.g)
 			wantKind(t, string(tc.g.Role)+" by "+tc.who.AccountID, err, tc.kind)
@@ -303,7 +303,7 @@ func TestACL02_GranterMustHoldEveryPermissionOfTheRole(t *testing.T) {
 			t.Fatalf("%d assignments after refused requests, want %d", got, before)
 		}
 		// What the manager holds, it may give and take back.
-		for _, g := range []roles.Grant{{Role: authz.OrgManager}, {Role: reader.Name}} {
+		for _, g := range []authzadmin.Grant{{Role: authz.OrgManager}, {Role: reader.Name}} {
 			as, err := f.svc.Assign(ctx, f.manager.Actor, f.org.Slug, f.member.id, g)
 			if err != nil {
 				t.Fatalf("manager gives %s: %v", g.Role, err)
@@ -313,7 +313,7 @@ func TestACL02_GranterMustHoldEveryPermissionOfTheRole(t *testing.T) {
 			}
 		}
 		// The administrator holds everything.
-		if _, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: clinical.Name, SiteID: f.study.ID}); err != nil {
+		if _, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: clinical.Name, SiteID: f.study.ID}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -342,7 +342,7 @@ func TestACL02_LastOrganizationAdminCannotBeRemoved(t *testing.T) {
 
 		// With a second administrator, one may go, and then the other is
 		// the last.
-		second, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.manager.id, roles.Grant{Role: authz.OrgAdmin})
+		second, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.manager.id, authzadmin.Grant{Role: authz.OrgAdmin})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -365,7 +365,7 @@ func TestACL02_TwoAdminsRemovingEachOtherAtOnceLeaveOne(t *testing.T) {
 		for round := range 3 {
 			f := setup(t, d)
 			ctx := context.Background()
-			second, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.manager.id, roles.Grant{Role: authz.OrgAdmin})
+			second, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.manager.id, authzadmin.Grant{Role: authz.OrgAdmin})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -403,19 +403,19 @@ func TestACL09_RoleChangesNeedAFreshConfirmation(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		custom, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, roles.Spec{Name: "reader",
+		custom, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, authzadmin.Spec{Name: "reader",
 			Levels: []string{"study"}, Permissions: []string{"study.read"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		before := f.assignments(t)
 		stale := f.admin.stale()
-		_, err = f.svc.Assign(ctx, stale, f.org.Slug, f.member.id, roles.Grant{Role: authz.Monitor, StudyID: f.studyID})
+		_, err = f.svc.Assign(ctx, stale, f.org.Slug, f.member.id, authzadmin.Grant{Role: authz.Monitor, StudyID: f.studyID})
 		wantKind(t, "assign", err, errs.StepUpRequired)
 		as, _ := authz.AssignmentsOf(ctx, f.clinical, f.org.ID, f.member.id)
 		_, err = f.svc.Unassign(ctx, stale, f.org.Slug, f.member.id, as[0].ID)
 		wantKind(t, "unassign", err, errs.StepUpRequired)
-		_, err = f.svc.CreateRole(ctx, stale, f.org.Slug, roles.Spec{Name: "other", Levels: []string{"study"}, Permissions: []string{"study.read"}})
+		_, err = f.svc.CreateRole(ctx, stale, f.org.Slug, authzadmin.Spec{Name: "other", Levels: []string{"study"}, Permissions: []string{"study.read"}})
 		wantKind(t, "create role", err, errs.StepUpRequired)
 		wantKind(t, "delete role", f.svc.DeleteRole(ctx, stale, f.org.Slug, custom.ID), errs.StepUpRequired)
 		if got := f.assignments(t); got != before {
@@ -439,7 +439,7 @@ func TestAUD05_RoleChangesAreSecurityEventsWithOldAndNewRole(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: authz.Monitor, SiteID: f.south.ID})
+		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: authz.Monitor, SiteID: f.south.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func TestAUD05_RefusedRoleChangeNamesTheRoleAskedFor(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		_, err := f.svc.Assign(ctx, f.manager.Actor, f.org.Slug, f.member.id, roles.Grant{Role: authz.Monitor, SiteID: f.south.ID})
+		_, err := f.svc.Assign(ctx, f.manager.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: authz.Monitor, SiteID: f.south.ID})
 		wantKind(t, "manager gives monitor", err, errs.Forbidden)
 		evs := f.events(t, "role.assign")
 		if len(evs) != 1 {
@@ -497,7 +497,7 @@ func TestACL03_CustomRoleGrantsExactlyItsPermissions(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		def, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, roles.Spec{Name: "site-reader",
+		def, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, authzadmin.Spec{Name: "site-reader",
 			Levels: []string{"site"}, Permissions: []string{"site.read", "participant.read"}})
 		if err != nil {
 			t.Fatal(err)
@@ -505,7 +505,7 @@ func TestACL03_CustomRoleGrantsExactlyItsPermissions(t *testing.T) {
 		if def.ID == "" || def.Builtin || len(def.Permissions) != 2 {
 			t.Errorf("definition %+v", def)
 		}
-		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: "site-reader", SiteID: f.study.ID})
+		as, err := f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: "site-reader", SiteID: f.study.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -523,7 +523,7 @@ func TestACL03_CustomRoleGrantsExactlyItsPermissions(t *testing.T) {
 		if !gate.IsDenied(err) {
 			t.Errorf("enrolling, which the role does not grant: %v, want not found", err)
 		}
-		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: "site-reader", StudyID: f.studyID})
+		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: "site-reader", StudyID: f.studyID})
 		wantKind(t, "custom role at a level it is not held at", err, errs.Invalid)
 		wantKind(t, "deleting a role in use", f.svc.DeleteRole(ctx, f.admin.Actor, f.org.Slug, def.ID), errs.Conflict)
 		if _, err := f.svc.Unassign(ctx, f.admin.Actor, f.org.Slug, f.member.id, as.ID); err != nil {
@@ -532,7 +532,7 @@ func TestACL03_CustomRoleGrantsExactlyItsPermissions(t *testing.T) {
 		if err := f.svc.DeleteRole(ctx, f.admin.Actor, f.org.Slug, def.ID); err != nil {
 			t.Fatalf("deleting a role no one holds: %v", err)
 		}
-		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: "site-reader", SiteID: f.study.ID})
+		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: "site-reader", SiteID: f.study.ID})
 		wantKind(t, "assigning a deleted role", err, errs.Invalid)
 
 		// The organization's roles: the built-in ones, then its own.
@@ -554,29 +554,29 @@ func TestACL03_CustomRolesAreValidatedAndScopedToTheOrganization(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		good := roles.Spec{Name: "coordinator", Levels: []string{"study", "site"}, Permissions: []string{"study.read", "participant.enrol"}}
+		good := authzadmin.Spec{Name: "coordinator", Levels: []string{"study", "site"}, Permissions: []string{"study.read", "participant.enrol"}}
 		if _, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, good); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
 			name string
-			spec roles.Spec
+			spec authzadmin.Spec
 			kind errs.Kind
 		}{
-			{"built-in name", roles.Spec{Name: "monitor", Levels: []string{"study"}, Permissions: []string{"study.read"}}, errs.Invalid},
-			{"unknown permission", roles.Spec{Name: "x-role", Levels: []string{"study"}, Permissions: []string{"everything"}}, errs.Invalid},
-			{"no permission", roles.Spec{Name: "x-role", Levels: []string{"study"}}, errs.Invalid},
-			{"unknown level", roles.Spec{Name: "x-role", Levels: []string{"planet"}, Permissions: []string{"study.read"}}, errs.Invalid},
-			{"no level", roles.Spec{Name: "x-role", Permissions: []string{"study.read"}}, errs.Invalid},
-			{"permission twice", roles.Spec{Name: "x-role", Levels: []string{"study"}, Permissions: []string{"study.read", "study.read"}}, errs.Invalid},
-			{"bad name", roles.Spec{Name: "X Role!", Levels: []string{"study"}, Permissions: []string{"study.read"}}, errs.Invalid},
+			{"built-in name", authzadmin.Spec{Name: "monitor", Levels: []string{"study"}, Permissions: []string{"study.read"}}, errs.Invalid},
+			{"unknown permission", authzadmin.Spec{Name: "x-role", Levels: []string{"study"}, Permissions: []string{"everything"}}, errs.Invalid},
+			{"no permission", authzadmin.Spec{Name: "x-role", Levels: []string{"study"}}, errs.Invalid},
+			{"unknown level", authzadmin.Spec{Name: "x-role", Levels: []string{"planet"}, Permissions: []string{"study.read"}}, errs.Invalid},
+			{"no level", authzadmin.Spec{Name: "x-role", Permissions: []string{"study.read"}}, errs.Invalid},
+			{"permission twice", authzadmin.Spec{Name: "x-role", Levels: []string{"study"}, Permissions: []string{"study.read", "study.read"}}, errs.Invalid},
+			{"bad name", authzadmin.Spec{Name: "X Role!", Levels: []string{"study"}, Permissions: []string{"study.read"}}, errs.Invalid},
 			{"taken name", good, errs.Conflict},
 		} {
 			_, err := f.svc.CreateRole(ctx, f.admin.Actor, f.org.Slug, tc.spec)
 			wantKind(t, tc.name, err, tc.kind)
 		}
 		for _, who := range []person{f.manager, f.studyAdmin, f.dataManager} {
-			_, err := f.svc.CreateRole(ctx, who.Actor, f.org.Slug, roles.Spec{Name: "mine", Levels: []string{"site"}, Permissions: []string{"site.read"}})
+			_, err := f.svc.CreateRole(ctx, who.Actor, f.org.Slug, authzadmin.Spec{Name: "mine", Levels: []string{"site"}, Permissions: []string{"site.read"}})
 			if !gate.IsDenied(err) {
 				t.Errorf("role created by %s: %v, want not found", who.AccountID, err)
 			}
@@ -586,14 +586,14 @@ func TestACL03_CustomRolesAreValidatedAndScopedToTheOrganization(t *testing.T) {
 		}
 		// The other organization's role does not exist here, nor may its
 		// name be assigned here.
-		theirs, err := f.svc.CreateRole(ctx, f.otherAdmin.Actor, f.other.Slug, roles.Spec{Name: "theirs", Levels: []string{"organization"}, Permissions: []string{"study.read"}})
+		theirs, err := f.svc.CreateRole(ctx, f.otherAdmin.Actor, f.other.Slug, authzadmin.Spec{Name: "theirs", Levels: []string{"organization"}, Permissions: []string{"study.read"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := f.svc.DeleteRole(ctx, f.admin.Actor, f.org.Slug, theirs.ID); !gate.IsDenied(err) {
 			t.Errorf("deleting another organization's role: %v, want not found", err)
 		}
-		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, roles.Grant{Role: "theirs"})
+		_, err = f.svc.Assign(ctx, f.admin.Actor, f.org.Slug, f.member.id, authzadmin.Grant{Role: "theirs"})
 		wantKind(t, "assigning another organization's role", err, errs.Invalid)
 	})
 }
@@ -813,7 +813,7 @@ func TestACL08_OtherOrganizationsRoleObjectsAreNotFound(t *testing.T) {
 		wantKind(t, "their admin in our organization", err, errs.NotFound)
 		_, err = f.svc.Members(ctx, f.otherAdmin.Actor, f.org.Slug)
 		wantKind(t, "their admin lists our members", err, errs.NotFound)
-		_, err = f.svc.Assign(ctx, f.admin.Actor, "no-such-org", f.member.id, roles.Grant{Role: authz.Monitor})
+		_, err = f.svc.Assign(ctx, f.admin.Actor, "no-such-org", f.member.id, authzadmin.Grant{Role: authz.Monitor})
 		wantKind(t, "unknown organization", err, errs.NotFound)
 		if !errors.Is(err, gate.ErrDenied) && !errs.Is(err, errs.NotFound) {
 			t.Errorf("unknown organization: %v", err)

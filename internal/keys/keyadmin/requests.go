@@ -1,4 +1,4 @@
-// Package keyops owns key operations under dual control (CRY-08) and the
+// Package keyadmin owns key operations under dual control (CRY-08) and the
 // rotation of keys (CRY-07).
 //
 // A key operation (rotation, export of recovery material, change of the
@@ -17,7 +17,7 @@
 // version in batches, recording where it stands after each, so that one that
 // was interrupted (killed, or its KMS gone) resumes where it stopped. The
 // server goes on serving throughout.
-package keyops
+package keyadmin
 
 import (
 	"context"

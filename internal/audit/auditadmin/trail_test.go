@@ -1,4 +1,4 @@
-package oversight_test
+package auditadmin_test
 
 import (
 	"context"
