@@ -413,3 +413,19 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestWEB08_StaticFolderIsNotListed: the assets are served, their folder
+// is not listed (ASVS V13.4.3).
+func TestWEB08_StaticFolderIsNotListed(t *testing.T) {
+	ts := newTestServer(t)
+	c := ts.client()
+	for _, p := range []string{"/static/", "/static", "/static/.", "/static//"} {
+		resp, body := do(t, c, "GET", ts.URL+p, "")
+		if resp.StatusCode == http.StatusOK || strings.Contains(body, "custodia.css") {
+			t.Errorf("GET %s: %s, listing %q", p, resp.Status, body)
+		}
+	}
+	if resp, body := do(t, c, "GET", ts.URL+"/static/custodia.css", ""); resp.StatusCode != http.StatusOK || body == "" {
+		t.Errorf("GET /static/custodia.css: %s", resp.Status)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -55,11 +56,18 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 }
 
 // redirect reads one HTTP request head and answers 308 to the same URL
-// over HTTPS.
+// over HTTPS. A request to the API is refused instead, with no Location
+// (ASVS V4.1.2): a client that sent its password or token in clear learns
+// it from the error rather than having it repeated over HTTPS unnoticed.
 func (c *sniffConn) redirect() {
 	req, err := http.ReadRequest(bufio.NewReader(io.LimitReader(c.br, 8192)))
 	if err != nil {
 		io.WriteString(c.Conn, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
+	if req.URL.Path == "/api" || strings.HasPrefix(req.URL.Path, "/api/") {
+		io.WriteString(c.Conn, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "+
+			strconv.Itoa(len(plainAPIRefusal))+"\r\n\r\n"+plainAPIRefusal)
 		return
 	}
 	host := req.Host
@@ -70,6 +78,9 @@ func (c *sniffConn) redirect() {
 	io.WriteString(c.Conn, "HTTP/1.1 308 Permanent Redirect\r\nLocation: "+target+
 		"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 }
+
+// plainAPIRefusal is the answer of an API request sent over plain HTTP.
+const plainAPIRefusal = `{"error":{"code":"https_required","message":"the API answers only over HTTPS; this request was sent in clear and was not carried out: if it held a password or a token, change it"}}` + "\n"
 
 func validHost(h string) bool {
 	if h == "" || len(h) > 255 {

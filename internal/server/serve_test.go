@@ -47,13 +47,31 @@ func TestCRY01_PlainHTTPIsOnlyRedirected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	io.WriteString(conn, "GET /api/v1/orgs?x=1 HTTP/1.1\r\nHost: custodia.example:8443\r\n\r\n")
+	io.WriteString(conn, "GET /orgs/clinic?x=1 HTTP/1.1\r\nHost: custodia.example:8443\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://custodia.example:8443/api/v1/orgs?x=1" {
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://custodia.example:8443/orgs/clinic?x=1" {
 		t.Errorf("plain HTTP answer: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	// The API is not redirected (ASVS V4.1.2): its client learns that it
+	// sent the request in clear.
+	for _, path := range []string{"/api/v1/orgs?x=1", "/api"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST "+path+" HTTP/1.1\r\nHost: custodia.example:8443\r\nContent-Length: 2\r\n\r\n{}")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" || !strings.Contains(string(body), "HTTPS") {
+			t.Errorf("plain HTTP to %s: %s, Location %q, %s", path, resp.Status, resp.Header.Get("Location"), body)
+		}
 	}
 	if reached.Load() {
 		t.Error("a plain-HTTP request reached the handler")

@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -162,10 +164,15 @@ func Routes(d Deps) *router.Router {
 	return rt
 }
 
-// staticFiles serves embedded assets, cacheable for a day.
+// staticFiles serves embedded assets, cacheable for a day. A folder is
+// not found: its listing would tell what the server holds (ASVS V13.4.3).
 func staticFiles(fsys fs.FS) http.Handler {
 	h := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fi, err := fs.Stat(fsys, strings.Trim(path.Clean("/"+r.URL.Path), "/")); err != nil || fi.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		h.ServeHTTP(w, r)
 	})
