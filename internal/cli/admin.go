@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -13,6 +13,8 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -121,24 +123,23 @@ func runInit(ctx context.Context, env Env, args []string) error {
 	defer inst.Close()
 	var org orgs.Organization
 	var link string
-	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-		if org, err = orgs.CreateOrganization(ctx, tx, *orgName, *slug); err != nil {
-			return err
+	err = operate(ctx, inst, func(o *gate.OpTx) ([]audit.Event, error) {
+		if org, err = orgs.CreateOrganization(ctx, o, *orgName, *slug); err != nil {
+			return nil, err
 		}
-		acc, _, err := accounts.Enrol(ctx, tx, normEmail, *name, authz.Assignment{OrgID: org.ID, Role: authz.OrgAdmin})
+		acc, _, err := accounts.Enrol(ctx, o, normEmail, *name, authz.Assignment{OrgID: org.ID, Role: authz.OrgAdmin})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := operatorEvents(ctx, tx,
-			audit.Event{Action: "org.create", OrgID: org.ID, ObjectType: "organization", ObjectID: org.ID},
-			audit.Event{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID},
-			audit.Event{Action: "role.assign", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID,
+		if link, err = setPasswordOrLink(ctx, o, acc, password, *baseURL); err != nil {
+			return nil, err
+		}
+		return []audit.Event{
+			{Action: "org.create", OrgID: org.ID, ObjectType: "organization", ObjectID: org.ID},
+			{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID},
+			{Action: "role.assign", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID,
 				Security: true, Details: map[string]string{"role": string(authz.OrgAdmin)}},
-		); err != nil {
-			return err
-		}
-		link, err = setPasswordOrLink(ctx, tx, acc, password, *baseURL)
-		return err
+		}, nil
 	})
 	if err != nil {
 		return err
@@ -193,35 +194,33 @@ func runUser(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	org, err := orgs.OrganizationBySlug(ctx, inst.Clinical, *slug)
-	if err != nil {
-		return err
-	}
-	var created bool
-	var link string
-	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+	var (
+		org     orgs.Organization
+		created bool
+		link    string
+	)
+	err = operate(ctx, inst, func(o *gate.OpTx) ([]audit.Event, error) {
+		if org, err = orgs.OrganizationBySlug(ctx, o, *slug); err != nil {
+			return nil, err
+		}
 		var acc accounts.Account
-		acc, created, err = accounts.Enrol(ctx, tx, normEmail, *name,
+		acc, created, err = accounts.Enrol(ctx, o, normEmail, *name,
 			authz.Assignment{OrgID: org.ID, Role: role, StudyID: *study, SiteID: *site})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		evs := []audit.Event{{Action: "role.assign", OrgID: org.ID, StudyID: *study, SiteID: *site,
 			ObjectType: "account", ObjectID: acc.ID, Security: true, Details: map[string]string{"role": string(role)}}}
-		if created {
-			evs = append([]audit.Event{{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID}}, evs...)
-		}
-		if err := operatorEvents(ctx, tx, evs...); err != nil {
-			return err
-		}
 		if !created {
 			if password != "" {
-				return errs.E(errs.Conflict, "%s has an account already; --password-stdin cannot change its password", normEmail)
+				return nil, errs.E(errs.Conflict, "%s has an account already; --password-stdin cannot change its password", normEmail)
 			}
-			return nil
+			return evs, nil
 		}
-		link, err = setPasswordOrLink(ctx, tx, acc, password, *baseURL)
-		return err
+		if link, err = setPasswordOrLink(ctx, o, acc, password, *baseURL); err != nil {
+			return nil, err
+		}
+		return append([]audit.Event{{Action: "account.create", OrgID: org.ID, ObjectType: "account", ObjectID: acc.ID}}, evs...), nil
 	})
 	if err != nil {
 		return err
@@ -235,21 +234,41 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-// operatorEvents records changes made from the command line, in the
-// transaction that makes them. The operator has no account: the events say
-// the change came through the CLI on the server's machine.
-func operatorEvents(ctx context.Context, tx sqldb.Tx, evs ...audit.Event) error {
-	for _, ev := range evs {
-		ev.ActorRole, ev.RemoteAddr, ev.Outcome = "operator", "local", audit.Success
-		if ev.Details == nil {
-			ev.Details = map[string]string{}
-		}
-		ev.Details["via"] = "cli"
-		if _, err := audit.Append(ctx, tx, ev); err != nil {
+// operate runs work from the command line through the gate, as operator
+// work: the operator has no account, and the events the work returns say
+// the change came through the CLI on the server's machine. They commit
+// with the work; work that returns none changed nothing and keeps nothing.
+func operate(ctx context.Context, inst *instance.Instance, work func(o *gate.OpTx) ([]audit.Event, error)) error {
+	return gate.New(gate.Config{Clinical: inst.Clinical}).Operate(ctx, "cli", func(o *gate.OpTx) error {
+		evs, err := work(o)
+		if err != nil || len(evs) == 0 {
+			o.Nothing()
 			return err
 		}
-	}
-	return nil
+		first := evs[0]
+		o.Action(first.Action)
+		o.Org(first.OrgID)
+		o.Study(first.StudyID, first.SiteID)
+		o.Object(first.ObjectType, first.ObjectID)
+		if first.Security {
+			o.Security()
+		}
+		for k, v := range first.Details {
+			o.Detail(k, v)
+		}
+		o.Detail("via", "cli")
+		for _, ev := range evs[1:] {
+			ev.Details = maps.Clone(ev.Details)
+			if ev.Details == nil {
+				ev.Details = map[string]string{}
+			}
+			ev.Details["via"] = "cli"
+			if err := o.Record(ctx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func roleList() string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -167,6 +168,27 @@ func TestUserAddAssignsScopedRoles(t *testing.T) {
 		if _, err := accounts.ByEmail(context.Background(), inst.Clinical, e); err == nil {
 			t.Errorf("refused command created %s", e)
 		}
+	}
+	// What init and user add did is on the trail, as the operator's, from
+	// the command line, and what was refused left no event.
+	rows, err := inst.Clinical.QueryContext(context.Background(), `SELECT action, body FROM audit_events ORDER BY action`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	actions := map[string]int{}
+	for rows.Next() {
+		var action, body string
+		if err := rows.Scan(&action, &body); err != nil {
+			t.Fatal(err)
+		}
+		actions[action]++
+		if !strings.Contains(body, `"role":"operator"`) || !strings.Contains(body, `"via":"cli"`) {
+			t.Errorf("%s event not the operator's from the command line: %s", action, body)
+		}
+	}
+	if want := map[string]int{"org.create": 1, "account.create": 2, "role.assign": 2}; !maps.Equal(actions, want) {
+		t.Errorf("events %v, want %v", actions, want)
 	}
 }
 

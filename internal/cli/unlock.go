@@ -2,13 +2,13 @@ package cli
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
 )
 
@@ -35,40 +35,40 @@ func runUserUnlock(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	org, err := orgs.OrganizationBySlug(ctx, inst.Clinical, *slug)
-	if err != nil {
-		return err
-	}
-	notMember := errs.E(errs.NotFound, "%s has no account in %s", normEmail, org.Slug)
+	notMember := errs.E(errs.NotFound, "%s has no account in %s", normEmail, *slug)
 	var unlocked bool
-	err = inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
+	err = operate(ctx, inst, func(tx *gate.OpTx) ([]audit.Event, error) {
+		org, err := orgs.OrganizationBySlug(ctx, tx, *slug)
+		if err != nil {
+			return nil, err
+		}
 		acc, err := accounts.ByEmail(ctx, tx, normEmail)
 		if errs.Is(err, errs.NotFound) {
-			return notMember
+			return nil, notMember
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		roles, err := authz.AssignmentsOf(ctx, tx, org.ID, acc.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(roles) == 0 {
-			return notMember
+			return nil, notMember
 		}
 		if unlocked, err = accounts.Unlock(ctx, tx, acc.ID); err != nil || !unlocked {
-			return err
+			return nil, err
 		}
 		orgIDs, err := accounts.Organizations(ctx, tx, acc.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var evs []audit.Event
 		for _, id := range orgIDs {
 			evs = append(evs, audit.Event{Action: "account.unlock", OrgID: id,
 				ObjectType: "account", ObjectID: acc.ID, Security: true})
 		}
-		return operatorEvents(ctx, tx, evs...)
+		return evs, nil
 	})
 	if err != nil {
 		return err

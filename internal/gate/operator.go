@@ -124,6 +124,9 @@ func (o *OpTx) InEach(orgIDs []string) {
 // Object names the object the operation is about.
 func (o *OpTx) Object(kind, id string) { o.event.ObjectType, o.event.ObjectID = kind, id }
 
+// Study names the study and site the operation is about, if any.
+func (o *OpTx) Study(studyID, siteID string) { o.event.StudyID, o.event.SiteID = studyID, siteID }
+
 // Participant names the participant (by pseudonym) the operation is about.
 func (o *OpTx) Participant(pseudonym string) { o.event.ParticipantID = pseudonym }
 
