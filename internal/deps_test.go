@@ -128,14 +128,10 @@ var authenticates = map[string]bool{
 	"internal/sessions": true, "internal/accounts": true, "internal/mfa": true, "internal/links": true,
 }
 
-// TestOneDoor states the gate's rule in the import graph's terms: outside
-// the gate and the plumbing, no package holds a database handle and none
-// appends to the audit trail.
-func TestOneDoor(t *testing.T) {
-	fset := token.NewFileSet()
-	holds := map[string][]string{}
-	appends := map[string][]string{}
-	identifies := map[string][]string{}
+// eachSource calls fn with each non-test Go file of the module's internal
+// packages other than test helpers, and its package's path.
+func eachSource(t *testing.T, fset *token.FileSet, fn func(pkg string, f *ast.File)) {
+	t.Helper()
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
@@ -148,6 +144,23 @@ func TestOneDoor(t *testing.T) {
 		if strings.Contains(pkg, "test") { // sqldbtest, browsertest, passkeytest: test helpers
 			return nil
 		}
+		fn(pkg, f)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOneDoor states the gate's rule in the import graph's terms: outside
+// the gate and the plumbing, no package holds a database handle and none
+// appends to the audit trail.
+func TestOneDoor(t *testing.T) {
+	fset := token.NewFileSet()
+	holds := map[string][]string{}
+	appends := map[string][]string{}
+	identifies := map[string][]string{}
+	eachSource(t, fset, func(pkg string, f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.Field:
@@ -170,11 +183,7 @@ func TestOneDoor(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, m := range []struct {
 		found map[string][]string
 		what  string
@@ -221,18 +230,7 @@ var keyDoor = map[string]bool{
 func TestSecretsSealedOnlyThroughTheGate(t *testing.T) {
 	fset := token.NewFileSet()
 	found := map[string][]string{}
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
-		pkg := "internal/" + filepath.ToSlash(filepath.Dir(path))
-		if strings.Contains(pkg, "test") { // sqldbtest, browsertest, passkeytest: test helpers
-			return nil
-		}
+	eachSource(t, fset, func(pkg string, f *ast.File) {
 		imported := map[string]bool{}
 		for _, spec := range f.Imports {
 			name := strings.Trim(spec.Path.Value, `"`)
@@ -257,11 +255,7 @@ func TestSecretsSealedOnlyThroughTheGate(t *testing.T) {
 			found[pkg] = append(found[pkg], fset.Position(call.Pos()).String())
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(found["internal/gate"]) == 0 {
 		t.Error("the gate wraps nothing: the test no longer finds what it looks for")
 	}

@@ -197,7 +197,7 @@ func (j *job) begin() error {
 	if j.b.broken != nil {
 		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
 	}
-	if _, err := j.b.clinical.ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
 		j.b.broken = err
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
 	}
@@ -222,7 +222,7 @@ func (j *job) identity() (*sql.Tx, error) {
 		return nil, errs.E(errs.Internal, "the identity database was asked for outside the request's work")
 	}
 	if !j.identityBegun {
-		if _, err := j.b.identity.ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+		if _, err := j.lane.identity.In(j.b.identity).ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
 			j.b.broken = err
 			return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 		}
@@ -258,11 +258,11 @@ func (j *job) undo() {
 // fails breaks the batch.
 func (j *job) exec(stmt string) {
 	ctx := context.Background()
-	if _, err := j.b.clinical.ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
+	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
 		j.b.broken = fmt.Errorf("%s: %w", stmt, err)
 	}
 	if j.identityBegun {
-		if _, err := j.b.identity.ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
+		if _, err := j.lane.identity.In(j.b.identity).ExecContext(ctx, stmt); err != nil && j.b.broken == nil {
 			j.b.broken = fmt.Errorf("%s on the identity database: %w", stmt, err)
 		}
 	}
