@@ -53,7 +53,7 @@ func TestLayers(t *testing.T) {
 		why       string
 	}{
 		{
-			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/audit/auditadmin", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin", "internal/participants", "internal/orgsecurity", "internal/authz/authzadmin", "internal/keys/keyadmin", "internal/sms"},
+			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/audit/auditadmin", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin", "internal/participants", "internal/policy", "internal/policy/policyadmin", "internal/authz/authzadmin", "internal/keys/keyadmin", "internal/sms"},
 			forbidden: []string{"net/http"},
 			why:       "domain packages know nothing of HTTP",
 		},
@@ -203,7 +203,7 @@ func TestOneDoor(t *testing.T) {
 		}
 	}
 	// The services above the gate hold only the gate.
-	for _, pkg := range []string{"internal/orgs/orgadmin", "internal/authz/authzadmin", "internal/audit/auditadmin", "internal/keys/keyadmin", "internal/netpolicy/netadmin", "internal/orgsecurity", "internal/api", "internal/router"} {
+	for _, pkg := range []string{"internal/orgs/orgadmin", "internal/authz/authzadmin", "internal/audit/auditadmin", "internal/keys/keyadmin", "internal/netpolicy/netadmin", "internal/policy/policyadmin", "internal/api", "internal/router"} {
 		if len(holds[pkg]) > 0 || len(appends[pkg]) > 0 {
 			t.Errorf("%s, a service above the gate, reaches the database itself: %v %v", pkg, holds[pkg], appends[pkg])
 		}
@@ -297,4 +297,23 @@ func fieldOfStruct(f *ast.File, field *ast.Field) bool {
 		return !in
 	})
 	return in
+}
+
+// TestPolicyHasOneOwner: the organizations' security policies are read and
+// written by internal/policy alone, so that every rule a person lives under
+// (password, rotation, second factor, session limits) is decided in one
+// place; the SQL of any other package never names their table.
+func TestPolicyHasOneOwner(t *testing.T) {
+	fset := token.NewFileSet()
+	eachSource(t, fset, func(pkg string, f *ast.File) {
+		if pkg == "internal/policy" {
+			return
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && strings.Contains(lit.Value, "org_policies") {
+				t.Errorf("%s: %s names org_policies; ask internal/policy instead", pkg, fset.Position(lit.Pos()))
+			}
+			return true
+		})
+	})
 }

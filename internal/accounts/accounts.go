@@ -17,6 +17,7 @@ import (
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -175,7 +176,16 @@ func SetPassword(ctx context.Context, tx sqldb.Tx, a Account, password string, p
 // PasswordRules reads the rules a new password of the account keeps: p,
 // made stricter by those of its organizations (AUTH-02).
 func PasswordRules(ctx context.Context, q sqldb.Querier, accountID string, p Policy) (Policy, error) {
-	return passwordRules(ctx, q, accountID, p)
+	eff, err := policy.Effective(ctx, q, accountID)
+	if err != nil {
+		return Policy{}, err
+	}
+	p.MinLength = max(p.MinLength, eff.PasswordMinLength)
+	p.RequireMixed = p.RequireMixed || eff.PasswordRequireMixed
+	if p.MaxLength == 0 {
+		p.MaxLength = DefaultPolicy.MaxLength
+	}
+	return p, nil
 }
 
 // Password is a new password of an account, checked and hashed, ready to

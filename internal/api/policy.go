@@ -3,7 +3,8 @@ package api
 import (
 	"net/http"
 
-	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/policy"
+
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -19,7 +20,7 @@ type policyFieldJSON struct {
 }
 
 func policyFieldsOut() []policyFieldJSON {
-	fs := accounts.PolicyFields()
+	fs := policy.Fields()
 	out := make([]policyFieldJSON, len(fs))
 	for i, f := range fs {
 		out[i] = policyFieldJSON{Name: f.Name, Label: f.Label, Help: f.Help, Kind: f.Kind, Unit: f.Unit, Default: f.Default}
@@ -63,7 +64,7 @@ func handleSetPolicy(d Deps) http.Handler {
 		if err := security(d); err != nil {
 			return err
 		}
-		p := accounts.DefaultSecurityPolicy()
+		p := policy.Default()
 		if err := decode(r, &p); err != nil {
 			return err
 		}

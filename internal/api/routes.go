@@ -11,8 +11,8 @@ import (
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
-	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -27,7 +27,7 @@ type Deps struct {
 	Factors   *mfa.Service
 	Networks  *netadmin.Service
 	// Security reads and sets organizations' security policies.
-	Security *orgsecurity.Service
+	Security *policyadmin.Service
 	// Participants enrols, lists, re-identifies and erases participants
 	// and keeps decrypt grants (CRY-06, CRY-09, LIFE-03).
 	Participants *participants.Service

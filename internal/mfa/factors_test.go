@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy/policytest"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
@@ -572,19 +574,19 @@ func TestAUTH09_SetPolicyRequiresEnrolment(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		f := newFixture(t, d)
-		if p, err := mfa.PolicyOf(ctx, f.db, f.orgID); err != nil || p.RequireSecondFactor {
-			t.Fatalf("default policy: %+v, %v", p, err)
-		}
-		set := func(p mfa.Policy) {
+		set := func(on bool) {
 			t.Helper()
-			if err := f.svc.Gate.Operate(ctx, "org.policy.set", func(o *gate.OpTx) error { return mfa.SetPolicy(ctx, o, f.orgID, p) }); err != nil {
+			err := f.svc.Gate.Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
+				return policytest.RequireSecondFactor(ctx, o, f.orgID, on)
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		set(mfa.Policy{RequireSecondFactor: true})
-		if p, _ := mfa.PolicyOf(ctx, f.db, f.orgID); !p.RequireSecondFactor {
-			t.Fatal("policy not stored")
+		if need, _ := mfa.RequirementOf(ctx, f.db, f.account.ID); need != mfa.NoSecondFactor {
+			t.Fatalf("member under the default policy: %v, want NoSecondFactor", need)
 		}
+		set(true)
 		if need, _ := mfa.RequirementOf(ctx, f.db, f.account.ID); need != mfa.MustEnrol {
 			t.Fatalf("member without a factor: %v, want MustEnrol", need)
 		}
@@ -602,12 +604,9 @@ func TestAUTH09_SetPolicyRequiresEnrolment(t *testing.T) {
 		if need, _ := mfa.RequirementOf(ctx, f.db, f.account.ID); need != mfa.SecondFactor {
 			t.Fatalf("member with a factor: %v, want SecondFactor", need)
 		}
-		set(mfa.Policy{})
-		var n int
-		f.db.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM audit_events WHERE action = 'org.policy.set' AND org_id = $1 AND security = $2`, f.orgID, true).Scan(&n)
-		if n != 2 {
-			t.Errorf("%d org.policy.set security events, want 2", n)
+		set(false)
+		if need, _ := mfa.RequirementOf(ctx, f.db, f.account.ID); need != mfa.SecondFactor {
+			t.Fatalf("member with a factor, requirement lifted: %v, want SecondFactor", need)
 		}
 	})
 }

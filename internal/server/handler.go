@@ -27,8 +27,8 @@ import (
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
-	"github.com/custodia/custodia/internal/orgsecurity"
 	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sms"
@@ -151,7 +151,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			d.Log.Info("passkeys are unavailable", "reason", err.Error())
 		}
 	}
-	security := &orgsecurity.Service{Gate: g}
+	security := &policyadmin.Service{Gate: g}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
@@ -839,7 +841,7 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return probe{path: "/api/v1/orgs/" + tg.org + "/security-policy"}
 	},
 	"PUT /api/v1/orgs/{org}/security-policy": func(tg target, _ string) probe {
-		return jsonProbe("/api/v1/orgs/"+tg.org+"/security-policy", accounts.DefaultSecurityPolicy())
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/security-policy", policy.Default())
 	},
 	"GET /orgs/{org}/security": func(tg target, _ string) probe {
 		return probe{path: "/orgs/" + tg.org + "/security"}

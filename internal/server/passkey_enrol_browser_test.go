@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy/policytest"
+
 	"github.com/chromedp/chromedp"
 
 	"github.com/custodia/custodia/internal/authz"
@@ -31,7 +33,7 @@ func TestAUTH08_PasskeyAtEnrolmentAndStepUpInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := gate.New(gate.Config{Clinical: db}).Operate(bg, "org.policy.set", func(o *gate.OpTx) error {
-		return mfa.SetPolicy(bg, o, org.ID, mfa.Policy{RequireSecondFactor: true})
+		return policytest.RequireSecondFactor(bg, o, org.ID, true)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy/policytest"
+
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
@@ -25,7 +27,7 @@ func (s *mfaSite) requireSecondFactor(t *testing.T) {
 	ctx := context.Background()
 	org := s.demoOrgID(t)
 	if err := gate.New(gate.Config{Clinical: s.inst.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
-		return mfa.SetPolicy(ctx, o, org, mfa.Policy{RequireSecondFactor: true})
+		return policytest.RequireSecondFactor(ctx, o, org, true)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy/policytest"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
@@ -397,7 +399,7 @@ func TestAUTH09_PolicyForcesEnrolmentAtNextLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := gate.New(gate.Config{Clinical: s.inst.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
-			return mfa.SetPolicy(ctx, o, org.ID, mfa.Policy{RequireSecondFactor: true})
+			return policytest.RequireSecondFactor(ctx, o, org.ID, true)
 		}); err != nil {
 			t.Fatal(err)
 		}

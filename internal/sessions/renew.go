@@ -13,6 +13,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -20,34 +21,11 @@ import (
 // limits set by its organizations' policies (AUTH-10), where an
 // organization that set none counts with the store's defaults.
 func (s *Store) limitsOf(ctx context.Context, q sqldb.Querier, accountID string) (Limits, error) {
-	var idle, absolute sql.NullInt64
-	var idleUnset, absoluteUnset int
-	err := q.QueryRowContext(ctx,
-		`SELECT MIN(p.session_idle_minutes), MIN(p.session_absolute_hours),
-		        COUNT(*) - COUNT(p.session_idle_minutes), COUNT(*) - COUNT(p.session_absolute_hours)
-		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
-		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID).Scan(&idle, &absolute, &idleUnset, &absoluteUnset)
+	idle, absolute, err := policy.SessionLimits(ctx, q, accountID, s.Limits.Idle, s.Limits.Absolute)
 	if err != nil {
 		return Limits{}, errs.Wrap(errs.Unavailable, err, "read session limits")
 	}
-	return Limits{
-		Idle:     strictest(s.Limits.Idle, idle, time.Minute, idleUnset > 0),
-		Absolute: strictest(s.Limits.Absolute, absolute, time.Hour, absoluteUnset > 0),
-	}, nil
-}
-
-// strictest is the limit set by the policies (set, in units of unit), or
-// the default where none set one, and the shorter of both where some
-// organizations set one and others keep the default.
-func strictest(def time.Duration, set sql.NullInt64, unit time.Duration, someUnset bool) time.Duration {
-	if !set.Valid {
-		return def
-	}
-	d := time.Duration(set.Int64) * unit
-	if someUnset {
-		d = min(d, def)
-	}
-	return d
+	return Limits{Idle: idle, Absolute: absolute}, nil
 }
 
 // stamp completes a session just inserted in q: its absolute lifetime under
@@ -59,7 +37,7 @@ func (s *Store) stamp(ctx context.Context, q sqldb.Querier, sess *Session) error
 	if err != nil {
 		return err
 	}
-	expired, err := accounts.PasswordExpired(ctx, q, sess.AccountID, s.now())
+	expired, err := policy.PasswordExpired(ctx, q, sess.AccountID, s.now())
 	if err != nil {
 		return err
 	}

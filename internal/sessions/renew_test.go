@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/policy"
+
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mfa"
@@ -173,7 +174,7 @@ func TestAUTH10_FixedPreLoginTokenCannotRideIntoTheSession(t *testing.T) {
 }
 
 // setPolicy stores a policy for the demo organization directly.
-func setPolicy(t *testing.T, s *mfaSite, p accounts.SecurityPolicy) {
+func setPolicy(t *testing.T, s *mfaSite, p policy.Security) {
 	t.Helper()
 	ctx := context.Background()
 	var orgID string
@@ -181,7 +182,7 @@ func setPolicy(t *testing.T, s *mfaSite, p accounts.SecurityPolicy) {
 		t.Fatal(err)
 	}
 	if err := s.inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := accounts.SetSecurityPolicy(ctx, tx, orgID, p)
+		_, err := policy.Set(ctx, tx, orgID, p)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -193,7 +194,7 @@ func TestAUTH09_RotationExpiredPasswordCanOnlyBeChanged(t *testing.T) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.45"
 		l := s.logins[authz.SiteInvestigator]
-		p := accounts.DefaultSecurityPolicy()
+		p := policy.Default()
 		p.PasswordRotationDays = 30
 		setPolicy(t, s, p)
 		cookie := s.signIn(t, authz.SiteInvestigator, from)
@@ -236,7 +237,7 @@ func TestAUTH10_SessionLimitsFollowTheOrganizationPolicy(t *testing.T) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.46"
 		cookie := s.signIn(t, authz.Monitor, from)
-		p := accounts.DefaultSecurityPolicy()
+		p := policy.Default()
 		p.SessionIdleMinutes, p.SessionAbsoluteHours = 5, 1
 		setPolicy(t, s, p)
 		s.clock.add(4 * time.Minute)
@@ -304,8 +305,8 @@ func TestAUTH09_PolicyIsSetByAdminsOnlyAndAudited(t *testing.T) {
 		if r.status != http.StatusOK || pol["password_min_length"] != float64(16) || pol["session_idle_minutes"] != float64(10) {
 			t.Errorf("GET after PUT: %d %s", r.status, r.body)
 		}
-		if fields, _ := r.out["fields"].([]any); len(fields) != len(accounts.PolicyFields()) {
-			t.Errorf("GET lists %d fields, want %d", len(fields), len(accounts.PolicyFields()))
+		if fields, _ := r.out["fields"].([]any); len(fields) != len(policy.Fields()) {
+			t.Errorf("GET lists %d fields, want %d", len(fields), len(policy.Fields()))
 		}
 		var body string
 		err := s.inst.Clinical.QueryRowContext(ctx,

@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -388,7 +389,7 @@ func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret string) (
 	case locked:
 		return t, "locked", nil
 	}
-	expired, err := accounts.PasswordExpired(ctx, q, t.AccountID, now)
+	expired, err := policy.PasswordExpired(ctx, q, t.AccountID, now)
 	if err != nil {
 		return AccessToken{}, "", err
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy/policytest"
+
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/browsertest"
 	"github.com/custodia/custodia/internal/demo"
@@ -131,7 +133,7 @@ func TestAUTH08_EnrolmentPageSetsUpAPasskey(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := gate.New(gate.Config{Clinical: srv.Instance.Clinical}).Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
-			return mfa.SetPolicy(ctx, o, org.ID, mfa.Policy{RequireSecondFactor: true})
+			return policytest.RequireSecondFactor(ctx, o, org.ID, true)
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -6,27 +6,28 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/policy"
+
 	"github.com/custodia/custodia/internal/errs"
 )
 
 // policyField is one row of the policy form: the field's description
-// (accounts.PolicyFields, so a new policy field appears without a change
+// (policy.Fields, so a new policy field appears without a change
 // here) and its value as shown.
 type policyField struct {
-	accounts.PolicyField
+	policy.Field
 	Value   string
 	Checked bool
 }
 
 // policyRows pairs every policy field with its value in p.
-func policyRows(p accounts.SecurityPolicy) []policyField {
+func policyRows(p policy.Security) []policyField {
 	var values map[string]any
 	b, _ := json.Marshal(p)
 	json.Unmarshal(b, &values)
 	var out []policyField
-	for _, f := range accounts.PolicyFields() {
-		row := policyField{PolicyField: f}
+	for _, f := range policy.Fields() {
+		row := policyField{Field: f}
 		switch v := values[f.Name].(type) {
 		case bool:
 			row.Checked = v
@@ -40,28 +41,28 @@ func policyRows(p accounts.SecurityPolicy) []policyField {
 
 // policyFromForm reads a policy from the posted form, field by field: an
 // unchecked box is false, a number must be a whole number. The bounds are
-// checked by the domain (SecurityPolicy.Validate).
-func policyFromForm(form url.Values) (accounts.SecurityPolicy, error) {
+// checked by the domain (policy.Security.Validate).
+func policyFromForm(form url.Values) (policy.Security, error) {
 	values := map[string]any{}
-	for _, f := range accounts.PolicyFields() {
+	for _, f := range policy.Fields() {
 		switch f.Kind {
 		case "bool":
 			values[f.Name] = form.Get(f.Name) == "on"
 		case "int":
 			n, err := strconv.Atoi(form.Get(f.Name))
 			if err != nil {
-				return accounts.SecurityPolicy{}, errs.E(errs.Invalid, "%s must be a whole number", f.Label)
+				return policy.Security{}, errs.E(errs.Invalid, "%s must be a whole number", f.Label)
 			}
 			values[f.Name] = n
 		}
 	}
 	b, err := json.Marshal(values)
 	if err != nil {
-		return accounts.SecurityPolicy{}, errs.Wrap(errs.Internal, err, "read the policy form")
+		return policy.Security{}, errs.Wrap(errs.Internal, err, "read the policy form")
 	}
-	var p accounts.SecurityPolicy
+	var p policy.Security
 	if err := json.Unmarshal(b, &p); err != nil {
-		return accounts.SecurityPolicy{}, errs.Wrap(errs.Internal, err, "read the policy form")
+		return policy.Security{}, errs.Wrap(errs.Internal, err, "read the policy form")
 	}
 	return p, nil
 }
@@ -100,7 +101,7 @@ func handleSetPolicy(d Deps) http.Handler {
 		}
 		switch {
 		case errs.Is(err, errs.Invalid):
-			if p != (accounts.SecurityPolicy{}) {
+			if p != (policy.Security{}) {
 				data["Fields"] = policyRows(p)
 			}
 			data["Error"] = message(d, r, err)
@@ -126,7 +127,7 @@ func handleLocked(d Deps) http.Handler {
 	})
 }
 
-// handleUnlock lifts a member's lockout (orgsecurity.Service.Unlock, the
+// handleUnlock lifts a member's lockout (policyadmin.Service.Unlock, the
 // function behind `custodia user unlock`), audited as a security event.
 func handleUnlock(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -29,7 +29,7 @@ import (
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
-	"github.com/custodia/custodia/internal/orgsecurity"
+	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
@@ -62,7 +62,7 @@ type Deps struct {
 	// Factors is the second-factor service; without a key-encryption key
 	// it refuses to set up factors, as the API does.
 	Factors  *mfa.Service
-	Security *orgsecurity.Service
+	Security *policyadmin.Service
 	// Oversight searches and exports the audit trail, keeps the alerts
 	// and tells participants who accessed their record (AUD-04, AUD-05).
 	Oversight *auditadmin.Service

@@ -1,11 +1,11 @@
-// Package orgsecurity lets an organization's administrators keep its
+// Package policyadmin lets an organization's administrators keep its
 // security settings: read and set its security policy (AUTH-09, the fields
-// of accounts.SecurityPolicy) and lift the lockout of its members (AUTH-04).
+// of policy.Security) and lift the lockout of its members (AUTH-04).
 // Every call runs through the gate, authorized as authz.SecurityManage, in
 // one transaction with its audit event; every change is a security event
 // (AUD-05). An organization the requester may not manage answers NotFound,
 // as a missing one does (ACL-08).
-package orgsecurity
+package policyadmin
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/policy"
 )
 
 // Service reads and changes organizations' security settings.
@@ -23,8 +24,8 @@ type Service struct {
 }
 
 // Policy returns the organization and its security policy.
-func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, accounts.SecurityPolicy, error) {
-	var p accounts.SecurityPolicy
+func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, policy.Security, error) {
+	var p policy.Security
 	var org orgs.Organization
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.read", func(t *gate.Tx) error {
 		org = t.Org()
@@ -33,7 +34,7 @@ func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.O
 			return err
 		}
 		var err error
-		p, err = accounts.SecurityPolicyOf(ctx, t, org.ID)
+		p, err = policy.Of(ctx, t, org.ID)
 		return err
 	})
 	return org, p, err
@@ -41,7 +42,7 @@ func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.O
 
 // SetPolicy replaces the organization's security policy with p, on the
 // record as org.policy.set with the policy before and after.
-func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p accounts.SecurityPolicy) error {
+func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p policy.Security) error {
 	return s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.set", func(t *gate.Tx) error {
 		org := t.Org()
 		t.Object("organization", org.ID)
@@ -52,7 +53,7 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p ac
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		old, err := accounts.SetSecurityPolicy(ctx, t, org.ID, p)
+		old, err := policy.Set(ctx, t, org.ID, p)
 		if err != nil {
 			return err
 		}

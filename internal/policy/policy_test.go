@@ -1,4 +1,4 @@
-package accounts
+package policy_test
 
 import (
 	"context"
@@ -6,15 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
 // twoOrgs makes two organizations and an account holding a role in each.
-func twoOrgs(t *testing.T, db *sqldb.DB) (orgA, orgB string, acc Account) {
+func twoOrgs(t *testing.T, db *sqldb.DB) (orgA, orgB string, acc accounts.Account) {
 	t.Helper()
 	ctx := context.Background()
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
@@ -27,7 +29,7 @@ func twoOrgs(t *testing.T, db *sqldb.DB) (orgA, orgB string, acc Account) {
 			}
 		}
 		var err error
-		if acc, err = Create(ctx, tx, "person@policy.example", "Pat Person"); err != nil {
+		if acc, err = accounts.Create(ctx, tx, "person@policy.example", "Pat Person"); err != nil {
 			return err
 		}
 		for _, id := range []string{orgA, orgB} {
@@ -43,10 +45,10 @@ func twoOrgs(t *testing.T, db *sqldb.DB) (orgA, orgB string, acc Account) {
 	return orgA, orgB, acc
 }
 
-func setPolicy(t *testing.T, db *sqldb.DB, orgID string, p SecurityPolicy) error {
+func setPolicy(t *testing.T, db *sqldb.DB, orgID string, p policy.Security) error {
 	t.Helper()
 	return db.InTx(context.Background(), func(tx *sql.Tx) error {
-		_, err := SetSecurityPolicy(context.Background(), tx, orgID, p)
+		_, err := policy.Set(context.Background(), tx, orgID, p)
 		return err
 	})
 }
@@ -57,42 +59,42 @@ func TestAUTH09_PersonInSeveralOrganizationsGetsTheStrictestRules(t *testing.T) 
 		db := sqldbtest.Open(t, d, sqldb.Clinical)
 		orgA, orgB, acc := twoOrgs(t, db)
 
-		eff, err := EffectivePolicy(ctx, db, acc.ID)
-		if err != nil || eff != DefaultSecurityPolicy() {
+		eff, err := policy.Effective(ctx, db, acc.ID)
+		if err != nil || eff != policy.Default() {
 			t.Fatalf("no policies: %+v, %v; want the default", eff, err)
 		}
-		a := DefaultSecurityPolicy()
+		a := policy.Default()
 		a.PasswordMinLength, a.PasswordRotationDays, a.SessionIdleMinutes, a.SessionAbsoluteHours = 16, 90, 60, 24
-		b := DefaultSecurityPolicy()
+		b := policy.Default()
 		b.PasswordRequireMixed, b.PasswordRotationDays, b.SessionIdleMinutes, b.RequireSecondFactor = true, 30, 10, true
 		if err := setPolicy(t, db, orgA, a); err != nil {
 			t.Fatal(err)
 		}
 		// Only orgA has a row: orgB keeps the default, which is stricter
 		// than orgA's long sessions.
-		eff, _ = EffectivePolicy(ctx, db, acc.ID)
-		want := SecurityPolicy{PasswordMinLength: 16, PasswordRotationDays: 90, SessionIdleMinutes: 20, SessionAbsoluteHours: 12}
+		eff, _ = policy.Effective(ctx, db, acc.ID)
+		want := policy.Security{PasswordMinLength: 16, PasswordRotationDays: 90, SessionIdleMinutes: 20, SessionAbsoluteHours: 12}
 		if eff != want {
 			t.Errorf("with one policy: %+v, want %+v", eff, want)
 		}
 		if err := setPolicy(t, db, orgB, b); err != nil {
 			t.Fatal(err)
 		}
-		eff, _ = EffectivePolicy(ctx, db, acc.ID)
-		want = SecurityPolicy{PasswordMinLength: 16, PasswordRequireMixed: true, PasswordRotationDays: 30,
+		eff, _ = policy.Effective(ctx, db, acc.ID)
+		want = policy.Security{PasswordMinLength: 16, PasswordRequireMixed: true, PasswordRotationDays: 30,
 			SessionIdleMinutes: 10, SessionAbsoluteHours: 12, RequireSecondFactor: true}
 		if eff != want {
 			t.Errorf("with two policies: %+v, want %+v", eff, want)
 		}
 		// The policy applies wherever a password is set.
 		err = db.InTx(ctx, func(tx *sql.Tx) error {
-			return SetPassword(ctx, tx, acc, "lantern harbour quietly", DefaultPolicy)
+			return accounts.SetPassword(ctx, tx, acc, "lantern harbour quietly", accounts.DefaultPolicy)
 		})
 		if !errs.Is(err, errs.Invalid) {
 			t.Errorf("password of 23 characters without digit and capital: %v, want Invalid", err)
 		}
 		err = db.InTx(ctx, func(tx *sql.Tx) error {
-			return SetPassword(ctx, tx, acc, "Lantern harbour 42", DefaultPolicy)
+			return accounts.SetPassword(ctx, tx, acc, "Lantern harbour 42", accounts.DefaultPolicy)
 		})
 		if err != nil {
 			t.Errorf("a password within both organizations' rules: %v", err)
@@ -105,27 +107,27 @@ func TestAUTH02_PolicyBoundsAreEnforcedAndRefusalChangesNothing(t *testing.T) {
 		ctx := context.Background()
 		db := sqldbtest.Open(t, d, sqldb.Clinical)
 		orgA, _, _ := twoOrgs(t, db)
-		good := DefaultSecurityPolicy()
+		good := policy.Default()
 		good.PasswordMinLength = 14
 		if err := setPolicy(t, db, orgA, good); err != nil {
 			t.Fatal(err)
 		}
-		for _, mutate := range []func(*SecurityPolicy){
-			func(p *SecurityPolicy) { p.PasswordMinLength = 7 },
-			func(p *SecurityPolicy) { p.PasswordMinLength = 129 },
-			func(p *SecurityPolicy) { p.SessionIdleMinutes = 4 },
-			func(p *SecurityPolicy) { p.SessionIdleMinutes = 61 },
-			func(p *SecurityPolicy) { p.SessionAbsoluteHours = 0 },
-			func(p *SecurityPolicy) { p.SessionAbsoluteHours = 25 },
-			func(p *SecurityPolicy) { p.PasswordRotationDays = -1 },
+		for _, mutate := range []func(*policy.Security){
+			func(p *policy.Security) { p.PasswordMinLength = 7 },
+			func(p *policy.Security) { p.PasswordMinLength = 129 },
+			func(p *policy.Security) { p.SessionIdleMinutes = 4 },
+			func(p *policy.Security) { p.SessionIdleMinutes = 61 },
+			func(p *policy.Security) { p.SessionAbsoluteHours = 0 },
+			func(p *policy.Security) { p.SessionAbsoluteHours = 25 },
+			func(p *policy.Security) { p.PasswordRotationDays = -1 },
 		} {
-			p := DefaultSecurityPolicy()
+			p := policy.Default()
 			mutate(&p)
 			if err := setPolicy(t, db, orgA, p); !errs.Is(err, errs.Invalid) {
 				t.Errorf("%+v stored: %v, want Invalid", p, err)
 			}
 		}
-		got, err := SecurityPolicyOf(ctx, db, orgA)
+		got, err := policy.Of(ctx, db, orgA)
 		if err != nil || got != good {
 			t.Errorf("after refused changes: %+v, %v; want %+v", got, err, good)
 		}
@@ -142,34 +144,34 @@ func TestAUTH09_PasswordExpiresAfterTheRotationPeriod(t *testing.T) {
 		db := sqldbtest.Open(t, d, sqldb.Clinical)
 		orgA, _, acc := twoOrgs(t, db)
 		if err := db.InTx(ctx, func(tx *sql.Tx) error {
-			return SetPassword(ctx, tx, acc, "Lantern harbour 42", DefaultPolicy)
+			return accounts.SetPassword(ctx, tx, acc, "Lantern harbour 42", accounts.DefaultPolicy)
 		}); err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now()
-		if exp, _ := PasswordExpired(ctx, db, acc.ID, now.Add(400*24*time.Hour)); exp {
+		if exp, _ := policy.PasswordExpired(ctx, db, acc.ID, now.Add(400*24*time.Hour)); exp {
 			t.Error("expired without a rotation policy")
 		}
-		p := DefaultSecurityPolicy()
+		p := policy.Default()
 		p.PasswordRotationDays = 30
 		if err := setPolicy(t, db, orgA, p); err != nil {
 			t.Fatal(err)
 		}
-		if exp, _ := PasswordExpired(ctx, db, acc.ID, now.Add(29*24*time.Hour)); exp {
+		if exp, _ := policy.PasswordExpired(ctx, db, acc.ID, now.Add(29*24*time.Hour)); exp {
 			t.Error("expired after 29 of 30 days")
 		}
-		if exp, err := PasswordExpired(ctx, db, acc.ID, now.Add(31*24*time.Hour)); !exp || err != nil {
+		if exp, err := policy.PasswordExpired(ctx, db, acc.ID, now.Add(31*24*time.Hour)); !exp || err != nil {
 			t.Errorf("not expired after 31 of 30 days: %v", err)
 		}
 	})
 }
 
 func TestAUTH09_PolicyFieldsDescribeTheStruct(t *testing.T) {
-	fs := PolicyFields()
+	fs := policy.Fields()
 	if len(fs) != 6 {
 		t.Fatalf("%d fields, want 6", len(fs))
 	}
-	def := DefaultSecurityPolicy()
+	def := policy.Default()
 	if def.PasswordMinLength != 12 || def.SessionIdleMinutes != 20 || def.SessionAbsoluteHours != 12 || def.PasswordRotationDays != 0 {
 		t.Errorf("defaults %+v", def)
 	}

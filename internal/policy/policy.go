@@ -1,4 +1,10 @@
-package accounts
+// Package policy owns an organization's security policy (AUTH-02, AUTH-09,
+// AUTH-10): its password rules, password rotation, required second factor
+// and session limits, stored in one row of org_policies, and what they make
+// of a person in several organizations (the strictest value of each field).
+// It sits below the gate and is called with the gate's transaction; its
+// administration through requests is policy/policyadmin.
+package policy
 
 import (
 	"context"
@@ -15,19 +21,19 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// SecurityPolicy is an organization's security policy: its password rules
+// Security is an organization's security policy: its password rules
 // (AUTH-02), password rotation and required second factor (AUTH-09) and
 // session limits (AUTH-10), stored in one row of org_policies. A person in
 // several organizations lives under the strictest value of each field
-// (Strictest, EffectivePolicy).
+// (Strictest, Effective).
 //
 // Each field's tags describe it for forms and validation, so a page can
-// list the fields (PolicyFields) and the bounds are kept in one place:
+// list the fields (Fields) and the bounds are kept in one place:
 // json is the field's name in the API and in forms, label and help are
 // shown to administrators, min, max and def bound and default an integer,
 // unit names its unit, and strict says which value is the stricter
 // ("higher", "lower", "lower-nonzero" where 0 means off, or "true").
-type SecurityPolicy struct {
+type Security struct {
 	PasswordMinLength    int  `json:"password_min_length" label:"Minimum password length" help:"Passwords shorter than this are refused when they are set." min:"8" max:"128" def:"12" unit:"characters" strict:"higher"`
 	PasswordRequireMixed bool `json:"password_require_mixed" label:"Require a digit and a capital letter" help:"Passwords without at least one digit and one capital letter are refused." def:"false" strict:"true"`
 	PasswordRotationDays int  `json:"password_rotation_days" label:"Password rotation" help:"A password older than this must be changed at the next sign-in before anything else; 0 turns rotation off." min:"0" max:"3650" def:"0" unit:"days" strict:"lower-nonzero"`
@@ -36,8 +42,8 @@ type SecurityPolicy struct {
 	RequireSecondFactor  bool `json:"require_second_factor" label:"Require a second factor" help:"Members without a second factor must set one up at their next sign-in." def:"false" strict:"true"`
 }
 
-// PolicyField describes one field of SecurityPolicy.
-type PolicyField struct {
+// Field describes one field of Security.
+type Field struct {
 	Name     string // the json name, e.g. "password_min_length"
 	Label    string
 	Help     string
@@ -49,12 +55,12 @@ type PolicyField struct {
 	index    int
 }
 
-var policyFields = func() []PolicyField {
-	t := reflect.TypeFor[SecurityPolicy]()
-	out := make([]PolicyField, t.NumField())
+var policyFields = func() []Field {
+	t := reflect.TypeFor[Security]()
+	out := make([]Field, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		pf := PolicyField{
+		pf := Field{
 			Name: f.Tag.Get("json"), Label: f.Tag.Get("label"), Help: f.Tag.Get("help"),
 			Default: f.Tag.Get("def"), Unit: f.Tag.Get("unit"), Strict: f.Tag.Get("strict"), index: i,
 		}
@@ -66,20 +72,20 @@ var policyFields = func() []PolicyField {
 		case reflect.Bool:
 			pf.Kind = "bool"
 		default:
-			panic("accounts: SecurityPolicy field " + f.Name + " has an unsupported type")
+			panic("policy: Security field " + f.Name + " has an unsupported type")
 		}
 		out[i] = pf
 	}
 	return out
 }()
 
-// PolicyFields lists the fields of SecurityPolicy in order, for pages and
+// Fields lists the fields of Security in order, for pages and
 // API documents that show or edit a policy.
-func PolicyFields() []PolicyField { return append([]PolicyField(nil), policyFields...) }
+func Fields() []Field { return append([]Field(nil), policyFields...) }
 
-// DefaultSecurityPolicy is the policy of an organization that has set none.
-func DefaultSecurityPolicy() SecurityPolicy {
-	var p SecurityPolicy
+// Default is the policy of an organization that has set none.
+func Default() Security {
+	var p Security
 	v := reflect.ValueOf(&p).Elem()
 	for _, f := range policyFields {
 		switch f.Kind {
@@ -95,7 +101,7 @@ func DefaultSecurityPolicy() SecurityPolicy {
 
 // Validate checks every integer field against its bounds. The message names
 // the field and its bounds.
-func (p SecurityPolicy) Validate() error {
+func (p Security) Validate() error {
 	v := reflect.ValueOf(p)
 	for _, f := range policyFields {
 		if f.Kind != "int" {
@@ -110,7 +116,7 @@ func (p SecurityPolicy) Validate() error {
 }
 
 // Strictest returns, field by field, the stricter of p and q.
-func (p SecurityPolicy) Strictest(q SecurityPolicy) SecurityPolicy {
+func (p Security) Strictest(q Security) Security {
 	out := p
 	a, b, o := reflect.ValueOf(p), reflect.ValueOf(q), reflect.ValueOf(&out).Elem()
 	for _, f := range policyFields {
@@ -138,7 +144,7 @@ func (p SecurityPolicy) Strictest(q SecurityPolicy) SecurityPolicy {
 
 // Summary renders the policy as "name=value" pairs in field order, for
 // audit events: every value is a number or a boolean, never a secret.
-func (p SecurityPolicy) Summary() string {
+func (p Security) Summary() string {
 	v := reflect.ValueOf(p)
 	parts := make([]string, len(policyFields))
 	for i, f := range policyFields {
@@ -147,79 +153,84 @@ func (p SecurityPolicy) Summary() string {
 	return strings.Join(parts, " ")
 }
 
-// Password returns the password rules of the policy.
-func (p SecurityPolicy) Password() Policy {
-	return Policy{MinLength: p.PasswordMinLength, RequireMixed: p.PasswordRequireMixed, MaxLength: DefaultPolicy.MaxLength}
-}
-
 // SessionIdle and SessionAbsolute are the policy's session limits.
-func (p SecurityPolicy) SessionIdle() time.Duration {
+func (p Security) SessionIdle() time.Duration {
 	return time.Duration(p.SessionIdleMinutes) * time.Minute
 }
 
-func (p SecurityPolicy) SessionAbsolute() time.Duration {
+func (p Security) SessionAbsolute() time.Duration {
 	return time.Duration(p.SessionAbsoluteHours) * time.Hour
 }
 
-// policyColumns are the org_policies columns of SecurityPolicy, in the
-// order scanPolicy reads them.
+// policyColumns are the org_policies columns of Security, in the
+// order stored.scan reads them.
 const policyColumns = `password_min_length, password_require_mixed, password_rotation_days,
 	session_idle_minutes, session_absolute_hours, require_second_factor`
 
-// scanPolicy reads one org_policies row; a NULL column keeps the default.
-func scanPolicy(row interface{ Scan(...any) error }) (SecurityPolicy, error) {
-	p := DefaultSecurityPolicy()
-	var minLen, rotation, idle, absolute sql.NullInt64
-	var mixed sql.NullBool
-	if err := row.Scan(&minLen, &mixed, &rotation, &idle, &absolute, &p.RequireSecondFactor); err != nil {
-		return SecurityPolicy{}, err
-	}
-	if minLen.Valid {
-		p.PasswordMinLength = int(minLen.Int64)
-	}
-	if mixed.Valid {
-		p.PasswordRequireMixed = mixed.Bool
-	}
-	if rotation.Valid {
-		p.PasswordRotationDays = int(rotation.Int64)
-	}
-	if idle.Valid {
-		p.SessionIdleMinutes = int(idle.Int64)
-	}
-	if absolute.Valid {
-		p.SessionAbsoluteHours = int(absolute.Int64)
-	}
-	return p, nil
+// stored is one org_policies row as stored: a NULL column (or no row at
+// all, all NULL) leaves the field to a default.
+type stored struct {
+	minLen, rotation, idle, absolute sql.NullInt64
+	mixed, secondFactor              sql.NullBool
 }
 
-// SecurityPolicyOf reads an organization's policy; one that has set none
-// has DefaultSecurityPolicy.
-func SecurityPolicyOf(ctx context.Context, q sqldb.Querier, orgID string) (SecurityPolicy, error) {
-	p, err := scanPolicy(q.QueryRowContext(ctx, `SELECT `+policyColumns+` FROM org_policies WHERE org_id = $1`, orgID))
+func (r *stored) scan(row interface{ Scan(...any) error }) error {
+	return row.Scan(&r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor)
+}
+
+// policy is the row as a Security, Default where it leaves a field unset.
+func (r stored) policy() Security {
+	p := Default()
+	if r.minLen.Valid {
+		p.PasswordMinLength = int(r.minLen.Int64)
+	}
+	if r.mixed.Valid {
+		p.PasswordRequireMixed = r.mixed.Bool
+	}
+	if r.rotation.Valid {
+		p.PasswordRotationDays = int(r.rotation.Int64)
+	}
+	if r.idle.Valid {
+		p.SessionIdleMinutes = int(r.idle.Int64)
+	}
+	if r.absolute.Valid {
+		p.SessionAbsoluteHours = int(r.absolute.Int64)
+	}
+	if r.secondFactor.Valid {
+		p.RequireSecondFactor = r.secondFactor.Bool
+	}
+	return p
+}
+
+// Of reads an organization's policy; one that has set none
+// has Default.
+func Of(ctx context.Context, q sqldb.Querier, orgID string) (Security, error) {
+	var r stored
+	err := r.scan(q.QueryRowContext(ctx, `SELECT `+policyColumns+` FROM org_policies WHERE org_id = $1`, orgID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return DefaultSecurityPolicy(), nil
+		return Default(), nil
 	}
 	if err != nil {
-		return SecurityPolicy{}, errs.Wrap(errs.Unavailable, err, "read organization policy")
+		return Security{}, errs.Wrap(errs.Unavailable, err, "read organization policy")
 	}
-	return p, nil
+	return r.policy(), nil
 }
 
-// SetSecurityPolicy validates p and stores it as the organization's policy
+// Set validates p and stores it as the organization's policy
 // in tx, returning the policy it replaces. The caller records the change, a
 // security event (AUD-05), in tx with both Summaries. The new rules apply
 // at each member's next sign-in and wherever a password is set from then
 // on; the session limits apply to running sessions at their next request.
-func SetSecurityPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p SecurityPolicy) (SecurityPolicy, error) {
+func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, error) {
 	if err := p.Validate(); err != nil {
-		return SecurityPolicy{}, err
+		return Security{}, err
 	}
 	if !ids.Valid(orgID) {
-		return SecurityPolicy{}, errs.E(errs.NotFound, "organization not found")
+		return Security{}, errs.E(errs.NotFound, "organization not found")
 	}
-	old, err := SecurityPolicyOf(ctx, tx, orgID)
+	old, err := Of(ctx, tx, orgID)
 	if err != nil {
-		return SecurityPolicy{}, err
+		return Security{}, err
 	}
 	var rotation any // NULL: rotation off
 	if p.PasswordRotationDays > 0 {
@@ -240,60 +251,85 @@ func SetSecurityPolicy(ctx context.Context, tx sqldb.Tx, orgID string, p Securit
 		orgID, p.PasswordMinLength, p.PasswordRequireMixed, rotation,
 		p.SessionIdleMinutes, p.SessionAbsoluteHours, p.RequireSecondFactor, sqldb.Now())
 	if err != nil {
-		return SecurityPolicy{}, fmt.Errorf("set organization policy: %w", err)
+		return Security{}, fmt.Errorf("set organization policy: %w", err)
 	}
 	return old, nil
 }
 
-// EffectivePolicy is the policy an account lives under: the strictest of
-// the policies of every organization in which it holds a role, or the
-// default for an account without any.
-func EffectivePolicy(ctx context.Context, q sqldb.Querier, accountID string) (SecurityPolicy, error) {
+// ofAccount reads the policy rows of every organization in which the
+// account holds a role, one per organization; an organization that set no
+// policy has a row of NULLs.
+func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) ([]stored, error) {
 	rows, err := q.QueryContext(ctx,
-		`SELECT `+policyColumns+` FROM org_policies
-		 WHERE org_id IN (SELECT r.org_id FROM role_assignments r WHERE r.account_id = $1)`, accountID)
+		`SELECT p.password_min_length, p.password_require_mixed, p.password_rotation_days,
+		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor
+		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
+		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID)
 	if err != nil {
-		return SecurityPolicy{}, errs.Wrap(errs.Unavailable, err, "read organization policies")
+		return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
 	}
 	defer rows.Close()
-	eff := DefaultSecurityPolicy()
-	first := true
+	var out []stored
 	for rows.Next() {
-		p, err := scanPolicy(rows)
-		if err != nil {
-			return SecurityPolicy{}, errs.Wrap(errs.Unavailable, err, "read organization policies")
+		var r stored
+		if err := r.scan(rows); err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
 		}
-		if first {
-			// An organization may loosen a default (a longer session), but
-			// only its own policy does, never the default of another.
-			eff, first = p, false
-		} else {
-			eff = eff.Strictest(p)
-		}
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return SecurityPolicy{}, errs.Wrap(errs.Unavailable, err, "read organization policies")
+		return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
 	}
-	if !first {
-		// An organization without a row has the default policy.
-		var without int
-		if err := q.QueryRowContext(ctx,
-			`SELECT COUNT(DISTINCT r.org_id) FROM role_assignments r
-			 WHERE r.account_id = $1 AND r.org_id NOT IN (SELECT org_id FROM org_policies)`, accountID).Scan(&without); err != nil {
-			return SecurityPolicy{}, errs.Wrap(errs.Unavailable, err, "read organization policies")
-		}
-		if without > 0 {
-			eff = eff.Strictest(DefaultSecurityPolicy())
-		}
+	return out, nil
+}
+
+// Effective is the policy an account lives under: the strictest of the
+// policies of every organization in which it holds a role (Default for one
+// that set none), or Default for an account without any. An organization
+// may loosen a default (a longer session) only for people who belong to
+// it alone, never the default of another organization.
+func Effective(ctx context.Context, q sqldb.Querier, accountID string) (Security, error) {
+	rs, err := ofAccount(ctx, q, accountID)
+	if err != nil || len(rs) == 0 {
+		return Default(), err
+	}
+	eff := rs[0].policy()
+	for _, r := range rs[1:] {
+		eff = eff.Strictest(r.policy())
 	}
 	return eff, nil
+}
+
+// SessionLimits are the session limits an account lives under (AUTH-10):
+// for each, the shortest its organizations set, where an organization that
+// set none counts with the server's defaults idle and absolute.
+func SessionLimits(ctx context.Context, q sqldb.Querier, accountID string, idle, absolute time.Duration) (time.Duration, time.Duration, error) {
+	rs, err := ofAccount(ctx, q, accountID)
+	if err != nil {
+		return 0, 0, err
+	}
+	shortest := func(set sql.NullInt64, unit, def time.Duration, d *time.Duration, first bool) {
+		v := def
+		if set.Valid {
+			v = time.Duration(set.Int64) * unit
+		}
+		if first || v < *d {
+			*d = v
+		}
+	}
+	outIdle, outAbsolute := idle, absolute
+	for i, r := range rs {
+		shortest(r.idle, time.Minute, idle, &outIdle, i == 0)
+		shortest(r.absolute, time.Hour, absolute, &outAbsolute, i == 0)
+	}
+	return outIdle, outAbsolute, nil
 }
 
 // PasswordExpired reports whether the account's password is older than the
 // rotation period of its effective policy at now (AUTH-09). An account
 // without a password, or under a policy without rotation, is not expired.
 func PasswordExpired(ctx context.Context, q sqldb.Querier, accountID string, now time.Time) (bool, error) {
-	p, err := EffectivePolicy(ctx, q, accountID)
+	p, err := Effective(ctx, q, accountID)
 	if err != nil || p.PasswordRotationDays == 0 {
 		return false, err
 	}
@@ -309,21 +345,9 @@ func PasswordExpired(ctx context.Context, q sqldb.Querier, accountID string, now
 	return age >= time.Duration(p.PasswordRotationDays)*24*time.Hour, nil
 }
 
-// passwordRules is the stricter of the rules a caller asks for and those
-// of the account's effective policy, so that every place that sets a
-// password (reset, invitation, change, CLI) applies its organizations'
-// rules.
-func passwordRules(ctx context.Context, q sqldb.Querier, accountID string, asked Policy) (Policy, error) {
-	eff, err := EffectivePolicy(ctx, q, accountID)
-	if err != nil {
-		return Policy{}, err
-	}
-	org := eff.Password()
-	out := asked
-	out.MinLength = max(asked.MinLength, org.MinLength)
-	out.RequireMixed = asked.RequireMixed || org.RequireMixed
-	if out.MaxLength == 0 {
-		out.MaxLength = org.MaxLength
-	}
-	return out, nil
+// SecondFactorRequired reports whether any organization in which the
+// account holds a role requires a second factor (AUTH-09).
+func SecondFactorRequired(ctx context.Context, q sqldb.Querier, accountID string) (bool, error) {
+	p, err := Effective(ctx, q, accountID)
+	return p.RequireSecondFactor, err
 }

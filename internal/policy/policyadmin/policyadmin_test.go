@@ -1,4 +1,4 @@
-package orgsecurity_test
+package policyadmin_test
 
 import (
 	"context"
@@ -12,14 +12,15 @@ import (
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
-	"github.com/custodia/custodia/internal/orgsecurity"
+	"github.com/custodia/custodia/internal/policy"
+	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
 type fixture struct {
 	db       *sqldb.DB
-	svc      *orgsecurity.Service
+	svc      *policyadmin.Service
 	accounts map[authz.Role]string
 }
 
@@ -31,7 +32,7 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := fixture{db: db, svc: &orgsecurity.Service{Gate: gate.New(gate.Config{Clinical: db})}, accounts: map[authz.Role]string{}}
+	f := fixture{db: db, svc: &policyadmin.Service{Gate: gate.New(gate.Config{Clinical: db})}, accounts: map[authz.Role]string{}}
 	for _, l := range logins {
 		acc, err := accounts.ByEmail(ctx, db, l.Email)
 		if err != nil {
@@ -63,7 +64,7 @@ func TestAUTH09_OnlyAdministratorsSetThePolicy(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		f := setup(t, d)
-		p := accounts.DefaultSecurityPolicy()
+		p := policy.Default()
 		p.RequireSecondFactor, p.SessionIdleMinutes = true, 10
 		for _, role := range []authz.Role{authz.OrgManager, authz.StudyAdmin, authz.Monitor, authz.Participant} {
 			if err := f.svc.SetPolicy(ctx, f.as(role), demo.Slug, p); !gate.IsDenied(err) {
@@ -75,7 +76,7 @@ func TestAUTH09_OnlyAdministratorsSetThePolicy(t *testing.T) {
 		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, bad); err == nil {
 			t.Error("a minimum length of 4 was accepted")
 		}
-		if _, got, _ := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); got != accounts.DefaultSecurityPolicy() {
+		if _, got, _ := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); got != policy.Default() {
 			t.Fatalf("refused changes changed the policy: %+v", got)
 		}
 		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, p); err != nil {
