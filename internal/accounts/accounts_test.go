@@ -144,10 +144,10 @@ func TestOneTimeLinkIsSingleUseHashedAndExpires(t *testing.T) {
 			if acc, err = Create(ctx, tx, "new@x.example", "New Person"); err != nil {
 				return err
 			}
-			if token, err = IssueToken(ctx, tx, acc.ID, PurposeSetup, time.Hour); err != nil {
+			if token, err = IssueLink(ctx, tx, acc.ID, PurposeSetup, time.Hour); err != nil {
 				return err
 			}
-			expired, err = IssueToken(ctx, tx, acc.ID, PurposeSetup, -time.Second)
+			expired, err = IssueLink(ctx, tx, acc.ID, PurposeSetup, -time.Second)
 			return err
 		})
 		if err != nil {

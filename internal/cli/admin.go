@@ -285,7 +285,7 @@ func setPasswordOrLink(ctx context.Context, tx sqldb.Tx, acc accounts.Account, p
 	if password != "" {
 		return "", accounts.SetPassword(ctx, tx, acc, password, accounts.DefaultPolicy)
 	}
-	token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, linkTTL)
+	token, err := accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeSetup, linkTTL)
 	if err != nil {
 		return "", err
 	}

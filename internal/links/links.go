@@ -186,7 +186,7 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 		case err != nil:
 			return err
 		}
-		if token, err = accounts.IssueToken(ctx, o, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
+		if token, err = accounts.IssueLink(ctx, o, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
 			return err
 		}
 		o.As(acc.ID, "")
@@ -219,7 +219,7 @@ func (s *Service) ConfirmReset(ctx context.Context, token, password string, a ga
 		rules accounts.Policy
 	)
 	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		id, err := accounts.PeekToken(ctx, q, accounts.PurposeReset, token)
+		id, err := accounts.PeekLink(ctx, q, accounts.PurposeReset, token)
 		if err != nil {
 			return err
 		}
@@ -243,7 +243,7 @@ func (s *Service) ConfirmReset(ctx context.Context, token, password string, a ga
 		if checked != nil {
 			return checked
 		}
-		id, err := accounts.RedeemToken(ctx, o, accounts.PurposeReset, token)
+		id, err := accounts.RedeemLink(ctx, o, accounts.PurposeReset, token)
 		if err != nil {
 			return err
 		}
@@ -363,7 +363,7 @@ func (s *Service) InviteParticipant(ctx context.Context, ps Participants, a gate
 // account that has one) rather than by choosing one.
 func (s *Service) PeekSetup(ctx context.Context, token string) (keepPassword bool, err error) {
 	err = s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		id, err := accounts.PeekToken(ctx, q, accounts.PurposeSetup, token)
+		id, err := accounts.PeekLink(ctx, q, accounts.PurposeSetup, token)
 		if err != nil {
 			return err
 		}
@@ -382,7 +382,7 @@ func (s *Service) PeekSetup(ctx context.Context, token string) (keepPassword boo
 // shows its form.
 func (s *Service) PeekReset(ctx context.Context, token string) error {
 	return s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		_, err := accounts.PeekToken(ctx, q, accounts.PurposeReset, token)
+		_, err := accounts.PeekLink(ctx, q, accounts.PurposeReset, token)
 		return err
 	})
 }
@@ -436,7 +436,7 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		t.Detail("role", string(inv.Role))
 		t.Security()
 		if created || !acc.HasPassword {
-			token, err = accounts.IssueToken(ctx, t, acc.ID, accounts.PurposeSetup, InviteTTL)
+			token, err = accounts.IssueLink(ctx, t, acc.ID, accounts.PurposeSetup, InviteTTL)
 		}
 		return err
 	})

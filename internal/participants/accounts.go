@@ -84,7 +84,7 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 			}
 		}
 		inv.Existing = acc.HasPassword
-		if inv.Token, err = accounts.IssueToken(ctx, t, acc.ID, accounts.PurposeSetup, ttl); err != nil {
+		if inv.Token, err = accounts.IssueLink(ctx, t, acc.ID, accounts.PurposeSetup, ttl); err != nil {
 			return err
 		}
 		if _, err := t.ExecContext(ctx, `INSERT INTO participant_invitations
@@ -123,12 +123,12 @@ func (s *Service) WithdrawAccountInvitation(ctx context.Context, a gate.Actor, s
 		if err != nil {
 			return err
 		}
-		// The links end as used ones do (accounts.EndTokens).
+		// The links end as used ones do (accounts.EndLinks).
 		digests, err := invitationDigests(ctx, t, org.ID, p.Pseudonym)
 		if err != nil {
 			return err
 		}
-		invited, err := accounts.EndTokens(ctx, t, accounts.PurposeSetup, digests)
+		invited, err := accounts.EndLinks(ctx, t, accounts.PurposeSetup, digests)
 		if err != nil {
 			return err
 		}

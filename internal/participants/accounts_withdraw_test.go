@@ -80,14 +80,14 @@ func TestACL05_WithdrawnInvitationLinkStopsWorking(t *testing.T) {
 
 		first := f.inviteAccount(t, f.investigator, p, wrong, time.Hour)
 		second := f.inviteAccount(t, f.investigator, p, wrong, time.Hour)
-		if _, err := accounts.PeekToken(ctx, f.clinical, accounts.PurposeSetup, first); err != nil {
+		if _, err := accounts.PeekLink(ctx, f.clinical, accounts.PurposeSetup, first); err != nil {
 			t.Fatalf("the link before the withdrawal: %v", err)
 		}
 		if err := f.withdraw(f.investigator, p); err != nil {
 			t.Fatalf("withdraw: %v", err)
 		}
 		for _, token := range []string{first, second} {
-			if _, err := accounts.PeekToken(ctx, f.clinical, accounts.PurposeSetup, token); !errs.Is(err, errs.NotFound) {
+			if _, err := accounts.PeekLink(ctx, f.clinical, accounts.PurposeSetup, token); !errs.Is(err, errs.NotFound) {
 				t.Errorf("the setup page's check of a withdrawn link: %v, want NotFound", err)
 			}
 			if err := f.acceptInvitation(token); !errs.Is(err, errs.NotFound) {
@@ -181,7 +181,7 @@ func TestACL05_InvitationWithdrawalRefusals(t *testing.T) {
 				t.Errorf("%s: %q, want the answer for a missing participant %q", c.name, err, missing)
 			}
 		}
-		if _, err := accounts.PeekToken(ctx, f.clinical, accounts.PurposeSetup, token); err != nil {
+		if _, err := accounts.PeekLink(ctx, f.clinical, accounts.PurposeSetup, token); err != nil {
 			t.Errorf("the link after refused withdrawals: %v", err)
 		}
 

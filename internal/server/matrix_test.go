@@ -1269,7 +1269,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 			return err
 		}
 		for i := range f.resetTokens {
-			if f.resetTokens[i], err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeReset, time.Hour); err != nil {
+			if f.resetTokens[i], err = accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeReset, time.Hour); err != nil {
 				return err
 			}
 		}
@@ -1277,7 +1277,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 		if err != nil {
 			return err
 		}
-		f.setupToken, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		f.setupToken, err = accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		return err
 	})
 	if err != nil {

@@ -109,7 +109,7 @@ func seedParticipantInvitations(t *testing.T, ts *testServer, f matrixFixture) {
 		if err != nil {
 			return err
 		}
-		token, err := accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		token, err := accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		if err != nil {
 			return err
 		}

@@ -90,7 +90,7 @@ func TestAUD03_NoPasswordTokenOrCookieInAnyEvent(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		token, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		token, err = accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		return err
 	})
 	if _, err := accounts.CompleteSetup(ctx, gate.New(gate.Config{Clinical: ts.inst.Clinical}), token, "quiet harbour lantern 7"); err != nil {

@@ -341,7 +341,7 @@ func TestAUTH07_ResetRevokesTokensSignOutEverywhereDoesNot(t *testing.T) {
 		var link string
 		err := s.inst.Clinical.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			link, err = accounts.IssueToken(ctx, tx, id, accounts.PurposeReset, time.Hour)
+			link, err = accounts.IssueLink(ctx, tx, id, accounts.PurposeReset, time.Hour)
 			return err
 		})
 		if err != nil {

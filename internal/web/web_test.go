@@ -31,7 +31,7 @@ func setupLink(t *testing.T) (*httptest.Server, *sqldb.DB, string) {
 		if err != nil {
 			return err
 		}
-		token, err = accounts.IssueToken(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
+		token, err = accounts.IssueLink(ctx, tx, acc.ID, accounts.PurposeSetup, time.Hour)
 		return err
 	})
 	if err != nil {

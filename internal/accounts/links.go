@@ -24,9 +24,14 @@ const (
 	PurposeReset Purpose = "reset"
 )
 
-// IssueToken creates a single-use token for the account, valid for ttl. It
-// returns the token, to be sent to the person; only its SHA-256 is stored.
-func IssueToken(ctx context.Context, tx sqldb.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
+// One-time links: a secret in an e-mailed address that lets an account's
+// owner set a password once (setup, reset). In this package a "token" is
+// such a link's secret; access tokens live in sessions.
+
+// IssueLink creates a one-time link for the account, valid for ttl. It
+// returns the link's secret (its token), to be sent to the person; only its
+// SHA-256 is stored.
+func IssueLink(ctx context.Context, tx sqldb.Tx, accountID string, purpose Purpose, ttl time.Duration) (string, error) {
 	token, digest := ids.NewSecret()
 	now := time.Now()
 	_, err := tx.ExecContext(ctx,
@@ -39,23 +44,23 @@ func IssueToken(ctx context.Context, tx sqldb.Tx, accountID string, purpose Purp
 	return token, nil
 }
 
-// RedeemToken consumes a token and returns the account it was issued for.
-// An unknown, used or expired token is NotFound, with one message for all.
-func RedeemToken(ctx context.Context, tx sqldb.Tx, purpose Purpose, token string) (string, error) {
-	return lookupToken(ctx, tx, purpose, token, true)
+// RedeemLink consumes a link and returns the account it was issued for.
+// An unknown, used or expired link is NotFound, with one message for all.
+func RedeemLink(ctx context.Context, tx sqldb.Tx, purpose Purpose, token string) (string, error) {
+	return lookupLink(ctx, tx, purpose, token, true)
 }
 
-// PeekToken reports the account of a valid token without consuming it, so a
+// PeekLink reports the account of a valid link without consuming it, so a
 // page can show its form before the person submits.
-func PeekToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string) (string, error) {
-	return lookupToken(ctx, q, purpose, token, false)
+func PeekLink(ctx context.Context, q sqldb.Querier, purpose Purpose, token string) (string, error) {
+	return lookupLink(ctx, q, purpose, token, false)
 }
 
-// EndTokens ends, in tx, the live tokens of purpose among those whose
-// digests (ids.Digest of the token) are given, as if used: RedeemToken and
-// PeekToken refuse them from then on, whatever the clock says. It returns
-// the accounts the ended tokens were issued for, one per token.
-func EndTokens(ctx context.Context, tx sqldb.Tx, purpose Purpose, digests []string) ([]string, error) {
+// EndLinks ends, in tx, the live links of purpose among those whose
+// digests (ids.Digest of the token) are given, as if used: RedeemLink and
+// PeekLink refuse them from then on, whatever the clock says. It returns
+// the accounts the ended links were issued for, one per link.
+func EndLinks(ctx context.Context, tx sqldb.Tx, purpose Purpose, digests []string) ([]string, error) {
 	now := sqldb.Now()
 	var out []string
 	for _, d := range digests {
@@ -75,7 +80,7 @@ func EndTokens(ctx context.Context, tx sqldb.Tx, purpose Purpose, digests []stri
 	return out, nil
 }
 
-func lookupToken(ctx context.Context, q sqldb.Querier, purpose Purpose, token string, consume bool) (string, error) {
+func lookupLink(ctx context.Context, q sqldb.Querier, purpose Purpose, token string, consume bool) (string, error) {
 	invalid := errs.E(errs.NotFound, "this link is invalid, used or expired")
 	if len(token) != ids.SecretLen {
 		return "", invalid
@@ -161,7 +166,7 @@ type Setup struct {
 // ReadSetup reads, without spending it, the live setup link token and what
 // its completion checks the password against.
 func ReadSetup(ctx context.Context, q sqldb.Querier, token string, keepExisting bool) (Setup, error) {
-	id, err := PeekToken(ctx, q, PurposeSetup, token)
+	id, err := PeekLink(ctx, q, PurposeSetup, token)
 	if err != nil {
 		return Setup{}, err
 	}
@@ -210,7 +215,7 @@ func (st Setup) Action() string {
 // Complete spends the link and stores the checked password in tx. In the
 // gate's account work, Describe shapes the work's event.
 func (st Setup) Complete(ctx context.Context, tx sqldb.Tx, token string) error {
-	id, err := RedeemToken(ctx, tx, PurposeSetup, token)
+	id, err := RedeemLink(ctx, tx, PurposeSetup, token)
 	if err != nil {
 		return err
 	}
