@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
@@ -98,28 +97,13 @@ func (s *Secrets) Open(ctx context.Context, sealed, ad []byte) ([]byte, error) {
 // settings that sign-in needs. It changes nothing and waits for no writer.
 // Only the packages that authenticate requests call it (TestOneDoor).
 func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) error {
-	conn, err := g.db.Conn(ctx)
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
-	}
-	defer conn.Close()
-	if g.db.Dialect == sqldb.SQLite {
-		// SQLite's transactions are read-only only if the connection is.
-		if _, err := conn.ExecContext(ctx, `PRAGMA query_only = ON`); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
-		}
-		defer func() {
-			if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA query_only = OFF`); err != nil {
-				conn.Raw(func(any) error { return driver.ErrBadConn }) // not back into the pool
-			}
-		}()
-	}
-	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	r := g.db.Reader()
+	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
 	}
 	defer tx.Rollback()
-	return read(txQuerier{tx, g.db})
+	return read(txQuerier{tx, r})
 }
 
 // secrets (OpTx.Secrets): whether the gate has a key-encryption key. A

@@ -111,18 +111,19 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 			}
 		}
 	}
+	// The newest live epoch and how many participants it holds, in one
+	// statement (epoch <> '' lets the partial index on data_keys.epoch
+	// serve the count).
 	var epoch string
-	err = q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE retired_at IS NULL
-		ORDER BY created_at DESC, id LIMIT 1`+lock).Scan(&epoch)
+	var members int
+	err = q.QueryRowContext(ctx, `SELECT e.id,
+		  (SELECT count(DISTINCT d.scope_id) FROM data_keys d WHERE d.epoch = e.id AND d.epoch <> '')
+		FROM key_epochs e WHERE e.retired_at IS NULL
+		ORDER BY e.created_at DESC, e.id LIMIT 1`+lock).Scan(&epoch, &members)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return k.newEpoch(ctx, q, ek)
 	case err != nil:
-		return fail(err)
-	}
-	// (epoch <> '' lets the partial index on data_keys.epoch serve it.)
-	var members int
-	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT scope_id) FROM data_keys WHERE epoch = $1 AND epoch <> ''`, epoch).Scan(&members); err != nil {
 		return fail(err)
 	}
 	if members >= k.epochSize() {

@@ -42,6 +42,29 @@ type DB struct {
 	Location string
 	// prepared keeps SQLite's statements prepared (stmts.go).
 	prepared prepared
+	// reader, on SQLite, is a second pool on the same file whose
+	// connections refuse every write (query_only), for read-only
+	// transactions (Reader).
+	reader *DB
+}
+
+// Reader returns the handle for read-only transactions: on SQLite a pool of
+// connections that refuse every write, whatever the statement, so a
+// read-only transaction needs no switch of its connection; elsewhere the
+// database itself, whose read-only transactions the server enforces.
+func (db *DB) Reader() *DB {
+	if db.reader != nil {
+		return db.reader
+	}
+	return db
+}
+
+// Close closes the database and its reader.
+func (db *DB) Close() error {
+	if db.reader != nil {
+		db.reader.Close()
+	}
+	return db.DB.Close()
 }
 
 // Target is a parsed database URL.
@@ -162,8 +185,10 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	default:
 		return nil, errs.Wrap(errs.Invalid, err, "create SQLite database "+path)
 	}
-	q := url.Values{}
-	for _, p := range []string{
+	// Every transaction of the writers' pool takes the write lock at BEGIN
+	// ("immediate"), so two writers queue on busy_timeout instead of failing
+	// when a read lock is upgraded.
+	db, err := openSQLitePool(path, 8, []string{
 		"journal_mode(WAL)",
 		"synchronous(FULL)",
 		"foreign_keys(1)",
@@ -174,21 +199,10 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		// The journals of savepoints (one per request in a batch of the
 		// gate) stay in memory instead of a temporary file.
 		"temp_store(MEMORY)",
-	} {
-		q.Add("_pragma", p)
-	}
-	// Every transaction takes the write lock at BEGIN, so two writers queue
-	// on busy_timeout instead of failing when a read lock is upgraded.
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	}, "immediate")
 	if err != nil {
-		return nil, errs.Wrap(errs.Invalid, err, "open SQLite database "+path)
+		return nil, err
 	}
-	// Idle connections are kept as many as may be open: opening one runs
-	// the pragmas above and reads the schema again.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()
@@ -198,7 +212,35 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, errs.E(errs.Unavailable, "SQLite database %s could not switch to WAL mode (mode %q)", path, mode)
 	}
-	return &DB{DB: db, Dialect: SQLite, Location: path}, nil
+	reader, err := openSQLitePool(path, 4, []string{"query_only(1)", "foreign_keys(1)", "busy_timeout(10000)"}, "")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &DB{DB: db, Dialect: SQLite, Location: path, reader: &DB{DB: reader, Dialect: SQLite, Location: path}}, nil
+}
+
+// openSQLitePool opens a pool of up to conns connections to the SQLite
+// file at path, each set up with pragmas; txlock is the mode of BEGIN
+// ("" for SQLite's deferred).
+func openSQLitePool(path string, conns int, pragmas []string, txlock string) (*sql.DB, error) {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	if txlock != "" {
+		q.Set("_txlock", txlock)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "open SQLite database "+path)
+	}
+	// Idle connections are kept as many as may be open: opening one runs
+	// the pragmas and reads the schema again.
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
 }
 
 func openPostgres(ctx context.Context, raw string) (*DB, error) {
