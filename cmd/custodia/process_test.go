@@ -784,7 +784,7 @@ func TestOPS01_ProductionRefusesSelfSignedCertificate(t *testing.T) {
 	t.Run("self-signed certificate", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
 		r := refuse(t, data, quick, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
-			"--tls-cert", selfCert, "--tls-key", selfKey, "--allow-local-kek")
+			"--tls-cert", selfCert, "--tls-key", selfKey, "--allow-local-kek", "--public-url", "https://localhost")
 		want(t, r, "production", "self-signed", selfCert)
 	})
 	t.Run("key file without consent", func(t *testing.T) {
@@ -792,6 +792,12 @@ func TestOPS01_ProductionRefusesSelfSignedCertificate(t *testing.T) {
 		r := refuse(t, data, quick, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
 			"--tls-cert", selfCert, "--tls-key", selfKey)
 		want(t, r, "production", "--kek local", "--allow-local-kek")
+	})
+	t.Run("no public URL", func(t *testing.T) {
+		data := filepath.Join(t.TempDir(), "data")
+		r := refuse(t, data, quick, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
+			"--tls-cert", selfCert, "--tls-key", selfKey, "--allow-local-kek")
+		want(t, r, "production", "--public-url")
 	})
 	t.Run("demo", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
@@ -850,7 +856,7 @@ func TestOPS01_ProductionRefusesSelfSignedCertificate(t *testing.T) {
 		certPath, keyPath, _, _ := writeCert(t, dir, "server", leafTemplate(11, "localhost"), ca, caKey)
 		data := filepath.Join(dir, "data")
 		p := start(t, "", nil, "serve", "--env", "production", "--addr", "127.0.0.1:0", "--data", data,
-			"--tls-cert", certPath, "--tls-key", keyPath, "--allow-local-kek")
+			"--tls-cert", certPath, "--tls-key", keyPath, "--allow-local-kek", "--public-url", "https://localhost")
 		url := p.waitStdout(t, servingRE, 20*time.Second)[1]
 		if strings.Contains(p.stdout.String(), "fingerprint") {
 			t.Errorf("the server speaks of a self-signed certificate although it was given one:\n%s", p.describe())
@@ -994,8 +1000,13 @@ func TestREADMEDemoCommandServes(t *testing.T) {
 	// Only the port moves, through the environment, so the command line stays
 	// the README's and a busy 8443 on this machine cannot fail the test.
 	s := serve(t, wd, childEnv("CUSTODIA_ADDR=127.0.0.1:0"), "--demo")
-	if !strings.HasPrefix(s.url, "https://127.0.0.1:") {
-		t.Errorf("printed address %s, want https://127.0.0.1:PORT", s.url)
+	// localhost, not 127.0.0.1: passkeys need a host name, and browsers
+	// treat localhost as secure.
+	if !strings.HasPrefix(s.url, "https://localhost:") {
+		t.Errorf("printed address %s, want https://localhost:PORT", s.url)
+	}
+	if strings.Contains(s.stderr.String(), "passkeys are unavailable") {
+		t.Errorf("passkeys are off on a newcomer's server:\n%s", s.describe())
 	}
 	if fi, err := os.Stat(filepath.Join(wd, "custodia-data")); err != nil || !fi.IsDir() {
 		t.Errorf("no custodia-data folder in the working folder: %v", err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -219,6 +220,12 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 		return usageError{errs.SafeMessage(err)}
 	}
 	o.proxies = proxies
+	if o.baseURL != "" {
+		u, err := url.Parse(o.baseURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return usageError{fmt.Sprintf("--public-url %q: want https://HOST[:PORT][/PATH]", o.baseURL)}
+		}
+	}
 	clinical, identity, err := o.cfg.Targets()
 	if err != nil {
 		return err
@@ -244,13 +251,21 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 		return errs.E(errs.Invalid, "--env production refuses the key-encryption key in the data folder (--kek local): "+
 			"use --kek pkcs11 or --kek vault, or accept the key file with --allow-local-kek")
 	}
+	if o.baseURL == "" {
+		return errs.E(errs.Invalid, "--env production needs --public-url, the https:// address people reach the server at (e-mailed links and passkeys are bound to it)")
+	}
 	return nil
 }
 
+// publicHost is the host and port the server names itself by when no
+// --public-url is given: the listening port, and "localhost" for a
+// loopback or unspecified address, a host name that browsers treat as
+// secure, so passkeys work on a developer's machine (their relying party
+// must be a host name, never an IP address).
 func publicHost(a net.Addr, configured string) string {
 	host, _, _ := net.SplitHostPort(configured)
 	_, port, _ := net.SplitHostPort(a.String())
-	if host == "" || host == "0.0.0.0" || host == "::" {
+	if ip := net.ParseIP(host); host == "" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)

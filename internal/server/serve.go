@@ -42,9 +42,16 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	tickets, err := newTicketKeys(cfg)
+	if err != nil {
+		return err
+	}
+	go tickets.rotateEvery(ctx, TicketKeyRotation)
 	done := make(chan error, 1)
 	plain := redirectListener{Listener: ln, fallbackHost: ln.Addr().String()}
-	go func() { done <- srv.ServeTLS(plain, "", "") }()
+	// tls.NewListener, not ServeTLS: ServeTLS would serve a copy of cfg,
+	// out of reach of the ticket keys' rotation.
+	go func() { done <- srv.Serve(tls.NewListener(plain, cfg)) }()
 	select {
 	case err := <-done:
 		return err
@@ -52,7 +59,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	err = srv.Shutdown(sctx)
 	<-done
 	return err
 }
