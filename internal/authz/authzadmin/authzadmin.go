@@ -61,19 +61,26 @@ func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Mem
 	return out, err
 }
 
-// members lists, in q, the organization's members by e-mail address, each
-// with the roles they hold there.
-func members(ctx context.Context, q sqldb.Querier, orgID string) ([]Member, error) {
-	all, err := authz.OrgAssignments(ctx, q, orgID)
+// members lists, in t, the organization's members by e-mail address, each
+// with the roles they hold there. A participant's role says that they are
+// in a study, at a site: clinical information, shown only to a requester
+// who may list that site's participants (authz.ParticipantRead); a person
+// who is only a participant is not listed to anyone else.
+func members(ctx context.Context, t *gate.Tx, orgID string) ([]Member, error) {
+	all, err := authz.OrgAssignments(ctx, t, orgID)
 	if err != nil {
 		return nil, err
 	}
 	out := []Member{}
 	byAccount := map[string]int{}
 	for _, as := range all {
+		if as.Role == authz.Participant &&
+			!t.Allowed(authz.ParticipantRead, authz.Resource{OrgID: orgID, StudyID: as.StudyID, SiteID: as.SiteID}) {
+			continue
+		}
 		i, ok := byAccount[as.AccountID]
 		if !ok {
-			acc, err := accounts.ByID(ctx, q, as.AccountID)
+			acc, err := accounts.ByID(ctx, t, as.AccountID)
 			if err != nil {
 				return nil, fmt.Errorf("list members: %w", err)
 			}

@@ -823,3 +823,70 @@ func TestACL08_OtherOrganizationsRoleObjectsAreNotFound(t *testing.T) {
 		}
 	})
 }
+
+// Being in a study is clinical information: a participant's role shows in
+// the member list only to a requester who may list that site's
+// participants. The org-manager, who manages people and never reaches
+// participants (ACL-06), sees staff only: neither the participant nor the
+// study and site they are enrolled at; the org-admin, who may list them,
+// does (ACL-02, ACL-03).
+func TestACL03_MemberListShowsParticipantsOnlyToWhoMayListThem(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		var patient, both accounts.Account
+		err := f.clinical.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if patient, _, err = accounts.Enrol(ctx, tx, "patient@clinic.example", "",
+				authz.Assignment{OrgID: f.org.ID, Role: authz.Participant, StudyID: f.studyID, SiteID: f.study.ID}); err != nil {
+				return err
+			}
+			// A member of staff who is also a participant elsewhere in the
+			// organization.
+			_, err = authz.Assign(ctx, tx, authz.Assignment{OrgID: f.org.ID, AccountID: f.member.id,
+				Role: authz.Participant, StudyID: f.studyID, SiteID: f.south.ID})
+			both.ID = f.member.id
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles := func(a gate.Actor) map[string][]authz.Role {
+			t.Helper()
+			ms, err := f.svc.Members(ctx, a, f.org.Slug)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string][]authz.Role{}
+			for _, m := range ms {
+				for _, as := range m.Assignments {
+					out[m.Account.ID] = append(out[m.Account.ID], as.Role)
+				}
+			}
+			return out
+		}
+		byManager := roles(f.manager.Actor)
+		if _, ok := byManager[patient.ID]; ok {
+			t.Errorf("the org-manager's member list names a participant: %v", byManager[patient.ID])
+		}
+		if got := byManager[both.ID]; len(got) != 1 || got[0] != authz.CareProvider {
+			t.Errorf("the org-manager sees %v for a carer who is also a participant, want [care-provider] only", got)
+		}
+		byAdmin := roles(f.admin.Actor)
+		if got := byAdmin[patient.ID]; len(got) != 1 || got[0] != authz.Participant {
+			t.Errorf("the org-admin sees %v for the participant, want [participant]", got)
+		}
+		if got := byAdmin[both.ID]; len(got) != 2 {
+			t.Errorf("the org-admin sees %v for the carer who is also a participant, want both roles", got)
+		}
+		people, err := f.svc.People(ctx, f.manager.Actor, f.org.Slug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range people.Members {
+			if m.Account.ID == patient.ID {
+				t.Error("the org-manager's people page names a participant")
+			}
+		}
+	})
+}
