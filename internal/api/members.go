@@ -35,7 +35,7 @@ func assignmentOut(a authz.Assignment) assignmentJSON {
 
 func handleListMembers(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		list, err := d.Roles.Members(r.Context(), actor(d, r), r.PathValue("org"))
+		list, invited, err := d.Roles.Members(r.Context(), actor(d, r), r.PathValue("org"))
 		if err != nil {
 			return err
 		}
@@ -47,9 +47,26 @@ func handleListMembers(d Deps) http.Handler {
 				out[i].Roles[j] = assignmentOut(a)
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"members": out})
+		inv := make([]invitationJSON, len(invited))
+		for i, x := range invited {
+			inv[i] = invitationJSON{ID: x.ID, Email: x.Email, Role: string(x.Grant.Role), Study: x.Grant.StudyID,
+				Site: x.Grant.SiteID, CreatedAt: x.CreatedAt.UTC(), ExpiresAt: x.ExpiresAt.UTC()}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"members": out, "invited": inv})
 		return nil
 	})
+}
+
+// invitationJSON is an invitation waiting for an answer: the address the
+// inviter typed and what it offers, never the account behind it.
+type invitationJSON struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	Study     string    `json:"study,omitempty"`
+	Site      string    `json:"site,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // handleAssignRole gives a member a role: {"role", "study"?, "site"?}.

@@ -124,31 +124,54 @@ func (a Assignment) Level() Level {
 // that the study and site belong to the organization. A site given without
 // its study takes the site's study.
 func Assign(ctx context.Context, tx sqldb.Tx, a Assignment) (Assignment, error) {
-	levels, perms, customID, err := roleDefinition(ctx, tx, a.OrgID, a.Role)
-	if err != nil {
+	if err := CheckScope(ctx, tx, &a); err != nil {
 		return Assignment{}, err
+	}
+	a.ID = ids.New()
+	a.CreatedAt = sqldb.Now()
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO role_assignments (id, org_id, account_id, role, study_id, site_id, created_at, custom_role_id)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		a.ID, a.OrgID, a.AccountID, a.Role, nullable(a.StudyID), nullable(a.SiteID), a.CreatedAt, nullable(a.CustomRoleID))
+	if sqldb.IsUniqueViolation(err) {
+		return Assignment{}, errs.E(errs.Conflict, "that person holds this role at this scope already")
+	}
+	if err != nil {
+		return Assignment{}, fmt.Errorf("assign role: %w", err)
+	}
+	return a, nil
+}
+
+// CheckScope checks, in q, that the role of a exists in its organization
+// and may be held at a's scope, whose study and site must be the
+// organization's, and completes a: the study of a site, and a custom
+// role's id and permissions.
+func CheckScope(ctx context.Context, q sqldb.Querier, a *Assignment) error {
+	levels, perms, customID, err := roleDefinition(ctx, q, a.OrgID, a.Role)
+	if err != nil {
+		return err
 	}
 	a.CustomRoleID, a.Permissions = customID, nil
 	if customID != "" {
 		a.Permissions = perms
 	}
 	if a.SiteID != "" {
-		studyID, err := siteStudy(ctx, tx, a.OrgID, a.SiteID)
+		studyID, err := siteStudy(ctx, q, a.OrgID, a.SiteID)
 		if err != nil {
-			return Assignment{}, err
+			return err
 		}
 		if a.StudyID != "" && a.StudyID != studyID {
-			return Assignment{}, errs.E(errs.Invalid, "site %s does not belong to study %s", a.SiteID, a.StudyID)
+			return errs.E(errs.Invalid, "site %s does not belong to study %s", a.SiteID, a.StudyID)
 		}
 		a.StudyID = studyID
 	} else if a.StudyID != "" {
 		var n int
-		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM studies WHERE org_id = $1 AND id = $2`, a.OrgID, a.StudyID).Scan(&n)
+		err := q.QueryRowContext(ctx, `SELECT count(*) FROM studies WHERE org_id = $1 AND id = $2`, a.OrgID, a.StudyID).Scan(&n)
 		if err != nil {
-			return Assignment{}, fmt.Errorf("assign role: %w", err)
+			return fmt.Errorf("assign role: %w", err)
 		}
 		if n == 0 {
-			return Assignment{}, errs.E(errs.NotFound, "study not found")
+			return errs.E(errs.NotFound, "study not found")
 		}
 	}
 	ok := false
@@ -160,22 +183,10 @@ func Assign(ctx context.Context, tx sqldb.Tx, a Assignment) (Assignment, error) 
 		for _, l := range levels {
 			want = append(want, l.String())
 		}
-		return Assignment{}, errs.E(errs.Invalid, "role %s is held at %s level, not at %s level",
+		return errs.E(errs.Invalid, "role %s is held at %s level, not at %s level",
 			a.Role, strings.Join(want, " or "), a.Level())
 	}
-	a.ID = ids.New()
-	a.CreatedAt = sqldb.Now()
-	_, err = tx.ExecContext(ctx,
-		`INSERT INTO role_assignments (id, org_id, account_id, role, study_id, site_id, created_at, custom_role_id)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		a.ID, a.OrgID, a.AccountID, a.Role, nullable(a.StudyID), nullable(a.SiteID), a.CreatedAt, nullable(a.CustomRoleID))
-	if sqldb.IsUniqueViolation(err) {
-		return Assignment{}, errs.E(errs.Conflict, "that person holds this role at this scope already")
-	}
-	if err != nil {
-		return Assignment{}, fmt.Errorf("assign role: %w", err)
-	}
-	return a, nil
+	return nil
 }
 
 // AssignmentsOf lists the roles a person holds in one organization, each

@@ -286,23 +286,30 @@ func (s *Service) ConfirmReset(ctx context.Context, token, password string, a ga
 }
 
 // CompleteSetup consumes a setup or invitation link and stores the
-// account's first password, or, for a participant's invitation to an
-// account that has one, accepts it with that password and makes the
-// account the participant's own. The link and what the password is checked
-// against are read first, the password checked outside the transaction,
-// which then spends the link.
+// account's first password, or, for an invitation to an account that has
+// one, accepts it with that password: an organization's invitation grants
+// its role (recorded as member.accept in that organization's trail as well
+// as the account's), a participant's makes the account the participant's
+// own. The link and what the password is checked against are read first,
+// the password checked outside the transaction, which then spends the
+// link.
 func (s *Service) CompleteSetup(ctx context.Context, token, password string, a gate.Actor) error {
 	var (
 		st             accounts.Setup
 		pending        participants.PendingAccount
 		forParticipant bool
+		member         accounts.Invitation
+		forMember      bool
 	)
 	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
 		var err error
 		if pending, forParticipant, err = participants.InvitationOf(ctx, q, token); err != nil {
 			return err
 		}
-		st, err = accounts.ReadSetup(ctx, q, token, forParticipant)
+		if member, forMember, err = accounts.InvitationOf(ctx, q, token); err != nil {
+			return err
+		}
+		st, err = accounts.ReadSetup(ctx, q, token, forParticipant || forMember)
 		return err
 	})
 	if err == nil {
@@ -322,13 +329,109 @@ func (s *Service) CompleteSetup(ctx context.Context, token, password string, a g
 		if err := st.Complete(ctx, o, token); err != nil {
 			return err
 		}
-		if !forParticipant {
+		switch {
+		case forMember:
+			if member.AccountID != st.Account.ID {
+				return errs.E(errs.Internal, "invitation names another account")
+			}
+			as, err := member.Accept(ctx, o)
+			if err != nil {
+				return err
+			}
+			return o.Record(ctx, audit.Event{Action: "member.accept", ObjectType: "invitation", ObjectID: member.ID,
+				Security: true, Details: map[string]string{"role": string(as.Role), "assignment_id": as.ID}}, member.OrgID)
+		case forParticipant:
+			if pending.AccountID != st.Account.ID {
+				return errs.E(errs.Internal, "participant invitation names another account")
+			}
+			return participants.LinkAccount(ctx, o, pending)
+		}
+		return nil
+	})
+}
+
+// SetupLink is what the page of a live setup link shows.
+type SetupLink struct {
+	// KeepPassword: the link is accepted with the password the account has
+	// already (an invitation to an account that has one) rather than by
+	// choosing one.
+	KeepPassword bool
+	// Invitation: the link is an organization's invitation, which the
+	// person may decline; OrgName and Role say what it offers.
+	Invitation bool
+	OrgName    string
+	Role       authz.Role
+}
+
+// PeekSetup reports whether a setup or invitation link is still usable,
+// for the page that shows its form, and what it is for.
+func (s *Service) PeekSetup(ctx context.Context, token string) (SetupLink, error) {
+	var out SetupLink
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		id, err := accounts.PeekLink(ctx, q, accounts.PurposeSetup, token)
+		if err != nil {
+			return err
+		}
+		_, forParticipant, err := participants.InvitationOf(ctx, q, token)
+		if err != nil {
+			return err
+		}
+		inv, forMember, err := accounts.InvitationOf(ctx, q, token)
+		if err != nil {
+			return err
+		}
+		if forMember {
+			org, err := orgs.OrganizationByID(ctx, q, inv.OrgID)
+			if err != nil {
+				return err
+			}
+			out.Invitation, out.OrgName, out.Role = true, org.Name, inv.Grant.Role
+		}
+		if !forParticipant && !forMember {
 			return nil
 		}
-		if pending.AccountID != st.Account.ID {
-			return errs.E(errs.Internal, "participant invitation names another account")
+		acc, err := accounts.ByID(ctx, q, id)
+		out.KeepPassword = acc.HasPassword
+		return err
+	})
+	return out, err
+}
+
+// DeclineInvitation spends an organization's invitation link without
+// granting its role, recorded as member.decline in the organization's
+// trail and the account's. Whoever holds the link may decline; it asks for
+// no password, as declining gives nothing.
+func (s *Service) DeclineInvitation(ctx context.Context, token string, a gate.Actor) error {
+	var (
+		inv       accounts.Invitation
+		forMember bool
+	)
+	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
+		var err error
+		inv, forMember, err = accounts.InvitationOf(ctx, q, token)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !forMember {
+		return errs.E(errs.NotFound, "this link is invalid, used or expired")
+	}
+	from := gate.Actor{RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent}
+	limits := []ratelimit.Rule{rule(confirmPerAddress, "link:address:"+ratelimit.AddressKey(a.RemoteAddr))}
+	return s.attempt(ctx, from, "member.decline", limits, func(o *gate.OpTx) error {
+		o.As(inv.AccountID, "")
+		o.Object("invitation", inv.ID)
+		o.Detail("role", string(inv.Grant.Role))
+		o.InEach([]string{inv.OrgID, ""})
+		id, err := accounts.RedeemLink(ctx, o, accounts.PurposeSetup, token)
+		if err != nil {
+			return err
 		}
-		return participants.LinkAccount(ctx, o, pending)
+		if id != inv.AccountID {
+			return errs.E(errs.NotFound, "this link is invalid, used or expired")
+		}
+		return inv.Decline(ctx, o)
 	})
 }
 
@@ -357,27 +460,6 @@ func (s *Service) InviteParticipant(ctx context.Context, ps Participants, a gate
 	return nil
 }
 
-// PeekSetup reports whether a setup or invitation link is still usable,
-// for the page that shows its form, and whether it is accepted with the
-// password the account has already (a participant's invitation to an
-// account that has one) rather than by choosing one.
-func (s *Service) PeekSetup(ctx context.Context, token string) (keepPassword bool, err error) {
-	err = s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		id, err := accounts.PeekLink(ctx, q, accounts.PurposeSetup, token)
-		if err != nil {
-			return err
-		}
-		_, forParticipant, err := participants.InvitationOf(ctx, q, token)
-		if err != nil || !forParticipant {
-			return err
-		}
-		acc, err := accounts.ByID(ctx, q, id)
-		keepPassword = acc.HasPassword
-		return err
-	})
-	return keepPassword, err
-}
-
 // PeekReset reports whether a reset link is still usable, for the page that
 // shows its form.
 func (s *Service) PeekReset(ctx context.Context, token string) error {
@@ -395,9 +477,13 @@ type Invitation struct {
 	SiteID  string
 }
 
-// Invite gives the person the role and e-mails them: a link to choose a
-// password when the address has no account yet, a notice otherwise. The
-// answer is the same in both cases.
+// Invite invites the person to the organization with a role (ACL-02) and
+// e-mails them a one-time link: to choose a password when the address has
+// no account yet, or to accept with the password of the one it has. The
+// role is granted only when they accept; until then the organization sees
+// the address and that it is invited. A member of staff of the
+// organization gets the role at once and a notice. The inviter's answer,
+// the event and the time taken are the same in every case.
 func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Invitation) error {
 	start := time.Now()
 	defer pad(start)
@@ -409,8 +495,8 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		return err
 	}
 	var (
-		token string
-		org   orgs.Organization
+		done accounts.Invited
+		org  orgs.Organization
 	)
 	err = s.Gate.Do(ctx, a, gate.Slug(slug), "member.invite", func(t *gate.Tx) error {
 		org = t.Org()
@@ -428,25 +514,38 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		if !authz.CanGrant(t.Subject, grant) {
 			return errs.E(errs.Forbidden, "you cannot grant the role %s: it holds permissions you do not have", inv.Role)
 		}
-		acc, created, err := accounts.Enrol(ctx, t, norm, "", grant)
-		if err != nil {
+		var err error
+		if done, err = accounts.Invite(ctx, t, norm, grant, a.AccountID, InviteTTL); err != nil {
 			return err
 		}
-		t.Object("account", acc.ID)
+		// An invitation's event names the invitation, never the account
+		// behind the address, so the trail tells no more than the answer.
+		if done.Member {
+			t.Object("account", done.Grant.AccountID)
+		} else {
+			t.Object("invitation", done.Invitation.ID)
+		}
 		t.Detail("role", string(inv.Role))
 		t.Security()
-		if created || !acc.HasPassword {
-			token, err = accounts.IssueLink(ctx, t, acc.ID, accounts.PurposeSetup, InviteTTL)
-		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	text := fmt.Sprintf("You have been given access to %s in Custodia.\n\nSign in at %s\n", org.Name, strings.TrimRight(s.BaseURL, "/")+"/")
-	if token != "" {
+	var text string
+	switch {
+	case done.Member:
+		text = fmt.Sprintf("You have been given another role in %s in Custodia.\n\nSign in at %s\n",
+			org.Name, strings.TrimRight(s.BaseURL, "/")+"/")
+	case done.HasPassword:
+		text = fmt.Sprintf("You are invited to join %s in Custodia.\n\n"+
+			"To accept, open this link and confirm with the password of your Custodia account;\n"+
+			"you can decline there too (the link works once, for 7 days):\n\n  %s\n\n"+
+			"Until you accept, %s cannot see your account.\n", org.Name, s.link("setup", done.Link), org.Name)
+	default:
 		text = fmt.Sprintf("You have been invited to %s in Custodia.\n\n"+
-			"Choose your password here (the link works once, for 7 days):\n\n  %s\n", org.Name, s.link("setup", token))
+			"Choose your password here to accept, or decline there "+
+			"(the link works once, for 7 days):\n\n  %s\n", org.Name, s.link("setup", done.Link))
 	}
 	s.send(mail.Message{To: norm, Subject: "Your access to Custodia", Text: text})
 	return nil

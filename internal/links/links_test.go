@@ -12,10 +12,13 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/policy"
+	"github.com/custodia/custodia/internal/policy/policytest"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -182,22 +185,149 @@ func TestWEB07_EmailsCarryNoConfidentialData(t *testing.T) {
 	}
 }
 
-func TestInvitationCreatesAccountWithRoleAndSetupLink(t *testing.T) {
+// An invitation grants nothing until the person accepts it (ACL-02): the
+// inviting organization sees the address it typed and that it is invited,
+// the same whether or not the address has an account; its policy binds no
+// one yet; the person accepts with the password they choose, or with the
+// one their account has, or declines; each answer is on the trail of the
+// organization and of the account.
+func TestACL02_InvitationGrantsOnlyWhenAccepted(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		roster := &authzadmin.Service{Gate: f.svc.Gate}
+		user, err := accounts.ByEmail(ctx, f.db, "user@clinic.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.svc.Gate.Operate(ctx, "org.policy.set", func(o *gate.OpTx) error {
+			return policytest.RequireSecondFactor(ctx, o, f.org.ID, true)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range []string{"new@clinic.example", "User@Clinic.example"} {
+			if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: to, Role: authz.OrgManager}); err != nil {
+				t.Fatalf("invite %s: %v", to, err)
+			}
+		}
+		members, invited, err := roster.Members(ctx, f.admin, f.org.Slug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range members {
+			if m.Account.ID == user.ID || m.Account.Email == "new@clinic.example" {
+				t.Errorf("%s is a member before accepting", m.Account.Email)
+			}
+		}
+		if len(invited) != 2 {
+			t.Fatalf("%d invitations listed, want 2", len(invited))
+		}
+		if p, _ := policy.Effective(ctx, f.db, user.ID); p.RequireSecondFactor {
+			t.Error("the inviting organization's policy binds the invited account before it accepts")
+		}
+		// The trail tells the inviter no more than the answer: both events
+		// name an invitation, neither an account.
+		var invites, named int
+		f.db.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN object_type = 'invitation' THEN 1 END)
+			FROM audit_events WHERE action = 'member.invite' AND org_id = $1`, f.org.ID).Scan(&invites, &named)
+		if invites != 2 || named != 2 {
+			t.Errorf("member.invite events: %d, %d naming an invitation; want 2 and 2", invites, named)
+		}
+		link := func(to string) string {
+			t.Helper()
+			msgs := f.mails(t, to)
+			if len(msgs) != 1 {
+				t.Fatalf("%d mails to %s, want 1", len(msgs), to)
+			}
+			m := linkPattern.FindStringSubmatch(msgs[0])
+			if m == nil || m[1] != "setup" {
+				t.Fatalf("no invitation link in %s", msgs[0])
+			}
+			return m[2]
+		}
+
+		// The existing account accepts with its own password, not a new one.
+		tok := link("user@clinic.example")
+		if l, err := f.svc.PeekSetup(ctx, tok); err != nil || !l.KeepPassword || !l.Invitation || l.OrgName != f.org.Name {
+			t.Fatalf("PeekSetup: %+v, %v; an invitation to accept with the account's password", l, err)
+		}
+		if err := f.svc.CompleteSetup(ctx, tok, "a password of my choosing", gate.Actor{}); !errs.Is(err, errs.Unauthenticated) {
+			t.Fatalf("accept with another password: %v, want Unauthenticated", err)
+		}
+		if as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, user.ID); len(as) != 0 {
+			t.Fatalf("a failed acceptance granted %+v", as)
+		}
+		if err := f.svc.CompleteSetup(ctx, tok, userPassword, gate.Actor{}); err != nil {
+			t.Fatal(err)
+		}
+		if as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, user.ID); len(as) != 1 || as[0].Role != authz.OrgManager {
+			t.Errorf("roles after accepting: %+v", as)
+		}
+		if p, _ := policy.Effective(ctx, f.db, user.ID); !p.RequireSecondFactor {
+			t.Error("the organization's policy does not bind the account that accepted")
+		}
+		var inOrg, inAccount int
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'member.accept'
+			AND org_id = $1 AND actor_account = $2 AND security = $3`, f.org.ID, user.ID, true).Scan(&inOrg)
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'account.accept'
+			AND org_id IS NULL AND actor_account = $1`, user.ID).Scan(&inAccount)
+		if inOrg != 1 || inAccount != 1 {
+			t.Errorf("acceptance recorded %d times in the organization and %d in the account's trail, want 1 and 1", inOrg, inAccount)
+		}
+		if err := f.svc.CompleteSetup(ctx, tok, userPassword, gate.Actor{}); !errs.Is(err, errs.NotFound) {
+			t.Errorf("the link accepted twice: %v", err)
+		}
+
+		// The new address declines: no role, no password, the link spent.
+		tok = link("new@clinic.example")
+		if l, err := f.svc.PeekSetup(ctx, tok); err != nil || l.KeepPassword || !l.Invitation {
+			t.Fatalf("PeekSetup: %+v, %v; an invitation with a password to choose", l, err)
+		}
+		if err := f.svc.DeclineInvitation(ctx, tok, gate.Actor{}); err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := accounts.ByEmail(ctx, f.db, "new@clinic.example")
+		if err != nil || fresh.HasPassword {
+			t.Fatalf("declined address: %+v, %v", fresh, err)
+		}
+		if as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, fresh.ID); len(as) != 0 {
+			t.Errorf("a declined invitation granted %+v", as)
+		}
+		if err := f.svc.CompleteSetup(ctx, tok, "my own fine passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
+			t.Errorf("a declined invitation's link still sets a password: %v", err)
+		}
+		if err := f.svc.DeclineInvitation(ctx, tok, gate.Actor{}); !errs.Is(err, errs.NotFound) {
+			t.Errorf("declined twice: %v", err)
+		}
+		var declined int
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'member.decline' AND org_id = $1`, f.org.ID).Scan(&declined)
+		if declined != 1 {
+			t.Errorf("%d member.decline events in the organization, want 1", declined)
+		}
+		if _, invited, _ := roster.Members(ctx, f.admin, f.org.Slug); len(invited) != 0 {
+			t.Errorf("answered invitations still listed: %+v", invited)
+		}
+	})
+}
+
+// A new address chooses its password through the invitation's link, which
+// accepts it; an existing member is given the role at once, with a notice.
+func TestACL02_NewAddressAcceptsByChoosingAPassword(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
 		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "new@clinic.example", Role: authz.OrgManager}); err != nil {
 			t.Fatal(err)
 		}
-		msgs := f.mails(t, "new@clinic.example")
-		if len(msgs) != 1 {
-			t.Fatalf("%d invitation mails", len(msgs))
-		}
-		m := linkPattern.FindStringSubmatch(msgs[0])
+		m := linkPattern.FindStringSubmatch(f.mails(t, "new@clinic.example")[0])
 		if m == nil || m[1] != "setup" {
-			t.Fatalf("no setup link in %s", msgs[0])
+			t.Fatal("no setup link")
 		}
-		acc, err := accounts.CompleteSetup(ctx, f.svc.Gate, m[2], "my own fine passphrase")
+		if err := f.svc.CompleteSetup(ctx, m[2], "my own fine passphrase", gate.Actor{}); err != nil {
+			t.Fatal(err)
+		}
+		acc, err := accounts.Authenticate(ctx, f.db, "new@clinic.example", "my own fine passphrase")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,13 +335,16 @@ func TestInvitationCreatesAccountWithRoleAndSetupLink(t *testing.T) {
 		if len(as) != 1 || as[0].Role != authz.OrgManager {
 			t.Errorf("roles = %+v", as)
 		}
-		// An existing account gets a notice, no link; the answer is the same.
-		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "user@clinic.example", Role: authz.OrgManager}); err != nil {
+		// Now a member of staff: another role comes at once, with a notice.
+		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "new@clinic.example", Role: authz.OrgAdmin}); err != nil {
 			t.Fatal(err)
 		}
-		notice := f.mails(t, "user@clinic.example")
-		if len(notice) != 1 || strings.Contains(notice[0], "/setup/") || !strings.Contains(notice[0], "https://custodia.clinic.example/") {
-			t.Errorf("existing account's notice: %v; want a sign-in link and no setup link", notice)
+		if as, _ := authz.AssignmentsOf(ctx, f.db, f.org.ID, acc.ID); len(as) != 2 {
+			t.Errorf("a member's new role: %+v", as)
+		}
+		notice := f.mails(t, "new@clinic.example")
+		if len(notice) != 2 || strings.Contains(notice[1], "/setup/") {
+			t.Errorf("member's notice: %v; want a sign-in link and no setup link", notice)
 		}
 	})
 }

@@ -184,7 +184,7 @@ func TestACL05_ParticipantInvitationOfExistingAccountKeepsItsPassword(t *testing
 			t.Fatal(err)
 		}
 		m := linkPattern.FindStringSubmatch(f.mails(t, "user@clinic.example")[0])
-		if keep, err := f.svc.PeekSetup(ctx, m[2]); err != nil || !keep {
+		if keep, err := f.svc.PeekSetup(ctx, m[2]); err != nil || !keep.KeepPassword || keep.Invitation {
 			t.Fatalf("PeekSetup: %v %v, want an acceptance with the existing password", keep, err)
 		}
 		if err := f.svc.CompleteSetup(ctx, m[2], "an attacker's new passphrase", gate.Actor{}); !errs.Is(err, errs.Unauthenticated) {

@@ -85,6 +85,7 @@ func membersPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 	}
 	data["Title"] = "People"
 	data["Org"], data["Members"], data["Grantable"], data["Scopes"] = p.Org, rows, p.Grantable, scopes
+	data["Invited"] = p.Invited
 	data["Next"] = membersPath(p.Org.Slug)
 	if data["Notice"] == nil {
 		data["Notice"] = adminNotice(r)

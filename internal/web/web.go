@@ -94,6 +94,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/static/", router.Open, http.StripPrefix("/static/", staticFiles(static)))
 	rt.Handle("GET", "/setup/{token}", router.Open, handleSetupForm(d))
 	rt.Handle("POST", "/setup/{token}", router.Open, handleSetup(d))
+	rt.Handle("POST", "/setup/{token}/decline", router.Open, handleDeclineInvitation(d))
 	rt.Handle("GET", "/reset", router.Open, handleResetForm(d))
 	rt.Handle("POST", "/reset", router.Open, handleReset(d))
 	rt.Handle("GET", "/reset/{token}", router.Open, handleNewPasswordForm(d))
@@ -210,13 +211,17 @@ func handleSetupForm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := r.PathValue("token")
 		data := map[string]any{"Title": "Choose your password", "Token": token}
-		keep, err := d.Links.PeekSetup(r.Context(), token)
+		link, err := d.Links.PeekSetup(r.Context(), token)
 		if err != nil {
 			data["Invalid"] = true
 			render(w, r, d.Log, http.StatusNotFound, "setup", data)
 			return
 		}
-		data["Existing"] = keep
+		data["Existing"] = link.KeepPassword
+		if link.Invitation {
+			data["Title"] = "Your invitation"
+			data["Invitation"] = link
+		}
 		render(w, r, d.Log, http.StatusOK, "setup", data)
 	})
 }
@@ -229,6 +234,9 @@ func handleSetup(d Deps) http.Handler {
 			data["Error"] = "The form could not be read."
 			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
 			return
+		}
+		if link, err := d.Links.PeekSetup(r.Context(), token); err == nil && link.Invitation {
+			data["Title"], data["Invitation"] = "Your invitation", link
 		}
 		pw := r.PostForm.Get("password")
 		// An invitation accepted with an existing password has no second
@@ -262,6 +270,31 @@ func handleSetup(d Deps) http.Handler {
 			render(w, r, d.Log, http.StatusInternalServerError, "setup", data)
 		default:
 			data["Done"] = true
+			render(w, r, d.Log, http.StatusOK, "setup", data)
+		}
+	})
+}
+
+// handleDeclineInvitation spends an organization's invitation link
+// without granting its role.
+func handleDeclineInvitation(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{"Title": "Your invitation", "Token": r.PathValue("token")}
+		err := d.Links.DeclineInvitation(r.Context(), r.PathValue("token"), requester(d, r))
+		switch {
+		case errs.Is(err, errs.RateLimited):
+			tooMany(w, err)
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusTooManyRequests, "setup", data)
+		case errs.Is(err, errs.NotFound):
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "setup", data)
+		case err != nil:
+			d.Log.ErrorContext(r.Context(), "decline invitation", "err", err)
+			data["Error"] = "The invitation could not be declined; please try again."
+			render(w, r, d.Log, http.StatusInternalServerError, "setup", data)
+		default:
+			data["Declined"] = true
 			render(w, r, d.Log, http.StatusOK, "setup", data)
 		}
 	})
@@ -325,6 +358,9 @@ func handleNewPassword(d Deps) http.Handler {
 			data["Error"] = "The form could not be read."
 			render(w, r, d.Log, http.StatusBadRequest, "newpassword", data)
 			return
+		}
+		if link, err := d.Links.PeekSetup(r.Context(), token); err == nil && link.Invitation {
+			data["Title"], data["Invitation"] = "Your invitation", link
 		}
 		pw := r.PostForm.Get("password")
 		// An invitation accepted with an existing password has no second

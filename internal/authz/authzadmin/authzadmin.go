@@ -43,9 +43,11 @@ type Member struct {
 }
 
 // Members lists the organization's people and their roles, by e-mail
-// address: organization admins and managers only.
-func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Member, error) {
+// address, and the invitations that wait for an answer: organization admins
+// and managers only.
+func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Member, []accounts.Invitation, error) {
 	out := []Member{}
+	var invited []accounts.Invitation
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
 		org := t.Org()
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
@@ -55,10 +57,13 @@ func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Mem
 		if out, err = members(ctx, t, org.ID); err != nil {
 			return err
 		}
+		if invited, err = accounts.PendingInvitations(ctx, t, org.ID); err != nil {
+			return err
+		}
 		t.Detail("count", fmt.Sprint(len(out)))
 		return nil
 	})
-	return out, err
+	return out, invited, err
 }
 
 // members lists, in t, the organization's members by e-mail address, each

@@ -205,7 +205,7 @@ func TestACL02_AssignedRoleWorksAtOnceAndRevokedRoleStopsAtTheNextRequest(t *tes
 		if err := f.list(f.member.Actor, f.study); !gate.IsDenied(err) {
 			t.Errorf("after the revocation: %v, want not found", err)
 		}
-		ms, err := f.svc.Members(ctx, f.manager.Actor, f.org.Slug)
+		ms, _, err := f.svc.Members(ctx, f.manager.Actor, f.org.Slug)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -811,7 +811,7 @@ func TestACL08_OtherOrganizationsRoleObjectsAreNotFound(t *testing.T) {
 		wantKind(t, "our assignment under their account", err, errs.NotFound)
 		_, err = f.svc.Unassign(ctx, f.otherAdmin.Actor, f.org.Slug, f.member.id, ours[0].ID)
 		wantKind(t, "their admin in our organization", err, errs.NotFound)
-		_, err = f.svc.Members(ctx, f.otherAdmin.Actor, f.org.Slug)
+		_, _, err = f.svc.Members(ctx, f.otherAdmin.Actor, f.org.Slug)
 		wantKind(t, "their admin lists our members", err, errs.NotFound)
 		_, err = f.svc.Assign(ctx, f.admin.Actor, "no-such-org", f.member.id, authzadmin.Grant{Role: authz.Monitor})
 		wantKind(t, "unknown organization", err, errs.NotFound)
@@ -853,7 +853,7 @@ func TestACL03_MemberListShowsParticipantsOnlyToWhoMayListThem(t *testing.T) {
 		}
 		roles := func(a gate.Actor) map[string][]authz.Role {
 			t.Helper()
-			ms, err := f.svc.Members(ctx, a, f.org.Slug)
+			ms, _, err := f.svc.Members(ctx, a, f.org.Slug)
 			if err != nil {
 				t.Fatal(err)
 			}

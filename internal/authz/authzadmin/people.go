@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
@@ -17,6 +18,9 @@ import (
 type People struct {
 	Org     orgs.Organization
 	Members []Member
+	// Invited are the invitations that wait for an answer: the address
+	// the inviter typed and the role offered, never the account behind it.
+	Invited []accounts.Invitation
 	// Revocable holds the ids of the assignments the requester may take
 	// away.
 	Revocable map[string]bool
@@ -48,6 +52,9 @@ func (s *Service) People(ctx context.Context, a gate.Actor, slug string) (People
 		}
 		var err error
 		if out.Members, err = members(ctx, t, org.ID); err != nil {
+			return err
+		}
+		if out.Invited, err = accounts.PendingInvitations(ctx, t, org.ID); err != nil {
 			return err
 		}
 		for _, m := range out.Members {
