@@ -52,3 +52,45 @@ func handleAccessLog(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// membershipJSON is an organization the requester belongs to, with their
+// roles there.
+type membershipJSON struct {
+	ID    string           `json:"id"`
+	Slug  string           `json:"slug"`
+	Name  string           `json:"name"`
+	Roles []assignmentJSON `json:"roles"`
+}
+
+// handleMyOrganizations lists every organization the requester holds a
+// role in: GET /api/v1/account/organizations.
+func handleMyOrganizations(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Orgs.Memberships(r.Context(), actor(d, r))
+		if err != nil {
+			return err
+		}
+		out := make([]membershipJSON, len(list))
+		for i, m := range list {
+			out[i] = membershipJSON{ID: m.Org.ID, Slug: m.Org.Slug, Name: m.Org.Name, Roles: make([]assignmentJSON, len(m.Assignments))}
+			for j, a := range m.Assignments {
+				out[i].Roles[j] = assignmentOut(a)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"organizations": out})
+		return nil
+	})
+}
+
+// handleLeaveOrganization ends the requester's staff roles in an
+// organization: POST /api/v1/account/organizations/{org}/leave, 204; 409
+// for its last administrator.
+func handleLeaveOrganization(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		if err := d.Orgs.Leave(r.Context(), actor(d, r), r.PathValue("org")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}

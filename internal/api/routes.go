@@ -78,6 +78,9 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("DELETE", "/api/v1/tokens/{id}", router.SignedIn, handleRevokeToken(d))
 	// Who accessed the requester's own participant record (issue 8).
 	rt.Handle("GET", "/api/v1/me/access-log", router.SignedIn, handleAccessLog(d))
+	// The organizations the requester belongs to, and leaving one (ACL-02).
+	rt.Handle("GET", "/api/v1/account/organizations", router.SignedIn, handleMyOrganizations(d))
+	rt.Handle("POST", "/api/v1/account/organizations/{org}/leave", router.Session, handleLeaveOrganization(d))
 	rt.Handle("POST", "/api/v1/auth/reset", router.Open, handleResetRequest(d))
 	rt.Handle("POST", "/api/v1/auth/reset/confirm", router.Open, handleResetConfirm(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/invitations", router.SignedIn, handleInvite(d))

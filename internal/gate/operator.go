@@ -6,6 +6,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // OpTx is the view of work outside any organization's authorization:
@@ -200,3 +201,7 @@ func (o *OpTx) endIdentity() {
 		it.tx.Rollback()
 	}
 }
+
+// Dialect is the SQL dialect of the clinical database, for the statements
+// that differ (a row lock on PostgreSQL).
+func (o *OpTx) Dialect() sqldb.Dialect { return o.gate.db.Dialect }

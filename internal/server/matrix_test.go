@@ -139,6 +139,11 @@ var matrix = []matrixRow{
 	// Who accessed one's own participant record: every role may ask and
 	// learns of its own records only (none, for most).
 	{Route: "GET /api/v1/me/access-log", Any: 200},
+	{Route: "GET /api/v1/account/organizations", Any: 200},
+	// Leaving is tried on the other organization, which no role of the
+	// demo belongs to; leaving one's own is TestACL02_PersonLeavesAnOrganization.
+	{Route: "POST /api/v1/account/organizations/{org}/leave", Any: 404},
+	{Route: "POST /account/organizations/{org}/leave", Any: 404},
 	{Route: "GET /me/access-log", Any: 200},
 	{Route: "GET /account", Any: 200},
 	{Route: "POST /account/sessions/{session}/end", Any: 200},
@@ -1176,6 +1181,15 @@ var accountSteps = map[string]struct {
 	},
 	"GET /me/access-log": {
 		req: func(*accountState) probe { return probe{path: "/me/access-log"} },
+	},
+	"POST /account/organizations/{org}/leave": {
+		req: func(*accountState) probe { return formProbe("/account/organizations/other/leave", url.Values{}) },
+	},
+	"GET /api/v1/account/organizations": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/account/organizations"} },
+	},
+	"POST /api/v1/account/organizations/{org}/leave": {
+		req: func(*accountState) probe { return jsonProbe("/api/v1/account/organizations/other/leave", map[string]string{}) },
 	},
 	"GET /account": {
 		req: func(*accountState) probe { return probe{path: "/account"} },

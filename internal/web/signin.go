@@ -29,6 +29,7 @@ var notices = map[string]string{
 	"unlocked":              "The account is unlocked; its owner can sign in again.",
 	"not-locked":            "That account was not locked; nothing changed.",
 	"confirmed":             "Thank you. You can now make the change.",
+	"left":                  "You left the organization; your roles there have ended.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
@@ -61,6 +62,9 @@ type membership struct {
 	Name, Slug string
 	Roles      []string
 	Admin      bool
+	// Staff: a role besides a participant's, which the person may give up
+	// (orgadmin.Service.Leave).
+	Staff bool
 }
 
 func memberships(d Deps, r *http.Request) []membership {
@@ -77,6 +81,7 @@ func memberships(d Deps, r *http.Request) []membership {
 				m.Roles = append(m.Roles, string(a.Role))
 			}
 			m.Admin = m.Admin || a.Role == authz.OrgAdmin
+			m.Staff = m.Staff || a.Role != authz.Participant
 		}
 		out = append(out, m)
 	}
@@ -389,5 +394,23 @@ func handleLogout(d Deps) http.Handler {
 			done = "idle"
 		}
 		http.Redirect(w, r, "/login?done="+done, http.StatusSeeOther)
+	})
+}
+
+// handleLeave ends the signed-in person's staff roles in an organization
+// (orgadmin.Service.Leave, the API's call) and returns to the start page;
+// the last administrator is told why not.
+func handleLeave(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := d.Orgs.Leave(r.Context(), actor(d, r), r.PathValue("org"))
+		switch {
+		case errs.Is(err, errs.Conflict):
+			render(w, r, d.Log, http.StatusConflict, "home", map[string]any{
+				"Title": "Home", "Error": errs.SafeMessage(err), "Organizations": memberships(d, r)})
+		case err != nil:
+			fail(w, r, d, err)
+		default:
+			http.Redirect(w, r, "/?done=left", http.StatusSeeOther)
+		}
 	})
 }

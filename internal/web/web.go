@@ -127,6 +127,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/session/keep-alive", router.SignedIn, handleKeepAlive(d))
 	rt.Handle("GET", "/confirm", router.SignedIn, handleConfirmForm(d))
 	rt.Handle("POST", "/confirm", router.SignedIn, handleConfirm(d))
+	rt.Handle("POST", "/account/organizations/{org}/leave", router.SignedIn, handleLeave(d))
 
 	// An organization's security settings, for its administrators.
 	rt.Handle("GET", "/orgs/{org}/security", router.SignedIn, handlePolicy(d))

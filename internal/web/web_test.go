@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -105,5 +107,81 @@ func TestWEB02_PagesHaveNoInlineScriptAndEscapeInput(t *testing.T) {
 		if regexp.MustCompile(`(?i)<script|\son[a-z]+=|javascript:`).MatchString(body) {
 			t.Errorf("%s: page holds script or an unescaped value:\n%s", path, body)
 		}
+	}
+}
+
+// The page of an organization's invitation says who invites and to what,
+// accepts with the password of the account the address has, and declines
+// (ACL-02).
+func TestACL02_InvitationPageAcceptsOrDeclines(t *testing.T) {
+	ctx := context.Background()
+	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
+	g := gate.New(gate.Config{Clinical: db})
+	lk := &links.Service{Gate: g, Mail: &mail.Outbox{Dir: t.TempDir()}, BaseURL: "https://x.example"}
+	var admin, user accounts.Account
+	var org orgs.Organization
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if org, err = orgs.CreateOrganization(ctx, tx, "North <Hospital>", "north"); err != nil {
+			return err
+		}
+		if admin, _, err = accounts.Enrol(ctx, tx, "admin@north.example", "", authz.Assignment{OrgID: org.ID, Role: authz.OrgAdmin}); err != nil {
+			return err
+		}
+		if user, err = accounts.Create(ctx, tx, "user@north.example", ""); err != nil {
+			return err
+		}
+		return accounts.SetPassword(ctx, tx, user, "an old but sturdy passphrase", accounts.DefaultPolicy)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Routes(Deps{
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Links: lk,
+		ClientAddr: func(r *http.Request) string { return r.RemoteAddr },
+	}))
+	t.Cleanup(srv.Close)
+	invite := func() string {
+		t.Helper()
+		var token string
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			inv, err := accounts.Invite(ctx, tx, "user@north.example", authz.Assignment{OrgID: org.ID, Role: authz.OrgManager}, admin.ID, time.Hour)
+			token = inv.Link
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+
+	token := invite()
+	code, body := get(t, srv.URL+"/setup/"+token)
+	if code != 200 || !strings.Contains(body, "North &lt;Hospital&gt;") || !strings.Contains(body, "org-manager") ||
+		!strings.Contains(body, `action="/setup/`+token+`/decline"`) || !strings.Contains(body, "current-password") {
+		t.Fatalf("invitation page: %d\n%s", code, body)
+	}
+	code, _ = post(t, srv.URL+"/setup/"+token, url.Values{"password": {"an old but sturdy passphrase"}})
+	if as, _ := authz.AssignmentsOf(ctx, db, org.ID, user.ID); code != 200 || len(as) != 1 {
+		t.Fatalf("accept: %d, roles %+v", code, as)
+	}
+
+	// A second invitation, to another role, is declined on its page.
+	if err := db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM role_assignments WHERE account_id = $1`, user.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	token = invite()
+	code, body = post(t, srv.URL+"/setup/"+token+"/decline", url.Values{})
+	if code != 200 || !strings.Contains(body, "declined") {
+		t.Fatalf("decline: %d\n%s", code, body)
+	}
+	if as, _ := authz.AssignmentsOf(ctx, db, org.ID, user.ID); len(as) != 0 {
+		t.Errorf("a declined invitation granted %+v", as)
+	}
+	if code, _ := get(t, srv.URL+"/setup/"+token); code != 404 {
+		t.Errorf("the declined link's page: %d, want 404", code)
 	}
 }

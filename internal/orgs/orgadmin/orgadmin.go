@@ -8,6 +8,7 @@ package orgadmin
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
@@ -194,4 +195,43 @@ func (s *Service) Memberships(ctx context.Context, a gate.Actor) ([]Membership, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// Leave ends the requester's membership of the organization: every role
+// they hold there as staff, recorded as member.leave, a security event, in
+// the organization's trail and the account's. The last organization admin
+// cannot leave (Conflict) until someone else is made one. A participant's
+// own role stays: leaving a study is a withdrawal, which the study team
+// records. An organization the requester holds no staff role in is
+// NotFound, like one that does not exist.
+func (s *Service) Leave(ctx context.Context, a gate.Actor, slug string) error {
+	return s.Gate.Own(ctx, a, "member.leave", func(o *gate.OpTx) error {
+		org, err := orgs.OrganizationBySlug(ctx, o, slug)
+		if err != nil {
+			return err
+		}
+		held, err := authz.AssignmentsOf(ctx, o, org.ID, a.AccountID)
+		if err != nil {
+			return err
+		}
+		var staff []authz.Assignment
+		for _, as := range held {
+			if as.Role != authz.Participant {
+				staff = append(staff, as)
+			}
+		}
+		if len(staff) == 0 {
+			return errs.E(errs.NotFound, "organization not found")
+		}
+		o.InEach([]string{org.ID, ""})
+		o.Object("account", a.AccountID)
+		o.Security()
+		o.Detail("roles", fmt.Sprint(len(staff)))
+		for _, as := range staff {
+			if err := authz.Unassign(ctx, o, o.Dialect(), as); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
