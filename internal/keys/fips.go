@@ -27,7 +27,7 @@ import (
 // draws itself (cipher.NewGCMWithRandomNonce), under a key derived with
 // HKDF-SHA-256 from the 256-bit key, so that one key never serves two
 // algorithms. Passwords are hashed with PBKDF2-HMAC-SHA-256 (package
-// accounts). Go 1.26 has no public XAES-256-GCM; its building blocks (CMAC,
+// accounts). Go 1.27 has no public XAES-256-GCM; its building blocks (CMAC,
 // GCM with a caller's nonce) are refused under fips140=only, so the 96-bit
 // random nonce it is: one key version must seal fewer than 2^32 values,
 // far more than a study holds, and rotation (CRY-07) starts a new count.
