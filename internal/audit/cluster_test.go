@@ -253,3 +253,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A lease written while the holder's clock ran a day fast does not stand
+// for a day once the clock is right: it ends further ahead than any
+// renewal can set it, so another node takes it at once. A holder whose
+// clock is a little ahead keeps its turn (AVL-04, AUD-02).
+func TestAVL04_LeaseFromAClockRunningFastIsTakenOver(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		const ttl = time.Minute
+		now := sqldb.Now()
+		if got, err := acquireLeaseAt(ctx, db, "test-lease", "fast-node", ttl, now+(24*time.Hour).Microseconds()); err != nil || !got {
+			t.Fatalf("fast node takes the lease: %v, %v", got, err)
+		}
+		if got, err := acquireLeaseAt(ctx, db, "test-lease", "right-node", ttl, now); err != nil || !got {
+			t.Fatalf("a node with the right time cannot take a lease set a day ahead: %v, %v", got, err)
+		}
+		// A holder 30 s ahead of the others renews its lease; it stands.
+		if got, err := acquireLeaseAt(ctx, db, "test-lease", "right-node", ttl, now+(30*time.Second).Microseconds()); err != nil || !got {
+			t.Fatalf("renew: %v, %v", got, err)
+		}
+		if got, err := acquireLeaseAt(ctx, db, "test-lease", "other-node", ttl, now); err != nil || got {
+			t.Errorf("a lease held a little ahead was taken over: %v, %v", got, err)
+		}
+	})
+}

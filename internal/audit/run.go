@@ -98,15 +98,22 @@ func (l *Log) logErr(ctx context.Context, what string, err error) {
 
 // acquireLease takes or renews the named lease for holder until now+ttl and
 // reports whether holder has it. A lease held by another holder is taken
-// only once it has expired.
+// once it has expired, or when it ends further ahead than its holder's
+// renewals can have set it (beyond now+2·ttl): written by a clock that ran
+// fast, it would otherwise stand until the wall clock caught up, a day for
+// a clock a day fast, with no event sequenced meanwhile. The margin lets
+// nodes whose clocks differ by less than ttl keep their turns.
 func acquireLease(ctx context.Context, db *sqldb.DB, name, holder string, ttl time.Duration) (bool, error) {
+	return acquireLeaseAt(ctx, db, name, holder, ttl, sqldb.Now())
+}
+
+func acquireLeaseAt(ctx context.Context, db *sqldb.DB, name, holder string, ttl time.Duration, now int64) (bool, error) {
 	var got string
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
-		now := sqldb.Now()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-			WHERE leases.holder = excluded.holder OR leases.expires_at <= $4`,
-			name, holder, now+ttl.Microseconds(), now); err != nil {
+			WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 OR leases.expires_at > $5`,
+			name, holder, now+ttl.Microseconds(), now, now+2*ttl.Microseconds()); err != nil {
 			return err
 		}
 		return tx.QueryRowContext(ctx, `SELECT holder FROM leases WHERE name = $1`, name).Scan(&got)

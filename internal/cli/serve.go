@@ -153,6 +153,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		trail.Run(ctx, time.Second, time.Minute)
 	}()
 	go sweepIdentities(ctx, log, operator)
+	go (&server.ClockWatch{Log: log}).Run(ctx)
 	if sender == nil {
 		sender = &mail.Outbox{Dir: filepath.Join(inst.DataDir, "outbox"), From: o.mailFrom}
 		if o.env == "production" {

@@ -86,8 +86,8 @@ func (l *Limiter) Allow(ctx context.Context, bucket string, limit int, window ti
 	err = l.DB.QueryRowContext(ctx,
 		`INSERT INTO rate_limits (bucket, tat) VALUES ($1, $2)
 		 ON CONFLICT (bucket) DO UPDATE
-		 SET tat = (CASE WHEN rate_limits.tat > $3 THEN rate_limits.tat ELSE $3 END) + $4
-		 WHERE (CASE WHEN rate_limits.tat > $3 THEN rate_limits.tat ELSE $3 END) + $4 <= $5
+		 SET tat = (CASE WHEN rate_limits.tat > $5 THEN $5 WHEN rate_limits.tat > $3 THEN rate_limits.tat ELSE $3 END) + $4
+		 WHERE (CASE WHEN rate_limits.tat > $5 THEN $5 WHEN rate_limits.tat > $3 THEN rate_limits.tat ELSE $3 END) + $4 <= $5
 		 RETURNING tat`,
 		key, now+step, now, step, now+w).Scan(&tat)
 	switch {
@@ -98,6 +98,14 @@ func (l *Limiter) Allow(ctx context.Context, bucket string, limit int, window ti
 		// bucket only to tell the requester when to come back.
 		if err := l.DB.QueryRowContext(ctx, `SELECT tat FROM rate_limits WHERE bucket = $1`, key).Scan(&tat); err != nil {
 			return false, 0, fmt.Errorf("read rate limit: %w", err)
+		}
+		if tat > now+w {
+			// Written while the clock ran fast: store the bucket as full
+			// from now, so that it drains from here.
+			tat = clamp(tat, now, w)
+			if _, err := l.DB.ExecContext(ctx, `UPDATE rate_limits SET tat = $1 WHERE bucket = $2 AND tat > $1`, tat, key); err != nil {
+				return false, 0, fmt.Errorf("correct rate limit: %w", err)
+			}
 		}
 		retryAfter = time.Duration(max(tat, now)+step-now-w) * time.Microsecond
 		retryAfter = max(retryAfter, time.Microsecond)
@@ -209,8 +217,16 @@ func (l *Limiter) Full(ctx context.Context, bucket string, limit int, window tim
 	if err != nil {
 		return false, 0, fmt.Errorf("read rate limit: %w", err)
 	}
+	tat = clamp(tat, now, w)
 	if next := max(tat, now) + step; next > now+w {
 		return true, max(time.Duration(next-now-w)*time.Microsecond, time.Microsecond), nil
 	}
 	return false, 0, nil
 }
+
+// clamp limits a bucket's stored tat to now+w, the fullest a bucket can be.
+// A later tat was written while the clock ran fast; read as it is, it
+// would refuse every attempt until the wall clock caught up with it (a
+// day fast: a day of refusals). Clamped, and stored so by the refusal
+// (Allow), the bucket is full and drains as usual.
+func clamp(tat, now, w int64) int64 { return min(tat, now+w) }

@@ -177,3 +177,37 @@ func TestUnusableLimitIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// A clock one day fast fills a bucket with times a day ahead; once the
+// clock is set right, the bucket counts as full, never as full for a day:
+// it refuses for at most one window and then lets attempts through again
+// (AUTH-05).
+func TestAUTH05_ClockSetBackDoesNotRefuseForADay(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		c := newClock()
+		l := &Limiter{DB: sqldbtest.Open(t, d, sqldb.Clinical), Now: c.now}
+		right := c.t
+		c.t = right.Add(24 * time.Hour)
+		for i := range AddressPerMinute {
+			if ok, _, err := l.Allow(ctx, "addr:192.0.2.1", AddressPerMinute, time.Minute); !ok || err != nil {
+				t.Fatalf("attempt %d with the clock fast: %v, %v", i+1, ok, err)
+			}
+		}
+		c.t = right
+		ok, wait, err := l.Allow(ctx, "addr:192.0.2.1", AddressPerMinute, time.Minute)
+		if err != nil || ok {
+			t.Fatalf("right after the clock was set back: %v, %v; the bucket stays full", ok, err)
+		}
+		if wait > time.Minute {
+			t.Errorf("told to wait %s, want at most the window", wait)
+		}
+		if full, wait, _ := l.Full(ctx, "addr:192.0.2.1", AddressPerMinute, time.Minute); !full || wait > time.Minute {
+			t.Errorf("Full: %v, wait %s; want full for at most the window", full, wait)
+		}
+		c.t = right.Add(time.Minute + time.Second)
+		if ok, _, err := l.Allow(ctx, "addr:192.0.2.1", AddressPerMinute, time.Minute); !ok || err != nil {
+			t.Errorf("a window after the clock was set back: %v, %v; want allowed", ok, err)
+		}
+	})
+}

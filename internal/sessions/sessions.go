@@ -102,6 +102,11 @@ func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAd
 
 var errNoSession = errs.E(errs.Unauthenticated, "sign-in required")
 
+// ClockTolerance is how far in the future a session's recorded times may
+// lie, for nodes whose clocks differ a little; a session whose times lie
+// further ahead was made or used under a clock that ran fast, and ends.
+const ClockTolerance = time.Minute
+
 // Lookup returns the live session for a token and records the activity.
 // An unknown, revoked, idle or expired session is Unauthenticated; the idle
 // and absolute limits are the strictest of the account's organizations'
@@ -139,6 +144,13 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	}
 	now := s.now()
 	if !now.Before(sess.ExpiresAt) || now.Sub(sess.CreatedAt) >= lim.Absolute || now.Sub(sess.LastSeenAt) >= lim.Idle {
+		return Session{}, errNoSession
+	}
+	if ahead := now.Add(ClockTolerance); sess.CreatedAt.After(ahead) || sess.LastSeenAt.After(ahead) {
+		// Made or used while the clock ran fast: its age cannot be told,
+		// and its limits would stretch by as much as the clock was ahead
+		// (a day fast: a 12-hour session for 36). It ends; the person
+		// signs in again.
 		return Session{}, errNoSession
 	}
 	if now.Sub(sess.LastSeenAt) >= touchEvery {

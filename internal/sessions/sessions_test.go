@@ -116,3 +116,35 @@ func TestSessionTokenIsStoredHashed(t *testing.T) {
 		}
 	}
 }
+
+// A session made while the clock ran a day fast does not live 36 hours
+// once the clock is set right: its times lie ahead of the clock, its age
+// cannot be told, and it ends (AUTH-10). One used a little ahead, as by a
+// node whose clock differs by seconds, lives on.
+func TestAUTH10_SessionFromAClockRunningFastEnds(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		s, c, acc := setup(t, d)
+		ctx := context.Background()
+		right := c.t
+		c.t = right.Add(24 * time.Hour)
+		fast, _, err := s.Create(ctx, acc, "127.0.0.1", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lookup(ctx, fast); err != nil {
+			t.Fatalf("with the clock still fast: %v", err)
+		}
+		c.t = right.Add(30 * time.Second)
+		slightly, _, err := s.Create(ctx, acc, "127.0.0.1", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.t = right
+		if _, err := s.Lookup(ctx, fast); !errs.Is(err, errs.Unauthenticated) {
+			t.Errorf("a session made a day ahead, after the clock was set right: %v, want Unauthenticated", err)
+		}
+		if _, err := s.Lookup(ctx, slightly); err != nil {
+			t.Errorf("a session made 30 s ahead: %v, want it alive", err)
+		}
+	})
+}
