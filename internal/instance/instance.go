@@ -109,7 +109,7 @@ func OpenClinical(ctx context.Context, c Config) (*sqldb.DB, Records, error) {
 		return nil, Records{}, err
 	}
 	if s.absent {
-		return nil, Records{}, errs.E(errs.NotFound, "no Custodia instance at %s: the clinical database %s does not exist or is empty (check --data and --database)", c.DataDir, s.location())
+		return nil, Records{}, errs.E(errs.NotFound, "no Custodia instance at %s: %s (check --data and --database)", c.DataDir, s.none())
 	}
 	db, err := sqldb.OpenTarget(ctx, t)
 	if err != nil {
