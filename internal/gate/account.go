@@ -119,7 +119,7 @@ func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) e
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
 	}
 	defer tx.Rollback()
-	return read(txQuerier{tx, g.db})
+	return sqldb.Unavailable(read(txQuerier{tx, g.db}), "")
 }
 
 // secrets (OpTx.Secrets): whether the gate has a key-encryption key. A
@@ -137,7 +137,7 @@ func (g *Gate) SecretsAvailable() bool {
 // event, so only the packages that authenticate requests may call it
 // (TestOneDoor), and only for such bookkeeping.
 func (g *Gate) Stamp(ctx context.Context, work func(q sqldb.Querier) error) error {
-	return g.lanes[0].do(ctx, false, func(j *job) error {
+	return g.answer(g.lanes[0].do(ctx, false, func(j *job) error {
 		if err := j.begin(); err != nil {
 			return err
 		}
@@ -146,5 +146,5 @@ func (g *Gate) Stamp(ctx context.Context, work func(q sqldb.Querier) error) erro
 			return err
 		}
 		return j.keep()
-	})
+	}))
 }

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"io"
-	"net"
 	"strings"
 	"syscall"
 
@@ -28,9 +26,7 @@ func IsOutage(err error) bool {
 		return false
 	}
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) {
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) {
 		return true
 	}
 	var pe *pgconn.PgError
@@ -55,12 +51,13 @@ func IsOutage(err error) bool {
 		}
 		return false
 	}
+	// pgconn's own failures (connecting, writing to or reading from the
+	// server, a timeout) carry a SafeToRetry method; a network error met
+	// elsewhere (a KMS over HTTPS) does not, and is not the database's.
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.Timeout(err) && !errors.Is(err, context.Canceled) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
+	var conn interface{ SafeToRetry() bool }
+	if errors.As(err, &ce) || pgconn.Timeout(err) ||
+		errors.As(err, &conn) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	// database/sql's own error for a handle that was closed, and pgx's for a
@@ -70,17 +67,17 @@ func IsOutage(err error) bool {
 }
 
 // Unavailable returns err as an Unavailable error saying that the database
-// named what (e.g. "clinical", "identity") cannot serve now, if err is an
-// outage (IsOutage) that no error of a more useful kind already explains;
-// any other err is returned as it is.
+// named what ("clinical", "identity", or "" for either) cannot serve now,
+// if err is an outage (IsOutage) that no error of a more useful kind
+// explains already; any other err is returned as it is.
 func Unavailable(err error, what string) error {
-	if err == nil || !IsOutage(err) {
+	if err == nil || !IsOutage(err) || errs.KindOf(err) != errs.Internal {
 		return err
 	}
-	if errs.KindOf(err) != errs.Internal {
-		return err
+	if what != "" {
+		what += " "
 	}
-	return errs.Wrap(errs.Unavailable, err, "the "+what+" database is unavailable, so the request was not carried out")
+	return errs.Wrap(errs.Unavailable, err, "the "+what+"database is unavailable, so the request was not carried out")
 }
 
 // HasTable reports whether the database holds a table of that name (in the
