@@ -204,7 +204,11 @@ func (c *kekConfig) openFor(ctx context.Context, env Env, inst *instance.Instanc
 func wrappedBy(use map[string]int, versions []string) string {
 	parts := make([]string, len(versions))
 	for i, v := range versions {
-		parts[i] = fmt.Sprintf("%d secrets wrapped by key-encryption key version %s", use[v], v)
+		noun := "secrets"
+		if use[v] == 1 {
+			noun = "secret"
+		}
+		parts[i] = fmt.Sprintf("%d %s wrapped by key-encryption key version %s", use[v], noun, v)
 	}
 	return strings.Join(parts, " and ")
 }

@@ -154,6 +154,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	trail.Logf = func(format string, args ...any) { log.Info("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
+	trail.Failf = func(format string, args ...any) { log.Error("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
 	seqDone := make(chan struct{})
 	go func() {
 		defer close(seqDone)
