@@ -168,6 +168,10 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 	if err != nil {
 		return nil, err
 	}
+	// The audit key is made after the databases record the instance, so
+	// read before them it cannot belong to an instance that another node
+	// is making at this moment.
+	owner := auditKeyOwner(c.DataDir)
 	cl := &side{schema: sqldb.Clinical, flag: "--database", target: clinicalT}
 	id := &side{schema: sqldb.Identity, flag: "--identity-database", target: identityT}
 	defer func() {
@@ -194,7 +198,7 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 			return nil, err
 		}
 	}
-	if err := decide(cl, id, c.DataDir, create); err != nil {
+	if err := decide(cl, id, c.DataDir, owner, create); err != nil {
 		return nil, err
 	}
 	// Then make what is missing, bring the schemas up to date and pair.
@@ -219,7 +223,7 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 // written. The clinical database is the authority: it records the instance
 // first, and the identity database is paired with it at once, before any
 // organization exists.
-func decide(cl, id *side, dataDir string, create bool) error {
+func decide(cl, id *side, dataDir, keyOwner string, create bool) error {
 	cid, iid := cl.recs.InstanceID, id.recs.InstanceID
 	switch {
 	case cid != "" && iid != "" && cid != iid:
@@ -238,9 +242,9 @@ func decide(cl, id *side, dataDir string, create bool) error {
 		return errs.E(errs.NotFound, "no Custodia instance at %s: %s (check --data and %s; custodia init or serve makes an instance)",
 			dataDir, cl.none(), cl.flag)
 	case cid == "" && iid == "" && !cl.recs.People:
-		if owner := auditKeyOwner(dataDir); owner != "" {
+		if keyOwner != "" {
 			return errs.E(errs.Invalid, "both databases hold no instance, but the data folder %s holds the audit key of instance %s: "+
-				"restore the databases from a backup, or make a new instance in an empty data folder", dataDir, owner)
+				"restore the databases from a backup, or make a new instance in an empty data folder", dataDir, keyOwner)
 		}
 	}
 	return nil
