@@ -597,8 +597,12 @@ func TestAUD02_VerifyAgainstKeptCheckpoint(t *testing.T) {
 			t.Errorf("audit verify reports %d events after more writes, the kept checkpoint covered %d already", grown, size)
 		}
 
-		// A checkpoint signed by another instance's key.
+		// A checkpoint signed by another instance's key (audit commands
+		// work only on an instance that exists: migrate makes one).
 		otherData := filepath.Join(dir, "other")
+		if f := custodia(t, 20*time.Second, "migrate", "--data", otherData); f.code != 0 {
+			t.Fatalf("migrate another instance: exit %d\n%s", f.code, f.p.describe())
+		}
 		foreign, _ := checkpointNote(t, "--data", otherData)
 		// The kept checkpoint with its size changed under the signature.
 		lines := strings.SplitN(note, "\n", 3)

@@ -429,3 +429,30 @@ func TestAUD02_VerifyStreamsLargeTrails(t *testing.T) {
 		}
 	})
 }
+
+// TestAUD02_EmptyTrailOfAnInstanceWithRecordsFails: a trail that must hold
+// events (the caller says why) fails verification when it holds none, and
+// events waiting to be sequenced are counted, not taken for an empty trail.
+func TestAUD02_EmptyTrailOfAnInstanceWithRecordsFails(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		l := newLog(t, db)
+		o := VerifyOptions{Verifier: l.Verifier, NotEmpty: "organizations exist"}
+		rep, err := Verify(ctx, db, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectBad(t, rep, 0, "the trail holds no event, but organizations exist")
+		appendEach(t, db, sampleEvent(1), sampleEvent(2))
+		if rep, err = Verify(ctx, db, o); err != nil || !rep.OK() || rep.Queued != 2 || rep.Size != 0 {
+			t.Errorf("two events waiting: %+v, %v; want OK with 2 queued", rep, err)
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err = Verify(ctx, db, o); err != nil || !rep.OK() || rep.Queued != 0 || rep.Size != 2 {
+			t.Errorf("sequenced: %+v, %v; want OK with 2 events", rep, err)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,4 +279,35 @@ func TestAVL04_LeaseFromAClockRunningFastIsTakenOver(t *testing.T) {
 			t.Errorf("a lease held a little ahead was taken over: %v, %v", got, err)
 		}
 	})
+}
+
+// TestAVL05_SequencerFailuresAreReportedAsFailures: a round that cannot
+// take its lease or sequence goes to Failf (the server logs it as an
+// error), never to Logf (information).
+func TestAVL05_SequencerFailuresAreReportedAsFailures(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
+	l := newLog(t, db)
+	var mu sync.Mutex
+	var infos, failures []string
+	l.Logf = func(f string, args ...any) { mu.Lock(); infos = append(infos, fmt.Sprintf(f, args...)); mu.Unlock() }
+	l.Failf = func(f string, args ...any) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf(f, args...))
+		mu.Unlock()
+	}
+	db.Close() // every round fails
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, 20*time.Millisecond, time.Minute) }()
+	waitFor(t, "a failed round to be reported", func() bool { mu.Lock(); defer mu.Unlock(); return len(failures) > 0 })
+	stop()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(failures[0], "audit sequencer: lease") {
+		t.Errorf("failure reported as %q", failures[0])
+	}
+	if len(infos) > 0 {
+		t.Errorf("failures reported as information: %q", infos)
+	}
 }

@@ -26,7 +26,12 @@ type Log struct {
 	Verifier note.Verifier
 	Origin   string // first line of the checkpoint body, e.g. "custodia.audit/<instance id>"
 	Holder   string // this node's id for the lease; random per process if empty
-	Logf     func(format string, args ...any)
+	// Logf reports what the sequencer does (it took or lost the lease);
+	// Failf reports what it failed to do (a round that could not sequence,
+	// checkpoint or renew its lease), which an operator must see: it goes
+	// to Logf when nil.
+	Logf  func(format string, args ...any)
+	Failf func(format string, args ...any)
 
 	tick func(held bool) // tests observe Run's lease decisions
 }

@@ -42,7 +42,7 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 			if held {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				if err := releaseLease(rctx, l.DB, leaseName, holder); err != nil {
-					l.logf("audit sequencer: release lease: %v", err)
+					l.failf("audit sequencer: release lease: %v", err)
 				}
 				cancel()
 			}
@@ -89,10 +89,18 @@ func (l *Log) logf(format string, args ...any) {
 	}
 }
 
+func (l *Log) failf(format string, args ...any) {
+	if l.Failf != nil {
+		l.Failf(format, args...)
+		return
+	}
+	l.logf(format, args...)
+}
+
 // logErr logs a round's failure, unless it is only the end of ctx.
 func (l *Log) logErr(ctx context.Context, what string, err error) {
 	if ctx.Err() == nil {
-		l.logf("%s: %v", what, err)
+		l.failf("%s: %v", what, err)
 	}
 }
 

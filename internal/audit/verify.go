@@ -23,11 +23,16 @@ type VerifyOptions struct {
 	// tree it describes.
 	Checkpoint []byte
 	Progress   func(done, total int64) // called every 10000 events and at the end
+	// NotEmpty, when set, says why this trail cannot be empty (records
+	// whose creation is on the trail exist): a trail with no event, neither
+	// sequenced nor waiting, is then a problem, not a success.
+	NotEmpty string
 }
 
 // Report is the outcome of Verify: one line per problem found, for people.
 type Report struct {
 	Size        int64    // events in the log
+	Queued      int64    // events waiting to be sequenced, not verified yet
 	Checkpoints int      // stored checkpoints checked
 	FirstBad    int64    // lowest index that is, or may be, altered; -1 if none
 	Problems    []string // one human line per problem
@@ -142,8 +147,9 @@ func (v *verification) run() error {
 	// and hashes together, and checkpoints only cover sequenced events.
 	var maxSeq, maxIdx, maxCP sql.NullInt64
 	if err := v.db.QueryRowContext(ctx, `SELECT (SELECT MAX(seq) FROM audit_log),
-		(SELECT MAX(idx) FROM audit_hashes), (SELECT MAX(size) FROM audit_checkpoints)`).
-		Scan(&maxSeq, &maxIdx, &maxCP); err != nil {
+		(SELECT MAX(idx) FROM audit_hashes), (SELECT MAX(size) FROM audit_checkpoints),
+		(SELECT COUNT(*) FROM audit_queue)`).
+		Scan(&maxSeq, &maxIdx, &maxCP, &v.rep.Queued); err != nil {
 		return err
 	}
 	size := int64(0)
@@ -151,6 +157,9 @@ func (v *verification) run() error {
 		size = maxSeq.Int64 + 1
 	}
 	v.rep.Size = size
+	if size == 0 && v.rep.Queued == 0 && v.o.NotEmpty != "" {
+		v.problem(0, "the trail holds no event, but %s: its events were removed", v.o.NotEmpty)
+	}
 	hashCount := tlog.StoredHashCount(size)
 	if maxIdx.Valid && maxIdx.Int64 >= hashCount {
 		v.problem(size, "the tree holds hashes for more than the log's %d events (events removed from the end)", size)

@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -47,7 +48,8 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	// migrate may make the databases of a new instance, as serve does.
+	inst, err := instance.Open(ctx, *cfg)
 	if err != nil {
 		return err
 	}
@@ -88,8 +90,9 @@ func accountInput(env Env, email, name string, pwStdin bool) (normEmail, passwor
 const linkTTL = 72 * time.Hour
 
 func runInit(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "init", "init --org NAME --admin-email EMAIL [--slug SLUG] [--admin-name NAME] [--password-stdin]")
+	fs := newFlags(env, "init", "init --org NAME --admin-email EMAIL [--slug SLUG] [--admin-name NAME] [--password-stdin] [--kek local|pkcs11|vault …]")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	orgName := fs.String("org", "", "the organization's `name` (required)")
 	slug := fs.String("slug", "", "the organization's short name in URLs and commands (default: derived from --org)")
 	email := fs.String("admin-email", "", "the first administrator's e-mail `address` (required)")
@@ -112,15 +115,25 @@ func runInit(ctx context.Context, env Env, args []string) error {
 	if err := orgs.CheckSlug(*slug); err != nil {
 		return err
 	}
+	if err := kc.check(); err != nil {
+		return err
+	}
 	normEmail, password, err := accountInput(env, *email, *name, *pwStdin)
 	if err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	// init makes the instance if it does not exist yet, with its
+	// key-encryption key (a local key file only while nothing is wrapped).
+	inst, err := instance.Open(ctx, *cfg)
 	if err != nil {
 		return err
 	}
 	defer inst.Close()
+	kek, err := kc.openFor(ctx, env, inst, false, true)
+	if err != nil {
+		return err
+	}
+	keys.CloseProvider(kek)
 	var org orgs.Organization
 	var link string
 	err = operate(ctx, inst, func(o *gate.OpTx) ([]audit.Event, error) {

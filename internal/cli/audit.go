@@ -73,6 +73,16 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	c := cfg.WithDefaults()
+	// Verification reads only: open the clinical database of an existing
+	// instance without migrating.
+	db, recs, err := instance.OpenClinical(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.State(ctx, sqldb.Clinical); err != nil {
+		return err
+	}
 	if *verifierFile == "" {
 		*verifierFile = filepath.Join(c.DataDir, "audit", "verifier.pub")
 	}
@@ -89,19 +99,23 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	// Verification reads only: open the clinical database without migrating.
-	db, err := sqldb.Open(ctx, c.Database)
-	if err != nil {
-		return err
+	// The verifier key is named after its instance: a clinical database of
+	// another instance, or one emptied and made anew, is not its trail.
+	if owner, ok := strings.CutPrefix(v.Name(), "custodia-audit-"); ok && owner != recs.InstanceID {
+		if recs.InstanceID == "" {
+			return fmt.Errorf("the audit trail does not verify: the verifier key is of instance %s, but the clinical database %s records no instance (emptied or replaced: restore it from a backup)", owner, db.Location)
+		}
+		return fmt.Errorf("the audit trail does not verify: the verifier key is of instance %s, but the clinical database %s belongs to instance %s", owner, db.Location, recs.InstanceID)
 	}
-	defer db.Close()
-	if _, err := db.State(ctx, sqldb.Clinical); err != nil {
-		return err
+	notEmpty := ""
+	if recs.People {
+		notEmpty = "the clinical database holds organizations and accounts, whose making is on the trail"
 	}
 	printed := int64(-1)
 	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{
 		Verifier:   v,
 		Checkpoint: cp,
+		NotEmpty:   notEmpty,
 		Progress: func(done, total int64) {
 			// On long runs, a line per tenth of the trail and one at the end.
 			if total >= 10000 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
@@ -117,12 +131,18 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		for _, p := range rep.Problems {
 			fmt.Fprintln(env.Stdout, p)
 		}
+		if rep.Queued > 0 {
+			fmt.Fprintf(env.Stdout, "%d events wait to be sequenced and were not verified\n", rep.Queued)
+		}
 		if rep.FirstBad >= 0 {
 			return fmt.Errorf("the audit trail does not verify: first bad index %d (%d problems)", rep.FirstBad, len(rep.Problems))
 		}
 		return fmt.Errorf("the audit trail does not verify (%d problems)", len(rep.Problems))
 	}
 	fmt.Fprintf(env.Stdout, "audit trail verified: %d events, %d signed checkpoints\n", rep.Size, rep.Checkpoints)
+	if rep.Queued > 0 {
+		fmt.Fprintf(env.Stdout, "%d events wait to be sequenced (a running server does so every second) and are not verified yet\n", rep.Queued)
+	}
 	return nil
 }
 

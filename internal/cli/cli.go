@@ -179,6 +179,8 @@ func readSecret(r io.Reader) (string, error) {
 	return s, nil
 }
 
+// openInstance opens the instance that c names, which must exist: only
+// serve, init and migrate make one (instance.Open).
 func openInstance(ctx context.Context, c *instance.Config) (*instance.Instance, error) {
-	return instance.Open(ctx, *c)
+	return instance.OpenExisting(ctx, *c)
 }

@@ -89,16 +89,17 @@ func secretFrom(env Env, file string, vars ...string) (string, error) {
 
 // open opens the configured provider. With contact false (the server's
 // start) a remote KMS is not contacted yet: /readyz reports whether it
-// answers.
-func (c *kekConfig) open(ctx context.Context, env Env, dataDir string, contact bool) (keys.Provider, error) {
+// answers. With create, a missing local key file is made anew; without, it
+// is an error that matches os.ErrNotExist.
+func (c *kekConfig) open(ctx context.Context, env Env, dataDir string, contact, create bool) (keys.Provider, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	p, err := c.openOne(ctx, env, c.provider, dataDir, contact)
+	p, err := c.openOne(ctx, env, c.provider, dataDir, contact, create)
 	if err != nil || c.previous == "" {
 		return p, err
 	}
-	prev, err := c.openOne(ctx, env, c.previous, dataDir, contact)
+	prev, err := c.openOne(ctx, env, c.previous, dataDir, contact, false)
 	if err != nil {
 		keys.CloseProvider(p)
 		return nil, fmt.Errorf("--kek-previous: %w", err)
@@ -106,7 +107,7 @@ func (c *kekConfig) open(ctx context.Context, env Env, dataDir string, contact b
 	return &keys.Chain{Primary: p, Previous: []keys.Provider{prev}}, nil
 }
 
-func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, contact bool) (keys.Provider, error) {
+func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, contact, create bool) (keys.Provider, error) {
 	switch name {
 	case "pkcs11":
 		pin, err := secretFrom(env, c.p11PINFile, "CUSTODIA_PKCS11_PIN")
@@ -136,12 +137,80 @@ func (c *kekConfig) openOne(ctx context.Context, env Env, name, dataDir string, 
 		}
 		return vault.Open(ctx, cfg)
 	default:
-		k, err := keys.OpenLocalKEK(dataDir)
+		open := keys.LoadLocalKEK
+		if create {
+			open = keys.OpenLocalKEK
+		}
+		k, err := open(dataDir)
 		if err != nil {
 			return nil, errs.Wrap(errs.KindOf(err), err, "open the key-encryption key")
 		}
 		return k, nil
 	}
+}
+
+// openFor opens the key-encryption key of inst's provider and refuses one
+// that lacks a version which wrapped a secret in inst's databases, naming
+// the versions and where it looked: a server that started anyway would
+// answer 503 for every value under them, and make new keys under another
+// key. Only serve (mayCreate) makes a new local key file, and only when no
+// secret in the databases is wrapped by a local version: the first start of
+// an instance.
+func (c *kekConfig) openFor(ctx context.Context, env Env, inst *instance.Instance, contact, mayCreate bool) (keys.Provider, error) {
+	use, err := keyadmin.KEKUse(ctx, keyStores(inst))
+	if err != nil {
+		return nil, err
+	}
+	var local, elsewhere []string
+	for id, n := range use {
+		switch p := keys.ProviderOf(id); {
+		case n == 0 || id == "":
+		case p != c.provider && p != c.previous:
+			elsewhere = append(elsewhere, id)
+		case p == "local":
+			local = append(local, id)
+		}
+	}
+	slices.Sort(local)
+	slices.Sort(elsewhere)
+	if len(elsewhere) > 0 {
+		p := keys.ProviderOf(elsewhere[0])
+		return nil, errs.E(errs.Invalid, "the databases hold %s, but this command runs with --kek %s: give the provider that holds them (--kek %s, or --kek-previous %s during a change of provider)",
+			wrappedBy(use, elsewhere), c.provider, p, p)
+	}
+	kek, err := c.open(ctx, env, inst.DataDir, contact, mayCreate && len(local) == 0)
+	if errors.Is(err, os.ErrNotExist) && len(local) > 0 {
+		return nil, errs.E(errs.Invalid, "the key-encryption key file %s is missing, but the databases hold %s: "+
+			"restore the file from a backup or from its recovery material (custodia keys restore-recovery); a new key is made only for an instance with nothing wrapped yet",
+			filepath.Join(inst.DataDir, keys.LocalKEKFile), wrappedBy(use, local))
+	}
+	if err != nil {
+		return nil, err
+	}
+	lacking := keys.Lacking(kek, use)
+	if len(lacking) == 0 {
+		return kek, nil
+	}
+	keys.CloseProvider(kek)
+	held := "no version"
+	if k, err := keys.LoadLocalKEK(inst.DataDir); err == nil {
+		held = strings.Join(k.Versions(), ", ")
+	}
+	return nil, errs.E(errs.Invalid, "the databases hold %s, which the key-encryption key file %s does not (it holds %s): restore the key file that holds them from a backup or from its recovery material",
+		wrappedBy(use, lacking), filepath.Join(inst.DataDir, keys.LocalKEKFile), held)
+}
+
+// wrappedBy says how many secrets each of the versions wrapped.
+func wrappedBy(use map[string]int, versions []string) string {
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		noun := "secrets"
+		if use[v] == 1 {
+			noun = "secret"
+		}
+		parts[i] = fmt.Sprintf("%d %s wrapped by key-encryption key version %s", use[v], noun, v)
+	}
+	return strings.Join(parts, " and ")
 }
 
 // keyStores are every table of secrets the key-encryption key wrapped.
@@ -348,7 +417,7 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 			return errs.E(errs.Invalid, "request %s is for %s, not %s: keys move to another provider only under an approved provider-change request", req.ID, req.Kind, keyadmin.ProviderChange)
 		}
 	}
-	kek, err := kc.open(ctx, env, inst.DataDir, true)
+	kek, err := kc.openFor(ctx, env, inst, true, false)
 	if err != nil {
 		return err
 	}
@@ -428,7 +497,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	kek, err := keys.OpenLocalKEK(inst.DataDir)
+	kek, err := keys.LoadLocalKEK(inst.DataDir)
 	if err != nil {
 		return err
 	}
@@ -494,7 +563,7 @@ func runKeysRestore(ctx context.Context, env Env, args []string) error {
 	if err := keys.RestoreLocalKEK(*dataDir, text); err != nil {
 		return err
 	}
-	k, err := keys.OpenLocalKEK(*dataDir)
+	k, err := keys.LoadLocalKEK(*dataDir)
 	if err != nil {
 		return err
 	}
@@ -518,19 +587,28 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 	}
 	defer inst.Close()
 	w := env.Stdout
-	kek, err := kc.open(ctx, env, inst.DataDir, true)
+	use, err := keyadmin.KEKUse(ctx, keyStores(inst))
+	if err != nil {
+		return err
+	}
+	// keys status looks and changes nothing: it never makes a key.
+	var lacking []string
+	kek, err := kc.open(ctx, env, inst.DataDir, true, false)
 	if err != nil {
 		fmt.Fprintf(w, "Key-encryption key: %s, NOT REACHABLE: %s\n", kc.provider, errs.SafeMessage(err))
+		for id, n := range use {
+			if n > 0 {
+				lacking = append(lacking, id)
+			}
+		}
+		slices.Sort(lacking)
 	} else {
 		fmt.Fprintf(w, "Key-encryption key: %s, current version %s\n", kek.Name(), kek.ID())
 		if r, ok := kek.(keys.Retirer); ok {
 			fmt.Fprintf(w, "  versions that unwrap: %s\n", strings.Join(r.Versions(), ", "))
 		}
 		defer keys.CloseProvider(kek)
-	}
-	use, err := keyadmin.KEKUse(ctx, keyStores(inst))
-	if err != nil {
-		return err
+		lacking = keys.Lacking(kek, use)
 	}
 	fmt.Fprintln(w, "Wrapped secrets per key-encryption key version:")
 	ids := make([]string, 0, len(use))
@@ -539,7 +617,11 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		fmt.Fprintf(w, "  %-40s %d\n", id, use[id])
+		missing := ""
+		if slices.Contains(lacking, id) {
+			missing = "  MISSING: no key-encryption key at hand unwraps them"
+		}
+		fmt.Fprintf(w, "  %-40s %d%s\n", id, use[id], missing)
 	}
 	for _, db := range []struct {
 		name string
@@ -594,6 +676,9 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		for _, s := range r.Stores {
 			fmt.Fprintf(w, "    %-32s visited %d, changed %d, failed %d, done %t\n", s.Store, s.Visited, s.Changed, s.Failed, s.Done)
 		}
+	}
+	if len(lacking) > 0 {
+		return errs.E(errs.Unavailable, "%s, which no key-encryption key at hand unwraps", wrappedBy(use, lacking))
 	}
 	return nil
 }

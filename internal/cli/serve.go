@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -111,12 +112,19 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
+	_, statErr := os.Stat(filepath.Join(inst.DataDir, keys.LocalKEKFile))
+	kekBefore := statErr == nil
 	// The key-encryption key's provider (CRY-04). A remote KMS that does
 	// not answer yet does not stop the start: /readyz fails and writes
 	// answer 503 until it does.
-	kek, err := kc.open(ctx, env, inst.DataDir, false)
+	// A key file is made only on the first start; one lost later is
+	// refused, never replaced (openFor).
+	kek, err := kc.openFor(ctx, env, inst, false, true)
 	if err != nil {
 		return err
+	}
+	if l, ok := kek.(*keys.LocalKEK); ok && !kekBefore {
+		log.Info("made a new key-encryption key", "file", l.Path(), "version", l.ID())
 	}
 	defer keys.CloseProvider(kek)
 	if err := kek.Check(ctx); err != nil {
@@ -147,6 +155,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	trail.Logf = func(format string, args ...any) { log.Info("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
+	trail.Failf = func(format string, args ...any) { log.Error("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
 	seqDone := make(chan struct{})
 	go func() {
 		defer close(seqDone)

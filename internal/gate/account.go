@@ -103,7 +103,7 @@ func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) e
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
 	}
 	defer tx.Rollback()
-	return read(txQuerier{tx, r})
+	return sqldb.Unavailable(read(txQuerier{tx, r}), "")
 }
 
 // secrets (OpTx.Secrets): whether the gate has a key-encryption key. A
@@ -121,7 +121,7 @@ func (g *Gate) SecretsAvailable() bool {
 // event, so only the packages that authenticate requests may call it
 // (TestOneDoor), and only for such bookkeeping.
 func (g *Gate) Stamp(ctx context.Context, work func(q sqldb.Querier) error) error {
-	return g.lanes[0].do(ctx, false, func(j *job) error {
+	return g.answer(g.lanes[0].do(ctx, false, func(j *job) error {
 		if err := j.begin(); err != nil {
 			return err
 		}
@@ -130,5 +130,5 @@ func (g *Gate) Stamp(ctx context.Context, work func(q sqldb.Querier) error) erro
 			return err
 		}
 		return j.keep()
-	})
+	}))
 }

@@ -46,6 +46,7 @@ const savepoint = "gate_request"
 // lane runs the requests of one batch after another.
 type lane struct {
 	clinical, identity *sqldb.DB
+	health             *writeHealth
 	// turn is held by the request running in, or committing, the open
 	// batch; queued counts the requests waiting for it.
 	turn   chan struct{}
@@ -55,8 +56,8 @@ type lane struct {
 	commits atomic.Int64
 }
 
-func newLane(clinical, identity *sqldb.DB) *lane {
-	return &lane{clinical: clinical, identity: identity, turn: make(chan struct{}, 1)}
+func newLane(clinical, identity *sqldb.DB, health *writeHealth) *lane {
+	return &lane{clinical: clinical, identity: identity, health: health, turn: make(chan struct{}, 1)}
 }
 
 // batch is the transactions that the requests of one group commit share.
@@ -67,6 +68,7 @@ type batch struct {
 	// (IdentityTx.CommitAfterEvent), for a batch of one request.
 	identityAfter bool
 	requests      int
+	kept          int   // requests whose work (and event) stayed in the batch
 	broken        error // a savepoint that could not be rolled back
 	done          chan struct{}
 	err           error // what the commit answered
@@ -125,6 +127,11 @@ func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error 
 		panic(panicked) // nothing of the request is left in the batch
 	}
 	<-b.done
+	if err != nil && (errs.KindOf(err) == errs.Unavailable || sqldb.IsOutage(err)) {
+		// Not carried out either way, and its own failure (a database or a
+		// key it could not reach) says best why.
+		return err
+	}
 	if b.err != nil {
 		return b.err
 	}
@@ -136,6 +143,7 @@ func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error 
 func (l *lane) begin() (*batch, error) {
 	tx, err := l.clinical.BeginTx(context.Background(), nil)
 	if err != nil {
+		l.health.outcome(err)
 		return nil, errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
 	}
 	return &batch{clinical: tx, done: make(chan struct{})}, nil
@@ -145,6 +153,11 @@ func (l *lane) begin() (*batch, error) {
 func (l *lane) commit(b *batch) {
 	l.open = nil
 	b.err = b.end()
+	if b.err != nil || b.kept > 0 {
+		// A committed write, or one the database could not make
+		// (WriteFailure); a batch of reads and refusals says nothing.
+		l.health.outcome(b.err)
+	}
 	l.commits.Add(1)
 	close(b.done)
 }
@@ -241,6 +254,7 @@ func (j *job) keep() error {
 	if j.b.broken != nil {
 		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
 	}
+	j.b.kept++
 	return nil
 }
 

@@ -66,7 +66,9 @@ type Gate struct {
 	identityKeys *keys.Keyring
 	// lanes commit the work of concurrent requests together (batch.go).
 	lanes []*lane
-	next  atomic.Uint32
+	// health is how their latest writes went (health.go).
+	health *writeHealth
+	next   atomic.Uint32
 	// overTx is a transaction that is over, the querier of refused work.
 	overOnce sync.Once
 	overTx   *sql.Tx
@@ -85,14 +87,14 @@ type Config struct {
 
 // New returns the gate of the databases c names.
 func New(c Config) *Gate {
-	g := &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys}
+	g := &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys, health: &writeHealth{}}
 	// SQLite has one writer; PostgreSQL takes several at once.
 	n := 1
 	if c.Clinical.Dialect == sqldb.Postgres {
 		n = postgresLanes
 	}
 	for range n {
-		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity))
+		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity, g.health))
 	}
 	return g
 }
@@ -159,16 +161,16 @@ func (g *Gate) DoAlone(ctx context.Context, actor Actor, org Org, action string,
 func (g *Gate) do(ctx context.Context, actor Actor, org Org, action string, alone bool, work func(t *Tx) error) error {
 	t, err := g.admit(ctx, actor, org, action)
 	if err != nil {
-		return err
+		return g.answer(err)
 	}
 	t.alone = alone
 	err = g.lane().do(ctx, alone, func(j *job) error {
 		return g.settle(ctx, t, j, g.run(ctx, t, j, work))
 	})
 	if err != nil || t.stream == nil {
-		return err
+		return g.answer(err)
 	}
-	return g.streamRead(ctx, t)
+	return g.answer(g.streamRead(ctx, t))
 }
 
 // admit prepares the request's Tx: its organization, the requester's roles

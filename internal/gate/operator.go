@@ -76,9 +76,9 @@ func (g *Gate) unscoped(ctx context.Context, l *lane, ev audit.Event, alone bool
 		return j.keep()
 	})
 	if err != nil || o.nothing {
-		return err
+		return g.answer(err)
 	}
-	return o.commitIdentity()
+	return g.answer(o.commitIdentity())
 }
 
 // Nothing tells the gate the work found nothing to do, or only read what

@@ -39,6 +39,21 @@ func keysUnavailable(err error) error {
 	return errs.Wrap(errs.Unavailable, err, "the keys of this data are unavailable, so the request was not carried out")
 }
 
+// unavailable reports a key that could not be had because the database
+// that holds it failed (a lost connection, a full disk) as that database's
+// outage, not as keys that are missing; any other failure is
+// keysUnavailable.
+func (v *Vault) unavailable(err error) error {
+	if !sqldb.IsOutage(err) {
+		return keysUnavailable(err)
+	}
+	db := "clinical"
+	if v.ring == v.t.gate.identityKeys {
+		db = "identity"
+	}
+	return errs.Wrap(errs.Unavailable, err, "the "+db+" database is unavailable, so the request was not carried out")
+}
+
 // errIntegrity is the answer of a request that met a sealed value that does
 // not open where it is stored.
 func errIntegrity(err error) error {
@@ -82,7 +97,7 @@ func (v *Vault) Seal(ctx context.Context, scope keys.Scope, at keys.Context, pla
 		case errors.Is(err, keys.ErrKeyDestroyed):
 			return nil, err
 		case err != nil:
-			return nil, keysUnavailable(err)
+			return nil, v.unavailable(err)
 		}
 		if v.t.held == nil {
 			v.t.held = map[heldKey]keys.DataKey{}
@@ -116,7 +131,7 @@ func (v *Vault) Open(ctx context.Context, at keys.Context, sealed []byte) ([]byt
 		v.t.integrity = true
 		return nil, errIntegrity(err)
 	}
-	return nil, keysUnavailable(err)
+	return nil, v.unavailable(err)
 }
 
 // BlindIndex returns the search token of value for field within scope (see
@@ -127,7 +142,7 @@ func (v *Vault) BlindIndex(ctx context.Context, scope keys.Scope, field string, 
 	}
 	tok, err := v.ring.BlindIndex(ctx, v.q, scope, field, value)
 	if err != nil {
-		return "", keysUnavailable(err)
+		return "", v.unavailable(err)
 	}
 	return tok, nil
 }
@@ -144,7 +159,7 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 		if errors.Is(err, keys.ErrEpochsUnsupported) {
 			return err // a setting to change, not an outage
 		}
-		return keysUnavailable(err)
+		return v.unavailable(err)
 	}
 	v.t.Security()
 	v.t.Detail("destroyed_key_kind", string(scope.Kind))

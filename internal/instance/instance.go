@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
@@ -67,41 +68,294 @@ type Instance struct {
 	Identity *sqldb.DB
 }
 
-// Open prepares the data folder (mode 0700), connects to both databases and
+// Open opens the instance c names, making it if its databases hold none:
+// the commands that may create an instance (serve, init, migrate) use it.
+// It prepares the data folder (mode 0700), connects to both databases and
 // applies pending migrations, then pairs the two databases: both record the
 // same instance id, so one instance's identity data are never joined with
 // another's clinical data.
+//
+// A database that the other one says should hold data is never made or
+// paired anew (see Records): a missing or emptied identity database beside
+// a clinical database with organizations, or an emptied clinical database
+// beside an identity database that belongs to an instance, is refused with
+// nothing written, and so are two empty databases in a data folder that
+// holds the audit key of an instance.
 func Open(ctx context.Context, c Config) (*Instance, error) {
+	return open(ctx, c, true)
+}
+
+// OpenExisting opens an instance that exists, as Open does, and refuses,
+// with nothing written (no folder, no file, no table), a data folder or a
+// database that holds none: the commands that work on an instance (user,
+// keys, audit) use it, so that a mistyped --data names the mistake instead
+// of making a new instance there.
+func OpenExisting(ctx context.Context, c Config) (*Instance, error) {
+	return open(ctx, c, false)
+}
+
+// OpenClinical opens only the clinical database of an instance that
+// exists, for reading (custodia audit verify): no migration, no pairing,
+// and a missing or empty SQLite file is refused without being made. It
+// returns what the database holds beside the handle.
+func OpenClinical(ctx context.Context, c Config) (*sqldb.DB, Records, error) {
+	c = c.WithDefaults()
+	t, _, err := c.Targets()
+	if err != nil {
+		return nil, Records{}, err
+	}
+	s := &side{schema: sqldb.Clinical, flag: "--database", target: t}
+	if s.absent, err = absentFile(t); err != nil {
+		return nil, Records{}, err
+	}
+	if s.absent {
+		return nil, Records{}, errs.E(errs.NotFound, "no Custodia instance at %s: %s (check --data and --database)", c.DataDir, s.none())
+	}
+	db, err := sqldb.OpenTarget(ctx, t)
+	if err != nil {
+		return nil, Records{}, fmt.Errorf("clinical database: %w", err)
+	}
+	recs, err := readRecords(ctx, db, sqldb.Clinical)
+	if err != nil {
+		db.Close()
+		return nil, Records{}, err
+	}
+	if !recs.Schema {
+		db.Close()
+		return nil, Records{}, errs.E(errs.NotFound, "no Custodia instance at %s: the clinical database %s holds no tables (check --data and --database)", c.DataDir, s.location())
+	}
+	return db, recs, nil
+}
+
+// side is one of the two databases while an instance is opened.
+type side struct {
+	schema sqldb.Schema
+	flag   string
+	target sqldb.Target
+	db     *sqldb.DB
+	recs   Records
+	// absent: a SQLite file that does not exist or is empty, not opened
+	// (opening it would write a header).
+	absent bool
+}
+
+// none says that the database holds no instance, and how so.
+func (s *side) none() string {
+	if s.absent {
+		return fmt.Sprintf("the %s database %s is missing or empty", s.schema.Name, s.location())
+	}
+	return fmt.Sprintf("the %s database %s holds no instance", s.schema.Name, s.location())
+}
+
+func (s *side) location() string {
+	if s.target.Dialect == sqldb.SQLite {
+		return s.target.Path
+	}
+	return sqldb.Redact(s.target.URL)
+}
+
+func open(ctx context.Context, c Config, create bool) (inst *Instance, err error) {
 	c = c.WithDefaults()
 	clinicalT, identityT, err := c.Targets()
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareDataDir(c.DataDir); err != nil {
+	if create {
+		err = prepareDataDir(c.DataDir)
+	} else {
+		err = existingDataDir(c.DataDir)
+	}
+	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{DataDir: c.DataDir}
-	if inst.Clinical, err = sqldb.OpenTarget(ctx, clinicalT); err != nil {
-		return nil, fmt.Errorf("clinical database: %w", err)
-	}
-	if inst.Identity, err = sqldb.OpenTarget(ctx, identityT); err != nil {
-		inst.Close()
-		return nil, fmt.Errorf("identity database: %w", err)
-	}
-	for _, p := range []struct {
-		db *sqldb.DB
-		s  sqldb.Schema
-	}{{inst.Clinical, sqldb.Clinical}, {inst.Identity, sqldb.Identity}} {
-		if _, err := p.db.Migrate(ctx, p.s); err != nil {
-			inst.Close()
-			return nil, fmt.Errorf("migrate %s database: %w", p.s.Name, err)
+	// The audit key is made after the databases record the instance, so
+	// read before them it cannot belong to an instance that another node
+	// is making at this moment.
+	owner := auditKeyOwner(c.DataDir)
+	cl := &side{schema: sqldb.Clinical, flag: "--database", target: clinicalT}
+	id := &side{schema: sqldb.Identity, flag: "--identity-database", target: identityT}
+	defer func() {
+		if err != nil {
+			for _, s := range []*side{cl, id} {
+				if s.db != nil {
+					s.db.Close()
+				}
+			}
+		}
+	}()
+	// First look, writing nothing: what each database holds.
+	for _, s := range []*side{cl, id} {
+		if s.absent, err = absentFile(s.target); err != nil {
+			return nil, err
+		}
+		if s.absent {
+			continue
+		}
+		if s.db, err = sqldb.OpenTarget(ctx, s.target); err != nil {
+			return nil, fmt.Errorf("%s database: %w", s.schema.Name, err)
+		}
+		if s.recs, err = readRecords(ctx, s.db, s.schema); err != nil {
+			return nil, err
 		}
 	}
+	if err := decide(cl, id, c.DataDir, owner, create); err != nil {
+		return nil, err
+	}
+	// Then make what is missing, bring the schemas up to date and pair.
+	for _, s := range []*side{cl, id} {
+		if s.db == nil {
+			if s.db, err = sqldb.OpenTarget(ctx, s.target); err != nil {
+				return nil, fmt.Errorf("%s database: %w", s.schema.Name, err)
+			}
+		}
+		if _, err := s.db.Migrate(ctx, s.schema); err != nil {
+			return nil, fmt.Errorf("migrate %s database: %w", s.schema.Name, err)
+		}
+	}
+	inst = &Instance{DataDir: c.DataDir, Clinical: cl.db, Identity: id.db}
 	if inst.ID, err = pair(ctx, inst.Clinical, inst.Identity); err != nil {
-		inst.Close()
 		return nil, err
 	}
 	return inst, nil
+}
+
+// decide refuses what must not be made or paired anew, before anything is
+// written. The clinical database is the authority: it records the instance
+// first, and the identity database is paired with it at once, before any
+// organization exists.
+func decide(cl, id *side, dataDir, keyOwner string, create bool) error {
+	cid, iid := cl.recs.InstanceID, id.recs.InstanceID
+	switch {
+	case cid != "" && iid != "" && cid != iid:
+		return errs.E(errs.Invalid, "the identity database belongs to another instance (%s, not %s)", iid, cid)
+	case cid == "" && iid != "":
+		return errs.E(errs.Invalid, "%s, but the identity database %s belongs to instance %s: "+
+			"restore the clinical database from a backup, or point %s at it", cl.none(), id.location(), iid, cl.flag)
+	case cid != "" && iid == "" && cl.recs.People:
+		// Only a crash between the two first writes leaves a clinical
+		// instance without its pair, and then it has no organization yet.
+		return errs.E(errs.Invalid, "%s, but the clinical database %s belongs to instance %s, which has organizations and accounts: "+
+			"restore the identity database from a backup, or point %s at it", id.none(), cl.location(), cid, id.flag)
+	case cid == "" && iid == "" && id.recs.People:
+		return errs.E(errs.Invalid, "the identity database %s holds identity data but no instance: restore both databases from one backup", id.location())
+	case cid == "" && !cl.recs.People && !create:
+		return errs.E(errs.NotFound, "no Custodia instance at %s: %s (check --data and %s; custodia init or serve makes an instance)",
+			dataDir, cl.none(), cl.flag)
+	case cid == "" && iid == "" && !cl.recs.People:
+		if keyOwner != "" {
+			return errs.E(errs.Invalid, "both databases hold no instance, but the data folder %s holds the audit key of instance %s: "+
+				"restore the databases from a backup, or make a new instance in an empty data folder", dataDir, keyOwner)
+		}
+	}
+	return nil
+}
+
+// Records is what a database holds, as far as opening an instance cares.
+type Records struct {
+	// Schema: at least one migration is applied.
+	Schema bool
+	// InstanceID is the instance the database belongs to, "" if none.
+	InstanceID string
+	// People: the clinical database holds organizations or accounts, or
+	// the identity database holds identities or participant keys.
+	People bool
+}
+
+// ReadRecords reads what db, a database of schema s, holds, writing
+// nothing: tables that do not exist yet count as empty.
+func ReadRecords(ctx context.Context, db *sqldb.DB, s sqldb.Schema) (Records, error) {
+	return readRecords(ctx, db, s)
+}
+
+func readRecords(ctx context.Context, db *sqldb.DB, s sqldb.Schema) (Records, error) {
+	var r Records
+	fail := func(err error) (Records, error) {
+		return Records{}, errs.Wrap(errs.Unavailable, err, "read the "+s.Name+" database "+db.Location)
+	}
+	has := func(table string) (bool, error) { return db.HasTable(ctx, table) }
+	ok, err := has("schema_migrations")
+	if err != nil {
+		return fail(err)
+	}
+	if !ok {
+		return r, nil
+	}
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) > 0 FROM schema_migrations`).Scan(&r.Schema); err != nil {
+		return fail(err)
+	}
+	if ok, err = has("instance"); err != nil {
+		return fail(err)
+	} else if ok {
+		if r.InstanceID, err = readInstanceID(ctx, db); err != nil {
+			return fail(err)
+		}
+	}
+	tables := []string{"organizations", "accounts"}
+	if s.Name == sqldb.Identity.Name {
+		tables = []string{"identities", "data_keys"}
+	}
+	for _, t := range tables {
+		if ok, err = has(t); err != nil {
+			return fail(err)
+		} else if !ok {
+			continue
+		}
+		// The table name is one of the constants above, never input.
+		if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+`)`).Scan(&r.People); err != nil {
+			return fail(err)
+		}
+		if r.People {
+			break
+		}
+	}
+	return r, nil
+}
+
+// absentFile reports whether t is a SQLite file that does not exist or is
+// empty (0 bytes): a database that holds nothing, which opening would
+// write to.
+func absentFile(t sqldb.Target) (bool, error) {
+	if t.Dialect != sqldb.SQLite {
+		return false, nil
+	}
+	fi, err := os.Stat(t.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, errs.Wrap(errs.Invalid, err, "SQLite database "+t.Path+" is not usable")
+	}
+	return fi.Size() == 0, nil
+}
+
+// auditKeyOwner names the instance whose audit verifier key the data
+// folder holds ("" if none): the key is named custodia-audit-<instance id>.
+func auditKeyOwner(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, "audit", "verifier.pub"))
+	if err != nil {
+		return ""
+	}
+	name, _, _ := strings.Cut(strings.TrimSpace(string(b)), "+")
+	id, _ := strings.CutPrefix(name, "custodia-audit-")
+	if id == name {
+		return ""
+	}
+	return id
+}
+
+// existingDataDir checks, writing nothing, that dir is the folder of an
+// instance.
+func existingDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return errs.E(errs.NotFound, "no Custodia instance at %s: the data folder does not exist (check --data)", dir)
+	case err != nil:
+		return errs.Wrap(errs.Invalid, err, "data folder "+dir+" is not usable")
+	case !fi.IsDir():
+		return errs.E(errs.Invalid, "data folder %s is not a folder", dir)
+	}
+	return nil
 }
 
 func prepareDataDir(dir string) error {

@@ -99,29 +99,51 @@ var ErrUnwrap = errs.E(errs.Internal, "a data key could not be unwrapped with th
 // OpenLocalKEK loads the key-encryption key in <dataDir>/keys/kek.key,
 // creating it from crypto/rand on first use (0600 in a 0700 folder). A key
 // file that group or others may read or write is refused: it would hand
-// every data key to any local user.
+// every data key to any local user. Only the making of a new instance may
+// create the key: where the databases hold keys wrapped by a local version
+// already, a missing file is lost, and LoadLocalKEK refuses it instead.
 func OpenLocalKEK(dataDir string) (*LocalKEK, error) {
 	dir := filepath.Join(dataDir, filepath.Dir(LocalKEKFile))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "create key folder "+dir)
 	}
-	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, errs.E(errs.Invalid, "key folder %s is accessible to other users (mode %04o); restrict it with chmod 700 %s", dir, fi.Mode().Perm(), dir)
+	k, err := LoadLocalKEK(dataDir)
+	if !errors.Is(err, os.ErrNotExist) {
+		return k, err
 	}
 	path := filepath.Join(dataDir, LocalKEKFile)
+	if err := createLocalKEK(path); err != nil {
+		return nil, err
+	}
+	return LoadLocalKEK(dataDir)
+}
+
+// LoadLocalKEK loads the key-encryption key in <dataDir>/keys/kek.key,
+// which must exist: a missing file is an error that matches os.ErrNotExist
+// and names the file. It creates nothing.
+func LoadLocalKEK(dataDir string) (*LocalKEK, error) {
+	dir := filepath.Join(dataDir, filepath.Dir(LocalKEKFile))
+	path := filepath.Join(dataDir, LocalKEKFile)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, errs.Wrap(errs.Unavailable, err, "the key-encryption key file "+path+" does not exist")
+	case err != nil:
+		return nil, errs.Wrap(errs.Invalid, err, "key folder "+dir+" is not usable")
+	case fi.Mode().Perm()&0o077 != 0:
+		return nil, errs.E(errs.Invalid, "key folder %s is accessible to other users (mode %04o); restrict it with chmod 700 %s", dir, fi.Mode().Perm(), dir)
+	}
 	k := &LocalKEK{path: path}
 	if err := k.load(); errors.Is(err, os.ErrNotExist) {
-		if err := createLocalKEK(path); err != nil {
-			return nil, err
-		}
-		if err := k.load(); err != nil {
-			return nil, err
-		}
+		return nil, errs.Wrap(errs.Unavailable, err, "the key-encryption key file "+path+" does not exist")
 	} else if err != nil {
 		return nil, err
 	}
 	return k, nil
 }
+
+// Path is the key file, "" for a key that lives in memory only.
+func (k *LocalKEK) Path() string { return k.path }
 
 func newLocalKey(key []byte) (*localKey, error) {
 	a, err := legacyXChaCha(key) // wraps only outside FIPS mode

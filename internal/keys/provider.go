@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -188,4 +189,41 @@ type PKCS11Config struct {
 	Token  string
 	Key    string
 	PIN    string
+}
+
+// Lacking lists, from use (each kek_id stored beside a wrapped secret →
+// how many secrets it wrapped), the versions that p cannot unwrap, sorted:
+// those of a provider that p neither is nor chains (a server started with
+// the wrong --kek), and those of a local key file that the file does not
+// hold (a file lost, or replaced by another instance's). The versions of a
+// remote provider are not asked for here: it may not answer yet, and a
+// version it lacks fails the requests that need it.
+func Lacking(p Provider, use map[string]int) []string {
+	providers := []Provider{p}
+	if c, ok := p.(*Chain); ok {
+		providers = c.all()
+	}
+	var out []string
+	for id, n := range use {
+		if id == "" || n == 0 {
+			continue
+		}
+		var owner Provider
+		for _, q := range providers {
+			if q.Name() == ProviderOf(id) {
+				owner = q
+				break
+			}
+		}
+		switch k := owner.(type) {
+		case nil:
+			out = append(out, id)
+		case *LocalKEK:
+			if !k.Knows(id) {
+				out = append(out, id)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

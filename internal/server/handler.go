@@ -182,7 +182,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	sh.Links = lk
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", onlyGet(handleHealth()))
-	mux.Handle("/readyz", onlyGet(handleReady(d)))
+	mux.Handle("/readyz", onlyGet(handleReady(d, g)))
 	mux.Handle("/api/", sh.API)
 	mux.Handle("/", sh.Web)
 
@@ -343,14 +343,22 @@ func handleHealth() http.Handler {
 }
 
 // handleReady answers 200 only when both databases answer, their schemas
-// are current and the key-encryption key's provider answers, so a load
-// balancer sends no traffic before.
-func handleReady(d Deps) http.Handler {
+// are current, the gate's latest write did not fail for want of the
+// database (a full disk, a lost connection: gate.WriteFailure), and the
+// key-encryption key's provider answers, so a load balancer sends no
+// traffic before.
+func handleReady(d Deps, g *gate.Gate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		if err := d.Instance.Ready(ctx); err != nil {
 			d.Log.WarnContext(ctx, "not ready", "err", err)
+			writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		// A database that answers reads may still fail every write.
+		if err := g.WriteFailure(); err != nil {
+			d.Log.WarnContext(ctx, "not ready: writes fail", "err", err)
 			writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
 		}

@@ -1189,7 +1189,9 @@ var accountSteps = map[string]struct {
 		req: func(*accountState) probe { return probe{path: "/api/v1/account/organizations"} },
 	},
 	"POST /api/v1/account/organizations/{org}/leave": {
-		req: func(*accountState) probe { return jsonProbe("/api/v1/account/organizations/other/leave", map[string]string{}) },
+		req: func(*accountState) probe {
+			return jsonProbe("/api/v1/account/organizations/other/leave", map[string]string{})
+		},
 	},
 	"GET /account": {
 		req: func(*accountState) probe { return probe{path: "/account"} },
