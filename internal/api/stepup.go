@@ -17,8 +17,9 @@ type confirmRequest struct {
 
 // handleConfirm is the step-up of ACL-09: the signed-in person gives their
 // password or a current second-factor code (exactly one), and for
-// gate.StepUpWindow their session may take the actions that ask for it. A
-// wrong proof is 403 and counts towards the lockout.
+// gate.StepUpWindow their session may take the actions that ask for it. The
+// session gets a new token, in a new cookie. A wrong proof is 403 and
+// counts towards the lockout.
 func handleConfirm(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		sess := session(r.Context())
@@ -29,10 +30,11 @@ func handleConfirm(d Deps) http.Handler {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		sess, err := d.Sessions.Confirm(r.Context(), d.Factors, sess, actor(d, r), req.Password, req.Code)
+		token, sess, err := d.Sessions.Confirm(r.Context(), d.Factors, sess, actor(d, r), req.Password, req.Code)
 		if err != nil {
 			return err
 		}
+		setSessionCookie(w, token)
 		writeConfirmed(w, sess)
 		return nil
 	})
@@ -75,10 +77,11 @@ func handleConfirmPasskey(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		sess, err := d.Sessions.ConfirmWithPasskey(r.Context(), d.Factors, session(r.Context()), actor(d, r), cred)
+		token, sess, err := d.Sessions.ConfirmWithPasskey(r.Context(), d.Factors, session(r.Context()), actor(d, r), cred)
 		if err != nil {
 			return err
 		}
+		setSessionCookie(w, token)
 		writeConfirmed(w, sess)
 		return nil
 	})

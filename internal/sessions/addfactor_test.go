@@ -68,9 +68,7 @@ func TestAUTH08_PasskeyAccountAddsAnAppOrAPhoneAfterAStepUp(t *testing.T) {
 		cookie := s.passkeySignIn(t, l, key, from)
 		confirm := func() {
 			t.Helper()
-			if r := s.do(t, "POST", "/api/v1/auth/confirm", jsonBody(t, map[string]string{"password": l.Password}), cookie, from); r.status != http.StatusOK {
-				t.Fatalf("confirm with the password: %d %s", r.status, r.body)
-			}
+			cookie = s.confirmPassword(t, l, cookie, from)
 		}
 
 		// A confirmation older than the window lets neither factor in.

@@ -25,12 +25,14 @@ func (s *mfaSite) renewRecoveryCodes(t *testing.T, body, cookie, from string) re
 }
 
 // confirmPassword confirms the session of cookie with l's password
-// (ACL-09).
-func (s *mfaSite) confirmPassword(t *testing.T, l demo.Login, cookie, from string) {
+// (ACL-09) and returns the cookie of the session that replaces it.
+func (s *mfaSite) confirmPassword(t *testing.T, l demo.Login, cookie, from string) string {
 	t.Helper()
-	if r := s.do(t, "POST", "/api/v1/auth/confirm", jsonBody(t, map[string]string{"password": l.Password}), cookie, from); r.status != http.StatusOK {
-		t.Fatalf("confirm with the password: %d %s", r.status, r.body)
+	r := s.do(t, "POST", "/api/v1/auth/confirm", jsonBody(t, map[string]string{"password": l.Password}), cookie, from)
+	if r.status != http.StatusOK || r.cookie == "" || r.cookie == cookie {
+		t.Fatalf("confirm with the password: %d %s, new session %v", r.status, r.body, r.cookie != "" && r.cookie != cookie)
 	}
+	return r.cookie
 }
 
 // recoveryCodeSignsIn reports whether code completes a fresh sign-in of l.
@@ -90,7 +92,7 @@ func TestAUTH08_NewRecoveryCodesWithoutAnAppAfterAStepUp(t *testing.T) {
 			if denied < 2 {
 				t.Errorf("%d denied renewals on the trail, want the 2 refused", denied)
 			}
-			s.confirmPassword(t, l, cookie, from)
+			cookie = s.confirmPassword(t, l, cookie, from)
 			r := s.renewRecoveryCodes(t, "", cookie, from)
 			if r.status != http.StatusOK {
 				t.Fatalf("new codes after a confirmation: %d %s", r.status, r.body)
@@ -176,7 +178,7 @@ func TestAUTH08_NewRecoveryCodesWithoutAnAppAfterAStepUp(t *testing.T) {
 			const from = "198.51.100.94"
 			l := s.logins[authz.StudyAdmin]
 			cookie := s.signIn(t, authz.StudyAdmin, from)
-			s.confirmPassword(t, l, cookie, from)
+			cookie = s.confirmPassword(t, l, cookie, from)
 			r := s.renewRecoveryCodes(t, "", cookie, from)
 			if r.status != http.StatusConflict || r.out["recovery_codes"] != nil {
 				t.Errorf("new codes without a factor: %d %s, want 409", r.status, r.body)

@@ -77,6 +77,7 @@ const (
 	RenewRoleChange     = "role-change"
 	RenewSecondFactor   = "second-factor"
 	RenewPasswordChange = "password-change"
+	RenewStepUp         = "step-up"
 )
 
 // Renew replaces session old with a new one of the same account, at a

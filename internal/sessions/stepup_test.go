@@ -76,9 +76,10 @@ func TestACL09_PasskeyConfirmsAStepUp(t *testing.T) {
 		// The passkey confirms session a, and a only.
 		spent := assertion(t, key, s.confirmOptions(t, a, from))
 		r := s.confirmWithPasskey(t, spent, a, from)
-		if r.status != http.StatusOK || r.str("valid_until") == "" {
-			t.Fatalf("confirm with the passkey: %d %s", r.status, r.body)
+		if r.status != http.StatusOK || r.str("valid_until") == "" || r.cookie == "" || r.cookie == a {
+			t.Fatalf("confirm with the passkey: %d %s, new session %v", r.status, r.body, r.cookie != "" && r.cookie != a)
 		}
+		a = r.cookie
 		if !confirmed(a) || confirmed(b) {
 			t.Errorf("after a's confirmation: a %v, b %v; want true, false", confirmed(a), confirmed(b))
 		}
@@ -109,7 +110,7 @@ func TestACL09_PasskeyConfirmsAStepUp(t *testing.T) {
 		refused("another account's passkey", s.confirmWithPasskey(t, assertion(t, other, s.confirmOptions(t, a, from)), a, from), 4)
 
 		// b's own answer to b's options still confirms b.
-		if r := s.confirmWithPasskey(t, forB, b, from); r.status != http.StatusOK || !confirmed(b) {
+		if r := s.confirmWithPasskey(t, forB, b, from); r.status != http.StatusOK || r.cookie == "" || !confirmed(r.cookie) {
 			t.Errorf("b's own assertion: %d %s", r.status, r.body)
 		}
 		if n := s.failures(t, l); n != 4 {
@@ -142,6 +143,31 @@ func TestACL09_PasskeyConfirmsAStepUp(t *testing.T) {
 		}
 		if strings.Contains(r.body, "signature") {
 			t.Errorf("the answer echoes the assertion: %s", r.body)
+		}
+	})
+}
+
+// A step-up gives the session a new token (V7.2.4, ACL-09): the token held
+// before the proof stops working at once, the new one carries the
+// confirmation, and the renewal is on the trail beside the proof.
+func TestACL09_StepUpGivesTheSessionANewToken(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		s, _ := newTextSite(t, d)
+		l := s.logins[authz.OrgManager]
+		const from = "198.51.100.83"
+		before := s.signIn(t, authz.OrgManager, from)
+		after := s.confirmPassword(t, l, before, from)
+		if s.signedIn(t, before, from) {
+			t.Error("the token from before the step-up still works")
+		}
+		if !s.signedIn(t, after, from) {
+			t.Fatal("the new token does not work")
+		}
+		var renewals int
+		s.inst.Clinical.QueryRowContext(context.Background(), `SELECT count(*) FROM audit_events
+			WHERE action = 'auth.session.renew' AND body LIKE '%step-up%'`).Scan(&renewals)
+		if renewals != 1 {
+			t.Errorf("%d step-up renewals on the trail, want 1", renewals)
 		}
 	})
 }

@@ -270,7 +270,7 @@ func handleConfirm(d Deps) http.Handler {
 		}
 		next := localPath(r.PostForm.Get("next"))
 		data["Next"] = next
-		_, err := d.Sessions.Confirm(r.Context(), d.Factors, sessionOf(r), actor(d, r), r.PostForm.Get("password"), r.PostForm.Get("code"))
+		token, _, err := d.Sessions.Confirm(r.Context(), d.Factors, sessionOf(r), actor(d, r), r.PostForm.Get("password"), r.PostForm.Get("code"))
 		if err != nil {
 			if errs.Is(err, errs.RateLimited) {
 				tooMany(w, err)
@@ -279,6 +279,7 @@ func handleConfirm(d Deps) http.Handler {
 			confirmPage(w, r, d, statusOf(err), data)
 			return
 		}
+		setSessionCookie(w, token)
 		http.Redirect(w, r, withDone(next, "confirmed"), http.StatusSeeOther)
 	})
 }
