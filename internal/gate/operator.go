@@ -2,6 +2,8 @@ package gate
 
 import (
 	"context"
+	"strconv"
+	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
@@ -32,6 +34,10 @@ type OpTx struct {
 	alone    bool // Operate: a batch of its own
 	// echoes are the other organizations whose trails record the event.
 	echoes []string
+	// confirmedAt is when the actor's session last confirmed its owner
+	// (Own); stepUp, that the work was refused for want of a recent one.
+	confirmedAt time.Time
+	stepUp      bool
 }
 
 // Operate runs operator work, recorded as action. It commits on its own
@@ -47,7 +53,25 @@ func (g *Gate) Own(ctx context.Context, actor Actor, action string, work func(o 
 		return errs.E(errs.Unauthenticated, "sign-in required")
 	}
 	return g.unscoped(ctx, g.lane(), audit.Event{Action: action, ActorAccount: actor.AccountID, ActorSession: actor.SessionID,
-		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, false, work)
+		RemoteAddr: actor.RemoteAddr, UserAgent: actor.UserAgent}, false, func(o *OpTx) error {
+		o.confirmedAt = actor.ConfirmedAt
+		return work(o)
+	})
+}
+
+// RequireStepUp asks, in own work (Own), for a confirmation of the actor's
+// session within StepUpWindow before now, the clock of the service that
+// keeps the session (ACL-09), as Tx.RequireStepUp does for organization
+// work. Without one the work is rolled back, recorded as denied (a security
+// event, reason "step-up required", in the trails the work named) and
+// answered ErrStepUpRequired; the work returns the error as it gets it.
+func (o *OpTx) RequireStepUp(now time.Time) error {
+	if o.confirmedAt.IsZero() || now.Sub(o.confirmedAt) > StepUpWindow || o.confirmedAt.After(now.Add(time.Minute)) {
+		o.stepUp = true
+		return ErrStepUpRequired
+	}
+	o.Detail("step_up_age_s", strconv.FormatInt(int64(now.Sub(o.confirmedAt)/time.Second), 10))
+	return nil
 }
 
 // unscoped runs work outside any organization's authorization in lane l.
@@ -71,6 +95,9 @@ func (g *Gate) unscoped(ctx context.Context, l *lane, ev audit.Event, alone bool
 		}
 		if err != nil || o.nothing {
 			j.undo()
+			if o.stepUp {
+				return o.refuseStepUp(ctx, j)
+			}
 			return err
 		}
 		return j.keep()
@@ -205,3 +232,17 @@ func (o *OpTx) endIdentity() {
 // Dialect is the SQL dialect of the clinical database, for the statements
 // that differ (a row lock on PostgreSQL).
 func (o *OpTx) Dialect() sqldb.Dialect { return o.gate.db.Dialect }
+
+// refuseStepUp records own work refused for want of a confirmation, its
+// work rolled back, and answers ErrStepUpRequired.
+func (o *OpTx) refuseStepUp(ctx context.Context, j *job) error {
+	o.event.Outcome = audit.Denied
+	o.event.Security = true
+	detail(&o.event, "reason", "step-up required")
+	for _, ev := range o.events() {
+		if err := j.append(ctx, ev); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
+		}
+	}
+	return ErrStepUpRequired
+}

@@ -90,7 +90,8 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 
 // SignOutEverywhere ends every session of the account of sess, the asking
 // one included (AUTH-10), on the record as auth.logout.everywhere, a
-// security event naming how many sessions ended.
+// security event naming how many sessions ended; every access token of the
+// account ends with them (ASVS V7.4.3).
 func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr, userAgent string) error {
 	return s.Gate.Own(ctx, sessionActor(sess, remoteAddr, userAgent), "auth.logout.everywhere", func(o *gate.OpTx) error {
 		res, err := o.ExecContext(ctx,
@@ -103,9 +104,14 @@ func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr,
 		if err != nil {
 			return fmt.Errorf("end sessions: %w", err)
 		}
+		tokens, err := revokeTokens(ctx, o, sess.AccountID, s.now())
+		if err != nil {
+			return err
+		}
 		o.Object("account", sess.AccountID)
 		o.Security()
 		o.Detail("sessions_ended_count", fmt.Sprint(n))
+		o.Detail("tokens_ended_count", fmt.Sprint(tokens))
 		return nil
 	})
 }

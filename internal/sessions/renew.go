@@ -182,13 +182,11 @@ func (s *Store) renewSession(ctx context.Context, tx sqldb.Tx, old Session, conf
 // towards the lockout, AUTH-04), the new one must keep the rules of every
 // organization of the account (AUTH-02) and differ from the current one.
 // In one transaction it stores the new password, ends every other session
-// of the account, replaces the current session with a new id (AUTH-10) and
-// records account.password.change, a security event, in each organization.
-// It returns the new session's token.
-//
-// Access tokens stay valid: the person changed a password they still
-// control, and scripts keep working. A password reset, which follows a
-// lost or stolen password, revokes tokens as well as sessions.
+// of the account and every access token (ASVS V7.4.3: a token made under the
+// old password, perhaps by whoever knew it, must not outlive it), replaces
+// the current session with a new id (AUTH-10) and records
+// account.password.change, a security event, in each organization. It
+// returns the new session's token.
 func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess Session, a gate.Actor, current, next string) (string, Session, error) {
 	if current == "" || next == "" {
 		return "", Session{}, errs.E(errs.Invalid, "give the current password and the new one")
@@ -220,8 +218,13 @@ func (s *Store) ChangePassword(ctx context.Context, factors *mfa.Service, sess S
 			return fmt.Errorf("end other sessions: %w", err)
 		}
 		n, _ := res.RowsAffected()
+		ended, err := revokeTokens(ctx, tx, sess.AccountID, s.now())
+		if err != nil {
+			return err
+		}
 		ev.Details["new_session_id"] = renewed.ID
 		ev.Details["other_sessions_ended_count"] = fmt.Sprint(n)
+		ev.Details["tokens_ended_count"] = fmt.Sprint(ended)
 		return nil
 	})
 	if errors.Is(err, mfa.ErrWrongCode) {

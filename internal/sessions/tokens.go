@@ -167,6 +167,12 @@ func (s *Store) CreateToken(ctx context.Context, sess Session, a gate.Actor, nam
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(days) * 24 * time.Hour),
 	}
 	err = s.Gate.Own(ctx, tokenActor(sess, a), "token.create", func(o *gate.OpTx) error {
+		// A token outlives the session that makes it and reaches the API
+		// without a second factor: the owner proves themselves first
+		// (ACL-09, ASVS V7.4.3).
+		if err := o.RequireStepUp(now); err != nil {
+			return err
+		}
 		var live int
 		if err := o.QueryRowContext(ctx,
 			`SELECT COUNT(*) FROM access_tokens WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2`,
@@ -197,7 +203,8 @@ func tokenActor(sess Session, a gate.Actor) gate.Actor {
 	if a.SessionID != "" {
 		sessionField = a.SessionID
 	}
-	return gate.Actor{AccountID: sess.AccountID, SessionID: sessionField, RemoteAddr: a.RemoteAddr, UserAgent: truncate(a.UserAgent, 512)}
+	return gate.Actor{AccountID: sess.AccountID, SessionID: sessionField, RemoteAddr: a.RemoteAddr,
+		UserAgent: truncate(a.UserAgent, 512), ConfirmedAt: sess.ConfirmedAt}
 }
 
 // tokenEvent shapes the event of a change of a token, a security event
@@ -287,12 +294,24 @@ func (s *Store) RevokeToken(ctx context.Context, sess Session, a gate.Actor, id 
 // RevokeTokensIn revokes every token of an account within a caller's
 // transaction: the one that resets the account's password (AUTH-07).
 func RevokeTokensIn(ctx context.Context, tx sqldb.Tx, accountID string, now time.Time) error {
-	if _, err := tx.ExecContext(ctx,
+	_, err := revokeTokens(ctx, tx, accountID, now)
+	return err
+}
+
+// revokeTokens revokes every live token of an account in tx and tells how
+// many: at a password change or reset and at "sign out everywhere".
+func revokeTokens(ctx context.Context, tx sqldb.Querier, accountID string, now time.Time) (int64, error) {
+	res, err := tx.ExecContext(ctx,
 		`UPDATE access_tokens SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`,
-		now.UnixMicro(), accountID); err != nil {
-		return fmt.Errorf("revoke access tokens: %w", err)
+		now.UnixMicro(), accountID)
+	if err != nil {
+		return 0, fmt.Errorf("revoke access tokens: %w", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("revoke access tokens: %w", err)
+	}
+	return n, nil
 }
 
 // LookupToken returns the live token for a bearer secret presented from

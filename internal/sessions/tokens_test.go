@@ -15,6 +15,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
@@ -217,6 +218,12 @@ func TestAUTH10_ExpiredRevokedAndBadTokensAre401(t *testing.T) {
 		if r := s.bearer(t, "GET", "/api/v1/orgs/demo/studies", "", short.str("token"), from); r.status != http.StatusOK {
 			t.Errorf("live token: %d, want 200", r.status)
 		}
+		// Another person's token is not found, like a missing one.
+		other := s.signIn(t, authz.Monitor, from)
+		_, mine := s.newToken(t, cookie, from, "read")
+		if r := s.do(t, "DELETE", "/api/v1/tokens/"+mine, "", other, from); r.status != http.StatusNotFound {
+			t.Errorf("revoking another's token: %d, want 404", r.status)
+		}
 		s.clock.add(24 * time.Hour)
 		if r := s.bearer(t, "GET", "/api/v1/orgs/demo/studies", "", short.str("token"), from); r.status != http.StatusUnauthorized {
 			t.Errorf("expired token: %d, want 401", r.status)
@@ -242,14 +249,8 @@ func TestAUTH10_ExpiredRevokedAndBadTokensAre401(t *testing.T) {
 		}
 		var n int
 		s.inst.Clinical.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM access_tokens`).Scan(&n)
-		if n != 2 {
-			t.Errorf("%d tokens, want 2", n)
-		}
-		// Another person's token is not found, like a missing one.
-		other := s.signIn(t, authz.Monitor, from)
-		_, mine := s.newToken(t, cookie, from, "read")
-		if r := s.do(t, "DELETE", "/api/v1/tokens/"+mine, "", other, from); r.status != http.StatusNotFound {
-			t.Errorf("revoking another's token: %d, want 404", r.status)
+		if n != 3 {
+			t.Errorf("%d tokens, want 3", n)
 		}
 	})
 }
@@ -352,6 +353,63 @@ func TestAUTH07_ResetRevokesTokensSignOutEverywhereDoesNot(t *testing.T) {
 		}
 		if r := s.bearer(t, "GET", "/api/v1/orgs/demo/studies", "", tok, from); r.status != http.StatusUnauthorized {
 			t.Errorf("token after a password reset: %d, want 401", r.status)
+		}
+	})
+}
+
+// An access token outlives the session that made it and needs no second
+// factor, so (ASVS V7.4.3): making one needs a confirmation of the session
+// within the step-up window, and every token of the account ends with a
+// password change and with "sign out everywhere", as with a reset.
+func TestAUTH10_TokensNeedAFreshConfirmationAndEndWithThePassword(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		s, _ := newTextSite(t, d)
+		const from = "198.51.100.25"
+		l := s.logins[authz.DataManager]
+		cookie := s.signIn(t, authz.DataManager, from)
+		s.clock.add(gate.StepUpWindow + time.Second)
+		r := s.do(t, "POST", "/api/v1/tokens", `{"name":"late","scopes":["read"]}`, cookie, from)
+		if !stepUpRequired(r) {
+			t.Fatalf("a token from a stale confirmation: %d %s, want 403 step_up_required", r.status, r.body)
+		}
+		var made, refused int
+		s.inst.Clinical.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM access_tokens`).Scan(&made)
+		s.inst.Clinical.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM audit_events
+			WHERE action = 'token.create' AND outcome = 'denied' AND security = $1`, true).Scan(&refused)
+		if made != 0 || refused != 1 {
+			t.Errorf("after the refusal: %d tokens, %d denied token.create events; want 0 and 1", made, refused)
+		}
+		cookie = s.confirmPassword(t, l, cookie, from)
+		tok, _ := s.newToken(t, cookie, from, "read")
+		alive := func() bool {
+			t.Helper()
+			return s.bearer(t, "GET", "/api/v1/orgs/demo/studies", "", tok, from).status == http.StatusOK
+		}
+		if !alive() {
+			t.Fatal("the new token does not work")
+		}
+
+		// A password change ends it.
+		const next = "a fresh and longer passphrase 7"
+		r = s.do(t, "POST", "/api/v1/account/password", jsonBody(t, map[string]string{"current": l.Password, "new": next}), cookie, from)
+		if r.status != http.StatusOK {
+			t.Fatalf("change password: %d %s", r.status, r.body)
+		}
+		if alive() {
+			t.Error("a token made before a password change still works")
+		}
+
+		// "Sign out everywhere" ends the next one.
+		cookie = r.cookie
+		tok, _ = s.newToken(t, cookie, from, "read")
+		if !alive() {
+			t.Fatal("the token made after the change does not work")
+		}
+		if r := s.do(t, "POST", "/account/sessions/end-all", "", cookie, from); r.status != http.StatusSeeOther {
+			t.Fatalf("sign out everywhere: %d %s", r.status, r.body)
+		}
+		if alive() {
+			t.Error("a token survived signing out everywhere")
 		}
 	})
 }
