@@ -229,3 +229,23 @@ func repositoryTests(t *testing.T, root string) map[string]bool {
 	}
 	return out
 }
+
+// TestControlsNameRealTests: every test docs/controls.md names as the proof
+// of a control exists, so a renamed or removed test cannot leave a control
+// proven on paper only.
+func TestControlsNameRealTests(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "controls.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := repositoryTests(t, "..")
+	named := regexp.MustCompile("`(Test[A-Za-z0-9_]+)`").FindAllSubmatch(b, -1)
+	if len(named) < 50 {
+		t.Fatalf("controls.md names only %d tests", len(named))
+	}
+	for _, m := range named {
+		if name := string(m[1]); !have[name] {
+			t.Errorf("docs/controls.md names %s, which no _test.go file declares", name)
+		}
+	}
+}
