@@ -17,12 +17,18 @@ import (
 )
 
 // Recovery codes: RecoveryCodes per account, each recoveryLen symbols of a
-// 32-symbol alphabet (50 random bits), shown once as "XXXXX-XXXXX". The
-// alphabet leaves out 0, 1, I and O, which are read for one another.
+// 32-symbol alphabet (120 random bits; ASVS V6.5.2 asks for at least 112
+// where, as here, the stored form is a fast hash), shown once in groups of
+// recoveryGroup: "XXXXXX-XXXXXX-XXXXXX-XXXXXX". The alphabet leaves out 0,
+// 1, I and O, which are read for one another. Codes of legacyRecoveryLen
+// symbols (50 bits), made before, are still accepted until the person makes
+// new ones.
 const (
-	RecoveryCodes    = 10
-	recoveryLen      = 10
-	recoveryAlphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+	RecoveryCodes     = 10
+	recoveryLen       = 24
+	recoveryGroup     = 6
+	legacyRecoveryLen = 10
+	recoveryAlphabet  = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 )
 
 // newRecoveryCodes returns fresh codes in their display form.
@@ -31,9 +37,9 @@ func newRecoveryCodes() []string {
 	b := make([]byte, recoveryLen)
 	for i := range out {
 		rand.Read(b) // never fails on supported platforms (crypto/rand docs)
-		c := make([]byte, 0, recoveryLen+1)
+		c := make([]byte, 0, recoveryLen+recoveryLen/recoveryGroup)
 		for j, x := range b {
-			if j == recoveryLen/2 {
+			if j > 0 && j%recoveryGroup == 0 {
 				c = append(c, '-')
 			}
 			c = append(c, recoveryAlphabet[x&31]) // 256 is a multiple of 32: uniform
@@ -48,7 +54,7 @@ func newRecoveryCodes() []string {
 // anything that cannot be a recovery code.
 func normalizeRecovery(s string) (string, bool) {
 	s = strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(s))
-	if len(s) != recoveryLen {
+	if len(s) != recoveryLen && len(s) != legacyRecoveryLen {
 		return "", false
 	}
 	for i := 0; i < len(s); i++ {
@@ -60,12 +66,11 @@ func normalizeRecovery(s string) (string, bool) {
 }
 
 // recoveryHash is the stored form of a recovery code: SHA-256 over a label,
-// the account id and the code. A code holds 50 random bits, so no
-// dictionary applies and a slow hash would add little: finding one by brute
-// force from a copy of the database takes on the order of 2^49 hashes per
+// the account id and the code. A code holds 120 random bits, so no
+// dictionary applies and a slow hash would add nothing: finding one by brute
+// force from a copy of the database takes on the order of 2^119 hashes per
 // account (the account id in the input keeps one search from covering
-// several accounts), and a found code is still worth nothing without the
-// account's password, which argon2id protects.
+// several accounts).
 func recoveryHash(accountID, normalized string) string {
 	h := sha256.New()
 	h.Write([]byte("custodia.recovery-code.v1\x00"))

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -118,12 +119,20 @@ func TestAUTH08_OTPAuthURIAndQRCode(t *testing.T) {
 	}
 }
 
+// Recovery codes carry at least 112 random bits (ASVS V6.5.2): 24 symbols
+// of a 32-symbol alphabet, shown in four groups of six; typing them
+// loosely still works, and a code of the former, 10-symbol kind is still
+// read.
 func TestAUTH08_RecoveryCodesShapeAndNormalization(t *testing.T) {
+	if bits := recoveryLen * 5; bits < 112 {
+		t.Fatalf("recovery codes carry %d bits, fewer than 112", bits)
+	}
 	seen := map[string]bool{}
+	shape := regexp.MustCompile(`^[2-9A-HJ-NP-Z]{6}(-[2-9A-HJ-NP-Z]{6}){3}$`)
 	for range 20 {
 		for _, c := range newRecoveryCodes() {
-			if len(c) != 11 || c[5] != '-' {
-				t.Fatalf("recovery code %q is not XXXXX-XXXXX", c)
+			if !shape.MatchString(c) {
+				t.Fatalf("recovery code %q is not XXXXXX-XXXXXX-XXXXXX-XXXXXX", c)
 			}
 			norm, ok := normalizeRecovery(c)
 			if !ok || len(norm) != recoveryLen {
@@ -133,14 +142,18 @@ func TestAUTH08_RecoveryCodesShapeAndNormalization(t *testing.T) {
 				t.Fatalf("recovery code %q repeated", c)
 			}
 			seen[norm] = true
-			for _, typed := range []string{norm, " " + c + " ", string(bytes.ToLower([]byte(c))), c[:5] + " " + c[6:]} {
+			for _, typed := range []string{norm, " " + c + " ", string(bytes.ToLower([]byte(c))), strings.ReplaceAll(c, "-", " ")} {
 				if n, ok := normalizeRecovery(typed); !ok || n != norm {
 					t.Errorf("%q typed as %q normalizes to %q, %v", c, typed, n, ok)
 				}
 			}
 		}
 	}
-	for _, bad := range []string{"", "ABCDE-FGHI", "ABCDE-FGHJKL", "ABCDE-FGHI0", "ABCDE-FGHIO", "ABCDE-FGH1K"} {
+	if n, ok := normalizeRecovery("abcde-fghjk"); !ok || n != "ABCDEFGHJK" {
+		t.Errorf("a code of the former kind: %q, %v", n, ok)
+	}
+	for _, bad := range []string{"", "ABCDE-FGHI", "ABCDE-FGHJKL", "ABCDE-FGHI0", "ABCDE-FGHIO", "ABCDE-FGH1K",
+		"ABCDEF-GHJKLM-NPQRST-UVWXY", "ABCDEF-GHJKLM-NPQRST-UVWXYZ2", "ABCDEF-GHJKLM-NPQRST-UVWXY1"} {
 		if _, ok := normalizeRecovery(bad); ok {
 			t.Errorf("%q accepted as a recovery code", bad)
 		}
