@@ -205,14 +205,14 @@ type proof struct {
 // recovery code. A wrong code is a proof that does not spend, not an
 // error; a wrong texted code has used up one of its tries in o, which
 // stands only if the work commits.
-func (s *Service) check(ctx context.Context, o *gate.OpTx, accountID, code string) (proof, error) {
+func (s *Service) check(ctx context.Context, o *gate.OpTx, accountID, challenge, code string) (proof, error) {
 	code = strings.TrimSpace(code)
 	p := proof{accountID: accountID, method: MethodRecovery}
 	if isTOTPShape(code) {
 		p.method = MethodTOTP
 		f, err := readFactor(ctx, o, accountID, false)
 		if errors.Is(err, errNoFactor) {
-			return s.checkSMS(ctx, o, accountID, code) // six digits: a texted code
+			return s.checkSMS(ctx, o, accountID, challenge, code) // six digits: a texted code
 		}
 		if err != nil {
 			return proof{}, err
@@ -299,16 +299,16 @@ func recordRecoveryUse(ctx context.Context, o *gate.OpTx, a gate.Actor) error {
 }
 
 // Verify checks code, a TOTP, texted or recovery code, against the actor's
-// account, spends it, and runs then with the method in the same
+// account (a texted code only if it was texted for challenge), spends it, and runs then with the method in the same
 // transaction: the code is spent exactly when what then writes (a session)
 // commits. The work is recorded as then shapes ev: by default
 // auth.second-factor, a success naming the factor (the method). A wrong,
 // used or replayed code is ErrWrongCode and nothing is written but a
 // texted code's spent try, recorded as mfa.sms.verify, failed; the caller
 // records the failure and counts it (CountFailure).
-func (s *Service) Verify(ctx context.Context, a gate.Actor, code string, then func(tx sqldb.Tx, m Method, ev *audit.Event) error) error {
+func (s *Service) Verify(ctx context.Context, a gate.Actor, challenge, code string, then func(tx sqldb.Tx, m Method, ev *audit.Event) error) error {
 	return s.run(ctx, a, "auth.second-factor", func(o *gate.OpTx, out *outcome) error {
-		p, err := s.check(ctx, o, a.AccountID, code)
+		p, err := s.check(ctx, o, a.AccountID, challenge, code)
 		if err != nil {
 			return err
 		}

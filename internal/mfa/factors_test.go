@@ -59,6 +59,9 @@ type fixture struct {
 	actor   gate.Actor
 }
 
+// testChallenge stands for the sign-in challenge a texted code is sent for.
+const testChallenge = "challenge-under-test"
+
 func newFixture(t *testing.T, d sqldb.Dialect) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -133,7 +136,7 @@ func (f *fixture) code(secret []byte) string {
 // verify gives code as the second factor and reports the method accepted.
 func (f *fixture) verify(code string) (mfa.Method, error) {
 	var m mfa.Method
-	err := f.svc.Verify(context.Background(), f.actor, code, func(_ sqldb.Tx, got mfa.Method, _ *audit.Event) error {
+	err := f.svc.Verify(context.Background(), f.actor, testChallenge, code, func(_ sqldb.Tx, got mfa.Method, _ *audit.Event) error {
 		m = got
 		return nil
 	})
@@ -177,7 +180,7 @@ func TestAUTH08_TOTPCodeAcceptedOnce(t *testing.T) {
 		f.clock.add(3 * mfa.Period)
 		code = f.code(secret)
 		boom := errors.New("session not written")
-		if err := f.svc.Verify(ctx, f.actor, code, func(sqldb.Tx, mfa.Method, *audit.Event) error { return boom }); !errors.Is(err, boom) {
+		if err := f.svc.Verify(ctx, f.actor, testChallenge, code, func(sqldb.Tx, mfa.Method, *audit.Event) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("callback failure: %v", err)
 		}
 		if _, err := f.verify(code); err != nil {
@@ -201,7 +204,7 @@ func TestAUTH08_TOTPCodeAcceptedOnce(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results <- nodes[i%2].Verify(ctx, f.actor, code, nil)
+					results <- nodes[i%2].Verify(ctx, f.actor, testChallenge, code, nil)
 				}()
 			}
 			wg.Wait()
@@ -269,7 +272,7 @@ func TestAUTH08_RecoveryCodeAcceptedOnce(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results <- nodes[i%2].Verify(ctx, f.actor, code, nil)
+					results <- nodes[i%2].Verify(ctx, f.actor, testChallenge, code, nil)
 				}()
 			}
 			wg.Wait()
@@ -414,7 +417,7 @@ func TestAUTH08_SecretIsStoredWrappedOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.clock.add(mfa.Period)
-		err = f.svc.Verify(ctx, gate.Actor{AccountID: g.ID}, f.code(secret), nil)
+		err = f.svc.Verify(ctx, gate.Actor{AccountID: g.ID}, testChallenge, f.code(secret), nil)
 		if err == nil || errors.Is(err, mfa.ErrWrongCode) || !errs.Is(err, errs.Unavailable) {
 			t.Errorf("moved secret: %v, want it not to unwrap", err)
 		}

@@ -280,7 +280,7 @@ type outcome struct {
 // method it proved; a wrong code is refused as refuse tells, with the
 // reason wrong_code, and answers no method and no error.
 func (s *Service) spendCode(ctx context.Context, o *gate.OpTx, out *outcome, a gate.Actor, code string) (string, error) {
-	p, err := s.check(ctx, o, a.AccountID, code)
+	p, err := s.check(ctx, o, a.AccountID, "", code)
 	if err != nil {
 		return "", err
 	}

@@ -101,9 +101,10 @@ func readSMSFactor(ctx context.Context, q sqldb.Querier, accountID string, pendi
 }
 
 // issueSMSCode stores a fresh code of purpose for the factor, sealed, in
-// the work of o and returns it for sending. Earlier live codes of the same
-// purpose die, so only the latest text counts.
-func issueSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose string, now time.Time) (string, error) {
+// the work of o and returns it for sending; a sign-in code belongs to the
+// sign-in challenge that asked for it, and only matches there. Earlier live
+// codes of the same purpose die, so only the latest text counts.
+func issueSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose, challenge string, now time.Time) (string, error) {
 	code, id := newSMSCode(), ids.New()
 	sealed, kekID, err := sec.Seal(ctx, []byte(code), smsCodeAD(accountID, factorID, id))
 	if err != nil {
@@ -115,9 +116,9 @@ func issueSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountI
 		return "", fmt.Errorf("clear old codes: %w", err)
 	}
 	if _, err := o.ExecContext(ctx,
-		`INSERT INTO sms_codes (id, account_id, factor_id, purpose, kek_id, wrapped, created_at, expires_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		id, accountID, factorID, purpose, kekID, sealed, now.UnixMicro(), now.Add(SMSCodeTTL).UnixMicro()); err != nil {
+		`INSERT INTO sms_codes (id, account_id, factor_id, purpose, kek_id, wrapped, created_at, expires_at, challenge_id)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		id, accountID, factorID, purpose, kekID, sealed, now.UnixMicro(), now.Add(SMSCodeTTL).UnixMicro(), nullable(challenge)); err != nil {
 		return "", fmt.Errorf("store code: %w", err)
 	}
 	return code, nil
@@ -176,7 +177,7 @@ func (s *Service) BeginSMS(ctx context.Context, a gate.Actor, phone string) (str
 			id, a.AccountID, kekID, sealed, out.now.UnixMicro()); err != nil {
 			return fmt.Errorf("store pending factor: %w", err)
 		}
-		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, id, smsEnrol, out.now); err != nil {
+		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, id, smsEnrol, "", out.now); err != nil {
 			return err
 		}
 		o.Detail("factor_id", id)
@@ -221,7 +222,7 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 		if err != nil {
 			return err
 		}
-		codeID, ok, err := matchSMSCode(ctx, o, sec, a.AccountID, f.id, smsEnrol, strings.TrimSpace(code), out.now)
+		codeID, ok, err := matchSMSCode(ctx, o, sec, a.AccountID, f.id, smsEnrol, "", strings.TrimSpace(code), out.now)
 		if err != nil {
 			return err
 		}
@@ -256,9 +257,14 @@ func (s *Service) ConfirmSMSThen(ctx context.Context, a gate.Actor, code string,
 }
 
 // SendSignInCode texts a code to the SMS factor of the actor's account, for
-// the second step of its sign-in, and returns the number masked. The
-// caller has checked the sign-in challenge; sends are limited per account.
-func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor) (string, error) {
+// the second step of its sign-in through challenge, and returns the number
+// masked. The code completes that challenge only (ASVS V6.6.2: Verify with
+// the same challenge). The caller has checked the sign-in challenge; sends
+// are limited per account.
+func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor, challenge string) (string, error) {
+	if challenge == "" {
+		return "", errs.E(errs.Internal, "a sign-in code is texted for a sign-in challenge")
+	}
 	if err := s.smsReady(); err != nil {
 		return "", err
 	}
@@ -280,7 +286,7 @@ func (s *Service) SendSignInCode(ctx context.Context, a gate.Actor) (string, err
 			return errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
 		}
 		phone = string(number)
-		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, f.id, smsSignIn, out.now); err != nil {
+		if code, err = issueSMSCode(ctx, o, sec, a.AccountID, f.id, smsSignIn, challenge, out.now); err != nil {
 			return err
 		}
 		o.Detail("factor_id", f.id)
@@ -325,8 +331,10 @@ func (s *Service) RemoveSMS(ctx context.Context, a gate.Actor, code, password st
 }
 
 // checkSMS is check for a six-digit code of an account without a TOTP
-// factor: the latest live sign-in code texted to its SMS factor.
-func (s *Service) checkSMS(ctx context.Context, o *gate.OpTx, accountID, code string) (proof, error) {
+// factor: the latest live sign-in code texted to its SMS factor for
+// challenge. Without a challenge (a confirmation, a removal) no texted
+// code matches.
+func (s *Service) checkSMS(ctx context.Context, o *gate.OpTx, accountID, challenge, code string) (proof, error) {
 	p := proof{accountID: accountID, method: MethodSMS}
 	f, err := readSMSFactor(ctx, o, accountID, false)
 	if errors.Is(err, errNoSMSFactor) {
@@ -339,7 +347,7 @@ func (s *Service) checkSMS(ctx context.Context, o *gate.OpTx, accountID, code st
 	if err != nil {
 		return proof{}, err
 	}
-	p.smsCodeID, p.ok, err = matchSMSCode(ctx, o, sec, accountID, f.id, smsSignIn, code, s.now())
+	p.smsCodeID, p.ok, err = matchSMSCode(ctx, o, sec, accountID, f.id, smsSignIn, challenge, code, s.now())
 	p.tried = !p.ok && p.smsCodeID != ""
 	if !p.ok {
 		p.smsCodeID = ""
@@ -348,17 +356,18 @@ func (s *Service) checkSMS(ctx context.Context, o *gate.OpTx, accountID, code st
 }
 
 // matchSMSCode compares code with the latest live code of purpose for the
-// factor, in constant time, in the work of o. A wrong code uses up one of
-// that code's tries: it returns that code's id, not ok.
-func matchSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose, code string, now time.Time) (string, bool, error) {
+// factor and challenge ("" for none), in constant time, in the work of o.
+// A wrong code uses up one of that code's tries: it returns that code's id,
+// not ok.
+func matchSMSCode(ctx context.Context, o *gate.OpTx, sec *gate.Secrets, accountID, factorID, purpose, challenge, code string, now time.Time) (string, bool, error) {
 	var id string
 	var sealed []byte
 	err := o.QueryRowContext(ctx,
 		`SELECT id, wrapped FROM sms_codes
-		 WHERE account_id = $1 AND factor_id = $2 AND purpose = $3
+		 WHERE account_id = $1 AND factor_id = $2 AND purpose = $3 AND COALESCE(challenge_id, '') = $6
 		   AND used_at IS NULL AND expires_at > $4 AND attempts < $5
 		 ORDER BY created_at DESC, id LIMIT 1`,
-		accountID, factorID, purpose, now.UnixMicro(), SMSCodeTries).Scan(&id, &sealed)
+		accountID, factorID, purpose, now.UnixMicro(), SMSCodeTries, challenge).Scan(&id, &sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -422,4 +431,12 @@ func methodsOf(ctx context.Context, q sqldb.Querier, accountID string) ([]Method
 		return nil, fmt.Errorf("list second factors: %w", err)
 	}
 	return withPasskeys(ctx, q, accountID, append(out, MethodRecovery))
+}
+
+// nullable stores "" as NULL.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -66,7 +66,7 @@ func TestAUTH08_TextedCodeIsSingleUse(t *testing.T) {
 		f := newFixture(t, d)
 		texts := f.withSMS(t)
 		ctx := context.Background()
-		if _, err := f.svc.SendSignInCode(ctx, f.actor); err != nil {
+		if _, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge); err != nil {
 			t.Fatal(err)
 		}
 		code := lastCode(t, texts)
@@ -77,9 +77,9 @@ func TestAUTH08_TextedCodeIsSingleUse(t *testing.T) {
 			t.Errorf("reused code: %v, want ErrWrongCode", err)
 		}
 		// A newer text replaces an older unused one.
-		f.svc.SendSignInCode(ctx, f.actor)
+		f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		older := lastCode(t, texts)
-		f.svc.SendSignInCode(ctx, f.actor)
+		f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		newer := lastCode(t, texts)
 		if older != newer {
 			if _, err := f.verify(older); !errors.Is(err, mfa.ErrWrongCode) {
@@ -94,7 +94,7 @@ func TestAUTH08_TextedCodeExpiresAndDiesAfterFiveWrongTries(t *testing.T) {
 		f := newFixture(t, d)
 		texts := f.withSMS(t)
 		ctx := context.Background()
-		f.svc.SendSignInCode(ctx, f.actor)
+		f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		code := lastCode(t, texts)
 		for range mfa.SMSCodeTries {
 			if _, err := f.verify(otherCode(code)); !errors.Is(err, mfa.ErrWrongCode) {
@@ -105,7 +105,7 @@ func TestAUTH08_TextedCodeExpiresAndDiesAfterFiveWrongTries(t *testing.T) {
 			t.Errorf("right code after %d wrong tries: %v, want ErrWrongCode", mfa.SMSCodeTries, err)
 		}
 		f.clock.add(mfa.SMSSendWindow) // room for more texts
-		f.svc.SendSignInCode(ctx, f.actor)
+		f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		code = lastCode(t, texts)
 		f.clock.add(mfa.SMSCodeTTL)
 		if _, err := f.verify(code); !errors.Is(err, mfa.ErrWrongCode) {
@@ -120,11 +120,11 @@ func TestAUTH08_TextsAreLimitedPerAccount(t *testing.T) {
 		texts := f.withSMS(t) // one text already
 		ctx := context.Background()
 		for i := 1; i < mfa.SMSSendsPerWindow; i++ {
-			if _, err := f.svc.SendSignInCode(ctx, f.actor); err != nil {
+			if _, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge); err != nil {
 				t.Fatalf("text %d: %v", i+1, err)
 			}
 		}
-		if _, err := f.svc.SendSignInCode(ctx, f.actor); !errs.Is(err, errs.RateLimited) {
+		if _, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge); !errs.Is(err, errs.RateLimited) {
 			t.Errorf("text past the limit: %v, want RateLimited", err)
 		}
 		if n := texts.Count(phone); n != mfa.SMSSendsPerWindow {
@@ -138,7 +138,7 @@ func TestAUTH08_PhoneNumberAndCodesAreStoredOnlyWrapped(t *testing.T) {
 		f := newFixture(t, d)
 		texts := f.withSMS(t)
 		ctx := context.Background()
-		f.svc.SendSignInCode(ctx, f.actor)
+		f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		code := lastCode(t, texts)
 		var factor, wrappedCode []byte
 		if err := f.db.QueryRowContext(ctx, `SELECT wrapped FROM account_factors WHERE kind = 'sms'`).Scan(&factor); err != nil {
@@ -194,7 +194,7 @@ func TestAUTH08_OneFactorAtATimeAndSenderFailureLeaksNoCode(t *testing.T) {
 			t.Errorf("second phone number: %v, want Conflict", err)
 		}
 		f.svc.SMS = failingSender{}
-		_, err := f.svc.SendSignInCode(ctx, f.actor)
+		_, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge)
 		if !errs.Is(err, errs.Unavailable) || strings.Contains(err.Error(), "code is") {
 			t.Errorf("failed send: %v", err)
 		}
@@ -237,8 +237,34 @@ func TestCRY07_RotationRewrapsPhoneNumbers(t *testing.T) {
 			t.Fatalf("phone number wrapped by %q (%v), want %q", kekID, err, next)
 		}
 		before := texts.Count(phone)
-		if _, err := f.svc.SendSignInCode(ctx, f.actor); err != nil || texts.Count(phone) != before+1 {
+		if _, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge); err != nil || texts.Count(phone) != before+1 {
 			t.Errorf("texting after the rotation: %v", err)
+		}
+	})
+}
+
+// A texted code belongs to the sign-in challenge it was sent for (ASVS
+// V6.6.2): it completes that challenge, not another sign-in of the same
+// account begun meanwhile, and it confirms no session (a step-up), where
+// whoever holds the session but not the phone would otherwise replay a code
+// read over the person's shoulder.
+func TestAUTH08_TextedCodeBelongsToItsChallenge(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := newFixture(t, d)
+		texts := f.withSMS(t)
+		ctx := context.Background()
+		if _, err := f.svc.SendSignInCode(ctx, f.actor, testChallenge); err != nil {
+			t.Fatal(err)
+		}
+		code := lastCode(t, texts)
+		if err := f.svc.Verify(ctx, f.actor, "another-challenge", code, nil); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Errorf("the code for another challenge: %v, want ErrWrongCode", err)
+		}
+		if err := f.svc.Prove(ctx, f.actor, "auth.confirm", code, "", nil); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Errorf("the sign-in code as a confirmation: %v, want ErrWrongCode", err)
+		}
+		if m, err := f.verify(code); err != nil || m != mfa.MethodSMS {
+			t.Errorf("the code for its own challenge: %v, %v", m, err)
 		}
 	})
 }

@@ -249,8 +249,8 @@ const (
 // (AUTH-11).
 func (s *Store) SecondFactor(ctx context.Context, factors *mfa.Service, challenge, code, remoteAddr, userAgent string) (string, Session, error) {
 	return s.secondStep(ctx, factors, challenge, remoteAddr, userAgent,
-		func(a gate.Actor, _ mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method, ev *audit.Event) error) error {
-			return factors.Verify(ctx, a, code, then)
+		func(a gate.Actor, c mfa.Challenge, then func(tx sqldb.Tx, m mfa.Method, ev *audit.Event) error) error {
+			return factors.Verify(ctx, a, c.ID, code, then)
 		})
 }
 

@@ -25,5 +25,5 @@ func (s *Store) SendSecondFactorSMS(ctx context.Context, factors *mfa.Service, c
 	if factors == nil {
 		return "", errs.E(errs.Unavailable, "second factors are unavailable")
 	}
-	return factors.SendSignInCode(ctx, gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent})
+	return factors.SendSignInCode(ctx, gate.Actor{AccountID: c.AccountID, RemoteAddr: remoteAddr, UserAgent: userAgent}, c.ID)
 }
