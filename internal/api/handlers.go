@@ -92,6 +92,9 @@ func handleLogout(d Deps) http.Handler {
 			Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		})
+		// The browser drops what it kept of the signed-in pages too (ASVS
+		// V14.3.1).
+		w.Header().Set("Clear-Site-Data", `"cache", "cookies", "storage"`)
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

@@ -171,3 +171,26 @@ func TestACL09_StepUpGivesTheSessionANewToken(t *testing.T) {
 		}
 	})
 }
+
+// Signing out, through the API or the pages, tells the browser to forget
+// what it kept of the signed-in pages: Clear-Site-Data (ASVS V14.3.1).
+func TestAUTH10_SignOutClearsTheBrowsersData(t *testing.T) {
+	s, _ := newTextSite(t, sqldb.SQLite)
+	const from = "198.51.100.84"
+	for _, path := range []string{"/api/v1/auth/logout", "/logout"} {
+		cookie := s.signIn(t, authz.Monitor, from)
+		r := s.do(t, "POST", path, "", cookie, from)
+		if r.status >= 400 {
+			t.Fatalf("POST %s: %d %s", path, r.status, r.body)
+		}
+		got := r.header.Get("Clear-Site-Data")
+		for _, want := range []string{`"cache"`, `"cookies"`, `"storage"`} {
+			if !strings.Contains(got, want) {
+				t.Errorf("POST %s: Clear-Site-Data %q lacks %s", path, got, want)
+			}
+		}
+		if s.signedIn(t, cookie, from) {
+			t.Errorf("POST %s: the session still works", path)
+		}
+	}
+}

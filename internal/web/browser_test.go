@@ -269,3 +269,29 @@ func TestAUTH09_BrowserPolicyRequiresEnrolmentAtSignIn(t *testing.T) {
 	do(t, memCtx, click("#continue"))
 	arrive(t, memCtx, "#signed-in-as")
 }
+
+// When the idle limit ends the session, the page does not stay on the
+// screen under a banner (ASVS V14.3.1): its content goes, and the browser
+// is on the sign-in page, which says why, with the page gone from the
+// history's place. The test server's limit is 8 s.
+func TestAUTH10_BrowserIdleEndClearsThePage(t *testing.T) {
+	b := browsertest.Start(t, browsertest.Options{Configure: func(d *server.Deps) {
+		d.Sessions = &sessions.Store{Limits: sessions.Limits{Idle: 8 * time.Second, Absolute: time.Hour}}
+		d.IdleWarning = 4 * time.Second
+	}})
+	login := b.Server.Logins[authz.OrgAdmin]
+	signIn(t, b.Ctx, b.BaseURL, login.Email, login.Password)
+	arrive(t, b.Ctx, "#signed-in-as")
+	do(t, b.Ctx, chromedp.Navigate(b.BaseURL+"/account"))
+	arrive(t, b.Ctx, "#sessions")
+	arrive(t, b.Ctx, "#sign-in")
+	if url := eval[string](t, b.Ctx, `location.href`); !strings.Contains(url, "/login?done=idle") {
+		t.Errorf("after the idle end the browser is at %s, want the sign-in page", url)
+	}
+	if got := text(t, b.Ctx, "#notice"); !strings.Contains(got, "inactivity") {
+		t.Errorf("the sign-in page says %q, want why", got)
+	}
+	if n := eval[int](t, b.Ctx, `document.querySelectorAll("#sessions, #signed-in-as").length`); n != 0 {
+		t.Error("the signed-in page's content is still on the screen")
+	}
+}

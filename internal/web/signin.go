@@ -389,6 +389,9 @@ func handleLogout(d Deps) http.Handler {
 		}
 		clearCookie(w, SessionCookie)
 		clearCookie(w, challengeCookie)
+		// The browser drops what it kept of the signed-in pages too (ASVS
+		// V14.3.1).
+		w.Header().Set("Clear-Site-Data", `"cache", "cookies", "storage"`)
 		done := "signed-out"
 		if r.URL.Query().Get("idle") != "" {
 			done = "idle"

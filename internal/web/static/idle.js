@@ -1,9 +1,11 @@
 // Idle warning (AUTH-10): the page knows, from data attributes the server
 // set, how many seconds the session has before its idle limit ends it and
 // how long before that to warn. It polls nothing: one timer shows the
-// warning, another the notice that the session ended. "Stay signed in"
-// posts to /session/keep-alive, which records activity and answers the new
-// time left.
+// warning, another ends the page when the session ends: what it showed is
+// removed and the browser goes to the sign-in page, which says why, in the
+// page's place in the history (ASVS V14.3.1: nothing of it is left on the
+// screen or one step back). "Stay signed in" posts to /session/keep-alive,
+// which records activity and answers the new time left.
 (function () {
   "use strict";
   var body = document.body;
@@ -37,6 +39,12 @@
     window.clearInterval(tick);
     warning.hidden = true;
     ended.hidden = false;
+    var main = document.querySelector("main");
+    if (main) {
+      main.replaceChildren();
+    }
+    document.title = "Signed out";
+    window.location.replace("/login?done=idle");
   }
 
   function arm(secondsLeft) {
