@@ -97,7 +97,7 @@ func newFixture(t *testing.T, d sqldb.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.actor = gate.Actor{AccountID: f.account.ID, SessionID: "session-1", RemoteAddr: "192.0.2.5", UserAgent: "test"}
+	f.actor = gate.Actor{AccountID: f.account.ID, SessionID: "session-1", RemoteAddr: "192.0.2.5", UserAgent: "test", ConfirmedAt: f.clock.now()}
 	return f
 }
 

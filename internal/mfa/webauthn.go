@@ -191,12 +191,13 @@ func passkeyUser(ctx context.Context, q sqldb.Querier, accountID string) (Passke
 // account, and reports whether it would be the account's first. code says
 // the new factor is a TOTP or SMS factor: an account has at most one of
 // those, because a six-digit code is checked against one of them; passkeys
-// may be added beside anything. Beside any factor, a new one needs a
-// confirmation of the actor's session within gate.StepUpWindow (ACL-09), so
-// whoever holds a stolen session cannot slip in a factor of their own; the
-// security event of the new factor follows, as for the first. Without a
-// session (enrolment while signing in, which is for an account without a
-// factor), an account that has one meanwhile is refused.
+// may be added beside anything. From a signed-in session every new factor,
+// the first too (ASVS V7.5.1), needs a confirmation of the session within
+// gate.StepUpWindow (ACL-09), so whoever holds a stolen session cannot slip
+// in a factor of their own; the security event of the new factor follows.
+// Without a session (enrolment while signing in, which is for an account
+// without a factor, right after its password), the first factor needs no
+// more, and an account that has one meanwhile is refused.
 func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code bool) (first bool, err error) {
 	var codes, passkeys int
 	err = q.QueryRowContext(ctx,
@@ -205,18 +206,19 @@ func (s *Service) admit(ctx context.Context, q sqldb.Querier, a gate.Actor, code
 	if err != nil {
 		return false, errs.Wrap(errs.Unavailable, err, "read second factors")
 	}
+	first = codes+passkeys == 0
 	switch {
 	case code && codes > 0:
 		return false, errHasFactor
-	case codes+passkeys == 0:
-		return true, nil
+	case first && a.SessionID == "":
+		return true, nil // enrolment while signing in: the password was just given
 	case a.SessionID == "":
 		return false, errEnrolled
 	}
 	if !confirmedRecently(a, s.now()) {
 		return false, gate.ErrStepUpRequired
 	}
-	return false, nil
+	return first, nil
 }
 
 // admitted is admit in the work of o, for a step that adds a factor: a

@@ -396,7 +396,9 @@ func TestAUTH08_PasskeyRemovalNeedsProofAndAnotherNeedsStepUp(t *testing.T) {
 
 		// With a factor in place, a second passkey needs a recent step-up
 		// (ACL-09): a stolen session cannot add the thief's passkey.
-		if _, err := f.svc.BeginPasskey(ctx, f.actor); !errors.Is(err, gate.ErrStepUpRequired) {
+		unconfirmed := f.actor
+		unconfirmed.ConfirmedAt = time.Time{}
+		if _, err := f.svc.BeginPasskey(ctx, unconfirmed); !errors.Is(err, gate.ErrStepUpRequired) {
 			t.Fatalf("second passkey without step-up: %v, want ErrStepUpRequired", err)
 		}
 		confirmed := f.actor
@@ -420,7 +422,7 @@ func TestAUTH08_PasskeyRemovalNeedsProofAndAnotherNeedsStepUp(t *testing.T) {
 		}
 		// Another account's passkey is not found, whatever proof it gives.
 		stranger := newFixtureIn(t, f, "stranger@harbour.example")
-		sa := gate.Actor{AccountID: stranger.ID, SessionID: "session-s", RemoteAddr: "192.0.2.9"}
+		sa := gate.Actor{AccountID: stranger.ID, SessionID: "session-s", RemoteAddr: "192.0.2.9", ConfirmedAt: f.clock.now()}
 		if err := f.svc.RemovePasskey(ctx, sa, first.ID, "", password); !errs.Is(err, errs.NotFound) {
 			t.Errorf("remove another account's passkey: %v, want NotFound", err)
 		}
@@ -604,7 +606,7 @@ func TestAUTH08_PasskeyCeremonyOfOneKindAnswersNoOther(t *testing.T) {
 		// An account without a factor: a registration from a session and
 		// one at enrolment, each confirmed as the other.
 		other := newFixtureIn(t, f, "porter@harbour.example")
-		inSession := gate.Actor{AccountID: other.ID, SessionID: ids.New(), RemoteAddr: "192.0.2.7", UserAgent: "test"}
+		inSession := gate.Actor{AccountID: other.ID, SessionID: ids.New(), RemoteAddr: "192.0.2.7", UserAgent: "test", ConfirmedAt: f.clock.now()}
 		enrolling := gate.Actor{AccountID: other.ID, RemoteAddr: "192.0.2.7", UserAgent: "test"}
 		enrolment := ids.New()
 		options, err = f.svc.BeginPasskey(ctx, inSession)
@@ -681,6 +683,33 @@ func TestAUTH08_CeremonyKindCarriesItsOwnBinding(t *testing.T) {
 				t.Errorf("kind %q with session %v, challenge %v: stored %v (%v), want %v",
 					tc.kind, tc.session.Valid, tc.challenge.Valid, ok, err, tc.ok)
 			}
+		}
+	})
+}
+
+// The first second factor needs a fresh confirmation too when a signed-in
+// session adds it (ASVS V7.5.1): a stolen session cannot make the thief's
+// app, phone or passkey the account's only factor. While signing in, right
+// after the password, an account without a factor enrols without one.
+func TestAUTH08_FirstFactorFromASessionNeedsAStepUp(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newPasskeyFixture(t, d)
+		stale := f.actor
+		stale.ConfirmedAt = f.clock.now().Add(-gate.StepUpWindow - time.Second)
+		if _, err := f.svc.Begin(ctx, stale); !errors.Is(err, gate.ErrStepUpRequired) {
+			t.Errorf("an app as the first factor from a stale session: %v, want ErrStepUpRequired", err)
+		}
+		if _, err := f.svc.BeginPasskey(ctx, stale); !errors.Is(err, gate.ErrStepUpRequired) {
+			t.Errorf("a passkey as the first factor from a stale session: %v, want ErrStepUpRequired", err)
+		}
+		var denied int
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE outcome = 'denied' AND actor_account = $1`, f.account.ID).Scan(&denied)
+		if denied != 2 {
+			t.Errorf("%d denied attempts on the trail, want 2", denied)
+		}
+		if _, err := f.svc.Begin(ctx, f.actor); err != nil {
+			t.Errorf("an app as the first factor from a confirmed session: %v", err)
 		}
 	})
 }
