@@ -38,6 +38,7 @@ func commands() []command {
 		{"user", "manage accounts: user add, user unlock", runUser},
 		{"keys", "key operations under dual control: status, rotate, approve, export-recovery, provider-change", runKeys},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
+		{"sbom", "print the software bill of materials of this binary (CycloneDX JSON)", runSBOM},
 		{"version", "print the version", runVersion},
 	}
 }
