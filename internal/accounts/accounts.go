@@ -185,7 +185,33 @@ func PasswordRules(ctx context.Context, q sqldb.Querier, accountID string, p Pol
 	if p.MaxLength == 0 {
 		p.MaxLength = DefaultPolicy.MaxLength
 	}
+	words, err := organizationWords(ctx, q, accountID)
+	if err != nil {
+		return Policy{}, err
+	}
+	p.Words = append(p.Words[:len(p.Words):len(p.Words)], words...)
 	return p, nil
+}
+
+// organizationWords are the names and slugs of the organizations the
+// account belongs to or is invited to, which its password may not contain.
+func organizationWords(ctx context.Context, q sqldb.Querier, accountID string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, slug FROM organizations WHERE id IN (
+		SELECT org_id FROM role_assignments WHERE account_id = $1
+		UNION SELECT org_id FROM member_invitations WHERE account_id = $1 AND decided_at IS NULL)`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("read the organizations' names: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name, slug string
+		if err := rows.Scan(&name, &slug); err != nil {
+			return nil, fmt.Errorf("read the organizations' names: %w", err)
+		}
+		out = append(out, name, slug, strings.Join(strings.Fields(name), ""))
+	}
+	return out, rows.Err()
 }
 
 // Password is a new password of an account, checked and hashed, ready to

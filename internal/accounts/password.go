@@ -15,6 +15,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/custodia/custodia/internal/authz"
+
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keys"
 	"golang.org/x/crypto/argon2"
@@ -205,7 +207,26 @@ type Policy struct {
 	MinLength    int  // never below 8
 	RequireMixed bool // at least one digit and one capital letter
 	MaxLength    int
+	// Words may not appear in the password, whatever their case, besides
+	// contextWords and the person's own name and address: the names and
+	// slugs of the organizations the person belongs to or is invited to
+	// (PasswordRules).
+	Words []string
 }
+
+// contextWords are words of the product that no password may contain
+// (ASVS V6.1.2, V6.2.11): its name and the names of its roles, which
+// whoever guesses a password tries first.
+var contextWords = func() []string {
+	out := []string{"custodia"}
+	for _, r := range authz.BuiltinRoles() {
+		out = append(out, string(r))
+		if joined := strings.ReplaceAll(string(r), "-", ""); joined != string(r) {
+			out = append(out, joined)
+		}
+	}
+	return out
+}()
 
 // DefaultPolicy applies where an organization has set nothing else.
 var DefaultPolicy = Policy{MinLength: 12, MaxLength: 256}
@@ -242,6 +263,11 @@ func (p Policy) Check(password, email, name string) error {
 	for _, part := range personalParts(email, name) {
 		if strings.Contains(lower, part) {
 			return errs.E(errs.Invalid, "the password may not contain your e-mail address or name")
+		}
+	}
+	for _, w := range append(contextWords[:len(contextWords):len(contextWords)], p.Words...) {
+		if w = strings.ToLower(w); utf8.RuneCountInString(w) >= 4 && strings.Contains(lower, w) {
+			return errs.E(errs.Invalid, "the password may not contain %q: the name of this product, of an organization or of a role is the first thing a guess tries", w)
 		}
 	}
 	if IsCommonPassword(password) {

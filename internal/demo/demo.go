@@ -87,8 +87,12 @@ func Seed(ctx context.Context, g *gate.Gate) ([]Login, error) {
 			if err != nil {
 				return fmt.Errorf("seed %s: %w", role, err)
 			}
+			rules, err := accounts.PasswordRules(ctx, tx, acc.ID, accounts.DefaultPolicy)
+			if err != nil {
+				return fmt.Errorf("seed %s: %w", role, err)
+			}
 			pw := rand.Text() // 26 characters, 130 random bits
-			for accounts.DefaultPolicy.Check(pw, acc.Email, acc.DisplayName) != nil {
+			for rules.Check(pw, acc.Email, acc.DisplayName) != nil {
 				pw = rand.Text() // it contained a word of the name, however unlikely
 			}
 			if err := accounts.SetPassword(ctx, tx, acc, pw, accounts.DefaultPolicy); err != nil {

@@ -106,7 +106,7 @@ func TestACL05_ParticipantInvitationGrantsOnAcceptanceOnly(t *testing.T) {
 		if got := f.selfOf(t); len(got) != 0 {
 			t.Fatalf("own account after a refused acceptance: %v", got)
 		}
-		if err := f.svc.CompleteSetup(ctx, m[2], "a participant's sturdy passphrase", gate.Actor{RemoteAddr: "192.0.2.9"}); err != nil {
+		if err := f.svc.CompleteSetup(ctx, m[2], "a patient's sturdy passphrase", gate.Actor{RemoteAddr: "192.0.2.9"}); err != nil {
 			t.Fatal(err)
 		}
 		acc, err := accounts.ByEmail(ctx, f.db, "pat@example.org")
@@ -134,7 +134,7 @@ func TestACL05_ParticipantInvitationGrantsOnAcceptanceOnly(t *testing.T) {
 		if !actions["participant.account_invite"] || !actions["participant.account_link"] {
 			t.Errorf("security events about the participant: %v", actions)
 		}
-		if err := f.svc.CompleteSetup(ctx, m[2], "a participant's sturdy passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
+		if err := f.svc.CompleteSetup(ctx, m[2], "a patient's sturdy passphrase", gate.Actor{}); !errs.Is(err, errs.NotFound) {
 			t.Errorf("link used twice: %v", err)
 		}
 		if err := f.invite(f.investigator, "other@example.org"); !errs.Is(err, errs.Conflict) {

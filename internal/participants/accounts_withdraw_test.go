@@ -18,7 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
-const participantPassword = "a participant's sturdy passphrase"
+const participantPassword = "a patient's sturdy passphrase"
 
 func (f *fixture) inviteAccount(t *testing.T, a gate.Actor, p participants.Participant, email string, ttl time.Duration) string {
 	t.Helper()
