@@ -13,12 +13,6 @@ import (
 	"testing"
 )
 
-// asvsRequirement is one requirement of the ASVS list: its id and level.
-type asvsRequirement struct {
-	ID    string
-	Level string
-}
-
 // asvsRow is one row of a table of docs/asvs.md.
 type asvsRow struct {
 	Line                                  int
