@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -188,6 +189,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 
 	csrf := http.NewCrossOriginProtection()
 	var h http.Handler = mux
+	h = isolateResources(h)
 	h = csrf.Handler(h)
 	h = limitBody(h)
 	h = refuseMethods(h)
@@ -215,6 +217,32 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isolateResources refuses what another site makes a browser ask for
+// (Fetch Metadata, ASVS V3.5.3): every API call, whatever its method, and
+// the pages that export or reveal on a GET. A link from elsewhere to any
+// other page still opens it. A client that sends no Sec-Fetch-Site (a
+// script, an older browser) passes, as does the browser on Custodia's own
+// pages; SameSite cookies and the cross-origin protection of changes stand
+// besides.
+func isolateResources(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "cross-site", "same-site":
+			if strings.HasPrefix(r.URL.Path, "/api/") || exportsOnGet(r.URL.Path) {
+				http.Error(w, "a request made from another site is refused here", http.StatusForbidden)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// exportsOnGet reports whether a page's GET hands out data in bulk: the
+// download of an organization's audit trail.
+func exportsOnGet(path string) bool {
+	return strings.HasPrefix(path, "/orgs/") && strings.HasSuffix(path, "/audit/export")
 }
 
 func refuseMethods(next http.Handler) http.Handler {

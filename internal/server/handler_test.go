@@ -429,3 +429,45 @@ func TestWEB08_StaticFolderIsNotListed(t *testing.T) {
 		t.Errorf("GET /static/custodia.css: %s", resp.Status)
 	}
 }
+
+// What another site makes a signed-in browser ask for is refused (Fetch
+// Metadata, ASVS V3.5.3): every API call, GET included, and the audit
+// export's download; a link from elsewhere still opens a page, and the
+// same calls from the browser's own pages or from a script pass.
+func TestWEB03_CrossSiteRequestsForDataAreRefused(t *testing.T) {
+	ts := newTestServer(t)
+	admin := ts.signIn(t, authz.OrgAdmin)
+	status := func(path, site string) int {
+		t.Helper()
+		req, err := http.NewRequest("GET", ts.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+		}
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/api/v1/orgs/demo/studies", "/api/v1/orgs/demo/audit/export", "/orgs/demo/audit/export"} {
+		for _, site := range []string{"cross-site", "same-site"} {
+			if got := status(path, site); got != http.StatusForbidden {
+				t.Errorf("GET %s from %s: %d, want 403", path, site, got)
+			}
+		}
+	}
+	for _, site := range []string{"", "same-origin", "none"} {
+		if got := status("/api/v1/orgs/demo/studies", site); got != http.StatusOK {
+			t.Errorf("GET /api/v1/orgs/demo/studies (Sec-Fetch-Site %q): %d, want 200", site, got)
+		}
+	}
+	if got := status("/orgs/demo/members", "cross-site"); got != http.StatusOK {
+		t.Errorf("a link from another site to a page: %d, want 200", got)
+	}
+}
