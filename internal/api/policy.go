@@ -64,14 +64,19 @@ func handleSetPolicy(d Deps) http.Handler {
 		if err := security(d); err != nil {
 			return err
 		}
-		p := policy.Default()
-		if err := decode(r, &p); err != nil {
+		req := struct {
+			policy.Security
+			// Reason is needed to lift a second factor the instance
+			// requires by default.
+			Reason string `json:"reason"`
+		}{Security: policy.Default()}
+		if err := decode(r, &req); err != nil {
 			return err
 		}
-		if err := d.Security.SetPolicy(r.Context(), actor(d, r), r.PathValue("org"), p); err != nil {
+		if err := d.Security.SetPolicy(r.Context(), actor(d, r), r.PathValue("org"), req.Security, req.Reason); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"policy": p})
+		writeJSON(w, http.StatusOK, map[string]any{"policy": req.Security})
 		return nil
 	})
 }

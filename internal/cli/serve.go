@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/policy"
+
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
@@ -132,6 +134,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	// The one gate of this process: requests, the demo seed, the sweeps
 	// and the alert watcher commit together through it.
+	// In production every organization requires a second factor unless it
+	// lifts the requirement with a reason (ASVS V6.3.3).
+	policy.RequireSecondFactorByDefault(o.env == "production")
 	operator := server.NewGate(inst, kek)
 
 	selfSigned := false

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -83,6 +84,20 @@ var policyFields = func() []Field {
 // API documents that show or edit a policy.
 func Fields() []Field { return append([]Field(nil), policyFields...) }
 
+// secondFactorByDefault: the instance requires a second factor of every
+// organization that has not lifted the requirement (RequireSecondFactorByDefault).
+var secondFactorByDefault atomic.Bool
+
+// RequireSecondFactorByDefault makes the second factor part of the default
+// policy (ASVS V6.3.3): `serve --env production` turns it on at start. An
+// organization may still lift it, with a reason on the record
+// (policyadmin.Service.SetPolicy).
+func RequireSecondFactorByDefault(on bool) { secondFactorByDefault.Store(on) }
+
+// SecondFactorByDefault reports whether the default policy requires a
+// second factor.
+func SecondFactorByDefault() bool { return secondFactorByDefault.Load() }
+
 // Default is the policy of an organization that has set none.
 func Default() Security {
 	var p Security
@@ -96,6 +111,7 @@ func Default() Security {
 			v.Field(f.index).SetBool(f.Default == "true")
 		}
 	}
+	p.RequireSecondFactor = p.RequireSecondFactor || secondFactorByDefault.Load()
 	return p
 }
 

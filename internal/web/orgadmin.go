@@ -76,6 +76,7 @@ func handlePolicy(d Deps) http.Handler {
 		}
 		render(w, r, d.Log, http.StatusOK, "policy", map[string]any{
 			"Title": "Security policy", "Org": org, "Fields": policyRows(p), "Notice": notice(r),
+			"SecondFactorByDefault": policy.SecondFactorByDefault(),
 		})
 	})
 }
@@ -91,13 +92,14 @@ func handleSetPolicy(d Deps) http.Handler {
 			fail(w, r, d, err)
 			return
 		}
-		data := map[string]any{"Title": "Security policy", "Org": org, "Fields": policyRows(current)}
+		data := map[string]any{"Title": "Security policy", "Org": org, "Fields": policyRows(current),
+			"SecondFactorByDefault": policy.SecondFactorByDefault()}
 		if !form(w, r, d, "policy", data) {
 			return
 		}
 		p, err := policyFromForm(r.PostForm)
 		if err == nil {
-			err = d.Security.SetPolicy(r.Context(), actor(d, r), slug, p)
+			err = d.Security.SetPolicy(r.Context(), actor(d, r), slug, p, r.PostForm.Get("reason"))
 		}
 		switch {
 		case errs.Is(err, errs.Invalid):

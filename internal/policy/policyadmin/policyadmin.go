@@ -9,6 +9,7 @@ package policyadmin
 
 import (
 	"context"
+	"strings"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
@@ -41,8 +42,15 @@ func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.O
 }
 
 // SetPolicy replaces the organization's security policy with p, on the
-// record as org.policy.set with the policy before and after.
-func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p policy.Security) error {
+// record as org.policy.set with the policy before and after. Where the
+// instance requires a second factor by default (production), a policy
+// without it needs reason, which the event keeps (ASVS V6.3.3): lifting the
+// requirement is a decision someone answers for.
+func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p policy.Security, reason string) error {
+	reason = strings.Join(strings.Fields(reason), " ")
+	if len(reason) > maxReason {
+		return errs.E(errs.Invalid, "the reason may have at most %d characters", maxReason)
+	}
 	return s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.set", func(t *gate.Tx) error {
 		org := t.Org()
 		t.Object("organization", org.ID)
@@ -53,15 +61,26 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p po
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
+		waived := !p.RequireSecondFactor && policy.SecondFactorByDefault()
+		if waived && reason == "" {
+			return errs.E(errs.Invalid, "this instance requires a second factor by default: give the reason for lifting the requirement, which the audit trail keeps")
+		}
 		old, err := policy.Set(ctx, t, org.ID, p)
 		if err != nil {
 			return err
 		}
 		t.Detail("before", old.Summary())
 		t.Detail("after", p.Summary())
+		if waived {
+			t.Detail("second_factor_waiver", reason)
+		}
 		return nil
 	})
 }
+
+// maxReason bounds the reason for lifting the second-factor requirement,
+// as the audit trail bounds every detail.
+const maxReason = 500
 
 // Locked lists the organization's locked members.
 func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {

@@ -3,6 +3,7 @@ package policyadmin_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/policy"
@@ -67,19 +69,19 @@ func TestAUTH09_OnlyAdministratorsSetThePolicy(t *testing.T) {
 		p := policy.Default()
 		p.RequireSecondFactor, p.SessionIdleMinutes = true, 10
 		for _, role := range []authz.Role{authz.OrgManager, authz.StudyAdmin, authz.Monitor, authz.Participant} {
-			if err := f.svc.SetPolicy(ctx, f.as(role), demo.Slug, p); !gate.IsDenied(err) {
+			if err := f.svc.SetPolicy(ctx, f.as(role), demo.Slug, p, ""); !gate.IsDenied(err) {
 				t.Errorf("%s sets the policy: %v, want not found", role, err)
 			}
 		}
 		bad := p
 		bad.PasswordMinLength = 4
-		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, bad); err == nil {
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, bad, ""); err == nil {
 			t.Error("a minimum length of 4 was accepted")
 		}
 		if _, got, _ := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); got != policy.Default() {
 			t.Fatalf("refused changes changed the policy: %+v", got)
 		}
-		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, p); err != nil {
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, p, ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, got, err := f.svc.Policy(ctx, f.as(authz.OrgAdmin), demo.Slug); err != nil || got != p {
@@ -149,6 +151,46 @@ func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
 		}
 		if again, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || again {
 			t.Errorf("second unlock: %v, %v; want false, nil", again, err)
+		}
+	})
+}
+
+// Where the instance requires a second factor by default (production),
+// every organization that has not lifted it requires one, and lifting it
+// needs a reason, which the audit trail keeps (ASVS V6.3.3); without one,
+// nothing changes.
+func TestAUTH09_SecondFactorByDefaultIsLiftedOnlyWithAReason(t *testing.T) {
+	policy.RequireSecondFactorByDefault(true)
+	t.Cleanup(func() { policy.RequireSecondFactorByDefault(false) })
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		manager := f.accounts[authz.OrgManager]
+		if p, err := policy.Effective(ctx, f.db, manager); err != nil || !p.RequireSecondFactor {
+			t.Fatalf("a member under the instance's default: %+v, %v; want a second factor required", p, err)
+		}
+		lifted := policy.Default()
+		lifted.RequireSecondFactor = false
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, lifted, "  "); !errs.Is(err, errs.Invalid) {
+			t.Fatalf("lifting without a reason: %v, want Invalid", err)
+		}
+		if p, _ := policy.Effective(ctx, f.db, manager); !p.RequireSecondFactor {
+			t.Fatal("the refused change lifted the requirement")
+		}
+		const why = "Kiosk accounts on the ward's shared tablets, pending hardware keys"
+		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, lifted, why); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := policy.Effective(ctx, f.db, manager); p.RequireSecondFactor {
+			t.Error("the requirement stands after it was lifted with a reason")
+		}
+		var body string
+		if err := f.db.QueryRowContext(ctx, `SELECT body FROM audit_events WHERE action = 'org.policy.set'
+			AND outcome = 'success' ORDER BY at DESC LIMIT 1`).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(body, why) {
+			t.Errorf("the event does not keep the reason: %s", body)
 		}
 	})
 }
