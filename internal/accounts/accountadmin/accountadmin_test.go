@@ -213,8 +213,14 @@ func TestACL08_MembersAccessIsRefusedOutsideTheAdministratorsOrganization(t *tes
 		stale.ConfirmedAt = time.Now().Add(-gate.StepUpWindow - time.Minute)
 		type call func(a gate.Actor, slug, account string) error
 		calls := map[string]call{
-			"disable": func(a gate.Actor, slug, account string) error { _, err := f.svc.Disable(ctx, a, slug, account); return err },
-			"enable":  func(a gate.Actor, slug, account string) error { _, err := f.svc.Enable(ctx, a, slug, account); return err },
+			"disable": func(a gate.Actor, slug, account string) error {
+				_, err := f.svc.Disable(ctx, a, slug, account)
+				return err
+			},
+			"enable": func(a gate.Actor, slug, account string) error {
+				_, err := f.svc.Enable(ctx, a, slug, account)
+				return err
+			},
 			"sign-out": func(a gate.Actor, slug, account string) error {
 				_, err := f.svc.SignOut(ctx, a, slug, account)
 				return err
