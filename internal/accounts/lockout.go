@@ -70,11 +70,12 @@ type Recorder interface {
 
 // ResetFailures sets the failure count back to zero after a successful
 // sign-in, in the transaction that starts the session. If the account was
-// locked meanwhile (by a concurrent failure on another node) it fails with
+// locked meanwhile (by a concurrent failure on another node) or disabled
+// meanwhile (between the password and the second step) it fails with
 // ErrBadCredentials, and the sign-in must fail with it.
 func ResetFailures(ctx context.Context, tx sqldb.Tx, accountID string) error {
 	res, err := tx.ExecContext(ctx,
-		`UPDATE accounts SET failed_logins = 0 WHERE id = $1 AND locked_at IS NULL`, accountID)
+		`UPDATE accounts SET failed_logins = 0 WHERE id = $1 AND locked_at IS NULL AND disabled_at IS NULL`, accountID)
 	if err != nil {
 		return fmt.Errorf("reset failed sign-ins: %w", err)
 	}

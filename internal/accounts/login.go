@@ -44,10 +44,11 @@ func Attempt(ctx context.Context, q sqldb.Querier, email, password string) (Acco
 type Attempted struct {
 	AccountID string // the account the e-mail address belongs to; "" if none
 	Locked    bool   // the account is locked (AUTH-04)
+	Disabled  bool   // the account is disabled (ASVS V7.4.2)
 }
 
-// Check is Attempt with everything the sign-in needs to know. A locked
-// account fails with ErrBadCredentials even for the right password, after
+// Check is Attempt with everything the sign-in needs to know. A locked or
+// disabled account fails with ErrBadCredentials even for the right password, after
 // the same password verification as any other attempt, so that neither the
 // answer nor its timing tells a locked account from a wrong password or an
 // unknown address (AUTH-06). It reads and replaces a stale hash in q; the
@@ -85,8 +86,9 @@ func Find(ctx context.Context, q sqldb.Querier, email string) (Candidate, error)
 	}
 	var c Candidate
 	err = q.QueryRowContext(ctx,
-		`SELECT id, email, display_name, password_hash, created_at, locked_at IS NOT NULL FROM accounts WHERE email = $1`, norm,
-	).Scan(&c.acc.ID, &c.acc.Email, &c.acc.DisplayName, &c.hash, &c.acc.CreatedAt, &c.at.Locked)
+		`SELECT id, email, display_name, password_hash, created_at, locked_at IS NOT NULL, disabled_at IS NOT NULL
+		 FROM accounts WHERE email = $1`, norm,
+	).Scan(&c.acc.ID, &c.acc.Email, &c.acc.DisplayName, &c.hash, &c.acc.CreatedAt, &c.at.Locked, &c.at.Disabled)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Candidate{}, errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 	}
@@ -131,7 +133,7 @@ func (c Candidate) Check(ctx context.Context, password string) (Account, Attempt
 	if err != nil {
 		return Account{}, at, Upgrade{}, fmt.Errorf("verify password: %w", err)
 	}
-	if !ok || at.Locked {
+	if !ok || at.Locked || at.Disabled {
 		return Account{}, at, Upgrade{}, ErrBadCredentials
 	}
 	a := c.acc

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/keys/keyadmin"
@@ -28,6 +29,9 @@ type Deps struct {
 	Networks  *netadmin.Service
 	// Security reads and sets organizations' security policies.
 	Security *policyadmin.Service
+	// Access disables and enables members' accounts and ends their
+	// sessions (ASVS V7.4.2, V7.4.5).
+	Access *accountadmin.Service
 	// Participants enrols, lists, re-identifies and erases participants
 	// and keeps decrypt grants (CRY-06, CRY-09, LIFE-03).
 	Participants *participants.Service
@@ -115,6 +119,12 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/members", router.SignedIn, handleListMembers(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/members/{account}/roles", router.SignedIn, handleAssignRole(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/members/{account}/roles/{assignment}", router.SignedIn, handleUnassignRole(d))
+	// Members' access (ASVS V7.4.2, V7.4.5): disabling an account ends its
+	// sessions and tokens and refuses its sign-in until it is enabled.
+	rt.Handle("POST", "/api/v1/orgs/{org}/members/{account}/disable", router.SignedIn, handleDisableMember(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/members/{account}/enable", router.SignedIn, handleEnableMember(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/members/{account}/sign-out", router.SignedIn, handleSignOutMember(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/members/sign-out", router.SignedIn, handleSignOutMembers(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/roles", router.SignedIn, handleListRoles(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/roles", router.SignedIn, handleCreateRole(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/roles/{role}", router.SignedIn, handleDeleteRole(d))

@@ -389,7 +389,8 @@ func AssignmentByID(ctx context.Context, q sqldb.Querier, orgID, accountID, id s
 }
 
 // Unassign deletes an assignment. The organization keeps at least one
-// organization admin: removing the last one is a Conflict, whoever asks.
+// organization admin whose account is not disabled: removing the last one
+// is a Conflict, whoever asks.
 // On PostgreSQL the organization's admin assignments are locked first, so
 // two administrators removing each other at once cannot both succeed
 // (SQLite runs one writing transaction at a time).
@@ -417,6 +418,17 @@ func Unassign(ctx context.Context, tx sqldb.Tx, d sqldb.Dialect, a Assignment) e
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("remove role: %w", err)
+		}
+		if others > 0 {
+			// Only an admin who can sign in counts (a disabled account,
+			// ASVS V7.4.2, does not), read after the lock as
+			// accounts.Disable reads it.
+			if err := tx.QueryRowContext(ctx,
+				`SELECT COUNT(*) FROM role_assignments r JOIN accounts a ON a.id = r.account_id
+				 WHERE r.org_id = $1 AND r.role = $2 AND r.id <> $3 AND a.disabled_at IS NULL`,
+				a.OrgID, string(OrgAdmin), a.ID).Scan(&others); err != nil {
+				return fmt.Errorf("remove role: %w", err)
+			}
 		}
 		if others == 0 {
 			return errs.E(errs.Conflict, "the last organization admin cannot be removed; make someone else organization admin first")

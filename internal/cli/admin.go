@@ -166,8 +166,11 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(env.Stdout, "Usage: custodia user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--password-stdin]")
 		fmt.Fprintln(env.Stdout, "       custodia user unlock --org SLUG --email EMAIL")
+		fmt.Fprintln(env.Stdout, "       custodia user disable --org SLUG --email EMAIL")
+		fmt.Fprintln(env.Stdout, "       custodia user enable --org SLUG --email EMAIL")
+		fmt.Fprintln(env.Stdout, "       custodia user sign-out --org SLUG (--email EMAIL | --all)")
 		if len(args) == 0 {
-			return usageError{"missing subcommand (want: add, unlock)"}
+			return usageError{"missing subcommand (want: add, unlock, disable, enable, sign-out)"}
 		}
 		return nil
 	}
@@ -175,8 +178,14 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	case "add":
 	case "unlock":
 		return runUserUnlock(ctx, env, args[1:])
+	case "disable":
+		return runUserDisable(ctx, env, args[1:])
+	case "enable":
+		return runUserEnable(ctx, env, args[1:])
+	case "sign-out":
+		return runUserSignOut(ctx, env, args[1:])
 	default:
-		return usageError{fmt.Sprintf("unknown subcommand %q (want: add, unlock)", args[0])}
+		return usageError{fmt.Sprintf("unknown subcommand %q (want: add, unlock, disable, enable, sign-out)", args[0])}
 	}
 	fs := newFlags(env, "user add", "user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--name NAME] [--password-stdin]")
 	cfg := instanceFlags(fs)

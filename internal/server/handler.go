@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
@@ -153,12 +154,13 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}
 	}
 	security := &policyadmin.Service{Gate: g}
+	access := &accountadmin.Service{Gate: g, Now: d.Sessions.Now}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
-			Security: security, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
+			Security: security, Access: access, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			Accounts:  &accounts.Service{Gate: g},
 			Orgs:      &orgadmin.Service{Gate: g},
 			Oversight: &auditadmin.Service{Gate: g},
@@ -177,6 +179,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Roles:        &authzadmin.Service{Gate: g},
 			Keys:         &keyadmin.Service{Gate: g},
 			Security:     security,
+			Access:       access,
 			ClientAddr:   addrOf,
 		}),
 	}

@@ -59,6 +59,10 @@ type matrixRow struct {
 	Open  int    // open route: the status for anyone
 	Any   int    // signed-in route without a target: the status for every role
 	Grid  string // signed-in route with a target: see above
+	// Last: the route ends the sessions of other roles, so the roles
+	// for whom it succeeds try it only once every other role is through
+	// all its rows.
+	Last bool
 }
 
 var matrix = []matrixRow{
@@ -548,6 +552,48 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Members' access through the page, as through the API; each change
+	// leads back to the page.
+	{Route: "GET /orgs/{org}/access", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/access/{account}/disable", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/access/{account}/enable", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/access/{account}/sign-out", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/access/sign-out", Last: true, Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// Network ranges (ACL-07) of the target organization and study.
 	{Route: "PUT /api/v1/orgs/{org}/network", Grid: `
 		org-admin           200 200 200 404
@@ -594,6 +640,44 @@ var matrix = []matrixRow{
 	{Route: "DELETE /api/v1/orgs/{org}/members/{account}/roles/{assignment}", Grid: `
 		org-admin           204 204 204 404
 		org-manager         403 403 403 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	// Members' access (ASVS V7.4.2, V7.4.5), the organization's
+	// administrators only (security.manage, with step-up: the session is
+	// fresh): the cell's bystander is disabled (again, in the later cells
+	// of the organization: nothing changes), enabled and signed out.
+	// Signing out every member reaches the sessions of the other roles,
+	// so it runs last (Last), after every role's other rows.
+	{Route: "POST /api/v1/orgs/{org}/members/{account}/disable", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/members/{account}/enable", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/members/{account}/sign-out", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/members/sign-out", Last: true, Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
 		study-admin         404 404 404 404
 		data-manager        404 404 404 404
 		site-investigator   404 404 404 404
@@ -859,6 +943,33 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 			"password_min_length": {"12"}, "password_rotation_days": {"0"},
 			"session_idle_minutes": {"20"}, "session_absolute_hours": {"12"},
 		})
+	},
+	"POST /api/v1/orgs/{org}/members/{account}/disable": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + adminTargetOf(tag).member + "/disable"}
+	},
+	"POST /api/v1/orgs/{org}/members/{account}/enable": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + adminTargetOf(tag).member + "/enable"}
+	},
+	"POST /api/v1/orgs/{org}/members/{account}/sign-out": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + adminTargetOf(tag).member + "/sign-out"}
+	},
+	"POST /api/v1/orgs/{org}/members/sign-out": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/sign-out"}
+	},
+	"GET /orgs/{org}/access": func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/access"}
+	},
+	"POST /orgs/{org}/access/{account}/disable": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/access/"+adminTargetOf(tag).member+"/disable", url.Values{})
+	},
+	"POST /orgs/{org}/access/{account}/enable": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/access/"+adminTargetOf(tag).member+"/enable", url.Values{})
+	},
+	"POST /orgs/{org}/access/{account}/sign-out": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/access/"+adminTargetOf(tag).member+"/sign-out", url.Values{})
+	},
+	"POST /orgs/{org}/access/sign-out": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/access/sign-out", url.Values{})
 	},
 	"GET /orgs/{org}/locked": func(tg target, _ string) probe {
 		return probe{path: "/orgs/" + tg.org + "/locked"}
@@ -1631,30 +1742,47 @@ func TestACL01_RouteMatrix(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	actual := map[string]map[authz.Role][4]int{}
+	// The rows that end other roles' sessions (Last) succeed for the
+	// organization admin only, who tries them once every other role is
+	// through all its rows.
+	var others sync.WaitGroup
+	others.Add(len(authz.BuiltinRoles()) - 1)
+	// tryGrid tries a grid row as role against its four targets.
+	tryGrid := func(t *testing.T, c *http.Client, role authz.Role, row matrixRow) {
+		t.Helper()
+		method, _, _ := strings.Cut(row.Route, " ")
+		want := parseGrid(t, row.Route, row.Grid)[role]
+		var got [4]int
+		for i, tg := range f.targets[role] {
+			tag := string(role) + "-" + targetNames[i]
+			got[i], _ = send(t, c, ts.URL, method, targetedProbes[row.Route](tg, tag))
+			if got[i] != want[i] {
+				t.Errorf("%s as %s, %s target: %d, want %d", row.Route, role, targetNames[i], got[i], want[i])
+			}
+		}
+		mu.Lock()
+		if actual[row.Route] == nil {
+			actual[row.Route] = map[authz.Role][4]int{}
+		}
+		actual[row.Route][role] = got
+		mu.Unlock()
+	}
 	for _, role := range authz.BuiltinRoles() {
 		wg.Go(func() {
 			t.Run(string(role), func(t *testing.T) {
 				c := signInOwn(t, ts, role)
 				for _, row := range matrix {
-					if row.Grid == "" {
-						continue
+					if row.Grid != "" && !row.Last {
+						tryGrid(t, c, role, row)
 					}
-					method, _, _ := strings.Cut(row.Route, " ")
-					want := parseGrid(t, row.Route, row.Grid)[role]
-					var got [4]int
-					for i, tg := range f.targets[role] {
-						tag := string(role) + "-" + targetNames[i]
-						got[i], _ = send(t, c, ts.URL, method, targetedProbes[row.Route](tg, tag))
-						if got[i] != want[i] {
-							t.Errorf("%s as %s, %s target: %d, want %d", row.Route, role, targetNames[i], got[i], want[i])
-						}
+				}
+				if role == authz.OrgAdmin {
+					others.Wait()
+				}
+				for _, row := range matrix {
+					if row.Grid != "" && row.Last {
+						tryGrid(t, c, role, row)
 					}
-					mu.Lock()
-					if actual[row.Route] == nil {
-						actual[row.Route] = map[authz.Role][4]int{}
-					}
-					actual[row.Route][role] = got
-					mu.Unlock()
 				}
 				st := &accountState{password: ts.logins[role].Password,
 					phone: fmt.Sprintf("+3161000%04d", slices.Index(authz.BuiltinRoles(), role))}
@@ -1687,6 +1815,9 @@ func TestACL01_RouteMatrix(t *testing.T) {
 					}
 				}
 			})
+			if role != authz.OrgAdmin {
+				others.Done()
+			}
 		})
 	}
 	wg.Wait()

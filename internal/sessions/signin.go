@@ -197,7 +197,8 @@ func (s *Store) full(ctx context.Context, q sqldb.Querier, rules []ratelimit.Rul
 }
 
 // start begins a session for the account in o, the work of the sign-in's
-// last step, recorded as auth.login of the new session. It fails with
+// last step, recorded as auth.login of the new session, and ends the
+// account's oldest beyond SessionsPerAccount. It fails with
 // accounts.ErrBadCredentials if another node locked the account since its
 // check.
 func (s *Store) start(ctx context.Context, o *gate.OpTx, accountID, remoteAddr, userAgent string, st *Step) error {
@@ -206,6 +207,9 @@ func (s *Store) start(ctx context.Context, o *gate.OpTx, accountID, remoteAddr, 
 	}
 	token, sess, err := s.create(ctx, o, accountID, remoteAddr, userAgent)
 	if err != nil {
+		return err
+	}
+	if err := s.endOverLimit(ctx, o, sess, remoteAddr, userAgent); err != nil {
 		return err
 	}
 	o.As(accountID, sess.ID)
@@ -222,6 +226,9 @@ func (s *Store) open(ctx context.Context, tx sqldb.Tx, ev *audit.Event, accountI
 	}
 	token, sess, err := s.create(ctx, tx, accountID, remoteAddr, userAgent)
 	if err != nil {
+		return "", Session{}, err
+	}
+	if err := s.endOverLimit(ctx, tx, sess, remoteAddr, userAgent); err != nil {
 		return "", Session{}, err
 	}
 	ev.Action, ev.ActorAccount, ev.ActorSession, ev.Outcome = "auth.login", accountID, sess.ID, audit.Success
@@ -598,7 +605,10 @@ func (s *Store) recordFailure(ctx context.Context, ev audit.Event, at accounts.A
 func (s *Store) failedIn(ctx context.Context, o *gate.OpTx, remoteAddr string, at accounts.Attempted, cause error) ([]alerts.Alert, error) {
 	o.As(at.AccountID, "")
 	o.Outcome(audit.Failure)
-	if at.Locked {
+	switch {
+	case at.Disabled:
+		o.Detail("reason", "disabled")
+	case at.Locked:
 		o.Detail("reason", "locked")
 	}
 	if !errors.Is(cause, accounts.ErrBadCredentials) && !errors.Is(cause, mfa.ErrWrongCode) {

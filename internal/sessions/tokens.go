@@ -26,12 +26,11 @@ import (
 // a cookie. A token is made only from a signed-in session, shown once, and
 // only its SHA-256 is kept. It is scoped (read: safe methods only; write:
 // state-changing requests too, enforced by the API's guard), expires after
-// at most TokenMaxDays, and is revoked by its owner, by a password reset
-// and, in effect, by a lockout: a locked account's tokens are refused.
-// Signing out everywhere ends sessions, not tokens, so that a person who
-// signs out of every browser does not break their scripts; a password
-// change keeps them too (see ChangePassword). In the audit trail a token
-// appears by its id only, as the session "token:<id>".
+// at most TokenMaxDays, and is revoked by its owner, by a password reset,
+// by an administrator ending the account's sessions or disabling it and,
+// in effect, by a lockout: a locked account's tokens are refused. Signing
+// out everywhere and a password change end them too (ASVS V7.4.3). In the
+// audit trail a token appears by its id only, as the session "token:<id>".
 
 // Scope is what a token may do.
 type Scope string
@@ -316,7 +315,7 @@ func revokeTokens(ctx context.Context, tx sqldb.Querier, accountID string, now t
 
 // LookupToken returns the live token for a bearer secret presented from
 // remoteAddr and records its use. An unknown, expired or revoked token, one
-// of a locked account (AUTH-04) and one of an account whose password has
+// of a locked (AUTH-04) or disabled (ASVS V7.4.2) account and one of an account whose password has
 // expired (AUTH-09) are all errNoToken, a failure that is on the audit
 // trail (AUTH-11) and counts against the address's limit of failed bearer
 // attempts (AUTH-05); past that limit the address gets RateLimited without
@@ -387,12 +386,12 @@ func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret string) (
 		return AccessToken{}, "unknown", nil
 	}
 	var revoked sql.NullInt64
-	var locked bool
+	var locked, disabled bool
 	t, err := scanToken(q.QueryRowContext(ctx,
 		`SELECT t.id, t.account_id, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at,
-		        t.revoked_at, a.locked_at IS NOT NULL
+		        t.revoked_at, a.locked_at IS NOT NULL, a.disabled_at IS NOT NULL
 		 FROM access_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1`,
-		ids.Digest(secret)), &revoked, &locked)
+		ids.Digest(secret)), &revoked, &locked, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return AccessToken{}, "unknown", nil
 	}
@@ -405,6 +404,8 @@ func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret string) (
 		return t, "revoked", nil
 	case !now.Before(t.ExpiresAt):
 		return t, "expired", nil
+	case disabled:
+		return t, "disabled", nil
 	case locked:
 		return t, "locked", nil
 	}

@@ -28,6 +28,12 @@ var notices = map[string]string{
 	"policy":                "The security policy is saved. It applies at each member's next sign-in.",
 	"unlocked":              "The account is unlocked; its owner can sign in again.",
 	"not-locked":            "That account was not locked; nothing changed.",
+	"disabled":              "The account is disabled: its sessions and access tokens have ended, and it cannot sign in until it is enabled.",
+	"already-disabled":      "That account was disabled already; any session or token it had left has ended.",
+	"enabled":               "The account is enabled; its owner can sign in again.",
+	"not-disabled":          "That account was not disabled; nothing changed.",
+	"member-signed-out":     "Every session and access token of that person has ended; they can sign in again.",
+	"members-signed-out":    "Every session and access token of every member has ended, but your session here.",
 	"confirmed":             "Thank you. You can now make the change.",
 	"left":                  "You left the organization; your roles there have ended.",
 }

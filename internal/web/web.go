@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
@@ -43,7 +44,7 @@ var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
 	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
-		"audit", "alerts", "accesslog", "members", "roles", "network", "keys"} {
+		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return out
@@ -63,6 +64,9 @@ type Deps struct {
 	// it refuses to set up factors, as the API does.
 	Factors  *mfa.Service
 	Security *policyadmin.Service
+	// Access disables and enables members' accounts and ends their
+	// sessions (ASVS V7.4.2, V7.4.5).
+	Access *accountadmin.Service
 	// Oversight searches and exports the audit trail, keeps the alerts
 	// and tells participants who accessed their record (AUD-04, AUD-05).
 	Oversight *auditadmin.Service
@@ -134,6 +138,11 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/orgs/{org}/security", router.SignedIn, handleSetPolicy(d))
 	rt.Handle("GET", "/orgs/{org}/locked", router.SignedIn, handleLocked(d))
 	rt.Handle("POST", "/orgs/{org}/locked/{account}/unlock", router.SignedIn, handleUnlock(d))
+	rt.Handle("GET", "/orgs/{org}/access", router.SignedIn, handleAccess(d))
+	rt.Handle("POST", "/orgs/{org}/access/{account}/disable", router.SignedIn, handleDisableMember(d))
+	rt.Handle("POST", "/orgs/{org}/access/{account}/enable", router.SignedIn, handleEnableMember(d))
+	rt.Handle("POST", "/orgs/{org}/access/{account}/sign-out", router.SignedIn, handleSignOutMember(d))
+	rt.Handle("POST", "/orgs/{org}/access/sign-out", router.SignedIn, handleSignOutMembers(d))
 
 	// The audit trail (AUD-04) for administrators and monitors, the
 	// alerts (AUTH-12, AUD-05) for administrators, and a participant's
