@@ -409,3 +409,55 @@ func TestWEB02_MembersPageEscapesNames(t *testing.T) {
 		t.Error("the members page does not show the name as text")
 	}
 }
+
+// The members' access page (ASVS V7.4.2, V7.4.5): an administrator sees
+// the members, disables one after confirming it is them (the confirmation
+// page leads back), which ends the member's session at once, and enables
+// them again; an org-manager has no such page.
+func TestAUTH10_AccessPageDisablesAndEnablesAMember(t *testing.T) {
+	srv := browsertest.StartServer(t, browsertest.Options{})
+	f := demoOf(t, srv)
+	admin := signInHTTP(t, srv, authz.OrgAdmin)
+	monitor := signInHTTP(t, srv, authz.Monitor)
+	member := f.account(t, authz.Monitor)
+	page := request(t, admin, "GET", srv.URL+"/orgs/demo/access", nil, nil)
+	if page.status != http.StatusOK || !strings.Contains(page.body, member.Email) ||
+		!strings.Contains(page.body, `action="/orgs/demo/access/`+member.ID+`/disable"`) {
+		t.Fatalf("access page: %d\n%s", page.status, page.body)
+	}
+	if a := request(t, signInHTTP(t, srv, authz.OrgManager), "GET", srv.URL+"/orgs/demo/access", nil, nil); a.status == http.StatusOK {
+		t.Errorf("an org-manager sees the access page: %d", a.status)
+	}
+	works := func(c *http.Client) bool {
+		t.Helper()
+		return request(t, c, "GET", srv.URL+"/account", nil, nil).status == http.StatusOK
+	}
+	if !works(monitor) {
+		t.Fatal("the member's session does not work to begin with")
+	}
+	ageConfirmations(t, srv.Instance.Clinical)
+	disable := url.Values{"next": {"/orgs/demo/access"}}
+	a := request(t, admin, "POST", srv.URL+"/orgs/demo/access/"+member.ID+"/disable", disable, nil)
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, `action="/confirm"`) {
+		t.Fatalf("disable with a stale confirmation: %d, want the confirmation page", a.status)
+	}
+	if !works(monitor) {
+		t.Fatal("an unconfirmed disabling ended the member's session")
+	}
+	a = request(t, admin, "POST", srv.URL+"/confirm", url.Values{"password": {srv.Logins[authz.OrgAdmin].Password}, "next": {"/orgs/demo/access"}}, nil)
+	if a.status != http.StatusSeeOther || !strings.HasPrefix(a.header.Get("Location"), "/orgs/demo/access") {
+		t.Fatalf("confirm: %d %q, want back to the access page", a.status, a.header.Get("Location"))
+	}
+	if a = request(t, admin, "POST", srv.URL+"/orgs/demo/access/"+member.ID+"/disable", disable, nil); a.status != http.StatusSeeOther {
+		t.Fatalf("disable after confirming: %d %s", a.status, errorLine(a.body))
+	}
+	if works(monitor) {
+		t.Error("the disabled member's session still works")
+	}
+	if a = request(t, admin, "POST", srv.URL+"/orgs/demo/access/"+member.ID+"/enable", disable, nil); a.status != http.StatusSeeOther {
+		t.Fatalf("enable: %d %s", a.status, errorLine(a.body))
+	}
+	if !works(signInHTTP(t, srv, authz.Monitor)) {
+		t.Error("the enabled member cannot sign in again")
+	}
+}
