@@ -186,6 +186,17 @@ func (s *Service) RequestReset(ctx context.Context, email string, a gate.Actor) 
 		case err != nil:
 			return err
 		}
+		// A disabled account gets no link: its administrators turned it
+		// off, and a new password would open nothing. The answer and the
+		// time taken are those of any other address.
+		if at, err := accounts.DisabledAt(ctx, o, acc.ID); err != nil {
+			return err
+		} else if !at.IsZero() {
+			o.As(acc.ID, "")
+			o.Outcome(audit.Failure)
+			o.Detail("reason", "disabled")
+			return nil
+		}
 		if token, err = accounts.IssueLink(ctx, o, acc.ID, accounts.PurposeReset, ResetTTL); err != nil {
 			return err
 		}

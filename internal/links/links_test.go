@@ -436,3 +436,25 @@ func TestAUTH05_GuessedLinksSpendTheirBudgetOnTheRecord(t *testing.T) {
 		}
 	})
 }
+
+// A disabled account is sent no reset link (ASVS V7.4.2): a new password
+// would open nothing, and the answer is that of any other address.
+func TestAUTH07_DisabledAccountGetsNoResetLink(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		user, err := accounts.ByEmail(ctx, f.db, "user@clinic.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.ExecContext(ctx, `UPDATE accounts SET disabled_at = $1 WHERE id = $2`, sqldb.Now(), user.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.svc.RequestReset(ctx, "user@clinic.example", gate.Actor{RemoteAddr: "192.0.2.1"}); err != nil {
+			t.Fatalf("reset of a disabled account: %v, want the same answer as any", err)
+		}
+		if msgs := f.mails(t, "user@clinic.example"); len(msgs) != 0 {
+			t.Errorf("a disabled account was sent %d reset mails", len(msgs))
+		}
+	})
+}
