@@ -27,10 +27,14 @@ type VerifyOptions struct {
 
 // Report is the outcome of Verify: one line per problem found, for people.
 type Report struct {
-	Size        int64    // events in the log
-	Checkpoints int      // stored checkpoints checked
-	FirstBad    int64    // lowest index that is, or may be, altered; -1 if none
-	Problems    []string // one human line per problem
+	Size        int64 // events in the log
+	Checkpoints int   // stored checkpoints checked
+	// Unsigned is how many events, from index 0, were written before
+	// events were signed (an upgraded trail's unsigned prefix): signed
+	// checkpoints and witnesses protect them, their own signature does not.
+	Unsigned int64
+	FirstBad int64    // lowest index that is, or may be, altered; -1 if none
+	Problems []string // one human line per problem
 }
 
 // OK reports whether the trail verified without any problem.
@@ -96,6 +100,8 @@ type verification struct {
 
 	origin           string // of the stored checkpoints
 	lastGood         int64  // largest size at which a checkpoint root matched
+	firstSigned      int64  // index of the first signed event; -1 before it
+	covered          int64  // largest size of a stored checkpoint that parsed
 	rootMismatches   int    // explained checkpoint mismatches after the first
 	reportedMismatch bool
 
@@ -120,7 +126,7 @@ type logRow struct {
 	leaf                                  string
 	id, org, actor, action, outcome       sql.NullString
 	study, site, participant, objType, ob sql.NullString
-	body                                  sql.NullString
+	body, sig                             sql.NullString
 	at                                    sql.NullInt64
 	security                              sql.NullBool
 }
@@ -163,6 +169,7 @@ func (v *verification) run() error {
 	v.hashes = &cursor[storedHash]{fetch: func(from int64) ([]storedHash, int64, error) { return v.fetchHashes(from, hashCount) }}
 	v.cps = &cursor[cpRow]{fetch: func(from int64) ([]cpRow, int64, error) { return v.fetchCheckpoints(from, cpLimit) }}
 	v.taint = -1
+	v.firstSigned = -1
 
 	if err := v.checkpointsAt(0); err != nil {
 		return err
@@ -180,6 +187,13 @@ func (v *verification) run() error {
 	}
 	if v.rootMismatches > 0 {
 		v.problem(-1, "%d later checkpoints differ as well", v.rootMismatches)
+	}
+	// The sequencer signs a checkpoint with every batch of signed events it
+	// integrates, so signed events beyond the last stored checkpoint were
+	// added outside it, or their checkpoints removed.
+	if v.firstSigned >= 0 && v.covered < size {
+		from := max(v.covered, v.firstSigned)
+		v.problem(from, "events %d to %d are covered by no signed checkpoint (added outside the sequencer, or their checkpoints removed)", from, size-1)
 	}
 	// Checkpoints beyond the log prove that entries were removed.
 	for {
@@ -236,11 +250,12 @@ func (v *verification) entry(n int64) error {
 			reasons = append(reasons, "event missing")
 			leaf, haveLeaf = logLeaf, err == nil
 		} else {
-			leaf, haveLeaf = tlog.RecordHash([]byte(r.body.String)), true
+			leaf, haveLeaf = tlog.RecordHash(leafData(r.body.String, r.sig.String)), true
 			if err == nil && leaf != logLeaf {
 				reasons = append(reasons, "event body does not match its leaf hash")
 			}
 			reasons = append(reasons, bodyProblems(r)...)
+			reasons = append(reasons, v.signatureProblems(n, r)...)
 		}
 	}
 	idx := tlog.StoredHashIndex(0, n)
@@ -286,6 +301,26 @@ func (v *verification) entry(n int64) error {
 		case stored != h && v.taint < first:
 			v.problem(n, "index %d: stored tree hash %d (level %d) differs from the recomputed one (tree altered)", n, idx, level)
 		}
+	}
+	return nil
+}
+
+// signatureProblems checks an event's signature by the audit key. Unsigned
+// events are accepted only before the first signed one: the unsigned
+// prefix of a trail written before events were signed.
+func (v *verification) signatureProblems(n int64, r *logRow) []string {
+	if r.sig.String == "" {
+		if v.firstSigned >= 0 {
+			return []string{"event is not signed by the audit key (written outside the application)"}
+		}
+		v.rep.Unsigned = n + 1
+		return nil
+	}
+	if v.firstSigned < 0 {
+		v.firstSigned = n
+	}
+	if !eventSignature(r.body.String, r.sig.String, v.o.Verifier) {
+		return []string{"event signature is not the audit key's (forged or altered outside the application)"}
 	}
 	return nil
 }
@@ -363,6 +398,7 @@ func (v *verification) checkpointsAt(size int64) error {
 		v.cps.next()
 		cp, ok := v.parseStored(*r)
 		if ok {
+			v.covered = max(v.covered, size)
 			v.compareRoot(fmt.Sprintf("checkpoint at size %d", size), size, cp.Root)
 		}
 	}
@@ -501,7 +537,7 @@ func (v *verification) storedHash(idx int64) (tlog.Hash, bool, error) {
 func (v *verification) fetchLog(from, end int64) ([]logRow, int64, error) {
 	rows, err := v.db.QueryContext(v.ctx, `SELECT l.seq, l.leaf, e.id, e.org_id, e.at, e.actor_account,
 		e.action, e.outcome, e.study_id, e.site_id, e.participant_id, e.object_type, e.object_id,
-		e.security, e.body
+		e.security, e.body, e.sig
 		FROM audit_log l LEFT JOIN audit_events e ON e.id = l.event_id
 		WHERE l.seq >= $1 AND l.seq < $2 ORDER BY l.seq LIMIT $3`, from, end, verifyPage)
 	if err != nil {
@@ -512,7 +548,7 @@ func (v *verification) fetchLog(from, end int64) ([]logRow, int64, error) {
 	for rows.Next() {
 		var r logRow
 		if err := rows.Scan(&r.seq, &r.leaf, &r.id, &r.org, &r.at, &r.actor, &r.action, &r.outcome,
-			&r.study, &r.site, &r.participant, &r.objType, &r.ob, &r.security, &r.body); err != nil {
+			&r.study, &r.site, &r.participant, &r.objType, &r.ob, &r.security, &r.body, &r.sig); err != nil {
 			return nil, 0, err
 		}
 		out = append(out, r)

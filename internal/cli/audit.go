@@ -57,11 +57,7 @@ func auditLog(ctx context.Context, cfg *instance.Config) (*instance.Instance, *a
 }
 
 func instanceLog(inst *instance.Instance) (*audit.Log, error) {
-	signer, verifier, err := audit.LoadOrCreateKey(inst.DataDir, "custodia-audit-"+inst.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &audit.Log{DB: inst.Clinical, Signer: signer, Verifier: verifier, Origin: "custodia.audit/" + inst.ID}, nil
+	return &audit.Log{DB: inst.Clinical, Signer: inst.AuditKey, Verifier: inst.AuditVerifier, Origin: instance.AuditOrigin(inst.ID)}, nil
 }
 
 func runAuditVerify(ctx context.Context, env Env, args []string) error {
@@ -123,6 +119,9 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("the audit trail does not verify (%d problems)", len(rep.Problems))
 	}
 	fmt.Fprintf(env.Stdout, "audit trail verified: %d events, %d signed checkpoints\n", rep.Size, rep.Checkpoints)
+	if rep.Unsigned > 0 {
+		fmt.Fprintf(env.Stdout, "events 0 to %d were written before events were signed: only checkpoints and witnesses protect them\n", rep.Unsigned-1)
+	}
 	return nil
 }
 
@@ -174,7 +173,7 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 	if index >= cp.Size {
 		return errs.E(errs.Invalid, "event index %d is beyond the trail's %d events", index, cp.Size)
 	}
-	ev, err := l.EventAt(ctx, index)
+	ev, data, err := l.LeafAt(ctx, index)
 	if err != nil {
 		return err
 	}
@@ -182,17 +181,17 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(ev)
-	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(body)); err != nil {
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(data)); err != nil {
 		return fmt.Errorf("the inclusion proof of event %d does not verify: %v", index, err)
 	}
 	out := struct {
 		Index      int64       `json:"index"`
 		Event      audit.Event `json:"event"`
 		Leaf       string      `json:"leaf_hash"`
+		LeafData   string      `json:"leaf_data"`
 		Proof      []string    `json:"inclusion_proof"`
 		Checkpoint string      `json:"checkpoint"`
-	}{Index: index, Event: ev, Leaf: base64.StdEncoding.EncodeToString(hashBytes(tlog.RecordHash(body))), Checkpoint: string(cp.Note)}
+	}{Index: index, Event: ev, Leaf: base64.StdEncoding.EncodeToString(hashBytes(tlog.RecordHash(data))), LeafData: string(data), Checkpoint: string(cp.Note)}
 	for _, h := range proof {
 		out.Proof = append(out.Proof, base64.StdEncoding.EncodeToString(hashBytes(h)))
 	}

@@ -11,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -65,7 +68,19 @@ type Instance struct {
 	DataDir  string
 	Clinical *sqldb.DB
 	Identity *sqldb.DB
+	// AuditKey signs the instance's audit events and checkpoints, and
+	// AuditVerifier checks them (AUD-02). The data folder holds the key
+	// (<data>/audit/signing.key), never a database, so that whoever holds
+	// only a database, or a backup of one, cannot write the trail.
+	AuditKey      note.Signer
+	AuditVerifier note.Verifier
 }
+
+// AuditKeyName is the name of the instance's audit key in signed notes.
+func AuditKeyName(instanceID string) string { return "custodia-audit-" + instanceID }
+
+// AuditOrigin is the origin line of the instance's audit checkpoints.
+func AuditOrigin(instanceID string) string { return "custodia.audit/" + instanceID }
 
 // Open prepares the data folder (mode 0700), connects to both databases and
 // applies pending migrations, then pairs the two databases: both record the
@@ -98,6 +113,10 @@ func Open(ctx context.Context, c Config) (*Instance, error) {
 		}
 	}
 	if inst.ID, err = pair(ctx, inst.Clinical, inst.Identity); err != nil {
+		inst.Close()
+		return nil, err
+	}
+	if inst.AuditKey, inst.AuditVerifier, err = audit.LoadOrCreateKey(inst.DataDir, AuditKeyName(inst.ID)); err != nil {
 		inst.Close()
 		return nil, err
 	}
