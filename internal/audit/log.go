@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -28,8 +29,15 @@ type Log struct {
 	Origin   string // first line of the checkpoint body, e.g. "custodia.audit/<instance id>"
 	Holder   string // this node's id for the lease; random per process if empty
 	Logf     func(format string, args ...any)
+	// Witnesses receive each checkpoint the sequencer signs (witness.go).
+	Witnesses []Witness
 
 	tick func(held bool) // tests observe Run's lease decisions
+
+	split     refusal // a witness saw a larger or different tree
+	witnessMu sync.Mutex
+	witnesses map[string]*witnessState // by Witness.Name
+	witnessed int64                    // size of the latest checkpoint handed to witnesses
 }
 
 // sequencerLock is the PostgreSQL advisory lock key that serializes
@@ -270,6 +278,9 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 // checking that the tree still extends the latest one. tx holds the
 // sequencer's lock.
 func (l *Log) signCheckpoint(ctx context.Context, tx *sql.Tx, r *hashReader, size int64) (Checkpoint, error) {
+	if err := l.refused(); err != nil {
+		return Checkpoint{}, err
+	}
 	prev, err := l.latest(ctx, tx)
 	switch {
 	case errs.Is(err, errs.NotFound):

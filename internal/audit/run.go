@@ -78,6 +78,10 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 					lastCheckpoint = time.Now()
 				}
 			}
+			// Each checkpoint goes to the witnesses as it is made.
+			if err := l.WitnessLatest(ctx); err != nil {
+				l.logErr(ctx, "audit witness", err)
+			}
 		}
 		timer.Reset(every)
 	}

@@ -1,11 +1,14 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -22,7 +25,22 @@ type VerifyOptions struct {
 	// (e.g. by the operator or a witness); the trail must still contain the
 	// tree it describes.
 	Checkpoint []byte
-	Progress   func(done, total int64) // called every 10000 events and at the end
+	// Outside are more checkpoints kept outside the database, such as a
+	// witness file's (ReadWitnessFile); each must be signed by Verifier, and
+	// the trail must contain every tree they describe.
+	Outside []OutsideCheckpoint
+	// Witnesses are asked what they saw: each is handed the newest
+	// checkpoint that verified, as the instance would hand it over, and
+	// must find that it extends the tree it saw last.
+	Witnesses []Witness
+	Progress  func(done, total int64) // called every 10000 events and at the end
+}
+
+// OutsideCheckpoint is a checkpoint kept outside the database and where it
+// was kept, for the report ("witness file /backup/audit.log").
+type OutsideCheckpoint struct {
+	Source     string
+	Checkpoint Checkpoint
 }
 
 // Report is the outcome of Verify: one line per problem found, for people.
@@ -33,8 +51,13 @@ type Report struct {
 	// events were signed (an upgraded trail's unsigned prefix): signed
 	// checkpoints and witnesses protect them, their own signature does not.
 	Unsigned int64
-	FirstBad int64    // lowest index that is, or may be, altered; -1 if none
-	Problems []string // one human line per problem
+	// Equivocations counts pairs of checkpoints of one size, both signed
+	// by the audit key, whose roots differ.
+	Equivocations int
+	FirstBad      int64    // lowest index that is, or may be, altered; -1 if none
+	Problems      []string // one human line per problem
+	// Witnessed says, one line per witness asked, what it saw.
+	Witnessed []string
 }
 
 // OK reports whether the trail verified without any problem.
@@ -66,14 +89,21 @@ func Verify(ctx context.Context, db *sqldb.DB, o VerifyOptions) (Report, error) 
 	if o.Verifier == nil {
 		return Report{FirstBad: -1}, errs.E(errs.Invalid, "verify needs the audit verifier key")
 	}
-	v := &verification{ctx: ctx, db: db, o: o, rep: Report{FirstBad: -1}}
+	v := &verification{ctx: ctx, db: db, o: o, rep: Report{FirstBad: -1}, signedRoots: make(map[int64]signedRoot)}
 	if len(o.Checkpoint) > 0 {
 		cp, err := ParseCheckpoint(o.Checkpoint, o.Verifier)
 		if err != nil {
 			return Report{FirstBad: -1}, errs.E(errs.Invalid, "kept %s", errs.SafeMessage(err))
 		}
-		v.kept = &cp
+		v.outside = append(v.outside, OutsideCheckpoint{Source: "kept checkpoint", Checkpoint: cp})
 	}
+	for _, c := range o.Outside {
+		if _, err := ParseCheckpoint(c.Checkpoint.Note, o.Verifier); err != nil {
+			return Report{FirstBad: -1}, errs.E(errs.Invalid, "%s: %s", c.Source, errs.SafeMessage(err))
+		}
+		v.outside = append(v.outside, c)
+	}
+	slices.SortStableFunc(v.outside, func(a, b OutsideCheckpoint) int { return cmp.Compare(a.Checkpoint.Size, b.Checkpoint.Size) })
 	if err := v.run(); err != nil {
 		return Report{FirstBad: -1}, errs.Wrap(errs.Unavailable, err, "verify audit trail")
 	}
@@ -84,11 +114,17 @@ func Verify(ctx context.Context, db *sqldb.DB, o VerifyOptions) (Report, error) 
 }
 
 type verification struct {
-	ctx  context.Context
-	db   *sqldb.DB
-	o    VerifyOptions
-	rep  Report
-	kept *Checkpoint
+	ctx     context.Context
+	db      *sqldb.DB
+	o       VerifyOptions
+	rep     Report
+	outside []OutsideCheckpoint // sorted by size
+	next    int                 // first of outside not yet compared
+
+	// signedRoots holds, by size, the first root seen signed by the audit
+	// key, to find two signed checkpoints of one size that differ.
+	signedRoots map[int64]signedRoot
+	best        *Checkpoint // the largest checkpoint whose root matched
 
 	dropped int // problems beyond maxProblems
 
@@ -206,15 +242,23 @@ func (v *verification) run() error {
 		}
 		v.cps.next()
 		if cp, ok := v.parseStored(*r); ok {
+			v.signed(cp, "a stored checkpoint")
 			v.problem(size, "checkpoint at size %d: the log holds only %d events (events removed)", cp.Size, size)
 		}
 	}
-	if v.kept != nil {
-		if v.kept.Size > size {
-			v.problem(size, "kept checkpoint at size %d: the log holds only %d events (events removed)", v.kept.Size, size)
+	for _, c := range v.outside[v.next:] {
+		v.signed(c.Checkpoint, c.Source)
+		v.problem(size, "%s at size %d: the log holds only %d events (events removed)", c.Source, c.Checkpoint.Size, size)
+	}
+	for _, c := range v.outside {
+		if v.origin != "" && c.Checkpoint.Origin != v.origin {
+			v.problem(-1, "%s is for log %q, but this trail's checkpoints are for %q", c.Source, c.Checkpoint.Origin, v.origin)
+			break
 		}
-		if v.origin != "" && v.kept.Origin != v.origin {
-			v.problem(-1, "kept checkpoint is for log %q, but this trail's checkpoints are for %q", v.kept.Origin, v.origin)
+	}
+	for _, w := range v.o.Witnesses {
+		if err := v.askWitness(w, size); err != nil {
+			return err
 		}
 	}
 	if err := v.storedRoot(size); err != nil {
@@ -384,9 +428,16 @@ func (v *verification) root() tlog.Hash {
 	return h
 }
 
-// checkpointsAt checks the stored checkpoints, and the kept one, of the
-// given size against the tree recomputed up to it.
+// checkpointsAt checks the stored checkpoints, and those kept outside, of
+// the given size against the tree recomputed up to it. When one of them
+// matches, others of that size that do not are an equivocation, reported
+// as such, not a rewrite of this trail.
 func (v *verification) checkpointsAt(size int64) error {
+	type labelled struct {
+		label string
+		cp    Checkpoint
+	}
+	var at []labelled
 	for {
 		r, err := v.cps.peek()
 		if err != nil {
@@ -399,13 +450,48 @@ func (v *verification) checkpointsAt(size int64) error {
 		cp, ok := v.parseStored(*r)
 		if ok {
 			v.covered = max(v.covered, size)
-			v.compareRoot(fmt.Sprintf("checkpoint at size %d", size), size, cp.Root)
+			v.signed(cp, "a stored checkpoint")
+			at = append(at, labelled{fmt.Sprintf("checkpoint at size %d", size), cp})
 		}
 	}
-	if v.kept != nil && v.kept.Size == size {
-		v.compareRoot(fmt.Sprintf("kept checkpoint at size %d", size), size, v.kept.Root)
+	for ; v.next < len(v.outside) && v.outside[v.next].Checkpoint.Size <= size; v.next++ {
+		c := v.outside[v.next]
+		v.signed(c.Checkpoint, c.Source)
+		at = append(at, labelled{fmt.Sprintf("%s at size %d", c.Source, size), c.Checkpoint})
+	}
+	if v.broken {
+		return nil
+	}
+	root := v.root()
+	for _, c := range at {
+		if c.cp.Root == root {
+			v.compareRoot(c.label, c.cp)
+			return nil
+		}
+	}
+	if len(at) > 0 {
+		v.compareRoot(at[0].label, at[0].cp)
 	}
 	return nil
+}
+
+type signedRoot struct {
+	root   tlog.Hash
+	source string
+}
+
+// signed records a checkpoint signed by the audit key and reports
+// equivocation: two signed checkpoints of one size with different roots.
+// However the trail stands, the key signed two histories.
+func (v *verification) signed(cp Checkpoint, source string) {
+	first, ok := v.signedRoots[cp.Size]
+	switch {
+	case !ok:
+		v.signedRoots[cp.Size] = signedRoot{cp.Root, source}
+	case first.root != cp.Root:
+		v.rep.Equivocations++
+		v.problem(-1, "equivocation: the audit key signed two checkpoints of size %d with different roots (%s and %s): two histories were presented", cp.Size, first.source, source)
+	}
 }
 
 // parseStored checks a stored checkpoint's signature and its columns.
@@ -435,12 +521,16 @@ func (v *verification) parseStored(r cpRow) (Checkpoint, bool) {
 // compareRoot checks a signed root. A mismatch not explained by an index
 // already found bad narrows the rewrite to the indexes since the last
 // matching checkpoint.
-func (v *verification) compareRoot(label string, size int64, signed tlog.Hash) {
+func (v *verification) compareRoot(label string, cp Checkpoint) {
+	size, signed := cp.Size, cp.Root
 	if v.broken {
 		return
 	}
 	if v.root() == signed {
 		v.lastGood = max(v.lastGood, size)
+		if v.best == nil || v.best.Size <= size {
+			v.best = &cp
+		}
 		return
 	}
 	if v.rep.FirstBad >= 0 && v.rep.FirstBad < size {
@@ -626,3 +716,122 @@ func (c *cursor[T]) peek() (*T, error) {
 }
 
 func (c *cursor[T]) next() { c.pos++ }
+
+// askWitness hands w the newest checkpoint that verified and reports what
+// the witness saw: a larger tree than the log holds (events removed), more
+// than the stored checkpoints cover (checkpoints removed), or a tree this
+// trail does not extend (history rewritten). A witness that accepts it
+// saw a prefix of this trail; it keeps the checkpoint, as it would have
+// from the instance.
+func (v *verification) askWitness(w Witness, size int64) error {
+	if v.best == nil {
+		v.problem(-1, "witness %s: no checkpoint of this trail verified, so there is nothing to ask it about", w.Name())
+		return nil
+	}
+	cp := *v.best
+	old := cp.Size
+	for range 3 {
+		var proof tlog.TreeProof
+		if old > 0 && old < cp.Size {
+			p, err := tlog.ProveTree(cp.Size, old, newHashReader(v.ctx, v.db))
+			if err != nil {
+				v.problem(-1, "witness %s: no consistency proof from %d to %d: %s", w.Name(), old, cp.Size, errs.SafeMessage(err))
+				return nil
+			}
+			proof = p
+		}
+		_, err := w.AddCheckpoint(v.ctx, old, proof, cp.Note)
+		var conflict *WitnessConflict
+		switch {
+		case errors.As(err, &conflict):
+			k := conflict.Known
+			switch {
+			case k > size:
+				v.problem(size, "witness %s has seen %d events: the log holds only %d (events removed)", w.Name(), k, size)
+				return nil
+			case k > cp.Size:
+				v.problem(cp.Size, "witness %s has seen %d events, but the newest checkpoint that verifies here covers %d (checkpoints removed or the trail rewritten from there)", w.Name(), k, cp.Size)
+				return nil
+			}
+			old = k
+			continue
+		case errors.Is(err, ErrWitnessInconsistent):
+			from, err := v.lastMatchBefore(old)
+			if err != nil {
+				return err
+			}
+			v.problem(from, "witness %s saw a tree of %d events that this trail does not extend (history rewritten at an index from %d to %d)", w.Name(), old, from, old-1)
+			return nil
+		case err != nil:
+			v.problem(-1, "witness %s could not be asked: %s", w.Name(), errs.SafeMessage(err))
+			return nil
+		}
+		v.rep.Witnessed = append(v.rep.Witnessed, fmt.Sprintf("witness %s saw %d events, a prefix of this trail", w.Name(), old))
+		return nil
+	}
+	v.problem(-1, "witness %s keeps changing its size", w.Name())
+	return nil
+}
+
+// lastMatchBefore bisects the rewrite that a witness found before index
+// limit: it returns the largest size up to limit at which a checkpoint
+// signed by the audit key (stored or kept outside) still has the root of
+// this trail, whose tree hashes the pass has checked; the change lies at
+// or after it.
+func (v *verification) lastMatchBefore(limit int64) (int64, error) {
+	r := newHashReader(v.ctx, v.db)
+	matches := func(cp Checkpoint) (bool, error) {
+		h, err := tlog.TreeHash(cp.Size, r)
+		if errs.Is(err, errs.Internal) {
+			return false, nil
+		}
+		return err == nil && h == cp.Root, err
+	}
+	best := int64(0)
+	for i := len(v.outside) - 1; i >= 0; i-- {
+		c := v.outside[i].Checkpoint
+		if c.Size > limit {
+			continue
+		}
+		ok, err := matches(c)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			best = c.Size
+			break
+		}
+	}
+	rows, err := v.db.QueryContext(v.ctx, `SELECT note FROM audit_checkpoints WHERE size <= $1 AND size > $2
+		ORDER BY size DESC LIMIT 64`, limit, best)
+	if err != nil {
+		return 0, err
+	}
+	var notes []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		notes = append(notes, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, n := range notes {
+		cp, err := ParseCheckpoint([]byte(n), v.o.Verifier)
+		if err != nil {
+			continue
+		}
+		ok, err := matches(cp)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return max(best, cp.Size), nil
+		}
+	}
+	return best, nil
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/witness"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -61,10 +62,19 @@ func instanceLog(inst *instance.Instance) (*audit.Log, error) {
 }
 
 func runAuditVerify(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit verify", "audit verify [--data DIR | --database URL] [--verifier FILE] [--checkpoint FILE]")
+	fs := newFlags(env, "audit verify", "audit verify [--data DIR | --database URL] [--verifier FILE] [--checkpoint FILE] [--witness-file FILE]… [--witness URL@KEY]…")
 	cfg := instanceFlags(fs)
 	verifierFile := fs.String("verifier", "", "the checkpoint verifier key `file` (default <data>/audit/verifier.pub); keep a copy apart from the server")
 	cpFile := fs.String("checkpoint", "", "a checkpoint `file` kept earlier; the trail must still contain it")
+	var witnessFiles, witnesses []string
+	fs.Func("witness-file", "a witness `file` (serve --audit-witness-file): the trail must contain every checkpoint in it; repeatable", func(v string) error {
+		witnessFiles = append(witnessFiles, strings.Fields(v)...)
+		return nil
+	})
+	fs.Func("witness", "a C2SP tlog-witness as `URL@KEY`, asked what it saw; the trail must extend it; repeatable", func(v string) error {
+		witnesses = append(witnesses, strings.Fields(v)...)
+		return nil
+	})
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -85,6 +95,27 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
+	var outside []audit.OutsideCheckpoint
+	for _, f := range witnessFiles {
+		cps, err := audit.ReadWitnessFile(f, v)
+		if err != nil {
+			return err
+		}
+		if len(cps) == 0 {
+			return errs.E(errs.Invalid, "witness file %s holds no checkpoint", f)
+		}
+		for _, c := range cps {
+			outside = append(outside, audit.OutsideCheckpoint{Source: "witness file " + f, Checkpoint: c})
+		}
+	}
+	var asked []audit.Witness
+	for _, spec := range witnesses {
+		w, err := witness.Parse(spec)
+		if err != nil {
+			return err
+		}
+		asked = append(asked, w)
+	}
 	// Verification reads only: open the clinical database without migrating.
 	db, err := sqldb.Open(ctx, c.Database)
 	if err != nil {
@@ -98,6 +129,8 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{
 		Verifier:   v,
 		Checkpoint: cp,
+		Outside:    outside,
+		Witnesses:  asked,
 		Progress: func(done, total int64) {
 			// On long runs, a line per tenth of the trail and one at the end.
 			if total >= 10000 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
@@ -109,9 +142,15 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range rep.Witnessed {
+		fmt.Fprintln(env.Stdout, w)
+	}
 	if !rep.OK() {
 		for _, p := range rep.Problems {
 			fmt.Fprintln(env.Stdout, p)
+		}
+		if rep.Equivocations > 0 {
+			return fmt.Errorf("the audit key signed two histories: %d equivocations, and the audit trail does not verify (%d problems)", rep.Equivocations, len(rep.Problems))
 		}
 		if rep.FirstBad >= 0 {
 			return fmt.Errorf("the audit trail does not verify: first bad index %d (%d problems)", rep.FirstBad, len(rep.Problems))
