@@ -17,7 +17,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -171,6 +173,32 @@ func eventSignature(body, sig string, v note.Verifier) bool {
 	}
 	n, err := note.Open(leafData(body, sig), note.VerifierList(v))
 	return err == nil && n.Text == body+"\n" && len(n.Sigs) == 1
+}
+
+// signedEvent is an event's body and signature line, to check.
+type signedEvent struct{ body, sig string }
+
+// checkSignatures checks the signatures of evs by v on every core, as a
+// check costs some 40 µs, and reports which verify.
+func checkSignatures(evs []signedEvent, v note.Verifier) []bool {
+	ok := make([]bool, len(evs))
+	workers := min(runtime.GOMAXPROCS(0), (len(evs)+63)/64)
+	if workers <= 1 {
+		for i, e := range evs {
+			ok[i] = eventSignature(e.body, e.sig, v)
+		}
+		return ok
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(evs); i += workers {
+				ok[i] = eventSignature(evs[i].body, evs[i].sig, v)
+			}
+		})
+	}
+	wg.Wait()
+	return ok
 }
 
 // normalize fills an event's defaults and checks it.

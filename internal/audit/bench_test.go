@@ -79,7 +79,7 @@ func BenchmarkAuditedWrite(b *testing.B) {
 	b.StopTimer()
 
 	seqStart := time.Now()
-	l := &Log{DB: db}
+	l := newLog(b, db)
 	if err := l.drain(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -158,36 +158,54 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int) (int, []strin
 	if err != nil {
 		return 0, nil, err
 	}
-	var eventIDs, leaves, refused []string
+	type queued struct {
+		id        string
+		body, sig sql.NullString
+	}
+	var batch []queued
 	for rows.Next() {
-		var id string
-		var body, sig sql.NullString
-		if err := rows.Scan(&id, &body, &sig); err != nil {
+		var q queued
+		if err := rows.Scan(&q.id, &q.body, &q.sig); err != nil {
 			rows.Close()
 			return 0, nil, err
 		}
-		if !body.Valid {
+		if !q.body.Valid {
 			rows.Close()
-			return 0, nil, errs.E(errs.Internal, "queued audit event %s has no event row; the trail was altered, run the verifier", id)
+			return 0, nil, errs.E(errs.Internal, "queued audit event %s has no event row; the trail was altered, run the verifier", q.id)
 		}
-		switch {
-		case sig.String != "" && l.Verifier == nil:
-			rows.Close()
-			return 0, nil, errs.E(errs.Internal, "audit log has no verifier key to check queued events")
-		case sig.String != "" && !eventSignature(body.String, sig.String, l.Verifier):
-			refused = append(refused, id+" (its signature is not the audit key's)")
-			continue
-		case sig.String == "" && signed:
-			refused = append(refused, id+" (not signed by the audit key)")
-			continue
-		}
-		signed = signed || sig.String != ""
-		eventIDs = append(eventIDs, id)
-		leaves = append(leaves, string(leafData(body.String, sig.String)))
+		batch = append(batch, q)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, nil, err
+	}
+	var toCheck []signedEvent
+	for _, q := range batch {
+		if q.sig.String != "" {
+			toCheck = append(toCheck, signedEvent{q.body.String, q.sig.String})
+		}
+	}
+	if len(toCheck) > 0 && l.Verifier == nil {
+		return 0, nil, errs.E(errs.Internal, "audit log has no verifier key to check queued events")
+	}
+	verified := checkSignatures(toCheck, l.Verifier)
+	var eventIDs, leaves, refused []string
+	for _, q := range batch {
+		switch {
+		case q.sig.String != "":
+			ok := verified[0]
+			verified = verified[1:]
+			if !ok {
+				refused = append(refused, q.id+" (its signature is not the audit key's)")
+				continue
+			}
+		case signed:
+			refused = append(refused, q.id+" (not signed by the audit key)")
+			continue
+		}
+		signed = signed || q.sig.String != ""
+		eventIDs = append(eventIDs, q.id)
+		leaves = append(leaves, string(leafData(q.body.String, q.sig.String)))
 	}
 	r := newHashReader(ctx, tx)
 	logRows := make([][]any, 0, len(eventIDs))
