@@ -84,13 +84,9 @@ func (f *FileWitness) AddCheckpoint(ctx context.Context, oldSize int64, proof tl
 	if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX); err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "lock witness file "+f.Path)
 	}
-	cps, err := readWitnessNotes(file, f.Verifier)
+	last, err := lastWitnessNote(file, f.Verifier)
 	if err != nil {
-		return nil, err
-	}
-	var last Checkpoint
-	if len(cps) > 0 {
-		last = cps[len(cps)-1]
+		return nil, errs.E(errs.Unavailable, "witness file %s: %s", f.Path, errs.SafeMessage(err))
 	}
 	if last.Origin != "" && last.Origin != cp.Origin {
 		return nil, errs.E(errs.Invalid, "witness file %s keeps the checkpoints of log %q, not %q", f.Path, last.Origin, cp.Origin)
@@ -116,6 +112,49 @@ func (f *FileWitness) AddCheckpoint(ctx context.Context, oldSize int64, proof tl
 		return nil, errs.Wrap(errs.Unavailable, err, "sync witness file "+f.Path)
 	}
 	return nil, nil
+}
+
+// lastWitnessNote reads the last checkpoint of a witness file from its
+// end, so that handing over a checkpoint does not read a file that grows
+// for years; a file without any holds the empty tree's zero size.
+func lastWitnessNote(file *os.File, v note.Verifier) (Checkpoint, error) {
+	fi, err := file.Stat()
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	for tail := int64(4 << 10); ; tail *= 4 {
+		n := min(tail, fi.Size())
+		buf := make([]byte, n)
+		if _, err := file.ReadAt(buf, fi.Size()-n); err != nil && !errors.Is(err, io.EOF) {
+			return Checkpoint{}, err
+		}
+		// A note, its signature lines, then a blank line: the last note
+		// starts after the blank line that ends the one before it.
+		text := bytes.TrimRight(buf, "\n")
+		if len(text) == 0 {
+			return Checkpoint{}, nil
+		}
+		split := bytes.LastIndex(text, []byte("\n\n"))
+		start := -1
+		if split >= 0 {
+			if prev := bytes.LastIndex(text[:split], []byte("\n\n")); prev >= 0 {
+				start = prev + 2
+			}
+		}
+		if start < 0 && n == fi.Size() {
+			start = 0
+		}
+		if start >= 0 {
+			cp, err := ParseCheckpoint(append(text[start:], '\n'), v)
+			if err != nil {
+				return Checkpoint{}, errs.E(errs.Invalid, "its last checkpoint: %s", strings.TrimPrefix(errs.SafeMessage(err), "checkpoint: "))
+			}
+			return cp, nil
+		}
+		if n == fi.Size() || tail > 1<<20 {
+			return Checkpoint{}, errs.E(errs.Invalid, "its end is not a checkpoint")
+		}
+	}
 }
 
 // ReadWitnessFile reads the checkpoints a FileWitness kept, checking each

@@ -212,3 +212,46 @@ func TestAUD02_VerifyReportsEquivocation(t *testing.T) {
 		}
 	})
 }
+
+// The file witness reads only the end of its file, however long it grows,
+// and refuses to go on from an end that is not a checkpoint of the key.
+func TestAUD02_FileWitnessGoesOnFromTheEndOfALongFile(t *testing.T) {
+	ctx := context.Background()
+	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
+	l := newLog(t, db)
+	path := filepath.Join(t.TempDir(), "witness.log")
+	l.Witnesses = []Witness{&FileWitness{Path: path, Verifier: l.Verifier}}
+	for i := range 60 {
+		appendEach(t, db, sampleEvent(i))
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.WitnessLatest(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() < 8<<10 {
+		t.Fatalf("witness file of %v bytes (%v); want one longer than the first read of its end", fi.Size(), err)
+	}
+	if cps, err := ReadWitnessFile(path, l.Verifier); err != nil || len(cps) != 60 {
+		t.Fatalf("ReadWitnessFile: %d checkpoints, %v", len(cps), err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("not a checkpoint\n\n")
+	f.Close()
+	appendEach(t, db, sampleEvent(99))
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newLog(t, db)
+	fresh.Witnesses = l.Witnesses
+	if err := fresh.WitnessLatest(ctx); err != nil {
+		t.Fatalf("a witness file that cannot be read is a witness down, not a split: %v", err)
+	}
+	if st := fresh.WitnessStatus(); st[0].Error == "" || st[0].Behind != 61 {
+		t.Errorf("status of a witness file with a bad end: %+v", st)
+	}
+}
