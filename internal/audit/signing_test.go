@@ -172,6 +172,22 @@ func TestAUD02_ForgedEventAppendedWithRebuiltTreeFails(t *testing.T) {
 	})
 }
 
+// A forged event slipped into the middle, the later ones renumbered and
+// the tree rebuilt: it fails at its own index, signed or not.
+func TestAUD02_ForgedEventInsertedInTheMiddleFailsAtItsIndex(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		db, l, evs := trail(t, d)
+		dropTriggers(t, db)
+		ev := sampleEvent(90)
+		ev.ID = "forgedinthemiddle"
+		forgeRow(t, db, ev, strangerSig(t, ev))
+		ids := append(append(eventIDs(evs[:6]), ev.ID), eventIDs(evs[6:])...)
+		rebuild(t, db, ids, 6)
+		rep := verify(t, db, l, nil)
+		expectBad(t, rep, 6, "index 6: event signature is not the audit key's")
+	})
+}
+
 // (b) A middle event removed, the later ones renumbered, the tree rebuilt
 // and the checkpoints from the change on removed: the events left after it
 // are covered by no checkpoint, and the first bad index is the removed
