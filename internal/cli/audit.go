@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,8 +166,9 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 }
 
 func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL]")
+	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL] [--audit-witness URL@KEY]… [--audit-witness-file FILE]")
 	cfg := instanceFlags(fs)
+	ws := witnessFlags(fs)
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -175,7 +177,7 @@ func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	cp, err := l.Checkpoint(ctx)
+	cp, err := witnessedCheckpoint(ctx, l, ws, inst)
 	if err != nil {
 		return err
 	}
@@ -183,9 +185,66 @@ func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
+// witnessConfig is the serve command's witness flags, which the commands
+// that sign or present checkpoints take too (from the same environment).
+type witnessConfig struct {
+	specs []string
+	file  string
+}
+
+func witnessFlags(fs *flag.FlagSet) *witnessConfig {
+	w := &witnessConfig{}
+	fs.Func("audit-witness", "a C2SP tlog-witness as `URL@KEY`, as for serve; repeatable", func(v string) error {
+		w.specs = append(w.specs, strings.Fields(v)...)
+		return nil
+	})
+	fs.StringVar(&w.file, "audit-witness-file", "", "the witness `file` of serve --audit-witness-file")
+	return w
+}
+
+// witnessedCheckpoint signs or takes the checkpoint of the current trail,
+// but only once the witnesses have accepted the trail as it stood: a
+// command never presents a tree that a witness has seen larger or
+// different (AUD-02). The new checkpoint then goes to the witnesses too.
+func witnessedCheckpoint(ctx context.Context, l *audit.Log, w *witnessConfig, inst *instance.Instance) (audit.Checkpoint, error) {
+	if w.file != "" {
+		if err := audit.CheckWitnessPath(w.file, inst.DataDir); err != nil {
+			return audit.Checkpoint{}, err
+		}
+	}
+	ws, err := auditWitnesses(w.specs, w.file, inst)
+	if err != nil {
+		return audit.Checkpoint{}, err
+	}
+	l.Witnesses = ws
+	handOver := func() error {
+		if err := l.WitnessLatest(ctx); err != nil {
+			return err
+		}
+		for _, st := range l.WitnessStatus() {
+			if st.Error != "" {
+				return errs.E(errs.Unavailable, "%s; no checkpoint is presented until every configured witness has accepted the trail", st.Error)
+			}
+		}
+		return nil
+	}
+	if err := handOver(); err != nil {
+		return audit.Checkpoint{}, err
+	}
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return audit.Checkpoint{}, err
+	}
+	if err := handOver(); err != nil {
+		return audit.Checkpoint{}, err
+	}
+	return cp, nil
+}
+
 func runAuditProve(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit prove", "audit prove N [--data DIR] [--database URL]")
+	fs := newFlags(env, "audit prove", "audit prove N [--data DIR] [--database URL] [--audit-witness URL@KEY]… [--audit-witness-file FILE]")
 	cfg := instanceFlags(fs)
+	ws := witnessFlags(fs)
 	var rest []string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		rest, args = args[:1], args[1:]
@@ -205,7 +264,7 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	cp, err := l.Checkpoint(ctx)
+	cp, err := witnessedCheckpoint(ctx, l, ws, inst)
 	if err != nil {
 		return err
 	}

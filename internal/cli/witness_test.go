@@ -16,7 +16,8 @@ import (
 // TestAUD02_AuditVerifyChecksTheTrailAgainstItsWitnessFile: the instance's
 // checkpoints go to a witness file outside the data folder; `audit verify
 // --witness-file` passes on the trail and fails, naming the index, once its
-// tail is cut from every table, which the database alone cannot show.
+// tail is cut from every table, which the database alone cannot show; and
+// `audit checkpoint` and `audit prove` refuse to present the cut trail.
 func TestAUD02_AuditVerifyChecksTheTrailAgainstItsWitnessFile(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
@@ -64,6 +65,12 @@ func TestAUD02_AuditVerifyChecksTheTrailAgainstItsWitnessFile(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "audit trail verified: 6 events") {
 			t.Fatalf("verify of the untouched trail: %d %s %s", r.code, r.stdout, r.stderr)
 		}
+		// The commands that present checkpoints hand them to the witness
+		// file first, from the same settings (here the environment) as serve.
+		wenv := map[string]string{"CUSTODIA_AUDIT_WITNESS_FILE": path}
+		if r := run(t, wenv, "", append([]string{"audit", "checkpoint"}, flags...)...); r.code != 0 || !strings.Contains(r.stdout, "\n6\n") {
+			t.Fatalf("audit checkpoint with the witness file: %d %s %s", r.code, r.stdout, r.stderr)
+		}
 
 		// Cut the last two events from every table, as the owner can.
 		for _, q := range dropAuditTriggers(d) {
@@ -88,6 +95,14 @@ func TestAUD02_AuditVerifyChecksTheTrailAgainstItsWitnessFile(t *testing.T) {
 		checkOneLineError(t, r, "the audit trail does not verify: first bad index 4")
 		if !strings.Contains(r.stdout, "at size 6: the log holds only 4 events (events removed)") {
 			t.Errorf("stdout %q does not name the removal", r.stdout)
+		}
+		// Nor does a command present the cut trail.
+		for _, cmd := range [][]string{{"audit", "checkpoint"}, {"audit", "prove", "1"}} {
+			r := run(t, wenv, "", append(cmd, flags...)...)
+			checkOneLineError(t, r, "has seen 6 audit events but this trail holds 4")
+			if r.stdout != "" {
+				t.Errorf("%s presented the cut trail: %s", strings.Join(cmd, " "), r.stdout)
+			}
 		}
 	})
 }
