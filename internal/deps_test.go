@@ -67,6 +67,13 @@ func TestLayers(t *testing.T) {
 			why:       "only the CLI picks a key-encryption-key provider; domain packages see keys.Provider",
 		},
 		{
+			// internal/audit/witness speaks HTTP to C2SP witnesses; the
+			// trail sees audit.Witness, and only the CLI picks witnesses.
+			pkgs:      []string{"internal/audit", "internal/gate", "internal/instance", "internal/server", "internal/web", "internal/api", "internal/audit/auditadmin"},
+			forbidden: []string{"github.com/custodia/custodia/internal/audit/witness"},
+			why:       "only the CLI picks the audit trail's witnesses; the trail sees audit.Witness",
+		},
+		{
 			pkgs:      []string{"internal/web", "internal/api", "internal/router"},
 			forbidden: []string{"database/sql", "modernc.org/sqlite", "github.com/jackc/pgx/v5"},
 			direct:    true,

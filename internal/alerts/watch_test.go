@@ -75,7 +75,7 @@ func (f watchFixture) event(t *testing.T, action string, security bool) string {
 	t.Helper()
 	var id string
 	err := f.db.InTx(context.Background(), func(tx *sql.Tx) error {
-		ev, err := audit.Append(context.Background(), tx, audit.Event{
+		ev, err := audit.Append(context.Background(), tx, nil, audit.Event{
 			OrgID: f.org, ActorAccount: f.member.ID, Action: action, Outcome: audit.Success, Security: security,
 		})
 		id = ev.ID
@@ -256,7 +256,7 @@ func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{OrgID: org, Action: "role.assign", Outcome: audit.Success, Security: true})
+		_, err = audit.Append(ctx, tx, nil, audit.Event{OrgID: org, Action: "role.assign", Outcome: audit.Success, Security: true})
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -17,13 +20,26 @@ import (
 
 const testOrigin = "custodia.audit/test"
 
+// The tests' audit key: one for the package, as an instance has one.
+var testSigner, testVerify = func() (note.Signer, note.Verifier) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "custodia-audit-test")
+	if err != nil {
+		panic(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		panic(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		panic(err)
+	}
+	return s, v
+}()
+
 func newLog(t testing.TB, db *sqldb.DB) *Log {
 	t.Helper()
-	signer, verifier, err := LoadOrCreateKey(t.TempDir(), "custodia-audit-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Log{DB: db, Signer: signer, Verifier: verifier, Origin: testOrigin}
+	return &Log{DB: db, Signer: testSigner, Verifier: testVerify, Origin: testOrigin}
 }
 
 func sampleEvent(i int) Event {
@@ -53,7 +69,7 @@ func appendEach(t testing.TB, db *sqldb.DB, evs ...Event) []Event {
 	for i, ev := range evs {
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			out[i], err = Append(ctx, tx, ev)
+			out[i], err = Append(ctx, tx, testSigner, ev)
 			return err
 		})
 		if err != nil {
@@ -136,8 +152,9 @@ func TestAUD02_AppendSequenceCheckpointVerify(t *testing.T) {
 		if err != nil || latest.Root != cp.Root || latest.Size != 25 {
 			t.Fatalf("Latest = %+v, %v", latest, err)
 		}
-		if n := count(t, db, `SELECT COUNT(*) FROM audit_checkpoints`); n != 1 {
-			t.Errorf("%d checkpoints stored, want 1", n)
+		// Every batch was signed as it was integrated (AUD-02).
+		if n := count(t, db, `SELECT COUNT(*) FROM audit_checkpoints`); n != 3 {
+			t.Errorf("%d checkpoints stored, want 3 (one per batch)", n)
 		}
 
 		for i, want := range stored {
@@ -162,8 +179,8 @@ func TestAUD02_AppendSequenceCheckpointVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rep.OK() || rep.Size != 25 || rep.Checkpoints != 1 || rep.FirstBad != -1 {
-			t.Fatalf("Verify = %+v, want OK with 25 events and 1 checkpoint", rep)
+		if !rep.OK() || rep.Size != 25 || rep.Checkpoints != 3 || rep.FirstBad != -1 || rep.Unsigned != 0 {
+			t.Fatalf("Verify = %+v, want OK with 25 signed events and 3 checkpoints", rep)
 		}
 		if len(progress) == 0 || progress[len(progress)-1] != [2]int64{25, 25} {
 			t.Errorf("progress calls %v, want a final (25, 25)", progress)
@@ -175,7 +192,7 @@ func TestAUD02_AppendSequenceCheckpointVerify(t *testing.T) {
 		if err != nil || cp2.Size != 27 {
 			t.Fatalf("Checkpoint after more events = %+v, %v; want size 27", cp2, err)
 		}
-		if rep := verify(t, db, l, cp.Note); !rep.OK() || rep.Checkpoints != 2 {
+		if rep := verify(t, db, l, cp.Note); !rep.OK() || rep.Checkpoints != 4 {
 			t.Fatalf("Verify after growth = %+v", rep)
 		}
 	})
@@ -228,7 +245,7 @@ func TestAUD01_AppendRefusesInvalidEvents(t *testing.T) {
 			ev := sampleEvent(1)
 			c.edit(&ev)
 			err := db.InTx(ctx, func(tx *sql.Tx) error {
-				_, err := Append(ctx, tx, ev)
+				_, err := Append(ctx, tx, testSigner, ev)
 				return err
 			})
 			if !errs.Is(err, errs.Invalid) {
@@ -257,7 +274,7 @@ func TestAUD01_FailedAppendFailsTheCallersTransaction(t *testing.T) {
 		}
 		// A rolled-back transaction leaves neither the event nor its queue row.
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
-			if _, err := Append(ctx, tx, sampleEvent(1)); err != nil {
+			if _, err := Append(ctx, tx, testSigner, sampleEvent(1)); err != nil {
 				return err
 			}
 			return errs.E(errs.Conflict, "the caller's change failed")
@@ -277,7 +294,7 @@ func TestAUD01_FailedAppendFailsTheCallersTransaction(t *testing.T) {
 			}
 			dup := sampleEvent(2)
 			dup.ID = first.ID
-			_, err := Append(ctx, tx, dup)
+			_, err := Append(ctx, tx, testSigner, dup)
 			return err
 		})
 		if !errs.Is(err, errs.Conflict) {
@@ -308,7 +325,7 @@ func TestAUD03_NoSecretInEvents(t *testing.T) {
 			ev := sampleEvent(1)
 			ev.Details = map[string]string{"reason": "x", k: "hunter2-value"}
 			err := db.InTx(ctx, func(tx *sql.Tx) error {
-				_, err := Append(ctx, tx, ev)
+				_, err := Append(ctx, tx, testSigner, ev)
 				return err
 			})
 			if !errs.Is(err, errs.Invalid) {
@@ -414,7 +431,7 @@ func TestAUD02_VerifyStreamsLargeTrails(t *testing.T) {
 				evs = append(evs, sampleEvent(i))
 			}
 			if err := db.InTx(ctx, func(tx *sql.Tx) error {
-				_, err := appendEvents(ctx, tx, evs)
+				_, err := appendEvents(ctx, tx, l.Signer, evs)
 				return err
 			}); err != nil {
 				t.Fatal(err)

@@ -65,7 +65,7 @@ func BenchmarkAuditedWrite(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			_, err = Append(ctx, tx, Event{
+			_, err = Append(ctx, tx, testSigner, Event{
 				OrgID: "org1", ActorAccount: "acct1", ActorSession: "sess1", Action: "record.update",
 				Outcome: Success, StudyID: "study1", SiteID: "site1", ParticipantID: "part1",
 				ObjectType: "scratch", ObjectID: id, Details: map[string]string{"new_sha256": "stand-in"},
@@ -79,7 +79,7 @@ func BenchmarkAuditedWrite(b *testing.B) {
 	b.StopTimer()
 
 	seqStart := time.Now()
-	l := &Log{DB: db}
+	l := newLog(b, db)
 	if err := l.drain(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func BenchmarkVerify(b *testing.B) {
 		for i := range n {
 			evs = append(evs, sampleEvent(i))
 			if len(evs) == batch || i == n-1 {
-				if _, err := appendEvents(ctx, tx, evs); err != nil {
+				if _, err := appendEvents(ctx, tx, l.Signer, evs); err != nil {
 					return err
 				}
 				evs = evs[:0]

@@ -49,7 +49,7 @@ func TestAVL04_TwoSequencersShareOneTree(t *testing.T) {
 						for k := range 1 + i%3 {
 							ev := sampleEvent(a*1000 + i*10 + k)
 							ev.ActorAccount = fmt.Sprintf("appender%d", a)
-							if _, err := Append(ctx, tx, ev); err != nil {
+							if _, err := Append(ctx, tx, testSigner, ev); err != nil {
 								return err
 							}
 						}

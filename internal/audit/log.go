@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -32,8 +34,15 @@ type Log struct {
 	// to Logf when nil.
 	Logf  func(format string, args ...any)
 	Failf func(format string, args ...any)
+	// Witnesses receive each checkpoint the sequencer signs (witness.go).
+	Witnesses []Witness
 
 	tick func(held bool) // tests observe Run's lease decisions
+
+	split     refusal // a witness saw a larger or different tree
+	witnessMu sync.Mutex
+	witnesses map[string]*witnessState // by Witness.Name
+	witnessed int64                    // size of the latest checkpoint handed to witnesses
 }
 
 // sequencerLock is the PostgreSQL advisory lock key that serializes
@@ -62,22 +71,35 @@ func (l *Log) ready(sign bool) error {
 }
 
 // Sequence integrates up to limit queued events, oldest first, into the
-// tree in one transaction, and returns how many it integrated.
+// tree in one transaction, and returns how many it integrated. With a
+// signing key it signs a checkpoint of the grown tree in that transaction
+// too, so that every batch of leaves is signed as it is integrated: the
+// trail never holds a sequenced event that no signed checkpoint covers.
+//
+// It adopts only events signed by the audit key (Append): a queued event
+// that SQL alone wrote, or whose signature does not verify, is taken off the
+// queue, never integrated, and reported through Logf; its row stays for the
+// verifier to report. Unsigned events from before event signing are adopted
+// until the trail holds its first signed event.
 func (l *Log) Sequence(ctx context.Context, limit int) (int, error) {
-	if err := l.ready(false); err != nil {
+	if err := l.ready(l.Signer != nil); err != nil {
 		return 0, err
 	}
 	if limit <= 0 {
 		return 0, errs.E(errs.Invalid, "audit sequencing needs a positive batch size")
 	}
 	var n int
+	var refused []string
 	err := l.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		n, err = sequence(ctx, tx, l.DB.Dialect, limit)
+		n, refused, err = l.sequence(ctx, tx, limit)
 		return err
 	})
 	if err != nil {
 		return 0, asUnavailable(err, "sequence audit events")
+	}
+	for _, r := range refused {
+		l.logf("refused queued audit event %s; the trail was altered, run custodia audit verify", r)
 	}
 	return n, nil
 }
@@ -106,52 +128,99 @@ func logSize(ctx context.Context, q sqldb.Querier) (int64, error) {
 	return size, err
 }
 
-func sequence(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, limit int) (int, error) {
-	if err := lockSequencer(ctx, tx, d); err != nil {
-		return 0, err
+// signedEra reports whether the trail's last event is signed: from then on
+// every event must be.
+func signedEra(ctx context.Context, q sqldb.Querier, size int64) (bool, error) {
+	if size == 0 {
+		return false, nil
+	}
+	var sig sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT e.sig FROM audit_log l JOIN audit_events e ON e.id = l.event_id
+		WHERE l.seq = $1`, size-1).Scan(&sig)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, errs.E(errs.Internal, "the last audit event (index %d) is missing; the trail was altered, run the verifier", size-1)
+	}
+	return sig.Valid && sig.String != "", err
+}
+
+// sequence integrates a batch and returns how many it integrated and the
+// ids of the queued events it refused.
+func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int) (int, []string, error) {
+	if err := lockSequencer(ctx, tx, l.DB.Dialect); err != nil {
+		return 0, nil, err
 	}
 	size, err := logSize(ctx, tx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT q.event_id, e.body FROM audit_queue q
+	signed, err := signedEra(ctx, tx, size)
+	if err != nil {
+		return 0, nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT q.event_id, e.body, e.sig FROM audit_queue q
 		LEFT JOIN audit_events e ON e.id = q.event_id
 		ORDER BY q.queued_at, q.event_id LIMIT $1`, limit)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	var eventIDs []string
-	var bodies []string
+	type queued struct {
+		id        string
+		body, sig sql.NullString
+	}
+	var batch []queued
 	for rows.Next() {
-		var id string
-		var body sql.NullString
-		if err := rows.Scan(&id, &body); err != nil {
+		var q queued
+		if err := rows.Scan(&q.id, &q.body, &q.sig); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, nil, err
 		}
-		if !body.Valid {
+		if !q.body.Valid {
 			rows.Close()
-			return 0, errs.E(errs.Internal, "queued audit event %s has no event row; the trail was altered, run the verifier", id)
+			return 0, nil, errs.E(errs.Internal, "queued audit event %s has no event row; the trail was altered, run the verifier", q.id)
 		}
-		eventIDs = append(eventIDs, id)
-		bodies = append(bodies, body.String)
+		batch = append(batch, q)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	if len(eventIDs) == 0 {
-		return 0, nil
+	var toCheck []signedEvent
+	for _, q := range batch {
+		if q.sig.String != "" {
+			toCheck = append(toCheck, signedEvent{q.body.String, q.sig.String})
+		}
+	}
+	if len(toCheck) > 0 && l.Verifier == nil {
+		return 0, nil, errs.E(errs.Internal, "audit log has no verifier key to check queued events")
+	}
+	verified := checkSignatures(toCheck, l.Verifier)
+	var eventIDs, leaves, refused []string
+	for _, q := range batch {
+		switch {
+		case q.sig.String != "":
+			ok := verified[0]
+			verified = verified[1:]
+			if !ok {
+				refused = append(refused, q.id+" (its signature is not the audit key's)")
+				continue
+			}
+		case signed:
+			refused = append(refused, q.id+" (not signed by the audit key)")
+			continue
+		}
+		signed = signed || q.sig.String != ""
+		eventIDs = append(eventIDs, q.id)
+		leaves = append(leaves, string(leafData(q.body.String, q.sig.String)))
 	}
 	r := newHashReader(ctx, tx)
 	logRows := make([][]any, 0, len(eventIDs))
 	var hashRows [][]any
-	for i, body := range bodies {
+	for i, data := range leaves {
 		n := size + int64(i)
-		leaf := tlog.RecordHash([]byte(body))
+		leaf := tlog.RecordHash([]byte(data))
 		hs, err := tlog.StoredHashesForRecordHash(n, leaf, r)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		idx := tlog.StoredHashIndex(0, n)
 		for j, h := range hs {
@@ -160,31 +229,48 @@ func sequence(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, limit int) (int,
 		}
 		logRows = append(logRows, []any{n, eventIDs[i], encodeHash(leaf)})
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows); err != nil {
-		return 0, err
+	if len(logRows) > 0 {
+		if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows); err != nil {
+			return 0, nil, err
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows); err != nil {
+			return 0, nil, err
+		}
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows); err != nil {
-		return 0, err
-	}
-	for rest := eventIDs; len(rest) > 0; {
+	done := append(append([]string(nil), eventIDs...), idsOf(refused)...)
+	for rest := done; len(rest) > 0; {
 		k := min(len(rest), deleteChunk)
 		args := make([]any, k)
 		for i, id := range rest[:k] {
 			args[i] = id
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+placeholders(1, k)+`)`, args...); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		rest = rest[k:]
 	}
-	return len(eventIDs), nil
+	if len(eventIDs) > 0 && l.Signer != nil {
+		if _, err := l.signCheckpoint(ctx, tx, r, size+int64(len(eventIDs))); err != nil {
+			return 0, nil, err
+		}
+	}
+	return len(eventIDs), refused, nil
 }
 
-// Checkpoint sequences everything queued and signs a checkpoint of the
-// current tree, unless the latest stored checkpoint already has its size, in
-// which case it returns that one. Before it signs, it checks that the tree
-// still has the root of the previous checkpoint: it never signs over a
-// rewritten history.
+// idsOf strips the reasons from refused.
+func idsOf(refused []string) []string {
+	out := make([]string, len(refused))
+	for i, r := range refused {
+		out[i], _, _ = strings.Cut(r, " ")
+	}
+	return out
+}
+
+// Checkpoint sequences everything queued and returns a signed checkpoint of
+// the current tree: the latest stored one when it has the tree's size, as
+// it has once sequencing signed it, or a new one. Before it signs, it
+// checks that the tree still has the root of the previous checkpoint: it
+// never signs over a rewritten history.
 func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err := l.ready(true); err != nil {
 		return Checkpoint{}, err
@@ -201,46 +287,55 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 		if err != nil {
 			return err
 		}
-		r := newHashReader(ctx, tx)
-		prev, err := l.latest(ctx, tx)
-		switch {
-		case errs.Is(err, errs.NotFound):
-		case err != nil:
-			return err
-		case prev.Size == size:
-			cp = prev
-			return nil
-		case prev.Size > size:
-			return errs.E(errs.Internal, "the audit log holds %d events but a checkpoint covers %d; the trail was altered, run the verifier", size, prev.Size)
-		default:
-			h, err := tlog.TreeHash(prev.Size, r)
-			if err != nil {
-				return err
-			}
-			if h != prev.Root {
-				return errs.E(errs.Internal, "the audit tree no longer matches its checkpoint at size %d; the trail was altered, run the verifier", prev.Size)
-			}
-		}
-		root, err := tlog.TreeHash(size, r)
-		if err != nil {
-			return err
-		}
-		signed, err := note.Sign(&note.Note{Text: checkpointBody(l.Origin, size, root)}, l.Signer)
-		if err != nil {
-			return errs.Wrap(errs.Internal, err, "sign audit checkpoint")
-		}
-		now := sqldb.Now()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)`,
-			size, encodeHash(root), string(signed), now); err != nil {
-			return err
-		}
-		cp = Checkpoint{Origin: l.Origin, Size: size, Root: root, Note: signed, Time: time.UnixMicro(now).UTC()}
-		return nil
+		cp, err = l.signCheckpoint(ctx, tx, newHashReader(ctx, tx), size)
+		return err
 	})
 	if err != nil {
 		return Checkpoint{}, asUnavailable(err, "sign audit checkpoint")
 	}
 	return cp, nil
+}
+
+// signCheckpoint stores and returns a signed checkpoint of the tree at
+// size, or the latest stored one if it has that size already, after
+// checking that the tree still extends the latest one. tx holds the
+// sequencer's lock.
+func (l *Log) signCheckpoint(ctx context.Context, tx *sql.Tx, r *hashReader, size int64) (Checkpoint, error) {
+	if err := l.refused(); err != nil {
+		return Checkpoint{}, err
+	}
+	prev, err := l.latest(ctx, tx)
+	switch {
+	case errs.Is(err, errs.NotFound):
+	case err != nil:
+		return Checkpoint{}, err
+	case prev.Size == size:
+		return prev, nil
+	case prev.Size > size:
+		return Checkpoint{}, errs.E(errs.Internal, "the audit log holds %d events but a checkpoint covers %d; the trail was altered, run the verifier", size, prev.Size)
+	default:
+		h, err := tlog.TreeHash(prev.Size, r)
+		if err != nil {
+			return Checkpoint{}, err
+		}
+		if h != prev.Root {
+			return Checkpoint{}, errs.E(errs.Internal, "the audit tree no longer matches its checkpoint at size %d; the trail was altered, run the verifier", prev.Size)
+		}
+	}
+	root, err := tlog.TreeHash(size, r)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	signed, err := note.Sign(&note.Note{Text: checkpointBody(l.Origin, size, root)}, l.Signer)
+	if err != nil {
+		return Checkpoint{}, errs.Wrap(errs.Internal, err, "sign audit checkpoint")
+	}
+	now := sqldb.Now()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)`,
+		size, encodeHash(root), string(signed), now); err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Origin: l.Origin, Size: size, Root: root, Note: signed, Time: time.UnixMicro(now).UTC()}, nil
 }
 
 // Latest returns the newest stored checkpoint, checked against the
@@ -283,7 +378,7 @@ func (l *Log) latest(ctx context.Context, q sqldb.Querier) (Checkpoint, error) {
 
 // ProveInclusion proves that the event at index is in the tree of cp.
 // Check it with tlog.CheckRecord(proof, cp.Size, cp.Root, index, leaf),
-// where leaf is tlog.RecordHash of the event's JSON encoding.
+// where leaf is tlog.RecordHash of the event's leaf data (LeafAt).
 func (l *Log) ProveInclusion(ctx context.Context, index int64, cp Checkpoint) (tlog.RecordProof, error) {
 	if err := l.ready(false); err != nil {
 		return nil, err
@@ -335,30 +430,42 @@ func (l *Log) covers(ctx context.Context, cp Checkpoint) error {
 // EventAt returns the event at index in the tree, after checking that its
 // stored text still has its leaf hash.
 func (l *Log) EventAt(ctx context.Context, index int64) (Event, error) {
+	ev, _, err := l.LeafAt(ctx, index)
+	return ev, err
+}
+
+// LeafAt returns the event at index and the leaf data the tree hashes for
+// it: the event's signed note, or its bare JSON for an event from before
+// event signing. Check an inclusion proof with tlog.RecordHash(data).
+func (l *Log) LeafAt(ctx context.Context, index int64) (Event, []byte, error) {
 	if err := l.ready(false); err != nil {
-		return Event{}, err
+		return Event{}, nil, err
 	}
-	var body sql.NullString
+	var body, sig sql.NullString
 	var leaf string
-	err := l.DB.QueryRowContext(ctx, `SELECT e.body, l.leaf FROM audit_log l
-		LEFT JOIN audit_events e ON e.id = l.event_id WHERE l.seq = $1`, index).Scan(&body, &leaf)
+	err := l.DB.QueryRowContext(ctx, `SELECT e.body, e.sig, l.leaf FROM audit_log l
+		LEFT JOIN audit_events e ON e.id = l.event_id WHERE l.seq = $1`, index).Scan(&body, &sig, &leaf)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Event{}, errs.E(errs.NotFound, "no audit event at index %d", index)
+		return Event{}, nil, errs.E(errs.NotFound, "no audit event at index %d", index)
 	}
 	if err != nil {
-		return Event{}, errs.Wrap(errs.Unavailable, err, "read audit event")
+		return Event{}, nil, errs.Wrap(errs.Unavailable, err, "read audit event")
 	}
 	if !body.Valid {
-		return Event{}, errs.E(errs.Internal, "audit event at index %d is missing; the trail was altered, run the verifier", index)
+		return Event{}, nil, errs.E(errs.Internal, "audit event at index %d is missing; the trail was altered, run the verifier", index)
 	}
-	if encodeHash(tlog.RecordHash([]byte(body.String))) != leaf {
-		return Event{}, errs.E(errs.Internal, "audit event at index %d does not match its leaf hash; the trail was altered, run the verifier", index)
+	data := leafData(body.String, sig.String)
+	if encodeHash(tlog.RecordHash(data)) != leaf {
+		return Event{}, nil, errs.E(errs.Internal, "audit event at index %d does not match its leaf hash; the trail was altered, run the verifier", index)
+	}
+	if sig.String != "" && l.Verifier != nil && !eventSignature(body.String, sig.String, l.Verifier) {
+		return Event{}, nil, errs.E(errs.Internal, "audit event at index %d is not signed by the audit key; the trail was altered, run the verifier", index)
 	}
 	var ev Event
 	if err := json.Unmarshal([]byte(body.String), &ev); err != nil {
-		return Event{}, errs.E(errs.Internal, "audit event at index %d is not valid JSON", index)
+		return Event{}, nil, errs.E(errs.Internal, "audit event at index %d is not valid JSON", index)
 	}
-	return ev, nil
+	return ev, data, nil
 }
 
 // asUnavailable gives a database failure a kind, leaving kinded errors be.

@@ -16,7 +16,8 @@ const leaseName = "audit-sequencer"
 // returns ctx's error. Every node may call it: a database lease elects one
 // holder at a time, renewed on every round (every) and lost after three
 // rounds without renewal, so another node takes over when the holder dies.
-// Only the holder sequences, and signs a checkpoint every checkpointEvery.
+// Only the holder sequences (signing a checkpoint with every batch), and
+// every checkpointEvery hands the newest checkpoint to the witnesses.
 // Failures within a round are reported through Logf and retried in the next
 // round; the lease decides who works, the database's sequencing lock keeps
 // even two workers from assigning one index twice.
@@ -34,6 +35,7 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 	ttl := 3 * every
 	var lastCheckpoint time.Time
 	held := false
+	refusalLogged := false
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -68,7 +70,14 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 		if l.tick != nil {
 			l.tick(held)
 		}
-		if held {
+		if held && l.refused() != nil {
+			// A witness saw a larger or different tree: nothing is
+			// sequenced or signed until an operator has looked.
+			if !refusalLogged {
+				l.logf("audit sequencer stopped: %v", l.refused())
+				refusalLogged = true
+			}
+		} else if held {
 			if err := l.drain(ctx); err != nil {
 				l.logErr(ctx, "audit sequencer", err)
 			} else if time.Since(lastCheckpoint) >= checkpointEvery {
@@ -76,6 +85,13 @@ func (l *Log) Run(ctx context.Context, every, checkpointEvery time.Duration) err
 					l.logErr(ctx, "audit checkpoint", err)
 				} else {
 					lastCheckpoint = time.Now()
+					// The checkpoint of the round goes to the witnesses
+					// as it is made; the batches' own checkpoints in
+					// between stay in the database, or the witnesses
+					// would keep one checkpoint a second.
+					if err := l.WitnessLatest(ctx); err != nil {
+						l.logErr(ctx, "audit witness", err)
+					}
 				}
 			}
 		}

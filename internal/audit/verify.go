@@ -1,11 +1,14 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -22,20 +25,44 @@ type VerifyOptions struct {
 	// (e.g. by the operator or a witness); the trail must still contain the
 	// tree it describes.
 	Checkpoint []byte
-	Progress   func(done, total int64) // called every 10000 events and at the end
 	// NotEmpty, when set, says why this trail cannot be empty (records
 	// whose creation is on the trail exist): a trail with no event, neither
 	// sequenced nor waiting, is then a problem, not a success.
 	NotEmpty string
+	// Outside are more checkpoints kept outside the database, such as a
+	// witness file's (ReadWitnessFile); each must be signed by Verifier, and
+	// the trail must contain every tree they describe.
+	Outside []OutsideCheckpoint
+	// Witnesses are asked what they saw: each is handed the newest
+	// checkpoint that verified, as the instance would hand it over, and
+	// must find that it extends the tree it saw last.
+	Witnesses []Witness
+	Progress  func(done, total int64) // called every 10000 events and at the end
+}
+
+// OutsideCheckpoint is a checkpoint kept outside the database and where it
+// was kept, for the report ("witness file /backup/audit.log").
+type OutsideCheckpoint struct {
+	Source     string
+	Checkpoint Checkpoint
 }
 
 // Report is the outcome of Verify: one line per problem found, for people.
 type Report struct {
-	Size        int64    // events in the log
-	Queued      int64    // events waiting to be sequenced, not verified yet
-	Checkpoints int      // stored checkpoints checked
-	FirstBad    int64    // lowest index that is, or may be, altered; -1 if none
-	Problems    []string // one human line per problem
+	Size        int64 // events in the log
+	Queued      int64 // events waiting to be sequenced, not verified yet
+	Checkpoints int   // stored checkpoints checked
+	// Unsigned is how many events, from index 0, were written before
+	// events were signed (an upgraded trail's unsigned prefix): signed
+	// checkpoints and witnesses protect them, their own signature does not.
+	Unsigned int64
+	// Equivocations counts pairs of checkpoints of one size, both signed
+	// by the audit key, whose roots differ.
+	Equivocations int
+	FirstBad      int64    // lowest index that is, or may be, altered; -1 if none
+	Problems      []string // one human line per problem
+	// Witnessed says, one line per witness asked, what it saw.
+	Witnessed []string
 }
 
 // OK reports whether the trail verified without any problem.
@@ -67,14 +94,21 @@ func Verify(ctx context.Context, db *sqldb.DB, o VerifyOptions) (Report, error) 
 	if o.Verifier == nil {
 		return Report{FirstBad: -1}, errs.E(errs.Invalid, "verify needs the audit verifier key")
 	}
-	v := &verification{ctx: ctx, db: db, o: o, rep: Report{FirstBad: -1}}
+	v := &verification{ctx: ctx, db: db, o: o, rep: Report{FirstBad: -1}, signedRoots: make(map[int64]signedRoot)}
 	if len(o.Checkpoint) > 0 {
 		cp, err := ParseCheckpoint(o.Checkpoint, o.Verifier)
 		if err != nil {
 			return Report{FirstBad: -1}, errs.E(errs.Invalid, "kept %s", errs.SafeMessage(err))
 		}
-		v.kept = &cp
+		v.outside = append(v.outside, OutsideCheckpoint{Source: "kept checkpoint", Checkpoint: cp})
 	}
+	for _, c := range o.Outside {
+		if _, err := ParseCheckpoint(c.Checkpoint.Note, o.Verifier); err != nil {
+			return Report{FirstBad: -1}, errs.E(errs.Invalid, "%s: %s", c.Source, errs.SafeMessage(err))
+		}
+		v.outside = append(v.outside, c)
+	}
+	slices.SortStableFunc(v.outside, func(a, b OutsideCheckpoint) int { return cmp.Compare(a.Checkpoint.Size, b.Checkpoint.Size) })
 	if err := v.run(); err != nil {
 		return Report{FirstBad: -1}, errs.Wrap(errs.Unavailable, err, "verify audit trail")
 	}
@@ -85,11 +119,17 @@ func Verify(ctx context.Context, db *sqldb.DB, o VerifyOptions) (Report, error) 
 }
 
 type verification struct {
-	ctx  context.Context
-	db   *sqldb.DB
-	o    VerifyOptions
-	rep  Report
-	kept *Checkpoint
+	ctx     context.Context
+	db      *sqldb.DB
+	o       VerifyOptions
+	rep     Report
+	outside []OutsideCheckpoint // sorted by size
+	next    int                 // first of outside not yet compared
+
+	// signedRoots holds, by size, the first root seen signed by the audit
+	// key, to find two signed checkpoints of one size that differ.
+	signedRoots map[int64]signedRoot
+	best        *Checkpoint // the largest checkpoint whose root matched
 
 	dropped int // problems beyond maxProblems
 
@@ -101,6 +141,8 @@ type verification struct {
 
 	origin           string // of the stored checkpoints
 	lastGood         int64  // largest size at which a checkpoint root matched
+	firstSigned      int64  // index of the first signed event; -1 before it
+	covered          int64  // largest size of a stored checkpoint that parsed
 	rootMismatches   int    // explained checkpoint mismatches after the first
 	reportedMismatch bool
 
@@ -125,8 +167,9 @@ type logRow struct {
 	leaf                                  string
 	id, org, actor, action, outcome       sql.NullString
 	study, site, participant, objType, ob sql.NullString
-	body                                  sql.NullString
+	body, sig                             sql.NullString
 	at                                    sql.NullInt64
+	sigOK                                 bool // sig is the audit key's signature of body
 	security                              sql.NullBool
 }
 
@@ -172,6 +215,7 @@ func (v *verification) run() error {
 	v.hashes = &cursor[storedHash]{fetch: func(from int64) ([]storedHash, int64, error) { return v.fetchHashes(from, hashCount) }}
 	v.cps = &cursor[cpRow]{fetch: func(from int64) ([]cpRow, int64, error) { return v.fetchCheckpoints(from, cpLimit) }}
 	v.taint = -1
+	v.firstSigned = -1
 
 	if err := v.checkpointsAt(0); err != nil {
 		return err
@@ -190,6 +234,13 @@ func (v *verification) run() error {
 	if v.rootMismatches > 0 {
 		v.problem(-1, "%d later checkpoints differ as well", v.rootMismatches)
 	}
+	// The sequencer signs a checkpoint with every batch of signed events it
+	// integrates, so signed events beyond the last stored checkpoint were
+	// added outside it, or their checkpoints removed.
+	if v.firstSigned >= 0 && v.covered < size {
+		from := max(v.covered, v.firstSigned)
+		v.problem(from, "events %d to %d are covered by no signed checkpoint (added outside the sequencer, or their checkpoints removed)", from, size-1)
+	}
 	// Checkpoints beyond the log prove that entries were removed.
 	for {
 		r, err := v.cps.peek()
@@ -201,15 +252,23 @@ func (v *verification) run() error {
 		}
 		v.cps.next()
 		if cp, ok := v.parseStored(*r); ok {
+			v.signed(cp, "a stored checkpoint")
 			v.problem(size, "checkpoint at size %d: the log holds only %d events (events removed)", cp.Size, size)
 		}
 	}
-	if v.kept != nil {
-		if v.kept.Size > size {
-			v.problem(size, "kept checkpoint at size %d: the log holds only %d events (events removed)", v.kept.Size, size)
+	for _, c := range v.outside[v.next:] {
+		v.signed(c.Checkpoint, c.Source)
+		v.problem(size, "%s at size %d: the log holds only %d events (events removed)", c.Source, c.Checkpoint.Size, size)
+	}
+	for _, c := range v.outside {
+		if v.origin != "" && c.Checkpoint.Origin != v.origin {
+			v.problem(-1, "%s is for log %q, but this trail's checkpoints are for %q", c.Source, c.Checkpoint.Origin, v.origin)
+			break
 		}
-		if v.origin != "" && v.kept.Origin != v.origin {
-			v.problem(-1, "kept checkpoint is for log %q, but this trail's checkpoints are for %q", v.kept.Origin, v.origin)
+	}
+	for _, w := range v.o.Witnesses {
+		if err := v.askWitness(w, size); err != nil {
+			return err
 		}
 	}
 	if err := v.storedRoot(size); err != nil {
@@ -245,11 +304,12 @@ func (v *verification) entry(n int64) error {
 			reasons = append(reasons, "event missing")
 			leaf, haveLeaf = logLeaf, err == nil
 		} else {
-			leaf, haveLeaf = tlog.RecordHash([]byte(r.body.String)), true
+			leaf, haveLeaf = tlog.RecordHash(leafData(r.body.String, r.sig.String)), true
 			if err == nil && leaf != logLeaf {
 				reasons = append(reasons, "event body does not match its leaf hash")
 			}
 			reasons = append(reasons, bodyProblems(r)...)
+			reasons = append(reasons, v.signatureProblems(n, r)...)
 		}
 	}
 	idx := tlog.StoredHashIndex(0, n)
@@ -295,6 +355,26 @@ func (v *verification) entry(n int64) error {
 		case stored != h && v.taint < first:
 			v.problem(n, "index %d: stored tree hash %d (level %d) differs from the recomputed one (tree altered)", n, idx, level)
 		}
+	}
+	return nil
+}
+
+// signatureProblems checks an event's signature by the audit key. Unsigned
+// events are accepted only before the first signed one: the unsigned
+// prefix of a trail written before events were signed.
+func (v *verification) signatureProblems(n int64, r *logRow) []string {
+	if r.sig.String == "" {
+		if v.firstSigned >= 0 {
+			return []string{"event is not signed by the audit key (written outside the application)"}
+		}
+		v.rep.Unsigned = n + 1
+		return nil
+	}
+	if v.firstSigned < 0 {
+		v.firstSigned = n
+	}
+	if !r.sigOK {
+		return []string{"event signature is not the audit key's (forged or altered outside the application)"}
 	}
 	return nil
 }
@@ -358,9 +438,16 @@ func (v *verification) root() tlog.Hash {
 	return h
 }
 
-// checkpointsAt checks the stored checkpoints, and the kept one, of the
-// given size against the tree recomputed up to it.
+// checkpointsAt checks the stored checkpoints, and those kept outside, of
+// the given size against the tree recomputed up to it. When one of them
+// matches, others of that size that do not are an equivocation, reported
+// as such, not a rewrite of this trail.
 func (v *verification) checkpointsAt(size int64) error {
+	type labelled struct {
+		label string
+		cp    Checkpoint
+	}
+	var at []labelled
 	for {
 		r, err := v.cps.peek()
 		if err != nil {
@@ -372,13 +459,49 @@ func (v *verification) checkpointsAt(size int64) error {
 		v.cps.next()
 		cp, ok := v.parseStored(*r)
 		if ok {
-			v.compareRoot(fmt.Sprintf("checkpoint at size %d", size), size, cp.Root)
+			v.covered = max(v.covered, size)
+			v.signed(cp, "a stored checkpoint")
+			at = append(at, labelled{fmt.Sprintf("checkpoint at size %d", size), cp})
 		}
 	}
-	if v.kept != nil && v.kept.Size == size {
-		v.compareRoot(fmt.Sprintf("kept checkpoint at size %d", size), size, v.kept.Root)
+	for ; v.next < len(v.outside) && v.outside[v.next].Checkpoint.Size <= size; v.next++ {
+		c := v.outside[v.next]
+		v.signed(c.Checkpoint, c.Source)
+		at = append(at, labelled{fmt.Sprintf("%s at size %d", c.Source, size), c.Checkpoint})
+	}
+	if v.broken {
+		return nil
+	}
+	root := v.root()
+	for _, c := range at {
+		if c.cp.Root == root {
+			v.compareRoot(c.label, c.cp)
+			return nil
+		}
+	}
+	if len(at) > 0 {
+		v.compareRoot(at[0].label, at[0].cp)
 	}
 	return nil
+}
+
+type signedRoot struct {
+	root   tlog.Hash
+	source string
+}
+
+// signed records a checkpoint signed by the audit key and reports
+// equivocation: two signed checkpoints of one size with different roots.
+// However the trail stands, the key signed two histories.
+func (v *verification) signed(cp Checkpoint, source string) {
+	first, ok := v.signedRoots[cp.Size]
+	switch {
+	case !ok:
+		v.signedRoots[cp.Size] = signedRoot{cp.Root, source}
+	case first.root != cp.Root:
+		v.rep.Equivocations++
+		v.problem(-1, "equivocation: the audit key signed two checkpoints of size %d with different roots (%s and %s): two histories were presented", cp.Size, first.source, source)
+	}
 }
 
 // parseStored checks a stored checkpoint's signature and its columns.
@@ -408,12 +531,16 @@ func (v *verification) parseStored(r cpRow) (Checkpoint, bool) {
 // compareRoot checks a signed root. A mismatch not explained by an index
 // already found bad narrows the rewrite to the indexes since the last
 // matching checkpoint.
-func (v *verification) compareRoot(label string, size int64, signed tlog.Hash) {
+func (v *verification) compareRoot(label string, cp Checkpoint) {
+	size, signed := cp.Size, cp.Root
 	if v.broken {
 		return
 	}
 	if v.root() == signed {
 		v.lastGood = max(v.lastGood, size)
+		if v.best == nil || v.best.Size <= size {
+			v.best = &cp
+		}
 		return
 	}
 	if v.rep.FirstBad >= 0 && v.rep.FirstBad < size {
@@ -510,7 +637,7 @@ func (v *verification) storedHash(idx int64) (tlog.Hash, bool, error) {
 func (v *verification) fetchLog(from, end int64) ([]logRow, int64, error) {
 	rows, err := v.db.QueryContext(v.ctx, `SELECT l.seq, l.leaf, e.id, e.org_id, e.at, e.actor_account,
 		e.action, e.outcome, e.study_id, e.site_id, e.participant_id, e.object_type, e.object_id,
-		e.security, e.body
+		e.security, e.body, e.sig
 		FROM audit_log l LEFT JOIN audit_events e ON e.id = l.event_id
 		WHERE l.seq >= $1 AND l.seq < $2 ORDER BY l.seq LIMIT $3`, from, end, verifyPage)
 	if err != nil {
@@ -521,12 +648,26 @@ func (v *verification) fetchLog(from, end int64) ([]logRow, int64, error) {
 	for rows.Next() {
 		var r logRow
 		if err := rows.Scan(&r.seq, &r.leaf, &r.id, &r.org, &r.at, &r.actor, &r.action, &r.outcome,
-			&r.study, &r.site, &r.participant, &r.objType, &r.ob, &r.security, &r.body); err != nil {
+			&r.study, &r.site, &r.participant, &r.objType, &r.ob, &r.security, &r.body, &r.sig); err != nil {
 			return nil, 0, err
 		}
 		out = append(out, r)
 	}
-	return out, pageNext(out, verifyPage, func(r logRow) int64 { return r.seq }), rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	var toCheck []signedEvent
+	var at []int
+	for i, r := range out {
+		if r.sig.String != "" {
+			toCheck = append(toCheck, signedEvent{r.body.String, r.sig.String})
+			at = append(at, i)
+		}
+	}
+	for j, ok := range checkSignatures(toCheck, v.o.Verifier) {
+		out[at[j]].sigOK = ok
+	}
+	return out, pageNext(out, verifyPage, func(r logRow) int64 { return r.seq }), nil
 }
 
 func (v *verification) fetchHashes(from, end int64) ([]storedHash, int64, error) {
@@ -599,3 +740,122 @@ func (c *cursor[T]) peek() (*T, error) {
 }
 
 func (c *cursor[T]) next() { c.pos++ }
+
+// askWitness hands w the newest checkpoint that verified and reports what
+// the witness saw: a larger tree than the log holds (events removed), more
+// than the stored checkpoints cover (checkpoints removed), or a tree this
+// trail does not extend (history rewritten). A witness that accepts it
+// saw a prefix of this trail; it keeps the checkpoint, as it would have
+// from the instance.
+func (v *verification) askWitness(w Witness, size int64) error {
+	if v.best == nil {
+		v.problem(-1, "witness %s: no checkpoint of this trail verified, so there is nothing to ask it about", w.Name())
+		return nil
+	}
+	cp := *v.best
+	old := cp.Size
+	for range 3 {
+		var proof tlog.TreeProof
+		if old > 0 && old < cp.Size {
+			p, err := tlog.ProveTree(cp.Size, old, newHashReader(v.ctx, v.db))
+			if err != nil {
+				v.problem(-1, "witness %s: no consistency proof from %d to %d: %s", w.Name(), old, cp.Size, errs.SafeMessage(err))
+				return nil
+			}
+			proof = p
+		}
+		_, err := w.AddCheckpoint(v.ctx, old, proof, cp.Note)
+		var conflict *WitnessConflict
+		switch {
+		case errors.As(err, &conflict):
+			k := conflict.Known
+			switch {
+			case k > size:
+				v.problem(size, "witness %s has seen %d events: the log holds only %d (events removed)", w.Name(), k, size)
+				return nil
+			case k > cp.Size:
+				v.problem(cp.Size, "witness %s has seen %d events, but the newest checkpoint that verifies here covers %d (checkpoints removed or the trail rewritten from there)", w.Name(), k, cp.Size)
+				return nil
+			}
+			old = k
+			continue
+		case errors.Is(err, ErrWitnessInconsistent):
+			from, err := v.lastMatchBefore(old)
+			if err != nil {
+				return err
+			}
+			v.problem(from, "witness %s saw a tree of %d events that this trail does not extend (history rewritten at an index from %d to %d)", w.Name(), old, from, old-1)
+			return nil
+		case err != nil:
+			v.problem(-1, "witness %s could not be asked: %s", w.Name(), errs.SafeMessage(err))
+			return nil
+		}
+		v.rep.Witnessed = append(v.rep.Witnessed, fmt.Sprintf("witness %s saw %d events, a prefix of this trail", w.Name(), old))
+		return nil
+	}
+	v.problem(-1, "witness %s keeps changing its size", w.Name())
+	return nil
+}
+
+// lastMatchBefore bisects the rewrite that a witness found before index
+// limit: it returns the largest size up to limit at which a checkpoint
+// signed by the audit key (stored or kept outside) still has the root of
+// this trail, whose tree hashes the pass has checked; the change lies at
+// or after it.
+func (v *verification) lastMatchBefore(limit int64) (int64, error) {
+	r := newHashReader(v.ctx, v.db)
+	matches := func(cp Checkpoint) (bool, error) {
+		h, err := tlog.TreeHash(cp.Size, r)
+		if errs.Is(err, errs.Internal) {
+			return false, nil
+		}
+		return err == nil && h == cp.Root, err
+	}
+	best := int64(0)
+	for i := len(v.outside) - 1; i >= 0; i-- {
+		c := v.outside[i].Checkpoint
+		if c.Size > limit {
+			continue
+		}
+		ok, err := matches(c)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			best = c.Size
+			break
+		}
+	}
+	rows, err := v.db.QueryContext(v.ctx, `SELECT note FROM audit_checkpoints WHERE size <= $1 AND size > $2
+		ORDER BY size DESC LIMIT 64`, limit, best)
+	if err != nil {
+		return 0, err
+	}
+	var notes []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		notes = append(notes, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, n := range notes {
+		cp, err := ParseCheckpoint([]byte(n), v.o.Verifier)
+		if err != nil {
+			continue
+		}
+		ok, err := matches(cp)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return max(best, cp.Size), nil
+		}
+	}
+	return best, nil
+}

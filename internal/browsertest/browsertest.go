@@ -188,7 +188,7 @@ func StartServer(t testing.TB, o Options) *Server {
 		t.Fatalf("open instance: %v", err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
+	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}))
 	if err != nil {
 		t.Fatalf("seed demo: %v", err)
 	}

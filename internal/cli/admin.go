@@ -261,7 +261,7 @@ func runUser(ctx context.Context, env Env, args []string) error {
 // the change came through the CLI on the server's machine. They commit
 // with the work; work that returns none changed nothing and keeps nothing.
 func operate(ctx context.Context, inst *instance.Instance, work func(o *gate.OpTx) ([]audit.Event, error)) error {
-	return gate.New(gate.Config{Clinical: inst.Clinical}).Operate(ctx, "cli", func(o *gate.OpTx) error {
+	return gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}).Operate(ctx, "cli", func(o *gate.OpTx) error {
 		evs, err := work(o)
 		if err != nil || len(evs) == 0 {
 			o.Nothing()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/witness"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -57,18 +59,23 @@ func auditLog(ctx context.Context, cfg *instance.Config) (*instance.Instance, *a
 }
 
 func instanceLog(inst *instance.Instance) (*audit.Log, error) {
-	signer, verifier, err := audit.LoadOrCreateKey(inst.DataDir, "custodia-audit-"+inst.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &audit.Log{DB: inst.Clinical, Signer: signer, Verifier: verifier, Origin: "custodia.audit/" + inst.ID}, nil
+	return &audit.Log{DB: inst.Clinical, Signer: inst.AuditKey, Verifier: inst.AuditVerifier, Origin: instance.AuditOrigin(inst.ID)}, nil
 }
 
 func runAuditVerify(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit verify", "audit verify [--data DIR | --database URL] [--verifier FILE] [--checkpoint FILE]")
+	fs := newFlags(env, "audit verify", "audit verify [--data DIR | --database URL] [--verifier FILE] [--checkpoint FILE] [--witness-file FILE]… [--witness URL@KEY]…")
 	cfg := instanceFlags(fs)
 	verifierFile := fs.String("verifier", "", "the checkpoint verifier key `file` (default <data>/audit/verifier.pub); keep a copy apart from the server")
 	cpFile := fs.String("checkpoint", "", "a checkpoint `file` kept earlier; the trail must still contain it")
+	var witnessFiles, witnesses []string
+	fs.Func("witness-file", "a witness `file` (serve --audit-witness-file): the trail must contain every checkpoint in it; repeatable", func(v string) error {
+		witnessFiles = append(witnessFiles, strings.Fields(v)...)
+		return nil
+	})
+	fs.Func("witness", "a C2SP tlog-witness as `URL@KEY`, asked what it saw; the trail must extend it; repeatable", func(v string) error {
+		witnesses = append(witnesses, strings.Fields(v)...)
+		return nil
+	})
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -107,6 +114,27 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		}
 		return fmt.Errorf("the audit trail does not verify: the verifier key is of instance %s, but the clinical database %s belongs to instance %s", owner, db.Location, recs.InstanceID)
 	}
+	var outside []audit.OutsideCheckpoint
+	for _, f := range witnessFiles {
+		cps, err := audit.ReadWitnessFile(f, v)
+		if err != nil {
+			return err
+		}
+		if len(cps) == 0 {
+			return errs.E(errs.Invalid, "witness file %s holds no checkpoint", f)
+		}
+		for _, c := range cps {
+			outside = append(outside, audit.OutsideCheckpoint{Source: "witness file " + f, Checkpoint: c})
+		}
+	}
+	var asked []audit.Witness
+	for _, spec := range witnesses {
+		w, err := witness.Parse(spec)
+		if err != nil {
+			return err
+		}
+		asked = append(asked, w)
+	}
 	notEmpty := ""
 	if recs.People {
 		notEmpty = "the clinical database holds organizations and accounts, whose making is on the trail"
@@ -116,6 +144,8 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		Verifier:   v,
 		Checkpoint: cp,
 		NotEmpty:   notEmpty,
+		Outside:    outside,
+		Witnesses:  asked,
 		Progress: func(done, total int64) {
 			// On long runs, a line per tenth of the trail and one at the end.
 			if total >= 10000 && done != printed && (done == total || printed < 0 || done*10/total != printed*10/total) {
@@ -127,12 +157,18 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range rep.Witnessed {
+		fmt.Fprintln(env.Stdout, w)
+	}
 	if !rep.OK() {
 		for _, p := range rep.Problems {
 			fmt.Fprintln(env.Stdout, p)
 		}
 		if rep.Queued > 0 {
 			fmt.Fprintf(env.Stdout, "%d events wait to be sequenced and were not verified\n", rep.Queued)
+		}
+		if rep.Equivocations > 0 {
+			return fmt.Errorf("the audit key signed two histories: %d equivocations, and the audit trail does not verify (%d problems)", rep.Equivocations, len(rep.Problems))
 		}
 		if rep.FirstBad >= 0 {
 			return fmt.Errorf("the audit trail does not verify: first bad index %d (%d problems)", rep.FirstBad, len(rep.Problems))
@@ -143,12 +179,16 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 	if rep.Queued > 0 {
 		fmt.Fprintf(env.Stdout, "%d events wait to be sequenced (a running server does so every second) and are not verified yet\n", rep.Queued)
 	}
+	if rep.Unsigned > 0 {
+		fmt.Fprintf(env.Stdout, "events 0 to %d were written before events were signed: only checkpoints and witnesses protect them\n", rep.Unsigned-1)
+	}
 	return nil
 }
 
 func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL]")
+	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL] [--audit-witness URL@KEY]… [--audit-witness-file FILE]")
 	cfg := instanceFlags(fs)
+	ws := witnessFlags(fs)
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -157,7 +197,7 @@ func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	cp, err := l.Checkpoint(ctx)
+	cp, err := witnessedCheckpoint(ctx, l, ws, inst)
 	if err != nil {
 		return err
 	}
@@ -165,9 +205,66 @@ func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
+// witnessConfig is the serve command's witness flags, which the commands
+// that sign or present checkpoints take too (from the same environment).
+type witnessConfig struct {
+	specs []string
+	file  string
+}
+
+func witnessFlags(fs *flag.FlagSet) *witnessConfig {
+	w := &witnessConfig{}
+	fs.Func("audit-witness", "a C2SP tlog-witness as `URL@KEY`, as for serve; repeatable", func(v string) error {
+		w.specs = append(w.specs, strings.Fields(v)...)
+		return nil
+	})
+	fs.StringVar(&w.file, "audit-witness-file", "", "the witness `file` of serve --audit-witness-file")
+	return w
+}
+
+// witnessedCheckpoint signs or takes the checkpoint of the current trail,
+// but only once the witnesses have accepted the trail as it stood: a
+// command never presents a tree that a witness has seen larger or
+// different (AUD-02). The new checkpoint then goes to the witnesses too.
+func witnessedCheckpoint(ctx context.Context, l *audit.Log, w *witnessConfig, inst *instance.Instance) (audit.Checkpoint, error) {
+	if w.file != "" {
+		if err := audit.CheckWitnessPath(w.file, inst.DataDir); err != nil {
+			return audit.Checkpoint{}, err
+		}
+	}
+	ws, err := auditWitnesses(w.specs, w.file, inst)
+	if err != nil {
+		return audit.Checkpoint{}, err
+	}
+	l.Witnesses = ws
+	handOver := func() error {
+		if err := l.WitnessLatest(ctx); err != nil {
+			return err
+		}
+		for _, st := range l.WitnessStatus() {
+			if st.Error != "" {
+				return errs.E(errs.Unavailable, "%s; no checkpoint is presented until every configured witness has accepted the trail", st.Error)
+			}
+		}
+		return nil
+	}
+	if err := handOver(); err != nil {
+		return audit.Checkpoint{}, err
+	}
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return audit.Checkpoint{}, err
+	}
+	if err := handOver(); err != nil {
+		return audit.Checkpoint{}, err
+	}
+	return cp, nil
+}
+
 func runAuditProve(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "audit prove", "audit prove N [--data DIR] [--database URL]")
+	fs := newFlags(env, "audit prove", "audit prove N [--data DIR] [--database URL] [--audit-witness URL@KEY]… [--audit-witness-file FILE]")
 	cfg := instanceFlags(fs)
+	ws := witnessFlags(fs)
 	var rest []string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		rest, args = args[:1], args[1:]
@@ -187,14 +284,14 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer inst.Close()
-	cp, err := l.Checkpoint(ctx)
+	cp, err := witnessedCheckpoint(ctx, l, ws, inst)
 	if err != nil {
 		return err
 	}
 	if index >= cp.Size {
 		return errs.E(errs.Invalid, "event index %d is beyond the trail's %d events", index, cp.Size)
 	}
-	ev, err := l.EventAt(ctx, index)
+	ev, data, err := l.LeafAt(ctx, index)
 	if err != nil {
 		return err
 	}
@@ -202,17 +299,17 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(ev)
-	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(body)); err != nil {
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(data)); err != nil {
 		return fmt.Errorf("the inclusion proof of event %d does not verify: %v", index, err)
 	}
 	out := struct {
 		Index      int64       `json:"index"`
 		Event      audit.Event `json:"event"`
 		Leaf       string      `json:"leaf_hash"`
+		LeafData   string      `json:"leaf_data"`
 		Proof      []string    `json:"inclusion_proof"`
 		Checkpoint string      `json:"checkpoint"`
-	}{Index: index, Event: ev, Leaf: base64.StdEncoding.EncodeToString(hashBytes(tlog.RecordHash(body))), Checkpoint: string(cp.Note)}
+	}{Index: index, Event: ev, Leaf: base64.StdEncoding.EncodeToString(hashBytes(tlog.RecordHash(data))), LeafData: string(data), Checkpoint: string(cp.Note)}
 	for _, h := range proof {
 		out.Proof = append(out.Proof, base64.StdEncoding.EncodeToString(hashBytes(h)))
 	}

@@ -217,7 +217,7 @@ func wrappedBy(use map[string]int, versions []string) string {
 // keyAdmins lets the administrators of inst request and approve key
 // operations, proving who they are with their passwords.
 func keyAdmins(inst *instance.Instance) *keyadmin.Admins {
-	g := gate.New(gate.Config{Clinical: inst.Clinical})
+	g := gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})
 	return &keyadmin.Admins{Gate: g, Factors: &mfa.Service{Gate: g}}
 }
 
@@ -225,7 +225,7 @@ func keyStores(inst *instance.Instance) []keys.WrappedStore {
 	return []keys.WrappedStore{
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
-		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical})},
+		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
 	}
 }
 
@@ -424,7 +424,7 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 	defer keys.CloseProvider(kek)
 	last := time.Time{}
 	r := &keyadmin.Runner{
-		Gate: gate.New(gate.Config{Clinical: inst.Clinical}),
+		Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}),
 		KEK:  kek,
 		Keyrings: []keyadmin.Keyring{
 			{Name: "clinical", Keyring: &keys.Keyring{DB: inst.Clinical, KEK: kek}},
@@ -520,7 +520,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return errs.Wrap(errs.Invalid, err, "write "+*out)
 	}
 	var req keyadmin.Request
-	if err := gate.New(gate.Config{Clinical: inst.Clinical}).Operate(ctx, "key.recovery.export", func(tx *gate.OpTx) error {
+	if err := gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}).Operate(ctx, "key.recovery.export", func(tx *gate.OpTx) error {
 		req, err = keyadmin.ExportUse(ctx, tx, rf.request, kek.ID(), time.Now())
 		return err
 	}); err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/custodia/custodia/internal/policy"
 
 	"github.com/custodia/custodia/internal/alerts"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/witness"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
@@ -45,6 +47,10 @@ type serveOptions struct {
 	// allowLocalKEK accepts, in production, the key-encryption key in the
 	// data folder (OPS-01).
 	allowLocalKEK bool
+	// witnesses are the --audit-witness settings (URL@KEY), witnessFile
+	// the --audit-witness-file path (AUD-02).
+	witnesses   []string
+	witnessFile string
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -64,6 +70,11 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
 	fs.BoolVar(&o.allowLocalKEK, "allow-local-kek", false, "with --env production, accept the key-encryption key in the data folder (--kek local) instead of an HSM or KMS")
 	fs.BoolVar(&o.fips, "fips", false, "FIPS mode: refuse to start unless Go's FIPS 140-3 module is on (GODEBUG=fips140=on or only); new values then use AES-256-GCM and passwords PBKDF2")
+	fs.Func("audit-witness", "a C2SP tlog-witness as `URL@KEY` (its URL and verifier key) that cosigns each audit checkpoint; repeat for several, or separate them by spaces", func(v string) error {
+		o.witnesses = append(o.witnesses, strings.Fields(v)...)
+		return nil
+	})
+	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
 		return err
@@ -159,6 +170,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if trail.Witnesses, err = auditWitnesses(o.witnesses, o.witnessFile, inst); err != nil {
+		return err
+	}
 	trail.Logf = func(format string, args ...any) { log.Info("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
 	trail.Failf = func(format string, args ...any) { log.Error("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
 	seqDone := make(chan struct{})
@@ -177,7 +191,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if o.baseURL == "" {
 		o.baseURL = url
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator})
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail})
 	defer shells.Links.Wait()
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's
@@ -202,6 +216,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if _, cerr := trail.Checkpoint(fctx); cerr != nil {
 		log.Warn("final audit checkpoint", "err", cerr)
+	} else if werr := trail.WitnessLatest(fctx); werr != nil {
+		log.Warn("final audit checkpoint", "err", werr)
 	}
 	cancel()
 	log.Info("stopped")
@@ -229,6 +245,16 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 	}
 	if _, _, err := net.SplitHostPort(o.addr); err != nil {
 		return usageError{fmt.Sprintf("--addr %q: want HOST:PORT", o.addr)}
+	}
+	for _, w := range o.witnesses {
+		if _, err := witness.Parse(w); err != nil {
+			return usageError{"--audit-witness: " + errs.SafeMessage(err)}
+		}
+	}
+	if o.witnessFile != "" {
+		if err := audit.CheckWitnessPath(o.witnessFile, o.cfg.WithDefaults().DataDir); err != nil {
+			return usageError{"--audit-witness-file: " + errs.SafeMessage(err)}
+		}
 	}
 	proxies, err := netpolicy.ParseTrustedProxies(o.trustedProxy)
 	if err != nil {
@@ -270,6 +296,22 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 		return errs.E(errs.Invalid, "--env production needs --public-url, the https:// address people reach the server at (e-mailed links and passkeys are bound to it)")
 	}
 	return nil
+}
+
+// auditWitnesses builds the witnesses that the flags name (AUD-02).
+func auditWitnesses(specs []string, file string, inst *instance.Instance) ([]audit.Witness, error) {
+	var out []audit.Witness
+	if file != "" {
+		out = append(out, &audit.FileWitness{Path: file, Verifier: inst.AuditVerifier})
+	}
+	for _, s := range specs {
+		w, err := witness.Parse(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 // publicHost is the host and port the server names itself by when no

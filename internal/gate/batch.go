@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -47,6 +49,7 @@ const savepoint = "gate_request"
 type lane struct {
 	clinical, identity *sqldb.DB
 	health             *writeHealth
+	auditKey           note.Signer
 	// turn is held by the request running in, or committing, the open
 	// batch; queued counts the requests waiting for it.
 	turn   chan struct{}
@@ -56,8 +59,8 @@ type lane struct {
 	commits atomic.Int64
 }
 
-func newLane(clinical, identity *sqldb.DB, health *writeHealth) *lane {
-	return &lane{clinical: clinical, identity: identity, health: health, turn: make(chan struct{}, 1)}
+func newLane(clinical, identity *sqldb.DB, health *writeHealth, auditKey note.Signer) *lane {
+	return &lane{clinical: clinical, identity: identity, health: health, auditKey: auditKey, turn: make(chan struct{}, 1)}
 }
 
 // batch is the transactions that the requests of one group commit share.
@@ -287,7 +290,7 @@ func (j *job) append(ctx context.Context, ev audit.Event) error {
 	if err := j.begin(); err != nil {
 		return err
 	}
-	if _, err := audit.Append(context.WithoutCancel(ctx), j.lane.clinical.In(j.b.clinical), ev); err != nil {
+	if _, err := audit.Append(context.WithoutCancel(ctx), j.lane.clinical.In(j.b.clinical), j.lane.auditKey, ev); err != nil {
 		j.undo()
 		return err
 	}

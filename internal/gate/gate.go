@@ -45,6 +45,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
@@ -64,6 +66,8 @@ type Gate struct {
 	// asks for identity data fails as Unavailable.
 	identity     *sqldb.DB
 	identityKeys *keys.Keyring
+	// auditKey signs every event the gate appends (AUD-02).
+	auditKey note.Signer
 	// lanes commit the work of concurrent requests together (batch.go).
 	lanes []*lane
 	// health is how their latest writes went (health.go).
@@ -83,18 +87,24 @@ type Config struct {
 	// both optional.
 	Identity     *sqldb.DB
 	IdentityKeys *keys.Keyring
+	// AuditKey is the instance's audit key (Instance.AuditKey), which
+	// signs every event the gate appends, so that the trail's sequencer and
+	// verifier tell them from rows that SQL alone wrote (AUD-02). Every
+	// server and command gives it; without it events are unsigned, which
+	// only a test's trail may be.
+	AuditKey note.Signer
 }
 
 // New returns the gate of the databases c names.
 func New(c Config) *Gate {
-	g := &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys, health: &writeHealth{}}
+	g := &Gate{db: c.Clinical, keys: c.Keys, identity: c.Identity, identityKeys: c.IdentityKeys, health: &writeHealth{}, auditKey: c.AuditKey}
 	// SQLite has one writer; PostgreSQL takes several at once.
 	n := 1
 	if c.Clinical.Dialect == sqldb.Postgres {
 		n = postgresLanes
 	}
 	for range n {
-		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity, g.health))
+		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity, g.health, c.AuditKey))
 	}
 	return g
 }

@@ -87,7 +87,7 @@ func (g *Gate) unscoped(ctx context.Context, l *lane, ev audit.Event, alone bool
 		err := work(o)
 		if err == nil && !o.nothing {
 			for _, ev := range o.events() {
-				if _, err = audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), ev); err != nil {
+				if _, err = audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), o.gate.auditKey, ev); err != nil {
 					err = errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
 					break
 				}

@@ -33,7 +33,7 @@ func (o *OpTx) Record(ctx context.Context, ev audit.Event, orgIDs ...string) err
 	}
 	for _, id := range orgIDs {
 		ev.OrgID = id
-		if _, err := audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), ev); err != nil {
+		if _, err := audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), o.gate.auditKey, ev); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
 		}
 	}
@@ -53,7 +53,7 @@ func (o *OpTx) Also(ctx context.Context, ev audit.Event) error {
 	if o.tx == nil {
 		return errs.E(errs.Internal, "an event was recorded outside the work")
 	}
-	if _, err := audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), ev); err != nil {
+	if _, err := audit.Append(context.WithoutCancel(ctx), o.db.In(o.tx), o.gate.auditKey, ev); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the operation could not be audited, so it was not carried out")
 	}
 	return nil

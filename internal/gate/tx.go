@@ -271,7 +271,7 @@ func (t *Tx) appendEvent(ctx context.Context) error {
 		evs = append(evs, echo)
 	}
 	for _, ev := range evs {
-		if _, err := audit.Append(context.WithoutCancel(ctx), t.gate.db.In(t.tx), ev); err != nil {
+		if _, err := audit.Append(context.WithoutCancel(ctx), t.gate.db.In(t.tx), t.gate.auditKey, ev); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
 	}

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -66,7 +69,19 @@ type Instance struct {
 	DataDir  string
 	Clinical *sqldb.DB
 	Identity *sqldb.DB
+	// AuditKey signs the instance's audit events and checkpoints, and
+	// AuditVerifier checks them (AUD-02). The data folder holds the key
+	// (<data>/audit/signing.key), never a database, so that whoever holds
+	// only a database, or a backup of one, cannot write the trail.
+	AuditKey      note.Signer
+	AuditVerifier note.Verifier
 }
+
+// AuditKeyName is the name of the instance's audit key in signed notes.
+func AuditKeyName(instanceID string) string { return "custodia-audit-" + instanceID }
+
+// AuditOrigin is the origin line of the instance's audit checkpoints.
+func AuditOrigin(instanceID string) string { return "custodia.audit/" + instanceID }
 
 // Open opens the instance c names, making it if its databases hold none:
 // the commands that may create an instance (serve, init, migrate) use it.
@@ -214,6 +229,10 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 	}
 	inst = &Instance{DataDir: c.DataDir, Clinical: cl.db, Identity: id.db}
 	if inst.ID, err = pair(ctx, inst.Clinical, inst.Identity); err != nil {
+		return nil, err
+	}
+	if inst.AuditKey, inst.AuditVerifier, err = audit.LoadOrCreateKey(inst.DataDir, AuditKeyName(inst.ID)); err != nil {
+		inst.Close()
 		return nil, err
 	}
 	return inst, nil

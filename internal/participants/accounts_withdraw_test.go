@@ -62,7 +62,7 @@ type linkTx struct {
 
 func (t linkTx) Record(ctx context.Context, ev audit.Event, _ ...string) error {
 	ev.RemoteAddr = t.remoteAddr
-	_, err := audit.Append(ctx, t.Tx, ev)
+	_, err := audit.Append(ctx, t.Tx, nil, ev)
 	return err
 }
 

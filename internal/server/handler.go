@@ -16,8 +16,10 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
@@ -92,6 +94,9 @@ type Deps struct {
 	// work (sweeps, the alert watcher, the demo seed) shares: its
 	// requests commit together. Nil means one made from Instance and KEK.
 	Gate *gate.Gate
+	// Trail is the instance's audit log, whose witnesses /readyz reports
+	// (AUD-02); nil when the server signs no checkpoints.
+	Trail *audit.Log
 }
 
 // NewGate returns the gate of inst: the data keys of its clinical
@@ -102,6 +107,7 @@ func NewGate(inst *instance.Instance, kek keys.KEK) *gate.Gate {
 	return gate.New(gate.Config{
 		Clinical: inst.Clinical, Keys: &keys.Keyring{DB: inst.Clinical, KEK: kek},
 		Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
+		AuditKey: inst.AuditKey,
 	})
 }
 
@@ -402,8 +408,30 @@ func handleReady(d Deps, g *gate.Gate) http.Handler {
 				return
 			}
 		}
+		// A witness saw a larger or different trail: the database was
+		// rolled back or rewritten, and the trail is no longer signed.
+		if d.Trail != nil {
+			if err := d.Trail.Refused(); err != nil {
+				d.Log.WarnContext(ctx, "not ready: audit trail refused", "err", err)
+				writeStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "audit": errs.SafeMessage(err)})
+				return
+			}
+		}
 		// fips: whether new values and password hashes use FIPS 140
-		// approved algorithms only (CRY-11).
-		writeStatus(w, http.StatusOK, map[string]any{"status": "ready", "fips": keys.FIPS().On})
+		// approved algorithms only (CRY-11). witnesses: each audit
+		// witness, the size it accepted last and how far it is behind;
+		// one behind is reported, and logged, but does not stop traffic.
+		status := map[string]any{"status": "ready", "fips": keys.FIPS().On}
+		if d.Trail != nil && len(d.Trail.Witnesses) > 0 {
+			ws := d.Trail.WitnessStatus()
+			status["witnesses"] = ws
+			for _, s := range ws {
+				if s.Behind > 0 {
+					status["status"] = "ready, audit witness behind"
+					d.Log.WarnContext(ctx, "audit witness behind", "witness", s.Name, "behind", s.Behind, "err", s.Error)
+				}
+			}
+		}
+		writeStatus(w, http.StatusOK, status)
 	})
 }

@@ -122,7 +122,7 @@ func TestAUTH04_LockoutAfterTenFailures(t *testing.T) {
 				return fmt.Errorf("unlock: %v %v", ok, err)
 			}
 			for _, org := range orgIDs {
-				if _, err := audit.Append(ctx, tx, audit.Event{Action: "account.unlock", OrgID: org, ActorRole: "org-admin",
+				if _, err := audit.Append(ctx, tx, nil, audit.Event{Action: "account.unlock", OrgID: org, ActorRole: "org-admin",
 					ObjectType: "account", ObjectID: accountID, Outcome: audit.Success, Security: true}); err != nil {
 					return err
 				}

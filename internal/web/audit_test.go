@@ -65,7 +65,7 @@ func appendEvents(t *testing.T, db *sqldb.DB, evs ...audit.Event) {
 	ctx := context.Background()
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		for _, ev := range evs {
-			if _, err := audit.Append(ctx, tx, ev); err != nil {
+			if _, err := audit.Append(ctx, tx, nil, ev); err != nil {
 				return err
 			}
 		}

@@ -332,7 +332,7 @@ func TestAUD04_TrailPageScopesMonitorToTheirStudy(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
-			_, err := audit.Append(ctx, tx, audit.Event{OrgID: f.org.ID, StudyID: f.registry.ID, Action: "study.read", Outcome: audit.Success})
+			_, err := audit.Append(ctx, tx, nil, audit.Event{OrgID: f.org.ID, StudyID: f.registry.ID, Action: "study.read", Outcome: audit.Success})
 			return err
 		})
 		if err != nil {

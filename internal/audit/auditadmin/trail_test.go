@@ -51,7 +51,7 @@ func TestAUD04_TrailPersonByMembersEmail(t *testing.T) {
 			if former, err = accounts.Create(ctx, tx, "former@clinic.example", "Former"); err != nil {
 				return err
 			}
-			_, err = audit.Append(ctx, tx, audit.Event{OrgID: f.org.ID, ActorAccount: former.ID, ActorRole: "monitor",
+			_, err = audit.Append(ctx, tx, nil, audit.Event{OrgID: f.org.ID, ActorAccount: former.ID, ActorRole: "monitor",
 				StudyID: f.study.ID, Action: "study.read", Outcome: audit.Success})
 			return err
 		})
