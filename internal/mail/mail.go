@@ -91,7 +91,8 @@ type SMTP struct {
 }
 
 // ParseSMTPURL reads smtp://[user[:password]@]host[:port][?insecure=1];
-// port 587 by default.
+// port 587 by default. ?insecure=1, which allows a server without
+// STARTTLS, is accepted for a relay on this machine only.
 func ParseSMTPURL(raw, from string) (*SMTP, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "smtp" || u.Hostname() == "" {
@@ -105,11 +106,25 @@ func ParseSMTPURL(raw, from string) (*SMTP, error) {
 		port = "587"
 	}
 	s := &SMTP{Addr: net.JoinHostPort(u.Hostname(), port), From: from, Insecure: u.Query().Get("insecure") == "1"}
+	if s.Insecure && !loopback(u.Hostname()) {
+		// Without STARTTLS the mail and the password cross the network in
+		// clear (ASVS V12.3.1): only a relay on this machine is spared it.
+		return nil, errs.E(errs.Invalid, "--smtp-url with ?insecure=1 sends mail in clear text: allowed only to a relay on this machine (localhost, 127.0.0.1, ::1), not %s", u.Hostname())
+	}
 	if u.User != nil {
 		s.Username = u.User.Username()
 		s.Password, _ = u.User.Password()
 	}
 	return s, nil
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ErrNoSTARTTLS is returned when the server offers no STARTTLS and

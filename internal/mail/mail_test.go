@@ -197,3 +197,18 @@ func TestParseSMTPURL(t *testing.T) {
 		}
 	}
 }
+
+// ?insecure=1 lets mail go without STARTTLS, in clear text: only to a relay
+// on this machine (ASVS V12.3.1), never to a host across the network.
+func TestWEB07_InsecureSMTPOnlyToALocalRelay(t *testing.T) {
+	for _, ok := range []string{"smtp://localhost:25?insecure=1", "smtp://127.0.0.1:25?insecure=1", "smtp://[::1]:25?insecure=1"} {
+		if s, err := ParseSMTPURL(ok, "custodia@clinic.example"); err != nil || !s.Insecure {
+			t.Errorf("%s: %+v, %v; want a local relay without STARTTLS", ok, s, err)
+		}
+	}
+	for _, bad := range []string{"smtp://mail.example:25?insecure=1", "smtp://192.0.2.10:25?insecure=1", "smtp://localhost.evil.example?insecure=1"} {
+		if _, err := ParseSMTPURL(bad, "custodia@clinic.example"); err == nil || !strings.Contains(err.Error(), "clear text") {
+			t.Errorf("%s: %v, want refused", bad, err)
+		}
+	}
+}
