@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 
+	"github.com/custodia/custodia/internal/mfa"
+
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -78,7 +80,7 @@ func handleSMSBegin(d Deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"sent_to": to})
+		writeJSON(w, http.StatusOK, map[string]string{"sent_to": to, "risks": mfa.SMSRisks})
 		return nil
 	})
 }

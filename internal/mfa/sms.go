@@ -36,6 +36,12 @@ const (
 	smsSendBucket     = "mfa:sms-send:account:"
 )
 
+// SMSRisks is what people are told where they choose text messages as
+// their second factor (ASVS V6.6.1).
+const SMSRisks = "Text messages are the weakest second factor: a code can be read by whoever takes over " +
+	"your phone number (a SIM swap or a ported number) or sees your phone's screen, and it can be " +
+	"intercepted on its way. Prefer an authenticator app or a passkey where you can."
+
 // purposes of a texted code.
 const (
 	smsSignIn = "sign-in"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,10 +128,15 @@ func TestAUTH08_NewRecoveryCodesWithoutAnAppAfterAStepUp(t *testing.T) {
 			const from, phone = "198.51.100.92", "+31612345679"
 			l := s.logins[authz.Monitor]
 			cookie := s.signIn(t, authz.Monitor, from)
-			if r := s.do(t, "POST", "/api/v1/account/factors/sms", jsonBody(t, map[string]string{"phone": phone}), cookie, from); r.status != http.StatusOK {
+			r := s.do(t, "POST", "/api/v1/account/factors/sms", jsonBody(t, map[string]string{"phone": phone}), cookie, from)
+			// Where a phone is chosen, its risks are told (ASVS V6.6.1).
+			if !strings.Contains(r.str("risks"), "SIM swap") {
+				t.Errorf("setting up a phone tells no risks: %s", r.body)
+			}
+			if r.status != http.StatusOK {
 				t.Fatalf("begin the phone: %d %s", r.status, r.body)
 			}
-			r := s.do(t, "POST", "/api/v1/account/factors/sms/confirm", jsonBody(t, map[string]string{"code": textedCode(t, texts, phone)}), cookie, from)
+			r = s.do(t, "POST", "/api/v1/account/factors/sms/confirm", jsonBody(t, map[string]string{"code": textedCode(t, texts, phone)}), cookie, from)
 			if r.status != http.StatusOK || r.cookie == "" {
 				t.Fatalf("confirm the phone: %d %s", r.status, r.body)
 			}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/custodia/custodia/internal/mfa"
+
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -31,6 +33,7 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		return
 	}
 	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, factors.RecoveryCodesLeft, devices
+	data["SMSRisks"] = mfa.SMSRisks
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
 		data["Notice"] = notice(r)
