@@ -73,6 +73,15 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 		return notFound
 	}
 	return s.Gate.Own(ctx, sessionActor(sess, remoteAddr, userAgent), "auth.session.end", func(o *gate.OpTx) error {
+		o.Object("session", id)
+		o.Security()
+		// Ending another of one's sessions asks the owner to prove
+		// themselves first (ASVS V7.5.2); signing this one out does not.
+		if id != sess.ID {
+			if err := o.RequireStepUp(s.now()); err != nil {
+				return err
+			}
+		}
 		res, err := o.ExecContext(ctx,
 			`UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL`,
 			s.now().UnixMicro(), id, sess.AccountID)
@@ -82,8 +91,6 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return notFound
 		}
-		o.Object("session", id)
-		o.Security()
 		return nil
 	})
 }
@@ -94,6 +101,12 @@ func (s *Store) EndDevice(ctx context.Context, sess Session, id, remoteAddr, use
 // account ends with them (ASVS V7.4.3).
 func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr, userAgent string) error {
 	return s.Gate.Own(ctx, sessionActor(sess, remoteAddr, userAgent), "auth.logout.everywhere", func(o *gate.OpTx) error {
+		o.Object("account", sess.AccountID)
+		o.Security()
+		// The owner proves themselves first (ASVS V7.5.2).
+		if err := o.RequireStepUp(s.now()); err != nil {
+			return err
+		}
 		res, err := o.ExecContext(ctx,
 			`UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL`,
 			s.now().UnixMicro(), sess.AccountID)
@@ -118,7 +131,8 @@ func (s *Store) SignOutEverywhere(ctx context.Context, sess Session, remoteAddr,
 
 // sessionActor is the account of sess acting from it.
 func sessionActor(sess Session, remoteAddr, userAgent string) gate.Actor {
-	return gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID, RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512)}
+	return gate.Actor{AccountID: sess.AccountID, SessionID: sess.ID, RemoteAddr: remoteAddr,
+		UserAgent: truncate(userAgent, 512), ConfirmedAt: sess.ConfirmedAt}
 }
 
 // KeepAlive records activity on sess now, whatever Lookup's write

@@ -3,11 +3,13 @@ package sessions
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -71,6 +73,15 @@ func TestAUTH10_OwnSessionsListedAndEndedOneByOne(t *testing.T) {
 		if _, err := s.Lookup(ctx, tokA); err != nil {
 			t.Errorf("session ended despite keep-alive: %v", err)
 		}
+		// 25 minutes after its confirmation, the session must confirm its
+		// owner again before it ends them all (ASVS V7.5.2).
+		if err := s.SignOutEverywhere(ctx, me, "192.0.2.1", "laptop"); !errors.Is(err, gate.ErrStepUpRequired) {
+			t.Fatalf("sign out everywhere with a stale confirmation: %v, want ErrStepUpRequired", err)
+		}
+		if _, err := s.Lookup(ctx, tokA); err != nil {
+			t.Fatalf("the refused sign-out ended the session: %v", err)
+		}
+		me.ConfirmedAt = c.t // confirmed just now (Confirm, tested on its own)
 		if err := s.SignOutEverywhere(ctx, me, "192.0.2.1", "laptop"); err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +90,43 @@ func TestAUTH10_OwnSessionsListedAndEndedOneByOne(t *testing.T) {
 		}
 		if _, err := s.KeepAlive(ctx, me); err == nil {
 			t.Error("keep-alive revived an ended session")
+		}
+	})
+}
+
+// Ending another of one's sessions needs a confirmation within the step-up
+// window (ASVS V7.5.2), recorded as denied when missing; signing this very
+// session out needs none.
+func TestAUTH10_EndingAnotherSessionNeedsAFreshConfirmation(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		s, c, acc := setup(t, d)
+		ctx := context.Background()
+		_, me, err := s.Create(ctx, acc, "192.0.2.1", "laptop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		phoneToken, phone, err := s.Create(ctx, acc, "192.0.2.2", "phone")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.t = c.t.Add(gate.StepUpWindow + time.Second)
+		if _, err := s.Lookup(ctx, phoneToken); err != nil {
+			t.Fatal(err)
+		}
+		me.ConfirmedAt = c.t.Add(-gate.StepUpWindow - time.Second)
+		if err := s.EndDevice(ctx, me, phone.ID, "192.0.2.1", "laptop"); !errors.Is(err, gate.ErrStepUpRequired) {
+			t.Fatalf("ending the phone with a stale confirmation: %v, want ErrStepUpRequired", err)
+		}
+		if _, err := s.Lookup(ctx, phoneToken); err != nil {
+			t.Errorf("the refused end ended the phone's session: %v", err)
+		}
+		var denied int
+		s.DB.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'auth.session.end' AND outcome = 'denied'`).Scan(&denied)
+		if denied != 1 {
+			t.Errorf("%d denied auth.session.end events, want 1", denied)
+		}
+		if err := s.EndDevice(ctx, me, me.ID, "192.0.2.1", "laptop"); err != nil {
+			t.Errorf("signing this session out: %v, want no confirmation asked", err)
 		}
 	})
 }
