@@ -261,7 +261,7 @@ func (g *Gate) settle(ctx context.Context, t *Tx, j *job, err error) error {
 		// A failed attempt leaves no data, but is on the record (AUTH-11),
 		// with what the work recorded of what was tried.
 		return record(ctx, t, j, audit.Failure, "error", k.String(), ErrDenied)
-	case errs.Invalid, errs.Conflict, errs.Forbidden:
+	case errs.Invalid, errs.Conflict, errs.Forbidden, errs.RateLimited:
 		return record(ctx, t, j, audit.Failure, "error", k.String(), err)
 	}
 	return err

@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/custodia/custodia/internal/ratelimit"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
@@ -284,6 +286,10 @@ type Revealed struct {
 	Withheld []Field
 }
 
+// RevealsPerHour is how many participants one account may re-identify in an
+// hour; past it Reveal answers RateLimited, recorded as a failure.
+var RevealsPerHour = 120
+
 // Reveal re-identifies a participant (CRY-09): it needs identity.reveal at
 // the participant's site and a fresh confirmation of the requester
 // (ACL-09), and is a security event naming the participant and the fields
@@ -299,6 +305,12 @@ func (s *Service) Reveal(ctx context.Context, a gate.Actor, slug, studyID, siteI
 			return err
 		}
 		t.Security()
+		// Re-identification one participant at a time is a person's work;
+		// more than RevealsPerHour is a harvest (ASVS V2.4.1).
+		if err := (&ratelimit.Limiter{DB: t, Now: s.now}).Check(ctx, ratelimit.Rule{
+			Bucket: "identity.reveal:account:" + t.Subject.AccountID, Limit: RevealsPerHour, Window: time.Hour}); err != nil {
+			return err
+		}
 		out = Revealed{Participant: p, State: p.Identity, Values: map[Field]string{}}
 		t.Detail("identity", string(p.Identity))
 		if p.Identity != IdentityRecorded {

@@ -317,3 +317,34 @@ func TestCRY09_EnrolListAndRevealWithStepUpAndGrant(t *testing.T) {
 		}
 	})
 }
+
+// One account re-identifies at most RevealsPerHour participants an hour
+// (ASVS V2.4.1): past it the answer is RateLimited, nothing is shown, and
+// the refusal is on the trail; another account is not held back.
+func TestCRY09_RevealsArePacedPerAccount(t *testing.T) {
+	was := participants.RevealsPerHour
+	participants.RevealsPerHour = 2
+	t.Cleanup(func() { participants.RevealsPerHour = was })
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		p := f.enrol(t, f.investigator, f.north, ada())
+		for i := range 2 {
+			if _, err := f.reveal(f.confirmed(f.investigator), p); err != nil {
+				t.Fatalf("reveal %d: %v", i+1, err)
+			}
+		}
+		rv, err := f.reveal(f.confirmed(f.investigator), p)
+		if !errs.Is(err, errs.RateLimited) || len(rv.Values) != 0 {
+			t.Fatalf("the third reveal in an hour: %+v, %v; want RateLimited and nothing shown", rv, err)
+		}
+		var refused int
+		f.clinical.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'identity.reveal' AND outcome = 'failure'`).Scan(&refused)
+		if refused != 1 {
+			t.Errorf("%d refused reveals on the trail, want 1", refused)
+		}
+		if _, err := f.reveal(f.confirmed(f.admin), p); err != nil {
+			t.Errorf("another account's reveal: %v", err)
+		}
+	})
+}

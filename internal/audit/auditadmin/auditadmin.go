@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/ratelimit"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
@@ -130,6 +132,10 @@ func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit
 	return out, next, err
 }
 
+// ExportsPerHour is how many exports of the trail one account may start in
+// an hour; past it Export answers RateLimited, recorded as a failure.
+var ExportsPerHour = 20
+
 // Export authorizes and records the export, then hands every matching event
 // to emit, oldest page first within the filter, newest first within pages,
 // from one consistent read. The export event commits before the first
@@ -149,6 +155,12 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
+		// An export reads the whole trail: ExportsPerHour per account
+		// (ASVS V2.4.1, V15.2.2).
+		if err := (&ratelimit.Limiter{DB: t}).Check(ctx, ratelimit.Rule{
+			Bucket: "audit.export:account:" + t.Subject.AccountID, Limit: ExportsPerHour, Window: time.Hour}); err != nil {
 			return err
 		}
 		found, err := resolve(ctx, t, &f, email)
