@@ -258,13 +258,8 @@ func handleSetup(d Deps) http.Handler {
 		}
 		err := d.Links.CompleteSetup(r.Context(), token, pw, requester(d, r))
 		switch {
-		case errs.Is(err, errs.RateLimited):
-			tooMany(w, err)
-			data["Error"] = errs.SafeMessage(err)
-			render(w, r, d.Log, http.StatusTooManyRequests, "setup", data)
-		case errs.Is(err, errs.NotFound):
-			data["Invalid"] = true
-			render(w, r, d.Log, http.StatusNotFound, "setup", data)
+		case errs.Is(err, errs.RateLimited), errs.Is(err, errs.NotFound):
+			setupRefused(w, r, d, data, err)
 		case errs.Is(err, errs.Invalid):
 			data["Error"] = errs.SafeMessage(err)
 			render(w, r, d.Log, http.StatusBadRequest, "setup", data)
@@ -285,6 +280,20 @@ func handleSetup(d Deps) http.Handler {
 	})
 }
 
+// setupRefused answers a setup or invitation link that cannot be used now:
+// too many attempts from the address (429), or a link invalid, used or
+// expired (404).
+func setupRefused(w http.ResponseWriter, r *http.Request, d Deps, data map[string]any, err error) {
+	if errs.Is(err, errs.RateLimited) {
+		tooMany(w, err)
+		data["Error"] = errs.SafeMessage(err)
+		render(w, r, d.Log, http.StatusTooManyRequests, "setup", data)
+		return
+	}
+	data["Invalid"] = true
+	render(w, r, d.Log, http.StatusNotFound, "setup", data)
+}
+
 // handleDeclineInvitation spends an organization's invitation link
 // without granting its role.
 func handleDeclineInvitation(d Deps) http.Handler {
@@ -292,13 +301,8 @@ func handleDeclineInvitation(d Deps) http.Handler {
 		data := map[string]any{"Title": "Your invitation", "Token": r.PathValue("token")}
 		err := d.Links.DeclineInvitation(r.Context(), r.PathValue("token"), requester(d, r))
 		switch {
-		case errs.Is(err, errs.RateLimited):
-			tooMany(w, err)
-			data["Error"] = errs.SafeMessage(err)
-			render(w, r, d.Log, http.StatusTooManyRequests, "setup", data)
-		case errs.Is(err, errs.NotFound):
-			data["Invalid"] = true
-			render(w, r, d.Log, http.StatusNotFound, "setup", data)
+		case errs.Is(err, errs.RateLimited), errs.Is(err, errs.NotFound):
+			setupRefused(w, r, d, data, err)
 		case err != nil:
 			d.Log.ErrorContext(r.Context(), "decline invitation", "err", err)
 			data["Error"] = "The invitation could not be declined; please try again."
