@@ -113,6 +113,14 @@ func TestAUTH08_AccountPageAddsAnAppBesideAPasskey(t *testing.T) {
 	if !strings.Contains(a.body, `id="remove-factor"`) || !strings.Contains(a.body, "recovery codes stay") {
 		t.Errorf("account page after adding the app:\n%s", a.body)
 	}
+	// After a factor change the page offers to end every other session
+	// (ASVS V7.4.3), and the change's renewed session may do so at once.
+	if !strings.Contains(a.body, "sign out everywhere below") || !strings.Contains(a.body, `id="sign-out-everywhere"`) {
+		t.Errorf("the account page does not offer to end the other sessions after a factor change")
+	}
+	if a := request(t, c, "POST", srv.URL+"/account/sessions/end-all", url.Values{"next": {"/account"}}, nil); a.status != http.StatusSeeOther {
+		t.Errorf("sign out everywhere right after the factor change: %d, want no confirmation asked", a.status)
+	}
 
 	// Without a passkey of its own, the step-up page offers none.
 	plain := signInHTTP(t, srv, authz.Monitor)
