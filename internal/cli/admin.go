@@ -48,8 +48,11 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
-	// migrate may make the databases of a new instance, as serve does.
-	inst, err := instance.Open(ctx, *cfg)
+	// migrate may make the databases of a new instance, as serve does, and
+	// is what brings an existing one up to date.
+	c := *cfg
+	c.Migrate = true
+	inst, err := instance.Open(ctx, c)
 	if err != nil {
 		return err
 	}

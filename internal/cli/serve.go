@@ -64,6 +64,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
 	fs.StringVar(&o.env, "env", "development", "`environment`: development, test, acceptance or production (production refuses insecure settings)")
 	fs.BoolVar(&o.demo, "demo", false, "seed a demo organization (slug demo) on first start and print its logins")
+	fs.BoolVar(&o.cfg.Migrate, "migrate", false, "bring an existing instance's database schemas up to date before serving (needs a database role that may change them; without it, custodia migrate does so)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")

@@ -25,6 +25,12 @@ type Config struct {
 	DataDir          string // default ./custodia-data
 	Database         string // default sqlite:<DataDir>/clinical.db
 	IdentityDatabase string // default sqlite:<DataDir>/identity.db
+	// Migrate brings the schemas of an existing instance up to date.
+	// Without it an instance whose databases need migrations is refused,
+	// writing nothing, so that the server runs under a database role that
+	// may not change the schema (ASVS V13.2.2) and the migrations come from
+	// `custodia migrate`. The databases of a new instance are always made.
+	Migrate bool
 }
 
 // DefaultDataDir is the data folder used when none is given.
@@ -221,6 +227,17 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 		if s.db == nil {
 			if s.db, err = sqldb.OpenTarget(ctx, s.target); err != nil {
 				return nil, fmt.Errorf("%s database: %w", s.schema.Name, err)
+			}
+		}
+		if !c.Migrate {
+			st, err := s.db.State(ctx, s.schema)
+			if err != nil {
+				return nil, fmt.Errorf("%s database: %w", s.schema.Name, err)
+			}
+			if st.Applied > 0 && st.Applied < st.Known {
+				return nil, errs.E(errs.Invalid, "the %s database (%s) has schema version %d and this binary needs %d: "+
+					"run `custodia migrate` (with a database role that may change the schema), then start again, or start with --migrate",
+					s.schema.Name, s.db.Location, st.Applied, st.Known)
 			}
 		}
 		if _, err := s.db.Migrate(ctx, s.schema); err != nil {
