@@ -113,6 +113,12 @@ func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID stri
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
 		}
+		// Unlocking hands sign-in back to whoever knows the password, as
+		// disabling and enabling ask, the administrator confirms first
+		// (ACL-09).
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
 		acc, err := accounts.ByID(ctx, t, accountID)
 		if err != nil {
 			return err

@@ -126,7 +126,7 @@ func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
 		if err != nil || len(locked) != 1 || locked[0].Account.ID != victim {
 			t.Fatalf("locked members: %+v, %v", locked, err)
 		}
-		other := gate.Actor{AccountID: otherAdmin, RemoteAddr: "192.0.2.8"}
+		other := gate.Actor{AccountID: otherAdmin, RemoteAddr: "192.0.2.8", ConfirmedAt: time.Now()}
 		if _, err := f.svc.Unlock(ctx, other, "other", victim); !gate.IsDenied(err) {
 			t.Errorf("other organization's admin unlocks a stranger: %v", err)
 		}
@@ -191,6 +191,39 @@ func TestAUTH09_SecondFactorByDefaultIsLiftedOnlyWithAReason(t *testing.T) {
 		}
 		if !strings.Contains(body, why) {
 			t.Errorf("the event does not keep the reason: %s", body)
+		}
+	})
+}
+
+// Unlocking a member hands sign-in back to whoever knows the password: the
+// administrator confirms it is them first, as for disabling (ACL-09); a
+// stale confirmation changes nothing.
+func TestACL09_UnlockNeedsAFreshConfirmation(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		victim := f.accounts[authz.Monitor]
+		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			for range accounts.LockAfter {
+				if _, err := accounts.RecordFailure(ctx, audittest.Appending{Tx: tx}, victim, "192.0.2.1", time.Now()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale := f.as(authz.OrgAdmin)
+		stale.ConfirmedAt = time.Now().Add(-gate.StepUpWindow - time.Minute)
+		if _, err := f.svc.Unlock(ctx, stale, demo.Slug, victim); !errs.Is(err, errs.StepUpRequired) {
+			t.Fatalf("unlock with a stale confirmation: %v, want StepUpRequired", err)
+		}
+		if st, _ := accounts.Lockout(ctx, f.db, victim); !st.Locked() {
+			t.Fatal("an unconfirmed unlock unlocked")
+		}
+		if ok, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || !ok {
+			t.Fatalf("unlock after confirming: %v, %v", ok, err)
 		}
 	})
 }
