@@ -118,7 +118,7 @@ func handleSetPolicy(d Deps) http.Handler {
 
 func handleLocked(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		org, locked, err := d.Security.Locked(r.Context(), actor(d, r), r.PathValue("org"))
+		org, locked, err := d.Access.Locked(r.Context(), actor(d, r), r.PathValue("org"))
 		if err != nil {
 			fail(w, r, d, err)
 			return
@@ -129,11 +129,11 @@ func handleLocked(d Deps) http.Handler {
 	})
 }
 
-// handleUnlock lifts a member's lockout (policyadmin.Service.Unlock, the
+// handleUnlock lifts a member's lockout (accountadmin.Service.Unlock, the
 // function behind `custodia user unlock`), audited as a security event.
 func handleUnlock(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		unlocked, err := d.Security.Unlock(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("account"))
+		unlocked, err := d.Access.Unlock(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("account"))
 		if err != nil {
 			fail(w, r, d, err)
 			return

@@ -77,8 +77,9 @@ func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) (orgs.
 // change runs work on one member's account, recorded as action: authorized
 // as authz.SecurityManage with a fresh confirmation, the account one that
 // holds a role in the organization, and the event a security event in
-// this organization and each other organization of the account.
-func (s *Service) change(ctx context.Context, a gate.Actor, slug, accountID, action string, work func(t *gate.Tx, acc accounts.Account) error) error {
+// this organization and, when work says its change concerns them (echo),
+// in each other organization of the account.
+func (s *Service) change(ctx context.Context, a gate.Actor, slug, accountID, action string, work func(t *gate.Tx, acc accounts.Account) (echo bool, err error)) error {
 	return s.Gate.Do(ctx, a, gate.Slug(slug), action, func(t *gate.Tx) error {
 		org := t.Org()
 		t.Security()
@@ -100,7 +101,7 @@ func (s *Service) change(ctx context.Context, a gate.Actor, slug, accountID, act
 		if len(roles) == 0 {
 			return errs.E(errs.NotFound, "account not found")
 		}
-		if err := work(t, acc); err != nil {
+		if echo, err := work(t, acc); err != nil || !echo {
 			return err
 		}
 		others, err := accounts.Organizations(ctx, t, acc.ID)
@@ -124,23 +125,23 @@ func (s *Service) change(ctx context.Context, a gate.Actor, slug, accountID, act
 // false), its sessions and tokens ended again should any remain.
 func (s *Service) Disable(ctx context.Context, a gate.Actor, slug, accountID string) (Ended, error) {
 	var out Ended
-	err := s.change(ctx, a, slug, accountID, "account.disable", func(t *gate.Tx, acc accounts.Account) error {
+	err := s.change(ctx, a, slug, accountID, "account.disable", func(t *gate.Tx, acc accounts.Account) (bool, error) {
 		if acc.ID == a.AccountID {
-			return ErrSelf
+			return false, ErrSelf
 		}
 		now := s.now()
 		var err error
 		if out.Changed, err = accounts.Disable(ctx, t, t.Dialect(), acc.ID, now); err != nil {
-			return err
+			return false, err
 		}
 		if out.Sessions, out.Tokens, err = sessions.EndAccess(ctx, t, acc.ID, now); err != nil {
-			return err
+			return false, err
 		}
 		out.Members = 1
 		t.Detail("was_disabled", strconv.FormatBool(!out.Changed))
 		t.Detail("sessions_ended_count", strconv.FormatInt(out.Sessions, 10))
 		t.Detail("tokens_ended_count", strconv.FormatInt(out.Tokens, 10))
-		return nil
+		return true, nil
 	})
 	return out, err
 }
@@ -150,13 +151,13 @@ func (s *Service) Disable(ctx context.Context, a gate.Actor, slug, accountID str
 // lockout stays until it is unlocked.
 func (s *Service) Enable(ctx context.Context, a gate.Actor, slug, accountID string) (Ended, error) {
 	var out Ended
-	err := s.change(ctx, a, slug, accountID, "account.enable", func(t *gate.Tx, acc accounts.Account) error {
+	err := s.change(ctx, a, slug, accountID, "account.enable", func(t *gate.Tx, acc accounts.Account) (bool, error) {
 		var err error
 		if out.Changed, err = accounts.Enable(ctx, t, acc.ID); err != nil {
-			return err
+			return false, err
 		}
 		t.Detail("was_disabled", strconv.FormatBool(out.Changed))
-		return nil
+		return true, nil
 	})
 	return out, err
 }
@@ -167,17 +168,53 @@ func (s *Service) Enable(ctx context.Context, a gate.Actor, slug, accountID stri
 // asking one included.
 func (s *Service) SignOut(ctx context.Context, a gate.Actor, slug, accountID string) (Ended, error) {
 	var out Ended
-	err := s.change(ctx, a, slug, accountID, "account.sessions.end", func(t *gate.Tx, acc accounts.Account) error {
+	err := s.change(ctx, a, slug, accountID, "account.sessions.end", func(t *gate.Tx, acc accounts.Account) (bool, error) {
 		var err error
 		if out.Sessions, out.Tokens, err = sessions.EndAccess(ctx, t, acc.ID, s.now()); err != nil {
-			return err
+			return false, err
 		}
 		out.Members = 1
 		t.Detail("sessions_ended_count", strconv.FormatInt(out.Sessions, 10))
 		t.Detail("tokens_ended_count", strconv.FormatInt(out.Tokens, 10))
-		return nil
+		return true, nil
 	})
 	return out, err
+}
+
+// Locked lists the organization's locked members.
+func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {
+	var out []accounts.LockedMember
+	var org orgs.Organization
+	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.locked.list", func(t *gate.Tx) error {
+		org = t.Org()
+		t.Object("organization", org.ID)
+		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
+			return err
+		}
+		var err error
+		out, err = accounts.LockedMembers(ctx, t, org.ID)
+		return err
+	})
+	return org, out, err
+}
+
+// Unlock lifts the lockout of a member of the organization (the one
+// function behind `custodia user unlock`, accounts.Unlock), recorded as
+// account.unlock, a security event, with the administrator as the actor,
+// in this organization and in each other organization of the account, as
+// its lock was. It reports whether the account was locked; an account
+// that holds no role here is NotFound, like one that does not exist.
+func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID string) (bool, error) {
+	var unlocked bool
+	err := s.change(ctx, a, slug, accountID, "account.unlock", func(t *gate.Tx, acc accounts.Account) (bool, error) {
+		var err error
+		if unlocked, err = accounts.Unlock(ctx, t, acc.ID); err != nil || !unlocked {
+			t.Detail("was_locked", "false")
+			return false, err
+		}
+		return true, nil
+	})
+	return unlocked, err
 }
 
 // SignOutAll ends every session and access token of every member of the

@@ -1,6 +1,6 @@
 // Package policyadmin lets an organization's administrators keep its
-// security settings: read and set its security policy (AUTH-09, the fields
-// of policy.Security) and lift the lockout of its members (AUTH-04).
+// security policy: read and set it (AUTH-09, the fields of
+// policy.Security).
 // Every call runs through the gate, authorized as authz.SecurityManage, in
 // one transaction with its audit event; every change is a security event
 // (AUD-05). An organization the requester may not manage answers NotFound,
@@ -11,7 +11,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
@@ -81,70 +80,3 @@ func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p po
 // maxReason bounds the reason for lifting the second-factor requirement,
 // as the audit trail bounds every detail.
 const maxReason = 500
-
-// Locked lists the organization's locked members.
-func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {
-	var out []accounts.LockedMember
-	var org orgs.Organization
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.locked.list", func(t *gate.Tx) error {
-		org = t.Org()
-		t.Object("organization", org.ID)
-		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
-			return err
-		}
-		var err error
-		out, err = accounts.LockedMembers(ctx, t, org.ID)
-		return err
-	})
-	return org, out, err
-}
-
-// Unlock lifts the lockout of a member of the organization (the one
-// function behind `custodia user unlock`, accounts.Unlock), recorded as
-// account.unlock, a security event, with the administrator as the actor,
-// in this organization and in each other organization of the account, as
-// its lock was. It reports whether the account was locked; an account
-// that holds no role here is NotFound, like one that does not exist.
-func (s *Service) Unlock(ctx context.Context, a gate.Actor, slug, accountID string) (bool, error) {
-	var unlocked bool
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.unlock", func(t *gate.Tx) error {
-		org := t.Org()
-		t.Security()
-		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
-			return err
-		}
-		// Unlocking hands sign-in back to whoever knows the password, as
-		// disabling and enabling ask, the administrator confirms first
-		// (ACL-09).
-		if err := t.RequireStepUp(); err != nil {
-			return err
-		}
-		acc, err := accounts.ByID(ctx, t, accountID)
-		if err != nil {
-			return err
-		}
-		roles, err := authz.AssignmentsOf(ctx, t, org.ID, acc.ID)
-		if err != nil {
-			return err
-		}
-		if len(roles) == 0 {
-			return errs.E(errs.NotFound, "account not found")
-		}
-		t.Object("account", acc.ID)
-		if unlocked, err = accounts.Unlock(ctx, t, acc.ID); err != nil || !unlocked {
-			t.Detail("was_locked", "false")
-			return err
-		}
-		others, err := accounts.Organizations(ctx, t, acc.ID)
-		if err != nil {
-			return err
-		}
-		for _, id := range others {
-			if id != org.ID {
-				t.AlsoIn(id)
-			}
-		}
-		return nil
-	})
-	return unlocked, err
-}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/accounts/accountadmin"
+
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit/audittest"
 	"github.com/custodia/custodia/internal/authz"
@@ -48,6 +50,9 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 func (f fixture) as(role authz.Role) gate.Actor {
 	return gate.Actor{AccountID: f.accounts[role], RemoteAddr: "192.0.2.7", UserAgent: "test", ConfirmedAt: time.Now()}
 }
+
+// access is the service that lists and unlocks members.
+func (f fixture) access() *accountadmin.Service { return &accountadmin.Service{Gate: f.svc.Gate} }
 
 func (f fixture) securityEvents(t *testing.T, action string) int {
 	t.Helper()
@@ -122,24 +127,24 @@ func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, locked, err := f.svc.Locked(ctx, f.as(authz.OrgAdmin), demo.Slug)
+		_, locked, err := f.access().Locked(ctx, f.as(authz.OrgAdmin), demo.Slug)
 		if err != nil || len(locked) != 1 || locked[0].Account.ID != victim {
 			t.Fatalf("locked members: %+v, %v", locked, err)
 		}
 		other := gate.Actor{AccountID: otherAdmin, RemoteAddr: "192.0.2.8", ConfirmedAt: time.Now()}
-		if _, err := f.svc.Unlock(ctx, other, "other", victim); !gate.IsDenied(err) {
+		if _, err := f.access().Unlock(ctx, other, "other", victim); !gate.IsDenied(err) {
 			t.Errorf("other organization's admin unlocks a stranger: %v", err)
 		}
-		if _, err := f.svc.Unlock(ctx, other, demo.Slug, victim); !gate.IsDenied(err) {
+		if _, err := f.access().Unlock(ctx, other, demo.Slug, victim); !gate.IsDenied(err) {
 			t.Errorf("other organization's admin unlocks in demo: %v", err)
 		}
-		if _, err := f.svc.Unlock(ctx, f.as(authz.OrgManager), demo.Slug, victim); !gate.IsDenied(err) {
+		if _, err := f.access().Unlock(ctx, f.as(authz.OrgManager), demo.Slug, victim); !gate.IsDenied(err) {
 			t.Errorf("org manager unlocks: %v", err)
 		}
 		if st, _ := accounts.Lockout(ctx, f.db, victim); !st.Locked() {
 			t.Fatal("a refused unlock unlocked")
 		}
-		unlocked, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim)
+		unlocked, err := f.access().Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim)
 		if err != nil || !unlocked {
 			t.Fatalf("unlock: %v, %v", unlocked, err)
 		}
@@ -149,7 +154,7 @@ func TestAUTH04_AdministratorUnlocksMembersOnly(t *testing.T) {
 		if n := f.securityEvents(t, "account.unlock"); n != 1 {
 			t.Errorf("%d account.unlock security events, want 1", n)
 		}
-		if again, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || again {
+		if again, err := f.access().Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || again {
 			t.Errorf("second unlock: %v, %v; want false, nil", again, err)
 		}
 	})
@@ -216,13 +221,13 @@ func TestACL09_UnlockNeedsAFreshConfirmation(t *testing.T) {
 		}
 		stale := f.as(authz.OrgAdmin)
 		stale.ConfirmedAt = time.Now().Add(-gate.StepUpWindow - time.Minute)
-		if _, err := f.svc.Unlock(ctx, stale, demo.Slug, victim); !errs.Is(err, errs.StepUpRequired) {
+		if _, err := f.access().Unlock(ctx, stale, demo.Slug, victim); !errs.Is(err, errs.StepUpRequired) {
 			t.Fatalf("unlock with a stale confirmation: %v, want StepUpRequired", err)
 		}
 		if st, _ := accounts.Lockout(ctx, f.db, victim); !st.Locked() {
 			t.Fatal("an unconfirmed unlock unlocked")
 		}
-		if ok, err := f.svc.Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || !ok {
+		if ok, err := f.access().Unlock(ctx, f.as(authz.OrgAdmin), demo.Slug, victim); err != nil || !ok {
 			t.Fatalf("unlock after confirming: %v, %v", ok, err)
 		}
 	})
