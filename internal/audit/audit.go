@@ -148,6 +148,9 @@ func signEvent(body []byte, key note.Signer) (string, error) {
 	}
 	text := string(body) + "\n"
 	signed, err := note.Sign(&note.Note{Text: text}, key)
+	if errs.KindOf(err) == errs.Unavailable {
+		return "", err // a sealed key not opened (package instance)
+	}
 	if err != nil || len(signed) <= len(text)+1 {
 		return "", errs.E(errs.Internal, "the audit event could not be signed with the audit key")
 	}

@@ -35,8 +35,7 @@ func LoadOrCreateKey(dataDir, name string) (note.Signer, note.Verifier, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, errs.Wrap(errs.Invalid, err, "create audit key folder "+dir)
 	}
-	keyPath := filepath.Join(dir, signingKeyFile)
-	pubPath := filepath.Join(dir, verifierFile)
+	keyPath := KeyPath(dataDir)
 	skey, err := readSigningKey(keyPath)
 	if errors.Is(err, os.ErrNotExist) {
 		skey, err = createSigningKey(keyPath, name)
@@ -44,6 +43,36 @@ func LoadOrCreateKey(dataDir, name string) (note.Signer, note.Verifier, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return KeyFromText(dataDir, skey, name)
+}
+
+// KeyPath is where the audit key is kept in the clear, owner-only: beside
+// the local key-encryption key file. An instance whose key-encryption key
+// is kept elsewhere (a PKCS#11 token, a KMS) keeps it sealed by that key
+// instead (package instance).
+func KeyPath(dataDir string) string { return filepath.Join(dataDir, "audit", signingKeyFile) }
+
+// ReadKeyText reads the audit key's text from KeyPath; an error matching
+// os.ErrNotExist says there is none there.
+func ReadKeyText(dataDir string) (string, error) { return readSigningKey(KeyPath(dataDir)) }
+
+// WriteKeyText writes the audit key's text to KeyPath (owner-only), when a
+// sealed key is opened for an instance whose key-encryption key is the
+// local key file again.
+func WriteKeyText(dataDir, skey string) error {
+	path := KeyPath(dataDir)
+	if err := atomicfile.Write(path, []byte(skey+"\n"), 0o600); err != nil {
+		return errs.Wrap(errs.Invalid, err, "write audit signing key "+path)
+	}
+	return nil
+}
+
+// KeyFromText makes the signer and verifier of the audit key skey, whose
+// name must be name, and checks that <dataDir>/audit/verifier.pub is its
+// verifier, writing it when it is missing.
+func KeyFromText(dataDir, skey, name string) (note.Signer, note.Verifier, error) {
+	keyPath := KeyPath(dataDir)
+	pubPath := filepath.Join(dataDir, "audit", verifierFile)
 	signer, err := note.NewSigner(skey)
 	if err != nil {
 		return nil, nil, errs.E(errs.Invalid, "audit signing key %s is malformed", keyPath)
@@ -73,6 +102,9 @@ func LoadOrCreateKey(dataDir, name string) (note.Signer, note.Verifier, error) {
 	}
 	return signer, verifier, nil
 }
+
+// VerifierPath is where the audit key's public verifier is kept.
+func VerifierPath(dataDir string) string { return filepath.Join(dataDir, "audit", verifierFile) }
 
 func readSigningKey(path string) (string, error) {
 	fi, err := os.Stat(path)

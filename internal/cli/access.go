@@ -29,12 +29,13 @@ import (
 type memberFlags struct {
 	fs          *flag.FlagSet
 	cfg         *instance.Config
+	kc          *kekConfig
 	slug, email *string
 }
 
 func newMemberFlags(env Env, name, usage string) memberFlags {
 	fs := newFlags(env, name, usage)
-	return memberFlags{fs: fs, cfg: instanceFlags(fs),
+	return memberFlags{fs: fs, cfg: instanceFlags(fs), kc: kekFlags(fs),
 		slug:  fs.String("org", "", "the organization's `slug` (required)"),
 		email: fs.String("email", "", "the person's e-mail `address`")}
 }
@@ -93,7 +94,7 @@ func runUserDisable(ctx context.Context, env Env, args []string) error {
 		changed       bool
 		ended, tokens int64
 	)
-	err = f.operate(ctx, func(o *gate.OpTx) ([]audit.Event, error) {
+	err = f.operate(ctx, env, func(o *gate.OpTx) ([]audit.Event, error) {
 		_, acc, err := member(ctx, o, *f.slug, email)
 		if err != nil {
 			return nil, err
@@ -130,7 +131,7 @@ func runUserEnable(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	var changed bool
-	err = f.operate(ctx, func(o *gate.OpTx) ([]audit.Event, error) {
+	err = f.operate(ctx, env, func(o *gate.OpTx) ([]audit.Event, error) {
 		_, acc, err := member(ctx, o, *f.slug, email)
 		if err != nil {
 			return nil, err
@@ -170,7 +171,7 @@ func runUserSignOut(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	var members, ended, tokens int64
-	err := f.operate(ctx, func(o *gate.OpTx) ([]audit.Event, error) {
+	err := f.operate(ctx, env, func(o *gate.OpTx) ([]audit.Event, error) {
 		details := func() map[string]string {
 			return map[string]string{
 				"sessions_ended_count": strconv.FormatInt(ended, 10),
@@ -224,8 +225,8 @@ func (f memberFlags) parse(env Env, args []string) (string, error) {
 }
 
 // operate runs work on the instance the flags name, as operator work.
-func (f memberFlags) operate(ctx context.Context, work func(o *gate.OpTx) ([]audit.Event, error)) error {
-	inst, err := openInstance(ctx, f.cfg)
+func (f memberFlags) operate(ctx context.Context, env Env, work func(o *gate.OpTx) ([]audit.Event, error)) error {
+	inst, err := openWriting(ctx, env, f.cfg, f.kc)
 	if err != nil {
 		return err
 	}

@@ -136,7 +136,11 @@ func runInit(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	err = inst.KeepAuditKey(ctx, kek)
 	keys.CloseProvider(kek)
+	if err != nil {
+		return err
+	}
 	var org orgs.Organization
 	var link string
 	err = operate(ctx, inst, func(o *gate.OpTx) ([]audit.Event, error) {
@@ -192,6 +196,7 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	}
 	fs := newFlags(env, "user add", "user add --org SLUG --email EMAIL --role ROLE [--study ID] [--site ID] [--name NAME] [--password-stdin]")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	slug := fs.String("org", "", "the organization's `slug` (required)")
 	email := fs.String("email", "", "the person's e-mail `address` (required)")
 	name := fs.String("name", "", "the person's display `name`")
@@ -214,7 +219,7 @@ func runUser(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	inst, err := openWriting(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}

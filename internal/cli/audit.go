@@ -45,8 +45,16 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 
 // auditLog opens the instance and its audit log with the instance's
 // checkpoint key.
-func auditLog(ctx context.Context, cfg *instance.Config) (*instance.Instance, *audit.Log, error) {
-	inst, err := openInstance(ctx, cfg)
+// A command that signs checkpoints gives kc, the provider that opens a
+// sealed audit key; one that only reads gives nil.
+func auditLog(ctx context.Context, env Env, cfg *instance.Config, kc *kekConfig) (*instance.Instance, *audit.Log, error) {
+	open := openInstance
+	if kc != nil {
+		open = func(ctx context.Context, cfg *instance.Config) (*instance.Instance, error) {
+			return openWriting(ctx, env, cfg, kc)
+		}
+	}
+	inst, err := open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -188,11 +196,12 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "audit checkpoint", "audit checkpoint [--data DIR] [--database URL] [--audit-witness URL@KEY]… [--audit-witness-file FILE]")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	ws := witnessFlags(fs)
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
-	inst, l, err := auditLog(ctx, cfg)
+	inst, l, err := auditLog(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}
@@ -279,7 +288,7 @@ func runAuditProve(ctx context.Context, env Env, args []string) error {
 	if _, err := fmt.Sscan(rest[0], &index); err != nil || index < 0 {
 		return usageError{fmt.Sprintf("event index %q is not a number ≥ 0", rest[0])}
 	}
-	inst, l, err := auditLog(ctx, cfg)
+	inst, l, err := auditLog(ctx, env, cfg, nil)
 	if err != nil {
 		return err
 	}

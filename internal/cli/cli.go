@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/keys"
 )
 
 // Env gives a command its surroundings, so tests can run it in-process.
@@ -184,4 +185,25 @@ func readSecret(r io.Reader) (string, error) {
 // serve, init and migrate make one (instance.Open).
 func openInstance(ctx context.Context, c *instance.Config) (*instance.Instance, error) {
 	return instance.OpenExisting(ctx, *c)
+}
+
+// openWriting opens the instance that c names for a command that writes
+// its audit trail. When the audit key is sealed by a key-encryption key
+// kept in a token or a KMS (instance.OpenAuditKey), kc's provider opens it; the
+// provider is closed again, the opened key kept.
+func openWriting(ctx context.Context, env Env, c *instance.Config, kc *kekConfig) (*instance.Instance, error) {
+	inst, err := openInstance(ctx, c)
+	if err != nil || !inst.AuditKeySealed() {
+		return inst, err
+	}
+	kek, err := kc.openFor(ctx, env, inst, true, false)
+	if err == nil {
+		err = inst.OpenAuditKey(ctx, kek)
+		keys.CloseProvider(kek)
+	}
+	if err != nil {
+		inst.Close()
+		return nil, err
+	}
+	return inst, nil
 }

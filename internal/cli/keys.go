@@ -175,7 +175,7 @@ func (c *kekConfig) openFor(ctx context.Context, env Env, inst *instance.Instanc
 	slices.Sort(elsewhere)
 	if len(elsewhere) > 0 {
 		p := keys.ProviderOf(elsewhere[0])
-		return nil, errs.E(errs.Invalid, "the databases hold %s, but this command runs with --kek %s: give the provider that holds them (--kek %s, or --kek-previous %s during a change of provider)",
+		return nil, errs.E(errs.Invalid, "this instance holds %s, but this command runs with --kek %s: give the provider that holds them (--kek %s, or --kek-previous %s during a change of provider)",
 			wrappedBy(use, elsewhere), c.provider, p, p)
 	}
 	kek, err := c.open(ctx, env, inst.DataDir, contact, mayCreate && len(local) == 0)
@@ -196,7 +196,7 @@ func (c *kekConfig) openFor(ctx context.Context, env Env, inst *instance.Instanc
 	if k, err := keys.LoadLocalKEK(inst.DataDir); err == nil {
 		held = strings.Join(k.Versions(), ", ")
 	}
-	return nil, errs.E(errs.Invalid, "the databases hold %s, which the key-encryption key file %s does not (it holds %s): restore the key file that holds them from a backup or from its recovery material",
+	return nil, errs.E(errs.Invalid, "this instance holds %s, which the key-encryption key file %s does not (it holds %s): restore the key file that holds them from a backup or from its recovery material",
 		wrappedBy(use, lacking), filepath.Join(inst.DataDir, keys.LocalKEKFile), held)
 }
 
@@ -226,6 +226,7 @@ func keyStores(inst *instance.Instance) []keys.WrappedStore {
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
 		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
+		inst.AuditKeyStore(),
 	}
 }
 
@@ -290,12 +291,12 @@ func (r *requestFlags) making() (bool, error) {
 
 // makeRequest records a request by the administrator named in r, whose
 // password is read from stdin.
-func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestFlags, kind keyadmin.Kind, p keyadmin.Params) error {
+func makeRequest(ctx context.Context, env Env, cfg *instance.Config, kc *kekConfig, r *requestFlags, kind keyadmin.Kind, p keyadmin.Params) error {
 	password, err := readSecret(env.Stdin)
 	if err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	inst, err := openWriting(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}
@@ -317,6 +318,7 @@ func makeRequest(ctx context.Context, env Env, cfg *instance.Config, r *requestF
 func runKeysApprove(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "keys approve", "keys approve ID --as EMAIL   (the approver's password on stdin)")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	as := fs.String("as", "", "e-mail `address` of the approving administrator (required; password on stdin)")
 	var id string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -332,7 +334,7 @@ func runKeysApprove(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	inst, err := openWriting(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}
@@ -364,7 +366,7 @@ func runKeysRotate(ctx context.Context, env Env, args []string) error {
 		if !*kekVersion && !*dataKeys {
 			return usageError{"say what to rotate: --kek-version, --data-keys, or both"}
 		}
-		return makeRequest(ctx, env, cfg, rf, keyadmin.Rotate, keyadmin.Params{KEK: *kekVersion, DataKeys: *dataKeys})
+		return makeRequest(ctx, env, cfg, kc, rf, keyadmin.Rotate, keyadmin.Params{KEK: *kekVersion, DataKeys: *dataKeys})
 	}
 	return carryOutRotation(ctx, env, cfg, kc, rf.request, *batch)
 }
@@ -384,7 +386,7 @@ func runKeysProviderChange(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if making {
-		return makeRequest(ctx, env, cfg, rf, keyadmin.ProviderChange, keyadmin.Params{Provider: *to})
+		return makeRequest(ctx, env, cfg, kc, rf, keyadmin.ProviderChange, keyadmin.Params{Provider: *to})
 	}
 	if kc.previous == "" {
 		return usageError{"carrying out a provider change needs --kek NEW and --kek-previous OLD"}
@@ -422,6 +424,12 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 		return err
 	}
 	defer keys.CloseProvider(kek)
+	// The runner's events are signed by the audit key; a sealed one moves
+	// with the other keys (instance.AuditKeyStore), and takes the form
+	// the provider asks once they all have (instance.KeepAuditKey).
+	if err := inst.OpenAuditKey(ctx, kek); err != nil {
+		return err
+	}
 	last := time.Time{}
 	r := &keyadmin.Runner{
 		Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}),
@@ -451,6 +459,9 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 		}
 		return err
 	}
+	if err := inst.KeepAuditKey(ctx, kek); err != nil {
+		return err
+	}
 	var changed, failed int64
 	for _, s := range rot.Stores {
 		fmt.Fprintf(env.Stdout, "  %-32s visited %d, changed %d, failed %d\n", s.Store, s.Visited, s.Changed, s.Failed)
@@ -467,6 +478,7 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 func runKeysExport(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "keys export-recovery", "keys export-recovery --org SLUG --as EMAIL | --request ID --out FILE")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	rf := addRequestFlags(fs)
 	out := fs.String("out", "", "carry out: `file` to write the recovery material to (must not exist)")
 	if err := parse(fs, env, args); err != nil {
@@ -477,7 +489,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if making {
-		return makeRequest(ctx, env, cfg, rf, keyadmin.ExportRecovery, keyadmin.Params{})
+		return makeRequest(ctx, env, cfg, kc, rf, keyadmin.ExportRecovery, keyadmin.Params{})
 	}
 	if *out == "" {
 		return usageError{"--out is required"}
@@ -492,7 +504,7 @@ func runKeysExport(ctx context.Context, env Env, args []string) error {
 	if len(passphrase) < keys.MinRecoveryPassphrase {
 		return errs.E(errs.Invalid, "the passphrase on stdin must be at least %d characters", keys.MinRecoveryPassphrase)
 	}
-	inst, err := openInstance(ctx, cfg)
+	inst, err := openWriting(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}
@@ -609,6 +621,11 @@ func runKeysStatus(ctx context.Context, env Env, args []string) error {
 		}
 		defer keys.CloseProvider(kek)
 		lacking = keys.Lacking(kek, use)
+	}
+	if inst.AuditKeySealed() {
+		fmt.Fprintln(w, "Audit key: sealed by the key-encryption key (audit/signing.key.sealed)")
+	} else {
+		fmt.Fprintln(w, "Audit key: in the clear beside the local key file (audit/signing.key)")
 	}
 	fmt.Fprintln(w, "Wrapped secrets per key-encryption key version:")
 	ids := make([]string, 0, len(use))

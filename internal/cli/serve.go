@@ -144,6 +144,20 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err := kek.Check(ctx); err != nil {
 		log.Warn("key-encryption key not reachable", "provider", kek.Name(), "err", err)
 	}
+	// The audit key is kept the way the provider asks (KeepAuditKey), but
+	// during a change of provider it moves only when the change ends. A
+	// sealed one that does not open stops the start, since no event could
+	// be written; one not yet sealed is sealed at a later start.
+	keep := inst.KeepAuditKey
+	if kc.previous != "" {
+		keep = inst.OpenAuditKey
+	}
+	if err := keep(ctx, kek); err != nil {
+		if inst.AuditKeySealed() || !errs.Is(err, errs.Unavailable) {
+			return err
+		}
+		log.Warn("audit key not sealed yet", "provider", kek.Name(), "err", err)
+	}
 	// The one gate of this process: requests, the demo seed, the sweeps
 	// and the alert watcher commit together through it.
 	// In production every organization requires a second factor unless it

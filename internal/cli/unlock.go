@@ -18,6 +18,7 @@ import (
 func runUserUnlock(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "user unlock", "user unlock --org SLUG --email EMAIL")
 	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
 	slug := fs.String("org", "", "the organization's `slug` (required)")
 	email := fs.String("email", "", "the person's e-mail `address` (required)")
 	if err := parse(fs, env, args); err != nil {
@@ -30,7 +31,7 @@ func runUserUnlock(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	inst, err := openInstance(ctx, cfg)
+	inst, err := openWriting(ctx, env, cfg, kc)
 	if err != nil {
 		return err
 	}

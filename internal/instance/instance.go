@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -79,6 +78,9 @@ type Instance struct {
 	// AuditVerifier checks them (AUD-02). The data folder holds the key
 	// (<data>/audit/signing.key), never a database, so that whoever holds
 	// only a database, or a backup of one, cannot write the trail.
+	//
+	// With a key-encryption key kept outside the data folder the audit key
+	// is sealed by it (auditkey.go): AuditKey refuses to sign until OpenAuditKey.
 	AuditKey      note.Signer
 	AuditVerifier note.Verifier
 }
@@ -248,7 +250,7 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 	if inst.ID, err = pair(ctx, inst.Clinical, inst.Identity); err != nil {
 		return nil, err
 	}
-	if inst.AuditKey, inst.AuditVerifier, err = audit.LoadOrCreateKey(inst.DataDir, AuditKeyName(inst.ID)); err != nil {
+	if err = inst.loadAuditKey(); err != nil {
 		inst.Close()
 		return nil, err
 	}
