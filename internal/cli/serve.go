@@ -49,8 +49,9 @@ type serveOptions struct {
 	allowLocalKEK bool
 	// witnesses are the --audit-witness settings (URL@KEY), witnessFile
 	// the --audit-witness-file path (AUD-02).
-	witnesses   []string
-	witnessFile string
+	witnesses    []string
+	witnessFile  string
+	witnessEvery time.Duration
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -75,6 +76,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		o.witnesses = append(o.witnesses, strings.Fields(v)...)
 		return nil
 	})
+	fs.DurationVar(&o.witnessEvery, "audit-witness-every", time.Minute, "`interval` at which the newest audit checkpoint goes to the witnesses (1s to 1h): events cut from the end within it are seen only by the checkpoints the database holds")
 	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
@@ -193,7 +195,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	seqDone := make(chan struct{})
 	go func() {
 		defer close(seqDone)
-		trail.Run(ctx, time.Second, time.Minute)
+		trail.Run(ctx, time.Second, o.witnessEvery)
 	}()
 	go sweepIdentities(ctx, log, operator)
 	go (&server.ClockWatch{Log: log}).Run(ctx)
@@ -265,6 +267,9 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 		if _, err := witness.Parse(w); err != nil {
 			return usageError{"--audit-witness: " + errs.SafeMessage(err)}
 		}
+	}
+	if o.witnessEvery < time.Second || o.witnessEvery > time.Hour {
+		return usageError{fmt.Sprintf("--audit-witness-every %s: want 1s to 1h", o.witnessEvery)}
 	}
 	if o.witnessFile != "" {
 		if err := audit.CheckWitnessPath(o.witnessFile, o.cfg.WithDefaults().DataDir); err != nil {

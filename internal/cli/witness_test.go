@@ -132,6 +132,8 @@ func TestAUD02_ServeRefusesBadWitnessSettings(t *testing.T) {
 		{[]string{"--audit-witness-file", filepath.Join(data, "audit", "w.log")}, "is inside the data folder"},
 		{[]string{"--audit-witness", "http://127.0.0.1:7380"}, "want URL@KEY"},
 		{[]string{"--audit-witness", "http://127.0.0.1:7380@nokey"}, "is not a verifier key"},
+		{[]string{"--audit-witness-every", "500ms"}, "want 1s to 1h"},
+		{[]string{"--audit-witness-every", "2h"}, "want 1s to 1h"},
 	} {
 		r := run(t, nil, "", append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0"}, c.args...)...)
 		checkOneLineError(t, r, c.want)
