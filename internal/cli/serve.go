@@ -37,8 +37,9 @@ type serveOptions struct {
 	demo     bool
 	logLevel string
 	baseURL  string
-	smtpURL  string
-	mailFrom string
+	smtpURL          string
+	smtpPasswordFile string
+	mailFrom         string
 	// trustedProxy is the --trusted-proxy setting, proxies its parsed form.
 	trustedProxy string
 	proxies      []netip.Prefix
@@ -69,6 +70,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.baseURL, "public-url", "", "the `URL` people reach the server at, used in e-mailed links (default https://<addr>)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "mail server, smtp://user:password@host:587 (STARTTLS required; ?insecure=1 for a local relay); without it e-mails go to <data>/outbox")
+	fs.StringVar(&o.smtpPasswordFile, "smtp-password-file", "", "`file` holding the mail server's password (first line), instead of a password in --smtp-url")
 	fs.StringVar(&o.mailFrom, "mail-from", "custodia@localhost", "sender `address` of e-mails")
 	fs.BoolVar(&o.allowLocalKEK, "allow-local-kek", false, "with --env production, accept the key-encryption key in the data folder (--kek local) instead of an HSM or KMS")
 	fs.BoolVar(&o.fips, "fips", false, "FIPS mode: refuse to start unless Go's FIPS 140-3 module is on (GODEBUG=fips140=on or only); new values then use AES-256-GCM and passwords PBKDF2")
@@ -91,6 +93,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 
 	// Everything that can be checked without writing is checked first, so a
 	// bad setting leaves no trace.
+	if err := passwordsOffTheCommandLine(&o, env, log); err != nil {
+		return err
+	}
 	if err := checkServeOptions(&o, kc); err != nil {
 		return err
 	}
@@ -105,9 +110,24 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	var err error
 	var sender mail.Sender
 	if o.smtpURL != "" {
-		if sender, err = mail.ParseSMTPURL(o.smtpURL, o.mailFrom); err != nil {
+		s, err := mail.ParseSMTPURL(o.smtpURL, o.mailFrom)
+		if err != nil {
 			return err
 		}
+		if o.smtpPasswordFile != "" {
+			if s.Password != "" {
+				return usageError{"--smtp-url holds a password and --smtp-password-file gives one: give it in one place"}
+			}
+			if s.Password, err = secretFrom(env, o.smtpPasswordFile); err != nil {
+				return err
+			}
+			if s.Password == "" {
+				return errs.E(errs.Invalid, "--smtp-password-file %s holds no password", o.smtpPasswordFile)
+			}
+		}
+		sender = s
+	} else if o.smtpPasswordFile != "" {
+		return usageError{"--smtp-password-file goes with --smtp-url"}
 	}
 	if o.tlsCert != "" {
 		if cert, err = server.LoadCertificate(o.tlsCert, o.tlsKey); err != nil {
@@ -358,4 +378,39 @@ func printDemo(env Env, logins []demo.Login) {
 	for _, l := range logins {
 		fmt.Fprintf(env.Stdout, "  %-18s %-32s %s\n", l.Role, l.Email, l.Password)
 	}
+}
+
+// passwordsOffTheCommandLine keeps the passwords of the databases and the
+// mail server out of the process list, which every user of the machine
+// reads (ASVS V13.3.1): a URL given on the command line that holds a
+// password is refused in production and logged as a warning elsewhere. The
+// same URL in the environment (CUSTODIA_DATABASE, …), a PostgreSQL password
+// file (PGPASSFILE, or passfile= in the URL) or --smtp-password-file keep
+// it out. The message names the flag, never the value.
+func passwordsOffTheCommandLine(o *serveOptions, env Env, log *slog.Logger) error {
+	for _, f := range []struct{ flag, value, envName, instead string }{
+		{"--database", o.cfg.Database, "CUSTODIA_DATABASE", "a PostgreSQL password file (PGPASSFILE)"},
+		{"--identity-database", o.cfg.IdentityDatabase, "CUSTODIA_IDENTITY_DATABASE", "a PostgreSQL password file (PGPASSFILE)"},
+		{"--smtp-url", o.smtpURL, "CUSTODIA_SMTP_URL", "--smtp-password-file"},
+	} {
+		if f.value == "" || f.value == env.Getenv(f.envName) || !holdsPassword(f.value) {
+			continue
+		}
+		msg := fmt.Sprintf("%s on the command line holds a password, which every user of this machine can read in the process list: give the URL in %s instead, or the password in %s", f.flag, f.envName, f.instead)
+		if o.env == "production" {
+			return usageError{msg}
+		}
+		log.Warn(msg)
+	}
+	return nil
+}
+
+// holdsPassword reports whether a database or mail URL carries a password.
+func holdsPassword(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return strings.Contains(raw, "@") // unparsable: assume the worst
+	}
+	_, set := u.User.Password()
+	return set || u.Query().Get("password") != ""
 }
