@@ -29,14 +29,14 @@ import (
 )
 
 type serveOptions struct {
-	cfg      *instance.Config
-	addr     string
-	tlsCert  string
-	tlsKey   string
-	env      string
-	demo     bool
-	logLevel string
-	baseURL  string
+	cfg              *instance.Config
+	addr             string
+	tlsCert          string
+	tlsKey           string
+	env              string
+	demo             bool
+	logLevel         string
+	baseURL          string
 	smtpURL          string
 	smtpPasswordFile string
 	mailFrom         string
