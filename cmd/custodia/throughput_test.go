@@ -446,7 +446,7 @@ type deployment struct {
 func deploy(t *testing.T, nodes, clients int, dbArgs ...string) *deployment {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "data")
-	args := append([]string{"--addr", "127.0.0.1:0", "--data", data}, dbArgs...)
+	args := append([]string{"--addr", "127.0.0.1:0", "--data", data, "--enrolments-per-hour", "0"}, dbArgs...)
 	d := &deployment{procs: []*server{serve(t, "", nil, append([]string{"--demo"}, args...)...)}}
 	for range nodes - 1 {
 		d.procs = append(d.procs, serve(t, "", nil, args...))

@@ -10,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/router"
 )
 
 var filterParams = map[string]bool{
@@ -110,7 +111,7 @@ func handleAuditExport(d Deps) http.Handler {
 				w.Header().Set("Content-Type", ct)
 				w.Header().Set("Content-Disposition", `attachment; filename="audit.`+format+`"`)
 				w.WriteHeader(http.StatusOK)
-				out = bufio.NewWriter(w)
+				out = bufio.NewWriter(router.Stream(w))
 				started = true
 			}
 			line, err := auditadmin.ExportLine(ev, format, r.Host)

@@ -53,6 +53,8 @@ type serveOptions struct {
 	witnesses    []string
 	witnessFile  string
 	witnessEvery time.Duration
+	// enrolmentsPerHour paces enrolment per account (ASVS V2.4.1).
+	enrolmentsPerHour int
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -80,6 +82,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	})
 	fs.DurationVar(&o.witnessEvery, "audit-witness-every", time.Minute, "`interval` at which the newest audit checkpoint goes to the witnesses (1s to 1h): events cut from the end within it are seen only by the checkpoints the database holds")
 	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
+	fs.IntVar(&o.enrolmentsPerHour, "enrolments-per-hour", 1000, "enrolments one account may make in an hour on this node, ten times as many per organization (0: no limit)")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
 		return err
@@ -228,7 +231,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if o.baseURL == "" {
 		o.baseURL = url
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail})
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail, EnrolmentsPerHour: o.enrolmentsPerHour})
 	defer shells.Links.Wait()
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's
@@ -287,6 +290,9 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 		if _, err := witness.Parse(w); err != nil {
 			return usageError{"--audit-witness: " + errs.SafeMessage(err)}
 		}
+	}
+	if o.enrolmentsPerHour < 0 {
+		return usageError{"--enrolments-per-hour: want 0 (no limit) or more"}
 	}
 	if o.witnessEvery < time.Second || o.witnessEvery > time.Hour {
 		return usageError{fmt.Sprintf("--audit-witness-every %s: want 1s to 1h", o.witnessEvery)}

@@ -525,6 +525,11 @@ func (s *Service) Invite(ctx context.Context, a gate.Actor, slug string, inv Inv
 		if !authz.CanGrant(t.Subject, grant) {
 			return errs.E(errs.Forbidden, "you cannot grant the role %s: it holds permissions you do not have", inv.Role)
 		}
+		// Every invitation sends an e-mail (ASVS V2.4.1); the limits are
+		// the same whether or not the address has an account.
+		if err := (&ratelimit.Limiter{DB: t}).Check(ctx, ratelimit.InviteRules(a.AccountID, org.ID, ids.Digest(norm))...); err != nil {
+			return err
+		}
 		var err error
 		if done, err = accounts.Invite(ctx, t, norm, grant, a.AccountID, InviteTTL); err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/policy/policytest"
+	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -455,6 +456,45 @@ func TestAUTH07_DisabledAccountGetsNoResetLink(t *testing.T) {
 		}
 		if msgs := f.mails(t, "user@clinic.example"); len(msgs) != 0 {
 			t.Errorf("a disabled account was sent %d reset mails", len(msgs))
+		}
+	})
+}
+
+// Invitations send e-mail, so they are paced (ASVS V2.4.1, V15.2.2): at
+// most ratelimit.InvitesPerAddressPerDay to one address a day, whether or
+// not it has an account; past it the answer is RateLimited, no mail goes
+// and nothing is granted or stored, and the refusal is on the trail.
+func TestWEB07_InvitationsArePacedPerAddress(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		for _, to := range []string{"new@clinic.example", "user@clinic.example"} {
+			for i := range ratelimit.InvitesPerAddressPerDay {
+				if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: to, Role: authz.OrgManager}); err != nil {
+					t.Fatalf("invitation %d to %s: %v", i+1, to, err)
+				}
+			}
+			sent := len(f.mails(t, to))
+			err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: to, Role: authz.OrgManager})
+			if !errs.Is(err, errs.RateLimited) {
+				t.Fatalf("invitation %d to %s in a day: %v, want RateLimited", ratelimit.InvitesPerAddressPerDay+1, to, err)
+			}
+			if n := len(f.mails(t, to)); n != sent {
+				t.Errorf("a refused invitation sent %d mails to %s", n-sent, to)
+			}
+		}
+		var refused, invitations int
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'member.invite' AND outcome = 'failure'`).Scan(&refused)
+		f.db.QueryRowContext(ctx, `SELECT count(*) FROM member_invitations`).Scan(&invitations)
+		if refused != 2 {
+			t.Errorf("%d refused invitations on the trail, want 2", refused)
+		}
+		if want := 2 * ratelimit.InvitesPerAddressPerDay; invitations > want {
+			t.Errorf("%d invitations stored, want at most %d", invitations, want)
+		}
+		// Another address is not held back.
+		if err := f.svc.Invite(ctx, f.admin, f.org.Slug, Invitation{Email: "third@clinic.example", Role: authz.OrgManager}); err != nil {
+			t.Fatalf("invitation to another address: %v", err)
 		}
 	})
 }

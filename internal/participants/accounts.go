@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -64,6 +65,10 @@ func (s *Service) InviteAccount(ctx context.Context, a gate.Actor, slug, studyID
 		inv.OrgName = org.Name
 		p, err := withoutAccount(ctx, t, org.ID, studyID, siteID, pseudonym, "you may not invite participants at this site", errHasAccount)
 		if err != nil {
+			return err
+		}
+		// The invitation sends an e-mail (ASVS V2.4.1).
+		if err := (&ratelimit.Limiter{DB: t, Now: s.now}).Check(ctx, ratelimit.InviteRules(t.Subject.AccountID, org.ID, ids.Digest(norm))...); err != nil {
 			return err
 		}
 		acc, err := accounts.ByEmail(ctx, t, norm)

@@ -163,6 +163,9 @@ func (s *Service) Enrol(ctx context.Context, a gate.Actor, slug, studyID, siteID
 		if err := t.Authorize(authz.ParticipantEnrol, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
 			return err
 		}
+		if err := s.paceEnrolment(t.Subject.AccountID, org.ID); err != nil {
+			return err
+		}
 		st, err := site(ctx, t, org.ID, studyID, siteID)
 		if err != nil {
 			return err
@@ -448,4 +451,15 @@ func shred(ctx context.Context, q sqldb.Querier, v interface {
 		return errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 	}
 	return nil
+}
+
+// paceEnrolment counts an enrolment by account in org (EnrolmentsPerHour).
+func (s *Service) paceEnrolment(account, org string) error {
+	if s.EnrolmentsPerHour <= 0 {
+		return nil
+	}
+	if err := s.pace.Check(ratelimit.Rule{Bucket: "participant.enrol:account:" + account, Limit: s.EnrolmentsPerHour, Window: time.Hour}); err != nil {
+		return err
+	}
+	return s.pace.Check(ratelimit.Rule{Bucket: "participant.enrol:org:" + org, Limit: 10 * s.EnrolmentsPerHour, Window: time.Hour})
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -72,6 +73,11 @@ type Service struct {
 	Gate *gate.Gate
 	// Now is the clock of grant expiry and the sweep; time.Now if nil.
 	Now func() time.Time
+	// EnrolmentsPerHour paces enrolment per account, and ten times as many
+	// per organization, in this process (ASVS V2.4.1: no garbage data by
+	// script); 0 does not pace it. serve's --enrolments-per-hour sets it.
+	EnrolmentsPerHour int
+	pace              ratelimit.Local
 }
 
 func (s *Service) now() time.Time {

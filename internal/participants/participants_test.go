@@ -348,3 +348,35 @@ func TestCRY09_RevealsArePacedPerAccount(t *testing.T) {
 		}
 	})
 }
+
+// Enrolment is paced per account and, ten times as much, per organization
+// (ASVS V2.4.1): past the limit the answer is RateLimited, no participant
+// is made, and the refusal is on the trail; another account goes on.
+func TestWEB05_EnrolmentIsPacedPerAccount(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		f.svc.EnrolmentsPerHour = 3
+		for range 3 {
+			f.enrol(t, f.investigator, f.north, nil)
+		}
+		before := count(t, f.clinical, `SELECT count(*) FROM participants`)
+		_, err := f.svc.Enrol(ctx, f.investigator, f.org.Slug, f.study.ID, f.north.ID, ada())
+		if !errs.Is(err, errs.RateLimited) {
+			t.Fatalf("the fourth enrolment in an hour: %v, want RateLimited", err)
+		}
+		if n := count(t, f.clinical, `SELECT count(*) FROM participants`); n != before {
+			t.Fatalf("a refused enrolment made %d participants", n-before)
+		}
+		if n := count(t, f.identity, `SELECT count(*) FROM identities`); n != 0 {
+			t.Fatalf("a refused enrolment stored %d identities", n)
+		}
+		if n := count(t, f.clinical, `SELECT count(*) FROM audit_events WHERE action = 'participant.enrol' AND outcome = 'failure'`); n != 1 {
+			t.Errorf("%d refused enrolments on the trail, want 1", n)
+		}
+		f.enrol(t, f.dataManager, f.north, nil) // another account
+		// Unpaced, as a service made without a limit is.
+		f.svc.EnrolmentsPerHour = 0
+		f.enrol(t, f.investigator, f.north, nil)
+	})
+}

@@ -47,6 +47,27 @@ const (
 	AccountPerMinute = 10
 )
 
+// Invitation limits (ASVS V2.4.1, V15.2.2): every invitation, of a member
+// or of a participant to their own account, sends an e-mail. An
+// organization onboarding its staff stays well within them; a script
+// sending mail through the instance, or at one address, does not.
+const (
+	InvitesPerAccountPerHour = 100
+	InvitesPerOrgPerHour     = 500
+	InvitesPerAddressPerDay  = 5
+)
+
+// InviteRules are the limits of one invitation, by the inviting account,
+// in the organization, to the address (its digest: the address itself is
+// not stored).
+func InviteRules(accountID, orgID, addressDigest string) []Rule {
+	return []Rule{
+		{Bucket: "invite:account:" + accountID, Limit: InvitesPerAccountPerHour, Window: time.Hour},
+		{Bucket: "invite:org:" + orgID, Limit: InvitesPerOrgPerHour, Window: time.Hour},
+		{Bucket: "invite:address:" + addressDigest, Limit: InvitesPerAddressPerDay, Window: 24 * time.Hour},
+	}
+}
+
 // sweepOdds is the chance (1 in sweepOdds) that an Allow also deletes the
 // buckets that have emptied, so the table stays small without a timer.
 const sweepOdds = 64

@@ -97,6 +97,9 @@ type Deps struct {
 	// Trail is the instance's audit log, whose witnesses /readyz reports
 	// (AUD-02); nil when the server signs no checkpoints.
 	Trail *audit.Log
+	// EnrolmentsPerHour paces enrolment per account in this process
+	// (participants.Service); 0 does not pace it.
+	EnrolmentsPerHour int
 }
 
 // NewGate returns the gate of inst: the data keys of its clinical
@@ -160,6 +163,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}
 	}
 	security := &policyadmin.Service{Gate: g}
+	oversight := &auditadmin.Service{Gate: g}
 	access := &accountadmin.Service{Gate: g, Now: d.Sessions.Now}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
@@ -169,7 +173,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Security: security, Access: access, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			Accounts:  &accounts.Service{Gate: g},
 			Orgs:      &orgadmin.Service{Gate: g},
-			Oversight: &auditadmin.Service{Gate: g},
+			Oversight: oversight,
 			Roles:     &authzadmin.Service{Gate: g},
 			Networks:  &netadmin.Service{Gate: g},
 			Keys:      &keyadmin.Service{Gate: g},
@@ -177,11 +181,11 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
 			Orgs:         &orgadmin.Service{Gate: g},
-			Oversight:    &auditadmin.Service{Gate: g},
+			Oversight:    oversight,
 			Links:        lk,
 			Factors:      d.Factors,
 			Networks:     &netadmin.Service{Gate: g},
-			Participants: &participants.Service{Gate: g},
+			Participants: &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
 			Roles:        &authzadmin.Service{Gate: g},
 			Keys:         &keyadmin.Service{Gate: g},
 			Security:     security,

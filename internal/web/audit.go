@@ -11,6 +11,7 @@ import (
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/router"
 )
 
 // trailFields are the filter's fields as the search form and its links
@@ -211,7 +212,7 @@ func handleTrailExport(d Deps) http.Handler {
 		err = d.Oversight.Export(r.Context(), actor(d, r), slug, f, func(ev audit.Event) error {
 			if out == nil {
 				startDownload(w, format)
-				out = bufio.NewWriter(w)
+				out = bufio.NewWriter(router.Stream(w))
 			}
 			line, err := auditadmin.ExportLine(ev, format, r.Host)
 			if err != nil {

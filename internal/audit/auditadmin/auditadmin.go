@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custodia/custodia/internal/ratelimit"
@@ -25,10 +26,67 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// Service searches and exports the trail.
+// Service searches and exports the trail. One Service serves both shells,
+// so that its pace counts every search of an account.
 type Service struct {
 	Gate *gate.Gate
+	pace ratelimit.Local
+
+	mu        sync.Mutex
+	exporting map[string]bool // accounts with an export running here
 }
+
+// Exports are bounded (ASVS V2.4.1, V15.2.2): an export covers at most
+// MaxExportWindow of the trail (one without a start covers the window that
+// ends at its end, or now), an account runs one at a time, and a node at
+// most MaxConcurrentExports, so that long reads neither pile up nor hold
+// the database's snapshot for ever.
+const (
+	MaxExportWindow      = 366 * 24 * time.Hour
+	MaxConcurrentExports = 2
+)
+
+// ErrExportRunning answers an export while another is running.
+var ErrExportRunning = errs.E(errs.RateLimited, "an export is running already; start this one when it has ended")
+
+// startExport claims a place for account's export, or refuses.
+func (s *Service) startExport(account string) (end func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exporting[account] || len(s.exporting) >= MaxConcurrentExports {
+		return nil, ErrExportRunning
+	}
+	if s.exporting == nil {
+		s.exporting = map[string]bool{}
+	}
+	s.exporting[account] = true
+	return func() {
+		s.mu.Lock()
+		delete(s.exporting, account)
+		s.mu.Unlock()
+	}, nil
+}
+
+// exportWindow bounds f's time window (MaxExportWindow).
+func exportWindow(f *audit.Filter, now time.Time) error {
+	end := f.To
+	if end.IsZero() {
+		end = now
+	}
+	if f.From.IsZero() {
+		f.From = end.Add(-MaxExportWindow)
+		return nil
+	}
+	if end.Sub(f.From) > MaxExportWindow {
+		return errs.E(errs.Invalid, "an export covers at most 366 days: export a longer span in parts (from, to)")
+	}
+	return nil
+}
+
+// SearchesPerHour is how many pages of the trail one account may read in
+// an hour from one node (ASVS V2.4.1, V15.2.2): a person paging through the
+// trail reads a few a minute; more is a script, which exports instead.
+const SearchesPerHour = 600
 
 // authorize checks that the requester may read the part of the trail the
 // filter selects: the whole organization's, or one study's.
@@ -119,6 +177,9 @@ func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit
 		if err := authorize(t, f); err != nil {
 			return err
 		}
+		if err := s.pace.Check(ratelimit.Rule{Bucket: "audit.search:account:" + t.Subject.AccountID, Limit: SearchesPerHour, Window: time.Hour}); err != nil {
+			return err
+		}
 		if found, err := resolve(ctx, t, &f, email); err != nil || !found {
 			return err
 		}
@@ -143,10 +204,19 @@ var ExportsPerHour = 20
 // events were sent and the SHA-256 of their JSON lines.
 func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit.Filter, emit func(audit.Event) error) error {
 	f.OrgID, f.Limit, f.Cursor = "-", audit.MaxPage, ""
+	if err := exportWindow(&f, time.Now()); err != nil {
+		return err
+	}
 	email, err := checkFilter(f)
 	if err != nil {
 		return err
 	}
+	var end func()
+	defer func() {
+		if end != nil {
+			end()
+		}
+	}()
 	// An export takes the trail out of the system: it needs a fresh
 	// confirmation of the requester's identity (ACL-09).
 	return s.Gate.Do(ctx, a, gate.Slug(slug), "audit.export", func(t *gate.Tx) error {
@@ -161,6 +231,10 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug string, f audit
 		// (ASVS V2.4.1, V15.2.2).
 		if err := (&ratelimit.Limiter{DB: t}).Check(ctx, ratelimit.Rule{
 			Bucket: "audit.export:account:" + t.Subject.AccountID, Limit: ExportsPerHour, Window: time.Hour}); err != nil {
+			return err
+		}
+		var err error
+		if end, err = s.startExport(t.Subject.AccountID); err != nil {
 			return err
 		}
 		found, err := resolve(ctx, t, &f, email)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -145,4 +147,96 @@ func TestAUD04_TrailPersonByMembersEmail(t *testing.T) {
 			t.Errorf("the trail's searches do not name the member found")
 		}
 	})
+}
+
+// One account reads at most SearchesPerHour pages of the trail an hour
+// (ASVS V2.4.1, V15.2.2): past it the answer is RateLimited and the refusal
+// is on the trail; another account goes on.
+func TestAUD04_TrailSearchesArePacedPerAccount(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	for i := range auditadmin.SearchesPerHour {
+		if _, _, err := f.svc.Search(ctx, f.admin, f.org.Slug, audit.Filter{Limit: 1}); err != nil {
+			t.Fatalf("search %d: %v", i+1, err)
+		}
+	}
+	if _, _, err := f.svc.Search(ctx, f.admin, f.org.Slug, audit.Filter{Limit: 1}); !errs.Is(err, errs.RateLimited) {
+		t.Fatalf("search %d in an hour: %v, want RateLimited", auditadmin.SearchesPerHour+1, err)
+	}
+	var refused int
+	f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'audit.search' AND outcome = 'failure'`).Scan(&refused)
+	if refused != 1 {
+		t.Errorf("%d refused searches on the trail, want 1", refused)
+	}
+	if _, _, err := f.svc.Search(ctx, f.monitor, f.org.Slug, audit.Filter{Study: f.study.ID, Limit: 1}); err != nil {
+		t.Errorf("another account's search: %v", err)
+	}
+}
+
+// Exports are bounded (ASVS V2.4.1, V15.2.2): one covers at most
+// MaxExportWindow, an account runs one at a time and a node at most
+// MaxConcurrentExports; an export refused for one running is on the trail.
+func TestAUD04_ExportsAreBoundedInWindowAndConcurrency(t *testing.T) {
+	f := setup(t, sqldb.SQLite)
+	ctx := context.Background()
+	confirmed := func(a gate.Actor) gate.Actor { a.ConfirmedAt = time.Now(); return a }
+	none := func(audit.Event) error { return nil }
+
+	long := audit.Filter{From: time.Now().Add(-2 * auditadmin.MaxExportWindow)}
+	if err := f.svc.Export(ctx, confirmed(f.admin), f.org.Slug, long, none); !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "366 days") {
+		t.Fatalf("an export of two years: %v, want refused", err)
+	}
+
+	// The admin's export holds its place while it streams.
+	streaming, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- f.svc.Export(ctx, confirmed(f.admin), f.org.Slug, audit.Filter{}, func(audit.Event) error {
+			if first {
+				first = false
+				close(streaming)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-streaming
+	if err := f.svc.Export(ctx, confirmed(f.admin), f.org.Slug, audit.Filter{}, none); !errs.Is(err, errs.RateLimited) {
+		t.Fatalf("a second export of one account at once: %v, want refused", err)
+	}
+	if err := f.svc.Export(ctx, confirmed(f.otherAdmin), f.other.Slug, audit.Filter{}, none); err != nil {
+		t.Fatalf("another account's export beside it: %v", err)
+	}
+	// Two running at once fill the node.
+	streaming2, release2 := make(chan struct{}), make(chan struct{})
+	done2 := make(chan error, 1)
+	go func() {
+		first := true
+		done2 <- f.svc.Export(ctx, confirmed(f.otherAdmin), f.other.Slug, audit.Filter{}, func(audit.Event) error {
+			if first {
+				first = false
+				close(streaming2)
+				<-release2
+			}
+			return nil
+		})
+	}()
+	<-streaming2
+	if err := f.svc.Export(ctx, confirmed(f.monitor), f.org.Slug, audit.Filter{Study: f.study.ID}, none); !errs.Is(err, errs.RateLimited) {
+		t.Fatalf("a third export on the node at once: %v, want refused", err)
+	}
+	close(release)
+	close(release2)
+	if err := errors.Join(<-done, <-done2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Export(ctx, confirmed(f.monitor), f.org.Slug, audit.Filter{Study: f.study.ID}, none); err != nil {
+		t.Fatalf("an export once the others ended: %v", err)
+	}
+	var refused int
+	f.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'audit.export' AND outcome <> 'success'`).Scan(&refused)
+	if refused != 2 { // the two refused for running ones; a malformed filter is refused before
+		t.Errorf("%d refused exports on the trail, want 2", refused)
+	}
 }
