@@ -95,6 +95,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites", router.SignedIn, handleCreateSite(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}", router.SignedIn, handleGetSite(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/audit/events", router.SignedIn, handleAuditSearch(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/audit/search", router.SignedIn, handleAuditSearchPost(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/audit/export", router.SignedIn, handleAuditExport(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/alerts", router.SignedIn, handleListAlerts(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/alerts/{alert}/read", router.SignedIn, handleMarkAlertRead(d))

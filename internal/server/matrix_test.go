@@ -397,6 +397,16 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// The search by e-mail address, with the filter in the body.
+	{Route: "POST /api/v1/orgs/{org}/audit/search", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	{Route: "GET /api/v1/orgs/{org}/audit/export", Grid: `
 		org-admin           200 200 200 404
 		org-manager         404 404 404 404
@@ -499,6 +509,15 @@ var matrix = []matrixRow{
 	// search and export; the alerts pages (AUTH-12, AUD-05) as the API's.
 	// Marking read and saving the rules lead back to the alerts page.
 	{Route: "GET /orgs/{org}/audit", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/audit", Grid: `
 		org-admin           200 200 200 404
 		org-manager         404 404 404 404
 		study-admin         404 404 404 404
@@ -914,6 +933,9 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	"GET /api/v1/orgs/{org}/audit/events": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/audit/events?limit=5&study=" + tg.study}
 	},
+	"POST /api/v1/orgs/{org}/audit/search": func(tg target, _ string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/audit/search", map[string]any{"actor": "nobody@clinic.example", "study": tg.study, "limit": 5})
+	},
 	"GET /api/v1/orgs/{org}/audit/export": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/audit/export?action=study.create&study=" + tg.study}
 	},
@@ -979,6 +1001,9 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"GET /orgs/{org}/audit": func(tg target, _ string) probe {
 		return probe{path: "/orgs/" + tg.org + "/audit?limit=5&study=" + tg.study}
+	},
+	"POST /orgs/{org}/audit": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/audit", url.Values{"actor": {"nobody@clinic.example"}, "study": {tg.study}, "limit": {"5"}})
 	},
 	"GET /orgs/{org}/audit/export": func(tg target, _ string) probe {
 		return probe{path: "/orgs/" + tg.org + "/audit/export?action=study.create&study=" + tg.study}

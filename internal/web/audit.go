@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -110,64 +111,101 @@ func with(q url.Values, k, v string) url.Values {
 // the person may be given by account id or by a member's e-mail address.
 func handleTrail(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		slug := r.PathValue("org")
 		q := r.URL.Query()
-		data := map[string]any{"Title": "Audit trail", "Slug": slug, "Form": formValues(q), "Notice": notice(r)}
-		f, err := trailFilter(q)
-		var page auditadmin.TrailPage
-		if err == nil {
-			page, err = d.Oversight.Trail(r.Context(), actor(d, r), slug, f)
-		}
-		if errs.Is(err, errs.Invalid) {
-			// The filter is refused before the trail is read; the page
-			// says why, and shows nothing else of the trail.
-			data["Error"] = message(d, r, err)
-			render(w, r, d.Log, http.StatusBadRequest, "audit", data)
+		if strings.Contains(q.Get("actor"), "@") {
+			// An address in a link stays in histories and logs (ASVS
+			// V14.2.1): the form posts it instead.
+			slug := r.PathValue("org")
+			render(w, r, d.Log, http.StatusBadRequest, "audit", map[string]any{"Title": "Audit trail", "Slug": slug,
+				"Form":  formValues(url.Values{}),
+				"Error": "Search for a person by e-mail address with the form: an address in a link stays in browser histories and logs."})
 			return
 		}
-		if err != nil {
-			fail(w, r, d, err)
-			return
-		}
-		base := trailPath(page.Org.Slug)
-		query := trailQuery(q)
-		if page.Filter.Study != "" && query.Get("study") == "" {
-			query.Set("study", page.Filter.Study) // a study-scoped reader's default
-			data["Form"] = formValues(query)
-		}
-		rows := make([]trailRow, len(page.Events))
-		for i, ev := range page.Events {
-			rows[i] = trailRow{
-				Event: ev, Person: page.People[ev.ActorAccount], StudyName: page.StudyNames[ev.StudyID],
-				ActionLink: link(base, with(query, "action", ev.Action)),
-			}
-			if ev.ActorAccount != "" {
-				rows[i].ActorLink = link(base, with(query, "actor", ev.ActorAccount))
-			}
-		}
-		data["Org"] = page.Org
-		data["Rows"] = rows
-		data["Studies"] = page.Studies
-		data["WholeOrganization"] = page.WholeOrganization
-		data["Filtered"] = len(query) > 0
-		if page.Next != "" {
-			data["NextPage"] = link(base, with(query, "cursor", page.Next))
-		}
-		if q.Get("cursor") != "" {
-			data["FirstPage"] = link(base, query)
-		}
-		export := url.Values{}
-		for k, vs := range query {
-			if k != "limit" {
-				export[k] = vs
-			}
-		}
-		data["ExportJSONL"] = link(base+"/export", with(export, "format", "jsonl"))
-		data["ExportSyslog"] = link(base+"/export", with(export, "format", "syslog"))
-		confirmed := sessionOf(r).ConfirmedAt
-		data["NeedsConfirm"] = confirmed.IsZero() || time.Since(confirmed) > gate.StepUpWindow
-		render(w, r, d.Log, http.StatusOK, "audit", data)
+		trailPage(d, w, r, q)
 	})
+}
+
+// handleTrailSearch is the search form's submission (POST, so that a
+// person's e-mail address stays out of URLs, ASVS V14.2.1). A search by
+// account id, or by no person, goes on to the page's address with the
+// filter; one by e-mail address is answered here, and the page's links
+// name the person by account id.
+func handleTrailSearch(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			fail(w, r, d, errs.E(errs.Invalid, "the form could not be read"))
+			return
+		}
+		q := trailQuery(r.PostForm)
+		if !strings.Contains(q.Get("actor"), "@") {
+			http.Redirect(w, r, link(trailPath(r.PathValue("org")), q), http.StatusSeeOther)
+			return
+		}
+		trailPage(d, w, r, q)
+	})
+}
+
+// trailPage answers the search page for the filter q.
+func trailPage(d Deps, w http.ResponseWriter, r *http.Request, q url.Values) {
+	slug := r.PathValue("org")
+	data := map[string]any{"Title": "Audit trail", "Slug": slug, "Form": formValues(q), "Notice": notice(r)}
+	f, err := trailFilter(q)
+	var page auditadmin.TrailPage
+	if err == nil {
+		page, err = d.Oversight.Trail(r.Context(), actor(d, r), slug, f)
+	}
+	if errs.Is(err, errs.Invalid) {
+		// The filter is refused before the trail is read; the page
+		// says why, and shows nothing else of the trail.
+		data["Error"] = message(d, r, err)
+		render(w, r, d.Log, http.StatusBadRequest, "audit", data)
+		return
+	}
+	if err != nil {
+		fail(w, r, d, err)
+		return
+	}
+	base := trailPath(page.Org.Slug)
+	query := trailQuery(q)
+	if strings.Contains(query.Get("actor"), "@") {
+		query.Set("actor", page.Filter.Actor) // the account the address names
+	}
+	if page.Filter.Study != "" && query.Get("study") == "" {
+		query.Set("study", page.Filter.Study) // a study-scoped reader's default
+		data["Form"] = formValues(query)
+	}
+	rows := make([]trailRow, len(page.Events))
+	for i, ev := range page.Events {
+		rows[i] = trailRow{
+			Event: ev, Person: page.People[ev.ActorAccount], StudyName: page.StudyNames[ev.StudyID],
+			ActionLink: link(base, with(query, "action", ev.Action)),
+		}
+		if ev.ActorAccount != "" {
+			rows[i].ActorLink = link(base, with(query, "actor", ev.ActorAccount))
+		}
+	}
+	data["Org"] = page.Org
+	data["Rows"] = rows
+	data["Studies"] = page.Studies
+	data["WholeOrganization"] = page.WholeOrganization
+	data["Filtered"] = len(query) > 0
+	if page.Next != "" {
+		data["NextPage"] = link(base, with(query, "cursor", page.Next))
+	}
+	if q.Get("cursor") != "" {
+		data["FirstPage"] = link(base, query)
+	}
+	export := url.Values{}
+	for k, vs := range query {
+		if k != "limit" {
+			export[k] = vs
+		}
+	}
+	data["ExportJSONL"] = link(base+"/export", with(export, "format", "jsonl"))
+	data["ExportSyslog"] = link(base+"/export", with(export, "format", "syslog"))
+	confirmed := sessionOf(r).ConfirmedAt
+	data["NeedsConfirm"] = confirmed.IsZero() || time.Since(confirmed) > gate.StepUpWindow
+	render(w, r, d.Log, http.StatusOK, "audit", data)
 }
 
 // formValues are the form's fields as given, to show them again.

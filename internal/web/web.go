@@ -148,6 +148,7 @@ func Routes(d Deps) *router.Router {
 	// alerts (AUTH-12, AUD-05) for administrators, and a participant's
 	// own access log.
 	rt.Handle("GET", "/orgs/{org}/audit", router.SignedIn, handleTrail(d))
+	rt.Handle("POST", "/orgs/{org}/audit", router.SignedIn, handleTrailSearch(d))
 	rt.Handle("GET", "/orgs/{org}/audit/export", router.SignedIn, handleTrailExport(d))
 	rt.Handle("GET", "/orgs/{org}/alerts", router.SignedIn, handleAlerts(d))
 	rt.Handle("POST", "/orgs/{org}/alerts/{alert}/read", router.SignedIn, handleMarkAlertRead(d))

@@ -144,6 +144,10 @@ func member(ctx context.Context, t *gate.Tx, orgID, email string) (string, error
 	return acc.ID, nil
 }
 
+// nobody is an account id that no account has (ids are random: one of
+// 2^130), which a search for an address of no member stands for.
+const nobody = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 // resolve turns the filter's e-mail address, if it has one, into the
 // member's account id after the requester was authorized. found is false
 // for an address that is no member's: the search then finds nothing, the
@@ -156,6 +160,7 @@ func resolve(ctx context.Context, t *gate.Tx, f *audit.Filter, email string) (fo
 	id, err := member(ctx, t, f.OrgID, email)
 	if err != nil || id == "" {
 		t.Detail("actor", "no member has this address")
+		f.Actor = nobody // what the page links to finds nothing too, the same for every address
 		return false, err
 	}
 	f.Actor = id

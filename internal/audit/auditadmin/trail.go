@@ -2,6 +2,7 @@ package auditadmin
 
 import (
 	"context"
+	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
@@ -9,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/ratelimit"
 )
 
 // TrailPage is one page of the trail as a person reads it in the browser
@@ -62,6 +64,9 @@ func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.
 			f.Study = p.Studies[0].ID
 		}
 		if err := authorize(t, f); err != nil {
+			return err
+		}
+		if err := s.pace.Check(ratelimit.Rule{Bucket: "audit.search:account:" + t.Subject.AccountID, Limit: SearchesPerHour, Window: time.Hour}); err != nil {
 			return err
 		}
 		if found, err := resolve(ctx, t, &f, email); err != nil || !found {
