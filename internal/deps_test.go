@@ -220,10 +220,13 @@ func TestOneDoor(t *testing.T) {
 // keyDoor are the packages that may use the key-encryption key itself
 // (Wrap, Unwrap): the gate, whose vaults seal every secret the other
 // packages store (OpTx.Secrets, Tx.Vault), the keyrings below it, the
-// rotation that re-wraps what the key wrapped, and the command line that
-// picks and checks a provider.
+// rotation that re-wraps what the key wrapped, the command line that
+// picks and checks a provider, and the opening of an instance, which keeps
+// the audit key sealed by it in the data folder, never in a database
+// (instance/auditkey.go).
 var keyDoor = map[string]bool{
 	"internal/gate": true, "internal/keys": true, "internal/keys/keyadmin": true, "internal/cli": true,
+	"internal/instance": true,
 }
 
 // TestSecretsSealedOnlyThroughTheGate states that key material of every

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -409,4 +410,27 @@ func CountFailure(ctx context.Context, tx FailureTx, accountID, remoteAddr strin
 // logger.
 func Announce(ctx context.Context, raised []alerts.Alert) {
 	alerts.Announce(ctx, slog.Default(), alerts.Discard{}, raised...)
+}
+
+// ClearFactors removes every second factor of the account (TOTP and SMS
+// factors, confirmed or not, and passkeys) and its recovery codes, in tx:
+// the end of a factor recovery (accounts.FactorRecovery), after which the
+// person enrols a factor anew. It returns how many factors it removed.
+func ClearFactors(ctx context.Context, tx sqldb.Tx, accountID string) (int64, error) {
+	var removed int64
+	for _, q := range []string{
+		`DELETE FROM account_factors WHERE account_id = $1`,
+		`DELETE FROM webauthn_credentials WHERE account_id = $1`,
+		`DELETE FROM recovery_codes WHERE account_id = $1`,
+	} {
+		res, err := tx.ExecContext(ctx, q, accountID)
+		if err != nil {
+			return 0, errs.Wrap(errs.Unavailable, err, "remove second factors")
+		}
+		if !strings.Contains(q, "recovery_codes") {
+			n, _ := res.RowsAffected()
+			removed += n
+		}
+	}
+	return removed, nil
 }

@@ -79,6 +79,9 @@ var matrix = []matrixRow{
 	{Route: "POST /reset", Open: 200},
 	{Route: "GET /reset/{token}", Open: 200},
 	{Route: "POST /reset/{token}", Open: 200},
+	// A factor recovery's link: the matrix has none live.
+	{Route: "GET /recover/{token}", Open: 404},
+	{Route: "POST /recover/{token}", Open: 404},
 	// Signing in through the pages; the second steps without a challenge
 	// answer with the sign-in page. A redirect is followed: a status is
 	// that of the page it leads to.
@@ -605,6 +608,25 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// A factor recovery (ASVS V6.4.4) of the cell's bystander, who has
+	// no factor to recover (409 once authorized); an approval of a
+	// recovery the organization does not have.
+	{Route: "POST /orgs/{org}/access/{account}/factor-recovery", Grid: `		org-admin           409 409 409 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /orgs/{org}/factor-recoveries/{recovery}/approve", Grid: `		org-admin           404 404 404 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	{Route: "POST /orgs/{org}/access/sign-out", Last: true, Grid: `		org-admin           200 200 200 404
 		org-manager         404 404 404 404
 		study-admin         404 404 404 404
@@ -688,6 +710,30 @@ var matrix = []matrixRow{
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
 	{Route: "POST /api/v1/orgs/{org}/members/{account}/sign-out", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/members/{account}/factor-recovery", Grid: `		org-admin           409 409 409 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/factor-recoveries", Grid: `		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/factor-recoveries/{recovery}/approve", Grid: `		org-admin           404 404 404 404
 		org-manager         404 404 404 404
 		study-admin         404 404 404 404
 		data-manager        404 404 404 404
@@ -974,6 +1020,21 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"POST /api/v1/orgs/{org}/members/{account}/sign-out": func(tg target, tag string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + adminTargetOf(tag).member + "/sign-out"}
+	},
+	"POST /api/v1/orgs/{org}/members/{account}/factor-recovery": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/members/" + adminTargetOf(tag).member + "/factor-recovery"}
+	},
+	"GET /api/v1/orgs/{org}/factor-recoveries": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/factor-recoveries"}
+	},
+	"POST /api/v1/orgs/{org}/factor-recoveries/{recovery}/approve": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/factor-recoveries/aaaaaaaaaaaaaaaaaaaaaaaaaa/approve"}
+	},
+	"POST /orgs/{org}/access/{account}/factor-recovery": func(tg target, tag string) probe {
+		return formProbe("/orgs/"+tg.org+"/access/"+adminTargetOf(tag).member+"/factor-recovery", url.Values{})
+	},
+	"POST /orgs/{org}/factor-recoveries/{recovery}/approve": func(tg target, _ string) probe {
+		return formProbe("/orgs/"+tg.org+"/factor-recoveries/aaaaaaaaaaaaaaaaaaaaaaaaaa/approve", url.Values{})
 	},
 	"POST /api/v1/orgs/{org}/members/sign-out": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/members/sign-out"}
@@ -1531,19 +1592,21 @@ func openProbes(f matrixFixture) map[string]probe {
 	}
 	newPassword := url.Values{"password": {"Copper meadow sailing 2718"}, "confirm": {"Copper meadow sailing 2718"}}
 	return map[string]probe{
-		"GET /{$}":                    {path: "/"},
-		"GET /static/":                {path: "/static/custodia.css"},
-		"GET /setup/{token}":          {path: "/setup/" + f.setupToken},
-		"POST /setup/{token}":         form("/setup/"+f.setupToken, newPassword),
-		"POST /setup/{token}/decline": form("/setup/"+f.setupToken+"/decline", url.Values{}),
-		"GET /reset":                  {path: "/reset"},
-		"POST /reset":                 form("/reset", url.Values{"email": {f.resetEmail}}),
-		"GET /reset/{token}":          {path: "/reset/" + f.resetTokens[0]},
-		"POST /reset/{token}":         form("/reset/"+f.resetTokens[0], newPassword),
-		"GET /login":                  {path: "/login"},
-		"POST /login":                 form("/login", url.Values{"email": {f.login.Email}, "password": {f.login.Password}}),
-		"GET /login/second-factor":    {path: "/login/second-factor"},
-		"POST /login/second-factor":   form("/login/second-factor", url.Values{"code": {"123456"}}),
+		"GET /{$}":                                   {path: "/"},
+		"GET /static/":                               {path: "/static/custodia.css"},
+		"GET /setup/{token}":                         {path: "/setup/" + f.setupToken},
+		"POST /setup/{token}":                        form("/setup/"+f.setupToken, newPassword),
+		"POST /setup/{token}/decline":                form("/setup/"+f.setupToken+"/decline", url.Values{}),
+		"GET /reset":                                 {path: "/reset"},
+		"POST /reset":                                form("/reset", url.Values{"email": {f.resetEmail}}),
+		"GET /reset/{token}":                         {path: "/reset/" + f.resetTokens[0]},
+		"POST /reset/{token}":                        form("/reset/"+f.resetTokens[0], newPassword),
+		"GET /recover/{token}":                       {path: "/recover/never-issued"},
+		"POST /recover/{token}":                      form("/recover/never-issued", url.Values{"password": {f.login.Password}}),
+		"GET /login":                                 {path: "/login"},
+		"POST /login":                                form("/login", url.Values{"email": {f.login.Email}, "password": {f.login.Password}}),
+		"GET /login/second-factor":                   {path: "/login/second-factor"},
+		"POST /login/second-factor":                  form("/login/second-factor", url.Values{"code": {"123456"}}),
 		"POST /login/second-factor/webauthn/options": {path: "/login/second-factor/webauthn/options"},
 		"POST /login/second-factor/webauthn":         jsonProbe("/login/second-factor/webauthn", map[string]any{"credential": map[string]string{"id": "x"}}),
 		"GET /login/enrol":                           {path: "/login/enrol"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -135,4 +136,27 @@ func EndMembersAccess(ctx context.Context, q sqldb.Querier, orgID, keep string, 
 		return 0, 0, 0, fmt.Errorf("revoke access tokens: %w", err)
 	}
 	return members, sessions, tokens, nil
+}
+
+// Recovered is what the end of a factor recovery took away.
+type Recovered struct {
+	Factors, Sessions, Tokens int64
+}
+
+// FinishFactorRecovery ends, in tx, a factor recovery that the person has
+// proved and a second administrator approved (ASVS V6.4.4): the account's
+// second factors and recovery codes go, and its sessions and access tokens
+// end, so that whoever held a factor or a session holds nothing; the
+// person signs in with their password and enrols a factor anew.
+func FinishFactorRecovery(ctx context.Context, tx sqldb.Tx, r *accounts.FactorRecovery, now time.Time) (Recovered, error) {
+	var out Recovered
+	if err := accounts.FinishFactorRecovery(ctx, tx, r, now); err != nil {
+		return out, err
+	}
+	var err error
+	if out.Factors, err = mfa.ClearFactors(ctx, tx, r.AccountID); err != nil {
+		return out, err
+	}
+	out.Sessions, out.Tokens, err = EndAccess(ctx, tx, r.AccountID, now)
+	return out, err
 }

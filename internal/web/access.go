@@ -26,7 +26,12 @@ func accessPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data
 		fail(w, r, d, err)
 		return
 	}
-	data["Title"], data["Org"], data["Members"] = "Members' access", org, members
+	recoveries, err := d.Access.FactorRecoveries(r.Context(), actor(d, r), org.Slug)
+	if err != nil {
+		fail(w, r, d, err)
+		return
+	}
+	data["Title"], data["Org"], data["Members"], data["Recoveries"] = "Members' access", org, members, recoveries
 	data["Self"], data["Next"] = actor(d, r).AccountID, accessPath(org.Slug)
 	if data["Error"] == nil {
 		data["Notice"] = notice(r)
@@ -99,5 +104,86 @@ func handleSignOutMembers(d Deps) http.Handler {
 			return
 		}
 		http.Redirect(w, r, accessPath(slug)+"?done=members-signed-out", http.StatusSeeOther)
+	})
+}
+
+// handleStartFactorRecovery starts the recovery of a member who lost every
+// second factor (accountadmin.StartFactorRecovery, ASVS V6.4.4).
+func handleStartFactorRecovery(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slug := r.PathValue("org")
+		if _, err := d.Access.StartFactorRecovery(r.Context(), actor(d, r), slug, r.PathValue("account")); err != nil {
+			adminError(w, r, d, err, accessPage, map[string]any{})
+			return
+		}
+		http.Redirect(w, r, accessPath(slug)+"?done=recovery-started", http.StatusSeeOther)
+	})
+}
+
+// handleApproveFactorRecovery approves a recovery as its second
+// administrator.
+func handleApproveFactorRecovery(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slug := r.PathValue("org")
+		rec, err := d.Access.ApproveFactorRecovery(r.Context(), actor(d, r), slug, r.PathValue("recovery"))
+		if err != nil {
+			adminError(w, r, d, err, accessPage, map[string]any{})
+			return
+		}
+		done := "recovery-approved"
+		if rec.Done() {
+			done = "recovery-done"
+		}
+		http.Redirect(w, r, accessPath(slug)+"?done="+done, http.StatusSeeOther)
+	})
+}
+
+// handleRecoverForm is the page of a recovery's e-mailed link.
+func handleRecoverForm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		data := map[string]any{"Title": "Recover your second factor", "Token": token}
+		name, err := d.Links.PeekFactorRecovery(r.Context(), token)
+		if err != nil {
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "recover", data)
+			return
+		}
+		data["OrgName"] = name
+		render(w, r, d.Log, http.StatusOK, "recover", data)
+	})
+}
+
+// handleRecover proves the recovery with the person's password.
+func handleRecover(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		data := map[string]any{"Title": "Recover your second factor", "Token": token}
+		if err := r.ParseForm(); err != nil {
+			data["Error"] = "The form could not be read."
+			render(w, r, d.Log, http.StatusBadRequest, "recover", data)
+			return
+		}
+		if name, err := d.Links.PeekFactorRecovery(r.Context(), token); err == nil {
+			data["OrgName"] = name
+		}
+		done, err := d.Links.ProveFactorRecovery(r.Context(), token, r.PostForm.Get("password"), requester(d, r))
+		switch {
+		case errs.Is(err, errs.RateLimited):
+			tooMany(w, err)
+			data["Error"] = errs.SafeMessage(err)
+			render(w, r, d.Log, http.StatusTooManyRequests, "recover", data)
+		case errs.Is(err, errs.NotFound):
+			data["Invalid"] = true
+			render(w, r, d.Log, http.StatusNotFound, "recover", data)
+		case errs.Is(err, errs.Unauthenticated):
+			data["Error"] = "That is not your password."
+			render(w, r, d.Log, http.StatusUnauthorized, "recover", data)
+		case err != nil:
+			fail(w, r, d, err)
+		default:
+			data["Done"], data["Proved"] = done, true
+			render(w, r, d.Log, http.StatusOK, "recover", data)
+		}
 	})
 }

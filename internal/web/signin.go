@@ -36,6 +36,9 @@ var notices = map[string]string{
 	"members-signed-out":    "Every session and access token of every member has ended, but your session here.",
 	"confirmed":             "Thank you. You can now make the change.",
 	"left":                  "You left the organization; your roles there have ended.",
+	"recovery-started":      "The recovery is started: the person got an e-mail to confirm with their password, and a second administrator approves it below.",
+	"recovery-approved":     "The recovery is approved; it is done once the person confirms with their password.",
+	"recovery-done":         "The recovery is done: the person's second factors and recovery codes are removed and their sessions ended.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }

@@ -44,7 +44,7 @@ var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
 	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
-		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access"} {
+		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return out
@@ -103,6 +103,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/reset", router.Open, handleReset(d))
 	rt.Handle("GET", "/reset/{token}", router.Open, handleNewPasswordForm(d))
 	rt.Handle("POST", "/reset/{token}", router.Open, handleNewPassword(d))
+	rt.Handle("GET", "/recover/{token}", router.Open, handleRecoverForm(d))
+	rt.Handle("POST", "/recover/{token}", router.Open, handleRecover(d))
 
 	// Signing in and out (AUTH-08, AUTH-10). Sign-out is open: without a
 	// session it only clears the cookie.
@@ -143,6 +145,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/orgs/{org}/access/{account}/enable", router.SignedIn, handleEnableMember(d))
 	rt.Handle("POST", "/orgs/{org}/access/{account}/sign-out", router.SignedIn, handleSignOutMember(d))
 	rt.Handle("POST", "/orgs/{org}/access/sign-out", router.SignedIn, handleSignOutMembers(d))
+	rt.Handle("POST", "/orgs/{org}/access/{account}/factor-recovery", router.SignedIn, handleStartFactorRecovery(d))
+	rt.Handle("POST", "/orgs/{org}/factor-recoveries/{recovery}/approve", router.SignedIn, handleApproveFactorRecovery(d))
 
 	// The audit trail (AUD-04) for administrators and monitors, the
 	// alerts (AUTH-12, AUD-05) for administrators, and a participant's

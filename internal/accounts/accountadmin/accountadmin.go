@@ -25,6 +25,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -33,6 +34,9 @@ import (
 type Service struct {
 	Gate *gate.Gate
 	Now  func() time.Time // for tests; time.Now when nil
+	// Mail and BaseURL send the link of a factor recovery (recovery.go).
+	Mail    mail.Sender
+	BaseURL string
 }
 
 func (s *Service) now() time.Time {
