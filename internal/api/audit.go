@@ -38,11 +38,10 @@ func parseFilter(q url.Values, extra ...string) (audit.Filter, error) {
 	f.Actor, f.Participant, f.Study = q.Get("actor"), q.Get("participant"), q.Get("study")
 	f.Action, f.Outcome, f.Cursor = q.Get("action"), audit.Outcome(q.Get("outcome")), q.Get("cursor")
 	if v := q.Get("security"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
+		if v != "true" && v != "false" {
 			return f, errs.E(errs.Invalid, "security must be true or false")
 		}
-		f.SecurityOnly = b
+		f.SecurityOnly = v == "true"
 	}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if v := q.Get(name); v != "" {

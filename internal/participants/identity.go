@@ -85,7 +85,7 @@ func (id Identity) check(now time.Time) (Identity, error) {
 			case perr != nil:
 				err = errs.E(errs.Invalid, "birth_date must be a date written YYYY-MM-DD")
 			case d.Year() < 1880 || d.After(now.UTC()):
-				err = errs.E(errs.Invalid, "birth_date must be a past date after 1880")
+				err = errs.E(errs.Invalid, "birth_date must be a past date, from 1880 on")
 			}
 		case Email:
 			if v, err = accounts.NormalizeEmail(v); err != nil {
