@@ -415,7 +415,10 @@ func passwordsOffTheCommandLine(o *serveOptions, env Env, log *slog.Logger) erro
 func holdsPassword(raw string) bool {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return strings.Contains(raw, "@") // unparsable: assume the worst
+		// Unparsable (its own check refuses it later): a colon in what
+		// would be its user information may be a password.
+		i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+		return i >= 0 && j > i && strings.Contains(raw[i+3:j], ":")
 	}
 	_, set := u.User.Password()
 	return set || u.Query().Get("password") != ""
