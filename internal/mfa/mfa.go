@@ -205,23 +205,28 @@ type Summary struct {
 	// RecoveryCodesLeft is how many of the account's recovery codes are
 	// unused.
 	RecoveryCodesLeft int
+	// OldRecoveryCodes: the account has unused codes stored before codes
+	// of the former, shorter kind stopped working; some may not work, and
+	// the person should make new ones.
+	OldRecoveryCodes bool
 }
 
 // SummaryOf reads which active second factors the account has and how
 // many recovery codes it has left.
 func SummaryOf(ctx context.Context, q sqldb.Querier, accountID string) (Summary, error) {
 	var m Summary
-	var totp, text int
+	var totp, text, old int
 	err := q.QueryRowContext(ctx,
 		`SELECT (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'totp' AND confirmed_at IS NOT NULL),
 		        (SELECT COUNT(*) FROM account_factors WHERE account_id = $1 AND kind = 'sms' AND confirmed_at IS NOT NULL),
 		        (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1),
-		        (SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL)`,
-		accountID).Scan(&totp, &text, &m.Passkeys, &m.RecoveryCodesLeft)
+		        (SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL AND strong),
+		        (SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL AND NOT strong)`,
+		accountID).Scan(&totp, &text, &m.Passkeys, &m.RecoveryCodesLeft, &old)
 	if err != nil {
 		return Summary{}, errs.Wrap(errs.Unavailable, err, "read second factors")
 	}
-	m.TOTP, m.SMS = totp > 0, text > 0
+	m.TOTP, m.SMS, m.OldRecoveryCodes = totp > 0, text > 0, old > 0
 	return m, nil
 }
 

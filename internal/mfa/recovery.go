@@ -20,15 +20,15 @@ import (
 // 32-symbol alphabet (120 random bits; ASVS V6.5.2 asks for at least 112
 // where, as here, the stored form is a fast hash), shown once in groups of
 // recoveryGroup: "XXXXXX-XXXXXX-XXXXXX-XXXXXX". The alphabet leaves out 0,
-// 1, I and O, which are read for one another. Codes of legacyRecoveryLen
-// symbols (50 bits), made before, are still accepted until the person makes
-// new ones.
+// 1, I and O, which are read for one another. Codes of the former kind (10
+// symbols, 50 bits) are not accepted: a fast hash of 50 bits is found by
+// brute force from a copy of the database. Rows stored before that are
+// marked not strong (migration 0024) and are not counted as codes left.
 const (
-	RecoveryCodes     = 10
-	recoveryLen       = 24
-	recoveryGroup     = 6
-	legacyRecoveryLen = 10
-	recoveryAlphabet  = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+	RecoveryCodes    = 10
+	recoveryLen      = 24
+	recoveryGroup    = 6
+	recoveryAlphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 )
 
 // newRecoveryCodes returns fresh codes in their display form.
@@ -54,7 +54,7 @@ func newRecoveryCodes() []string {
 // anything that cannot be a recovery code.
 func normalizeRecovery(s string) (string, bool) {
 	s = strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(s))
-	if len(s) != recoveryLen && len(s) != legacyRecoveryLen {
+	if len(s) != recoveryLen {
 		return "", false
 	}
 	for i := 0; i < len(s); i++ {
@@ -90,7 +90,7 @@ func replaceRecoveryCodes(ctx context.Context, tx sqldb.Tx, accountID string, no
 	for _, c := range codes {
 		norm, _ := normalizeRecovery(c)
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO recovery_codes (id, account_id, code_hash, created_at) VALUES ($1, $2, $3, $4)`,
+			`INSERT INTO recovery_codes (id, account_id, code_hash, created_at, strong) VALUES ($1, $2, $3, $4, TRUE)`,
 			ids.New(), accountID, recoveryHash(accountID, norm), now.UnixMicro()); err != nil {
 			return nil, fmt.Errorf("store recovery code: %w", err)
 		}
@@ -98,11 +98,12 @@ func replaceRecoveryCodes(ctx context.Context, tx sqldb.Tx, accountID string, no
 	return codes, nil
 }
 
-// RecoveryCodesLeft counts the account's unused recovery codes.
+// RecoveryCodesLeft counts the account's unused recovery codes of the
+// current kind.
 func RecoveryCodesLeft(ctx context.Context, q sqldb.Querier, accountID string) (int, error) {
 	var n int
 	err := q.QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL`, accountID).Scan(&n)
+		`SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL AND strong`, accountID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count recovery codes: %w", err)
 	}

@@ -2,6 +2,8 @@ package mfa_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"testing"
@@ -80,6 +82,38 @@ func TestAUTH08_RecoveryCodesRenewedAfterAStepUp(t *testing.T) {
 			true, f.orgID, `%"proof":"step_up"%`)
 		if n != 1 {
 			t.Errorf("%d renewal security events with proof step_up, want 1", n)
+		}
+	})
+}
+
+// A recovery code of the former kind (10 symbols, 50 bits, a fast hash)
+// stored before no longer opens the account (ASVS V6.5.2), is not counted
+// as a code left, and the account is told to make new ones; new codes are.
+func TestAUTH08_FormerShortRecoveryCodesNoLongerWork(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := newFixture(t, d)
+		secret, _ := f.enrol(t)
+		const former = "ABCDEFGHJK"
+		h := sha256.Sum256([]byte("custodia.recovery-code.v1\x00" + f.account.ID + "\x00" + former))
+		// As a row of the former kind looks after migration 0024.
+		if _, err := f.db.ExecContext(ctx, `INSERT INTO recovery_codes (id, account_id, code_hash, created_at, strong) VALUES ($1, $2, $3, 1, FALSE)`,
+			"dddddddddddddddddddddddddd", f.account.ID, hex.EncodeToString(h[:])); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.verify("abcde-fghjk"); !errors.Is(err, mfa.ErrWrongCode) {
+			t.Fatalf("a code of the former kind: %v, want it refused", err)
+		}
+		m, err := mfa.SummaryOf(ctx, f.db, f.account.ID)
+		if err != nil || !m.OldRecoveryCodes || m.RecoveryCodesLeft != mfa.RecoveryCodes {
+			t.Fatalf("summary with a former code: %+v, %v", m, err)
+		}
+		f.clock.add(mfa.Period) // the enrolment spent this step's code
+		if _, err := f.svc.RenewRecoveryCodes(ctx, f.actor, f.code(secret)); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := mfa.SummaryOf(ctx, f.db, f.account.ID); err != nil || m.OldRecoveryCodes || m.RecoveryCodesLeft != mfa.RecoveryCodes {
+			t.Fatalf("summary after new codes: %+v, %v", m, err)
 		}
 	})
 }
