@@ -42,6 +42,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if k == errs.RateLimited {
 		setRetryAfter(w, err)
 	}
+	router.RecordRefusal(r, k.String())
 	writeJSONError(w, router.Status(k), k.String(), errs.SafeMessage(err))
 }
 

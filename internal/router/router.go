@@ -109,6 +109,25 @@ func WithPatternSlot(r *http.Request) (*http.Request, *string) {
 	return r.WithContext(context.WithValue(r.Context(), patternKey{}, slot)), slot
 }
 
+type refusalKey struct{}
+
+// WithRefusalSlot returns a context in which the shells record why they
+// refused the request (RecordRefusal), for the access log: a refused
+// input, a missing permission or confirmation, a pace exceeded (ASVS
+// V16.3.3).
+func WithRefusalSlot(r *http.Request) (*http.Request, *string) {
+	slot := new(string)
+	return r.WithContext(context.WithValue(r.Context(), refusalKey{}, slot)), slot
+}
+
+// RecordRefusal notes the code of the refusal answered to r (an errs.Kind's
+// name, such as "invalid" or "step_up_required"), never its message.
+func RecordRefusal(r *http.Request, code string) {
+	if slot, ok := r.Context().Value(refusalKey{}).(*string); ok {
+		*slot = code
+	}
+}
+
 func recordPattern(r *http.Request, pattern string) {
 	if slot, ok := r.Context().Value(patternKey{}).(*string); ok {
 		*slot = pattern

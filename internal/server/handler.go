@@ -312,6 +312,14 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// refusalOf names the refusal of a status that a shell answered without
+// recording its code.
+var refusalOf = map[int]string{
+	http.StatusBadRequest: "invalid", http.StatusUnauthorized: "unauthenticated", http.StatusForbidden: "forbidden",
+	http.StatusNotFound: "not_found", http.StatusMethodNotAllowed: "method_not_allowed", http.StatusConflict: "conflict",
+	http.StatusRequestEntityTooLarge: "too_large", http.StatusTooManyRequests: "rate_limited",
+}
+
 // logRequests writes one structured line per request. It logs the route
 // pattern rather than the path, so tokens in links never reach the log.
 func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.Handler) http.Handler {
@@ -323,6 +331,7 @@ func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.
 		w.Header().Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		r, pattern := router.WithPatternSlot(r)
+		r, refusal := router.WithRefusalSlot(r)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := *pattern
@@ -332,7 +341,7 @@ func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		attrs := []slog.Attr{
 			slog.String("request_id", id),
 			slog.String("method", r.Method),
 			slog.String("route", route),
@@ -340,7 +349,14 @@ func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.
 			slog.Int("bytes", sw.bytes),
 			slog.Duration("duration", time.Since(start)),
 			slog.String("remote", addrOf(r)),
-		)
+		}
+		if *refusal == "" && sw.status >= 400 && sw.status < 500 {
+			*refusal = refusalOf[sw.status] // a page that answered without a code
+		}
+		if *refusal != "" {
+			attrs = append(attrs, slog.String("refused", *refusal))
+		}
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
 }
 

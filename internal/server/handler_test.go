@@ -471,3 +471,39 @@ func TestWEB03_CrossSiteRequestsForDataAreRefused(t *testing.T) {
 		t.Errorf("a link from another site to a page: %d, want 200", got)
 	}
 }
+
+// A refused request says why in the request log, by its refusal's code and
+// never its message or the input (ASVS V16.3.3): bad input, a missing
+// confirmation, a role that may not.
+func TestAUD05_RequestLogSaysWhyARequestWasRefused(t *testing.T) {
+	ts := newTestServer(t)
+	admin := ts.signIn(t, authz.OrgAdmin)
+	manager := ts.signIn(t, authz.OrgManager)
+	do(t, admin, "POST", ts.URL+"/api/v1/orgs/demo/studies", `{"kind":"study","name":"","bogus-field-xyz":1}`)
+	do(t, manager, "GET", ts.URL+"/api/v1/orgs/demo/audit/events?action=zzz-probe.", "")
+	do(t, admin, "GET", ts.URL+"/orgs/demo/audit?actr=oops-probe", "")
+	do(t, admin, "GET", ts.URL+"/api/v1/orgs/demo/studies", "")
+	lines := map[string]string{}
+	for line := range strings.Lines(ts.logs.String()) {
+		if !strings.Contains(line, `"msg":"request"`) {
+			continue
+		}
+		var l struct{ Route, Refused string }
+		if err := json.Unmarshal([]byte(line), &l); err == nil {
+			lines[l.Route] = l.Refused
+		}
+	}
+	for route, want := range map[string]string{
+		"POST /api/v1/orgs/{org}/studies":     "invalid",
+		"GET /api/v1/orgs/{org}/audit/events": "not_found",
+		"GET /orgs/{org}/audit":               "invalid",
+		"GET /api/v1/orgs/{org}/studies":      "",
+	} {
+		if got, ok := lines[route]; !ok || got != want {
+			t.Errorf("%s: refused %q (logged %v), want %q", route, got, ok, want)
+		}
+	}
+	if logs := ts.logs.String(); strings.Contains(logs, "bogus-field-xyz") || strings.Contains(logs, "zzz-probe") || strings.Contains(logs, "oops-probe") {
+		t.Error("the request log holds what the request sent")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,15 @@ var trailTimeLayouts = []string{"2006-01-02T15:04", "2006-01-02T15:04:05", time.
 // trailFilter reads the search form. Empty fields are no condition; the
 // values are checked by the trail itself (audit.Filter.Validate), whose
 // messages the page shows as the API does.
-func trailFilter(q url.Values) (audit.Filter, error) {
+func trailFilter(q url.Values, extra ...string) (audit.Filter, error) {
+	for k, vs := range q {
+		if !slices.Contains(trailFields, k) && !slices.Contains(extra, k) && k != "cursor" && k != "done" {
+			return audit.Filter{}, errs.E(errs.Invalid, "unknown filter %q (known: %s, cursor)", truncated(k), strings.Join(trailFields, ", "))
+		}
+		if len(vs) > 1 {
+			return audit.Filter{}, errs.E(errs.Invalid, "filter %q given more than once", truncated(k))
+		}
+	}
 	f := audit.Filter{
 		Actor: q.Get("actor"), Participant: q.Get("participant"), Study: q.Get("study"),
 		Action: q.Get("action"), Outcome: audit.Outcome(q.Get("outcome")), Cursor: q.Get("cursor"),
@@ -237,7 +246,7 @@ func handleTrailExport(d Deps) http.Handler {
 		}
 		var f audit.Filter
 		if err == nil {
-			f, err = trailFilter(q)
+			f, err = trailFilter(q, "format")
 		}
 		if err == nil && (f.Limit != 0 || f.Cursor != "") {
 			err = errs.E(errs.Invalid, "an export takes no limit or cursor; it returns every matching event")
@@ -285,4 +294,12 @@ func startDownload(w http.ResponseWriter, format string) {
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
+}
+
+// truncated bounds a name from a request for a message.
+func truncated(s string) string {
+	if r := []rune(s); len(r) > 32 {
+		return string(r[:32]) + "…"
+	}
+	return s
 }

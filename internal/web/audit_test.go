@@ -141,6 +141,8 @@ func TestAUD04_TrailPageShowsTheAPIsMessageForBadFilters(t *testing.T) {
 		{url.Values{"limit": {"5000"}}, "limit must be between 1 and 1000"},
 		{url.Values{"cursor": {"12-notours"}}, "cursor is not one this server gave out"},
 		{url.Values{"action": {"<b>AUTH</b>"}}, "action must be 1-64 characters a-z, 0-9, &#39;.&#39;, &#39;_&#39; or &#39;-&#39;"},
+		{url.Values{"actr": {"x"}}, "unknown filter &#34;actr&#34; (known: actor, participant, study, action, outcome, security, from, to, limit, cursor)"},
+		{url.Values{"action": {"auth.", "site."}}, "filter &#34;action&#34; given more than once"},
 	}
 	for _, c := range cases {
 		query, msg := c.query.Encode(), c.msg

@@ -167,6 +167,20 @@ func TestAUTH08_EnrolmentPageSetsUpAPasskey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The answer is read strictly (ASVS V2.2.1): JSON, one object.
+		body, _ := json.Marshal(map[string]any{"name": "Laptop", "credential": json.RawMessage(cred)})
+		for ct, b := range map[string]string{"text/plain": string(body), "application/json": string(body) + ` {"more":1}`} {
+			req, _ := http.NewRequest("POST", srv.URL+"/login/enrol/webauthn", strings.NewReader(b))
+			req.Header.Set("Content-Type", ct)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("a passkey answer as %s (%d bytes): %d, want 400", ct, len(b), resp.StatusCode)
+			}
+		}
 		a = postJSON(t, c, srv.URL+"/login/enrol/webauthn", map[string]any{"name": "Laptop", "credential": json.RawMessage(cred)})
 		var out struct {
 			Next          string   `json:"next"`

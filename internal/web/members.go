@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/router"
 )
 
 // adminNotices are the notices of the organization's administration pages
@@ -129,6 +130,7 @@ func grantOf(form url.Values) (authzadmin.Grant, error) {
 func adminError(w http.ResponseWriter, r *http.Request, d Deps, err error, page func(http.ResponseWriter, *http.Request, Deps, int, map[string]any), data map[string]any) {
 	switch errs.KindOf(err) {
 	case errs.Invalid, errs.Forbidden, errs.Conflict:
+		router.RecordRefusal(r, errs.KindOf(err).String())
 		data["Error"] = message(d, r, err)
 		page(w, r, d, statusOf(err), data)
 	default:

@@ -194,6 +194,7 @@ func message(d Deps, r *http.Request, err error) string {
 // saying why (data["Error"]) with the refusal's status, and Retry-After
 // when a rate limit refused it.
 func formFailed(w http.ResponseWriter, r *http.Request, d Deps, page string, data map[string]any, err error) {
+	router.RecordRefusal(r, errs.KindOf(err).String())
 	if errs.Is(err, errs.RateLimited) {
 		tooMany(w, err)
 	}
@@ -205,6 +206,7 @@ func formFailed(w http.ResponseWriter, r *http.Request, d Deps, page string, dat
 // NotFound (also what another organization's objects answer, ACL-08) as
 // "page not found", a wanted step-up as the confirmation page.
 func fail(w http.ResponseWriter, r *http.Request, d Deps, err error) {
+	router.RecordRefusal(r, errs.KindOf(err).String())
 	if errs.Is(err, errs.RateLimited) {
 		tooMany(w, err)
 	}

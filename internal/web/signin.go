@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
@@ -251,9 +254,16 @@ type credentialRequest struct {
 // answered with 400.
 func readCredential(w http.ResponseWriter, r *http.Request, d Deps) (credentialRequest, bool) {
 	var req credentialRequest
+	ct := strings.ToLower(r.Header.Get("Content-Type"))
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAssertion))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || len(req.Credential) == 0 || req.Credential[0] != '{' {
+	err := dec.Decode(&req)
+	if err == nil {
+		if _, trailing := dec.Token(); trailing != io.EOF {
+			err = errors.New("data after the JSON object")
+		}
+	}
+	if !strings.HasPrefix(ct, "application/json") || err != nil || len(req.Credential) == 0 || req.Credential[0] != '{' {
 		passkeyFailure(w, r, d, errs.E(errs.Invalid, "the request must be JSON holding the authenticator's answer as \"credential\""))
 		return credentialRequest{}, false
 	}
