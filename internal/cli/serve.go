@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/audit/witness"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
@@ -53,6 +56,9 @@ type serveOptions struct {
 	witnesses    []string
 	witnessFile  string
 	witnessEvery time.Duration
+	// forward and forwardCA are --audit-forward and --audit-forward-ca
+	// (ASVS V16.4.3).
+	forward, forwardCA string
 	// enrolmentsPerHour paces enrolment per account (ASVS V2.4.1).
 	enrolmentsPerHour int
 }
@@ -80,6 +86,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		o.witnesses = append(o.witnesses, strings.Fields(v)...)
 		return nil
 	})
+	fs.StringVar(&o.forward, "audit-forward", "", "push the audit trail, as it grows, to a log collector (SIEM): syslog+tls://HOST:PORT (RFC 5425), or syslog+tcp://127.0.0.1:PORT on this machine")
+	fs.StringVar(&o.forwardCA, "audit-forward-ca", "", "PEM `file` of the certificate authority of the collector's certificate (default: the system's roots)")
 	fs.DurationVar(&o.witnessEvery, "audit-witness-every", time.Minute, "`interval` at which the newest audit checkpoint goes to the witnesses (1s to 1h): events cut from the end within it are seen only by the checkpoints the database holds")
 	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
 	fs.IntVar(&o.enrolmentsPerHour, "enrolments-per-hour", 1000, "enrolments one account may make in an hour on this node, ten times as many per organization (0: no limit)")
@@ -215,11 +223,26 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	trail.Logf = func(format string, args ...any) { log.Info("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
 	trail.Failf = func(format string, args ...any) { log.Error("audit sequencer", "detail", fmt.Sprintf(format, args...)) }
+	var fwd *audit.Forwarder
+	if o.forward != "" {
+		if fwd, err = auditForwarder(o, trail); err != nil {
+			return err
+		}
+	}
 	seqDone := make(chan struct{})
 	go func() {
 		defer close(seqDone)
 		trail.Run(ctx, time.Second, o.witnessEvery)
 	}()
+	fwdDone := make(chan struct{})
+	if fwd == nil {
+		close(fwdDone)
+	} else {
+		go func() {
+			defer close(fwdDone)
+			fwd.Run(ctx, time.Second)
+		}()
+	}
 	go sweepIdentities(ctx, log, operator)
 	go (&server.ClockWatch{Log: log}).Run(ctx)
 	if sender == nil {
@@ -252,12 +275,23 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	err = server.Serve(ctx, ln, h, server.TLSConfig(cert), log)
 	<-seqDone
 	<-watchDone
+	<-fwdDone
 	// Integrate what the last requests appended and sign a final checkpoint.
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if _, cerr := trail.Checkpoint(fctx); cerr != nil {
 		log.Warn("final audit checkpoint", "err", cerr)
 	} else if werr := trail.WitnessLatest(fctx); werr != nil {
 		log.Warn("final audit checkpoint", "err", werr)
+	}
+	// The collector gets the trail up to the final checkpoint.
+	for fwd != nil {
+		n, ferr := fwd.Round(fctx)
+		if ferr != nil {
+			log.Warn("final audit forwarding", "err", ferr)
+		}
+		if ferr != nil || n == 0 {
+			break
+		}
 	}
 	cancel()
 	log.Info("stopped")
@@ -293,6 +327,13 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 	}
 	if o.enrolmentsPerHour < 0 {
 		return usageError{"--enrolments-per-hour: want 0 (no limit) or more"}
+	}
+	if o.forward != "" {
+		if _, err := audit.DialSyslog(o.forward, nil); err != nil {
+			return usageError{errs.SafeMessage(err)}
+		}
+	} else if o.forwardCA != "" {
+		return usageError{"--audit-forward-ca goes with --audit-forward"}
 	}
 	if o.witnessEvery < time.Second || o.witnessEvery > time.Hour {
 		return usageError{fmt.Sprintf("--audit-witness-every %s: want 1s to 1h", o.witnessEvery)}
@@ -422,4 +463,30 @@ func holdsPassword(raw string) bool {
 	}
 	_, set := u.User.Password()
 	return set || u.Query().Get("password") != ""
+}
+
+// auditForwarder pushes the trail to the collector of --audit-forward, as
+// RFC 5424 lines (ASVS V16.4.3).
+func auditForwarder(o serveOptions, trail *audit.Log) (*audit.Forwarder, error) {
+	var roots *tls.Config
+	if o.forwardCA != "" {
+		b, err := os.ReadFile(o.forwardCA)
+		if err != nil {
+			return nil, errs.Wrap(errs.Invalid, err, "read --audit-forward-ca "+o.forwardCA)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, errs.E(errs.Invalid, "--audit-forward-ca %s holds no PEM certificate", o.forwardCA)
+		}
+		roots = &tls.Config{RootCAs: pool}
+	}
+	dial, err := audit.DialSyslog(o.forward, roots)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return &audit.Forwarder{Log: trail, Target: o.forward, Dial: dial, Format: func(ev audit.Event) ([]byte, error) {
+		line, err := auditadmin.ExportLine(ev, "syslog", host)
+		return bytes.TrimSuffix(line, []byte("\n")), err
+	}}, nil
 }

@@ -134,6 +134,9 @@ func TestAUD02_ServeRefusesBadWitnessSettings(t *testing.T) {
 		{[]string{"--audit-witness", "http://127.0.0.1:7380@nokey"}, "is not a verifier key"},
 		{[]string{"--audit-witness-every", "500ms"}, "want 1s to 1h"},
 		{[]string{"--audit-witness-every", "2h"}, "want 1s to 1h"},
+		{[]string{"--audit-forward", "syslog+tcp://10.1.2.3:514"}, "allowed only to a collector on this machine"},
+		{[]string{"--audit-forward", "udp://127.0.0.1:514"}, "unknown scheme"},
+		{[]string{"--audit-forward-ca", "/etc/hostname"}, "goes with --audit-forward"},
 	} {
 		r := run(t, nil, "", append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0"}, c.args...)...)
 		checkOneLineError(t, r, c.want)
