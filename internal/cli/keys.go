@@ -20,6 +20,8 @@ import (
 	"github.com/custodia/custodia/internal/keys/vault"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/server"
 )
 
 // kekConfig selects the key-encryption key's provider (CRY-04). Secrets (a
@@ -438,7 +440,9 @@ func carryOutRotation(ctx context.Context, env Env, cfg *instance.Config, kc *ke
 			{Name: "clinical", Keyring: &keys.Keyring{DB: inst.Clinical, KEK: kek}},
 			{Name: "identity", Keyring: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)}},
 		},
-		Stores:    keyStores(inst),
+		Stores: keyStores(inst),
+		// The identity values follow the participant keys' new versions.
+		Resealers: []keyadmin.Resealer{participants.Identities{Gate: server.NewGate(inst, kek)}},
 		BatchSize: batch,
 		Progress: func(p keyadmin.Progress) {
 			if time.Since(last) < time.Second && p.Done != p.Total {

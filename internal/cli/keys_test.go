@@ -86,7 +86,7 @@ func TestCRY08_KeyOperationsFromTheCommandLineNeedTwoAdministrators(t *testing.T
 		checkOneLineError(t, r, "is for rotate")
 
 		r = run(t, nil, "", append([]string{"keys", "rotate", "--request", id, "--batch", "2"}, flags...)...)
-		if r.code != 0 || !strings.Contains(r.stdout, "finished") {
+		if r.code != 0 || !strings.Contains(r.stdout, "finished") || !strings.Contains(r.stdout, "re-encryption: identity values") {
 			t.Fatalf("rotate: %d %s %s", r.code, r.stdout, r.stderr)
 		}
 		// One request, one operation.

@@ -205,6 +205,13 @@ func (o *OpTx) Identity(ctx context.Context) (*OpIdentity, error) {
 	return o.identity, nil
 }
 
+// Reseal re-encrypts a value of the identity database under scope's
+// current key and algorithm if it is under others (keys.Keyring.Reseal),
+// in the identity transaction: the re-encryption of a rotation.
+func (it *OpIdentity) Reseal(ctx context.Context, scope keys.Scope, at keys.Context, sealed []byte) ([]byte, bool, error) {
+	return it.ring.Reseal(ctx, it.txQuerier, scope, sealed, at)
+}
+
 // Destroy crypto-shreds scope (LIFE-03) in the identity transaction.
 func (it *OpIdentity) Destroy(ctx context.Context, scope keys.Scope) error {
 	return it.ring.Destroy(ctx, it.tx, scope)

@@ -266,7 +266,7 @@ func (k *Keyring) Current(ctx context.Context, q sqldb.Querier, scope Scope) (Da
 
 // Rotate adds a version to scope's data key and returns it (CRY-07). New
 // values are sealed under it; values sealed under older versions still open
-// and can be re-sealed at leisure. If another node rotated the same scope
+// and a rotation re-seals them (Keyring.Reseal). If another node rotated the same scope
 // at the same moment, one new version results and both callers get it.
 // KindIndex keys are not rotated: every blind index would change.
 func (k *Keyring) Rotate(ctx context.Context, tx sqldb.Querier, scope Scope) (DataKey, error) {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // A sealed value is a header followed by the AEAD output (ciphertext and
@@ -253,4 +254,37 @@ func openAEAD(a cipher.AEAD, nonce, body, ad []byte) ([]byte, error) {
 		return nil, ErrCorrupt
 	}
 	return a.Open(nil, nonce, body, ad)
+}
+
+// Reseal re-encrypts a value sealed for the place ad names, under scope's
+// current data key and the current algorithm (FIPS mode or not), when it
+// is under another: the re-encryption that makes a rotation of data keys,
+// or a change of algorithm, reach the values stored before (ASVS V11.2.2).
+// A value under them already is returned as it is, changed false. A value
+// that does not open is ErrCorrupt, and its key destroyed ErrKeyDestroyed.
+func (k *Keyring) Reseal(ctx context.Context, q sqldb.Querier, scope Scope, sealed []byte, ad Context) (out []byte, changed bool, err error) {
+	h, ok := parseHeader(sealed)
+	if !ok {
+		return nil, false, ErrCorrupt
+	}
+	cur, err := k.Current(ctx, q, scope)
+	if err != nil {
+		return nil, false, err
+	}
+	alg := byte(AlgXChaCha20Poly1305)
+	if FIPS().On {
+		alg = AlgAES256GCM
+	}
+	if h.keyID == cur.ID && h.version == cur.Version && h.alg == alg {
+		return sealed, false, nil
+	}
+	pt, err := Open(ctx, k.In(q), sealed, ad)
+	if err != nil {
+		return nil, false, err
+	}
+	defer clear(pt)
+	if out, err = sealAs(alg, cur, pt, ad); err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
 }

@@ -60,6 +60,14 @@ type Progress struct {
 	Elapsed time.Duration
 }
 
+// Resealer is a store of values sealed under data keys (the identity
+// values of participants), which a rotation of the data keys re-encrypts
+// under the new versions, batch by batch, each batch recorded by the store.
+type Resealer interface {
+	Name() string
+	Reseal(ctx context.Context, orgID, cursor string, limit int) (keys.Batch, error)
+}
+
 // Keyring is a database's keyring whose data keys a rotation may give new
 // versions, named for progress and audit.
 type Keyring struct {
@@ -80,6 +88,9 @@ type Runner struct {
 	KEK      keys.Provider
 	Keyrings []Keyring // whose KEK is KEK
 	Stores   []keys.WrappedStore
+	// Resealers re-encrypt the values sealed under the organization's data
+	// keys once they have new versions (ASVS V11.2.2).
+	Resealers []Resealer
 	// BatchSize is how many secrets one transaction re-wraps [100].
 	BatchSize int
 	Progress  func(Progress)
@@ -256,6 +267,28 @@ func (r *Runner) rotateDataKeys(ctx context.Context, rot *Rotation) error {
 		start := time.Now()
 		for !p.Done {
 			b, err := kr.Keyring.RotateScopes(ctx, rot.OrgID, rot.StartedAt.UnixMicro(), p.Position, r.batchSize())
+			if err != nil {
+				return err
+			}
+			if err := r.record(ctx, rot, &p, b); err != nil {
+				return err
+			}
+			r.report(PhaseDataKeys, name, p.Visited, 0, start)
+			if err := r.hook(); err != nil {
+				return err
+			}
+		}
+	}
+	// Then the values sealed under the older versions move to the new ones.
+	for _, rs := range r.Resealers {
+		name := "re-encryption: " + rs.Name()
+		p, err := r.progressOf(ctx, rot, name)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		for !p.Done {
+			b, err := rs.Reseal(ctx, rot.OrgID, p.Position, r.batchSize())
 			if err != nil {
 				return err
 			}
