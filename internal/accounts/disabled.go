@@ -26,6 +26,30 @@ import (
 var ErrLastAdmin = errs.E(errs.Conflict,
 	"this person is the last organization admin who can sign in; make someone else organization admin first")
 
+// LastAdminOf lists the organizations whose only enabled organization
+// admin the account is: disabling it would leave them with none.
+func LastAdminOf(ctx context.Context, q sqldb.Querier, accountID string) ([]string, error) {
+	rows, err := q.QueryContext(ctx,
+		`SELECT r.org_id FROM role_assignments r
+		 WHERE r.account_id = $2 AND r.role = $1
+		   AND NOT EXISTS (SELECT 1 FROM role_assignments o JOIN accounts a ON a.id = o.account_id
+		                   WHERE o.org_id = r.org_id AND o.role = $1 AND o.account_id <> $2 AND a.disabled_at IS NULL)`,
+		string(authz.OrgAdmin), accountID)
+	if err != nil {
+		return nil, fmt.Errorf("read organization admins: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read organization admins: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 // Disable marks the account disabled at now and reports whether it was
 // enabled; a disabled account is left as it is. It refuses (ErrLastAdmin)
 // if the account is an organization admin of an organization whose other

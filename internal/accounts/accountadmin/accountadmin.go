@@ -60,6 +60,12 @@ type Ended struct {
 // would shut them out with no way back but another administrator.
 var ErrSelf = errs.E(errs.Conflict, "you cannot disable your own account; ask another administrator")
 
+// ErrNeededElsewhere refuses to disable an account that another
+// organization cannot do without (its last administrator), without
+// saying which or why: what a person is elsewhere is not this
+// organization's to learn.
+var ErrNeededElsewhere = errs.E(errs.Conflict, "this account cannot be disabled from this organization; take away its roles here instead, or ask the instance's operator")
+
 // Members lists the organization's members with whether each is disabled
 // or locked.
 func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.MemberAccess, error) {
@@ -133,8 +139,16 @@ func (s *Service) Disable(ctx context.Context, a gate.Actor, slug, accountID str
 		if acc.ID == a.AccountID {
 			return false, ErrSelf
 		}
+		last, err := accounts.LastAdminOf(ctx, t, acc.ID)
+		if err != nil {
+			return false, err
+		}
+		for _, org := range last {
+			if org != t.Org().ID {
+				return false, ErrNeededElsewhere
+			}
+		}
 		now := s.now()
-		var err error
 		if out.Changed, err = accounts.Disable(ctx, t, t.Dialect(), acc.ID, now); err != nil {
 			return false, err
 		}
