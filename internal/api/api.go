@@ -99,6 +99,11 @@ func decode(r *http.Request, v any) error {
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "the request body could not be read")
 	}
+	if k, dup := duplicateKey(b); dup {
+		// encoding/json would keep the last of them: one request, two
+		// meanings (ASVS V15.3.7).
+		return errs.E(errs.Invalid, "the request body names %q more than once", truncate(k, 64))
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -178,4 +183,55 @@ func pageQuery(q url.Values, cursor string, max int) (string, int, error) {
 		limit = n
 	}
 	return q.Get(cursor), limit, nil
+}
+
+// duplicateKey finds a key that one object of the JSON text b names twice,
+// at any depth. A text that is not JSON has none here; decoding refuses it.
+func duplicateKey(b []byte) (string, bool) {
+	type frame struct {
+		keys      map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, &frame{keys: map[string]bool{}, expectKey: true})
+				continue
+			case '[':
+				stack = append(stack, &frame{})
+				continue
+			default: // the end of an object or array: a value of its parent
+				if len(stack) > 0 {
+					stack = stack[:len(stack)-1]
+				}
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expectKey {
+				f := stack[n-1]
+				if f.keys[t] {
+					return t, true
+				}
+				f.keys[t], f.expectKey = true, false
+				continue
+			}
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expectKey = true
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
 }

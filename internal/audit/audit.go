@@ -227,6 +227,7 @@ func normalize(ev Event) (Event, error) {
 	default:
 		return Event{}, invalid("outcome must be %q, %q or %q", Success, Failure, Denied)
 	}
+	ev.UserAgent = CleanUserAgent(ev.UserAgent)
 	for _, f := range []struct{ name, value string }{
 		{"org", ev.OrgID}, {"actor", ev.ActorAccount}, {"session", ev.ActorSession},
 		{"role", ev.ActorRole}, {"addr", ev.RemoteAddr}, {"ua", ev.UserAgent},
@@ -255,6 +256,29 @@ func normalize(ev Event) (Event, error) {
 		ev.Details = nil // one encoding for "no details"
 	}
 	return ev, nil
+}
+
+// MaxUserAgent bounds a user agent as the trail and the sessions keep it.
+const MaxUserAgent = 256
+
+// CleanUserAgent makes a client's User-Agent header fit for the trail: the
+// sender chooses it, so it is made valid UTF-8 (a bad byte becomes U+FFFD),
+// its control characters are dropped and it is cut to MaxUserAgent bytes on
+// a character's boundary. Refusing it instead would refuse the event, and
+// with it the request it records: a sign-in that goes unrecorded and
+// uncounted.
+func CleanUserAgent(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	for len(s) > MaxUserAgent {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 // checkString refuses what would not survive the trip through JSON and both

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -229,7 +230,6 @@ func TestAUD01_AppendRefusesInvalidEvents(t *testing.T) {
 		{"no outcome", func(e *Event) { e.Outcome = "" }},
 		{"unknown outcome", func(e *Event) { e.Outcome = "ok" }},
 		{"long actor", func(e *Event) { e.ActorAccount = long }},
-		{"long user agent", func(e *Event) { e.UserAgent = long }},
 		{"long detail value", func(e *Event) { e.Details = map[string]string{"reason": long} }},
 		{"33 details", func(e *Event) { e.Details = many }},
 		{"bad detail key", func(e *Event) { e.Details = map[string]string{"a b": "v"} }},
@@ -472,4 +472,25 @@ func TestAUD02_EmptyTrailOfAnInstanceWithRecordsFails(t *testing.T) {
 			t.Errorf("sequenced: %+v, %v; want OK with 2 events", rep, err)
 		}
 	})
+}
+
+// A user agent is the client's: it is cleaned (valid UTF-8, no control
+// characters, at most MaxUserAgent bytes cut on a character), never a
+// reason to refuse the event and with it the request (AUTH-11).
+func TestAUD01_UserAgentIsCleanedNotRefused(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
+	ctx := context.Background()
+	for _, ua := range []string{strings.Repeat("x", 600), "bad \xff\xfe bytes", "tab\tand\x00nul", strings.Repeat("é", 300)} {
+		ev := sampleEvent(2)
+		ev.UserAgent = ua
+		var got Event
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			got, err = Append(ctx, tx, testSigner, ev)
+			return err
+		})
+		if err != nil || got.UserAgent == "" || len(got.UserAgent) > MaxUserAgent || !utf8.ValidString(got.UserAgent) || strings.ContainsAny(got.UserAgent, "\t\x00") {
+			t.Errorf("user agent %.20q: %q, %v", ua, got.UserAgent, err)
+		}
+	}
 }

@@ -26,12 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration adds audit_events.sig.
+		// migration creates audit_forward.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, q := range []string{`ALTER TABLE audit_events DROP COLUMN sig`, `DELETE FROM schema_migrations WHERE version = $1`} {
+		for _, q := range []string{`DROP TABLE audit_forward`, `DELETE FROM schema_migrations WHERE version = $1`} {
 			args := []any{}
 			if strings.Contains(q, "$1") {
 				args = append(args, st.Known)

@@ -250,9 +250,7 @@ func (s *Service) Summary(ctx context.Context, a gate.Actor) (Summary, error) {
 // (outcome.refuse, outcome.stepUp) commits with its event and is answered
 // then; alerts the work raised are announced once committed.
 func (s *Service) run(ctx context.Context, a gate.Actor, action string, work func(o *gate.OpTx, out *outcome) error) error {
-	if len(a.UserAgent) > 512 {
-		a.UserAgent = a.UserAgent[:512]
-	}
+	a.UserAgent = audit.CleanUserAgent(a.UserAgent)
 	var out outcome
 	do := func(o *gate.OpTx) error {
 		out = outcome{now: s.now(), actor: a}
@@ -366,10 +364,7 @@ func recordAs(o *gate.OpTx, ev audit.Event) {
 // event is an audit event of a's, about the account's second factor, as a
 // caller that shapes the work's event sees it.
 func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
-	ua := a.UserAgent
-	if len(ua) > 512 {
-		ua = ua[:512]
-	}
+	ua := audit.CleanUserAgent(a.UserAgent)
 	return audit.Event{
 		Action: action, Outcome: outcome,
 		ActorAccount: a.AccountID, ActorSession: a.SessionID, RemoteAddr: a.RemoteAddr, UserAgent: ua,

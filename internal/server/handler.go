@@ -208,6 +208,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	h = refuseMethods(h)
 	h = securityHeaders(h)
 	h = logRequests(d.Log, addrOf, h)
+	h = cleanUserAgent(h)
 	h = recoverPanics(d.Log, h)
 	return h, sh
 }
@@ -453,5 +454,18 @@ func handleReady(d Deps, g *gate.Gate) http.Handler {
 			}
 		}
 		writeStatus(w, http.StatusOK, status)
+	})
+}
+
+// cleanUserAgent makes the request's User-Agent fit for the trail, the
+// sessions and the log before anything reads it (audit.CleanUserAgent).
+func cleanUserAgent(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ua := r.UserAgent(); ua != "" {
+			if clean := audit.CleanUserAgent(ua); clean != ua {
+				r.Header.Set("User-Agent", clean)
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }

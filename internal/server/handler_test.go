@@ -11,10 +11,13 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
@@ -187,6 +190,8 @@ func TestWEB05_BadJSONIsRefusedWithErrorShapeAndNothingStored(t *testing.T) {
 		"array":          `[{"kind":"study","name":"x"}]`,
 		"unknown field":  `{"kind":"study","name":"x","admin":true}`,
 		"two values":     `{"kind":"study","name":"x"}{"kind":"study","name":"y"}`,
+		"repeated key":   `{"kind":"study","kind":"registry","name":"x"}`,
+		"repeated name":  `{"name":"x","kind":"study","name":"y"}`,
 		"empty":          ``,
 		"bad kind":       `{"kind":"trial","name":"x"}`,
 		"empty name":     `{"kind":"study","name":"   "}`,
@@ -505,5 +510,61 @@ func TestAUD05_RequestLogSaysWhyARequestWasRefused(t *testing.T) {
 	}
 	if logs := ts.logs.String(); strings.Contains(logs, "bogus-field-xyz") || strings.Contains(logs, "zzz-probe") || strings.Contains(logs, "oops-probe") {
 		t.Error("the request log holds what the request sent")
+	}
+}
+
+// A User-Agent that is not valid UTF-8, holds control characters or is
+// very long is cleaned, not refused (AUTH-04, AUTH-05, AUTH-11): every
+// sign-in attempt with one is answered as any other, recorded on the trail
+// and counted towards the lockout, which a refused audit event would have
+// skipped.
+func TestAUTH11_SignInWithAMalformedUserAgentIsRecordedAndCounted(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	l := ts.logins[authz.Monitor]
+	agents := []string{"Mozilla \xff\xfe", "bot\tforged\ttabs", strings.Repeat("é", 400)}
+	for i := range accounts.LockAfter {
+		body, _ := json.Marshal(map[string]string{"email": l.Email, "password": "not the password " + strconv.Itoa(i)})
+		req, _ := http.NewRequest("POST", ts.URL+"/api/v1/auth/login", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", agents[i%len(agents)])
+		resp, err := ts.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("attempt %d with a malformed user agent: %s, want 401", i+1, resp.Status)
+		}
+	}
+	var recorded int
+	ts.inst.Clinical.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure'`).Scan(&recorded)
+	if recorded < accounts.LockAfter {
+		t.Fatalf("%d failed sign-ins on the trail, want %d", recorded, accounts.LockAfter)
+	}
+	var uas []string
+	rows, err := ts.inst.Clinical.QueryContext(ctx, `SELECT body FROM audit_events WHERE action = 'auth.login'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var b string
+		rows.Scan(&b)
+		var ev struct{ UA string }
+		json.Unmarshal([]byte(b), &ev)
+		uas = append(uas, ev.UA)
+	}
+	rows.Close()
+	for _, ua := range uas {
+		if !utf8.ValidString(ua) || strings.ContainsAny(ua, "\x00\r\n\t") || len(ua) > audit.MaxUserAgent {
+			t.Errorf("a user agent on the trail as %q", ua)
+		}
+	}
+	acc, err := accounts.ByEmail(ctx, ts.inst.Clinical, l.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := accounts.Lockout(ctx, ts.inst.Clinical, acc.ID); err != nil || !st.Locked() {
+		t.Fatalf("after %d failures with malformed user agents the account is locked: %+v, %v", accounts.LockAfter, st, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
@@ -84,9 +85,7 @@ func (s *Store) create(ctx context.Context, q sqldb.Querier, accountID, remoteAd
 	token, digest := ids.NewSecret()
 	now := s.now()
 	sess := Session{ID: ids.New(), AccountID: accountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Limits.Absolute), ConfirmedAt: now}
-	if len(userAgent) > 512 {
-		userAgent = userAgent[:512]
-	}
+	userAgent = audit.CleanUserAgent(userAgent)
 	_, err := q.ExecContext(ctx,
 		`INSERT INTO sessions (id, token_hash, account_id, created_at, last_seen_at, expires_at, remote_addr, user_agent, confirmed_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
