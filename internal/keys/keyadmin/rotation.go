@@ -253,55 +253,52 @@ func (r *Runner) checkTarget(rot *Rotation) error {
 	return nil
 }
 
-// rotateDataKeys adds a version to every data key of the organization.
+// rotateDataKeys adds a version to every data key of the organization,
+// then re-encrypts the values sealed under the older ones (Resealers).
 func (r *Runner) rotateDataKeys(ctx context.Context, rot *Rotation) error {
 	if err := r.checkTarget(rot); err != nil {
 		return err
 	}
 	for _, kr := range r.Keyrings {
-		name := "data-key versions: " + kr.Name
-		p, err := r.progressOf(ctx, rot, name)
-		if err != nil {
-			return err
+		step := func(cursor string) (keys.Batch, error) {
+			return kr.Keyring.RotateScopes(ctx, rot.OrgID, rot.StartedAt.UnixMicro(), cursor, r.batchSize())
 		}
-		start := time.Now()
-		for !p.Done {
-			b, err := kr.Keyring.RotateScopes(ctx, rot.OrgID, rot.StartedAt.UnixMicro(), p.Position, r.batchSize())
-			if err != nil {
-				return err
-			}
-			if err := r.record(ctx, rot, &p, b); err != nil {
-				return err
-			}
-			r.report(PhaseDataKeys, name, p.Visited, 0, start)
-			if err := r.hook(); err != nil {
-				return err
-			}
+		if err := r.batches(ctx, rot, "data-key versions: "+kr.Name, step); err != nil {
+			return err
 		}
 	}
 	// Then the values sealed under the older versions move to the new ones.
 	for _, rs := range r.Resealers {
-		name := "re-encryption: " + rs.Name()
-		p, err := r.progressOf(ctx, rot, name)
-		if err != nil {
+		step := func(cursor string) (keys.Batch, error) { return rs.Reseal(ctx, rot.OrgID, cursor, r.batchSize()) }
+		if err := r.batches(ctx, rot, "re-encryption: "+rs.Name(), step); err != nil {
 			return err
-		}
-		start := time.Now()
-		for !p.Done {
-			b, err := rs.Reseal(ctx, rot.OrgID, p.Position, r.batchSize())
-			if err != nil {
-				return err
-			}
-			if err := r.record(ctx, rot, &p, b); err != nil {
-				return err
-			}
-			r.report(PhaseDataKeys, name, p.Visited, 0, start)
-			if err := r.hook(); err != nil {
-				return err
-			}
 		}
 	}
 	return r.setPhase(ctx, rot, PhaseRewrap)
+}
+
+// batches runs step from the store's recorded place until it is done,
+// recording each batch: a rotation that stopped goes on from there.
+func (r *Runner) batches(ctx context.Context, rot *Rotation, name string, step func(cursor string) (keys.Batch, error)) error {
+	p, err := r.progressOf(ctx, rot, name)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for !p.Done {
+		b, err := step(p.Position)
+		if err != nil {
+			return err
+		}
+		if err := r.record(ctx, rot, &p, b); err != nil {
+			return err
+		}
+		r.report(PhaseDataKeys, name, p.Visited, 0, start)
+		if err := r.hook(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxPasses bounds the passes over the stores: a pass re-wraps what was
