@@ -1,0 +1,594 @@
+// Package forms holds what a study records about its participants: forms
+// (instruments, CRFs) as versioned definitions of fields, and the rules a
+// form's values must keep before anything is stored (WEB-05). It is the
+// domain below the gate: it parses, checks and validates, and stores
+// nothing itself.
+package forms
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// Type is a field's kind.
+type Type string
+
+const (
+	Text        Type = "text"
+	LongText    Type = "long_text"
+	Integer     Type = "integer"
+	Decimal     Type = "decimal"
+	Date        Type = "date"
+	DateTime    Type = "datetime"
+	Time        Type = "time"
+	Single      Type = "single_choice"
+	Multiple    Type = "multiple_choice"
+	YesNo       Type = "yes_no"
+	Slider      Type = "slider"
+	File        Type = "file"
+	Calculated  Type = "calculated"
+	Descriptive Type = "descriptive"
+)
+
+// Types lists the field types in a stable order.
+var Types = []Type{Text, LongText, Integer, Decimal, Date, DateTime, Time, Single, Multiple, YesNo, Slider, File, Calculated, Descriptive}
+
+// Bounds of a definition and of the values it takes.
+const (
+	MaxFields      = 500
+	MaxChoices     = 500
+	MaxLabel       = 1000
+	MaxTextValue   = 4000
+	MaxLongValue   = 64000
+	maxPattern     = 500
+	maxChoiceCode  = 64
+	maxNote        = 2000
+	maxUnit        = 32
+	maxDecimals    = 10
+	maxFormKey     = 64
+	maxFormTitle   = 200
+	maxGroupRepeat = 100
+)
+
+// Choice is one answer of a choice list: a code, which is stored, and a
+// label, which is shown.
+type Choice struct {
+	Code  string `json:"code"`
+	Label string `json:"label"`
+}
+
+// Field is one question of a form.
+type Field struct {
+	Name     string   `json:"name"`
+	Label    string   `json:"label"`
+	Type     Type     `json:"type"`
+	Note     string   `json:"note,omitempty"`
+	Required bool     `json:"required,omitempty"`
+	Min      *float64 `json:"min,omitempty"` // numbers, sliders; dates as YYYY-MM-DD in MinDate
+	Max      *float64 `json:"max,omitempty"`
+	MinDate  string   `json:"min_date,omitempty"`
+	MaxDate  string   `json:"max_date,omitempty"`
+	// MinLength and MaxLength bound a text, in characters.
+	MinLength int      `json:"min_length,omitempty"`
+	MaxLength int      `json:"max_length,omitempty"`
+	Pattern   string   `json:"pattern,omitempty"` // a regular expression (RE2) a text must match whole
+	Decimals  int      `json:"decimals,omitempty"`
+	Unit      string   `json:"unit,omitempty"`
+	Choices   []Choice `json:"choices,omitempty"`
+	// ShowIf is a condition (expr.go): the field is asked, and takes a
+	// value, only when it holds. Calc computes a calculated field.
+	ShowIf string `json:"show_if,omitempty"`
+	Calc   string `json:"calc,omitempty"`
+	// Group names the repeating group the field belongs to.
+	Group string `json:"group,omitempty"`
+	// Sensitive values are sealed with the study key and open only under
+	// a decrypt grant (CRY-06); Identifier values belong to the identity
+	// database.
+	Sensitive  bool `json:"sensitive,omitempty"`
+	Identifier bool `json:"identifier,omitempty"`
+
+	re     *regexp.Regexp
+	showIf *Expr
+	calc   *Expr
+}
+
+// Group is a repeating group: fields entered several times (medications,
+// adverse events), up to Max rows.
+type Group struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	Max   int    `json:"max"`
+}
+
+// Form is a form's definition, as a study designs it and as it is
+// published: a published version never changes.
+type Form struct {
+	Key     string  `json:"key"`
+	Title   string  `json:"title"`
+	Version int     `json:"version,omitempty"`
+	Groups  []Group `json:"groups,omitempty"`
+	Fields  []Field `json:"fields"`
+
+	byName map[string]int
+}
+
+// FieldError is a refusal that names its field.
+type FieldError struct {
+	Field string `json:"field"`
+	Row   int    `json:"row,omitempty"` // 1-based row of a repeating group
+	Error string `json:"error"`
+}
+
+// Check checks a definition and prepares it for Validate: names, types,
+// bounds, choice lists, patterns, and expressions that name only fields of
+// the form, with no calculation that depends on itself. Every problem is
+// reported, each naming its field.
+func (f *Form) Check() []FieldError {
+	var out []FieldError
+	bad := func(field, format string, args ...any) {
+		out = append(out, FieldError{Field: field, Error: fmt.Sprintf(format, args...)})
+	}
+	if !validName(f.Key) || len(f.Key) > maxFormKey {
+		bad("", "the form's key must be a lower-case letter, then up to 63 lower-case letters, digits and _")
+	}
+	if strings.TrimSpace(f.Title) == "" || utf8.RuneCountInString(f.Title) > maxFormTitle {
+		bad("", "the form's title must be 1 to %d characters", maxFormTitle)
+	}
+	if len(f.Fields) == 0 || len(f.Fields) > MaxFields {
+		bad("", "a form has 1 to %d fields", MaxFields)
+	}
+	groups := map[string]bool{}
+	for _, g := range f.Groups {
+		switch {
+		case !validName(g.Name):
+			bad(g.Name, "a group's name must be a lower-case letter, then lower-case letters, digits and _")
+		case groups[g.Name]:
+			bad(g.Name, "two groups are named %s", g.Name)
+		case g.Max < 1 || g.Max > maxGroupRepeat:
+			bad(g.Name, "a group repeats 1 to %d times", maxGroupRepeat)
+		}
+		groups[g.Name] = true
+	}
+	f.byName = map[string]int{}
+	for i := range f.Fields {
+		fd := &f.Fields[i]
+		if !validName(fd.Name) {
+			bad(fd.Name, "a field's name must be a lower-case letter, then up to 63 lower-case letters, digits and _")
+			continue
+		}
+		if _, dup := f.byName[fd.Name]; dup {
+			bad(fd.Name, "two fields are named %s", fd.Name)
+			continue
+		}
+		f.byName[fd.Name] = i
+		for _, p := range fd.check(groups) {
+			bad(fd.Name, "%s", p)
+		}
+	}
+	// Expressions name fields of the form; calculations do not loop.
+	for i := range f.Fields {
+		fd := &f.Fields[i]
+		for _, e := range []*Expr{fd.showIf, fd.calc} {
+			if e == nil {
+				continue
+			}
+			for _, r := range e.Refs() {
+				j, ok := f.byName[r]
+				switch {
+				case !ok:
+					bad(fd.Name, "%s names [%s], which is not a field of this form", e, r)
+				case f.Fields[j].Group != fd.Group:
+					// A row reads its own row; the form reads no row.
+					bad(fd.Name, "%s names [%s], which is not in the same repeating group", e, r)
+				}
+			}
+		}
+	}
+	if cyc := f.calcCycle(); cyc != "" {
+		bad(cyc, "its calculation depends on itself")
+	}
+	return out
+}
+
+func (fd *Field) check(groups map[string]bool) []string {
+	var out []string
+	p := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	known := false
+	for _, t := range Types {
+		known = known || fd.Type == t
+	}
+	if !known {
+		p("unknown type %q", truncate(string(fd.Type), 32))
+		return out
+	}
+	if strings.TrimSpace(fd.Label) == "" || utf8.RuneCountInString(fd.Label) > MaxLabel {
+		p("a label of 1 to %d characters is required", MaxLabel)
+	}
+	if utf8.RuneCountInString(fd.Note) > maxNote || utf8.RuneCountInString(fd.Unit) > maxUnit {
+		p("the note holds at most %d characters, the unit %d", maxNote, maxUnit)
+	}
+	if fd.Group != "" && !groups[fd.Group] {
+		p("group %q is not a group of this form", truncate(fd.Group, 64))
+	}
+	numeric := fd.Type == Integer || fd.Type == Decimal || fd.Type == Slider
+	if (fd.Min != nil || fd.Max != nil) && !numeric {
+		p("min and max apply to numbers and sliders; dates take min_date and max_date")
+	}
+	if fd.Min != nil && fd.Max != nil && *fd.Min > *fd.Max {
+		p("min is above max")
+	}
+	if fd.Type == Slider && (fd.Min == nil || fd.Max == nil) {
+		p("a slider needs min and max")
+	}
+	for _, b := range []*float64{fd.Min, fd.Max} {
+		if b != nil && (math.IsNaN(*b) || math.IsInf(*b, 0)) {
+			p("min and max must be numbers")
+		}
+	}
+	if fd.MinDate != "" || fd.MaxDate != "" {
+		if fd.Type != Date && fd.Type != DateTime {
+			p("min_date and max_date apply to dates")
+		}
+		for _, d := range []string{fd.MinDate, fd.MaxDate} {
+			if _, err := time.Parse("2006-01-02", d); d != "" && err != nil {
+				p("min_date and max_date are written YYYY-MM-DD")
+			}
+		}
+	}
+	text := fd.Type == Text || fd.Type == LongText
+	if (fd.MinLength != 0 || fd.MaxLength != 0 || fd.Pattern != "") && !text {
+		p("min_length, max_length and pattern apply to texts")
+	}
+	if fd.MinLength < 0 || fd.MaxLength < 0 || fd.MaxLength != 0 && fd.MinLength > fd.MaxLength || fd.MaxLength > fd.maxText() {
+		p("lengths run from 0 to %d, min_length not above max_length", fd.maxText())
+	}
+	if fd.Pattern != "" {
+		if len(fd.Pattern) > maxPattern {
+			p("a pattern holds at most %d characters", maxPattern)
+		} else if re, err := regexp.Compile(`\A(?:` + fd.Pattern + `)\z`); err != nil {
+			p("the pattern is not a regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		} else {
+			fd.re = re
+		}
+	}
+	if fd.Decimals < 0 || fd.Decimals > maxDecimals || fd.Decimals != 0 && fd.Type != Decimal && fd.Type != Calculated {
+		p("decimals apply to decimals and calculations, 0 to %d", maxDecimals)
+	}
+	choice := fd.Type == Single || fd.Type == Multiple
+	switch {
+	case choice && (len(fd.Choices) == 0 || len(fd.Choices) > MaxChoices):
+		p("a choice field has 1 to %d choices", MaxChoices)
+	case !choice && len(fd.Choices) > 0:
+		p("choices apply to single and multiple choice fields")
+	}
+	codes := map[string]bool{}
+	for _, c := range fd.Choices {
+		switch {
+		case c.Code == "" || len(c.Code) > maxChoiceCode || strings.ContainsAny(c.Code, ",|\n\r\t"):
+			p("a choice's code is 1 to %d characters, without , | or line breaks", maxChoiceCode)
+		case codes[c.Code]:
+			p("two choices have the code %q", c.Code)
+		case strings.TrimSpace(c.Label) == "" || utf8.RuneCountInString(c.Label) > MaxLabel:
+			p("choice %q needs a label of 1 to %d characters", c.Code, MaxLabel)
+		}
+		codes[c.Code] = true
+	}
+	if fd.ShowIf != "" {
+		if e, err := Parse(fd.ShowIf); err != nil {
+			p("show_if: %s", errs.SafeMessage(err))
+		} else {
+			fd.showIf = e
+		}
+	}
+	switch {
+	case fd.Type == Calculated && fd.Calc == "":
+		p("a calculated field needs calc")
+	case fd.Type != Calculated && fd.Calc != "":
+		p("calc applies to calculated fields")
+	case fd.Calc != "":
+		if e, err := Parse(fd.Calc); err != nil {
+			p("calc: %s", errs.SafeMessage(err))
+		} else {
+			fd.calc = e
+		}
+	}
+	if (fd.Type == Descriptive || fd.Type == Calculated) && fd.Required {
+		p("a %s field is never required: nobody enters it", fd.Type)
+	}
+	if fd.Identifier && fd.Type != Text && fd.Type != Date && fd.Type != LongText {
+		p("identifiers are texts or dates")
+	}
+	return out
+}
+
+func (fd *Field) maxText() int {
+	if fd.Type == LongText {
+		return MaxLongValue
+	}
+	return MaxTextValue
+}
+
+// calcCycle names a calculated field whose calculation depends on itself,
+// directly or through others; "" if none does.
+func (f *Form) calcCycle() string {
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string) bool
+	visit = func(name string) bool {
+		i, ok := f.byName[name]
+		if !ok || f.Fields[i].calc == nil {
+			return false
+		}
+		switch state[name] {
+		case 1:
+			return true
+		case 2:
+			return false
+		}
+		state[name] = 1
+		for _, r := range f.Fields[i].calc.Refs() {
+			if visit(r) {
+				return true
+			}
+		}
+		state[name] = 2
+		return false
+	}
+	for _, fd := range f.Fields {
+		if visit(fd.Name) {
+			return fd.Name
+		}
+	}
+	return ""
+}
+
+// Validate checks one entry of the form: values by field name, as text (a
+// multiple choice's codes separated by commas). It returns the values to
+// store, with calculated fields computed and fields hidden by their
+// show-if left out, or every problem, each naming its field; then nothing
+// may be stored. Check must have passed. The fields of repeating groups
+// are not among them: each row is checked by ValidateRow.
+func (f *Form) Validate(in map[string]string) (map[string]string, []FieldError) {
+	return f.validate("", in)
+}
+
+// ValidateRow checks one row of the repeating group group, as Validate
+// checks the form's other fields.
+func (f *Form) ValidateRow(group string, in map[string]string) (map[string]string, []FieldError) {
+	return f.validate(group, in)
+}
+
+func (f *Form) validate(group string, in map[string]string) (map[string]string, []FieldError) {
+	var problems []FieldError
+	for name := range in {
+		i, ok := f.byName[name]
+		switch {
+		case !ok || f.Fields[i].Group != group:
+			problems = append(problems, FieldError{Field: truncate(name, 64), Error: "not a field of this form or group"})
+		case f.Fields[i].Type == Calculated || f.Fields[i].Type == Descriptive:
+			problems = append(problems, FieldError{Field: name, Error: "computed or shown, never entered"})
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	out := map[string]string{}
+	read := func(name string) string {
+		if v, ok := out[name]; ok {
+			return v
+		}
+		return strings.TrimSpace(in[name])
+	}
+	for i := range f.Fields {
+		fd := &f.Fields[i]
+		if fd.Group != group || fd.Type == Descriptive || fd.Type == Calculated {
+			continue
+		}
+		v := strings.TrimSpace(in[fd.Name])
+		if fd.showIf != nil && !fd.showIf.True(read) {
+			if v != "" {
+				problems = append(problems, FieldError{Field: fd.Name, Error: "is not asked here (its condition does not hold), so it takes no value"})
+			}
+			continue
+		}
+		clean, problem := fd.value(v)
+		if problem != "" {
+			problems = append(problems, FieldError{Field: fd.Name, Error: problem})
+			continue
+		}
+		if clean != "" {
+			out[fd.Name] = clean
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	// Calculations, each once its calculated inputs are done (Check ruled
+	// out loops).
+	done := map[string]bool{}
+	for progress := true; progress; {
+		progress = false
+		for i := range f.Fields {
+			fd := &f.Fields[i]
+			if fd.calc == nil || fd.Group != group || done[fd.Name] {
+				continue
+			}
+			ready := true
+			for _, r := range fd.calc.Refs() {
+				if f.Fields[f.byName[r]].calc != nil && !done[r] {
+					ready = false
+				}
+			}
+			if !ready {
+				continue
+			}
+			done[fd.Name], progress = true, true
+			if fd.showIf != nil && !fd.showIf.True(read) {
+				continue
+			}
+			if v := fd.calc.Eval(read); v != "" {
+				out[fd.Name] = roundTo(v, fd.Decimals)
+			}
+		}
+	}
+	return out, nil
+}
+
+func roundTo(v string, decimals int) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return v
+	}
+	m := math.Pow(10, float64(decimals))
+	return strconv.FormatFloat(math.Round(f*m)/m, 'f', -1, 64)
+}
+
+// value checks one entered value of fd and returns its stored form, or a
+// problem. An empty value is "" (blank), refused only when required.
+func (fd *Field) value(v string) (string, string) {
+	if v == "" {
+		if fd.Required {
+			return "", "is required"
+		}
+		return "", ""
+	}
+	if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+		return "", "is not valid text"
+	}
+	switch fd.Type {
+	case Text, LongText:
+		n := utf8.RuneCountInString(v)
+		max := fd.maxText()
+		if fd.MaxLength > 0 {
+			max = fd.MaxLength
+		}
+		if n > max || n < fd.MinLength {
+			return "", fmt.Sprintf("must be %d to %d characters", fd.MinLength, max)
+		}
+		if fd.Type == Text && strings.ContainsAny(v, "\r\n") {
+			return "", "is one line; a long text field takes several"
+		}
+		if fd.re != nil && !fd.re.MatchString(v) {
+			return "", "does not have the expected form"
+		}
+		return v, ""
+	case Integer, Slider:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < -1<<53 || n > 1<<53 {
+			return "", "must be a whole number"
+		}
+		return fd.inRange(float64(n), strconv.FormatInt(n, 10))
+	case Decimal:
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsInf(x, 0) || math.IsNaN(x) || strings.ContainsAny(v, "eExXpP_") {
+			return "", "must be a number, with a point for decimals"
+		}
+		if i := strings.IndexByte(v, '.'); i >= 0 && len(v)-i-1 > fd.Decimals && fd.Decimals > 0 {
+			return "", fmt.Sprintf("takes at most %d decimals", fd.Decimals)
+		}
+		return fd.inRange(x, strconv.FormatFloat(x, 'f', -1, 64))
+	case Date:
+		t, err := time.Parse("2006-01-02", v)
+		if err != nil {
+			return "", "must be a date, YYYY-MM-DD"
+		}
+		return fd.inDates(t, t.Format("2006-01-02"))
+	case DateTime:
+		t, err := time.Parse("2006-01-02T15:04", v)
+		if err != nil {
+			if t, err = time.Parse(time.RFC3339, v); err != nil {
+				return "", "must be a date and time, YYYY-MM-DDTHH:MM"
+			}
+			t = t.UTC()
+		}
+		return fd.inDates(t, t.Format("2006-01-02T15:04"))
+	case Time:
+		t, err := time.Parse("15:04", v)
+		if err != nil {
+			return "", "must be a time, HH:MM"
+		}
+		return t.Format("15:04"), ""
+	case YesNo:
+		if v != "1" && v != "0" {
+			return "", "must be 1 (yes) or 0 (no)"
+		}
+		return v, ""
+	case Single:
+		if !fd.hasChoice(v) {
+			return "", "is not one of the field's choices"
+		}
+		return v, ""
+	case Multiple:
+		seen := map[string]bool{}
+		var codes []string
+		for _, c := range strings.Split(v, ",") {
+			c = strings.TrimSpace(c)
+			if !fd.hasChoice(c) {
+				return "", "holds a code that is not one of the field's choices"
+			}
+			if !seen[c] {
+				seen[c] = true
+				codes = append(codes, c)
+			}
+		}
+		// Stored in the order of the choice list: one value, one text.
+		var ordered []string
+		for _, ch := range fd.Choices {
+			if seen[ch.Code] {
+				ordered = append(ordered, ch.Code)
+			}
+		}
+		return strings.Join(ordered, ","), ""
+	case File:
+		return "", "a file is uploaded, not typed"
+	}
+	return "", "takes no value"
+}
+
+func (fd *Field) hasChoice(code string) bool {
+	for _, c := range fd.Choices {
+		if c.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func (fd *Field) inRange(x float64, clean string) (string, string) {
+	if fd.Min != nil && x < *fd.Min || fd.Max != nil && x > *fd.Max {
+		return "", fmt.Sprintf("must be %s", rangeText(fd.Min, fd.Max))
+	}
+	return clean, ""
+}
+
+func rangeText(min, max *float64) string {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+	switch {
+	case min != nil && max != nil:
+		return "from " + f(*min) + " to " + f(*max)
+	case min != nil:
+		return "at least " + f(*min)
+	}
+	return "at most " + f(*max)
+}
+
+func (fd *Field) inDates(t time.Time, clean string) (string, string) {
+	day := t.Format("2006-01-02")
+	if fd.MinDate != "" && day < fd.MinDate || fd.MaxDate != "" && day > fd.MaxDate {
+		return "", fmt.Sprintf("must be within %s to %s", orOpen(fd.MinDate), orOpen(fd.MaxDate))
+	}
+	return clean, ""
+}
+
+func orOpen(s string) string {
+	if s == "" {
+		return "…"
+	}
+	return s
+}
