@@ -526,16 +526,12 @@ func (fd *Field) value(v string) (string, string) {
 		return v, ""
 	case Multiple:
 		seen := map[string]bool{}
-		var codes []string
 		for _, c := range strings.Split(v, ",") {
 			c = strings.TrimSpace(c)
 			if !fd.hasChoice(c) {
 				return "", "holds a code that is not one of the field's choices"
 			}
-			if !seen[c] {
-				seen[c] = true
-				codes = append(codes, c)
-			}
+			seen[c] = true
 		}
 		// Stored in the order of the choice list: one value, one text.
 		var ordered []string
