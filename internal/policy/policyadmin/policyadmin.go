@@ -10,6 +10,8 @@ package policyadmin
 import (
 	"context"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
@@ -47,8 +49,12 @@ func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.O
 // requirement is a decision someone answers for.
 func (s *Service) SetPolicy(ctx context.Context, a gate.Actor, slug string, p policy.Security, reason string) error {
 	reason = strings.Join(strings.Fields(reason), " ")
-	if len(reason) > maxReason {
-		return errs.E(errs.Invalid, "the reason may have at most %d characters", maxReason)
+	switch {
+	case !utf8.ValidString(reason) || strings.ContainsFunc(reason, unicode.IsControl):
+		return errs.E(errs.Invalid, "the reason must be text without control characters")
+	case len(reason) > maxReason:
+		// Counted in bytes: the reason is kept whole in the audit event.
+		return errs.E(errs.Invalid, "the reason may have at most %d bytes (as many letters without accents, fewer with)", maxReason)
 	}
 	return s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.set", func(t *gate.Tx) error {
 		org := t.Org()

@@ -179,6 +179,11 @@ func TestAUTH09_SecondFactorByDefaultIsLiftedOnlyWithAReason(t *testing.T) {
 		if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, lifted, "  "); !errs.Is(err, errs.Invalid) {
 			t.Fatalf("lifting without a reason: %v, want Invalid", err)
 		}
+		for _, bad := range []string{"not \xff text", "bell\a", strings.Repeat("é", 251)} {
+			if err := f.svc.SetPolicy(ctx, f.as(authz.OrgAdmin), demo.Slug, lifted, bad); !errs.Is(err, errs.Invalid) || strings.Contains(err.Error(), "audit event") {
+				t.Fatalf("a reason of %d bytes that is not fit: %v, want Invalid naming the reason", len(bad), err)
+			}
+		}
 		if p, _ := policy.Effective(ctx, f.db, manager); !p.RequireSecondFactor {
 			t.Fatal("the refused change lifted the requirement")
 		}
