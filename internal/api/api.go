@@ -102,7 +102,7 @@ func decode(r *http.Request, v any) error {
 	if k, dup := duplicateKey(b); dup {
 		// encoding/json would keep the last of them: one request, two
 		// meanings (ASVS V15.3.7).
-		return errs.E(errs.Invalid, "the request body names %q more than once", truncate(k, 64))
+		return errs.E(errs.Invalid, "the request body names %q more than once", errs.Clip(k, 64))
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -227,11 +227,4 @@ func duplicateKey(b []byte) (string, bool) {
 			stack[n-1].expectKey = true
 		}
 	}
-}
-
-func truncate(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n]) + "…"
-	}
-	return s
 }

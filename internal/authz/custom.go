@@ -52,7 +52,7 @@ func ParseAction(s string) (Action, error) {
 	if slices.Contains(Actions(), Action(s)) {
 		return Action(s), nil
 	}
-	return "", errs.E(errs.Invalid, "unknown permission %q", truncate(s, 64))
+	return "", errs.E(errs.Invalid, "unknown permission %q", errs.Clip(s, 64))
 }
 
 // ParseLevel checks a level named by a request: organization, study or site.
@@ -62,14 +62,7 @@ func ParseLevel(s string) (Level, error) {
 			return l, nil
 		}
 	}
-	return 0, errs.E(errs.Invalid, "unknown level %q (want organization, study or site)", truncate(s, 32))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
+	return 0, errs.E(errs.Invalid, "unknown level %q (want organization, study or site)", errs.Clip(s, 32))
 }
 
 // CheckCustomRole validates a custom role's definition and returns it with

@@ -108,7 +108,7 @@ func queryRelations(ctx context.Context, q sqldb.Querier, where string, args ...
 // own account of one participant, is a Conflict.
 func Relate(ctx context.Context, tx sqldb.Tx, r Relation) (Relation, error) {
 	if r.Kind != RelationCare && r.Kind != RelationSelf {
-		return Relation{}, errs.E(errs.Invalid, "unknown relation %q", truncate(string(r.Kind), 16))
+		return Relation{}, errs.E(errs.Invalid, "unknown relation %q", errs.Clip(string(r.Kind), 16))
 	}
 	if !ids.Valid(r.ParticipantID) || !ids.Valid(r.AccountID) {
 		return Relation{}, errs.E(errs.NotFound, "participant or account not found")

@@ -30,7 +30,7 @@ const MaxHiddenFields = 1000
 func CheckFieldName(s string) error {
 	form, field, ok := cut(s, '.')
 	if !ok || !fieldPart(form) || !fieldPart(field) {
-		return errs.E(errs.Invalid, "field %q must be written form.field (lower-case letters, digits and _)", truncate(s, 64))
+		return errs.E(errs.Invalid, "field %q must be written form.field (lower-case letters, digits and _)", errs.Clip(s, 64))
 	}
 	return nil
 }
@@ -73,7 +73,7 @@ func CheckFieldRules(rules FieldRules, known func(Role) bool) (FieldRules, error
 		slices.Sort(rs)
 		for i, r := range rs {
 			if !known(r) {
-				return nil, errs.E(errs.Invalid, "field %s: unknown role %q", f, truncate(string(r), 48))
+				return nil, errs.E(errs.Invalid, "field %s: unknown role %q", f, errs.Clip(string(r), 48))
 			}
 			if i > 0 && rs[i-1] == r {
 				return nil, errs.E(errs.Invalid, "field %s: role %s is given twice", f, r)

@@ -101,3 +101,12 @@ func SafeMessage(err error) string {
 		return "internal error"
 	}
 }
+
+// Clip shortens a value from a request to n characters, with an ellipsis,
+// for a message that names it.
+func Clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}

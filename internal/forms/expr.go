@@ -366,14 +366,7 @@ func (p *parser) fail(format string, args ...any) error {
 	if p.i < len(p.toks) {
 		pos = p.toks[p.i].pos
 	}
-	return errs.E(errs.Invalid, "expression %q, at character %d: %s", truncate(p.src, 80), pos+1, fmt.Sprintf(format, args...))
-}
-
-func truncate(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n]) + "…"
-	}
-	return s
+	return errs.E(errs.Invalid, "expression %q, at character %d: %s", errs.Clip(p.src, 80), pos+1, fmt.Sprintf(format, args...))
 }
 
 func (p *parser) lex() error {

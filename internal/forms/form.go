@@ -205,7 +205,7 @@ func (fd *Field) check(groups map[string]bool) []string {
 		known = known || fd.Type == t
 	}
 	if !known {
-		p("unknown type %q", truncate(string(fd.Type), 32))
+		p("unknown type %q", errs.Clip(string(fd.Type), 32))
 		return out
 	}
 	if strings.TrimSpace(fd.Label) == "" || utf8.RuneCountInString(fd.Label) > MaxLabel {
@@ -215,7 +215,7 @@ func (fd *Field) check(groups map[string]bool) []string {
 		p("the note holds at most %d characters, the unit %d", maxNote, maxUnit)
 	}
 	if fd.Group != "" && !groups[fd.Group] {
-		p("group %q is not a group of this form", truncate(fd.Group, 64))
+		p("group %q is not a group of this form", errs.Clip(fd.Group, 64))
 	}
 	numeric := fd.Type == Integer || fd.Type == Decimal || fd.Type == Slider
 	if (fd.Min != nil || fd.Max != nil) && !numeric {
@@ -370,7 +370,7 @@ func (f *Form) validate(group string, in map[string]string) (map[string]string, 
 		i, ok := f.byName[name]
 		switch {
 		case !ok || f.Fields[i].Group != group:
-			problems = append(problems, FieldError{Field: truncate(name, 64), Error: "not a field of this form or group"})
+			problems = append(problems, FieldError{Field: errs.Clip(name, 64), Error: "not a field of this form or group"})
 		case f.Fields[i].Type == Calculated || f.Fields[i].Type == Descriptive:
 			problems = append(problems, FieldError{Field: name, Error: "computed or shown, never entered"})
 		}

@@ -2,7 +2,6 @@ package links
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -82,9 +81,9 @@ func (s *Service) ProveFactorRecovery(ctx context.Context, token, password strin
 		if err != nil {
 			return err
 		}
-		o.Detail("done", "true")
-		o.Detail("factors_removed_count", strconv.FormatInt(ended.Factors, 10))
-		o.Detail("sessions_ended_count", strconv.FormatInt(ended.Sessions, 10))
+		for k, v := range ended.Details() {
+			o.Detail(k, v)
+		}
 		return nil
 	})
 	if err != nil {

@@ -250,7 +250,6 @@ func (s *Service) Summary(ctx context.Context, a gate.Actor) (Summary, error) {
 // (outcome.refuse, outcome.stepUp) commits with its event and is answered
 // then; alerts the work raised are announced once committed.
 func (s *Service) run(ctx context.Context, a gate.Actor, action string, work func(o *gate.OpTx, out *outcome) error) error {
-	a.UserAgent = audit.CleanUserAgent(a.UserAgent)
 	var out outcome
 	do := func(o *gate.OpTx) error {
 		out = outcome{now: s.now(), actor: a}
@@ -364,10 +363,9 @@ func recordAs(o *gate.OpTx, ev audit.Event) {
 // event is an audit event of a's, about the account's second factor, as a
 // caller that shapes the work's event sees it.
 func event(a gate.Actor, action string, outcome audit.Outcome) audit.Event {
-	ua := audit.CleanUserAgent(a.UserAgent)
 	return audit.Event{
 		Action: action, Outcome: outcome,
-		ActorAccount: a.AccountID, ActorSession: a.SessionID, RemoteAddr: a.RemoteAddr, UserAgent: ua,
+		ActorAccount: a.AccountID, ActorSession: a.SessionID, RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent,
 		ObjectType: "account", ObjectID: a.AccountID,
 	}
 }

@@ -143,6 +143,13 @@ type Recovered struct {
 	Factors, Sessions, Tokens int64
 }
 
+// Details are the finished recovery's details for its audit event.
+func (r Recovered) Details() map[string]string {
+	return map[string]string{"done": "true",
+		"factors_removed_count": strconv.FormatInt(r.Factors, 10),
+		"sessions_ended_count":  strconv.FormatInt(r.Sessions, 10)}
+}
+
 // FinishFactorRecovery ends, in tx, a factor recovery that the person has
 // proved and a second administrator approved (ASVS V6.4.4): the account's
 // second factors and recovery codes go, and its sessions and access tokens

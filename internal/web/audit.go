@@ -30,10 +30,10 @@ var trailTimeLayouts = []string{"2006-01-02T15:04", "2006-01-02T15:04:05", time.
 func trailFilter(q url.Values, extra ...string) (audit.Filter, error) {
 	for k, vs := range q {
 		if !slices.Contains(trailFields, k) && !slices.Contains(extra, k) && k != "cursor" && k != "done" {
-			return audit.Filter{}, errs.E(errs.Invalid, "unknown filter %q (known: %s, cursor)", truncated(k), strings.Join(trailFields, ", "))
+			return audit.Filter{}, errs.E(errs.Invalid, "unknown filter %q (known: %s, cursor)", errs.Clip(k, 32), strings.Join(trailFields, ", "))
 		}
 		if len(vs) > 1 {
-			return audit.Filter{}, errs.E(errs.Invalid, "filter %q given more than once", truncated(k))
+			return audit.Filter{}, errs.E(errs.Invalid, "filter %q given more than once", errs.Clip(k, 32))
 		}
 	}
 	f := audit.Filter{
@@ -294,12 +294,4 @@ func startDownload(w http.ResponseWriter, format string) {
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
-}
-
-// truncated bounds a name from a request for a message.
-func truncated(s string) string {
-	if r := []rune(s); len(r) > 32 {
-		return string(r[:32]) + "…"
-	}
-	return s
 }

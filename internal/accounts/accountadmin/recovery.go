@@ -3,7 +3,6 @@ package accountadmin
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -130,9 +129,9 @@ func (s *Service) ApproveFactorRecovery(ctx context.Context, a gate.Actor, slug,
 		if err != nil {
 			return err
 		}
-		t.Detail("done", "true")
-		t.Detail("factors_removed_count", strconv.FormatInt(done.Factors, 10))
-		t.Detail("sessions_ended_count", strconv.FormatInt(done.Sessions, 10))
+		for k, v := range done.Details() {
+			t.Detail(k, v)
+		}
 		others, err := accounts.Organizations(ctx, t, r.AccountID)
 		if err != nil {
 			return err
