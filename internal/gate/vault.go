@@ -107,6 +107,27 @@ func (v *Vault) Seal(ctx context.Context, scope keys.Scope, at keys.Context, pla
 	return keys.Seal(dk, plaintext, at)
 }
 
+// Create makes the key of a scope the request has just named (a new
+// participant) without looking for one first, so that Seal under it reads
+// nothing. A scope that has a key already keeps it.
+func (v *Vault) Create(ctx context.Context, scope keys.Scope) error {
+	if err := v.check(scope.OrgID); err != nil {
+		return err
+	}
+	dk, err := v.ring.Create(ctx, v.q, scope)
+	switch {
+	case errors.Is(err, keys.ErrKeyDestroyed):
+		return err
+	case err != nil:
+		return v.unavailable(err)
+	}
+	if v.t.held == nil {
+		v.t.held = map[heldKey]keys.DataKey{}
+	}
+	v.t.held[heldKey{v.ring, scope}] = dk
+	return nil
+}
+
 // heldKey names the current key of a scope in one keyring, which a request
 // looks up once however many values it seals under it.
 type heldKey struct {

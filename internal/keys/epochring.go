@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -79,6 +80,11 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 // orders them. Concurrent enrolments on PostgreSQL may each find the last
 // free place, so an epoch holds about EpochSize participants, a few more
 // at most.
+//
+// Counting an epoch's members costs a read of each; the keyring counts
+// once and then adds its own joins (epochFill), counting again every
+// fillRecount joins and for each join within fillMargin of the size, so
+// that other nodes' joins are seen before the epoch fills.
 func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
 	ek, err := k.epochs()
 	if errors.Is(err, ErrEpochsUnsupported) {
@@ -111,6 +117,16 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 			}
 		}
 	}
+	if epoch, ok := k.fill.take(k.epochSize()); ok {
+		err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND retired_at IS NULL`+lock, epoch).Scan(&epoch)
+		switch {
+		case err == nil:
+			return epoch, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fail(err)
+		}
+		k.fill.reset() // retired meanwhile
+	}
 	// The newest live epoch and how many participants it holds, in one
 	// statement (epoch <> '' lets the partial index on data_keys.epoch
 	// serve the count).
@@ -122,15 +138,59 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 		ORDER BY e.created_at DESC, e.id LIMIT 1`+lock).Scan(&epoch, &members)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return k.newEpoch(ctx, q, ek)
+		members = k.epochSize()
 	case err != nil:
 		return fail(err)
 	}
 	if members >= k.epochSize() {
-		return k.newEpoch(ctx, q, ek)
+		if epoch, err = k.newEpoch(ctx, q, ek); err != nil {
+			return "", err
+		}
+		members = 0
 	}
+	k.fill.counted(epoch, members+1)
 	return epoch, nil
 }
+
+const (
+	// fillRecount is how many joins a keyring adds to its count of an
+	// epoch's members before it counts them again.
+	fillRecount = 16
+	// fillMargin is how close to the epoch size every join counts again.
+	fillMargin = 16
+)
+
+// epochFill is a keyring's count of the members of the epoch it last
+// joined: the members counted, plus its own joins since. A join rolled
+// back leaves it one too many, which only fills the epoch sooner.
+type epochFill struct {
+	mu      sync.Mutex
+	epoch   string
+	members int
+	joins   int // since the count
+}
+
+// take answers the epoch to join without counting, and counts the join,
+// or false when the members must be counted.
+func (f *epochFill) take(size int) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.epoch == "" || f.joins >= fillRecount || f.members+1 > size-fillMargin {
+		return "", false
+	}
+	f.members++
+	f.joins++
+	return f.epoch, true
+}
+
+// counted records a count of epoch's members, the new one included.
+func (f *epochFill) counted(epoch string, members int) {
+	f.mu.Lock()
+	f.epoch, f.members, f.joins = epoch, members, 0
+	f.mu.Unlock()
+}
+
+func (f *epochFill) reset() { f.counted("", 0) }
 
 // newEpoch has the provider make an epoch and records it in q. If q rolls
 // back, the provider keeps a key that wraps nothing.
@@ -305,7 +365,8 @@ func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch st
 func (k *Keyring) epochs() (EpochKeeper, error) {
 	ek, err := epochsOf(k.KEK)
 	if errors.Is(err, ErrEpochsUnsupported) && k.EpochDir != "" {
-		return &localEpochs{dir: k.EpochDir}, nil
+		k.dirOnce.Do(func() { k.dirEpochs = &localEpochs{dir: k.EpochDir} })
+		return k.dirEpochs, nil
 	}
 	return ek, err
 }

@@ -99,14 +99,27 @@ func (k *LocalKEK) Epochs() (EpochKeeper, error) {
 }
 
 // localEpochs keeps epoch keys in files of a folder, or in memory. Every
-// use reads the file again, so an epoch destroyed by another process that
-// shares the folder is gone here at once.
+// use looks at the file again, so an epoch destroyed by another process
+// that shares the folder is gone here at once; a file unchanged since it
+// was read (same size, time and inode) is not read again.
 type localEpochs struct {
 	dir string
 
-	mu  sync.Mutex
-	mem map[string][]byte // when dir is ""
+	mu     sync.Mutex
+	mem    map[string][]byte // when dir is ""
+	loaded map[string]loadedEpoch
 }
+
+// loadedEpoch is an epoch key read from its file, and the file's stamp
+// when it was read.
+type loadedEpoch struct {
+	key   *localKey
+	stamp fileStamp
+}
+
+// maxLoadedEpochs bounds the epoch keys kept loaded; past it the oldest
+// are read again from their files when next used.
+const maxLoadedEpochs = 64
 
 func (e *localEpochs) path(epoch string) (string, error) {
 	b, err := hex.DecodeString(epoch)
@@ -168,11 +181,20 @@ func (e *localEpochs) key(epoch string) (*localKey, error) {
 		fi, err := os.Stat(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
+			e.forget(epoch)
 			return nil, ErrEpochDestroyed
 		case err != nil:
 			return nil, errs.Wrap(errs.Unavailable, err, "read erasure epoch key "+path)
 		case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0:
+			e.forget(epoch)
 			return nil, errs.E(errs.Invalid, "erasure epoch key %s must be a regular file of mode 0600", path)
+		}
+		stamp := stampOf(fi)
+		e.mu.Lock()
+		l, ok := e.loaded[epoch]
+		e.mu.Unlock()
+		if ok && l.stamp == stamp {
+			return l.key, nil
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -184,9 +206,28 @@ func (e *localEpochs) key(epoch string) (*localKey, error) {
 			clear(raw)
 			return nil, errs.E(errs.Invalid, "erasure epoch key %s is malformed", path)
 		}
+		defer clear(raw)
+		k, err := newLocalKey(raw)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if e.loaded == nil || len(e.loaded) >= maxLoadedEpochs {
+			e.loaded = map[string]loadedEpoch{}
+		}
+		e.loaded[epoch] = loadedEpoch{key: k, stamp: stamp}
+		e.mu.Unlock()
+		return k, nil
 	}
 	defer clear(raw)
 	return newLocalKey(raw)
+}
+
+// forget drops the loaded key of an epoch.
+func (e *localEpochs) forget(epoch string) {
+	e.mu.Lock()
+	delete(e.loaded, epoch)
+	e.mu.Unlock()
 }
 
 func epochAD(epoch string, ad []byte) []byte {
@@ -223,6 +264,7 @@ func (e *localEpochs) DestroyEpoch(_ context.Context, epoch string) error {
 		e.mu.Unlock()
 		return nil
 	}
+	e.forget(epoch)
 	path, err := e.path(epoch)
 	if err != nil {
 		return err

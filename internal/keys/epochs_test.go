@@ -193,3 +193,119 @@ func TestLIFE03_ConcurrentEnrolmentsShareTheirEpochOnPostgres(t *testing.T) {
 		t.Errorf("retiring the epoch while enrolments join it: %v, want it to wait for them", err)
 	}
 }
+
+// TestLIFE03_EpochsFillWithoutCountingEveryJoin enrols participants through
+// two keyrings of one database in turn, as two nodes would. Each counts an
+// epoch's members only now and then, and every join near the epoch's size:
+// every epoch fills to its size and none takes more.
+func TestLIFE03_EpochsFillWithoutCountingEveryJoin(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		k.EpochSize = 40
+		nodes := []*Keyring{k, otherNode(k)}
+		nodes[1].EpochSize = k.EpochSize
+		for i := range 200 {
+			s := ParticipantScope("org1", fmt.Sprintf("p%d", i))
+			if err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+				_, err := nodes[i%2].Create(ctx, tx, s)
+				return err
+			}); err != nil {
+				t.Fatalf("Create(%v): %v", s, err)
+			}
+		}
+		rows, err := k.DB.QueryContext(ctx, `SELECT epoch, count(DISTINCT scope_id) FROM data_keys
+			WHERE scope_kind = 'participant' GROUP BY epoch`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		sizes := map[string]int{}
+		for rows.Next() {
+			var e string
+			var n int
+			if err := rows.Scan(&e, &n); err != nil {
+				t.Fatal(err)
+			}
+			sizes[e] = n
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(sizes) != 5 {
+			t.Errorf("200 participants in %d epochs of up to 40, want 5: %v", len(sizes), sizes)
+		}
+		for e, n := range sizes {
+			if e == "" || n != 40 {
+				t.Errorf("epoch %q holds %d participants, want 40", e, n)
+			}
+		}
+	})
+}
+
+// TestCRY07_CreateKeepsAnExistingKey shows that Create, for a scope that has
+// a key already, answers that key rather than making a second version 1.
+func TestCRY07_CreateKeepsAnExistingKey(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		s := ParticipantScope("org1", "p1")
+		first := current(t, k, s)
+		var again DataKey
+		if err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			again, err = otherNode(k).Create(ctx, tx, s)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if again.ID != first.ID || again.Version != first.Version {
+			t.Errorf("Create on a scope with a key = %v v%d, want %v v%d", again.ID, again.Version, first.ID, first.Version)
+		}
+		if n := count(t, k.DB, `SELECT count(*) FROM data_keys WHERE scope_id = 'p1'`); n != 1 {
+			t.Errorf("%d key rows for p1, want 1", n)
+		}
+	})
+}
+
+// TestLIFE03_AReplacedEpochKeyFileIsReadAgain seals the values of three
+// participants under one epoch, opens the first (which loads the epoch's
+// key), then replaces the epoch's key file with another key, as a restore
+// of the wrong file would: the key loaded before is not used for the
+// second participant, whose value no longer opens. A removed file is a
+// destroyed epoch at once, for the third.
+func TestLIFE03_AReplacedEpochKeyFileIsReadAgain(t *testing.T) {
+	ctx := context.Background()
+	k := newKeyring(t, sqldb.SQLite)
+	var sealed [][]byte
+	var ads []Context
+	for i := range 3 {
+		s := ParticipantScope("org1", fmt.Sprintf("p%d", i))
+		ad := Context{OrgID: "org1", StudyID: "s1", RecordID: s.ID, Field: "name"}
+		sealed = append(sealed, mustSeal(t, current(t, k, s), []byte("Ada"), ad))
+		ads = append(ads, ad)
+	}
+	reader := otherNode(k)
+	mustOpen(t, reader, sealed[0], ads[0], "Ada") // loads the epoch key
+	local := k.KEK.(*LocalKEK)
+	path := filepath.Join(filepath.Dir(local.path), "epochs", epochOfScope(t, k, ParticipantScope("org1", "p0"))+".key")
+	if e := epochOfScope(t, k, ParticipantScope("org1", "p2")); !strings.HasSuffix(path, e+".key") {
+		t.Fatalf("p2 is in another epoch (%s)", e)
+	}
+	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, reader, sealed[1], ads[1]); err == nil {
+		t.Fatal("a value opened under the epoch key loaded before its file was replaced")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, reader, sealed[2], ads[2]); !errors.Is(err, ErrEpochDestroyed) {
+		t.Errorf("a value whose epoch file is gone: %v, want ErrEpochDestroyed", err)
+	}
+}

@@ -163,6 +163,10 @@ type Keyring struct {
 
 	once  sync.Once
 	cache *keyCache
+	fill  epochFill
+
+	dirOnce   sync.Once
+	dirEpochs *localEpochs // the epochs in EpochDir
 }
 
 func (k *Keyring) keys() *keyCache {
@@ -262,6 +266,24 @@ func (k *Keyring) Current(ctx context.Context, q sqldb.Querier, scope Scope) (Da
 		// Another transaction created version 1 first; read its key.
 	}
 	return DataKey{}, errs.E(errs.Unavailable, "could not create the %s; try again", scope)
+}
+
+// Create is Current for a scope the caller has just named (a new
+// participant): it makes version 1 without first looking for a key. If the
+// scope has one after all, it answers that one, as Current does.
+func (k *Keyring) Create(ctx context.Context, q sqldb.Querier, scope Scope) (DataKey, error) {
+	if err := scope.validate(); err != nil {
+		return DataKey{}, err
+	}
+	var id KeyID
+	if _, err := rand.Read(id[:]); err != nil {
+		return DataKey{}, errs.Wrap(errs.Internal, err, "generate data key id")
+	}
+	dk, created, err := k.insert(ctx, q, id, 1, scope)
+	if err != nil || created {
+		return dk, err
+	}
+	return k.Current(ctx, q, scope)
 }
 
 // Rotate adds a version to scope's data key and returns it (CRY-07). New

@@ -224,6 +224,9 @@ func storeIdentity(ctx context.Context, it *gate.IdentityTx, p Participant, clea
 		index = tok
 	}
 	scope := keys.ParticipantScope(p.OrgID, p.Pseudonym)
+	if err := v.Create(ctx, scope); err != nil {
+		return err
+	}
 	sealed := map[Field][]byte{}
 	for f, val := range clean {
 		b, err := v.Seal(ctx, scope, sealedAt(p, f), []byte(val))
