@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -30,6 +31,8 @@ type errorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		// Fields names each problem of a form or an entry (WEB-05).
+		Fields []forms.FieldError `json:"fields,omitempty"`
 	} `json:"error"`
 }
 
@@ -43,7 +46,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		setRetryAfter(w, err)
 	}
 	router.RecordRefusal(r, k.String())
-	writeJSONError(w, router.Status(k), k.String(), errs.SafeMessage(err))
+	var b errorBody
+	b.Error.Code, b.Error.Message = k.String(), errs.SafeMessage(err)
+	if p := (*forms.Problems)(nil); k == errs.Invalid && errors.As(err, &p) {
+		b.Error.Fields = p.Fields
+	}
+	writeJSON(w, router.Status(k), b)
 }
 
 // retryAfterer is the cause of a refusal that knows when to come back
@@ -88,13 +96,18 @@ func Failure(w http.ResponseWriter, r *http.Request, status int) {
 // too large, has unknown fields, trailing data or a wrong type is Invalid,
 // and v is only used when the whole body is good.
 func decode(r *http.Request, v any) error {
+	return decodeUpTo(r, v, maxBody)
+}
+
+// decodeUpTo is decode for a body of up to limit bytes.
+func decodeUpTo(r *http.Request, v any, limit int) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return errs.E(errs.Invalid, "the request body must be JSON (Content-Type: application/json)")
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	var maxErr *http.MaxBytesError
-	if len(b) > maxBody || errors.As(err, &maxErr) {
-		return errs.E(errs.Invalid, "the request body is larger than %d bytes", maxBody)
+	if len(b) > limit || errors.As(err, &maxErr) {
+		return errs.E(errs.Invalid, "the request body is larger than %d bytes", limit)
 	}
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "the request body could not be read")

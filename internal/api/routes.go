@@ -7,6 +7,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
@@ -38,6 +39,8 @@ type Deps struct {
 	// Roles administers members, their roles, custom roles, care
 	// providers and field visibility (ACL-02 to ACL-05).
 	Roles *authzadmin.Service
+	// Forms designs, publishes and reads the forms of studies (WEB-05).
+	Forms *formadmin.Service
 	// Keys takes requests and approvals of key operations under dual
 	// control (CRY-08).
 	Keys *keyadmin.Service
@@ -135,6 +138,13 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleAssignCare(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/participants/{participant}/care-providers", router.SignedIn, handleUnassignCare(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/field-visibility", router.SignedIn, handleSetFieldVisibility(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms", router.SignedIn, handleListForms(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms", router.SignedIn, handleCreateForm(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}", router.SignedIn, handleGetForm(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/draft", router.SignedIn, handleSaveFormDraft(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/publish", router.SignedIn, handlePublishForm(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleGetFormVersion(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", router.SignedIn, handleRetireFormVersion(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests/{request}/approve", router.SignedIn, handleApproveKeyRequest(d))

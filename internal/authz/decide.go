@@ -51,6 +51,11 @@ const (
 	// then holds only the studies the member may read (study.read). It is
 	// held by membership, not by a role's permissions (see allows).
 	StudyList Action = "study.list"
+	// FormDesign creates a study's forms, saves their drafts, publishes
+	// and retires their versions (WEB-05). FormRead reads the forms of a
+	// study: their definitions, never a participant's values.
+	FormDesign Action = "form.design"
+	FormRead   Action = "form.read"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -96,13 +101,19 @@ type Decision struct {
 //     contacted.
 //   - data-manager enrols and lists at their study or site, by pseudonym
 //     only; monitor lists by pseudonym only.
-//   - study-admin designs the study and gives decrypt grants for it
-//     (CRY-06), but sees no participant.
+//   - study-admin designs the study, its forms included, and gives
+//     decrypt grants for it (CRY-06), but sees no participant.
 //   - org-manager manages people and their roles and never reaches
 //     participants, their identity or the audit trail (ACL-06).
 //   - care-provider and participant read participants only through a
 //     relation (ACL-05, relationships.go): a care provider those assigned
 //     to them, a participant their own record.
+//
+// Forms (WEB-05): org-admin and study-admin design them (form.design);
+// every role that records, reviews or designs a study's data reads them
+// (form.read), at a site as well: a site works with its study's forms.
+// org-manager, care-provider and participant do not read definitions
+// through this permission.
 //
 // Keys (CRY-08): org-admin requests and approves key operations
 // (key.manage); a custom role holding key.manage at organization level
@@ -117,12 +128,12 @@ type Decision struct {
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
-		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage},
+		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
-	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage},
-	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead},
-	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal},
-	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead},
+	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead},
+	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead},
+	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead},
+	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead},
 	CareProvider:     {StudyRead, SiteRead, ParticipantRead},
 	Participant:      {ParticipantRead},
 }
@@ -159,7 +170,7 @@ func allows(s Subject, as Assignment, a Action, r Resource) bool {
 
 // covers reports whether an assignment's scope reaches the resource. A
 // site-level assignment reaches its own site, and its study only to read
-// the study itself, never the study's other sites.
+// the study itself and its forms, never the study's other sites.
 func covers(as Assignment, a Action, r Resource) bool {
 	switch as.Level() {
 	case LevelOrg:
@@ -170,7 +181,7 @@ func covers(as Assignment, a Action, r Resource) bool {
 		if r.SiteID != "" {
 			return as.SiteID == r.SiteID
 		}
-		return a == StudyRead && r.StudyID != "" && as.StudyID == r.StudyID
+		return (a == StudyRead || a == FormRead) && r.StudyID != "" && as.StudyID == r.StudyID
 	}
 	return false
 }
@@ -187,7 +198,8 @@ func covers(as Assignment, a Action, r Resource) bool {
 //     subject that permission on the scope itself, without naming a
 //     participant, so a permission the subject holds only through a
 //     relation (ACL-05) does not count; a site-level role also reads its
-//     study, so for it study.read is asked of the study as well.
+//     study and its forms, so for it study.read and form.read are asked
+//     of the study as well.
 //
 // Because Decide is monotone in scope, holding a permission on the scope
 // means holding it on everything within the scope that the assignment
@@ -201,7 +213,7 @@ func CanGrant(s Subject, a Assignment) bool {
 		if !Decide(s, act, scope).Allow {
 			return false
 		}
-		if act == StudyRead && a.Level() == LevelSite && !Decide(s, act, Resource{OrgID: a.OrgID, StudyID: a.StudyID}).Allow {
+		if (act == StudyRead || act == FormRead) && a.Level() == LevelSite && !Decide(s, act, Resource{OrgID: a.OrgID, StudyID: a.StudyID}).Allow {
 			return false
 		}
 	}

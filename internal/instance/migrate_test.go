@@ -26,12 +26,17 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration creates audit_forward.
+		// migration creates forms and form_versions (and, on PostgreSQL,
+		// the function of their trigger).
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, q := range []string{`DROP TABLE audit_forward`, `DELETE FROM schema_migrations WHERE version = $1`} {
+		undo := []string{`DROP TABLE form_versions`, `DROP TABLE forms`}
+		if d == sqldb.Postgres {
+			undo = append(undo, `DROP FUNCTION form_versions_fixed()`)
+		}
+		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {
 				args = append(args, st.Known)

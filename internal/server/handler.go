@@ -20,6 +20,7 @@ import (
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
@@ -188,6 +189,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Participants: &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
 			Roles:        &authzadmin.Service{Gate: g},
 			Keys:         &keyadmin.Service{Gate: g},
+			Forms:        &formadmin.Service{Gate: g},
 			Security:     security,
 			Access:       access,
 			ClientAddr:   addrOf,

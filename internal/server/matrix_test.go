@@ -808,6 +808,73 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Forms (WEB-05) of the target study: read by every role that works
+	// with its data, a site's roles included (their study's forms);
+	// designed by organization admins and the study's admins. Each cell
+	// has forms of its own (seedAdminTargets).
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/forms", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/forms", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         201 201 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/forms/{form}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/forms/{form}/draft", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/forms/{form}/publish", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         204 204 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -953,6 +1020,32 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	"PUT /api/v1/orgs/{org}/studies/{study}/field-visibility": func(tg target, _ string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/field-visibility",
 			map[string]any{"hidden": map[string][]string{"identity.national_id": {"monitor", "care-provider"}}})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/forms": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/forms": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/forms", matrixForm("n_"+formTag(tag)))
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/forms/{form}": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/p_" + formTag(tag)}
+	},
+	"PUT /api/v1/orgs/{org}/studies/{study}/forms/{form}/draft": func(tg target, tag string) probe {
+		key := "d_" + formTag(tag)
+		f := matrixForm(key)
+		f.Title = "Changed " + tag
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/forms/"+key+"/draft",
+			map[string]any{"base_digest": formTargets[tag].draftDigest, "form": f})
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/{form}/publish": func(tg target, tag string) probe {
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/forms/p_"+formTag(tag)+"/publish",
+			map[string]string{"digest": formTargets[tag].publishDigest})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/p_" + formTag(tag) + "/versions/1"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/p_" + formTag(tag) + "/versions/1/retire"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

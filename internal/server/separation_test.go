@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/participants"
@@ -36,6 +37,26 @@ import (
 type adminTarget struct {
 	member, assignment, participant, customRole, carer string
 	assignment2, customRole2                           string
+}
+
+// formTarget holds, for one cell of the matrix, the digests of its forms'
+// drafts: d_<cell> has a draft (version 1) to save again, p_<cell> a
+// published version 1 to read and retire and a draft (version 2) to
+// publish.
+type formTarget struct{ draftDigest, publishDigest string }
+
+// formTargets is keyed by the matrix's cell tag, as adminTargets.
+var formTargets = map[string]formTarget{}
+
+// formTag makes a cell's tag part of a form key.
+func formTag(tag string) string { return strings.ReplaceAll(tag, "-", "_") }
+
+// matrixForm is a small valid form.
+func matrixForm(key string) *forms.Form {
+	return &forms.Form{Key: key, Title: "Matrix " + key, Fields: []forms.Field{
+		{Name: "weight", Label: "Weight", Type: forms.Decimal, Unit: "kg", Decimals: 1},
+		{Name: "smoker", Label: "Smoker", Type: forms.YesNo, Required: true},
+	}}
 }
 
 // adminTargets is keyed by the matrix's cell tag (role-target); it is
@@ -67,6 +88,7 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 		orgOf[slug] = o
 	}
 	clear(adminTargets)
+	clear(formTargets)
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		// One care provider at study level in every study of both
 		// organizations.
@@ -120,7 +142,26 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 				if err != nil {
 					return err
 				}
-				adminTargets[string(role)+"-"+targetNames[i]] = adminTarget{
+				tag := string(role) + "-" + targetNames[i]
+				d, err := forms.Create(ctx, tx, o.ID, tg.study, acc.ID, matrixForm("d_"+formTag(tag)))
+				if err != nil {
+					return err
+				}
+				pf := matrixForm("p_" + formTag(tag))
+				v1, err := forms.Create(ctx, tx, o.ID, tg.study, acc.ID, pf)
+				if err != nil {
+					return err
+				}
+				if _, err := forms.Publish(ctx, tx, o.ID, tg.study, pf.Key, acc.ID, v1.Digest); err != nil {
+					return err
+				}
+				pf.Title = "Matrix, second version"
+				v2, err := forms.SaveDraft(ctx, tx, o.ID, tg.study, pf.Key, acc.ID, "", pf)
+				if err != nil {
+					return err
+				}
+				formTargets[tag] = formTarget{draftDigest: d.Digest, publishDigest: v2.Digest}
+				adminTargets[tag] = adminTarget{
 					member: acc.ID, assignment: as[len(as)-1].ID, participant: p.Pseudonym, customRole: cr.ID, carer: carer,
 					assignment2: second.ID, customRole2: cr2.ID,
 				}

@@ -1,0 +1,172 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms"
+)
+
+// The forms of a study (WEB-05): definitions as JSON documents, each
+// version with its state and digest. A definition's body may be larger
+// than other requests' (forms.MaxDefinition).
+
+type formSummaryJSON struct {
+	Key       string `json:"key"`
+	Title     string `json:"title"`
+	Published int    `json:"published_version,omitempty"`
+	Draft     int    `json:"draft_version,omitempty"`
+}
+
+type formVersionJSON struct {
+	Form        string      `json:"form"`
+	Version     int         `json:"version"`
+	State       string      `json:"state"`
+	Title       string      `json:"title"`
+	Digest      string      `json:"digest"`
+	SavedBy     string      `json:"saved_by"`
+	SavedAt     string      `json:"saved_at"`
+	PublishedBy string      `json:"published_by,omitempty"`
+	PublishedAt string      `json:"published_at,omitempty"`
+	RetiredAt   string      `json:"retired_at,omitempty"`
+	Definition  *forms.Form `json:"definition,omitempty"`
+}
+
+func micros(t int64) string {
+	if t == 0 {
+		return ""
+	}
+	return time.UnixMicro(t).UTC().Format(time.RFC3339)
+}
+
+func formVersionOut(v forms.Version) formVersionJSON {
+	return formVersionJSON{Form: v.Key, Version: v.Version, State: string(v.State), Title: v.Title, Digest: v.Digest,
+		SavedBy: v.SavedBy, SavedAt: micros(v.SavedAt), PublishedBy: v.PublishedBy, PublishedAt: micros(v.PublishedAt),
+		RetiredAt: micros(v.RetiredAt), Definition: v.Form}
+}
+
+func handleListForms(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Forms.List(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"))
+		if err != nil {
+			return err
+		}
+		out := make([]formSummaryJSON, len(list))
+		for i, f := range list {
+			out[i] = formSummaryJSON{Key: f.Key, Title: f.Title, Published: f.Published, Draft: f.Draft}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"forms": out})
+		return nil
+	})
+}
+
+func handleCreateForm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var f forms.Form
+		if err := decodeUpTo(r, &f, forms.MaxDefinition); err != nil {
+			return err
+		}
+		v, err := d.Forms.Create(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), &f)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, formVersionOut(v))
+		return nil
+	})
+}
+
+func handleGetForm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		f, err := d.Forms.Form(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"))
+		if err != nil {
+			return err
+		}
+		versions := make([]formVersionJSON, len(f.Versions))
+		for i, v := range f.Versions {
+			versions[i] = formVersionOut(v)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"form":     formSummaryJSON{Key: f.Summary.Key, Title: f.Summary.Title, Published: f.Summary.Published, Draft: f.Summary.Draft},
+			"versions": versions,
+		})
+		return nil
+	})
+}
+
+func handleSaveFormDraft(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			BaseDigest string     `json:"base_digest"`
+			Form       forms.Form `json:"form"`
+		}
+		if err := decodeUpTo(r, &req, forms.MaxDefinition); err != nil {
+			return err
+		}
+		v, err := d.Forms.SaveDraft(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), req.BaseDigest, &req.Form)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, formVersionOut(v))
+		return nil
+	})
+}
+
+func handlePublishForm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Digest string `json:"digest"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		if req.Digest == "" {
+			return errs.E(errs.Invalid, "name the digest of the draft to publish (digest)")
+		}
+		v, err := d.Forms.Publish(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), req.Digest)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, formVersionOut(v))
+		return nil
+	})
+}
+
+// formVersion reads the {version} of a path: a positive whole number.
+func formVersion(r *http.Request) (int, error) {
+	n, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil || n < 1 || n > 1_000_000 {
+		return 0, errs.E(errs.NotFound, "form version not found")
+	}
+	return n, nil
+}
+
+func handleGetFormVersion(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		n, err := formVersion(r)
+		if err != nil {
+			return err
+		}
+		v, err := d.Forms.Version(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), n)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, formVersionOut(v))
+		return nil
+	})
+}
+
+func handleRetireFormVersion(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		n, err := formVersion(r)
+		if err != nil {
+			return err
+		}
+		if err := d.Forms.Retire(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), n); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}

@@ -1,0 +1,161 @@
+// Package formadmin offers a study's forms (package forms) to requests:
+// listing and reading them, creating them, saving drafts, publishing and
+// retiring versions (WEB-05). Every method runs through the gate:
+// authorized before anything is read, in one transaction, audited. A form
+// of a study the requester may not reach is reported as not found (ACL-08).
+package formadmin
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+)
+
+// Service offers the forms of studies to requests.
+type Service struct {
+	Gate *gate.Gate
+}
+
+// Form is a form with its versions, newest first.
+type Form struct {
+	Summary  forms.Summary
+	Versions []forms.Version
+}
+
+// work runs fn for a request about the forms of a study, authorized as
+// action on the study, which must exist.
+func (s *Service) work(ctx context.Context, a gate.Actor, slug, studyID, key, event string, action authz.Action, fn func(t *gate.Tx, org orgs.Organization) error) error {
+	return s.Gate.Do(ctx, a, gate.Slug(slug), event, func(t *gate.Tx) error {
+		org := t.Org()
+		t.Object("study", studyID)
+		if key != "" {
+			t.Detail("form", keyForTrail(key))
+		}
+		if err := t.Authorize(action, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
+			return err
+		}
+		if _, err := orgs.StudyByID(ctx, t, org.ID, studyID); err != nil {
+			return err
+		}
+		return fn(t, org)
+	})
+}
+
+// keyForTrail is a form key as the audit event records it: a key that is
+// not one (a probe) is recorded as such rather than copied.
+func keyForTrail(key string) string {
+	if !forms.ValidKey(key) {
+		return "invalid"
+	}
+	return key
+}
+
+// List lists the forms of a study.
+func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID string) ([]forms.Summary, error) {
+	var out []forms.Summary
+	err := s.work(ctx, a, slug, studyID, "", "form.list", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		out, err = forms.List(ctx, t, org.ID, studyID)
+		return err
+	})
+	return out, err
+}
+
+// Form reads a form and the list of its versions.
+func (s *Service) Form(ctx context.Context, a gate.Actor, slug, studyID, key string) (Form, error) {
+	var out Form
+	err := s.work(ctx, a, slug, studyID, key, "form.read", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		if out.Versions, err = forms.Versions(ctx, t, org.ID, studyID, key); err != nil {
+			return err
+		}
+		if len(out.Versions) == 0 {
+			return errs.E(errs.NotFound, "form not found")
+		}
+		out.Summary = forms.Summary{ID: out.Versions[0].FormID, Key: key, Title: out.Versions[0].Title}
+		for _, v := range out.Versions {
+			switch {
+			case v.State == forms.Draft:
+				out.Summary.Draft = v.Version
+			case v.State == forms.Published && out.Summary.Published == 0:
+				out.Summary.Published = v.Version
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Version reads one version of a form with its definition; version 0 is
+// the newest published one (the draft if none is).
+func (s *Service) Version(ctx context.Context, a gate.Actor, slug, studyID, key string, version int) (forms.Version, error) {
+	var out forms.Version
+	err := s.work(ctx, a, slug, studyID, key, "form.read", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		if out, err = forms.VersionOf(ctx, t, org.ID, studyID, key, version); err != nil {
+			return err
+		}
+		t.Detail("version", strconv.Itoa(out.Version))
+		return nil
+	})
+	return out, err
+}
+
+// Create adds a form to a study, its definition the draft of version 1.
+func (s *Service) Create(ctx context.Context, a gate.Actor, slug, studyID string, f *forms.Form) (forms.Version, error) {
+	var out forms.Version
+	err := s.work(ctx, a, slug, studyID, f.Key, "form.create", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		if out, err = forms.Create(ctx, t, org.ID, studyID, t.Subject.AccountID, f); err != nil {
+			return err
+		}
+		t.Detail("version", "1")
+		t.Detail("digest", out.Digest)
+		return nil
+	})
+	return out, err
+}
+
+// SaveDraft saves the draft of a form; base is the digest of the draft the
+// designer started from, "" for a new draft.
+func (s *Service) SaveDraft(ctx context.Context, a gate.Actor, slug, studyID, key, base string, f *forms.Form) (forms.Version, error) {
+	var out forms.Version
+	err := s.work(ctx, a, slug, studyID, key, "form.draft", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		if out, err = forms.SaveDraft(ctx, t, org.ID, studyID, key, t.Subject.AccountID, base, f); err != nil {
+			return err
+		}
+		t.Detail("version", strconv.Itoa(out.Version))
+		t.Detail("digest", out.Digest)
+		return nil
+	})
+	return out, err
+}
+
+// Publish publishes the draft of a form whose digest is digest.
+func (s *Service) Publish(ctx context.Context, a gate.Actor, slug, studyID, key, digest string) (forms.Version, error) {
+	var out forms.Version
+	err := s.work(ctx, a, slug, studyID, key, "form.publish", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		if out, err = forms.Publish(ctx, t, org.ID, studyID, key, t.Subject.AccountID, digest); err != nil {
+			return err
+		}
+		t.Detail("version", strconv.Itoa(out.Version))
+		t.Detail("digest", out.Digest)
+		return nil
+	})
+	return out, err
+}
+
+// Retire retires a published version of a form.
+func (s *Service) Retire(ctx context.Context, a gate.Actor, slug, studyID, key string, version int) error {
+	return s.work(ctx, a, slug, studyID, key, "form.retire", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		t.Detail("version", strconv.Itoa(version))
+		return forms.Retire(ctx, t, org.ID, studyID, key, version)
+	})
+}
