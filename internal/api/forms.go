@@ -170,3 +170,34 @@ func handleRetireFormVersion(d Deps) http.Handler {
 		return nil
 	})
 }
+
+func handleGetSchedule(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		visits, err := d.Forms.Schedule(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"visits": visits})
+		return nil
+	})
+}
+
+func handleSetSchedule(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Visits *[]forms.Visit `json:"visits"`
+		}
+		if err := decodeUpTo(r, &req, forms.MaxDefinition); err != nil {
+			return err
+		}
+		if req.Visits == nil {
+			return errs.E(errs.Invalid, "name the schedule's visits (visits; [] for none)")
+		}
+		visits, err := d.Forms.SetSchedule(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), *req.Visits)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"visits": visits})
+		return nil
+	})
+}

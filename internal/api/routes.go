@@ -145,6 +145,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/publish", router.SignedIn, handlePublishForm(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleGetFormVersion(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", router.SignedIn, handleRetireFormVersion(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleGetSchedule(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleSetSchedule(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests/{request}/approve", router.SignedIn, handleApproveKeyRequest(d))

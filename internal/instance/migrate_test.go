@@ -26,16 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration creates forms and form_versions (and, on PostgreSQL,
-		// the function of their trigger).
+		// migration creates visits and visit_forms.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP TABLE form_versions`, `DROP TABLE forms`}
-		if d == sqldb.Postgres {
-			undo = append(undo, `DROP FUNCTION form_versions_fixed()`)
-		}
+		undo := []string{`DROP TABLE visit_forms`, `DROP TABLE visits`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

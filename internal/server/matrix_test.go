@@ -27,6 +27,7 @@ import (
 	"github.com/custodia/custodia/internal/alerts"
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/demo"
+	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
@@ -875,6 +876,26 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// The schedule of visits of the target study, read and set as its
+	// forms are.
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/schedule", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/schedule", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1046,6 +1067,16 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"POST /api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire": func(tg target, tag string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/p_" + formTag(tag) + "/versions/1/retire"}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/schedule": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/schedule"}
+	},
+	"PUT /api/v1/orgs/{org}/studies/{study}/schedule": func(tg target, tag string) probe {
+		day := 0
+		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/schedule", map[string]any{"visits": []forms.Visit{
+			{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
+			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{}},
+		}})
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

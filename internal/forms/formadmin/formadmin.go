@@ -159,3 +159,30 @@ func (s *Service) Retire(ctx context.Context, a gate.Actor, slug, studyID, key s
 		return forms.Retire(ctx, t, org.ID, studyID, key, version)
 	})
 }
+
+// Schedule reads a study's schedule of visits.
+func (s *Service) Schedule(ctx context.Context, a gate.Actor, slug, studyID string) ([]forms.Visit, error) {
+	var out []forms.Visit
+	err := s.work(ctx, a, slug, studyID, "", "schedule.read", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
+		var err error
+		out, err = forms.Schedule(ctx, t, org.ID, studyID)
+		return err
+	})
+	return out, err
+}
+
+// SetSchedule replaces a study's schedule of visits, and answers it as
+// stored.
+func (s *Service) SetSchedule(ctx context.Context, a gate.Actor, slug, studyID string, visits []forms.Visit) ([]forms.Visit, error) {
+	var out []forms.Visit
+	err := s.work(ctx, a, slug, studyID, "", "schedule.set", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		if err := forms.SetSchedule(ctx, t, org.ID, studyID, visits); err != nil {
+			return err
+		}
+		t.Detail("visits", strconv.Itoa(len(visits)))
+		var err error
+		out, err = forms.Schedule(ctx, t, org.ID, studyID)
+		return err
+	})
+	return out, err
+}

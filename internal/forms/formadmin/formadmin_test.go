@@ -323,3 +323,101 @@ func TestWEB05_APublishedFormVersionNeverChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestWEB05_AStudysScheduleOfVisits sets a schedule of visits that collect
+// the study's forms, reads it back as set, replaces it (a visit keeps its
+// identity by its key, one left out goes), and refuses, naming each visit
+// and changing nothing, a schedule with problems: a visit twice, a window
+// without a day, a form the study does not have (another study's
+// included).
+func TestWEB05_AStudysScheduleOfVisits(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		for _, key := range []string{"baseline", "followup"} {
+			fm := baseline()
+			fm.Key = key
+			if _, err := f.svc.Create(ctx, f.studyAdmin, "clinic", f.study.ID, fm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		other := baseline()
+		other.Key = "elsewhere"
+		if _, err := f.svc.Create(ctx, f.admin, "clinic", f.study2.ID, other); err != nil {
+			t.Fatal(err)
+		}
+		day0, day28 := 0, 28
+		want := []forms.Visit{
+			{Key: "screening", Label: "Screening", Day: &day0, Forms: []string{"baseline"}},
+			{Key: "week4", Label: "Week 4", Day: &day28, WindowBefore: 3, WindowAfter: 3, Forms: []string{"followup", "baseline"}},
+			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{"followup"}},
+		}
+		got, err := f.svc.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := mustJSON(t, got), mustJSON(t, want); g != w {
+			t.Fatalf("the schedule set:\n%s\nwant\n%s", g, w)
+		}
+		read, err := f.svc.Schedule(ctx, f.investigator, "clinic", f.study.ID)
+		if err != nil || mustJSON(t, read) != mustJSON(t, want) {
+			t.Fatalf("the investigator reads %s, %v", mustJSON(t, read), err)
+		}
+		visitID := func(key string) string {
+			var id string
+			if err := f.db.QueryRowContext(ctx, `SELECT id FROM visits WHERE visit_key = $1`, key).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		week4 := visitID("week4")
+		// Replaced: week 4 first, screening gone.
+		next := []forms.Visit{want[1], want[2]}
+		next[0].Label = "Week 4 (±3 days)"
+		if _, err := f.svc.SetSchedule(ctx, f.admin, "clinic", f.study.ID, next); err != nil {
+			t.Fatal(err)
+		}
+		if id := visitID("week4"); id != week4 {
+			t.Errorf("week4 is a new visit (%s, was %s)", id, week4)
+		}
+		read, err = f.svc.Schedule(ctx, f.admin, "clinic", f.study.ID)
+		if err != nil || len(read) != 2 || read[0].Key != "week4" || read[0].Label != "Week 4 (±3 days)" {
+			t.Fatalf("the schedule replaced: %s, %v", mustJSON(t, read), err)
+		}
+		before := mustJSON(t, read)
+		bad := []forms.Visit{
+			{Key: "week4", Label: "Week 4", Forms: []string{"baseline"}},
+			{Key: "week4", Label: "Again", Forms: []string{}},
+			{Key: "late", Label: "Late", WindowAfter: 5, Forms: []string{}},
+		}
+		_, err = f.svc.SetSchedule(ctx, f.admin, "clinic", f.study.ID, bad)
+		var p *forms.Problems
+		if errs.KindOf(err) != errs.Invalid || !errors.As(err, &p) || len(p.Fields) != 2 {
+			t.Fatalf("a schedule with two problems: %v", err)
+		}
+		_, err = f.svc.SetSchedule(ctx, f.admin, "clinic", f.study.ID, []forms.Visit{
+			{Key: "v1", Label: "V1", Forms: []string{"elsewhere", "nowhere"}}})
+		if !errors.As(err, &p) || len(p.Fields) != 2 || p.Fields[0].Field != "v1" {
+			t.Fatalf("forms the study does not have: %v", err)
+		}
+		if read, err := f.svc.Schedule(ctx, f.admin, "clinic", f.study.ID); err != nil || mustJSON(t, read) != before {
+			t.Errorf("the schedule after the refusals: %s, %v", mustJSON(t, read), err)
+		}
+		// Those who may not design it may not set it.
+		if _, err := f.svc.SetSchedule(ctx, f.investigator, "clinic", f.study.ID, nil); !errors.Is(err, gate.ErrDenied) {
+			t.Errorf("an investigator sets the schedule: %v", err)
+		}
+		if _, err := f.svc.Schedule(ctx, f.otherAdmin, "clinic", f.study.ID); !errors.Is(err, gate.ErrDenied) {
+			t.Errorf("another organization's admin reads the schedule: %v", err)
+		}
+	})
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
