@@ -48,7 +48,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	router.RecordRefusal(r, k.String())
 	var b errorBody
 	b.Error.Code, b.Error.Message = k.String(), errs.SafeMessage(err)
-	if p := (*forms.Problems)(nil); k == errs.Invalid && errors.As(err, &p) {
+	if p := (*forms.Problems)(nil); errors.As(err, &p) {
 		b.Error.Fields = p.Fields
 	}
 	writeJSON(w, router.Status(k), b)

@@ -7,6 +7,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
@@ -41,6 +42,8 @@ type Deps struct {
 	Roles *authzadmin.Service
 	// Forms designs, publishes and reads the forms of studies (WEB-05).
 	Forms *formadmin.Service
+	// Entries records and reads the values of forms about participants.
+	Entries *entries.Service
 	// Keys takes requests and approvals of key operations under dual
 	// control (CRY-08).
 	Keys *keyadmin.Service
@@ -146,6 +149,10 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleGetFormVersion(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", router.SignedIn, handleRetireFormVersion(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleGetSchedule(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries", router.SignedIn, handleEntryGrid(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleGetEntry(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleSaveEntry(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history", router.SignedIn, handleEntryHistory(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleSetSchedule(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))

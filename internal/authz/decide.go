@@ -56,6 +56,10 @@ const (
 	// study: their definitions, never a participant's values.
 	FormDesign Action = "form.design"
 	FormRead   Action = "form.read"
+	// EntryWrite saves a participant's values of a form at a visit;
+	// EntryRead reads them and their history (WEB-05, ACL-04).
+	EntryWrite Action = "entry.write"
+	EntryRead  Action = "entry.read"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -101,6 +105,9 @@ type Decision struct {
 //     contacted.
 //   - data-manager enrols and lists at their study or site, by pseudonym
 //     only; monitor lists by pseudonym only.
+//   - the values recorded about participants (entries): site-investigator
+//     and data-manager enter and read them where they reach, monitor
+//     reads them; study-admin, who designs the forms, does not see them.
 //   - study-admin designs the study, its forms included, and gives
 //     decrypt grants for it (CRY-06), but sees no participant.
 //   - org-manager manages people and their roles and never reaches
@@ -128,12 +135,12 @@ type Decision struct {
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
-		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead},
+		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead},
-	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead},
-	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead},
-	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead},
+	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead, EntryWrite, EntryRead},
+	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead, EntryWrite, EntryRead},
+	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead, EntryRead},
 	CareProvider:     {StudyRead, SiteRead, ParticipantRead},
 	Participant:      {ParticipantRead},
 }

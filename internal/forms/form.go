@@ -119,6 +119,15 @@ type Form struct {
 	byName map[string]int
 }
 
+// FieldNamed returns the field of a checked form by its name.
+func (f *Form) FieldNamed(name string) (*Field, bool) {
+	i, ok := f.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &f.Fields[i], true
+}
+
 // FieldError is a refusal that names its field.
 type FieldError struct {
 	Field string `json:"field"`
@@ -355,16 +364,23 @@ func (f *Form) calcCycle() string {
 // may be stored. Check must have passed. The fields of repeating groups
 // are not among them: each row is checked by ValidateRow.
 func (f *Form) Validate(in map[string]string) (map[string]string, []FieldError) {
-	return f.validate("", in)
+	return f.validate("", in, true)
 }
 
 // ValidateRow checks one row of the repeating group group, as Validate
 // checks the form's other fields.
 func (f *Form) ValidateRow(group string, in map[string]string) (map[string]string, []FieldError) {
-	return f.validate(group, in)
+	return f.validate(group, in, true)
 }
 
-func (f *Form) validate(group string, in map[string]string) (map[string]string, []FieldError) {
+// ValidateAs is Validate (group "") or ValidateRow for an entry saved as
+// complete or not: an incomplete entry may leave required fields empty,
+// and every value it holds is checked all the same.
+func (f *Form) ValidateAs(group string, in map[string]string, complete bool) (map[string]string, []FieldError) {
+	return f.validate(group, in, complete)
+}
+
+func (f *Form) validate(group string, in map[string]string, complete bool) (map[string]string, []FieldError) {
 	var problems []FieldError
 	for name := range in {
 		i, ok := f.byName[name]
@@ -398,6 +414,9 @@ func (f *Form) validate(group string, in map[string]string) (map[string]string, 
 			continue
 		}
 		clean, problem := fd.value(v)
+		if v == "" && !complete {
+			problem = ""
+		}
 		if problem != "" {
 			problems = append(problems, FieldError{Field: fd.Name, Error: problem})
 			continue

@@ -189,6 +189,28 @@ func SetSchedule(ctx context.Context, q sqldb.Querier, orgID, studyID string, vi
 		return errs.Wrap(errs.Unavailable, err, "read the schedule")
 	}
 	fail := func(err error) error { return errs.Wrap(errs.Unavailable, err, "store the schedule") }
+	// A visit that holds entries stays: they were recorded at it.
+	named := map[string]bool{}
+	for _, v := range visits {
+		named[v.Key] = true
+	}
+	var held []FieldError
+	for k, id := range existing {
+		if named[k] {
+			continue
+		}
+		var n int
+		if err := q.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE visit_id = $1`, id).Scan(&n); err != nil {
+			return fail(err)
+		}
+		if n > 0 {
+			held = append(held, FieldError{Field: k, Error: fmt.Sprintf("holds %d recorded entries, so it stays in the schedule", n)})
+		}
+	}
+	if len(held) > 0 {
+		p := &Problems{Fields: held}
+		return errs.Wrap(errs.Conflict, p, p.Error())
+	}
 	if _, err := q.ExecContext(ctx, `DELETE FROM visit_forms WHERE org_id = $1 AND study_id = $2`, orgID, studyID); err != nil {
 		return fail(err)
 	}

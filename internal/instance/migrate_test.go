@@ -26,12 +26,16 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration creates visits and visit_forms.
+		// migration creates the entries' tables (and, on PostgreSQL, the
+		// function of their triggers).
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP TABLE visit_forms`, `DROP TABLE visits`}
+		undo := []string{`DROP TABLE entry_changes`, `DROP TABLE entry_revisions`, `DROP TABLE entry_values`, `DROP TABLE entries`}
+		if d == sqldb.Postgres {
+			undo = append(undo, `DROP FUNCTION entry_history_fixed()`)
+		}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

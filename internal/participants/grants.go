@@ -120,8 +120,14 @@ func (s *Service) checkGrant(ctx context.Context, t *gate.Tx, st orgs.Study, req
 	}
 	for _, name := range req.Fields {
 		f, err := ParseField(name)
-		if err != nil || !f.Sensitive() {
-			return g, errs.E(errs.Invalid, "fields must name sensitive fields: %s", joinFields(SensitiveFields()))
+		switch {
+		case err == nil && f.Sensitive():
+		case strings.Contains(name, ".") && authz.CheckFieldName(name) == nil:
+			// A sensitive field of a form, named form.field: its values
+			// open under the grant (package entries).
+			f = Field(name)
+		default:
+			return g, errs.E(errs.Invalid, "fields must name sensitive fields: %s, or fields of forms as form.field", joinFields(SensitiveFields()))
 		}
 		if !slices.Contains(g.Fields, f) {
 			g.Fields = append(g.Fields, f)
@@ -229,6 +235,11 @@ func (s *Service) Grants(ctx context.Context, a gate.Actor, slug, studyID string
 				return fmt.Errorf("list decrypt grants: %w", err)
 			}
 			g.Fields = parseFields(fields)
+			for name := range strings.SplitSeq(fields, ",") {
+				if strings.Contains(name, ".") {
+					g.Fields = append(g.Fields, Field(name))
+				}
+			}
 			g.CreatedAt = time.UnixMicro(created)
 			if expires.Valid {
 				g.ExpiresAt = time.UnixMicro(expires.Int64)
@@ -251,6 +262,33 @@ func parseFields(s string) []Field {
 		}
 	}
 	return out
+}
+
+// GrantedFormFields reports which fields of the study's forms (form.field)
+// the account may open now at site: those its live decrypt grants for the
+// study name, where they cover the site.
+func GrantedFormFields(ctx context.Context, q sqldb.Querier, accountID, orgID, studyID, siteID string, now time.Time) (map[string]bool, error) {
+	rows, err := q.QueryContext(ctx, `SELECT fields FROM decrypt_grants
+		WHERE org_id = $1 AND study_id = $2 AND account_id = $3 AND (site_id IS NULL OR site_id = $4)
+		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5)`,
+		orgID, studyID, accountID, siteID, now.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("read decrypt grants: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var fields string
+		if err := rows.Scan(&fields); err != nil {
+			return nil, fmt.Errorf("read decrypt grants: %w", err)
+		}
+		for name := range strings.SplitSeq(fields, ",") {
+			if strings.Contains(name, ".") {
+				out[name] = true
+			}
+		}
+	}
+	return out, rows.Err()
 }
 
 // grantedFields reports which sensitive fields of p the account may open

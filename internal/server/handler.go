@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/gate"
@@ -190,6 +191,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Roles:        &authzadmin.Service{Gate: g},
 			Keys:         &keyadmin.Service{Gate: g},
 			Forms:        &formadmin.Service{Gate: g},
+			Entries:      &entries.Service{Gate: g},
 			Security:     security,
 			Access:       access,
 			ClientAddr:   addrOf,

@@ -896,6 +896,46 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Entries (WEB-05) of the cell's participant at the target site:
+	// entered by investigators at their site and data managers, read by
+	// monitors too (who are refused a save of what they see); study admins
+	// design the forms but see no participant.
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1076,7 +1116,20 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/schedule", map[string]any{"visits": []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
 			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{}},
+			entryVisit,
 		}})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries": func(tg target, tag string) probe {
+		return probe{path: entriesPath(tg, tag)}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}": func(tg target, tag string) probe {
+		return probe{path: entriesPath(tg, tag) + "/entryvisit/1/entryform"}
+	},
+	"PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}": func(tg target, tag string) probe {
+		return jsonProbe(entriesPath(tg, tag)+"/entryvisit/1/entryform", map[string]any{"revision": 0, "values": map[string]string{"note": "seen " + tag}})
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history": func(tg target, tag string) probe {
+		return probe{path: entriesPath(tg, tag) + "/entryvisit/1/entryform/history"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

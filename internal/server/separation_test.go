@@ -59,6 +59,30 @@ func matrixForm(key string) *forms.Form {
 	}}
 }
 
+// entryVisit is the visit of every study of the matrix at which the
+// cells' participants have entries recorded: it collects the form
+// entryform, of one text field.
+var entryVisit = forms.Visit{Key: "entryvisit", Label: "Entry visit", Forms: []string{"entryform"}}
+
+// entriesPath is the entries of the cell's participant.
+func entriesPath(tg target, tag string) string {
+	return "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/sites/" + tg.site + "/participants/" + adminTargetOf(tag).participant + "/entries"
+}
+
+// seedEntryForm gives a study the form entryform, published, and the
+// visit entryVisit.
+func seedEntryForm(ctx context.Context, tx *sql.Tx, orgID, studyID, accountID string) error {
+	f := &forms.Form{Key: "entryform", Title: "Entry form", Fields: []forms.Field{{Name: "note", Label: "Note", Type: forms.Text}}}
+	v, err := forms.Create(ctx, tx, orgID, studyID, accountID, f)
+	if err != nil {
+		return err
+	}
+	if _, err := forms.Publish(ctx, tx, orgID, studyID, f.Key, accountID, v.Digest); err != nil {
+		return err
+	}
+	return forms.SetSchedule(ctx, tx, orgID, studyID, []forms.Visit{entryVisit})
+}
+
 // adminTargets is keyed by the matrix's cell tag (role-target); it is
 // filled by setUpMatrix before any request is made and only read after.
 var adminTargets = map[string]adminTarget{}
@@ -108,6 +132,7 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 			}
 		}
 		n := 0
+		seeded := map[string]bool{}
 		for _, role := range authz.BuiltinRoles() {
 			email := "bystander-" + string(role) + "@matrix.example"
 			for i, tg := range f.targets[role] {
@@ -143,6 +168,12 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 					return err
 				}
 				tag := string(role) + "-" + targetNames[i]
+				if !seeded[tg.study] {
+					if err := seedEntryForm(ctx, tx, o.ID, tg.study, acc.ID); err != nil {
+						return err
+					}
+					seeded[tg.study] = true
+				}
 				d, err := forms.Create(ctx, tx, o.ID, tg.study, acc.ID, matrixForm("d_"+formTag(tag)))
 				if err != nil {
 					return err

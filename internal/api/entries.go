@@ -1,0 +1,146 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/custodia/custodia/internal/entries"
+)
+
+// Entries (WEB-05): the values recorded about a participant, per visit
+// (and the time a repeating visit was held) and form.
+
+type entryJSON struct {
+	Visit       string                         `json:"visit"`
+	Repeat      int                            `json:"repeat"`
+	Form        string                         `json:"form"`
+	FormVersion int                            `json:"form_version,omitempty"`
+	Status      string                         `json:"status"`
+	Revision    int                            `json:"revision"`
+	Values      map[string]string              `json:"values"`
+	Rows        map[string][]map[string]string `json:"rows"`
+	Sealed      []string                       `json:"sealed"`
+	SavedBy     string                         `json:"saved_by,omitempty"`
+	SavedAt     string                         `json:"saved_at,omitempty"`
+}
+
+func entryOut(e entries.Entry) entryJSON {
+	return entryJSON{Visit: e.Visit, Repeat: e.Repeat, Form: e.Form, FormVersion: e.FormVersion, Status: string(e.Status),
+		Revision: e.Revision, Values: e.Values, Rows: e.Rows, Sealed: e.Sealed, SavedBy: e.SavedBy, SavedAt: micros(e.SavedAt)}
+}
+
+// place reads the entry a path names; a repeat that is not a whole number
+// from 1 is not found.
+func place(r *http.Request) entries.Place {
+	repeat, err := strconv.Atoi(r.PathValue("repeat"))
+	if err != nil || repeat < 1 || repeat > entries.MaxRepeat {
+		repeat = 0
+	}
+	return entries.Place{StudyID: r.PathValue("study"), SiteID: r.PathValue("site"), Participant: r.PathValue("participant"),
+		Visit: r.PathValue("visit"), Repeat: repeat, Form: r.PathValue("form")}
+}
+
+func handleEntryGrid(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		grid, err := d.Entries.Grid(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant"))
+		if err != nil {
+			return err
+		}
+		type formJSON struct {
+			Form     string `json:"form"`
+			Status   string `json:"status"`
+			Revision int    `json:"revision,omitempty"`
+		}
+		type visitJSON struct {
+			Visit  string     `json:"visit"`
+			Label  string     `json:"label"`
+			Repeat int        `json:"repeat"`
+			Forms  []formJSON `json:"forms"`
+		}
+		out := make([]visitJSON, len(grid))
+		for i, v := range grid {
+			out[i] = visitJSON{Visit: v.Visit, Label: v.Label, Repeat: v.Repeat, Forms: make([]formJSON, len(v.Forms))}
+			for j, f := range v.Forms {
+				out[i].Forms[j] = formJSON{Form: f.Form, Status: string(f.Status), Revision: f.Revision}
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"visits": out})
+		return nil
+	})
+}
+
+func handleGetEntry(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		e, err := d.Entries.Get(r.Context(), actor(d, r), r.PathValue("org"), place(r))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, entryOut(e))
+		return nil
+	})
+}
+
+func handleSaveEntry(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Revision int                            `json:"revision"`
+			Values   map[string]string              `json:"values"`
+			Rows     map[string][]map[string]string `json:"rows"`
+			Complete bool                           `json:"complete"`
+			Reason   string                         `json:"reason"`
+		}
+		if err := decodeUpTo(r, &req, maxEntryBody); err != nil {
+			return err
+		}
+		e, err := d.Entries.Save(r.Context(), actor(d, r), r.PathValue("org"), place(r), entries.Save{
+			Revision: req.Revision, Values: req.Values, Rows: req.Rows, Complete: req.Complete, Reason: req.Reason})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, entryOut(e))
+		return nil
+	})
+}
+
+// maxEntryBody bounds the body of a save: a form of 500 long texts fits.
+const maxEntryBody = 512 << 10
+
+func handleEntryHistory(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		revs, err := d.Entries.History(r.Context(), actor(d, r), r.PathValue("org"), place(r))
+		if err != nil {
+			return err
+		}
+		type changeJSON struct {
+			Field   string  `json:"field"`
+			Row     int     `json:"row,omitempty"`
+			Value   *string `json:"value"`
+			Sealed  bool    `json:"sealed,omitempty"`
+			Removed bool    `json:"removed,omitempty"`
+		}
+		type revisionJSON struct {
+			Revision    int          `json:"revision"`
+			FormVersion int          `json:"form_version"`
+			Status      string       `json:"status"`
+			SavedBy     string       `json:"saved_by"`
+			SavedAt     string       `json:"saved_at"`
+			Reason      string       `json:"reason,omitempty"`
+			Changes     []changeJSON `json:"changes"`
+		}
+		out := make([]revisionJSON, len(revs))
+		for i, rv := range revs {
+			out[i] = revisionJSON{Revision: rv.Revision, FormVersion: rv.FormVersion, Status: string(rv.Status), SavedBy: rv.SavedBy,
+				SavedAt: micros(rv.SavedAt), Reason: rv.Reason, Changes: make([]changeJSON, len(rv.Changes))}
+			for j, c := range rv.Changes {
+				cj := changeJSON{Field: c.Field, Row: c.Row, Sealed: c.Sealed, Removed: c.Removed}
+				if !c.Sealed && !c.Removed {
+					v := c.Value
+					cj.Value = &v
+				}
+				out[i].Changes[j] = cj
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"revisions": out})
+		return nil
+	})
+}
