@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,5 +130,126 @@ func TestWEB05_FormsOverTheAPI(t *testing.T) {
 	}
 	if code, _ = send(t, reader, ts.URL, "GET", probe{path: base + "/Not-A-Key"}); code != http.StatusNotFound {
 		t.Errorf("a malformed form key: %d, want 404", code)
+	}
+}
+
+// TestWEB05_EntriesOverTheAPI records a form about a participant over
+// HTTP: the study admin designs and schedules it, the investigator enrols
+// a participant at their site and saves; a save with problems is 400 with
+// each problem's field and row and stores nothing; a good one is revision
+// 1; a script payload comes back as text, JSON-escaped; a change without
+// a reason is 400, a save from an older revision 409.
+func TestWEB05_EntriesOverTheAPI(t *testing.T) {
+	ts := newServerWith(t, nil)
+	ctx := context.Background()
+	study := demoStudy(t, ts)
+	o, err := orgs.OrganizationBySlug(ctx, ts.inst.Clinical, demo.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites, err := orgs.Sites(ctx, ts.inst.Clinical, o.ID, study)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := ""
+	for _, s := range sites {
+		if s.Name == "North Clinic" {
+			site = s.ID
+		}
+	}
+	base := "/api/v1/orgs/" + demo.Slug + "/studies/" + study
+	designer := signInOwn(t, ts, authz.StudyAdmin)
+	def := map[string]any{"key": "ae", "title": "Adverse events",
+		"groups": []map[string]any{{"name": "events", "label": "Events", "max": 5}},
+		"fields": []map[string]any{
+			{"name": "any", "label": "Any adverse event?", "type": "yes_no", "required": true},
+			{"name": "term", "label": "Term", "type": "text", "group": "events", "required": true},
+			{"name": "grade", "label": "Grade", "type": "integer", "group": "events", "min": 1, "max": 5},
+		}}
+	code, body := send(t, designer, ts.URL, "POST", jsonProbe(base+"/forms", def))
+	if code != http.StatusCreated {
+		t.Fatalf("create the form: %d %s", code, body)
+	}
+	var v struct{ Digest string }
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if code, body = send(t, designer, ts.URL, "POST", jsonProbe(base+"/forms/ae/publish", map[string]string{"digest": v.Digest})); code != http.StatusOK {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	day := 0
+	if code, body = send(t, designer, ts.URL, "PUT", jsonProbe(base+"/schedule", map[string]any{"visits": []map[string]any{
+		{"key": "baseline", "label": "Baseline", "day": day, "forms": []string{"ae"}}}})); code != http.StatusOK {
+		t.Fatalf("schedule: %d %s", code, body)
+	}
+	inv := signInOwn(t, ts, authz.SiteInvestigator)
+	code, body = send(t, inv, ts.URL, "POST", jsonProbe(base+"/sites/"+site+"/participants", map[string]string{}))
+	if code != http.StatusCreated {
+		t.Fatalf("enrol: %d %s", code, body)
+	}
+	var p struct{ Pseudonym string }
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	entry := base + "/sites/" + site + "/participants/" + p.Pseudonym + "/entries/baseline/1/ae"
+	code, body = send(t, inv, ts.URL, "PUT", jsonProbe(entry, map[string]any{"revision": 0, "complete": true,
+		"values": map[string]string{"any": "yes"},
+		"rows":   map[string][]map[string]string{"events": {{"term": "rash", "grade": "2"}, {"grade": "9"}}}}))
+	if code != http.StatusBadRequest {
+		t.Fatalf("a save with problems: %d %s", code, body)
+	}
+	var refusal struct {
+		Error struct {
+			Fields []struct {
+				Field string
+				Row   int
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &refusal); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range refusal.Error.Fields {
+		got[f.Field+"/"+strconv.Itoa(f.Row)] = true
+	}
+	if !got["any/0"] || !got["term/2"] || !got["grade/2"] || len(got) != 3 {
+		t.Errorf("the refusal names %v, want any, and term and grade of row 2", refusal.Error.Fields)
+	}
+	payload := `<img src=x onerror=alert(1)>"; DROP TABLE entries; --`
+	code, body = send(t, inv, ts.URL, "PUT", jsonProbe(entry, map[string]any{"revision": 0, "complete": true,
+		"values": map[string]string{"any": "1"},
+		"rows":   map[string][]map[string]string{"events": {{"term": payload, "grade": "2"}}}}))
+	if code != http.StatusOK {
+		t.Fatalf("a good save: %d %s", code, body)
+	}
+	if strings.Contains(string(body), "<img") {
+		t.Errorf("the answer holds markup unescaped: %s", body)
+	}
+	var saved struct {
+		Revision int
+		Rows     map[string][]map[string]string
+	}
+	if err := json.Unmarshal(body, &saved); err != nil || saved.Revision != 1 || saved.Rows["events"][0]["term"] != payload {
+		t.Fatalf("saved %s: %v", body, err)
+	}
+	change := map[string]any{"revision": 1, "complete": true, "values": map[string]string{"any": "0"}}
+	if code, _ = send(t, inv, ts.URL, "PUT", jsonProbe(entry, change)); code != http.StatusBadRequest {
+		t.Errorf("a change without a reason: %d", code)
+	}
+	change["reason"] = "the event was before consent"
+	if code, body = send(t, inv, ts.URL, "PUT", jsonProbe(entry, change)); code != http.StatusOK {
+		t.Fatalf("a change with a reason: %d %s", code, body)
+	}
+	if code, _ = send(t, inv, ts.URL, "PUT", jsonProbe(entry, change)); code != http.StatusConflict {
+		t.Errorf("a save from revision 1 after revision 2: %d", code)
+	}
+	code, body = send(t, inv, ts.URL, "GET", probe{path: entry + "/history"})
+	if code != http.StatusOK || !strings.Contains(string(body), "the event was before consent") || !strings.Contains(string(body), `"removed":true`) {
+		t.Errorf("history: %d %s", code, body)
+	}
+	code, body = send(t, inv, ts.URL, "GET", probe{path: base + "/sites/" + site + "/participants/" + p.Pseudonym + "/entries"})
+	if code != http.StatusOK || !strings.Contains(string(body), `"status":"complete"`) {
+		t.Errorf("grid: %d %s", code, body)
 	}
 }
