@@ -1,8 +1,13 @@
 package api
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -198,6 +203,60 @@ func handleSetSchedule(d Deps) http.Handler {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"visits": visits})
+		return nil
+	})
+}
+
+// handleImportREDCap reads a REDCap data dictionary (text/csv) into the
+// study's forms, as drafts, and answers them with the report.
+func handleImportREDCap(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "text/csv") {
+			return errs.E(errs.Invalid, "send the dictionary as CSV (Content-Type: text/csv)")
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, forms.MaxDictionary+1))
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "the dictionary could not be read")
+		}
+		dict, err := forms.ReadREDCap(bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		versions, err := d.Forms.ImportREDCap(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), dict, hex.EncodeToString(sum[:]))
+		if err != nil {
+			return err
+		}
+		out := make([]formVersionJSON, len(versions))
+		for i, v := range versions {
+			out[i] = formVersionOut(v)
+			out[i].Definition = nil
+		}
+		report := dict.Report
+		if report == nil {
+			report = []forms.Note{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"forms": out, "report": report})
+		return nil
+	})
+}
+
+// handleExportREDCap answers the study's forms as a REDCap data
+// dictionary.
+func handleExportREDCap(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Forms.ExportForms(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), "redcap")
+		if err != nil {
+			return err
+		}
+		var b bytes.Buffer
+		if err := forms.WriteREDCap(&b, "", list); err != nil {
+			return errs.Wrap(errs.Internal, err, "write the dictionary")
+		}
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="data-dictionary.csv"`)
+		w.WriteHeader(http.StatusOK)
+		w.Write(b.Bytes())
 		return nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,10 +95,55 @@ type Field struct {
 	Sensitive  bool `json:"sensitive,omitempty"`
 	Identifier bool `json:"identifier,omitempty"`
 
+	// How the field is shown, which changes nothing of what it takes but
+	// Style's text formats: Section is a header shown before it; Style a
+	// variant of its type (Styles); Align where its label and answer go
+	// (RH, RV, LH or LV: right or left, horizontal or vertical); Number a
+	// question's number; Matrix the matrix its choices are shown in, with
+	// other fields of the same choices (ranked: no choice taken twice);
+	// Anchors the labels under a slider; Annotation notes for designers
+	// (REDCap's action tags).
+	Section       string   `json:"section,omitempty"`
+	Style         string   `json:"style,omitempty"`
+	Align         string   `json:"align,omitempty"`
+	Number        string   `json:"number,omitempty"`
+	Matrix        string   `json:"matrix,omitempty"`
+	MatrixRanking bool     `json:"matrix_ranking,omitempty"`
+	Anchors       []string `json:"anchors,omitempty"`
+	Annotation    string   `json:"annotation,omitempty"`
+
 	re     *regexp.Regexp
 	showIf *Expr
 	calc   *Expr
 }
+
+// Styles lists the variants each type may be shown in ("" is the
+// default). A text's style is also a format its value must have.
+var Styles = map[Type][]string{
+	Text:     {"email", "phone", "zipcode", "alpha_only"},
+	Date:     {"mdy", "dmy"},
+	DateTime: {"mdy", "dmy", "seconds", "seconds_mdy", "seconds_dmy"},
+	Single:   {"dropdown"},
+	YesNo:    {"truefalse"},
+	Slider:   {"number"},
+	File:     {"signature"},
+}
+
+// textFormats are the patterns of the text styles.
+var textFormats = map[string]*regexp.Regexp{
+	"email":      regexp.MustCompile(`\A[^@\s]+@[^@\s]+\.[^@\s]+\z`),
+	"phone":      regexp.MustCompile(`\A\+?[0-9 ()./-]{5,32}\z`),
+	"zipcode":    regexp.MustCompile(`\A[0-9]{5}(-[0-9]{4})?\z`),
+	"alpha_only": regexp.MustCompile(`\A\pL+\z`),
+}
+
+// Bounds of the display attributes.
+const (
+	maxSection    = 2000
+	maxNumber     = 20
+	maxAnnotation = 2000
+	maxAnchors    = 3
+)
 
 // Group is a repeating group: fields entered several times (medications,
 // adverse events), up to Max rows.
@@ -314,6 +360,31 @@ func (fd *Field) check(groups map[string]bool) []string {
 	if fd.Identifier && fd.Type != Text && fd.Type != Date && fd.Type != LongText {
 		p("identifiers are texts or dates")
 	}
+	if fd.Style != "" && !slices.Contains(Styles[fd.Type], fd.Style) {
+		p("a %s field's style is one of: %s", fd.Type, strings.Join(append([]string{`""`}, Styles[fd.Type]...), ", "))
+	}
+	switch fd.Align {
+	case "", "RH", "RV", "LH", "LV":
+	default:
+		p("align is RH, RV, LH or LV")
+	}
+	if utf8.RuneCountInString(fd.Section) > maxSection || utf8.RuneCountInString(fd.Annotation) > maxAnnotation || utf8.RuneCountInString(fd.Number) > maxNumber {
+		p("a section holds at most %d characters, an annotation %d, a number %d", maxSection, maxAnnotation, maxNumber)
+	}
+	if fd.Matrix != "" && (!validName(fd.Matrix) || fd.Type != Single && fd.Type != Multiple) {
+		p("a matrix is named as a field is, and holds choice fields")
+	}
+	if fd.MatrixRanking && fd.Matrix == "" {
+		p("matrix_ranking applies to fields of a matrix")
+	}
+	if len(fd.Anchors) > 0 && (fd.Type != Slider || len(fd.Anchors) > maxAnchors) {
+		p("anchors apply to sliders, at most %d", maxAnchors)
+	}
+	for _, a := range fd.Anchors {
+		if utf8.RuneCountInString(a) > MaxLabel {
+			p("an anchor holds at most %d characters", MaxLabel)
+		}
+	}
 	return out
 }
 
@@ -490,6 +561,9 @@ func (fd *Field) value(v string) (string, string) {
 		if n > max || n < fd.MinLength {
 			return "", fmt.Sprintf("must be %d to %d characters", fd.MinLength, max)
 		}
+		if re := textFormats[fd.Style]; fd.Type == Text && re != nil && !re.MatchString(v) {
+			return "", "is not in the field's format (" + fd.Style + ")"
+		}
 		if fd.Type == Text && strings.ContainsAny(v, "\r\n") {
 			return "", "is one line; a long text field takes several"
 		}
@@ -519,14 +593,18 @@ func (fd *Field) value(v string) (string, string) {
 		}
 		return fd.inDates(t, t.Format("2006-01-02"))
 	case DateTime:
-		t, err := time.Parse("2006-01-02T15:04", v)
+		layout, want := "2006-01-02T15:04", "YYYY-MM-DDTHH:MM"
+		if strings.HasPrefix(fd.Style, "seconds") {
+			layout, want = "2006-01-02T15:04:05", "YYYY-MM-DDTHH:MM:SS"
+		}
+		t, err := time.Parse(layout, v)
 		if err != nil {
 			if t, err = time.Parse(time.RFC3339, v); err != nil {
-				return "", "must be a date and time, YYYY-MM-DDTHH:MM"
+				return "", "must be a date and time, " + want
 			}
 			t = t.UTC()
 		}
-		return fd.inDates(t, t.Format("2006-01-02T15:04"))
+		return fd.inDates(t, t.Format(layout))
 	case Time:
 		t, err := time.Parse("15:04", v)
 		if err != nil {

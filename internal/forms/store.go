@@ -131,14 +131,16 @@ type Version struct {
 	Form        *Form
 }
 
-// Create adds form f (checked) to a study as the draft of its version 1.
+// Create adds form f (checked) to a study, after its other forms, as the
+// draft of its version 1.
 func Create(ctx context.Context, q sqldb.Querier, orgID, studyID, accountID string, f *Form) (Version, error) {
 	if err := f.Ready(); err != nil {
 		return Version{}, err
 	}
 	id, now := ids.New(), sqldb.Now()
-	_, err := q.ExecContext(ctx, `INSERT INTO forms (id, org_id, study_id, form_key, created_by, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, orgID, studyID, f.Key, accountID, now)
+	_, err := q.ExecContext(ctx, `INSERT INTO forms (id, org_id, study_id, form_key, position, created_by, created_at)
+		VALUES ($1, $2, $3, $4, (SELECT coalesce(max(position) + 1, 0) FROM forms WHERE org_id = $2 AND study_id = $3), $5, $6)`,
+		id, orgID, studyID, f.Key, accountID, now)
 	if sqldb.IsUniqueViolation(err) {
 		return Version{}, errs.E(errs.Conflict, "the study has a form %s already", f.Key)
 	}
@@ -287,13 +289,13 @@ func Retire(ctx context.Context, q sqldb.Querier, orgID, studyID, key string, ve
 	return nil
 }
 
-// List lists the forms of a study by key.
+// List lists the forms of a study in their order.
 func List(ctx context.Context, q sqldb.Querier, orgID, studyID string) ([]Summary, error) {
 	rows, err := q.QueryContext(ctx, `SELECT f.id, f.form_key, f.created_at,
 		  (SELECT v.title FROM form_versions v WHERE v.form_id = f.id ORDER BY v.version DESC LIMIT 1),
 		  (SELECT coalesce(max(v.version), 0) FROM form_versions v WHERE v.form_id = f.id AND v.state = 'published'),
 		  (SELECT coalesce(max(v.version), 0) FROM form_versions v WHERE v.form_id = f.id AND v.state = 'draft')
-		FROM forms f WHERE f.org_id = $1 AND f.study_id = $2 ORDER BY f.form_key`, orgID, studyID)
+		FROM forms f WHERE f.org_id = $1 AND f.study_id = $2 ORDER BY f.position, f.form_key`, orgID, studyID)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "list the forms")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,5 +252,60 @@ func TestWEB05_EntriesOverTheAPI(t *testing.T) {
 	code, body = send(t, inv, ts.URL, "GET", probe{path: base + "/sites/" + site + "/participants/" + p.Pseudonym + "/entries"})
 	if code != http.StatusOK || !strings.Contains(string(body), `"status":"complete"`) {
 		t.Errorf("grid: %d %s", code, body)
+	}
+}
+
+// TestWEB05_REDCapDictionaryOverTheAPI imports a REDCap dictionary of
+// every field type into a study as drafts, with the report of what did not
+// map, exports it back as the same dictionary, refuses a second import
+// over the unpublished drafts, and refuses a dictionary with an unknown
+// column naming its line, saving nothing.
+func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
+	ts := newServerWith(t, nil)
+	study := demoStudy(t, ts)
+	url := "/api/v1/orgs/" + demo.Slug + "/studies/" + study + "/forms/redcap-dictionary"
+	designer := signInOwn(t, ts, authz.StudyAdmin)
+	dict, err := os.ReadFile("../forms/testdata/redcap_every_type.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := "Variable / Field Name,Form Name,Field Type,Field Label,Colour\nrecord_id,f,text,ID,red\n"
+	code, body := send(t, designer, ts.URL, "POST", probe{path: url, ctype: "text/csv", body: bad})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `"row":1`) || !strings.Contains(string(body), "Colour") {
+		t.Fatalf("a dictionary with an unknown column: %d %s", code, body)
+	}
+	if code, _ = send(t, designer, ts.URL, "POST", probe{path: url, ctype: "application/json", body: "{}"}); code != http.StatusBadRequest {
+		t.Errorf("a dictionary sent as JSON: %d", code)
+	}
+	code, body = send(t, designer, ts.URL, "POST", probe{path: url, ctype: "text/csv", body: string(dict)})
+	if code != http.StatusOK {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	var imported struct {
+		Forms []struct {
+			Form    string
+			Version int
+			State   string
+		}
+		Report []struct {
+			Line  int
+			Field string
+		}
+	}
+	if err := json.Unmarshal(body, &imported); err != nil {
+		t.Fatal(err)
+	}
+	if len(imported.Forms) != 2 || imported.Forms[0].Form != "demographics" || imported.Forms[0].State != "draft" || len(imported.Report) != 4 {
+		t.Fatalf("imported %s", body)
+	}
+	reader := signInOwn(t, ts, authz.DataManager)
+	code, body = send(t, reader, ts.URL, "GET", probe{path: url})
+	if code != http.StatusOK || !strings.HasPrefix(string(body), "Variable / Field Name,Form Name,") ||
+		!strings.Contains(string(body), "\nmood_b,demographics,,radio,Felt anxious,\"1, Never | 2, Sometimes | 3, Often\",,,,,,,,,,mood,y,\n") ||
+		strings.Contains(string(body), "fu_query") {
+		t.Fatalf("export: %d\n%s", code, body)
+	}
+	if code, _ = send(t, designer, ts.URL, "POST", probe{path: url, ctype: "text/csv", body: string(dict)}); code != http.StatusConflict {
+		t.Errorf("a second import over unpublished drafts: %d, want 409", code)
 	}
 }

@@ -936,6 +936,25 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// A study's forms as a REDCap data dictionary, in and out.
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1130,6 +1149,13 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history": func(tg target, tag string) probe {
 		return probe{path: entriesPath(tg, tag) + "/entryvisit/1/entryform/history"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/redcap-dictionary", ctype: "text/csv",
+			body: "Variable / Field Name,Form Name,Field Type,Field Label\nrecord_id,r_" + formTag(tag) + ",text,Record ID\nweight,r_" + formTag(tag) + ",text,Weight\n"}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/redcap-dictionary"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

@@ -186,3 +186,70 @@ func (s *Service) SetSchedule(ctx context.Context, a gate.Actor, slug, studyID s
 	})
 	return out, err
 }
+
+// ImportREDCap saves the forms of a REDCap dictionary (read by
+// forms.ReadREDCap) in a study, all or none: a form new to the study is
+// created, one it has gets the next draft; a form with a draft not yet
+// published is a conflict. digest is the SHA-256 of the file, for the
+// audit event.
+func (s *Service) ImportREDCap(ctx context.Context, a gate.Actor, slug, studyID string, d forms.Dictionary, digest string) ([]forms.Version, error) {
+	var out []forms.Version
+	err := s.work(ctx, a, slug, studyID, "", "form.import", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+		existing, err := forms.List(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		drafts := map[string]int{}
+		known := map[string]bool{}
+		for _, f := range existing {
+			known[f.Key], drafts[f.Key] = true, f.Draft
+		}
+		fields := 0
+		for _, f := range d.Forms {
+			fields += len(f.Fields)
+			var v forms.Version
+			switch {
+			case !known[f.Key]:
+				v, err = forms.Create(ctx, t, org.ID, studyID, t.Subject.AccountID, f)
+			case drafts[f.Key] != 0:
+				return errs.E(errs.Conflict, "form %s has a draft (version %d) not yet published; publish it before importing over it", f.Key, drafts[f.Key])
+			default:
+				v, err = forms.SaveDraft(ctx, t, org.ID, studyID, f.Key, t.Subject.AccountID, "", f)
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		t.Detail("format", "redcap")
+		t.Detail("sha256", digest)
+		t.Detail("forms", strconv.Itoa(len(d.Forms)))
+		t.Detail("fields", strconv.Itoa(fields))
+		return nil
+	})
+	return out, err
+}
+
+// ExportForms reads the forms of a study, each as it stands (its newest
+// published version, else its draft), in the study's order, for a
+// dictionary.
+func (s *Service) ExportForms(ctx context.Context, a gate.Actor, slug, studyID, format string) ([]*forms.Form, error) {
+	var out []*forms.Form
+	err := s.work(ctx, a, slug, studyID, "", "form.export", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
+		list, err := forms.List(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		for _, f := range list {
+			v, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, 0)
+			if err != nil {
+				return err
+			}
+			out = append(out, v.Form)
+		}
+		t.Detail("format", format)
+		t.Detail("forms", strconv.Itoa(len(out)))
+		return nil
+	})
+	return out, err
+}

@@ -1,5 +1,6 @@
 -- Forms (instruments, CRFs) of a study (WEB-05), each named by a key unique
--- in its study. What a form asks is in its versions: at most one draft,
+-- in its study, in the order a study lists them (position). What a form
+-- asks is in its versions: at most one draft,
 -- which its designer may replace until it is published, then published
 -- versions, which never change (the triggers below refuse it even to SQL
 -- that bypasses the application), and which may be retired: no entry is
@@ -10,6 +11,7 @@ CREATE TABLE forms (
 	org_id     TEXT NOT NULL,
 	study_id   TEXT NOT NULL,
 	form_key   TEXT NOT NULL,
+	position   INTEGER NOT NULL CHECK (position >= 0),
 	created_by TEXT NOT NULL REFERENCES accounts (id),
 	created_at BIGINT NOT NULL,
 	UNIQUE (org_id, study_id, form_key),
