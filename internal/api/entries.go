@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bufio"
+	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/custodia/custodia/internal/entries"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/router"
 )
 
 // Entries (WEB-05): the values recorded about a participant, per visit
@@ -142,5 +146,41 @@ func handleEntryHistory(d Deps) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"revisions": out})
 		return nil
+	})
+}
+
+// handleExportEntries streams the study's entries the requester may read,
+// as CSV (one value a line) or JSON lines (?format=csv|jsonl).
+func handleExportEntries(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		for k, v := range q {
+			if k != "format" || len(v) != 1 {
+				return errs.E(errs.Invalid, "an export takes one query parameter, format (csv or jsonl)")
+			}
+		}
+		format := q.Get("format")
+		if format == "" {
+			format = entries.FormatCSV
+		}
+		var out *bufio.Writer
+		err := d.Entries.Export(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), format, func() (io.Writer, error) {
+			ct := "text/csv; charset=utf-8"
+			if format == entries.FormatJSONL {
+				ct = "application/x-ndjson"
+			}
+			w.Header().Set("Content-Type", ct)
+			w.Header().Set("Content-Disposition", `attachment; filename="entries.`+format+`"`)
+			w.WriteHeader(http.StatusOK)
+			out = bufio.NewWriterSize(router.Stream(w), 64<<10)
+			return out, nil
+		})
+		if out != nil {
+			if err != nil {
+				d.Log.ErrorContext(r.Context(), "export interrupted", "err", err)
+			}
+			return out.Flush()
+		}
+		return err
 	})
 }

@@ -253,6 +253,21 @@ func TestWEB05_EntriesOverTheAPI(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), `"status":"complete"`) {
 		t.Errorf("grid: %d %s", code, body)
 	}
+	// The export, one value a line; the history keeps the removed row,
+	// the export only what the entry holds now.
+	code, body = send(t, inv, ts.URL, "GET", probe{path: base + "/export?format=csv"})
+	if code != http.StatusOK || !strings.HasPrefix(string(body), "participant,site,visit,repeat,form,form_version,field,row,value\n") ||
+		!strings.Contains(string(body), p.Pseudonym+","+site+",baseline,1,ae,1,any,0,0\n") || strings.Contains(string(body), "rash") {
+		t.Errorf("export: %d\n%s", code, body)
+	}
+	for _, q := range []string{"?format=xml", "?format=csv&format=csv", "?limit=5"} {
+		if code, _ = send(t, inv, ts.URL, "GET", probe{path: base + "/export" + q}); code != http.StatusBadRequest {
+			t.Errorf("export%s: %d, want 400", q, code)
+		}
+	}
+	if code, _ = send(t, signInOwn(t, ts, authz.OrgManager), ts.URL, "GET", probe{path: base + "/export"}); code != http.StatusNotFound {
+		t.Errorf("an organization manager's export: %d, want 404", code)
+	}
 }
 
 // TestWEB05_REDCapDictionaryOverTheAPI imports a REDCap dictionary of

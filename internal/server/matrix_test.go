@@ -955,6 +955,17 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// The export of a study's entries (LIFE-04): by those who read entries
+	// somewhere in it, each getting only what they may read.
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/export", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 200 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1156,6 +1167,9 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/redcap-dictionary"}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/export": func(tg target, _ string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/export?format=csv"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

@@ -1,0 +1,279 @@
+package entries
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Exports (LIFE-04): every value of a study's entries that the requester
+// may read, one a line, streamed from one consistent read in constant
+// memory: only the participants of the sites where they may read entries,
+// only the fields their role sees there (a field hidden is absent, not
+// blank), and a sensitive field's value only where a decrypt grant names
+// it. An export needs a fresh confirmation of identity (ACL-09) and is
+// audited before its first byte, and again with the count and SHA-256 of
+// what was sent.
+
+// Export formats.
+const (
+	FormatCSV   = "csv"
+	FormatJSONL = "jsonl"
+)
+
+// ExportColumns are the columns of a CSV export, one value a line.
+var ExportColumns = []string{"participant", "site", "visit", "repeat", "form", "form_version", "field", "row", "value"}
+
+// ErrExportRunning refuses a second export of one account while its first
+// runs, or one more than a node runs at once.
+var ErrExportRunning = errs.E(errs.RateLimited, "an export of yours is running already, or the server runs as many as it may; try again when it is done")
+
+// MaxConcurrentExports bounds the exports a node runs at once.
+const MaxConcurrentExports = 2
+
+var exporting = struct {
+	sync.Mutex
+	by map[string]bool
+}{by: map[string]bool{}}
+
+func startExport(account string) (func(), error) {
+	exporting.Lock()
+	defer exporting.Unlock()
+	if exporting.by[account] || len(exporting.by) >= MaxConcurrentExports {
+		return nil, ErrExportRunning
+	}
+	exporting.by[account] = true
+	return func() {
+		exporting.Lock()
+		delete(exporting.by, account)
+		exporting.Unlock()
+	}, nil
+}
+
+// exportSite is what a requester may read at one site.
+type exportSite struct {
+	visible map[string]bool // form.field
+	open    map[string]bool // form.field of sensitive values they may open
+}
+
+// Export streams the entries of a study the requester may read, in
+// format, to the writer begin returns; begin is called once the request
+// is authorized and on the trail, before the first byte.
+func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, format string, begin func() (io.Writer, error)) error {
+	if format != FormatCSV && format != FormatJSONL {
+		return errs.E(errs.Invalid, "format must be csv or jsonl")
+	}
+	var end func()
+	defer func() {
+		if end != nil {
+			end()
+		}
+	}()
+	return s.Gate.Do(ctx, a, gate.Slug(slug), "entry.export", func(t *gate.Tx) error {
+		org := t.Org()
+		t.Object("study", studyID)
+		if err := t.AuthorizeList(authz.EntryRead, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
+			return err
+		}
+		if _, err := orgs.StudyByID(ctx, t, org.ID, studyID); err != nil {
+			return err
+		}
+		if err := t.RequireStepUp(); err != nil {
+			return err
+		}
+		var err error
+		if end, err = startExport(t.Subject.AccountID); err != nil {
+			return err
+		}
+		sites, err := orgs.Sites(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		list, err := forms.List(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		// Every field of every version of every form, and which are
+		// sensitive.
+		var names []string
+		named := map[string]bool{}
+		sensitive := map[string]bool{}
+		for _, f := range list {
+			versions, err := forms.Versions(ctx, t, org.ID, studyID, f.Key)
+			if err != nil {
+				return err
+			}
+			for _, v := range versions {
+				if v.State == forms.Draft {
+					continue
+				}
+				full, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, v.Version)
+				if err != nil {
+					return err
+				}
+				for _, fd := range full.Form.Fields {
+					name := f.Key + "." + fd.Name
+					if !named[name] {
+						names, named[name] = append(names, name), true
+					}
+					if fd.Sensitive {
+						sensitive[name] = true
+					}
+				}
+			}
+		}
+		allowed := map[string]exportSite{}
+		for _, site := range sites {
+			r := authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: site.ID}
+			if !t.Allowed(authz.EntryRead, r) {
+				continue
+			}
+			visible, err := t.VisibleFields(ctx, authz.EntryRead, r, names)
+			if err != nil {
+				return err
+			}
+			granted, err := participants.GrantedFormFields(ctx, t, t.Subject.AccountID, org.ID, studyID, site.ID, s.now())
+			if err != nil {
+				return errs.Wrap(errs.Unavailable, err, "read decrypt grants")
+			}
+			es := exportSite{visible: map[string]bool{}, open: map[string]bool{}}
+			for _, n := range visible {
+				es.visible[n] = true
+				if sensitive[n] && granted[n] {
+					es.open[n] = true
+				}
+			}
+			allowed[site.ID] = es
+		}
+		t.Detail("format", format)
+		t.Detail("sites", strconv.Itoa(len(allowed)))
+		t.Stream(func(q sqldb.Querier) (map[string]string, error) {
+			return exportFrom(ctx, t.StreamVault(q), q, org.ID, studyID, format, allowed, begin)
+		})
+		return nil
+	})
+}
+
+// countingHash counts and hashes what passes to w.
+type countingHash struct {
+	w io.Writer
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+}
+
+func (c countingHash) Write(b []byte) (int, error) {
+	c.h.Write(b)
+	return c.w.Write(b)
+}
+
+func exportFrom(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, studyID, format string, allowed map[string]exportSite, begin func() (io.Writer, error)) (map[string]string, error) {
+	h := sha256.New()
+	n := 0
+	sent := func() map[string]string {
+		return map[string]string{"values": strconv.Itoa(n), "sha256": hex.EncodeToString(h.Sum(nil))}
+	}
+	w, err := begin()
+	if err != nil {
+		return sent(), err
+	}
+	out := countingHash{w: w, h: h}
+	var cw *csv.Writer
+	var enc *json.Encoder
+	if format == FormatCSV {
+		cw = csv.NewWriter(out)
+		if err := cw.Write(ExportColumns); err != nil {
+			return sent(), err
+		}
+	} else {
+		enc = json.NewEncoder(out)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT e.participant_id, e.site_id, v.visit_key, e.visit_repeat, f.form_key, e.form_version,
+		  x.field, x.row_no, x.value, x.sealed, e.id
+		FROM entries e
+		JOIN visits v ON v.id = e.visit_id
+		JOIN forms f ON f.id = e.form_id
+		JOIN entry_values x ON x.entry_id = e.id
+		WHERE e.org_id = $1 AND e.study_id = $2
+		ORDER BY e.participant_id, v.position, e.visit_repeat, f.position, x.field, x.row_no`, orgID, studyID)
+	if err != nil {
+		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
+	}
+	defer rows.Close()
+	type line struct {
+		Participant string `json:"participant"`
+		Site        string `json:"site"`
+		Visit       string `json:"visit"`
+		Repeat      int    `json:"repeat"`
+		Form        string `json:"form"`
+		FormVersion int    `json:"form_version"`
+		Field       string `json:"field"`
+		Row         int    `json:"row,omitempty"`
+		Value       string `json:"value"`
+	}
+	var (
+		l       line
+		value   *string
+		sealed  []byte
+		entryID string
+		record  = make([]string, len(ExportColumns))
+	)
+	for rows.Next() {
+		if err := rows.Scan(&l.Participant, &l.Site, &l.Visit, &l.Repeat, &l.Form, &l.FormVersion, &l.Field, &l.Row, &value, &sealed, &entryID); err != nil {
+			return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
+		}
+		site, ok := allowed[l.Site]
+		name := l.Form + "." + l.Field
+		if !ok || !site.visible[name] {
+			continue
+		}
+		switch {
+		case value != nil:
+			l.Value = *value
+		case site.open[name]:
+			b, err := v.Open(ctx, sealedAt(orgID, studyID, entryID, l.Form, cell{l.Field, l.Row}), sealed)
+			if err != nil {
+				return sent(), err
+			}
+			l.Value = string(b)
+		default:
+			continue
+		}
+		if cw != nil {
+			record[0], record[1], record[2], record[3], record[4] = l.Participant, l.Site, l.Visit, strconv.Itoa(l.Repeat), l.Form
+			record[5], record[6], record[7], record[8] = strconv.Itoa(l.FormVersion), l.Field, strconv.Itoa(l.Row), l.Value
+			err = cw.Write(record)
+		} else {
+			err = enc.Encode(l)
+		}
+		if err != nil {
+			return sent(), fmt.Errorf("send the export: %w", err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
+	}
+	if cw != nil {
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return sent(), fmt.Errorf("send the export: %w", err)
+		}
+	}
+	return sent(), nil
+}

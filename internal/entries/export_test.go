@@ -1,0 +1,138 @@
+package entries_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/csv"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/entries"
+	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func export(t *testing.T, f *fixture, a gate.Actor, format string) ([]byte, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	a.ConfirmedAt = time.Now()
+	err := f.svc.Export(context.Background(), a, "clinic", f.study.ID, format, func() (io.Writer, error) { return &buf, nil })
+	return buf.Bytes(), err
+}
+
+// TestLIFE04_AnExportHoldsOnlyWhatTheRequesterMayRead exports a study's
+// entries at two sites: an investigator gets their own site's participant
+// only, without the field hidden from their role and without the
+// sensitive value they hold no grant for (absent, not blank); a data
+// manager gets both sites, and the sensitive value once a grant names it.
+// An export needs a fresh confirmation, an organization manager gets
+// nothing, and the trail holds the count and SHA-256 of what was sent.
+func TestLIFE04_AnExportHoldsOnlyWhatTheRequesterMayRead(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		var south string
+		if err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			p, err := participants.Create(ctx, tx, f.org.ID, f.study.ID, f.south.ID)
+			south = p.Pseudonym
+			if err != nil {
+				return err
+			}
+			return authz.SetFieldRules(ctx, tx, f.org.ID, f.study.ID, authz.FieldRules{"vitals.smoker": {authz.SiteInvestigator}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Save(ctx, f.dataManager, "clinic", f.at("baseline", 1, "vitals"), good()); err != nil {
+			t.Fatal(err)
+		}
+		southPlace := f.at("baseline", 1, "vitals")
+		southPlace.SiteID, southPlace.Participant = f.south.ID, south
+		if _, err := f.svc.Save(ctx, f.dataManager, "clinic", southPlace, good()); err != nil {
+			t.Fatal(err)
+		}
+		lines := func(b []byte) [][]string {
+			t.Helper()
+			recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) == 0 || strings.Join(recs[0], ",") != strings.Join(entries.ExportColumns, ",") {
+				t.Fatalf("export header %v", recs)
+			}
+			return recs[1:]
+		}
+		has := func(recs [][]string, participant, field string) bool {
+			for _, r := range recs {
+				if r[0] == participant && r[6] == field {
+					return true
+				}
+			}
+			return false
+		}
+
+		b, err := export(t, f, f.investigator, entries.FormatCSV)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := lines(b)
+		if has(recs, south, "weight") || !has(recs, f.p, "weight") || has(recs, f.p, "smoker") || has(recs, f.p, "status") {
+			t.Errorf("the investigator's export:\n%s", b)
+		}
+		if bytes.Contains(b, []byte(secret)) {
+			t.Error("the investigator's export holds the sensitive value")
+		}
+		// 6 values a participant but smoker and status: weight, packs,
+		// double, and two rows of meds (drug, dose, drug).
+		if len(recs) != 6 {
+			t.Errorf("%d values in the investigator's export, want 6:\n%s", len(recs), b)
+		}
+		sum := sha256.Sum256(b)
+		var sent string
+		if err := f.db.QueryRowContext(ctx, `SELECT body FROM audit_events WHERE action = 'entry.export.sent' ORDER BY at DESC LIMIT 1`).Scan(&sent); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(sent, hex.EncodeToString(sum[:])) || !strings.Contains(sent, `"values":"6"`) {
+			t.Errorf("the trail records %s for what was sent (sha256 %x)", sent, sum)
+		}
+
+		b, err = export(t, f, f.dataManager, entries.FormatJSONL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(`"participant":"`+south+`"`)) || !bytes.Contains(b, []byte(`"field":"smoker"`)) || bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the data manager's export:\n%s", b)
+		}
+		if _, err := f.db.ExecContext(ctx, `INSERT INTO decrypt_grants (id, org_id, study_id, account_id, fields, reason, granted_by, created_at)
+			VALUES ($1, $2, $3, $4, 'vitals.status', 'analysis', $5, $6)`, ids.New(), f.org.ID, f.study.ID, f.dataManager.AccountID, f.admin.AccountID, sqldb.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = export(t, f, f.dataManager, entries.FormatCSV); err != nil || bytes.Count(b, []byte(secret)) != 2 {
+			t.Errorf("the data manager's export under a grant: %v\n%s", err, b)
+		}
+
+		// A fresh confirmation is needed; a manager gets nothing.
+		var buf bytes.Buffer
+		begin := func() (io.Writer, error) { return &buf, nil }
+		if err := f.svc.Export(ctx, f.dataManager, "clinic", f.study.ID, entries.FormatCSV, begin); !errors.Is(err, gate.ErrStepUpRequired) {
+			t.Errorf("an export without a fresh confirmation: %v", err)
+		}
+		manager := f.studyAdmin
+		manager.ConfirmedAt = time.Now()
+		if err := f.svc.Export(ctx, manager, "clinic", f.study.ID, entries.FormatCSV, begin); !errors.Is(err, gate.ErrDenied) {
+			t.Errorf("a study admin exports entries: %v", err)
+		}
+		if buf.Len() != 0 {
+			t.Errorf("refused exports sent %q", buf.String())
+		}
+	})
+}
