@@ -150,13 +150,13 @@ func handleEntryHistory(d Deps) http.Handler {
 }
 
 // handleExportEntries streams the study's entries the requester may read,
-// as CSV (one value a line) or JSON lines (?format=csv|jsonl).
+// as CSV (one value a line), JSON lines or CDISC ODM (?format=csv|jsonl|odm).
 func handleExportEntries(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		for k, v := range q {
 			if k != "format" || len(v) != 1 {
-				return errs.E(errs.Invalid, "an export takes one query parameter, format (csv or jsonl)")
+				return errs.E(errs.Invalid, "an export takes one query parameter, format (csv, jsonl or odm)")
 			}
 		}
 		format := q.Get("format")
@@ -166,11 +166,18 @@ func handleExportEntries(d Deps) http.Handler {
 		var out *bufio.Writer
 		err := d.Entries.Export(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), format, func() (io.Writer, error) {
 			ct := "text/csv; charset=utf-8"
-			if format == entries.FormatJSONL {
+			switch format {
+			case entries.FormatJSONL:
 				ct = "application/x-ndjson"
+			case entries.FormatODM:
+				ct = "application/xml"
 			}
 			w.Header().Set("Content-Type", ct)
-			w.Header().Set("Content-Disposition", `attachment; filename="entries.`+format+`"`)
+			ext := format
+			if format == entries.FormatODM {
+				ext = "odm.xml"
+			}
+			w.Header().Set("Content-Disposition", `attachment; filename="entries.`+ext+`"`)
 			w.WriteHeader(http.StatusOK)
 			out = bufio.NewWriterSize(router.Stream(w), 64<<10)
 			return out, nil

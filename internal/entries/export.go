@@ -33,6 +33,9 @@ import (
 const (
 	FormatCSV   = "csv"
 	FormatJSONL = "jsonl"
+	// FormatODM is a CDISC ODM 1.3.2 file (Transactional): the study's
+	// metadata, and every change of every value with its audit record.
+	FormatODM = "odm"
 )
 
 // ExportColumns are the columns of a CSV export, one value a line.
@@ -74,8 +77,8 @@ type exportSite struct {
 // format, to the writer begin returns; begin is called once the request
 // is authorized and on the trail, before the first byte.
 func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, format string, begin func() (io.Writer, error)) error {
-	if format != FormatCSV && format != FormatJSONL {
-		return errs.E(errs.Invalid, "format must be csv or jsonl")
+	if format != FormatCSV && format != FormatJSONL && format != FormatODM {
+		return errs.E(errs.Invalid, "format must be csv, jsonl or odm")
 	}
 	var end func()
 	defer func() {
@@ -89,13 +92,13 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		if err := t.AuthorizeList(authz.EntryRead, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
 		}
-		if _, err := orgs.StudyByID(ctx, t, org.ID, studyID); err != nil {
+		study, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
 			return err
 		}
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		var err error
 		if end, err = startExport(t.Subject.AccountID); err != nil {
 			return err
 		}
@@ -108,8 +111,10 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 			return err
 		}
 		// Every field of every version of every form, and which are
-		// sensitive.
+		// sensitive; for ODM, each form with every field its versions
+		// had (the newest version's first).
 		var names []string
+		var union []*forms.Form
 		named := map[string]bool{}
 		sensitive := map[string]bool{}
 		for _, f := range list {
@@ -117,6 +122,7 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 			if err != nil {
 				return err
 			}
+			var merged *forms.Form
 			for _, v := range versions {
 				if v.State == forms.Draft {
 					continue
@@ -124,6 +130,11 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 				full, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, v.Version)
 				if err != nil {
 					return err
+				}
+				if merged == nil {
+					merged = full.Form
+				} else {
+					merged = mergeFields(merged, full.Form)
 				}
 				for _, fd := range full.Form.Fields {
 					name := f.Key + "." + fd.Name
@@ -134,6 +145,9 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 						sensitive[name] = true
 					}
 				}
+			}
+			if merged != nil {
+				union = append(union, merged)
 			}
 		}
 		allowed := map[string]exportSite{}
@@ -161,6 +175,21 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		}
 		t.Detail("format", format)
 		t.Detail("sites", strconv.Itoa(len(allowed)))
+		if format == FormatODM {
+			schedule, err := forms.Schedule(ctx, t, org.ID, studyID)
+			if err != nil {
+				return err
+			}
+			meta := forms.ODMStudy{OID: "S." + studyID, Name: study.Name, Visits: schedule, Forms: union}
+			names := map[string]string{}
+			for _, site := range sites {
+				names[site.ID] = site.Name
+			}
+			t.Stream(func(q sqldb.Querier) (map[string]string, error) {
+				return exportODM(ctx, t.StreamVault(q), q, org.ID, meta, allowed, names, begin)
+			})
+			return nil
+		}
 		t.Stream(func(q sqldb.Querier) (map[string]string, error) {
 			return exportFrom(ctx, t.StreamVault(q), q, org.ID, studyID, format, allowed, begin)
 		})

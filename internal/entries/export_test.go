@@ -9,6 +9,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +136,75 @@ func TestLIFE04_AnExportHoldsOnlyWhatTheRequesterMayRead(t *testing.T) {
 		}
 		if buf.Len() != 0 {
 			t.Errorf("refused exports sent %q", buf.String())
+		}
+	})
+}
+
+// xmllint finds xmllint, which CI installs; elsewhere its absence skips.
+func xmllint(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("xmllint")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("xmllint is not installed (Debian: libxml2-utils)")
+		}
+		t.Skip("xmllint is not installed (Debian: libxml2-utils)")
+	}
+	return path
+}
+
+// TestLIFE04_TheODMExportValidatesAgainstTheODM132Schema exports a study
+// with repeating groups, code lists, a calculation, a unit, a sensitive
+// value, a change with its reason and a removed row as CDISC ODM 1.3.2 and
+// validates it with xmllint against the schema; the audit records name
+// who, where, when and why, and a script payload stays text.
+func TestLIFE04_TheODMExportValidatesAgainstTheODM132Schema(t *testing.T) {
+	lint := xmllint(t)
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		baseline := f.at("baseline", 1, "vitals")
+		first := good()
+		first.Rows["meds"][0]["drug"] = `<script>alert("x")</script> & co`
+		if _, err := f.svc.Save(ctx, f.investigator, "clinic", baseline, first); err != nil {
+			t.Fatal(err)
+		}
+		change := good()
+		change.Revision, change.Reason = 1, "the second medication was stopped"
+		change.Rows["meds"] = change.Rows["meds"][:1]
+		if _, err := f.svc.Save(ctx, f.dataManager, "clinic", baseline, change); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Save(ctx, f.investigator, "clinic", f.at("unscheduled", 2, "other"), entries.Save{Values: map[string]string{"note": "seen"}}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := export(t, f, f.dataManager, entries.FormatODM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "export.xml")
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(lint, "--noout", "--nonet", "--schema", "testdata/odm-1.3.2/ODM1-3-2.xsd", file).CombinedOutput()
+		if err != nil {
+			t.Fatalf("xmllint: %v\n%s\n%s", err, out, b)
+		}
+		for _, want := range []string{
+			`<ItemGroupData ItemGroupOID="IG.vitals.meds" ItemGroupRepeatKey="2"><ItemData ItemOID="I.vitals.drug" TransactionType="Remove">`,
+			`<ReasonForChange>the second medication was stopped</ReasonForChange>`,
+			`<CodeList OID="CL.vitals.smoker" Name="smoker" DataType="integer">`,
+			`<StudyEventData StudyEventOID="SE.unscheduled" StudyEventRepeatKey="2">`,
+			`&lt;script&gt;`,
+			`<UserRef UserOID="U.` + f.dataManager.AccountID + `"/>`,
+			`<MethodDef OID="M.vitals.double"`,
+		} {
+			if !bytes.Contains(b, []byte(want)) {
+				t.Errorf("the file lacks %s", want)
+			}
+		}
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("<script>")) {
+			t.Errorf("the file holds the sealed value or markup:\n%s", b)
 		}
 	})
 }
