@@ -223,20 +223,52 @@ func handleImportREDCap(d Deps) http.Handler {
 			return err
 		}
 		sum := sha256.Sum256(body)
-		versions, err := d.Forms.ImportREDCap(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), dict, hex.EncodeToString(sum[:]))
+		versions, _, err := d.Forms.Import(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), "redcap", hex.EncodeToString(sum[:]), dict.Forms, nil)
 		if err != nil {
 			return err
 		}
-		out := make([]formVersionJSON, len(versions))
-		for i, v := range versions {
-			out[i] = formVersionOut(v)
-			out[i].Definition = nil
+		writeImport(w, versions, false, dict.Report)
+		return nil
+	})
+}
+
+// writeImport answers an import: the forms' drafts, whether the schedule
+// was set, and the report.
+func writeImport(w http.ResponseWriter, versions []forms.Version, scheduled bool, report []forms.Note) {
+	out := make([]formVersionJSON, len(versions))
+	for i, v := range versions {
+		out[i] = formVersionOut(v)
+		out[i].Definition = nil
+	}
+	if report == nil {
+		report = []forms.Note{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"forms": out, "schedule_set": scheduled, "report": report})
+}
+
+// handleImportODM reads the metadata of a CDISC ODM file (application/xml)
+// into the study's forms, as drafts, and its visits into the study's
+// schedule when it has none.
+func handleImportODM(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		ct := strings.ToLower(r.Header.Get("Content-Type"))
+		if !strings.HasPrefix(ct, "application/xml") && !strings.HasPrefix(ct, "text/xml") {
+			return errs.E(errs.Invalid, "send the ODM file as XML (Content-Type: application/xml)")
 		}
-		report := dict.Report
-		if report == nil {
-			report = []forms.Note{}
+		body, err := io.ReadAll(io.LimitReader(r.Body, forms.MaxODM+1))
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "the ODM file could not be read")
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"forms": out, "report": report})
+		meta, err := forms.ReadODM(bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		versions, scheduled, err := d.Forms.Import(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), "odm", hex.EncodeToString(sum[:]), meta.Forms, meta.Visits)
+		if err != nil {
+			return err
+		}
+		writeImport(w, versions, scheduled, meta.Report)
 		return nil
 	})
 }
@@ -245,12 +277,12 @@ func handleImportREDCap(d Deps) http.Handler {
 // dictionary.
 func handleExportREDCap(d Deps) http.Handler {
 	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
-		list, err := d.Forms.ExportForms(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), "redcap")
+		study, err := d.Forms.ExportForms(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), "redcap")
 		if err != nil {
 			return err
 		}
 		var b bytes.Buffer
-		if err := forms.WriteREDCap(&b, "", list); err != nil {
+		if err := forms.WriteREDCap(&b, "", study.Forms); err != nil {
 			return errs.Wrap(errs.Internal, err, "write the dictionary")
 		}
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")

@@ -146,6 +146,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}", router.SignedIn, handleGetForm(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary", router.SignedIn, handleImportREDCap(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary", router.SignedIn, handleExportREDCap(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/odm", router.SignedIn, handleImportODM(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/draft", router.SignedIn, handleSaveFormDraft(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/publish", router.SignedIn, handlePublishForm(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleGetFormVersion(d))

@@ -146,9 +146,16 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 					}
 				}
 			}
-			if merged != nil {
-				union = append(union, merged)
+			if merged == nil {
+				// Only a draft: no value is saved under it, but the
+				// schedule may name the form.
+				cur, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, 0)
+				if err != nil {
+					return err
+				}
+				merged = cur.Form
 			}
+			union = append(union, merged)
 		}
 		allowed := map[string]exportSite{}
 		for _, site := range sites {

@@ -149,6 +149,8 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 		x.Close("BasicDefinitions")
 	}
 	x.Open("MetaDataVersion", false, "OID", ODMMetaDataVersion, "Name", s.Name)
+	// A descriptive field is an item that never takes a value (its
+	// Alias custodia:type says so).
 	x.Open("Protocol", false)
 	for i, v := range s.Visits {
 		x.Open("StudyEventRef", true, "StudyEventOID", "SE."+v.Key, "OrderNumber", strconv.Itoa(i+1), "Mandatory", "No")
@@ -162,6 +164,15 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 		x.Open("StudyEventDef", false, "OID", "SE."+v.Key, "Name", v.Label, "Repeating", yesNo(v.Repeating), "Type", kind)
 		for i, f := range v.Forms {
 			x.Open("FormRef", true, "FormOID", "F."+f, "OrderNumber", strconv.Itoa(i+1), "Mandatory", "No")
+		}
+		if v.Day != nil {
+			alias(x, "day", strconv.Itoa(*v.Day))
+		}
+		if v.WindowBefore != 0 {
+			alias(x, "window_before", strconv.Itoa(v.WindowBefore))
+		}
+		if v.WindowAfter != 0 {
+			alias(x, "window_after", strconv.Itoa(v.WindowAfter))
 		}
 		x.Close("StudyEventDef")
 	}
@@ -179,7 +190,7 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 			x.Open("ItemGroupDef", false, "OID", ODMGroupOID(f.Key, g.Name), "Name", groupName(f, g), "Repeating", yesNo(g.Name != ""))
 			n := 0
 			for _, fd := range f.Fields {
-				if fd.Group != g.Name || fd.Type == Descriptive {
+				if fd.Group != g.Name {
 					continue
 				}
 				n++
@@ -190,14 +201,15 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 				x.Open("ItemRef", true, "ItemOID", ODMItemOID(f.Key, fd.Name), "OrderNumber", strconv.Itoa(n),
 					"Mandatory", yesNo(fd.Required), "MethodOID", method)
 			}
+			if g.Name != "" {
+				alias(x, "max", strconv.Itoa(g.Max))
+				alias(x, "label", g.Label)
+			}
 			x.Close("ItemGroupDef")
 		}
 	}
 	for _, f := range s.Forms {
-		for _, fd := range f.Fields {
-			if fd.Type == Descriptive {
-				continue
-			}
+		for i, fd := range f.Fields {
 			length, digits := "", ""
 			if (fd.Type == Text || fd.Type == LongText) && fd.MaxLength > 0 {
 				length = strconv.Itoa(fd.MaxLength)
@@ -233,6 +245,10 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 			if len(fd.Choices) > 0 || fd.Type == YesNo {
 				x.Open("CodeListRef", true, "CodeListOID", "CL."+f.Key+"."+fd.Name)
 			}
+			itemAliases(x, fd)
+			// Item groups part a form's fields; their order across groups
+			// travels here.
+			alias(x, "position", strconv.Itoa(i+1))
 			x.Close("ItemDef")
 		}
 	}
@@ -270,6 +286,47 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 	}
 	x.Close("MetaDataVersion")
 	x.Close("Study")
+}
+
+// The attributes of a field that ODM has no place for travel as Alias
+// elements of context "custodia:<attribute>", so that a file read back
+// (ReadODM) gives the same forms.
+func alias(x *XMLWriter, name, value string) {
+	if value != "" {
+		x.Open("Alias", true, "Context", aliasContext+name, "Name", value)
+	}
+}
+
+const aliasContext = "custodia:"
+
+func itemAliases(x *XMLWriter, fd Field) {
+	alias(x, "type", string(fd.Type))
+	alias(x, "style", fd.Style)
+	alias(x, "section", fd.Section)
+	alias(x, "align", fd.Align)
+	alias(x, "number", fd.Number)
+	alias(x, "matrix", fd.Matrix)
+	alias(x, "annotation", fd.Annotation)
+	alias(x, "show_if", fd.ShowIf)
+	alias(x, "pattern", fd.Pattern)
+	for i, a := range fd.Anchors {
+		alias(x, "anchor"+strconv.Itoa(i+1), a)
+	}
+	if fd.MinLength != 0 {
+		alias(x, "min_length", strconv.Itoa(fd.MinLength))
+	}
+	if fd.Type == Calculated && fd.Decimals != 0 {
+		alias(x, "decimals", strconv.Itoa(fd.Decimals))
+	}
+	flags := []struct {
+		on   bool
+		name string
+	}{{fd.MatrixRanking, "matrix_ranking"}, {fd.Sensitive, "sensitive"}, {fd.Identifier, "identifier"}}
+	for _, f := range flags {
+		if f.on {
+			alias(x, f.name, "yes")
+		}
+	}
 }
 
 func groupName(f *Form, g Group) string {

@@ -324,3 +324,68 @@ func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
 		t.Errorf("a second import over unpublished drafts: %d, want 409", code)
 	}
 }
+
+// TestLIFE04_AStudyMovesOutAndInAsODM exports a study whose forms have a
+// repeating group, code lists and a calculation as CDISC ODM, imports the
+// file's metadata into a new study, and reads back the same forms and
+// schedule there.
+func TestLIFE04_AStudyMovesOutAndInAsODM(t *testing.T) {
+	ts := newServerWith(t, nil)
+	study := demoStudy(t, ts)
+	admin := signInOwn(t, ts, authz.OrgAdmin)
+	base := "/api/v1/orgs/" + demo.Slug + "/studies/"
+	def := map[string]any{"key": "ae", "title": "Adverse events",
+		"groups": []map[string]any{{"name": "events", "label": "Events", "max": 5}},
+		"fields": []map[string]any{
+			{"name": "any", "label": "Any adverse event?", "type": "yes_no", "required": true},
+			{"name": "term", "label": "Term", "type": "text", "group": "events", "required": true},
+			{"name": "grade", "label": "Grade", "type": "single_choice", "group": "events",
+				"choices": []map[string]string{{"code": "1", "label": "Mild"}, {"code": "2", "label": "Moderate"}}},
+			{"name": "total", "label": "Total", "type": "calculated", "calc": "[any] * 2"},
+		}}
+	if code, body := send(t, admin, ts.URL, "POST", jsonProbe(base+study+"/forms", def)); code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	day := 0
+	if code, body := send(t, admin, ts.URL, "PUT", jsonProbe(base+study+"/schedule", map[string]any{"visits": []map[string]any{
+		{"key": "baseline", "label": "Baseline", "day": day, "forms": []string{"ae"}}}})); code != http.StatusOK {
+		t.Fatalf("schedule: %d %s", code, body)
+	}
+	code, file := send(t, admin, ts.URL, "GET", probe{path: base + study + "/export?format=odm"})
+	if code != http.StatusOK || !strings.Contains(string(file), `<FormDef OID="F.ae"`) {
+		t.Fatalf("export: %d %s", code, file)
+	}
+	code, body := send(t, admin, ts.URL, "POST", jsonProbe(strings.TrimSuffix(base, "/"), map[string]string{"kind": "study", "name": "Moved in"}))
+	if code != http.StatusCreated {
+		t.Fatalf("new study: %d %s", code, body)
+	}
+	var moved struct{ ID string }
+	if err := json.Unmarshal(body, &moved); err != nil {
+		t.Fatal(err)
+	}
+	code, body = send(t, admin, ts.URL, "POST", probe{path: base + moved.ID + "/forms/odm", ctype: "application/xml", body: string(file)})
+	if code != http.StatusOK || !strings.Contains(string(body), `"schedule_set":true`) {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	read := func(studyID, path string) string {
+		t.Helper()
+		code, body := send(t, admin, ts.URL, "GET", probe{path: base + studyID + path})
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		var v struct {
+			Definition json.RawMessage
+			Visits     json.RawMessage
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		return string(v.Definition) + string(v.Visits)
+	}
+	if a, b := read(study, "/forms/ae/versions/1"), read(moved.ID, "/forms/ae/versions/1"); a != b {
+		t.Errorf("the form moved in:\n%s\nwant\n%s", b, a)
+	}
+	if a, b := read(study, "/schedule"), read(moved.ID, "/schedule"); a != b {
+		t.Errorf("the schedule moved in:\n%s\nwant\n%s", b, a)
+	}
+}

@@ -966,6 +966,15 @@ var matrix = []matrixRow{
 		monitor             200 200 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/forms/odm", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         200 200 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1170,6 +1179,16 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/export": func(tg target, _ string) probe {
 		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/export?format=csv"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/odm": func(tg target, tag string) probe {
+		key := "o_" + formTag(tag)
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/forms/odm", ctype: "application/xml",
+			body: `<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileType="Snapshot" FileOID="F.1" CreationDateTime="2026-12-06T18:00:00Z"><Study OID="S.1">` +
+				`<GlobalVariables><StudyName>M</StudyName><StudyDescription>M</StudyDescription><ProtocolName>M</ProtocolName></GlobalVariables>` +
+				`<MetaDataVersion OID="MDV.1" Name="M"><FormDef OID="F.` + key + `" Name="Imported" Repeating="No"><ItemGroupRef ItemGroupOID="IG.` + key + `" Mandatory="Yes"/></FormDef>` +
+				`<ItemGroupDef OID="IG.` + key + `" Name="g" Repeating="No"><ItemRef ItemOID="I.` + key + `.w" Mandatory="No"/></ItemGroupDef>` +
+				`<ItemDef OID="I.` + key + `.w" Name="w" DataType="float"><Question><TranslatedText>Weight</TranslatedText></Question></ItemDef>` +
+				`</MetaDataVersion></Study></ODM>`}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

@@ -187,14 +187,15 @@ func (s *Service) SetSchedule(ctx context.Context, a gate.Actor, slug, studyID s
 	return out, err
 }
 
-// ImportREDCap saves the forms of a REDCap dictionary (read by
-// forms.ReadREDCap) in a study, all or none: a form new to the study is
-// created, one it has gets the next draft; a form with a draft not yet
-// published is a conflict. digest is the SHA-256 of the file, for the
-// audit event.
-func (s *Service) ImportREDCap(ctx context.Context, a gate.Actor, slug, studyID string, d forms.Dictionary, digest string) ([]forms.Version, error) {
-	var out []forms.Version
-	err := s.work(ctx, a, slug, studyID, "", "form.import", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
+// Import saves imported forms in a study (a REDCap dictionary read by
+// forms.ReadREDCap, an ODM file's metadata read by forms.ReadODM), all or
+// none: a form new to the study is created, one it has gets the next
+// draft; a form with a draft not yet published is a conflict. visits, if
+// any, become the study's schedule when it has none (scheduled reports
+// it). format and digest (the SHA-256 of the file) are for the audit
+// event.
+func (s *Service) Import(ctx context.Context, a gate.Actor, slug, studyID, format, digest string, fs []*forms.Form, visits []forms.Visit) (out []forms.Version, scheduled bool, err error) {
+	err = s.work(ctx, a, slug, studyID, "", "form.import", authz.FormDesign, func(t *gate.Tx, org orgs.Organization) error {
 		existing, err := forms.List(ctx, t, org.ID, studyID)
 		if err != nil {
 			return err
@@ -205,7 +206,7 @@ func (s *Service) ImportREDCap(ctx context.Context, a gate.Actor, slug, studyID 
 			known[f.Key], drafts[f.Key] = true, f.Draft
 		}
 		fields := 0
-		for _, f := range d.Forms {
+		for _, f := range fs {
 			fields += len(f.Fields)
 			var v forms.Version
 			switch {
@@ -221,19 +222,33 @@ func (s *Service) ImportREDCap(ctx context.Context, a gate.Actor, slug, studyID 
 			}
 			out = append(out, v)
 		}
-		t.Detail("format", "redcap")
+		if len(visits) > 0 {
+			current, err := forms.Schedule(ctx, t, org.ID, studyID)
+			if err != nil {
+				return err
+			}
+			if len(current) == 0 {
+				if err := forms.SetSchedule(ctx, t, org.ID, studyID, visits); err != nil {
+					return err
+				}
+				scheduled = true
+				t.Detail("visits", strconv.Itoa(len(visits)))
+			}
+		}
+		t.Detail("format", format)
 		t.Detail("sha256", digest)
-		t.Detail("forms", strconv.Itoa(len(d.Forms)))
+		t.Detail("forms", strconv.Itoa(len(fs)))
 		t.Detail("fields", strconv.Itoa(fields))
 		return nil
 	})
-	return out, err
+	return out, scheduled, err
 }
 
 // ExportForms reads the forms of a study, each as it stands (its newest
-// published version, else its draft), in the study's order, for a
-// dictionary.
-func (s *Service) ExportForms(ctx context.Context, a gate.Actor, slug, studyID, format string) ([]*forms.Form, error) {
+// published version, else its draft), in the study's order, with the
+// study and its schedule, for a dictionary or an ODM file.
+func (s *Service) ExportForms(ctx context.Context, a gate.Actor, slug, studyID, format string) (forms.ODMStudy, error) {
+	var study forms.ODMStudy
 	var out []*forms.Form
 	err := s.work(ctx, a, slug, studyID, "", "form.export", authz.FormRead, func(t *gate.Tx, org orgs.Organization) error {
 		list, err := forms.List(ctx, t, org.ID, studyID)
@@ -247,9 +262,18 @@ func (s *Service) ExportForms(ctx context.Context, a gate.Actor, slug, studyID, 
 			}
 			out = append(out, v.Form)
 		}
+		st, err := orgs.StudyByID(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		visits, err := forms.Schedule(ctx, t, org.ID, studyID)
+		if err != nil {
+			return err
+		}
+		study = forms.ODMStudy{OID: "S." + studyID, Name: st.Name, Visits: visits, Forms: out}
 		t.Detail("format", format)
 		t.Detail("forms", strconv.Itoa(len(out)))
 		return nil
 	})
-	return out, err
+	return study, err
 }
