@@ -108,13 +108,13 @@ func TestLIFE04_ODMMetadataReadsBackIntoAnEqualFormSet(t *testing.T) {
 func TestLIFE04_AnODMFileThatIsNotOneIsRefused(t *testing.T) {
 	good := string(odmFileOf(t, odmStudy(t)))
 	for name, c := range map[string]string{
-		"not XML":             "ODM,Study\n1,2\n",
-		"another namespace":   `<ODM xmlns="urn:other"><Study OID="S"/></ODM>`,
-		"no metadata":         `<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileType="Snapshot"><Study OID="S"/></ODM>`,
-		"an undefined group":  strings.Replace(good, `<ItemGroupDef OID="IG.ae.events"`, `<ItemGroupDef OID="IG.ae.gone"`, 1),
-		"an undefined list":   strings.Replace(good, `<CodeList OID="CL.ae.outcome"`, `<CodeList OID="CL.ae.gone"`, 1),
-		"an external entity":  `<?xml version="1.0"?><!DOCTYPE ODM [<!ENTITY x SYSTEM "file:///etc/passwd">]><ODM xmlns="http://www.cdisc.org/ns/odm/v1.3">&x;</ODM>`,
-		"truncated":           good[:len(good)/2],
+		"not XML":            "ODM,Study\n1,2\n",
+		"another namespace":  `<ODM xmlns="urn:other"><Study OID="S"/></ODM>`,
+		"no metadata":        `<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileType="Snapshot"><Study OID="S"/></ODM>`,
+		"an undefined group": strings.Replace(good, `<ItemGroupDef OID="IG.ae.events"`, `<ItemGroupDef OID="IG.ae.gone"`, 1),
+		"an undefined list":  strings.Replace(good, `<CodeList OID="CL.ae.outcome"`, `<CodeList OID="CL.ae.gone"`, 1),
+		"an external entity": `<?xml version="1.0"?><!DOCTYPE ODM [<!ENTITY x SYSTEM "file:///etc/passwd">]><ODM xmlns="http://www.cdisc.org/ns/odm/v1.3">&x;</ODM>`,
+		"truncated":          good[:len(good)/2],
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := forms.ReadODM(strings.NewReader(c))

@@ -55,8 +55,8 @@ func (as odmAliases) get(name string) string {
 type odmFile struct {
 	XMLName xml.Name `xml:"ODM"`
 	Studies []struct {
-		OID     string `xml:"OID,attr"`
-		Global  struct {
+		OID    string `xml:"OID,attr"`
+		Global struct {
 			StudyName string `xml:"StudyName"`
 		} `xml:"GlobalVariables"`
 		Units []struct {
