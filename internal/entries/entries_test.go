@@ -53,7 +53,7 @@ func vitals() *forms.Form {
 		}}
 }
 
-func setup(t *testing.T, d sqldb.Dialect) *fixture {
+func setup(t testing.TB, d sqldb.Dialect) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, d, sqldb.Clinical)

@@ -66,11 +66,14 @@ func (t *Tx) Vault() *Vault {
 	return &Vault{t: t, ring: t.gate.keys, q: t}
 }
 
-// StreamVault returns the vault of the clinical database's keys within q,
-// the read of a Stream: an export opens the sealed values it sends with it.
-// It answers only for work that was allowed, as Vault does.
-func (t *Tx) StreamVault(q sqldb.Querier) *Vault {
-	return &Vault{t: t, ring: t.gate.keys, q: q}
+// StreamVault returns the vault of the clinical database's keys for the
+// read of a Stream: an export opens the sealed values it sends with it. Its
+// keys are read from the database itself, not from the stream's read,
+// which is busy with its rows (PostgreSQL answers one query at a time on a
+// connection), so a key destroyed meanwhile is refused at once. It answers
+// only for work that was allowed, as Vault does.
+func (t *Tx) StreamVault() *Vault {
+	return &Vault{t: t, ring: t.gate.keys, q: t.gate.db}
 }
 
 func (v *Vault) check(orgs ...string) error {

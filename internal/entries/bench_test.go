@@ -1,0 +1,125 @@
+package entries_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/entries"
+	"github.com/custodia/custodia/internal/forms"
+	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// BenchmarkExport exports a study of 100,000 and of 1,000,000 values (100
+// fields a form, one form a visit, the participants' entries at a
+// repeating visit) as CSV, through the service and the gate, to a writer
+// that counts; it reports values/s and the peak heap in use while it
+// runs, which stays the same whatever the size:
+//
+//	go test -run '^$' -bench Export -benchtime 3x ./internal/entries/
+func BenchmarkExport(b *testing.B) {
+	for _, size := range []int{100_000, 1_000_000} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			f := seedValues(b, size)
+			a := f.dataManager
+			var peak atomic.Uint64
+			stop := make(chan struct{})
+			go func() {
+				var m runtime.MemStats
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					runtime.ReadMemStats(&m)
+					if m.HeapInuse > peak.Load() {
+						peak.Store(m.HeapInuse)
+					}
+				}
+			}()
+			b.ResetTimer()
+			for range b.N {
+				a.ConfirmedAt = time.Now()
+				var n countWriter
+				if err := f.svc.Export(context.Background(), a, "clinic", f.study.ID, entries.FormatCSV, func() (io.Writer, error) { return &n, nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			close(stop)
+			b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "values/s")
+			b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+		})
+	}
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// seedValues makes a study whose entries hold size values, written
+// straight to the database.
+func seedValues(b *testing.B, size int) *fixture {
+	b.Helper()
+	ctx := context.Background()
+	f := setup(b, sqldb.SQLite)
+	const fields = 100
+	def := &forms.Form{Key: "big", Title: "Big"}
+	for i := range fields {
+		def.Fields = append(def.Fields, forms.Field{Name: fmt.Sprintf("f%03d", i), Label: "F", Type: forms.Text})
+	}
+	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, def)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "big", v.Digest); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
+		{Key: "visit", Label: "Visit", Repeating: true, Forms: []string{"big"}}}); err != nil {
+		b.Fatal(err)
+	}
+	var visitID, formID string
+	if err := f.db.QueryRowContext(ctx, `SELECT v.id, f.id FROM visits v, forms f WHERE v.visit_key = 'visit' AND f.form_key = 'big'`).Scan(&visitID, &formID); err != nil {
+		b.Fatal(err)
+	}
+	err = f.db.InTx(ctx, func(tx *sql.Tx) error {
+		now := sqldb.Now()
+		var p participants.Participant
+		for e := range size / fields {
+			if e%10 == 0 {
+				var err error
+				if p, err = participants.Create(ctx, tx, f.org.ID, f.study.ID, f.north.ID); err != nil {
+					return err
+				}
+			}
+			id := ids.New()
+			if _, err := tx.ExecContext(ctx, `INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat,
+				form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, 'complete', 1, $9, $10, $9, $10)`,
+				id, f.org.ID, f.study.ID, f.north.ID, p.Pseudonym, visitID, e%10+1, formID, f.investigatorID, now); err != nil {
+				return err
+			}
+			for i := range fields {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO entry_values (entry_id, field, row_no, value) VALUES ($1, $2, 0, $3)`,
+					id, fmt.Sprintf("f%03d", i), fmt.Sprintf("value %d of entry %d", i, e)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
