@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
@@ -189,5 +190,28 @@ func handleExportEntries(d Deps) http.Handler {
 			return out.Flush()
 		}
 		return err
+	})
+}
+
+// handleImportEntries stores the new entries of a file in the export's
+// layout: CSV (text/csv) or JSON lines (application/x-ndjson), all or
+// nothing.
+func handleImportEntries(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		format := ""
+		switch ct := strings.ToLower(r.Header.Get("Content-Type")); {
+		case strings.HasPrefix(ct, "text/csv"):
+			format = entries.FormatCSV
+		case strings.HasPrefix(ct, "application/x-ndjson"), strings.HasPrefix(ct, "application/jsonl"):
+			format = entries.FormatJSONL
+		default:
+			return errs.E(errs.Invalid, "send the file as CSV (Content-Type: text/csv) or JSON lines (application/x-ndjson)")
+		}
+		got, err := d.Entries.Import(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), format, r.Body)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"entries": got.Entries, "values": got.Values, "sha256": got.SHA256})
+		return nil
 	})
 }

@@ -153,6 +153,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", router.SignedIn, handleRetireFormVersion(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleGetSchedule(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/export", router.SignedIn, handleExportEntries(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/import", router.SignedIn, handleImportEntries(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries", router.SignedIn, handleEntryGrid(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleGetEntry(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleSaveEntry(d))

@@ -389,3 +389,26 @@ func TestLIFE04_AStudyMovesOutAndInAsODM(t *testing.T) {
 		t.Errorf("the schedule moved in:\n%s\nwant\n%s", b, a)
 	}
 }
+
+// TestWEB05_ABulkImportTakesALargerBody: a bulk import's body may pass the
+// 1 MiB every other request keeps to (up to MaxImportBody); a file of 2 MiB
+// is read and judged line by line, while the same body to another route is
+// refused as too large.
+func TestWEB05_ABulkImportTakesALargerBody(t *testing.T) {
+	ts := newServerWith(t, nil)
+	study := demoStudy(t, ts)
+	admin := signInOwn(t, ts, authz.OrgAdmin)
+	var b strings.Builder
+	b.WriteString("participant,site,visit,repeat,form,form_version,field,row,value\n")
+	for b.Len() < 2<<20 {
+		b.WriteString("aaaaaaaaaaaaaaaaaaaaaaaaaa,aaaaaaaaaaaaaaaaaaaaaaaaaa,v,1,f,1,x,0,padding padding padding\n")
+	}
+	code, body := send(t, admin, ts.URL, "POST", probe{path: "/api/v1/orgs/" + demo.Slug + "/studies/" + study + "/import", ctype: "text/csv", body: b.String()})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `"row":2`) {
+		t.Fatalf("a 2 MiB import: %d %.300s", code, body)
+	}
+	code, _ = send(t, admin, ts.URL, "POST", probe{path: "/api/v1/orgs/" + demo.Slug + "/studies/" + study + "/forms/redcap-dictionary", ctype: "text/csv", body: b.String()})
+	if code != http.StatusRequestEntityTooLarge && code != http.StatusBadRequest {
+		t.Errorf("2 MiB to another route: %d", code)
+	}
+}

@@ -41,8 +41,20 @@ import (
 	"github.com/custodia/custodia/internal/web"
 )
 
-// MaxRequestBody bounds every request body; shells may set lower limits.
+// MaxRequestBody bounds every request body but a bulk import's; shells
+// may set lower limits.
 const MaxRequestBody = 1 << 20
+
+// MaxImportBody bounds the body of a bulk import of entries
+// (POST /api/v1/orgs/{org}/studies/{study}/import).
+const MaxImportBody = 256 << 20
+
+// isImport reports whether r is a bulk import of entries.
+func isImport(r *http.Request) bool {
+	p := r.URL.Path
+	return r.Method == http.MethodPost && strings.HasPrefix(p, "/api/v1/orgs/") && strings.HasSuffix(p, "/import") &&
+		strings.Count(p, "/") == 7 && strings.Contains(p, "/studies/")
+}
 
 // SecurityHeaders are set on every response, errors included (WEB-04).
 var SecurityHeaders = map[string]string{
@@ -275,12 +287,16 @@ func refuseMethods(next http.Handler) http.Handler {
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxRequestBody {
+		limit := int64(MaxRequestBody)
+		if isImport(r) {
+			limit = MaxImportBody
+		}
+		if r.ContentLength > limit {
 			w.Header().Set("Connection", "close")
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBody)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -975,6 +975,18 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// A bulk import of new entries: by those who enter data somewhere in
+	// the study, each only at their sites (an investigator naming another
+	// site's participant is told the line is bad).
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/import", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 400 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1155,7 +1167,7 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/schedule", map[string]any{"visits": []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
 			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{}},
-			entryVisit,
+			entryVisit, importVisit,
 		}})
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries": func(tg target, tag string) probe {
@@ -1189,6 +1201,11 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 				`<ItemGroupDef OID="IG.` + key + `" Name="g" Repeating="No"><ItemRef ItemOID="I.` + key + `.w" Mandatory="No"/></ItemGroupDef>` +
 				`<ItemDef OID="I.` + key + `.w" Name="w" DataType="float"><Question><TranslatedText>Weight</TranslatedText></Question></ItemDef>` +
 				`</MetaDataVersion></Study></ODM>`}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/import": func(tg target, tag string) probe {
+		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/import", ctype: "text/csv",
+			body: "participant,site,visit,repeat,form,form_version,field,row,value\n" +
+				adminTargetOf(tag).participant + "," + tg.site + ",importvisit,1,entryform,1,note,0,imported " + tag + "\n"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

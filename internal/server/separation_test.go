@@ -64,6 +64,9 @@ func matrixForm(key string) *forms.Form {
 // entryform, of one text field.
 var entryVisit = forms.Visit{Key: "entryvisit", Label: "Entry visit", Forms: []string{"entryform"}}
 
+// importVisit is where the bulk import of the matrix adds its entries.
+var importVisit = forms.Visit{Key: "importvisit", Label: "Import visit", Forms: []string{"entryform"}}
+
 // entriesPath is the entries of the cell's participant.
 func entriesPath(tg target, tag string) string {
 	return "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/sites/" + tg.site + "/participants/" + adminTargetOf(tag).participant + "/entries"
@@ -80,7 +83,7 @@ func seedEntryForm(ctx context.Context, tx *sql.Tx, orgID, studyID, accountID st
 	if _, err := forms.Publish(ctx, tx, orgID, studyID, f.Key, accountID, v.Digest); err != nil {
 		return err
 	}
-	return forms.SetSchedule(ctx, tx, orgID, studyID, []forms.Visit{entryVisit})
+	return forms.SetSchedule(ctx, tx, orgID, studyID, []forms.Visit{entryVisit, importVisit})
 }
 
 // adminTargets is keyed by the matrix's cell tag (role-target); it is
