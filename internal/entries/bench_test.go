@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,4 +123,61 @@ func seedValues(b *testing.B, size int) *fixture {
 		b.Fatal(err)
 	}
 	return f
+}
+
+// BenchmarkImport imports 100,000 values (1,000 entries of 100 fields) from
+// CSV through the service and the gate, all in one transaction:
+//
+//	go test -run '^$' -bench Import -benchtime 3x ./internal/entries/
+func BenchmarkImport(b *testing.B) {
+	ctx := context.Background()
+	const fields, entriesPerRun = 100, 1000
+	f := setup(b, sqldb.SQLite)
+	def := &forms.Form{Key: "big", Title: "Big"}
+	for i := range fields {
+		def.Fields = append(def.Fields, forms.Field{Name: fmt.Sprintf("f%03d", i), Label: "F", Type: forms.Text})
+	}
+	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, def)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "big", v.Digest); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
+		{Key: "visit", Label: "Visit", Repeating: true, Forms: []string{"big"}}}); err != nil {
+		b.Fatal(err)
+	}
+	files := make([]string, b.N)
+	for n := range b.N {
+		var people []string
+		if err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			for range entriesPerRun / 10 {
+				p, err := participants.Create(ctx, tx, f.org.ID, f.study.ID, f.north.ID)
+				if err != nil {
+					return err
+				}
+				people = append(people, p.Pseudonym)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		var w strings.Builder
+		w.WriteString(strings.Join(entries.ExportColumns, ",") + "\n")
+		for e := range entriesPerRun {
+			for i := range fields {
+				fmt.Fprintf(&w, "%s,%s,visit,%d,big,1,f%03d,0,value %d of entry %d\n", people[e/10], f.north.ID, e%10+1, i, i, e)
+			}
+		}
+		files[n] = w.String()
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		got, err := f.svc.Import(ctx, f.dataManager, "clinic", f.study.ID, entries.FormatCSV, strings.NewReader(files[n]))
+		if err != nil || got.Values != fields*entriesPerRun {
+			b.Fatalf("%+v, %v", got, err)
+		}
+	}
+	b.ReportMetric(float64(fields*entriesPerRun)*float64(b.N)/b.Elapsed().Seconds(), "values/s")
 }

@@ -499,9 +499,10 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, revision, v.Version, string(status), account, now, why); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "store the entry's history")
 		}
+		var history, current []valueRow
 		for _, c := range changes {
 			val, set := next[c]
-			var clear, sealed any
+			r := valueRow{c: c}
 			if set {
 				fd, _ := v.Form.FieldNamed(c.field)
 				if fd != nil && fd.Sensitive {
@@ -509,24 +510,24 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 					if err != nil {
 						return err
 					}
-					sealed = b
+					r.sealed = b
 				} else {
-					clear = val
+					r.clear = val
 				}
+				current = append(current, r)
 			}
-			if _, err := t.ExecContext(ctx, `INSERT INTO entry_changes (entry_id, revision, field, row_no, value, sealed)
-				VALUES ($1, $2, $3, $4, $5, $6)`, id, revision, c.field, c.row, clear, sealed); err != nil {
-				return errs.Wrap(errs.Unavailable, err, "store the entry's history")
-			}
-			if _, err := t.ExecContext(ctx, `DELETE FROM entry_values WHERE entry_id = $1 AND field = $2 AND row_no = $3`, id, c.field, c.row); err != nil {
-				return errs.Wrap(errs.Unavailable, err, "store the entry")
-			}
-			if set {
-				if _, err := t.ExecContext(ctx, `INSERT INTO entry_values (entry_id, field, row_no, value, sealed) VALUES ($1, $2, $3, $4, $5)`,
-					id, c.field, c.row, clear, sealed); err != nil {
+			history = append(history, r)
+			if found {
+				if _, err := t.ExecContext(ctx, `DELETE FROM entry_values WHERE entry_id = $1 AND field = $2 AND row_no = $3`, id, c.field, c.row); err != nil {
 					return errs.Wrap(errs.Unavailable, err, "store the entry")
 				}
 			}
+		}
+		if err := insertValues(ctx, t, id, revision, history); err != nil {
+			return err
+		}
+		if err := insertValues(ctx, t, id, 0, current); err != nil {
+			return err
 		}
 		t.Detail("revision", strconv.Itoa(revision))
 		t.Detail("form_version", strconv.Itoa(v.Version))
@@ -841,4 +842,48 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 		return nil
 	})
 	return out, err
+}
+
+// stored value rows, written many to a statement: one statement per row
+// costs more than the row.
+type valueRow struct {
+	c             cell
+	clear, sealed any
+}
+
+// maxRowsPerInsert bounds the rows of one INSERT (6 parameters each, well
+// within SQLite's and PostgreSQL's bounds).
+const maxRowsPerInsert = 500
+
+// insertValues writes rows into entry_values, or into entry_changes at
+// revision (revision > 0), of entry id.
+func insertValues(ctx context.Context, q sqldb.Querier, id string, revision int, rows []valueRow) error {
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), maxRowsPerInsert)]
+		rows = rows[len(chunk):]
+		var b strings.Builder
+		args := make([]any, 0, 6*len(chunk))
+		if revision > 0 {
+			b.WriteString(`INSERT INTO entry_changes (entry_id, revision, field, row_no, value, sealed) VALUES `)
+		} else {
+			b.WriteString(`INSERT INTO entry_values (entry_id, field, row_no, value, sealed) VALUES `)
+		}
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			n := len(args)
+			if revision > 0 {
+				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+				args = append(args, id, revision, r.c.field, r.c.row, r.clear, r.sealed)
+			} else {
+				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
+				args = append(args, id, r.c.field, r.c.row, r.clear, r.sealed)
+			}
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "store the entry")
+		}
+	}
+	return nil
 }

@@ -411,22 +411,27 @@ func (im *importer) store(p *pending) error {
 		VALUES ($1, 1, $2, $3, $4, $5, 'bulk import')`, id, v.Version, string(status), account, now); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "store the entry's history")
 	}
+	rows := make([]valueRow, 0, len(next))
 	for c, val := range next {
-		var clear, sealed any = val, nil
+		r := valueRow{c: c, clear: val}
 		if fd, _ := v.Form.FieldNamed(c.field); fd != nil && fd.Sensitive {
 			b, err := im.t.Vault().Seal(im.ctx, keys.StudyScope(im.org, im.study), sealedAt(im.org, im.study, id, p.place.Form, c), []byte(val))
 			if err != nil {
 				return err
 			}
-			clear, sealed = nil, b
+			r.clear, r.sealed = nil, b
 		}
-		if _, err := im.t.ExecContext(im.ctx, `INSERT INTO entry_changes (entry_id, revision, field, row_no, value, sealed) VALUES ($1, 1, $2, $3, $4, $5)`,
-			id, c.field, c.row, clear, sealed); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "store the entry's history")
+		rows = append(rows, r)
+	}
+	// One row a statement: inside an import's one large transaction, an
+	// INSERT of many rows makes SQLite keep a statement journal that
+	// costs more than the statements it saves.
+	for i := range rows {
+		if err := insertValues(im.ctx, im.t, id, 1, rows[i:i+1]); err != nil {
+			return err
 		}
-		if _, err := im.t.ExecContext(im.ctx, `INSERT INTO entry_values (entry_id, field, row_no, value, sealed) VALUES ($1, $2, $3, $4, $5)`,
-			id, c.field, c.row, clear, sealed); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "store the entry")
+		if err := insertValues(im.ctx, im.t, id, 0, rows[i:i+1]); err != nil {
+			return err
 		}
 	}
 	im.entries++
