@@ -215,3 +215,30 @@ func handleImportEntries(d Deps) http.Handler {
 		return nil
 	})
 }
+
+func handleDeleteEntry(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Reason string `json:"reason"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		if err := d.Entries.Delete(r.Context(), actor(d, r), r.PathValue("org"), place(r), req.Reason); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
+
+func handleRestoreEntry(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		e, err := d.Entries.Restore(r.Context(), actor(d, r), r.PathValue("org"), place(r))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, entryOut(e))
+		return nil
+	})
+}

@@ -158,6 +158,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleGetEntry(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleSaveEntry(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history", router.SignedIn, handleEntryHistory(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleDeleteEntry(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/restore", router.SignedIn, handleRestoreEntry(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleSetSchedule(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))

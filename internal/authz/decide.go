@@ -60,6 +60,9 @@ const (
 	// EntryRead reads them and their history (WEB-05, ACL-04).
 	EntryWrite Action = "entry.write"
 	EntryRead  Action = "entry.read"
+	// EntryRestore restores a deleted entry within its retention period
+	// (LIFE-01).
+	EntryRestore Action = "entry.restore"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -108,6 +111,8 @@ type Decision struct {
 //   - the values recorded about participants (entries): site-investigator
 //     and data-manager enter and read them where they reach, monitor
 //     reads them; study-admin, who designs the forms, does not see them.
+//     Those who enter an entry may delete it (it is hidden, and kept for
+//     its retention period); only org-admin restores one.
 //   - study-admin designs the study, its forms included, and gives
 //     decrypt grants for it (CRY-06), but sees no participant.
 //   - org-manager manages people and their roles and never reaches
@@ -135,7 +140,7 @@ type Decision struct {
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
-		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead},
+		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead, EntryRestore},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead},
 	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead, EntryWrite, EntryRead},

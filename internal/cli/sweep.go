@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/participants"
 )
@@ -15,10 +16,12 @@ const sweepInterval = time.Hour
 // sweepIdentities shreds, at start and then every sweepInterval until ctx
 // ends, the identity data that no request can reach: those left by an
 // enrolment or an erasure cut short between the identity and the clinical
-// database (CRY-09, LIFE-03; see participants.Sweep). Several servers may
-// sweep at once.
+// database (CRY-09, LIFE-03; see participants.Sweep). Then it purges the
+// entries deleted longer than their retention period ago (LIFE-01; see
+// entries.Purge). Several servers may sweep at once.
 func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 	svc := &participants.Service{Gate: g}
+	data := &entries.Service{Gate: g}
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {
@@ -28,6 +31,13 @@ func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 			log.Warn("identity sweep", "err", err)
 		case n > 0:
 			log.Info("identity sweep", "shredded", n)
+		}
+		purged, err := data.Purge(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purge of deleted entries", "err", err)
+		case purged > 0:
+			log.Info("purge of deleted entries", "purged", purged)
 		}
 		select {
 		case <-ctx.Done():

@@ -37,8 +37,12 @@ import (
 // Service records and reads entries.
 type Service struct {
 	Gate *gate.Gate
-	// Now is the clock of decrypt grants' expiry; nil means time.Now.
+	// Now is the clock of decrypt grants' expiry and of deletions; nil
+	// means time.Now.
 	Now func() time.Time
+	// Retention is how long a deleted entry may be restored before the
+	// purge erases it; zero means DefaultRetention.
+	Retention time.Duration
 }
 
 func (s *Service) now() time.Time {
@@ -55,6 +59,9 @@ const (
 	NotStarted Status = "not_started"
 	Incomplete Status = "incomplete"
 	Complete   Status = "complete"
+	// Deleted is the status a participant's grid shows of a deleted
+	// entry (LIFE-01); its values are hidden until it is restored.
+	Deleted Status = "deleted"
 )
 
 // Bounds.
@@ -212,6 +219,7 @@ type stored struct {
 	revision    int
 	savedBy     string
 	savedAt     int64
+	deletedAt   int64 // 0: not deleted
 	values      map[cell]string
 }
 
@@ -225,14 +233,17 @@ func sealedAt(orgID, studyID, entryID, form string, c cell) keys.Context {
 // values are opened when open says so, else left out and listed.
 func load(ctx context.Context, t *gate.Tx, orgID string, p Place, s scheduled, open func(field string) bool) (stored, []cell, bool, error) {
 	var e stored
-	err := t.QueryRowContext(ctx, `SELECT id, form_version, status, revision, saved_by, saved_at FROM entries
+	err := t.QueryRowContext(ctx, `SELECT id, form_version, status, revision, saved_by, saved_at, coalesce(deleted_at, 0) FROM entries
 		WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5`,
-		p.Participant, s.visitID, p.Repeat, s.formID, orgID).Scan(&e.id, &e.formVersion, &e.status, &e.revision, &e.savedBy, &e.savedAt)
+		p.Participant, s.visitID, p.Repeat, s.formID, orgID).Scan(&e.id, &e.formVersion, &e.status, &e.revision, &e.savedBy, &e.savedAt, &e.deletedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stored{}, nil, false, nil
 	}
 	if err != nil {
 		return stored{}, nil, false, errs.Wrap(errs.Unavailable, err, "read the entry")
+	}
+	if e.deletedAt != 0 {
+		return e, nil, true, nil // hidden: its values are not read
 	}
 	rows, err := t.QueryContext(ctx, `SELECT field, row_no, value, sealed FROM entry_values WHERE entry_id = $1`, e.id)
 	if err != nil {
@@ -422,6 +433,8 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 			return err
 		}
 		switch {
+		case found && old.deletedAt != 0:
+			return errs.E(errs.Conflict, "this entry was deleted; an administrator may restore it")
 		case !found && in.Revision != 0:
 			return errs.E(errs.Conflict, "this entry has not been saved yet; start from revision 0")
 		case found && in.Revision != old.revision:
@@ -572,7 +585,10 @@ func (s *Service) read(ctx context.Context, t *gate.Tx, orgID string, p Place, s
 	if !found {
 		return out, nil
 	}
-	if e.formVersion != f.Version {
+	if e.deletedAt != 0 {
+		return Entry{}, errs.E(errs.NotFound, "this entry was deleted")
+	}
+	if f == nil || e.formVersion != f.Version {
 		v, err := forms.VersionOf(ctx, t, orgID, p.StudyID, p.Form, e.formVersion)
 		if err != nil {
 			return Entry{}, err
@@ -663,7 +679,8 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 		}
 		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		var id string
-		err = t.QueryRowContext(ctx, `SELECT id FROM entries WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5`,
+		err = t.QueryRowContext(ctx, `SELECT id FROM entries WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5
+			AND deleted_at IS NULL`,
 			p.Participant, sc.visitID, p.Repeat, sc.formID, org.ID).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
@@ -804,7 +821,8 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 		}
 		status := map[key]GridForm{}
 		held := map[string]int{}
-		rows, err := t.QueryContext(ctx, `SELECT v.visit_key, e.visit_repeat, f.form_key, e.status, e.revision
+		rows, err := t.QueryContext(ctx, `SELECT v.visit_key, e.visit_repeat, f.form_key,
+			  CASE WHEN e.deleted_at IS NULL THEN e.status ELSE 'deleted' END, e.revision
 			FROM entries e JOIN visits v ON v.id = e.visit_id JOIN forms f ON f.id = e.form_id
 			WHERE e.org_id = $1 AND e.participant_id = $2`, org.ID, participant)
 		if err != nil {

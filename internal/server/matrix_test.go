@@ -987,6 +987,26 @@ var matrix = []matrixRow{
 		monitor             404 404 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// Deleting an entry (LIFE-01): as saving it; restoring a deleted one:
+	// organization admins only (those who see the participant are told so).
+	{Route: "DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", Grid: `
+		org-admin           204 204 204 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        204 204 404 404
+		site-investigator   204 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/restore", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        403 403 404 404
+		site-investigator   403 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1167,7 +1187,7 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/schedule", map[string]any{"visits": []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
 			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{}},
-			entryVisit, importVisit,
+			entryVisit, importVisit, deleteVisit, restoreVisit,
 		}})
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries": func(tg target, tag string) probe {
@@ -1206,6 +1226,12 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return probe{path: "/api/v1/orgs/" + tg.org + "/studies/" + tg.study + "/import", ctype: "text/csv",
 			body: "participant,site,visit,repeat,form,form_version,field,row,value\n" +
 				adminTargetOf(tag).participant + "," + tg.site + ",importvisit,1,entryform,1,note,0,imported " + tag + "\n"}
+	},
+	"DELETE /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}": func(tg target, tag string) probe {
+		return jsonProbe(entriesPath(tg, tag)+"/deletevisit/1/entryform", map[string]string{"reason": "matrix " + tag})
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/restore": func(tg target, tag string) probe {
+		return probe{path: entriesPath(tg, tag) + "/restorevisit/1/entryform/restore"}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

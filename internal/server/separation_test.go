@@ -64,8 +64,39 @@ func matrixForm(key string) *forms.Form {
 // entryform, of one text field.
 var entryVisit = forms.Visit{Key: "entryvisit", Label: "Entry visit", Forms: []string{"entryform"}}
 
-// importVisit is where the bulk import of the matrix adds its entries.
-var importVisit = forms.Visit{Key: "importvisit", Label: "Import visit", Forms: []string{"entryform"}}
+// importVisit is where the bulk import of the matrix adds its entries;
+// at deleteVisit each cell's participant has an entry to delete, at
+// restoreVisit a deleted one to restore.
+var (
+	importVisit  = forms.Visit{Key: "importvisit", Label: "Import visit", Forms: []string{"entryform"}}
+	deleteVisit  = forms.Visit{Key: "deletevisit", Label: "Delete visit", Forms: []string{"entryform"}}
+	restoreVisit = forms.Visit{Key: "restorevisit", Label: "Restore visit", Forms: []string{"entryform"}}
+	matrixVisits = []forms.Visit{entryVisit, importVisit, deleteVisit, restoreVisit}
+)
+
+// seedEntry records an entry of entryform for a participant at a visit of
+// the matrix, deleted or not.
+func seedEntry(ctx context.Context, tx *sql.Tx, orgID, studyID, siteID, participant, visit, accountID string, deleted bool) error {
+	var visitID, formID string
+	if err := tx.QueryRowContext(ctx, `SELECT v.id, f.id FROM visits v JOIN forms f ON f.org_id = v.org_id AND f.study_id = v.study_id
+		WHERE v.org_id = $1 AND v.study_id = $2 AND v.visit_key = $3 AND f.form_key = 'entryform'`, orgID, studyID, visit).Scan(&visitID, &formID); err != nil {
+		return err
+	}
+	id, now := ids.New(), time.Now().UnixMicro()
+	var at, by, why any
+	if deleted {
+		at, by, why = now, accountID, "seeded deleted"
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat, form_id,
+		form_version, status, revision, created_by, created_at, saved_by, saved_at, deleted_at, deleted_by, deleted_reason)
+		VALUES ($1, $2, $3, $4, $5, $6, 1, $7, 1, 'complete', 1, $8, $9, $8, $9, $10, $11, $12)`,
+		id, orgID, studyID, siteID, participant, visitID, formID, accountID, now, at, by, why); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at) VALUES ($1, 1, 1, 'complete', $2, $3)`,
+		id, accountID, now)
+	return err
+}
 
 // entriesPath is the entries of the cell's participant.
 func entriesPath(tg target, tag string) string {
@@ -83,7 +114,7 @@ func seedEntryForm(ctx context.Context, tx *sql.Tx, orgID, studyID, accountID st
 	if _, err := forms.Publish(ctx, tx, orgID, studyID, f.Key, accountID, v.Digest); err != nil {
 		return err
 	}
-	return forms.SetSchedule(ctx, tx, orgID, studyID, []forms.Visit{entryVisit, importVisit})
+	return forms.SetSchedule(ctx, tx, orgID, studyID, matrixVisits)
 }
 
 // adminTargets is keyed by the matrix's cell tag (role-target); it is
@@ -195,6 +226,12 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 					return err
 				}
 				formTargets[tag] = formTarget{draftDigest: d.Digest, publishDigest: v2.Digest}
+				if err := seedEntry(ctx, tx, o.ID, tg.study, tg.site, p.Pseudonym, "deletevisit", acc.ID, false); err != nil {
+					return err
+				}
+				if err := seedEntry(ctx, tx, o.ID, tg.study, tg.site, p.Pseudonym, "restorevisit", acc.ID, true); err != nil {
+					return err
+				}
 				adminTargets[tag] = adminTarget{
 					member: acc.ID, assignment: as[len(as)-1].ID, participant: p.Pseudonym, customRole: cr.ID, carer: carer,
 					assignment2: second.ID, customRole2: cr2.ID,

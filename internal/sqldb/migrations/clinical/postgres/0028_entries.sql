@@ -3,7 +3,9 @@
 -- 1 otherwise), saved under a published version of the form. revision
 -- counts the saves; a save names the revision it started from, so that a
 -- second person saving the same form meanwhile is refused, never
--- overwritten.
+-- overwritten. A deleted entry (LIFE-01) is hidden and locked until an
+-- administrator restores it or, after the retention period, the purge
+-- erases it with its history.
 CREATE TABLE entries (
 	id             TEXT PRIMARY KEY,
 	org_id         TEXT NOT NULL,
@@ -20,6 +22,10 @@ CREATE TABLE entries (
 	created_at     BIGINT NOT NULL,
 	saved_by       TEXT NOT NULL REFERENCES accounts (id),
 	saved_at       BIGINT NOT NULL,
+	deleted_at     BIGINT,
+	deleted_by     TEXT REFERENCES accounts (id),
+	deleted_reason TEXT,
+	CHECK ((deleted_at IS NULL) = (deleted_by IS NULL) AND (deleted_at IS NULL) = (deleted_reason IS NULL)),
 	UNIQUE (participant_id, visit_id, visit_repeat, form_id),
 	UNIQUE (org_id, study_id, id),
 	FOREIGN KEY (org_id, participant_id) REFERENCES participants (org_id, id),
@@ -49,7 +55,8 @@ CREATE TABLE entry_values (
 -- Every save of an entry (a revision): who, when, under which form
 -- version, and why (required for every save after the first), and what it
 -- changed: a field's new value, or neither value nor sealed for a value
--- removed. Both tables are append-only.
+-- removed. Both tables are append-only, but for the purge of a deleted
+-- entry.
 CREATE TABLE entry_revisions (
 	entry_id     TEXT NOT NULL REFERENCES entries (id),
 	revision     INTEGER NOT NULL CHECK (revision >= 1),
@@ -75,6 +82,9 @@ CREATE TABLE entry_changes (
 );
 CREATE FUNCTION entry_history_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+	IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM entries WHERE id = OLD.entry_id AND deleted_at IS NOT NULL) THEN
+		RETURN OLD;
+	END IF;
 	RAISE EXCEPTION 'the history of an entry is append-only (% on %)', TG_OP, TG_TABLE_NAME;
 END
 $$;
