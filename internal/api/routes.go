@@ -164,5 +164,14 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests/{request}/approve", router.SignedIn, handleApproveKeyRequest(d))
+	// The OpenAPI document, of every route above and its own.
+	var doc []byte
+	rt.Handle("GET", openAPIPath, router.Open, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handleOpenAPI(doc).ServeHTTP(w, r)
+	}))
+	var err error
+	if doc, err = openAPI(rt.Routes()); err != nil {
+		panic("the OpenAPI document: " + err.Error())
+	}
 	return rt
 }

@@ -70,6 +70,8 @@ var matrix = []matrixRow{
 	// Browser shell: open pages (the signed-in ones follow their API
 	// counterparts below).
 	{Route: "GET /{$}", Open: 200},
+	// The API's OpenAPI document: anyone.
+	{Route: "GET /api/v1/openapi.json", Open: 200},
 	{Route: "GET /static/", Open: 200},
 	{Route: "GET /setup/{token}", Open: 200},
 	{Route: "POST /setup/{token}", Open: 200},
