@@ -1874,6 +1874,7 @@ func openProbes(f matrixFixture) map[string]probe {
 	newPassword := url.Values{"password": {"Copper meadow sailing 2718"}, "confirm": {"Copper meadow sailing 2718"}}
 	return map[string]probe{
 		"GET /{$}":                                   {path: "/"},
+		"GET /api/v1/openapi.json":                   {path: "/api/v1/openapi.json"},
 		"GET /static/":                               {path: "/static/custodia.css"},
 		"GET /setup/{token}":                         {path: "/setup/" + f.setupToken},
 		"POST /setup/{token}":                        form("/setup/"+f.setupToken, newPassword),
