@@ -157,7 +157,7 @@ func handleExportEntries(d Deps) http.Handler {
 		q := r.URL.Query()
 		for k, v := range q {
 			if k != "format" || len(v) != 1 {
-				return errs.E(errs.Invalid, "an export takes one query parameter, format (csv, jsonl or odm)")
+				return errs.E(errs.Invalid, "an export takes one query parameter, format (csv, jsonl, odm or redcap)")
 			}
 		}
 		format := q.Get("format")
@@ -175,8 +175,11 @@ func handleExportEntries(d Deps) http.Handler {
 			}
 			w.Header().Set("Content-Type", ct)
 			ext := format
-			if format == entries.FormatODM {
+			switch format {
+			case entries.FormatODM:
 				ext = "odm.xml"
+			case entries.FormatREDCap:
+				ext = "redcap.csv"
 			}
 			w.Header().Set("Content-Disposition", `attachment; filename="entries.`+ext+`"`)
 			w.WriteHeader(http.StatusOK)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"strconv"
 	"strings"
@@ -79,8 +80,8 @@ type exportSite struct {
 // format, to the writer begin returns; begin is called once the request
 // is authorized and on the trail, before the first byte.
 func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, format string, begin func() (io.Writer, error)) error {
-	if format != FormatCSV && format != FormatJSONL && format != FormatODM {
-		return errs.E(errs.Invalid, "format must be csv, jsonl or odm")
+	if format != FormatCSV && format != FormatJSONL && format != FormatODM && format != FormatREDCap {
+		return errs.E(errs.Invalid, "format must be csv, jsonl, odm or redcap")
 	}
 	var end func()
 	defer func() {
@@ -184,6 +185,20 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		}
 		t.Detail("format", format)
 		t.Detail("sites", strconv.Itoa(len(allowed)))
+		if format == FormatREDCap {
+			schedule, err := forms.Schedule(ctx, t, org.ID, studyID)
+			if err != nil {
+				return err
+			}
+			repeating := map[string]bool{}
+			for _, v := range schedule {
+				repeating[v.Key] = v.Repeating
+			}
+			t.Stream(func(q sqldb.Querier) (map[string]string, error) {
+				return exportREDCap(ctx, t.StreamVault(), q, org.ID, studyID, union, repeating, allowed, begin)
+			})
+			return nil
+		}
 		if format == FormatODM {
 			schedule, err := forms.Schedule(ctx, t, org.ID, studyID)
 			if err != nil {
@@ -204,6 +219,16 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		})
 		return nil
 	})
+}
+
+// sentHash digests what an export sends.
+type sentHash struct{ hash.Hash }
+
+func newSent() (*sentHash, int) { return &sentHash{sha256.New()}, 0 }
+
+// sent is what the audit event records of what was sent.
+func (h *sentHash) sent(n int) map[string]string {
+	return map[string]string{"values": strconv.Itoa(n), "sha256": hex.EncodeToString(h.Sum(nil))}
 }
 
 // countingHash counts and hashes what passes to w.

@@ -208,3 +208,56 @@ func TestLIFE04_TheODMExportValidatesAgainstTheODM132Schema(t *testing.T) {
 		}
 	})
 }
+
+// TestLIFE04_REDCapFlatRecordsMoveOutAndIn exports entries as REDCap's
+// flat records (a column a field, a multiple choice a column a choice, a
+// form's _complete), erases them, imports the file back and exports again:
+// the same file. Sensitive fields without a grant, and repeating groups,
+// are not in it.
+func TestLIFE04_REDCapFlatRecordsMoveOutAndIn(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		baseline := f.at("baseline", 1, "vitals")
+		if _, err := f.svc.Save(ctx, f.investigator, "clinic", baseline, good()); err != nil {
+			t.Fatal(err)
+		}
+		other := f.at("unscheduled", 2, "other")
+		if _, err := f.svc.Save(ctx, f.investigator, "clinic", other, entries.Save{Values: map[string]string{"note": "seen, twice"}}); err != nil {
+			t.Fatal(err)
+		}
+		first, err := export(t, f, f.dataManager, entries.FormatREDCap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(first)), "\n")
+		if len(lines) != 3 || lines[0] != "record_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,redcap_data_access_group,weight,smoker,packs,double,vitals_complete,note,other_complete" {
+			t.Fatalf("the flat records:\n%s", first)
+		}
+		if !strings.Contains(lines[1], f.p+",baseline_arm_1,,,"+f.north.ID+",71.3,1,2,142.6,2,,") ||
+			!strings.Contains(lines[2], ",unscheduled_arm_1,,2,"+f.north.ID+",,,,,,\"seen, twice\",0") {
+			t.Errorf("the flat records:\n%s", first)
+		}
+		for _, p := range []entries.Place{baseline, other} {
+			if err := f.svc.Delete(ctx, f.dataManager, "clinic", p, "moving the study"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.svc.Retention, f.svc.Now = time.Nanosecond, func() time.Time { return time.Now().Add(time.Second) }
+		if n, err := f.svc.Purge(ctx); err != nil || n != 2 {
+			t.Fatalf("purge: %d, %v", n, err)
+		}
+		f.svc.Now = nil
+		got, err := f.svc.Import(ctx, f.dataManager, "clinic", f.study.ID, entries.FormatCSV, bytes.NewReader(first))
+		if err != nil || got.Entries != 2 {
+			t.Fatalf("import: %+v, %v", got, err)
+		}
+		second, err := export(t, f, f.dataManager, entries.FormatREDCap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(second) != string(first) {
+			t.Errorf("exported again:\n%s\nwant\n%s", second, first)
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,6 +48,9 @@ type importLine struct {
 	Field       string `json:"field"`
 	Row         int    `json:"row"`
 	Value       string `json:"value"`
+	// status is a REDCap form's _complete (2 complete, else incomplete);
+	// empty, the entry is complete when its required fields hold values.
+	status string
 }
 
 // lineReader reads a file's values one by one, with their line numbers.
@@ -126,16 +130,23 @@ func (s *Service) Import(ctx context.Context, a gate.Actor, slug, studyID, forma
 	h := sha256.New()
 	in := io.TeeReader(body, h)
 	var lines lineReader
+	var flat *redcapLines
 	switch format {
 	case FormatCSV:
 		r := csv.NewReader(in)
 		r.FieldsPerRecord = -1
-		r.ReuseRecord = true
 		header, err := r.Read()
-		if err != nil || strings.Join(header, ",") != strings.Join(ExportColumns, ",") {
-			return out, errs.E(errs.Invalid, "the file's first line must be the export's header: %s", strings.Join(ExportColumns, ","))
+		switch {
+		case err == nil && len(header) >= len(redcapLead) && slices.Equal(header[:len(redcapLead)], redcapLead):
+			flat = &redcapLines{r: r, header: slices.Clone(header), line: 1}
+			lines = flat
+		case err != nil || strings.Join(header, ",") != strings.Join(ExportColumns, ","):
+			return out, errs.E(errs.Invalid, "the file's first line must be the export's header (%s) or REDCap's flat records' (%s, …)",
+				strings.Join(ExportColumns, ","), strings.Join(redcapLead, ","))
+		default:
+			r.ReuseRecord = true
+			lines = &csvLines{r: r, line: 1}
 		}
-		lines = &csvLines{r: r, line: 1}
 	case FormatJSONL:
 		sc := bufio.NewScanner(in)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -161,6 +172,31 @@ func (s *Service) Import(ctx context.Context, a gate.Actor, slug, studyID, forma
 		for _, site := range sites {
 			r := authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: site.ID}
 			im.sites[site.ID] = t.Allowed(authz.EntryWrite, r)
+		}
+		if flat != nil {
+			// Which form each field of REDCap's flat records belongs to:
+			// the first published form of the study that has it.
+			flat.fieldForm, flat.computed = map[string]string{}, map[string]bool{}
+			list, err := forms.List(ctx, t, org.ID, studyID)
+			if err != nil {
+				return err
+			}
+			for _, f := range list {
+				v, err := im.form(f.Key)
+				if err != nil {
+					return err
+				}
+				if v == nil {
+					continue
+				}
+				for _, fd := range v.Form.Fields {
+					if _, taken := flat.fieldForm[fd.Name]; !taken {
+						flat.fieldForm[fd.Name] = f.Key
+						flat.computed[fd.Name] = fd.Type == forms.Calculated
+					}
+				}
+			}
+			format = FormatREDCap
 		}
 		if err := im.run(lines); err != nil {
 			return err
@@ -209,6 +245,7 @@ func (im *importer) bad(line int, field, format string, args ...any) {
 type pending struct {
 	key    string
 	first  int
+	status string // as the file gives it (importLine.status)
 	place  Place
 	values map[string]string
 	rows   map[string][]map[string]string
@@ -245,7 +282,7 @@ func (im *importer) run(lines lineReader) error {
 				continue
 			}
 			im.seen[key] = line
-			cur = &pending{key: key, first: line, place: Place{StudyID: im.study, SiteID: l.Site, Participant: l.Participant,
+			cur = &pending{key: key, first: line, status: l.status, place: Place{StudyID: im.study, SiteID: l.Site, Participant: l.Participant,
 				Visit: l.Visit, Repeat: l.Repeat, Form: l.Form}, values: map[string]string{}, rows: map[string][]map[string]string{}, lineOf: map[string]int{}}
 		}
 		if l.Site != cur.place.SiteID {
@@ -397,7 +434,13 @@ func (im *importer) store(p *pending) error {
 		return nil // nothing will be kept: no need to write
 	}
 	status := Complete
-	if _, missing := v.Form.ValidateAs("", p.values, true); len(missing) > 0 {
+	switch p.status {
+	case "2":
+	case "":
+		if _, missing := v.Form.ValidateAs("", p.values, true); len(missing) > 0 {
+			status = Incomplete
+		}
+	default:
 		status = Incomplete
 	}
 	id, now, account := ids.New(), sqldb.Now(), im.t.Subject.AccountID
