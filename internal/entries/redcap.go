@@ -34,7 +34,7 @@ var redcapLead = []string{"record_id", "redcap_event_name", "redcap_repeat_instr
 // redcapColumn is one column of the flat records.
 type redcapColumn struct {
 	name, form, field, code string // code: a multiple choice's choice
-	complete                        bool
+	complete                bool
 }
 
 func redcapColumns(union []*forms.Form, allowed map[string]exportSite) []redcapColumn {
