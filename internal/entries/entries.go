@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -545,8 +546,34 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		t.Detail("revision", strconv.Itoa(revision))
 		t.Detail("form_version", strconv.Itoa(v.Version))
 		t.Detail("changed", strconv.Itoa(len(changes)))
-		out, err = s.read(ctx, t, org.ID, p, sc, v.Form)
-		return err
+		// The answer is what was saved, as the writer may read it: no
+		// need to read it back.
+		out = Entry{Place: p, FormVersion: v.Version, Status: status, Revision: revision, SavedBy: account, SavedAt: now,
+			Values: map[string]string{}, Rows: map[string][]map[string]string{}, Sealed: []string{}}
+		seen, err := hiddenFrom(ctx, t, authz.EntryRead, r, v.Form)
+		if err != nil {
+			return err
+		}
+		open, err := s.opener(ctx, t, p, p.Form)
+		if err != nil {
+			return err
+		}
+		for c, val := range next {
+			fd, _ := v.Form.FieldNamed(c.field)
+			switch {
+			case seen[c.field]:
+			case fd != nil && fd.Sensitive && !open(c.field):
+				name := c.field
+				if c.row > 0 {
+					name = fmt.Sprintf("%s#%d", c.field, c.row)
+				}
+				out.Sealed = append(out.Sealed, name)
+			default:
+				out.put(v.Form, c, val)
+			}
+		}
+		slices.Sort(out.Sealed)
+		return nil
 	})
 	return out, err
 }
