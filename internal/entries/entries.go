@@ -312,6 +312,42 @@ func hiddenFrom(ctx context.Context, t *gate.Tx, action authz.Action, r authz.Re
 	return hidden, nil
 }
 
+// outsideValues answers the values of fields of other forms (form.field)
+// that a form's conditions read, as saved at the same participant, visit
+// and time it was held ("" for none, and for an entry deleted).
+func outsideValues(ctx context.Context, t *gate.Tx, orgID string, p Place, visitID string, refs []string) (func(string) string, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	values := map[string]string{}
+	for _, ref := range refs {
+		form, field, _ := strings.Cut(ref, ".")
+		var id string
+		var value sql.NullString
+		var sealed []byte
+		err := t.QueryRowContext(ctx, `SELECT e.id, x.value, x.sealed FROM entries e
+			JOIN forms f ON f.id = e.form_id
+			JOIN entry_values x ON x.entry_id = e.id AND x.field = $1 AND x.row_no = 0
+			WHERE e.org_id = $2 AND e.participant_id = $3 AND e.visit_id = $4 AND e.visit_repeat = $5 AND f.form_key = $6
+			AND e.deleted_at IS NULL`, field, orgID, p.Participant, visitID, p.Repeat, form).Scan(&id, &value, &sealed)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, errs.Wrap(errs.Unavailable, err, "read the visit's other forms")
+		case value.Valid:
+			values[ref] = value.String
+		default:
+			b, err := t.Vault().Open(ctx, sealedAt(orgID, p.StudyID, id, form, cell{field, 0}), sealed)
+			if err != nil {
+				return nil, err
+			}
+			values[ref] = string(b)
+		}
+	}
+	return func(ref string) string { return values[ref] }, nil
+}
+
 // checkReason checks the reason of a change.
 func checkReason(reason string) (string, error) {
 	reason = strings.TrimSpace(reason)
@@ -334,7 +370,7 @@ func problems(list []forms.FieldError) error {
 // validate checks a save against the form, with the stored values of the
 // fields hidden from the writer kept as they are, and answers the values
 // to store by cell.
-func validate(f *forms.Form, in Save, hidden map[string]bool, old map[cell]string) (map[cell]string, error) {
+func validate(f *forms.Form, in Save, hidden map[string]bool, old map[cell]string, outside func(string) string) (map[cell]string, error) {
 	var list []forms.FieldError
 	values := map[string]string{}
 	for name, v := range in.Values {
@@ -354,7 +390,7 @@ func validate(f *forms.Form, in Save, hidden map[string]bool, old map[cell]strin
 		}
 	}
 	out := map[cell]string{}
-	clean, problems1 := f.ValidateAs("", values, in.Complete)
+	clean, problems1 := f.ValidateWith("", values, in.Complete, outside)
 	list = append(list, problems1...)
 	for k, v := range clean {
 		out[cell{k, 0}] = v
@@ -389,7 +425,7 @@ func validate(f *forms.Form, in Save, hidden map[string]bool, old map[cell]strin
 					}
 				}
 			}
-			clean, rowProblems := f.ValidateAs(name, values, in.Complete)
+			clean, rowProblems := f.ValidateWith(name, values, in.Complete, outside)
 			for _, p := range rowProblems {
 				p.Row = i + 1
 				list = append(list, p)
@@ -456,7 +492,11 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		if err != nil {
 			return err
 		}
-		next, err := validate(v.Form, in, hidden, old.values)
+		outside, err := outsideValues(ctx, t, org.ID, p, sc.visitID, v.Form.Outside())
+		if err != nil {
+			return err
+		}
+		next, err := validate(v.Form, in, hidden, old.values, outside)
 		if err != nil {
 			return err
 		}

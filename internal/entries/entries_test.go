@@ -445,3 +445,44 @@ func TestACL04_HiddenFieldsAreAbsentAndKeptWhenSaving(t *testing.T) {
 		t.Fatalf("after the investigator's save: %+v, %v", got.Values, err)
 	}
 }
+
+// TestWEB05_ABranchReadsAnotherFormOfTheVisit: a form's condition on a
+// field of another form of the same visit ([vitals.smoker]) is judged on
+// what that form holds there.
+func TestWEB05_ABranchReadsAnotherFormOfTheVisit(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, sqldb.SQLite)
+	cond := &forms.Form{Key: "habits", Title: "Habits", Fields: []forms.Field{
+		{Name: "since", Label: "Smoking since (year)", Type: forms.Integer, Required: true, ShowIf: "[vitals.smoker] = '1'"},
+		{Name: "note", Label: "Note", Type: forms.Text},
+	}}
+	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, cond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "habits", v.Digest); err != nil {
+		t.Fatal(err)
+	}
+	day0 := 0
+	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
+		{Key: "baseline", Label: "Baseline", Day: &day0, Forms: []string{"vitals", "habits"}},
+		{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{"vitals", "other"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	habits := f.at("baseline", 1, "habits")
+	// No vitals yet: the condition does not hold, so since takes no value.
+	if _, err := f.svc.Save(ctx, f.investigator, "clinic", habits, entries.Save{Values: map[string]string{"since": "1990"}, Complete: true}); errs.KindOf(err) != errs.Invalid {
+		t.Fatalf("since without the vitals saying smoker: %v", err)
+	}
+	if _, err := f.svc.Save(ctx, f.investigator, "clinic", f.at("baseline", 1, "vitals"), good()); err != nil {
+		t.Fatal(err)
+	}
+	named := problemFields(t, mustFail(f.svc.Save(ctx, f.investigator, "clinic", habits, entries.Save{Values: map[string]string{"note": "x"}, Complete: true})))
+	if _, ok := named["since"]; !ok {
+		t.Errorf("a smoker's habits without since: %v", named)
+	}
+	if _, err := f.svc.Save(ctx, f.investigator, "clinic", habits, entries.Save{Values: map[string]string{"since": "1990"}, Complete: true}); err != nil {
+		t.Errorf("a smoker's habits with since: %v", err)
+	}
+}

@@ -412,7 +412,11 @@ func (im *importer) store(p *pending) error {
 		return err
 	}
 	save := Save{Values: p.values, Rows: p.rows}
-	next, err := validate(v.Form, save, hidden, nil)
+	outside, err := outsideValues(im.ctx, im.t, im.org, p.place, sc.visitID, v.Form.Outside())
+	if err != nil {
+		return err
+	}
+	next, err := validate(v.Form, save, hidden, nil, outside)
 	if err != nil {
 		var pr *forms.Problems
 		if !errors.As(err, &pr) {

@@ -399,10 +399,10 @@ func (p *parser) lex() error {
 			i += j + 2
 		case c == '[':
 			j := strings.IndexByte(s[i:], ']')
-			if j < 0 || !validName(s[i+1:i+j]) {
+			if j < 0 || !validRef(s[i+1:i+j]) {
 				p.toks = append(p.toks, token{pos: i})
 				p.i = len(p.toks) - 1
-				return p.fail("a field is written [name], name of a-z, 0-9 and _")
+				return p.fail("a field is written [name], or [form.name] for a field of another form of the visit, names of a-z, 0-9 and _")
 			}
 			p.toks = append(p.toks, token{'r', s[i+1 : i+j], i})
 			i += j + 1
@@ -668,6 +668,14 @@ func contains(xs []string, s string) bool {
 
 // validName reports whether s is a field name: a lower-case letter, then
 // up to 63 lower-case letters, digits and underscores.
+// validRef reports whether s names a field: name, or form.name.
+func validRef(s string) bool {
+	if form, name, ok := strings.Cut(s, "."); ok {
+		return validName(form) && validName(name)
+	}
+	return validName(s)
+}
+
 func validName(s string) bool {
 	if len(s) == 0 || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
 		return false

@@ -235,6 +235,19 @@ func (f *Form) Check() []FieldError {
 				continue
 			}
 			for _, r := range e.Refs() {
+				if form, name, qualified := strings.Cut(r, "."); qualified {
+					switch {
+					case e == fd.calc:
+						bad(fd.Name, "%s names [%s]: a calculation reads fields of its own form, as [name]", e, r)
+						continue
+					case form == f.Key:
+						r = name
+					default:
+						// A condition on a field of another form of the
+						// same visit (Outside), which the form cannot check.
+						continue
+					}
+				}
 				j, ok := f.byName[r]
 				switch {
 				case !ok:
@@ -435,23 +448,47 @@ func (f *Form) calcCycle() string {
 // may be stored. Check must have passed. The fields of repeating groups
 // are not among them: each row is checked by ValidateRow.
 func (f *Form) Validate(in map[string]string) (map[string]string, []FieldError) {
-	return f.validate("", in, true)
+	return f.validate("", in, true, nil)
 }
 
 // ValidateRow checks one row of the repeating group group, as Validate
 // checks the form's other fields.
 func (f *Form) ValidateRow(group string, in map[string]string) (map[string]string, []FieldError) {
-	return f.validate(group, in, true)
+	return f.validate(group, in, true, nil)
 }
 
 // ValidateAs is Validate (group "") or ValidateRow for an entry saved as
 // complete or not: an incomplete entry may leave required fields empty,
 // and every value it holds is checked all the same.
 func (f *Form) ValidateAs(group string, in map[string]string, complete bool) (map[string]string, []FieldError) {
-	return f.validate(group, in, complete)
+	return f.validate(group, in, complete, nil)
 }
 
-func (f *Form) validate(group string, in map[string]string, complete bool) (map[string]string, []FieldError) {
+// ValidateWith is ValidateAs for a form whose conditions read fields of
+// other forms of the same visit ([form.field], Outside): outside answers
+// their values ("" for none).
+func (f *Form) ValidateWith(group string, in map[string]string, complete bool, outside func(ref string) string) (map[string]string, []FieldError) {
+	return f.validate(group, in, complete, outside)
+}
+
+// Outside lists the fields of other forms that the form's conditions read
+// ([form.field]), each once.
+func (f *Form) Outside() []string {
+	var out []string
+	for _, fd := range f.Fields {
+		if fd.showIf == nil {
+			continue
+		}
+		for _, r := range fd.showIf.Refs() {
+			if form, _, ok := strings.Cut(r, "."); ok && form != f.Key && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+func (f *Form) validate(group string, in map[string]string, complete bool, outside func(ref string) string) (map[string]string, []FieldError) {
 	var problems []FieldError
 	for name := range in {
 		i, ok := f.byName[name]
@@ -467,6 +504,15 @@ func (f *Form) validate(group string, in map[string]string, complete bool) (map[
 	}
 	out := map[string]string{}
 	read := func(name string) string {
+		if form, field, qualified := strings.Cut(name, "."); qualified {
+			if form != f.Key {
+				if outside == nil {
+					return ""
+				}
+				return outside(name)
+			}
+			name = field
+		}
 		if v, ok := out[name]; ok {
 			return v
 		}

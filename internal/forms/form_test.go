@@ -144,3 +144,40 @@ func TestWEB05_FormDefinitionIsChecked(t *testing.T) {
 		t.Error("a good form is refused")
 	}
 }
+
+// TestWEB05_AConditionMayReadAnotherFormOfTheVisit: a show-if may name a
+// field of another form of the same visit as [form.field]; validation asks
+// for its value, and a calculation may not reach outside its form.
+func TestWEB05_AConditionMayReadAnotherFormOfTheVisit(t *testing.T) {
+	f := &Form{Key: "followup", Title: "Follow-up", Fields: []Field{
+		{Name: "packs", Label: "Packs a day", Type: Integer, Required: true, ShowIf: "[baseline.smoker] = '1'"},
+		{Name: "own", Label: "Own", Type: Integer, ShowIf: "[followup.packs] > 1"},
+	}}
+	if p := f.Check(); len(p) != 0 {
+		t.Fatalf("check: %v", p)
+	}
+	if got := f.Outside(); len(got) != 1 || got[0] != "baseline.smoker" {
+		t.Errorf("Outside = %v", got)
+	}
+	smoker := "1"
+	outside := func(ref string) string {
+		if ref == "baseline.smoker" {
+			return smoker
+		}
+		return ""
+	}
+	if _, p := f.ValidateWith("", map[string]string{}, true, outside); len(p) != 1 || p[0].Field != "packs" {
+		t.Errorf("a smoker without packs: %v", p)
+	}
+	smoker = "0"
+	if _, p := f.ValidateWith("", map[string]string{"packs": "2"}, true, outside); len(p) != 1 || p[0].Field != "packs" {
+		t.Errorf("a non-smoker with packs: %v", p)
+	}
+	if _, p := f.ValidateWith("", map[string]string{}, true, outside); len(p) != 0 {
+		t.Errorf("a non-smoker without packs: %v", p)
+	}
+	bad := &Form{Key: "x", Title: "X", Fields: []Field{{Name: "c", Label: "C", Type: Calculated, Calc: "[other.n] * 2"}}}
+	if p := bad.Check(); len(p) != 1 {
+		t.Errorf("a calculation reading another form: %v", p)
+	}
+}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -242,9 +242,17 @@ func ReadREDCap(r io.Reader) (Dictionary, error) {
 	if len(d.Forms) == 0 {
 		return Dictionary{}, errs.E(errs.Invalid, "the dictionary holds no field besides the record identifier")
 	}
-	// Each form must now check. Branching and calculations that name a
-	// field of another form are REDCap's, not yet ours: they are dropped
-	// and reported; anything else is a problem of the dictionary.
+	// Each form must now check. Branching on a field of another form
+	// becomes [form.field], which a visit's other forms answer; a
+	// calculation reads its own form only, so one that names another
+	// form's field is dropped and reported; anything else is a problem of
+	// the dictionary.
+	formOf := map[string]string{}
+	for _, f := range d.Forms {
+		for _, fd := range f.Fields {
+			formOf[fd.Name] = f.Key
+		}
+	}
 	for _, f := range d.Forms {
 		lineOf := func(name string) int { return lines[name] }
 		for i := range f.Fields {
@@ -258,10 +266,21 @@ func ReadREDCap(r io.Reader) (Dictionary, error) {
 					continue // reported when read
 				}
 				for _, ref := range x.Refs() {
-					if !slices.ContainsFunc(f.Fields, func(o Field) bool { return o.Name == ref }) {
+					other, known := formOf[ref]
+					switch {
+					case known && other == f.Key:
+					case known && e == &fd.ShowIf:
+						*e = strings.ReplaceAll(*e, "["+ref+"]", "["+other+"."+ref+"]")
+					default:
+						why := "a field of another form"
+						if !known {
+							why = "no field of the dictionary"
+						}
 						d.Report = append(d.Report, Note{Line: lineOf(fd.Name), Field: fd.Name,
-							Note: fmt.Sprintf("%q names [%s], a field of another form: left out", *e, ref)})
+							Note: fmt.Sprintf("%q names [%s], %s: left out", *e, ref, why)})
 						*e = ""
+					}
+					if *e == "" {
 						break
 					}
 				}
@@ -556,10 +575,13 @@ func WriteREDCap(w io.Writer, recordID string, forms []*Form) error {
 	return cw.Error()
 }
 
+// redcapRefs finds [form.field], which REDCap writes [field].
+var redcapRefs = regexp.MustCompile(`\[([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\]`)
+
 func redcapRow(form string, fd Field) []string {
 	row := make([]string, len(redcapColumns))
 	row[colVariable], row[colForm], row[colSection], row[colLabel], row[colNote] = fd.Name, form, fd.Section, fd.Label, fd.Note
-	row[colBranching], row[colNumber], row[colMatrix], row[colAnnotation], row[colAlign] = fd.ShowIf, fd.Number, fd.Matrix, fd.Annotation, fd.Align
+	row[colBranching], row[colNumber], row[colMatrix], row[colAnnotation], row[colAlign] = redcapRefs.ReplaceAllString(fd.ShowIf, "[$2]"), fd.Number, fd.Matrix, fd.Annotation, fd.Align
 	yes := func(b bool) string {
 		if b {
 			return "y"

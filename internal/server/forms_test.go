@@ -310,7 +310,7 @@ func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
 	if err := json.Unmarshal(body, &imported); err != nil {
 		t.Fatal(err)
 	}
-	if len(imported.Forms) != 2 || imported.Forms[0].Form != "demographics" || imported.Forms[0].State != "draft" || len(imported.Report) != 4 {
+	if len(imported.Forms) != 2 || imported.Forms[0].Form != "demographics" || imported.Forms[0].State != "draft" || len(imported.Report) != 3 {
 		t.Fatalf("imported %s", body)
 	}
 	reader := signInOwn(t, ts, authz.DataManager)
