@@ -245,3 +245,27 @@ func handleRestoreEntry(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// handleMyRecords lists the signed-in participant's own records, where the
+// portal finds their forms.
+func handleMyRecords(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		list, err := d.Entries.Records(r.Context(), actor(d, r))
+		if err != nil {
+			return err
+		}
+		type recordJSON struct {
+			Org         string `json:"org"`
+			OrgName     string `json:"org_name"`
+			Study       string `json:"study"`
+			Site        string `json:"site"`
+			Participant string `json:"participant"`
+		}
+		out := make([]recordJSON, len(list))
+		for i, rec := range list {
+			out[i] = recordJSON{Org: rec.Org, OrgName: rec.OrgName, Study: rec.StudyID, Site: rec.SiteID, Participant: rec.Participant}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"records": out})
+		return nil
+	})
+}

@@ -88,6 +88,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("DELETE", "/api/v1/tokens/{id}", router.SignedIn, handleRevokeToken(d))
 	// Who accessed the requester's own participant record (issue 8).
 	rt.Handle("GET", "/api/v1/me/access-log", router.SignedIn, handleAccessLog(d))
+	rt.Handle("GET", "/api/v1/me/records", router.SignedIn, handleMyRecords(d))
 	// The organizations the requester belongs to, and leaving one (ACL-02).
 	rt.Handle("GET", "/api/v1/account/organizations", router.SignedIn, handleMyOrganizations(d))
 	rt.Handle("POST", "/api/v1/account/organizations/{org}/leave", router.Session, handleLeaveOrganization(d))

@@ -4,6 +4,7 @@ package api
 // document (openapi.go); TestOpenAPINamesEveryRoute fails when a route has
 // none, or a summary names no route.
 var summaries = map[string]string{
+	"GET /api/v1/me/records":                                                                     "List your own participant records (the portal's forms are there)",
 	"GET /api/v1/openapi.json":                                                                   "Read this OpenAPI document of the API",
 	"POST /api/v1/auth/login":                                                                    "Sign in with e-mail address and password",
 	"POST /api/v1/auth/second-factor":                                                            "Complete a sign-in with a second-factor code",

@@ -112,7 +112,8 @@ type Decision struct {
 //     and data-manager enter and read them where they reach, monitor
 //     reads them; study-admin, who designs the forms, does not see them.
 //     Those who enter an entry may delete it (it is hidden, and kept for
-//     its retention period); only org-admin restores one.
+//     its retention period); only org-admin restores one. A participant
+//     reads and fills their own survey forms (ePRO) and no other.
 //   - study-admin designs the study, its forms included, and gives
 //     decrypt grants for it (CRY-06), but sees no participant.
 //   - org-manager manages people and their roles and never reaches
@@ -147,7 +148,7 @@ var permissions = map[Role][]Action{
 	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead, EntryWrite, EntryRead},
 	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead, EntryRead},
 	CareProvider:     {StudyRead, SiteRead, ParticipantRead},
-	Participant:      {ParticipantRead},
+	Participant:      {ParticipantRead, EntryRead, EntryWrite},
 }
 
 // Decide answers whether subject may take action on resource. It denies by

@@ -36,6 +36,9 @@ func (s *Service) Delete(ctx context.Context, a gate.Actor, slug string, p Place
 		if _, err := authorize(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not delete them"); err != nil {
 			return err
 		}
+		if onlyAsParticipant(t, authz.EntryWrite, p.resource(org.ID)) {
+			return errs.E(errs.Forbidden, "a participant does not delete entries; the study team does")
+		}
 		t.Detail("visit", keyForTrail(p.Visit))
 		t.Detail("form", keyForTrail(p.Form))
 		why, err := checkReason(reason)

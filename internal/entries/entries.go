@@ -180,6 +180,21 @@ func authorize(ctx context.Context, t *gate.Tx, action authz.Action, p Place, re
 	return pt, nil
 }
 
+// onlyAsParticipant reports whether the requester may take action on r
+// only through the participant role (their own record): then only survey
+// forms are theirs to read and fill.
+func onlyAsParticipant(t *gate.Tx, action authz.Action, r authz.Resource) bool {
+	staff := t.Subject
+	staff.Assignments = slices.DeleteFunc(slices.Clone(staff.Assignments), func(a authz.Assignment) bool { return a.Role == authz.Participant })
+	return !authz.Decide(staff, action, r).Allow
+}
+
+// notTheirs answers a participant who names a form that is not a survey:
+// as if it were not there.
+func notTheirs(p Place) error {
+	return errs.E(errs.NotFound, "no form %s at visit %s", errs.Clip(p.Form, 64), errs.Clip(p.Visit, 64))
+}
+
 // find finds a place's visit and form in the study: the visit by its key
 // (its repeat within bounds: 1 unless it repeats) and the form by its key.
 // scheduledOnly requires the visit to collect the form.
@@ -465,6 +480,9 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		if v.State != forms.Published {
 			return errs.E(errs.Invalid, "form %s has no published version to record under", p.Form)
 		}
+		if !v.Form.Survey && onlyAsParticipant(t, authz.EntryWrite, p.resource(org.ID)) {
+			return notTheirs(p)
+		}
 		old, _, found, err := load(ctx, t, org.ID, p, sc, func(string) bool { return true })
 		if err != nil {
 			return err
@@ -723,6 +741,9 @@ func (s *Service) Get(ctx context.Context, a gate.Actor, slug string, p Place) (
 		if err != nil {
 			return err
 		}
+		if !v.Form.Survey && onlyAsParticipant(t, authz.EntryRead, p.resource(org.ID)) {
+			return notTheirs(p)
+		}
 		out, err = s.read(ctx, t, org.ID, p, sc, v.Form)
 		return err
 	})
@@ -745,6 +766,15 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 			return err
 		}
 		t.Detail("repeat", strconv.Itoa(p.Repeat))
+		if onlyAsParticipant(t, authz.EntryRead, p.resource(org.ID)) {
+			cur, err := forms.VersionOf(ctx, t, org.ID, p.StudyID, p.Form, 0)
+			if err != nil {
+				return err
+			}
+			if !cur.Form.Survey {
+				return notTheirs(p)
+			}
+		}
 		var id string
 		err = t.QueryRowContext(ctx, `SELECT id FROM entries WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5
 			AND deleted_at IS NULL`,
@@ -880,6 +910,20 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 		schedule, err := forms.Schedule(ctx, t, org.ID, studyID)
 		if err != nil {
 			return err
+		}
+		if onlyAsParticipant(t, authz.EntryRead, p.resource(org.ID)) {
+			// A participant's grid holds their survey forms only.
+			survey := map[string]bool{}
+			for i := range schedule {
+				schedule[i].Forms = slices.DeleteFunc(schedule[i].Forms, func(key string) bool {
+					if is, ok := survey[key]; ok {
+						return !is
+					}
+					v, err := forms.VersionOf(ctx, t, org.ID, studyID, key, 0)
+					survey[key] = err == nil && v.Form.Survey
+					return !survey[key]
+				})
+			}
 		}
 		type key struct {
 			visit  string

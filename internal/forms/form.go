@@ -156,11 +156,14 @@ type Group struct {
 // Form is a form's definition, as a study designs it and as it is
 // published: a published version never changes.
 type Form struct {
-	Key     string  `json:"key"`
-	Title   string  `json:"title"`
-	Version int     `json:"version,omitempty"`
-	Groups  []Group `json:"groups,omitempty"`
-	Fields  []Field `json:"fields"`
+	Key     string `json:"key"`
+	Title   string `json:"title"`
+	Version int    `json:"version,omitempty"`
+	// Survey forms are filled in by the participants themselves, in the
+	// portal (ePRO); a participant reads and fills no other form.
+	Survey bool    `json:"survey,omitempty"`
+	Groups []Group `json:"groups,omitempty"`
+	Fields []Field `json:"fields"`
 
 	byName map[string]int
 }

@@ -182,6 +182,9 @@ func WriteODMStudy(x *XMLWriter, s ODMStudy) {
 		for i, g := range f.Groups {
 			x.Open("ItemGroupRef", true, "ItemGroupOID", ODMGroupOID(f.Key, g.Name), "OrderNumber", strconv.Itoa(i+2), "Mandatory", "No")
 		}
+		if f.Survey {
+			alias(x, "survey", "yes")
+		}
 		x.Close("FormDef")
 	}
 	for _, f := range s.Forms {

@@ -88,6 +88,7 @@ type odmVersion struct {
 		Groups []struct {
 			ItemGroupOID string `xml:"ItemGroupOID,attr"`
 		} `xml:"ItemGroupRef"`
+		Aliases odmAliases `xml:"Alias"`
 	} `xml:"FormDef"`
 	GroupDefs []struct {
 		OID       string `xml:"OID,attr"`
@@ -236,7 +237,7 @@ func ReadODM(r io.Reader) (ODMImport, error) {
 	formKeys := map[string]string{} // FormDef OID -> key
 	var bad []FieldError
 	for _, fd := range v.FormDefs {
-		form := &Form{Key: keyOf(fd.OID, "F.", fd.Name), Title: strings.TrimSpace(fd.Name)}
+		form := &Form{Key: keyOf(fd.OID, "F.", fd.Name), Title: strings.TrimSpace(fd.Name), Survey: fd.Aliases.get("survey") == "yes"}
 		if form.Title == "" {
 			form.Title = form.Key
 		}

@@ -149,6 +149,8 @@ var matrix = []matrixRow{
 	// Who accessed one's own participant record: every role may ask and
 	// learns of its own records only (none, for most).
 	{Route: "GET /api/v1/me/access-log", Any: 200},
+	// One's own participant records, for the portal: likewise.
+	{Route: "GET /api/v1/me/records", Any: 200},
 	{Route: "GET /api/v1/account/organizations", Any: 200},
 	// Leaving is tried on the other organization, which no role of the
 	// demo belongs to; leaving one's own is TestACL02_PersonLeavesAnOrganization.
@@ -1656,6 +1658,9 @@ var accountSteps = map[string]struct {
 	},
 	"GET /api/v1/me/access-log": {
 		req: func(*accountState) probe { return probe{path: "/api/v1/me/access-log"} },
+	},
+	"GET /api/v1/me/records": {
+		req: func(*accountState) probe { return probe{path: "/api/v1/me/records"} },
 	},
 	"GET /me/access-log": {
 		req: func(*accountState) probe { return probe{path: "/me/access-log"} },
