@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/custodia/custodia/internal/authz"
@@ -33,23 +32,17 @@ func (s *Service) retention() time.Duration {
 func (s *Service) Delete(ctx context.Context, a gate.Actor, slug string, p Place, reason string) error {
 	return s.Gate.Do(ctx, a, gate.Slug(slug), "entry.delete", func(t *gate.Tx) error {
 		org := t.Org()
-		if _, err := authorize(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not delete them"); err != nil {
+		sc, err := place(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not delete them", false)
+		if err != nil {
 			return err
 		}
 		if onlyAsParticipant(t, authz.EntryWrite, p.resource(org.ID)) {
 			return errs.E(errs.Forbidden, "a participant does not delete entries; the study team does")
 		}
-		t.Detail("visit", keyForTrail(p.Visit))
-		t.Detail("form", keyForTrail(p.Form))
 		why, err := checkReason(reason)
 		if err != nil {
 			return errs.E(errs.Invalid, "a reason is required to delete an entry: %s", errs.SafeMessage(err))
 		}
-		sc, err := find(ctx, t, org.ID, p, false)
-		if err != nil {
-			return err
-		}
-		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		res, err := t.ExecContext(ctx, `UPDATE entries SET deleted_at = $1, deleted_by = $2, deleted_reason = $3
 			WHERE participant_id = $4 AND visit_id = $5 AND visit_repeat = $6 AND form_id = $7 AND org_id = $8 AND deleted_at IS NULL`,
 			s.now().UnixMicro(), t.Subject.AccountID, why, p.Participant, sc.visitID, p.Repeat, sc.formID, org.ID)
@@ -69,16 +62,10 @@ func (s *Service) Restore(ctx context.Context, a gate.Actor, slug string, p Plac
 	var out Entry
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.restore", func(t *gate.Tx) error {
 		org := t.Org()
-		if _, err := authorize(ctx, t, authz.EntryRestore, p, "only an organization admin restores a deleted entry"); err != nil {
-			return err
-		}
-		t.Detail("visit", keyForTrail(p.Visit))
-		t.Detail("form", keyForTrail(p.Form))
-		sc, err := find(ctx, t, org.ID, p, false)
+		sc, err := place(ctx, t, authz.EntryRestore, p, "only an organization admin restores a deleted entry", false)
 		if err != nil {
 			return err
 		}
-		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		res, err := t.ExecContext(ctx, `UPDATE entries SET deleted_at = NULL, deleted_by = NULL, deleted_reason = NULL
 			WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5
 			AND deleted_at IS NOT NULL AND deleted_at > $6`,

@@ -195,6 +195,23 @@ func notTheirs(p Place) error {
 	return errs.E(errs.NotFound, "no form %s at visit %s", errs.Clip(p.Form, 64), errs.Clip(p.Visit, 64))
 }
 
+// place authorizes action on the participant a request names (see
+// authorize), names its visit, form and repeat on the audit event, and
+// finds the visit and form in the study (see find).
+func place(ctx context.Context, t *gate.Tx, action authz.Action, p Place, refusal string, scheduledOnly bool) (scheduled, error) {
+	if _, err := authorize(ctx, t, action, p, refusal); err != nil {
+		return scheduled{}, err
+	}
+	t.Detail("visit", keyForTrail(p.Visit))
+	t.Detail("form", keyForTrail(p.Form))
+	sc, err := find(ctx, t, t.Org().ID, p, scheduledOnly)
+	if err != nil {
+		return scheduled{}, err
+	}
+	t.Detail("repeat", strconv.Itoa(p.Repeat))
+	return sc, nil
+}
+
 // find finds a place's visit and form in the study: the visit by its key
 // (its repeat within bounds: 1 unless it repeats) and the form by its key.
 // scheduledOnly requires the visit to collect the form.
@@ -463,16 +480,10 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 	var out Entry
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.save", func(t *gate.Tx) error {
 		org := t.Org()
-		if _, err := authorize(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not enter them"); err != nil {
-			return err
-		}
-		t.Detail("visit", keyForTrail(p.Visit))
-		t.Detail("form", keyForTrail(p.Form))
-		sc, err := find(ctx, t, org.ID, p, true)
+		sc, err := place(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not enter them", true)
 		if err != nil {
 			return err
 		}
-		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		v, err := forms.VersionOf(ctx, t, org.ID, p.StudyID, p.Form, 0)
 		if err != nil {
 			return err
@@ -727,16 +738,10 @@ func (s *Service) Get(ctx context.Context, a gate.Actor, slug string, p Place) (
 	var out Entry
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.read", func(t *gate.Tx) error {
 		org := t.Org()
-		if _, err := authorize(ctx, t, authz.EntryRead, p, ""); err != nil {
-			return err
-		}
-		t.Detail("visit", keyForTrail(p.Visit))
-		t.Detail("form", keyForTrail(p.Form))
-		sc, err := find(ctx, t, org.ID, p, false)
+		sc, err := place(ctx, t, authz.EntryRead, p, "", false)
 		if err != nil {
 			return err
 		}
-		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		v, err := forms.VersionOf(ctx, t, org.ID, p.StudyID, p.Form, 0)
 		if err != nil {
 			return err
@@ -756,16 +761,10 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 	out := []Revision{}
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.history", func(t *gate.Tx) error {
 		org := t.Org()
-		if _, err := authorize(ctx, t, authz.EntryRead, p, ""); err != nil {
-			return err
-		}
-		t.Detail("visit", keyForTrail(p.Visit))
-		t.Detail("form", keyForTrail(p.Form))
-		sc, err := find(ctx, t, org.ID, p, false)
+		sc, err := place(ctx, t, authz.EntryRead, p, "", false)
 		if err != nil {
 			return err
 		}
-		t.Detail("repeat", strconv.Itoa(p.Repeat))
 		if onlyAsParticipant(t, authz.EntryRead, p.resource(org.ID)) {
 			cur, err := forms.VersionOf(ctx, t, org.ID, p.StudyID, p.Form, 0)
 			if err != nil {
