@@ -39,6 +39,7 @@ func commands() []command {
 		{"user", "manage accounts: user add, user unlock", runUser},
 		{"keys", "key operations under dual control: status, rotate, approve, export-recovery, provider-change", runKeys},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
+		{"export", "write a study's entries to a file: csv, json, odm or redcap", runExport},
 		{"sbom", "print the software bill of materials of this binary (CycloneDX JSON)", runSBOM},
 		{"version", "print the version", runVersion},
 	}

@@ -109,56 +109,9 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		if err != nil {
 			return err
 		}
-		list, err := forms.List(ctx, t, org.ID, studyID)
+		names, union, sensitive, err := studyForms(ctx, t, org.ID, studyID)
 		if err != nil {
 			return err
-		}
-		// Every field of every version of every form, and which are
-		// sensitive; for ODM, each form with every field its versions
-		// had (the newest version's first).
-		var names []string
-		var union []*forms.Form
-		named := map[string]bool{}
-		sensitive := map[string]bool{}
-		for _, f := range list {
-			versions, err := forms.Versions(ctx, t, org.ID, studyID, f.Key)
-			if err != nil {
-				return err
-			}
-			var merged *forms.Form
-			for _, v := range versions {
-				if v.State == forms.Draft {
-					continue
-				}
-				full, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, v.Version)
-				if err != nil {
-					return err
-				}
-				if merged == nil {
-					merged = full.Form
-				} else {
-					merged = mergeFields(merged, full.Form)
-				}
-				for _, fd := range full.Form.Fields {
-					name := f.Key + "." + fd.Name
-					if !named[name] {
-						names, named[name] = append(names, name), true
-					}
-					if fd.Sensitive {
-						sensitive[name] = true
-					}
-				}
-			}
-			if merged == nil {
-				// Only a draft: no value is saved under it, but the
-				// schedule may name the form.
-				cur, err := forms.VersionOf(ctx, t, org.ID, studyID, f.Key, 0)
-				if err != nil {
-					return err
-				}
-				merged = cur.Form
-			}
-			union = append(union, merged)
 		}
 		allowed := map[string]exportSite{}
 		for _, site := range sites {
@@ -378,4 +331,57 @@ func exportFrom(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, stud
 		}
 	}
 	return sent(), nil
+}
+
+// studyForms reads every field of every version of every form of a study
+// (form.field), which of them are sensitive, and each form with every
+// field its versions had (the newest version's first), for an export.
+func studyForms(ctx context.Context, q sqldb.Querier, orgID, studyID string) (names []string, union []*forms.Form, sensitive map[string]bool, err error) {
+	list, err := forms.List(ctx, q, orgID, studyID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	named := map[string]bool{}
+	sensitive = map[string]bool{}
+	for _, f := range list {
+		versions, err := forms.Versions(ctx, q, orgID, studyID, f.Key)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var merged *forms.Form
+		for _, v := range versions {
+			if v.State == forms.Draft {
+				continue
+			}
+			full, err := forms.VersionOf(ctx, q, orgID, studyID, f.Key, v.Version)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if merged == nil {
+				merged = full.Form
+			} else {
+				merged = mergeFields(merged, full.Form)
+			}
+			for _, fd := range full.Form.Fields {
+				name := f.Key + "." + fd.Name
+				if !named[name] {
+					names, named[name] = append(names, name), true
+				}
+				if fd.Sensitive {
+					sensitive[name] = true
+				}
+			}
+		}
+		if merged == nil {
+			// Only a draft: no value is saved under it, but the
+			// schedule may name the form.
+			cur, err := forms.VersionOf(ctx, q, orgID, studyID, f.Key, 0)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			merged = cur.Form
+		}
+		union = append(union, merged)
+	}
+	return names, union, sensitive, nil
 }
