@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -266,6 +267,48 @@ func handleMyRecords(d Deps) http.Handler {
 			out[i] = recordJSON{Org: rec.Org, OrgName: rec.OrgName, Study: rec.StudyID, Site: rec.SiteID, Participant: rec.Participant}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"records": out})
+		return nil
+	})
+}
+
+// handleUploadFile stores the body as a file of the participant (?name= the
+// file's name), for a file field of their entries.
+func handleUploadFile(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		for k, v := range q {
+			if k != "name" || len(v) != 1 {
+				return errs.E(errs.Invalid, "an upload takes one query parameter, name")
+			}
+		}
+		p := entries.Place{StudyID: r.PathValue("study"), SiteID: r.PathValue("site"), Participant: r.PathValue("participant")}
+		f, err := d.Entries.Upload(r.Context(), actor(d, r), r.PathValue("org"), p, q.Get("name"), r.Body)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"file": f.ID, "name": f.Name, "media_type": f.MediaType, "size": f.Size, "sha256": f.SHA256})
+		return nil
+	})
+}
+
+// handleDownloadFile answers a file of the participant, as an attachment.
+func handleDownloadFile(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		p := entries.Place{StudyID: r.PathValue("study"), SiteID: r.PathValue("site"), Participant: r.PathValue("participant")}
+		f, data, err := d.Entries.Download(r.Context(), actor(d, r), r.PathValue("org"), p, r.PathValue("file"))
+		if err != nil {
+			return err
+		}
+		ct := f.MediaType
+		if ct == "text/plain" {
+			ct += "; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": f.Name}))
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data)
 		return nil
 	})
 }

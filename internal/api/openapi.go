@@ -21,9 +21,10 @@ var pathParam = regexp.MustCompile(`\{([a-z]+)\}`)
 
 // bodyTypes are the request bodies that are not JSON.
 var bodyTypes = map[string]string{
-	"POST /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary": "text/csv",
-	"POST /api/v1/orgs/{org}/studies/{study}/forms/odm":               "application/xml",
-	"POST /api/v1/orgs/{org}/studies/{study}/import":                  "text/csv",
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/redcap-dictionary":                       "text/csv",
+	"POST /api/v1/orgs/{org}/studies/{study}/forms/odm":                                     "application/xml",
+	"POST /api/v1/orgs/{org}/studies/{study}/import":                                        "text/csv",
+	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files": "application/octet-stream",
 }
 
 // openAPI builds the document of routes.

@@ -156,6 +156,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/export", router.SignedIn, handleExportEntries(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/import", router.SignedIn, handleImportEntries(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries", router.SignedIn, handleEntryGrid(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files", router.SignedIn, handleUploadFile(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}", router.SignedIn, handleDownloadFile(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleGetEntry(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleSaveEntry(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history", router.SignedIn, handleEntryHistory(d))

@@ -4,6 +4,8 @@ package api
 // document (openapi.go); TestOpenAPINamesEveryRoute fails when a route has
 // none, or a summary names no route.
 var summaries = map[string]string{
+	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files":       "Upload a file for a participant's file fields",
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}": "Download a participant's file",
 	"GET /api/v1/me/records":                                                                     "List your own participant records (the portal's forms are there)",
 	"GET /api/v1/openapi.json":                                                                   "Read this OpenAPI document of the API",
 	"POST /api/v1/auth/login":                                                                    "Sign in with e-mail address and password",

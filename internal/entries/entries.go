@@ -529,6 +529,9 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		if err != nil {
 			return err
 		}
+		if err := checkFiles(ctx, t, org.ID, p, v.Form, next); err != nil {
+			return err
+		}
 		status := Incomplete
 		if in.Complete {
 			status = Complete

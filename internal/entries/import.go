@@ -434,6 +434,16 @@ func (im *importer) store(p *pending) error {
 		}
 		return nil
 	}
+	if err := checkFiles(im.ctx, im.t, im.org, p.place, v.Form, next); err != nil {
+		var pr *forms.Problems
+		if !errors.As(err, &pr) {
+			return err
+		}
+		for _, fe := range pr.Fields {
+			im.bad(line, fe.Field, "%s", fe.Error)
+		}
+		return nil
+	}
 	if len(im.problems) > 0 {
 		return nil // nothing will be kept: no need to write
 	}

@@ -6,6 +6,7 @@
 package forms
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
 )
 
 // Type is a field's kind.
@@ -112,10 +114,26 @@ type Field struct {
 	Anchors       []string `json:"anchors,omitempty"`
 	Annotation    string   `json:"annotation,omitempty"`
 
+	// A file field's accepted media types (FileTypes; none: all of them)
+	// and largest size in bytes (none: DefaultFileBytes). A file is
+	// judged by its content, not by its name.
+	Accept   []string `json:"accept,omitempty"`
+	MaxBytes int      `json:"max_bytes,omitempty"`
+
 	re     *regexp.Regexp
 	showIf *Expr
 	calc   *Expr
 }
+
+// FileTypes are the media types a file field may accept, as the content of
+// a file shows them (SniffFile).
+var FileTypes = []string{"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"}
+
+// Sizes of files.
+const (
+	DefaultFileBytes = 10 << 20
+	MaxFileBytes     = 20 << 20
+)
 
 // Styles lists the variants each type may be shown in ("" is the
 // default). A text's style is also a format its value must have.
@@ -166,6 +184,41 @@ type Form struct {
 	Fields []Field `json:"fields"`
 
 	byName map[string]int
+}
+
+// Accepts reports whether a file field takes a file of mediaType and size.
+func (fd *Field) Accepts(mediaType string, size int64) bool {
+	max := int64(fd.MaxBytes)
+	if max == 0 {
+		max = DefaultFileBytes
+	}
+	return size <= max && (len(fd.Accept) == 0 || slices.Contains(fd.Accept, mediaType))
+}
+
+// SniffFile names the media type of a file by its first bytes, among
+// FileTypes, or "" for none of them.
+func SniffFile(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("%PDF-")):
+		return "application/pdf"
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return "image/png"
+	case bytes.HasPrefix(b, []byte("\xff\xd8\xff")):
+		return "image/jpeg"
+	case bytes.HasPrefix(b, []byte("GIF87a")), bytes.HasPrefix(b, []byte("GIF89a")):
+		return "image/gif"
+	case len(b) >= 12 && bytes.HasPrefix(b, []byte("RIFF")) && string(b[8:12]) == "WEBP":
+		return "image/webp"
+	}
+	if len(b) == 0 || !utf8.Valid(b) {
+		return ""
+	}
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return ""
+		}
+	}
+	return "text/plain"
 }
 
 // FieldNamed returns the field of a checked form by its name.
@@ -392,6 +445,17 @@ func (fd *Field) check(groups map[string]bool) []string {
 	}
 	if fd.MatrixRanking && fd.Matrix == "" {
 		p("matrix_ranking applies to fields of a matrix")
+	}
+	if (len(fd.Accept) > 0 || fd.MaxBytes != 0) && fd.Type != File {
+		p("accept and max_bytes apply to file fields")
+	}
+	for _, t := range fd.Accept {
+		if !slices.Contains(FileTypes, t) {
+			p("a file field accepts %s, not %q", strings.Join(FileTypes, ", "), errs.Clip(t, 64))
+		}
+	}
+	if fd.MaxBytes < 0 || fd.MaxBytes > MaxFileBytes {
+		p("max_bytes is at most %d", MaxFileBytes)
 	}
 	if len(fd.Anchors) > 0 && (fd.Type != Slider || len(fd.Anchors) > maxAnchors) {
 		p("anchors apply to sliders, at most %d", maxAnchors)
@@ -688,7 +752,10 @@ func (fd *Field) value(v string) (string, string) {
 		}
 		return strings.Join(ordered, ","), ""
 	case File:
-		return "", "a file is uploaded, not typed"
+		if !ids.Valid(v) {
+			return "", "takes the id of a file uploaded for this participant"
+		}
+		return v, ""
 	}
 	return "", "takes no value"
 }

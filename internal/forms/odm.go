@@ -321,6 +321,10 @@ func itemAliases(x *XMLWriter, fd Field) {
 	if fd.Type == Calculated && fd.Decimals != 0 {
 		alias(x, "decimals", strconv.Itoa(fd.Decimals))
 	}
+	alias(x, "accept", strings.Join(fd.Accept, " "))
+	if fd.MaxBytes != 0 {
+		alias(x, "max_bytes", strconv.Itoa(fd.MaxBytes))
+	}
 	flags := []struct {
 		on   bool
 		name string

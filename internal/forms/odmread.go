@@ -287,6 +287,8 @@ func ReadODM(r io.Reader) (ODMImport, error) {
 					}
 				}
 				fld.MinLength, _ = strconv.Atoi(a.get("min_length"))
+				fld.Accept = strings.Fields(a.get("accept"))
+				fld.MaxBytes, _ = strconv.Atoi(a.get("max_bytes"))
 				if it.Unit != nil {
 					fld.Unit = units[it.Unit.OID]
 				}

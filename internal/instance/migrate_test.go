@@ -26,16 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration creates the entries' tables (and, on PostgreSQL, the
-		// function of their triggers).
+		// migration creates files.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP TABLE entry_changes`, `DROP TABLE entry_revisions`, `DROP TABLE entry_values`, `DROP TABLE entries`}
-		if d == sqldb.Postgres {
-			undo = append(undo, `DROP FUNCTION entry_history_fixed()`)
-		}
+		undo := []string{`DROP TABLE files`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

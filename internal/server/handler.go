@@ -49,11 +49,25 @@ const MaxRequestBody = 1 << 20
 // (POST /api/v1/orgs/{org}/studies/{study}/import).
 const MaxImportBody = 256 << 20
 
-// isImport reports whether r is a bulk import of entries.
-func isImport(r *http.Request) bool {
+// MaxUploadBody bounds the body of a file uploaded for a participant
+// (POST …/participants/{participant}/files): forms.MaxFileBytes, read by the
+// handler, which says so when a file passes it.
+const MaxUploadBody = 20<<20 + 1
+
+// bodyLimit is how large r's body may be: MaxImportBody for a bulk import
+// of entries, MaxUploadBody for a file, MaxRequestBody for the rest.
+func bodyLimit(r *http.Request) int64 {
 	p := r.URL.Path
-	return r.Method == http.MethodPost && strings.HasPrefix(p, "/api/v1/orgs/") && strings.HasSuffix(p, "/import") &&
-		strings.Count(p, "/") == 7 && strings.Contains(p, "/studies/")
+	if r.Method != http.MethodPost || !strings.HasPrefix(p, "/api/v1/orgs/") || !strings.Contains(p, "/studies/") {
+		return MaxRequestBody
+	}
+	switch {
+	case strings.HasSuffix(p, "/import") && strings.Count(p, "/") == 7:
+		return MaxImportBody
+	case strings.HasSuffix(p, "/files") && strings.Count(p, "/") == 11 && strings.Contains(p, "/participants/"):
+		return MaxUploadBody
+	}
+	return MaxRequestBody
 }
 
 // SecurityHeaders are set on every response, errors included (WEB-04).
@@ -287,10 +301,7 @@ func refuseMethods(next http.Handler) http.Handler {
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := int64(MaxRequestBody)
-		if isImport(r) {
-			limit = MaxImportBody
-		}
+		limit := bodyLimit(r)
 		if r.ContentLength > limit {
 			w.Header().Set("Connection", "close")
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)

@@ -1011,6 +1011,26 @@ var matrix = []matrixRow{
 		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+	// A participant's files: uploaded as entries are saved, read as they
+	// are read.
+	{Route: "POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files", Grid: `
+		org-admin           201 201 201 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        201 201 404 404
+		site-investigator   201 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
+	{Route: "GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 	// The pages of people and roles (ACL-02, ACL-03) and network ranges
 	// (ACL-07), as their API counterparts; a change leads back to its page.
 	// The cell's bystander is given site investigator at the target site
@@ -1236,6 +1256,16 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 	},
 	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/restore": func(tg target, tag string) probe {
 		return probe{path: entriesPath(tg, tag) + "/restorevisit/1/entryform/restore"}
+	},
+	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files": func(tg target, tag string) probe {
+		return probe{path: strings.TrimSuffix(entriesPath(tg, tag), "/entries") + "/files?name=scan.pdf", ctype: "application/octet-stream", body: "%PDF-1.4 " + tag}
+	},
+	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}": func(tg target, tag string) probe {
+		file := formTargets[tag].file
+		if file == "" {
+			file = "aaaaaaaaaaaaaaaaaaaaaaaaaa" // a request made outside the grid
+		}
+		return probe{path: strings.TrimSuffix(entriesPath(tg, tag), "/entries") + "/files/" + file}
 	},
 	"POST /api/v1/orgs/{org}/invitations": func(tg target, tag string) probe {
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/invitations",

@@ -21,6 +21,7 @@ import (
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/participants"
 )
@@ -43,7 +44,7 @@ type adminTarget struct {
 // drafts: d_<cell> has a draft (version 1) to save again, p_<cell> a
 // published version 1 to read and retire and a draft (version 2) to
 // publish.
-type formTarget struct{ draftDigest, publishDigest string }
+type formTarget struct{ draftDigest, publishDigest, file string }
 
 // formTargets is keyed by the matrix's cell tag, as adminTargets.
 var formTargets = map[string]formTarget{}
@@ -117,6 +118,24 @@ func seedEntryForm(ctx context.Context, tx *sql.Tx, orgID, studyID, accountID st
 	return forms.SetSchedule(ctx, tx, orgID, studyID, matrixVisits)
 }
 
+// seedFile stores a small PDF for a participant, sealed as an upload is,
+// and answers its id.
+func seedFile(ctx context.Context, tx *sql.Tx, ring *keys.Keyring, orgID, studyID, siteID, participant, accountID string) (string, error) {
+	dk, err := ring.Current(ctx, tx, keys.StudyScope(orgID, studyID))
+	if err != nil {
+		return "", err
+	}
+	id, data := ids.New(), []byte("%PDF-1.4 matrix")
+	sealed, err := keys.Seal(dk, data, keys.Context{OrgID: orgID, StudyID: studyID, RecordID: id, Field: "file"})
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO files (id, org_id, study_id, site_id, participant_id, name, media_type, size, sha256, sealed, created_by, created_at)
+		VALUES ($1, $2, $3, $4, $5, 'matrix.pdf', 'application/pdf', $6, 'x', $7, $8, $9)`,
+		id, orgID, studyID, siteID, participant, len(data), sealed, accountID, time.Now().UnixMicro())
+	return id, err
+}
+
 // adminTargets is keyed by the matrix's cell tag (role-target); it is
 // filled by setUpMatrix before any request is made and only read after.
 var adminTargets = map[string]adminTarget{}
@@ -147,7 +166,12 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 	}
 	clear(adminTargets)
 	clear(formTargets)
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
+	kek, err := keys.LoadLocalKEK(ts.inst.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := &keys.Keyring{DB: db, KEK: kek}
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		// One care provider at study level in every study of both
 		// organizations.
 		carer := ""
@@ -225,7 +249,11 @@ func seedAdminTargets(t *testing.T, ts *testServer, f matrixFixture) {
 				if err != nil {
 					return err
 				}
-				formTargets[tag] = formTarget{draftDigest: d.Digest, publishDigest: v2.Digest}
+				file, err := seedFile(ctx, tx, ring, o.ID, tg.study, tg.site, p.Pseudonym, acc.ID)
+				if err != nil {
+					return err
+				}
+				formTargets[tag] = formTarget{draftDigest: d.Digest, publishDigest: v2.Digest, file: file}
 				if err := seedEntry(ctx, tx, o.ID, tg.study, tg.site, p.Pseudonym, "deletevisit", acc.ID, false); err != nil {
 					return err
 				}
