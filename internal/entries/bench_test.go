@@ -78,13 +78,7 @@ func seedValues(b *testing.B, size int) *fixture {
 	for i := range fields {
 		def.Fields = append(def.Fields, forms.Field{Name: fmt.Sprintf("f%03d", i), Label: "F", Type: forms.Text})
 	}
-	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, def)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "big", v.Digest); err != nil {
-		b.Fatal(err)
-	}
+	f.publish(b, def)
 	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 		{Key: "visit", Label: "Visit", Repeating: true, Forms: []string{"big"}}}); err != nil {
 		b.Fatal(err)
@@ -93,7 +87,7 @@ func seedValues(b *testing.B, size int) *fixture {
 	if err := f.db.QueryRowContext(ctx, `SELECT v.id, f.id FROM visits v, forms f WHERE v.visit_key = 'visit' AND f.form_key = 'big'`).Scan(&visitID, &formID); err != nil {
 		b.Fatal(err)
 	}
-	err = f.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := f.db.InTx(ctx, func(tx *sql.Tx) error {
 		now := sqldb.Now()
 		var p participants.Participant
 		for e := range size / fields {
@@ -137,13 +131,7 @@ func BenchmarkImport(b *testing.B) {
 	for i := range fields {
 		def.Fields = append(def.Fields, forms.Field{Name: fmt.Sprintf("f%03d", i), Label: "F", Type: forms.Text})
 	}
-	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, def)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "big", v.Digest); err != nil {
-		b.Fatal(err)
-	}
+	f.publish(b, def)
 	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 		{Key: "visit", Label: "Visit", Repeating: true, Forms: []string{"big"}}}); err != nil {
 		b.Fatal(err)
@@ -197,13 +185,7 @@ func BenchmarkSave(b *testing.B) {
 	for i := range 20 {
 		def.Fields = append(def.Fields, forms.Field{Name: fmt.Sprintf("f%02d", i), Label: "F", Type: forms.Text, Sensitive: i < 2})
 	}
-	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, def)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "twenty", v.Digest); err != nil {
-		b.Fatal(err)
-	}
+	f.publish(b, def)
 	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 		{Key: "visit", Label: "Visit", Repeating: true, Forms: []string{"twenty"}}}); err != nil {
 		b.Fatal(err)

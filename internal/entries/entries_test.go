@@ -106,21 +106,9 @@ func setup(t testing.TB, d sqldb.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, vitals())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "vitals", v.Digest); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, vitals())
 	other := &forms.Form{Key: "other", Title: "Other", Fields: []forms.Field{{Name: "note", Label: "Note", Type: forms.Text}}}
-	ov, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "other", ov.Digest); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, other)
 	day0 := 0
 	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 		{Key: "baseline", Label: "Baseline", Day: &day0, Forms: []string{"vitals"}},
@@ -129,6 +117,19 @@ func setup(t testing.TB, d sqldb.Dialect) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// publish creates form in the study and publishes its version 1.
+func (f *fixture) publish(t testing.TB, form *forms.Form) {
+	t.Helper()
+	ctx := context.Background()
+	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, form.Key, v.Digest); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *fixture) at(visit string, repeat int, form string) entries.Place {
@@ -456,13 +457,7 @@ func TestWEB05_ABranchReadsAnotherFormOfTheVisit(t *testing.T) {
 		{Name: "since", Label: "Smoking since (year)", Type: forms.Integer, Required: true, ShowIf: "[vitals.smoker] = '1'"},
 		{Name: "note", Label: "Note", Type: forms.Text},
 	}}
-	v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, cond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "habits", v.Digest); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, cond)
 	day0 := 0
 	if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 		{Key: "baseline", Label: "Baseline", Day: &day0, Forms: []string{"vitals", "habits"}},

@@ -27,13 +27,7 @@ func TestWEB05_AFileFieldTakesAnUploadedFileCheckedByItsContent(t *testing.T) {
 		scan := &forms.Form{Key: "scan", Title: "Scan", Fields: []forms.Field{
 			{Name: "report", Label: "Report (PDF)", Type: forms.File, Accept: []string{"application/pdf"}, MaxBytes: 64, Required: true},
 		}}
-		v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, scan)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "scan", v.Digest); err != nil {
-			t.Fatal(err)
-		}
+		f.publish(t, scan)
 		day0 := 0
 		if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day0, Forms: []string{"vitals", "scan"}}}); err != nil {

@@ -28,13 +28,7 @@ func TestACL05_AParticipantFillsTheirOwnSurveyFormsOnly(t *testing.T) {
 		diary := &forms.Form{Key: "diary", Title: "Symptom diary", Survey: true, Fields: []forms.Field{
 			{Name: "pain", Label: "Pain today (0 to 10)", Type: forms.Integer, Required: true, Min: ptr(0), Max: ptr(10)},
 		}}
-		v, err := f.design.Create(ctx, f.studyAdmin, "clinic", f.study.ID, diary)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.design.Publish(ctx, f.studyAdmin, "clinic", f.study.ID, "diary", v.Digest); err != nil {
-			t.Fatal(err)
-		}
+		f.publish(t, diary)
 		day0 := 0
 		if _, err := f.design.SetSchedule(ctx, f.studyAdmin, "clinic", f.study.ID, []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day0, Forms: []string{"vitals", "diary"}},
