@@ -202,8 +202,8 @@ func place(ctx context.Context, t *gate.Tx, action authz.Action, p Place, refusa
 	if _, err := authorize(ctx, t, action, p, refusal); err != nil {
 		return scheduled{}, err
 	}
-	t.Detail("visit", keyForTrail(p.Visit))
-	t.Detail("form", keyForTrail(p.Form))
+	t.Detail("visit", forms.KeyForTrail(p.Visit))
+	t.Detail("form", forms.KeyForTrail(p.Form))
 	sc, err := find(ctx, t, t.Org().ID, p, scheduledOnly)
 	if err != nil {
 		return scheduled{}, err
@@ -320,19 +320,21 @@ func load(ctx context.Context, t *gate.Tx, orgID string, p Place, s scheduled, o
 	return e, closed, true, nil
 }
 
+// fieldRules loads the study's field-visibility rules (ACL-04), once for
+// a request, whatever the number of forms it judges by them.
+func fieldRules(ctx context.Context, t *gate.Tx, orgID, studyID string) (authz.FieldRules, error) {
+	return authz.FieldRulesOf(ctx, t, orgID, studyID)
+}
+
 // hiddenFrom lists the fields of form f that the requester may not see
-// when taking action (ACL-04).
-func hiddenFrom(ctx context.Context, t *gate.Tx, action authz.Action, r authz.Resource, f *forms.Form) (map[string]bool, error) {
+// when taking action on r, under the study's rules (ACL-04).
+func hiddenFrom(t *gate.Tx, rules authz.FieldRules, action authz.Action, r authz.Resource, f *forms.Form) map[string]bool {
 	names := make([]string, len(f.Fields))
 	for i, fd := range f.Fields {
 		names[i] = f.Key + "." + fd.Name
 	}
-	visible, err := t.VisibleFields(ctx, action, r, names)
-	if err != nil {
-		return nil, err
-	}
 	seen := map[string]bool{}
-	for _, n := range visible {
+	for _, n := range authz.VisibleFields(t.Subject, action, r, rules, names) {
 		seen[n] = true
 	}
 	hidden := map[string]bool{}
@@ -341,7 +343,7 @@ func hiddenFrom(ctx context.Context, t *gate.Tx, action authz.Action, r authz.Re
 			hidden[fd.Name] = true
 		}
 	}
-	return hidden, nil
+	return hidden
 }
 
 // outsideValues answers the values of fields of other forms (form.field)
@@ -517,10 +519,11 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 			}
 		}
 		r := p.resource(org.ID)
-		hidden, err := hiddenFrom(ctx, t, authz.EntryWrite, r, v.Form)
+		rules, err := fieldRules(ctx, t, org.ID, p.StudyID)
 		if err != nil {
 			return err
 		}
+		hidden := hiddenFrom(t, rules, authz.EntryWrite, r, v.Form)
 		outside, err := outsideValues(ctx, t, org.ID, p, sc.visitID, v.Form.Outside())
 		if err != nil {
 			return err
@@ -622,10 +625,7 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		// need to read it back.
 		out = Entry{Place: p, FormVersion: v.Version, Status: status, Revision: revision, SavedBy: account, SavedAt: now,
 			Values: map[string]string{}, Rows: map[string][]map[string]string{}, Sealed: []string{}}
-		seen, err := hiddenFrom(ctx, t, authz.EntryRead, r, v.Form)
-		if err != nil {
-			return err
-		}
+		seen := hiddenFrom(t, rules, authz.EntryRead, r, v.Form)
 		open, err := s.opener(ctx, t, p, p.Form)
 		if err != nil {
 			return err
@@ -648,15 +648,6 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		return nil
 	})
 	return out, err
-}
-
-// keyForTrail is a key as the audit event records it: one that is not a
-// key (a probe) is recorded as such rather than copied.
-func keyForTrail(key string) string {
-	if !forms.ValidKey(key) {
-		return "invalid"
-	}
-	return key
 }
 
 // opener says which sensitive fields of a form the requester may open:
@@ -694,10 +685,11 @@ func (s *Service) read(ctx context.Context, t *gate.Tx, orgID string, p Place, s
 		}
 		f = v.Form
 	}
-	hidden, err := hiddenFrom(ctx, t, authz.EntryRead, p.resource(orgID), f)
+	rules, err := fieldRules(ctx, t, orgID, p.StudyID)
 	if err != nil {
 		return Entry{}, err
 	}
+	hidden := hiddenFrom(t, rules, authz.EntryRead, p.resource(orgID), f)
 	out.FormVersion, out.Status, out.Revision, out.SavedBy, out.SavedAt = e.formVersion, e.status, e.revision, e.savedBy, e.savedAt
 	for c, v := range e.values {
 		if hidden[c.field] {
@@ -796,6 +788,10 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 		if err != nil {
 			return err
 		}
+		rules, err := fieldRules(ctx, t, org.ID, p.StudyID)
+		if err != nil {
+			return err
+		}
 		hidden := map[string]bool{}
 		for _, v := range versions {
 			if v.State == forms.Draft {
@@ -805,11 +801,7 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 			if err != nil {
 				return err
 			}
-			h, err := hiddenFrom(ctx, t, authz.EntryRead, p.resource(org.ID), full.Form)
-			if err != nil {
-				return err
-			}
-			for k := range h {
+			for k := range hiddenFrom(t, rules, authz.EntryRead, p.resource(org.ID), full.Form) {
 				hidden[k] = true
 			}
 		}

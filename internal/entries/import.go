@@ -173,6 +173,9 @@ func (s *Service) Import(ctx context.Context, a gate.Actor, slug, studyID, forma
 			r := authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: site.ID}
 			im.sites[site.ID] = t.Allowed(authz.EntryWrite, r)
 		}
+		if im.rules, err = fieldRules(ctx, t, org.ID, studyID); err != nil {
+			return err
+		}
 		if flat != nil {
 			// Which form each field of REDCap's flat records belongs to:
 			// the first published form of the study that has it.
@@ -226,6 +229,7 @@ type importer struct {
 	org      string
 	study    string
 	forms    map[string]*forms.Version // form key -> newest published version
+	rules    authz.FieldRules          // the study's field visibility, read once
 	places   map[string]scheduled      // visit/form -> its ids
 	people   map[string]string         // participant -> site, of those found
 	sites    map[string]bool           // site -> may write there
@@ -407,10 +411,7 @@ func (im *importer) store(p *pending) error {
 		im.bad(line, "", "this entry exists already; an import adds new entries")
 		return nil
 	}
-	hidden, err := hiddenFrom(im.ctx, im.t, authz.EntryWrite, p.place.resource(im.org), v.Form)
-	if err != nil {
-		return err
-	}
+	hidden := hiddenFrom(im.t, im.rules, authz.EntryWrite, p.place.resource(im.org), v.Form)
 	save := Save{Values: p.values, Rows: p.rows}
 	outside, err := outsideValues(im.ctx, im.t, im.org, p.place, sc.visitID, v.Form.Outside())
 	if err != nil {

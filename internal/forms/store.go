@@ -385,3 +385,12 @@ func VersionOf(ctx context.Context, q sqldb.Querier, orgID, studyID, key string,
 
 // ValidKey reports whether key is well formed as a form's key.
 func ValidKey(key string) bool { return validName(key) && len(key) <= maxFormKey }
+
+// KeyForTrail is a form's or a visit's key as an audit event records it: a
+// key that is not one (a probe) is recorded as such rather than copied.
+func KeyForTrail(key string) string {
+	if !ValidKey(key) {
+		return "invalid"
+	}
+	return key
+}

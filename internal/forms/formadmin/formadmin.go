@@ -34,7 +34,7 @@ func (s *Service) work(ctx context.Context, a gate.Actor, slug, studyID, key, ev
 		org := t.Org()
 		t.Object("study", studyID)
 		if key != "" {
-			t.Detail("form", keyForTrail(key))
+			t.Detail("form", forms.KeyForTrail(key))
 		}
 		if err := t.Authorize(action, authz.Resource{OrgID: org.ID, StudyID: studyID}); err != nil {
 			return err
@@ -44,15 +44,6 @@ func (s *Service) work(ctx context.Context, a gate.Actor, slug, studyID, key, ev
 		}
 		return fn(t, org)
 	})
-}
-
-// keyForTrail is a form key as the audit event records it: a key that is
-// not one (a probe) is recorded as such rather than copied.
-func keyForTrail(key string) string {
-	if !forms.ValidKey(key) {
-		return "invalid"
-	}
-	return key
 }
 
 // List lists the forms of a study.
