@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/forms"
 )
@@ -174,6 +175,52 @@ func handleRetireFormVersion(d Deps) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
+}
+
+// handleDeleteFormVersion deletes a form version (LIFE-01) for the reason
+// in the body: with its entries, hidden and locked until restored or
+// purged, or, without data, simply retired. 200 with how many entries went
+// with it.
+func handleDeleteFormVersion(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		n, err := formVersion(r)
+		if err != nil {
+			return err
+		}
+		var req struct {
+			Reason string `json:"reason"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		out, err := d.Entries.DeleteVersion(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), n, req.Reason)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, versionDeletionOut(out))
+		return nil
+	})
+}
+
+// handleRestoreFormVersion restores a deleted form version's entries
+// within the organization's retention period.
+func handleRestoreFormVersion(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		n, err := formVersion(r)
+		if err != nil {
+			return err
+		}
+		out, err := d.Entries.RestoreVersion(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("form"), n)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, versionDeletionOut(out))
+		return nil
+	})
+}
+
+func versionDeletionOut(v entries.VersionDeletion) map[string]any {
+	return map[string]any{"form": v.Form, "version": v.Version, "entries": v.Entries}
 }
 
 func handleGetSchedule(d Deps) http.Handler {

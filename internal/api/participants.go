@@ -134,6 +134,40 @@ func handleEraseIdentity(d Deps) http.Handler {
 	})
 }
 
+// handleDeleteParticipant deletes a participant (LIFE-01) for the reason in
+// the body, as an entry is deleted: 204, and the participant is hidden and
+// locked until restored or purged.
+func handleDeleteParticipant(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Reason string `json:"reason"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		if err := d.Participants.Delete(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"),
+			r.PathValue("site"), r.PathValue("participant"), req.Reason); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
+
+// handleRestoreParticipant restores a deleted participant within the
+// organization's retention period and answers them.
+func handleRestoreParticipant(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := d.Participants.Restore(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"),
+			r.PathValue("site"), r.PathValue("participant"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, participantOut(p))
+		return nil
+	})
+}
+
 // handleInviteParticipantAccount invites a participant to an account of
 // their own (ACL-05): the answer is the same fixed text as a staff
 // invitation's.

@@ -117,6 +117,10 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", router.SignedIn, handleGetParticipant(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleRevealIdentity(d))
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/identity", router.SignedIn, handleEraseIdentity(d))
+	// Deleting a participant (LIFE-01): hidden and locked at once, restored
+	// by an organization admin within the retention period, purged after.
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", router.SignedIn, handleDeleteParticipant(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/restore", router.SignedIn, handleRestoreParticipant(d))
 	// A participant's own account (ACL-05), invited by those who may enrol
 	// at the site.
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", router.SignedIn, handleInviteParticipantAccount(d))
@@ -152,6 +156,11 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/publish", router.SignedIn, handlePublishForm(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleGetFormVersion(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/retire", router.SignedIn, handleRetireFormVersion(d))
+	// Deleting a form version with data (LIFE-01): its entries hidden and
+	// locked with it, restored by an organization admin within the
+	// retention period, purged after.
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}", router.SignedIn, handleDeleteFormVersion(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/forms/{form}/versions/{version}/restore", router.SignedIn, handleRestoreFormVersion(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleGetSchedule(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/export", router.SignedIn, handleExportEntries(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/import", router.SignedIn, handleImportEntries(d))

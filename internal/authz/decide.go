@@ -30,6 +30,9 @@ const (
 	// IdentityErase erases a participant's identifying data for good by
 	// destroying their key (LIFE-03).
 	IdentityErase Action = "identity.erase"
+	// ParticipantDelete deletes a participant (LIFE-01): hidden and locked
+	// at once, erased with their identity after the retention period.
+	ParticipantDelete Action = "participant.delete"
 	// DecryptGrant gives and revokes decrypt grants of a study (CRY-06).
 	DecryptGrant Action = "decrypt.grant"
 	// MemberRead lists the organization's people and their roles (ACL-02).
@@ -60,8 +63,8 @@ const (
 	// EntryRead reads them and their history (WEB-05, ACL-04).
 	EntryWrite Action = "entry.write"
 	EntryRead  Action = "entry.read"
-	// EntryRestore restores a deleted entry within its retention period
-	// (LIFE-01).
+	// EntryRestore restores a deleted entry, or a deleted participant,
+	// within its retention period (LIFE-01).
 	EntryRestore Action = "entry.restore"
 )
 
@@ -102,7 +105,10 @@ type Decision struct {
 //     take any of them anyway; holding them directly keeps each use on the
 //     trail as what it is. It is the one role that erases (LIFE-03): an
 //     irreversible act, on the request of the person concerned, taken by
-//     the organization that answers for the data.
+//     the organization that answers for the data. For the same reason it
+//     is the one that deletes a participant (participant.delete, LIFE-01):
+//     the purge at the end of the retention period erases their identity
+//     as erasure does.
 //   - site-investigator enrols, lists and re-identifies the participants
 //     of their own site: the site is where participants are seen and
 //     contacted.
@@ -112,7 +118,8 @@ type Decision struct {
 //     and data-manager enter and read them where they reach, monitor
 //     reads them; study-admin, who designs the forms, does not see them.
 //     Those who enter an entry may delete it (it is hidden, and kept for
-//     its retention period); only org-admin restores one. A participant
+//     its retention period); only org-admin restores one, and a deleted
+//     participant (entry.restore). A participant
 //     reads and fills their own survey forms (ePRO) and no other.
 //   - study-admin designs the study, its forms included, and gives
 //     decrypt grants for it (CRY-06), but sees no participant.
@@ -140,7 +147,7 @@ type Decision struct {
 // their study and sets which fields its roles see (ACL-04).
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
-		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, DecryptGrant,
+		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, ParticipantDelete, DecryptGrant,
 		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead, EntryRestore},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead},

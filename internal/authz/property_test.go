@@ -18,7 +18,7 @@ import (
 // grants is the role → actions table, as the roles are documented.
 var grants = map[authz.Role]string{
 	authz.OrgAdmin: "study.create study.read site.create site.read audit.read member.invite network.manage" +
-		" participant.enrol participant.read identity.reveal identity.erase decrypt.grant" +
+		" participant.enrol participant.read identity.reveal identity.erase participant.delete decrypt.grant" +
 		" member.read role.manage care.assign visibility.manage key.manage",
 	authz.OrgManager:       "study.read site.read member.invite member.read",
 	authz.StudyAdmin:       "study.read site.create site.read network.manage decrypt.grant care.assign visibility.manage",
@@ -71,7 +71,7 @@ func related(s authz.Subject, as authz.Assignment, a authz.Action, r authz.Resou
 var actions = []authz.Action{
 	authz.StudyCreate, authz.StudyRead, authz.SiteCreate, authz.SiteRead,
 	authz.AuditRead, authz.MemberInvite, authz.NetworkManage,
-	authz.ParticipantEnrol, authz.ParticipantRead, authz.IdentityReveal, authz.IdentityErase, authz.DecryptGrant,
+	authz.ParticipantEnrol, authz.ParticipantRead, authz.IdentityReveal, authz.IdentityErase, authz.ParticipantDelete, authz.DecryptGrant,
 	authz.MemberRead, authz.RoleManage, authz.CareAssign, authz.VisibilityManage, authz.KeyManage,
 	"nobody.holds", // an action no role holds
 }

@@ -152,3 +152,13 @@ func Unrelate(ctx context.Context, tx sqldb.Tx, orgID, participantID, accountID 
 	}
 	return rels[0], nil
 }
+
+// UnrelateParticipant removes every relation to a participant, for the
+// purge of a deleted participant (LIFE-01), and answers how many.
+func UnrelateParticipant(ctx context.Context, tx sqldb.Tx, orgID, participantID string) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM participant_relations WHERE org_id = $1 AND participant_id = $2`, orgID, participantID)
+	if err != nil {
+		return 0, fmt.Errorf("unrelate participant: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -18,7 +18,10 @@ const sweepInterval = time.Hour
 // enrolment or an erasure cut short between the identity and the clinical
 // database (CRY-09, LIFE-03; see participants.Sweep). Then it purges the
 // entries deleted longer than their retention period ago (LIFE-01; see
-// entries.Purge). Several servers may sweep at once.
+// entries.Purge), the deletions of form versions whose entries it erased
+// (entries.PurgeVersions), and the participants deleted longer than that
+// ago, with their identity, entries and files (entries.PurgeParticipants).
+// Several servers may sweep at once.
 func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 	svc := &participants.Service{Gate: g}
 	data := &entries.Service{Gate: g}
@@ -38,6 +41,20 @@ func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 			log.Warn("purge of deleted entries", "err", err)
 		case purged > 0:
 			log.Info("purge of deleted entries", "purged", purged)
+		}
+		purged, err = data.PurgeVersions(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purge of deleted form versions", "err", err)
+		case purged > 0:
+			log.Info("purge of deleted form versions", "purged", purged)
+		}
+		purged, err = data.PurgeParticipants(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purge of deleted participants", "err", err)
+		case purged > 0:
+			log.Info("purge of deleted participants", "purged", purged)
 		}
 		select {
 		case <-ctx.Done():

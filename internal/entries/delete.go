@@ -4,29 +4,36 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/policy"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Deletion (LIFE-01): an entry deleted is hidden from every read and
 // export and locked against saves, with who deleted it, when and why;
-// an organization admin may restore it for Retention after, and then the
-// purge erases it with its history for good. Each step is on the audit
-// trail; the purge takes one entry a transaction, so a purge cut short by
-// a crash leaves whole entries only, and the next one goes on.
+// an organization admin may restore it for the organization's retention
+// period (policy.Security.DeletionRetentionDays) after, and then the purge
+// erases it with its history for good. Each step is on the audit trail;
+// the purge takes one entry a transaction, so a purge cut short by a crash
+// leaves whole entries only, and the next one goes on. The entries of a
+// deleted participant are hidden with them (participants.ByPseudonym, and
+// live for the reads of a whole study), and purged with them
+// (PurgeParticipants).
 
-// DefaultRetention is how long a deleted entry may be restored.
-const DefaultRetention = 30 * 24 * time.Hour
+// DefaultRetention is how long deleted data may be restored in an
+// organization that has not set its own period.
+var DefaultRetention = time.Duration(policy.DefaultRetentionDays()) * 24 * time.Hour
 
-func (s *Service) retention() time.Duration {
-	if s.Retention > 0 {
-		return s.Retention
-	}
-	return DefaultRetention
-}
+// live is the condition, on entries e, that an entry is shown in the reads
+// of a whole study (exports): neither it nor its participant is deleted.
+const live = `e.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM participant_deletions pd
+	WHERE pd.org_id = e.org_id AND pd.participant_id = e.participant_id)`
 
 // Delete deletes the entry at a place, for reason.
 func (s *Service) Delete(ctx context.Context, a gate.Actor, slug string, p Place, reason string) error {
@@ -57,7 +64,8 @@ func (s *Service) Delete(ctx context.Context, a gate.Actor, slug string, p Place
 }
 
 // Restore restores the deleted entry at a place, within the retention
-// period, and answers it.
+// period, and answers it. An entry deleted with its form version is
+// restored with the version only (RestoreVersion).
 func (s *Service) Restore(ctx context.Context, a gate.Actor, slug string, p Place) (Entry, error) {
 	var out Entry
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.restore", func(t *gate.Tx) error {
@@ -66,10 +74,14 @@ func (s *Service) Restore(ctx context.Context, a gate.Actor, slug string, p Plac
 		if err != nil {
 			return err
 		}
+		retention, err := policy.Retention(ctx, t, org.ID)
+		if err != nil {
+			return err
+		}
 		res, err := t.ExecContext(ctx, `UPDATE entries SET deleted_at = NULL, deleted_by = NULL, deleted_reason = NULL
 			WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5
-			AND deleted_at IS NOT NULL AND deleted_at > $6`,
-			p.Participant, sc.visitID, p.Repeat, sc.formID, org.ID, s.now().Add(-s.retention()).UnixMicro())
+			AND deleted_at IS NOT NULL AND deleted_with IS NULL AND deleted_at > $6`,
+			p.Participant, sc.visitID, p.Repeat, sc.formID, org.ID, s.now().Add(-retention).UnixMicro())
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "restore the entry")
 		}
@@ -85,13 +97,13 @@ func (s *Service) Restore(ctx context.Context, a gate.Actor, slug string, p Plac
 // purgePage bounds the entries one look for them finds.
 const purgePage = 200
 
-// Purge erases for good the entries deleted longer than the retention
-// period ago, with their values and history, each in a transaction of its
-// own recorded as entry.purge in its organization's trail. It answers how
-// many it erased. Several nodes may purge at once: an entry erased twice
-// is erased once.
+// Purge erases for good the entries deleted longer than their
+// organization's retention period ago, with their values and history, each
+// in a transaction of its own recorded as entry.purge in its
+// organization's trail. It answers how many it erased. Several nodes may
+// purge at once: an entry erased twice is erased once.
 func (s *Service) Purge(ctx context.Context) (int, error) {
-	cutoff := s.now().Add(-s.retention()).UnixMicro()
+	now := s.now()
 	type victim struct{ id, org, study, site, participant string }
 	n := 0
 	for {
@@ -99,7 +111,8 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 		err := s.Gate.Operate(ctx, "entry.purge", func(o *gate.OpTx) error {
 			o.Nothing()
 			rows, err := o.QueryContext(ctx, `SELECT id, org_id, study_id, site_id, participant_id FROM entries
-				WHERE deleted_at IS NOT NULL AND deleted_at <= $1 ORDER BY deleted_at, id LIMIT $2`, cutoff, purgePage)
+				WHERE deleted_at IS NOT NULL AND `+policy.DeletedBefore("entries.org_id", "deleted_at", 1)+`
+				ORDER BY deleted_at, id LIMIT $3`, now.UnixMicro(), policy.DefaultRetentionDays(), purgePage)
 			if err != nil {
 				return err
 			}
@@ -122,8 +135,13 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 				o.Study(v.study, v.site)
 				o.Participant(v.participant)
 				o.Object("entry", v.id)
+				retention, err := policy.Retention(ctx, o, v.org)
+				if err != nil {
+					return err
+				}
+				cutoff := now.Add(-retention).UnixMicro()
 				var deleted sql.NullInt64
-				err := o.QueryRowContext(ctx, `SELECT deleted_at FROM entries WHERE id = $1`, v.id).Scan(&deleted)
+				err = o.QueryRowContext(ctx, `SELECT deleted_at FROM entries WHERE id = $1`, v.id).Scan(&deleted)
 				if errors.Is(err, sql.ErrNoRows) || err == nil && (!deleted.Valid || deleted.Int64 > cutoff) {
 					o.Nothing() // purged by another node, or restored meanwhile
 					return nil
@@ -152,4 +170,37 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// PurgeParticipants erases for good the participants deleted longer than
+// their organization's retention period ago (participants.Service.Purge):
+// their identity, then, in one transaction each, their entries with their
+// values and history, their files, and their record. It answers how many.
+func (s *Service) PurgeParticipants(ctx context.Context) (int, error) {
+	return (&participants.Service{Gate: s.Gate, Now: s.Now}).Purge(ctx, purgeParticipantData)
+}
+
+// purgeParticipantData erases a participant's entries and files in q (a
+// participant purge's transaction; participants.PurgeData). The history of
+// an entry goes only with an entry marked deleted (the tables' triggers),
+// so each is marked first, as deleted by whoever deleted the participant.
+func purgeParticipantData(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) (string, error) {
+	if _, err := q.ExecContext(ctx, `UPDATE entries SET deleted_at = d.deleted_at, deleted_by = d.deleted_by, deleted_reason = d.reason
+		FROM (SELECT deleted_at, deleted_by, reason FROM participant_deletions WHERE org_id = $1 AND participant_id = $2) d
+		WHERE entries.org_id = $1 AND entries.participant_id = $2 AND entries.deleted_at IS NULL`, orgID, pseudonym); err != nil {
+		return "", err
+	}
+	n, err := purgeEntries(ctx, q, `org_id = $1 AND participant_id = $2`, orgID, pseudonym)
+	if err != nil {
+		return "", err
+	}
+	res, err := q.ExecContext(ctx, `DELETE FROM files WHERE org_id = $1 AND participant_id = $2`, orgID, pseudonym)
+	if err != nil {
+		return "", err
+	}
+	files, err := res.RowsAffected()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("entries=%d files=%d", n, files), nil
 }

@@ -41,9 +41,6 @@ type Service struct {
 	// Now is the clock of decrypt grants' expiry and of deletions; nil
 	// means time.Now.
 	Now func() time.Time
-	// Retention is how long a deleted entry may be restored before the
-	// purge erases it; zero means DefaultRetention.
-	Retention time.Duration
 }
 
 func (s *Service) now() time.Time {

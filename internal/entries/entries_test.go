@@ -24,6 +24,7 @@ import (
 
 type fixture struct {
 	db                                     *sqldb.DB
+	kek                                    keys.KEK // of the clinical keyring
 	svc                                    *entries.Service
 	design                                 *formadmin.Service
 	org                                    orgs.Organization
@@ -62,7 +63,7 @@ func setup(t testing.TB, d sqldb.Dialect) *fixture {
 		t.Fatal(err)
 	}
 	g := gate.New(gate.Config{Clinical: db, Keys: &keys.Keyring{DB: db, KEK: kek}})
-	f := &fixture{db: db, svc: &entries.Service{Gate: g}, design: &formadmin.Service{Gate: g}}
+	f := &fixture{db: db, kek: kek, svc: &entries.Service{Gate: g}, design: &formadmin.Service{Gate: g}}
 	n := 0
 	enrol := func(tx *sql.Tx, org orgs.Organization, role authz.Role, studyID, siteID string) gate.Actor {
 		n++

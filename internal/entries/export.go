@@ -253,7 +253,7 @@ func exportFrom(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, stud
 		  x.field, x.row_no, x.value, x.sealed
 		FROM entries e
 		JOIN entry_values x ON x.entry_id = e.id
-		WHERE e.org_id = $1 AND e.study_id = $2 AND e.deleted_at IS NULL
+		WHERE e.org_id = $1 AND e.study_id = $2 AND `+live+`
 		ORDER BY e.participant_id, e.visit_id, e.visit_repeat, e.form_id, x.field, x.row_no`, orgID, studyID)
 	if err != nil {
 		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")

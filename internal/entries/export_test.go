@@ -243,7 +243,7 @@ func TestLIFE04_REDCapFlatRecordsMoveOutAndIn(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		f.svc.Retention, f.svc.Now = time.Nanosecond, func() time.Time { return time.Now().Add(time.Second) }
+		f.svc.Now = func() time.Time { return time.Now().Add(entries.DefaultRetention + time.Second) }
 		if n, err := f.svc.Purge(ctx); err != nil || n != 2 {
 			t.Fatalf("purge: %d, %v", n, err)
 		}

@@ -66,7 +66,7 @@ func exportODM(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID string
 
 	// The users who saved what the file holds, and the sites.
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT r.saved_by FROM entry_revisions r JOIN entries e ON e.id = r.entry_id
-		WHERE e.org_id = $1 AND e.study_id = $2 AND e.deleted_at IS NULL ORDER BY r.saved_by`, orgID, studyID)
+		WHERE e.org_id = $1 AND e.study_id = $2 AND `+live+` ORDER BY r.saved_by`, orgID, studyID)
 	if err != nil {
 		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
 	}
@@ -108,7 +108,7 @@ func exportODM(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID string
 		JOIN forms f ON f.id = e.form_id
 		JOIN entry_revisions r ON r.entry_id = e.id
 		JOIN entry_changes c ON c.entry_id = r.entry_id AND c.revision = r.revision
-		WHERE e.org_id = $1 AND e.study_id = $2 AND e.deleted_at IS NULL
+		WHERE e.org_id = $1 AND e.study_id = $2 AND `+live+`
 		ORDER BY e.participant_id, vi.position, e.visit_repeat, f.position, e.id, r.revision, c.row_no, c.field`, orgID, studyID)
 	if err != nil {
 		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")

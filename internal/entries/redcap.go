@@ -97,7 +97,7 @@ func exportREDCap(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, st
 		JOIN visits vi ON vi.id = e.visit_id
 		JOIN forms f ON f.id = e.form_id
 		LEFT JOIN entry_values x ON x.entry_id = e.id AND x.row_no = 0
-		WHERE e.org_id = $1 AND e.study_id = $2 AND e.deleted_at IS NULL
+		WHERE e.org_id = $1 AND e.study_id = $2 AND `+live+`
 		ORDER BY e.participant_id, vi.position, e.visit_repeat, f.position, x.field`, orgID, studyID)
 	if err != nil {
 		return h.sent(n), errs.Wrap(errs.Unavailable, err, "read the entries")

@@ -201,7 +201,8 @@ func InvitationOf(ctx context.Context, q sqldb.Querier, token string) (PendingAc
 	var pa PendingAccount
 	err := q.QueryRowContext(ctx, `SELECT pi.org_id, p.study_id, p.site_id, pi.participant_id, pi.account_id
 		FROM participant_invitations pi JOIN participants p ON p.org_id = pi.org_id AND p.id = pi.participant_id
-		WHERE pi.token_hash = $1`, ids.Digest(token)).Scan(&pa.OrgID, &pa.StudyID, &pa.SiteID, &pa.Pseudonym, &pa.AccountID)
+		WHERE pi.token_hash = $1 AND NOT EXISTS (SELECT 1 FROM participant_deletions d
+		  WHERE d.org_id = p.org_id AND d.participant_id = p.id)`, ids.Digest(token)).Scan(&pa.OrgID, &pa.StudyID, &pa.SiteID, &pa.Pseudonym, &pa.AccountID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return PendingAccount{}, false, nil
 	}

@@ -130,6 +130,11 @@ func insert(ctx context.Context, tx sqldb.Tx, orgID, studyID, siteID, pseudonym 
 
 const selectParticipant = `SELECT id, org_id, study_id, site_id, status, identity, created_at, erased_at FROM participants `
 
+// notDeleted leaves out the deleted participants (LIFE-01): a condition of
+// a statement on participants.
+const notDeleted = ` AND NOT EXISTS (SELECT 1 FROM participant_deletions d
+	WHERE d.org_id = participants.org_id AND d.participant_id = participants.id)`
+
 func scanParticipant(sc interface{ Scan(...any) error }) (Participant, error) {
 	var (
 		p       Participant
@@ -148,12 +153,19 @@ func scanParticipant(sc interface{ Scan(...any) error }) (Participant, error) {
 }
 
 // ByPseudonym finds a participant of the organization. One of another
-// organization is reported exactly like one that does not exist (ACL-08).
+// organization, or one deleted (LIFE-01), is reported exactly like one that
+// does not exist (ACL-08): every request about a participant finds them
+// here, so a deleted participant is hidden and locked at once.
 func ByPseudonym(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) (Participant, error) {
+	return byPseudonym(ctx, q, orgID, pseudonym, notDeleted)
+}
+
+// byPseudonym is ByPseudonym with a further condition (notDeleted, or none).
+func byPseudonym(ctx context.Context, q sqldb.Querier, orgID, pseudonym, cond string) (Participant, error) {
 	if !ids.Valid(pseudonym) {
 		return Participant{}, errs.E(errs.NotFound, "participant not found")
 	}
-	p, err := scanParticipant(q.QueryRowContext(ctx, selectParticipant+`WHERE org_id = $1 AND id = $2`, orgID, pseudonym))
+	p, err := scanParticipant(q.QueryRowContext(ctx, selectParticipant+`WHERE org_id = $1 AND id = $2`+cond, orgID, pseudonym))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Participant{}, errs.E(errs.NotFound, "participant not found")
 	}
@@ -207,7 +219,7 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 			return err
 		}
 		rows, err := t.QueryContext(ctx, selectParticipant+
-			`WHERE org_id = $1 AND site_id = $2 AND id > $3 ORDER BY id LIMIT $4`, org.ID, st.ID, after, limit)
+			`WHERE org_id = $1 AND site_id = $2 AND id > $3`+notDeleted+` ORDER BY id LIMIT $4`, org.ID, st.ID, after, limit)
 		if err != nil {
 			return fmt.Errorf("list participants: %w", err)
 		}

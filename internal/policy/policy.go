@@ -24,7 +24,8 @@ import (
 
 // Security is an organization's security policy: its password rules
 // (AUTH-02), password rotation and required second factor (AUTH-09) and
-// session limits (AUTH-10), stored in one row of org_policies. A person in
+// session limits (AUTH-10), and the retention of its deleted data
+// (LIFE-01), stored in one row of org_policies. A person in
 // several organizations lives under the strictest value of each field
 // (Strictest, Effective).
 //
@@ -33,7 +34,8 @@ import (
 // json is the field's name in the API and in forms, label and help are
 // shown to administrators, min, max and def bound and default an integer,
 // unit names its unit, and strict says which value is the stricter
-// ("higher", "lower", "lower-nonzero" where 0 means off, or "true").
+// ("higher", "lower", "lower-nonzero" where 0 means off, or "true"; "none"
+// for a setting of the organization's data rather than of its people).
 type Security struct {
 	PasswordMinLength    int  `json:"password_min_length" label:"Minimum password length" help:"Passwords shorter than this are refused when they are set." min:"8" max:"128" def:"12" unit:"characters" strict:"higher"`
 	PasswordRequireMixed bool `json:"password_require_mixed" label:"Require a digit and a capital letter" help:"Passwords without at least one digit and one capital letter are refused." def:"false" strict:"true"`
@@ -41,6 +43,11 @@ type Security struct {
 	SessionIdleMinutes   int  `json:"session_idle_minutes" label:"Session idle limit" help:"A session unused this long ends." min:"5" max:"60" def:"20" unit:"minutes" strict:"lower"`
 	SessionAbsoluteHours int  `json:"session_absolute_hours" label:"Session absolute limit" help:"A session ends this long after sign-in, however busy." min:"1" max:"24" def:"12" unit:"hours" strict:"lower"`
 	RequireSecondFactor  bool `json:"require_second_factor" label:"Require a second factor" help:"Members without a second factor must set one up at their next sign-in." def:"false" strict:"true"`
+	// DeletionRetentionDays is how long deleted participants and entries
+	// may be restored before the purge erases them for good (LIFE-01). It
+	// is the organization's, not a person's: strict "none", so Strictest
+	// keeps the first policy's.
+	DeletionRetentionDays int `json:"deletion_retention_days" label:"Retention of deleted data" help:"Deleted participants and entries may be restored by an organization admin for this long; then they are erased for good." min:"1" max:"365" def:"30" unit:"days" strict:"none"`
 }
 
 // Field describes one field of Security.
@@ -52,7 +59,7 @@ type Field struct {
 	Min, Max int    // for "int"
 	Default  string
 	Unit     string // for "int"
-	Strict   string // which value is stricter: "higher", "lower", "lower-nonzero", "true"
+	Strict   string // which value is stricter: "higher", "lower", "lower-nonzero", "true", "none"
 	index    int
 }
 
@@ -178,20 +185,50 @@ func (p Security) SessionAbsolute() time.Duration {
 	return time.Duration(p.SessionAbsoluteHours) * time.Hour
 }
 
+// DeletionRetention is how long deleted data may be restored (LIFE-01).
+func (p Security) DeletionRetention() time.Duration {
+	return time.Duration(p.DeletionRetentionDays) * 24 * time.Hour
+}
+
+// Retention reads how long the organization's deleted data may be
+// restored before the purge erases them (LIFE-01).
+func Retention(ctx context.Context, q sqldb.Querier, orgID string) (time.Duration, error) {
+	p, err := Of(ctx, q, orgID)
+	if err != nil {
+		return 0, err
+	}
+	return p.DeletionRetention(), nil
+}
+
+// DeletedBefore is the SQL condition that a deletion of the organization
+// whose id is in the column org, made at the column at, is past the
+// organization's retention period at now (the first placeholder, $n, in
+// microseconds); the second placeholder is the default period in days
+// (DefaultRetentionDays). It is how the purges find their work in every
+// organization at once.
+func DeletedBefore(org, at string, n int) string {
+	return fmt.Sprintf(`%s + coalesce((SELECT op.deletion_retention_days FROM org_policies op WHERE op.org_id = %s), $%d) * 86400000000 <= $%d`,
+		at, org, n+1, n)
+}
+
+// DefaultRetentionDays is the retention period of an organization that has
+// set none, in days.
+func DefaultRetentionDays() int { return Default().DeletionRetentionDays }
+
 // policyColumns are the org_policies columns of Security, in the
 // order stored.scan reads them.
 const policyColumns = `password_min_length, password_require_mixed, password_rotation_days,
-	session_idle_minutes, session_absolute_hours, require_second_factor`
+	session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days`
 
 // stored is one org_policies row as stored: a NULL column (or no row at
 // all, all NULL) leaves the field to a default.
 type stored struct {
-	minLen, rotation, idle, absolute sql.NullInt64
-	mixed, secondFactor              sql.NullBool
+	minLen, rotation, idle, absolute, retention sql.NullInt64
+	mixed, secondFactor                         sql.NullBool
 }
 
 func (r *stored) scan(row interface{ Scan(...any) error }) error {
-	return row.Scan(&r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor)
+	return row.Scan(&r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention)
 }
 
 // policy is the row as a Security, Default where it leaves a field unset.
@@ -214,6 +251,9 @@ func (r stored) policy() Security {
 	}
 	if r.secondFactor.Valid {
 		p.RequireSecondFactor = r.secondFactor.Bool
+	}
+	if r.retention.Valid {
+		p.DeletionRetentionDays = int(r.retention.Int64)
 	}
 	return p
 }
@@ -254,8 +294,8 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 	}
 	_, err = tx.ExecContext(ctx,
 		`INSERT INTO org_policies (org_id, password_min_length, password_require_mixed, password_rotation_days,
-		   session_idle_minutes, session_absolute_hours, require_second_factor, updated_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		   session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days, updated_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		 ON CONFLICT (org_id) DO UPDATE SET
 		   password_min_length = excluded.password_min_length,
 		   password_require_mixed = excluded.password_require_mixed,
@@ -263,9 +303,10 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 		   session_idle_minutes = excluded.session_idle_minutes,
 		   session_absolute_hours = excluded.session_absolute_hours,
 		   require_second_factor = excluded.require_second_factor,
+		   deletion_retention_days = excluded.deletion_retention_days,
 		   updated_at = excluded.updated_at`,
 		orgID, p.PasswordMinLength, p.PasswordRequireMixed, rotation,
-		p.SessionIdleMinutes, p.SessionAbsoluteHours, p.RequireSecondFactor, sqldb.Now())
+		p.SessionIdleMinutes, p.SessionAbsoluteHours, p.RequireSecondFactor, p.DeletionRetentionDays, sqldb.Now())
 	if err != nil {
 		return Security{}, fmt.Errorf("set organization policy: %w", err)
 	}
@@ -278,7 +319,7 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) ([]stored, error) {
 	rows, err := q.QueryContext(ctx,
 		`SELECT p.password_min_length, p.password_require_mixed, p.password_rotation_days,
-		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor
+		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor, p.deletion_retention_days
 		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
 		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID)
 	if err != nil {
