@@ -1875,6 +1875,7 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 	seedDecryptGrants(t, ts, f)
 	seedParticipantInvitations(t, ts, f)
 	seedKeyRequests(t, ts, f)
+	seedWorkspace(t, ts, f)
 	return f
 }
 

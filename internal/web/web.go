@@ -23,13 +23,16 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
+	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/ratelimit"
 	"github.com/custodia/custodia/internal/router"
@@ -44,11 +47,15 @@ var pages = func() map[string]*template.Template {
 	out := make(map[string]*template.Template)
 	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
-		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover"} {
-		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
+		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
+		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records"} {
+		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
 }()
+
+// micro shows a time in microseconds since the epoch, as stored.
+func micro(us int64) string { return time.UnixMicro(us).UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // Deps are what the pages need.
 type Deps struct {
@@ -77,6 +84,12 @@ type Deps struct {
 	// Keys files and approves key operations under dual control
 	// (CRY-08); the operator carries them out on the server.
 	Keys *keyadmin.Service
+	// Participants, Forms and Entries are the study workspace's: sites'
+	// participants and enrolment, the form designer and the schedule,
+	// entries, exports and the participant portal.
+	Participants *participants.Service
+	Forms        *formadmin.Service
+	Entries      *entries.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
 	// IdleWarning is how long before a session's idle limit the page
@@ -177,6 +190,40 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/orgs/{org}/keys", router.SignedIn, handleKeys(d))
 	rt.Handle("POST", "/orgs/{org}/keys", router.SignedIn, handleRequestKeyOperation(d))
 	rt.Handle("POST", "/orgs/{org}/keys/{request}/approve", router.SignedIn, handleApproveKeyOperation(d))
+
+	// The study workspace: studies and sites, participants and their
+	// entries, the form designer and the schedule, exports; and the
+	// participant portal, whose forms are the same entry pages.
+	const (
+		study       = "/orgs/{org}/studies/{study}"
+		participant = study + "/sites/{site}/participants/{participant}"
+		entry       = participant + "/visits/{visit}/{repeat}/forms/{form}"
+		form        = study + "/forms/{form}"
+	)
+	rt.Handle("GET", "/orgs/{org}/studies", router.SignedIn, handleStudies(d))
+	rt.Handle("POST", "/orgs/{org}/studies", router.SignedIn, handleCreateStudy(d))
+	rt.Handle("GET", study, router.SignedIn, handleStudy(d))
+	rt.Handle("POST", study+"/sites", router.SignedIn, handleCreateSite(d))
+	rt.Handle("GET", study+"/export", router.SignedIn, handleExport(d))
+	rt.Handle("GET", study+"/sites/{site}", router.SignedIn, handleSite(d))
+	rt.Handle("POST", study+"/sites/{site}/participants", router.SignedIn, handleEnrolParticipant(d))
+	rt.Handle("GET", participant, router.SignedIn, handleParticipant(d))
+	rt.Handle("POST", participant+"/identity", router.SignedIn, handleRevealIdentity(d))
+	rt.Handle("POST", participant+"/account", router.SignedIn, handleInviteParticipant(d))
+	rt.Handle("GET", entry, router.SignedIn, handleEntry(d))
+	rt.Handle("POST", entry, router.SignedIn, handleSaveEntry(d))
+	rt.Handle("GET", entry+"/history", router.SignedIn, handleEntryHistory(d))
+	rt.Handle("POST", study+"/forms", router.SignedIn, handleCreateForm(d))
+	rt.Handle("GET", form, router.SignedIn, handleDesigner(d))
+	rt.Handle("POST", form+"/fields", router.SignedIn, handleAddField(d))
+	rt.Handle("POST", form+"/fields/{field}/remove", router.SignedIn, handleRemoveField(d))
+	rt.Handle("POST", form+"/groups", router.SignedIn, handleAddGroup(d))
+	rt.Handle("POST", form+"/definition", router.SignedIn, handleSaveDefinition(d))
+	rt.Handle("POST", form+"/publish", router.SignedIn, handlePublishDraft(d))
+	rt.Handle("POST", form+"/versions/{version}/retire", router.SignedIn, handleRetireVersion(d))
+	rt.Handle("GET", study+"/schedule", router.SignedIn, handleSchedule(d))
+	rt.Handle("POST", study+"/schedule", router.SignedIn, handleSetSchedule(d))
+	rt.Handle("GET", "/me/records", router.SignedIn, handleMyRecords(d))
 	return rt
 }
 
