@@ -312,3 +312,26 @@ func handleDownloadFile(d Deps) http.Handler {
 		return nil
 	})
 }
+
+// handleAssignArm assigns a participant to an arm of the study
+// (entries.Service.AssignArm), and answers the participant.
+func handleAssignArm(d Deps) http.Handler {
+	return handle(d, func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Arm *string `json:"arm"`
+		}
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		if req.Arm == nil {
+			return errs.E(errs.Invalid, "name the arm (arm; \"\" for none)")
+		}
+		p, err := d.Entries.AssignArm(r.Context(), actor(d, r), r.PathValue("org"), r.PathValue("study"), r.PathValue("site"),
+			r.PathValue("participant"), *req.Arm)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, participantOut(p))
+		return nil
+	})
+}

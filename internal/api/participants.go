@@ -16,12 +16,13 @@ type participantJSON struct {
 	Identity  string `json:"identity"` // none, recorded or erased
 	CreatedAt string `json:"created_at"`
 	ErasedAt  string `json:"erased_at,omitempty"`
+	Arm       string `json:"arm,omitempty"`
 }
 
 func participantOut(p participants.Participant) participantJSON {
 	out := participantJSON{
 		Pseudonym: p.Pseudonym, StudyID: p.StudyID, SiteID: p.SiteID, Status: p.Status,
-		Identity: string(p.Identity), CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339),
+		Identity: string(p.Identity), CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339), Arm: p.Arm,
 	}
 	if !p.ErasedAt.IsZero() {
 		out.ErasedAt = p.ErasedAt.UTC().Format(time.RFC3339)

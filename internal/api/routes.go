@@ -165,6 +165,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/export", router.SignedIn, handleExportEntries(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/import", router.SignedIn, handleImportEntries(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries", router.SignedIn, handleEntryGrid(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm", router.SignedIn, handleAssignArm(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files", router.SignedIn, handleUploadFile(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}", router.SignedIn, handleDownloadFile(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleGetEntry(d))

@@ -103,6 +103,7 @@ var summaries = map[string]string{
 	"GET /api/v1/orgs/{org}/studies/{study}/export":                                                                  "Export the study's entries (CSV, JSON lines, CDISC ODM)",
 	"POST /api/v1/orgs/{org}/studies/{study}/import":                                                                 "Import new entries, all or nothing",
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries":                         "Read a participant's grid of visits and forms",
+	"PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm":                             "Assign a participant to an arm of the study",
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}": "Read an entry",
 	"PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}": "Save an entry",
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/history":  "Read an entry's history",

@@ -142,6 +142,15 @@ type scheduled struct {
 	visitID   string
 	repeating bool
 	formID    string
+	arms      string // the visit's arms, separated by commas; "": every arm
+}
+
+// visit is the scheduled visit as far as its arms go.
+func (s scheduled) visit() forms.Visit {
+	if s.arms == "" {
+		return forms.Visit{}
+	}
+	return forms.Visit{Arms: strings.Split(s.arms, ",")}
 }
 
 func (p Place) resource(orgID string) authz.Resource {
@@ -196,7 +205,8 @@ func notTheirs(p Place) error {
 // authorize), names its visit, form and repeat on the audit event, and
 // finds the visit and form in the study (see find).
 func place(ctx context.Context, t *gate.Tx, action authz.Action, p Place, refusal string, scheduledOnly bool) (scheduled, error) {
-	if _, err := authorize(ctx, t, action, p, refusal); err != nil {
+	pt, err := authorize(ctx, t, action, p, refusal)
+	if err != nil {
 		return scheduled{}, err
 	}
 	t.Detail("visit", forms.KeyForTrail(p.Visit))
@@ -204,6 +214,9 @@ func place(ctx context.Context, t *gate.Tx, action authz.Action, p Place, refusa
 	sc, err := find(ctx, t, t.Org().ID, p, scheduledOnly)
 	if err != nil {
 		return scheduled{}, err
+	}
+	if scheduledOnly && !sc.visit().For(pt.Arm) {
+		return scheduled{}, errs.E(errs.Invalid, "visit %s is not held in this participant's arm", p.Visit)
 	}
 	t.Detail("repeat", strconv.Itoa(p.Repeat))
 	return sc, nil
@@ -220,11 +233,11 @@ func find(ctx context.Context, q sqldb.Querier, orgID string, p Place, scheduled
 	var s scheduled
 	var rep int
 	var collected int
-	err := q.QueryRowContext(ctx, `SELECT v.id, v.repeating, f.id,
+	err := q.QueryRowContext(ctx, `SELECT v.id, v.repeating, f.id, v.arms,
 		  (SELECT count(*) FROM visit_forms vf WHERE vf.visit_id = v.id AND vf.form_id = f.id)
 		FROM visits v JOIN forms f ON f.org_id = v.org_id AND f.study_id = v.study_id
 		WHERE v.org_id = $1 AND v.study_id = $2 AND v.visit_key = $3 AND f.form_key = $4`,
-		orgID, p.StudyID, p.Visit, p.Form).Scan(&s.visitID, &rep, &s.formID, &collected)
+		orgID, p.StudyID, p.Visit, p.Form).Scan(&s.visitID, &rep, &s.formID, &s.arms, &collected)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return scheduled{}, notFound
@@ -895,7 +908,8 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.grid", func(t *gate.Tx) error {
 		org := t.Org()
 		p := Place{StudyID: studyID, SiteID: siteID, Participant: participant}
-		if _, err := authorize(ctx, t, authz.EntryRead, p, ""); err != nil {
+		pt, err := authorize(ctx, t, authz.EntryRead, p, "")
+		if err != nil {
 			return err
 		}
 		schedule, err := forms.Schedule(ctx, t, org.ID, studyID)
@@ -946,6 +960,11 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 			return errs.Wrap(errs.Unavailable, err, "read the entries")
 		}
 		for _, v := range schedule {
+			// A visit of another arm is not the participant's, unless
+			// something was recorded at it before their arm changed.
+			if !v.For(pt.Arm) && held[v.Key] == 0 {
+				continue
+			}
 			times := max(1, held[v.Key])
 			for r := 1; r <= times; r++ {
 				gv := GridVisit{Visit: v.Key, Label: v.Label, Repeat: r, Forms: []GridForm{}}

@@ -3,6 +3,7 @@ package forms
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -35,6 +36,31 @@ type Visit struct {
 	WindowAfter  int      `json:"window_after,omitempty"`
 	Repeating    bool     `json:"repeating,omitempty"`
 	Forms        []string `json:"forms"` // form keys, in order
+	// Arms are the keys of the study's arms the visit is held in; none:
+	// every arm. The study's arms are those its visits name.
+	Arms []string `json:"arms,omitempty"`
+}
+
+// MaxVisitArms bounds the arms a visit names.
+const MaxVisitArms = 20
+
+// For reports whether the visit is held for a participant in arm ("":
+// not assigned to an arm, who has the visits of every arm only).
+func (v Visit) For(arm string) bool {
+	return len(v.Arms) == 0 || arm != "" && slices.Contains(v.Arms, arm)
+}
+
+// Arms lists the arms a schedule names, in the order first named.
+func Arms(visits []Visit) []string {
+	var out []string
+	for _, v := range visits {
+		for _, a := range v.Arms {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // CheckSchedule checks a schedule on its own: keys, labels, days and
@@ -75,6 +101,19 @@ func CheckSchedule(visits []Visit) error {
 		if len(v.Forms) > MaxVisitForms {
 			bad(name, "a visit collects at most %d forms", MaxVisitForms)
 		}
+		if len(v.Arms) > MaxVisitArms {
+			bad(name, "a visit names at most %d arms", MaxVisitArms)
+		}
+		arms := map[string]bool{}
+		for _, a := range v.Arms {
+			switch {
+			case !ValidKey(a):
+				bad(name, "%q is not an arm key (a lower-case letter, then lower-case letters, digits and _)", errs.Clip(a, maxVisitKeyBytes))
+			case arms[a]:
+				bad(name, "arm %s is named twice", a)
+			}
+			arms[a] = true
+		}
 		forms := map[string]bool{}
 		for _, k := range v.Forms {
 			switch {
@@ -104,7 +143,7 @@ func hasControl(s string) bool {
 // Schedule reads a study's schedule, visits in order.
 func Schedule(ctx context.Context, q sqldb.Querier, orgID, studyID string) ([]Visit, error) {
 	rows, err := q.QueryContext(ctx, `SELECT v.visit_key, v.label, v.day, v.window_before, v.window_after, v.repeating,
-		  coalesce(f.form_key, '')
+		  v.arms, coalesce(f.form_key, '')
 		FROM visits v
 		LEFT JOIN visit_forms vf ON vf.visit_id = v.id
 		LEFT JOIN forms f ON f.id = vf.form_id
@@ -120,9 +159,10 @@ func Schedule(ctx context.Context, q sqldb.Querier, orgID, studyID string) ([]Vi
 			v    Visit
 			day  *int64
 			rep  int
+			arms string
 			form string
 		)
-		if err := rows.Scan(&v.Key, &v.Label, &day, &v.WindowBefore, &v.WindowAfter, &rep, &form); err != nil {
+		if err := rows.Scan(&v.Key, &v.Label, &day, &v.WindowBefore, &v.WindowAfter, &rep, &arms, &form); err != nil {
 			return nil, errs.Wrap(errs.Unavailable, err, "read the schedule")
 		}
 		if len(out) == 0 || out[len(out)-1].Key != v.Key {
@@ -131,6 +171,9 @@ func Schedule(ctx context.Context, q sqldb.Querier, orgID, studyID string) ([]Vi
 				v.Day = &d
 			}
 			v.Repeating, v.Forms = rep == 1, []string{}
+			if arms != "" {
+				v.Arms = strings.Split(arms, ",")
+			}
 			out = append(out, v)
 		}
 		if form != "" {
@@ -228,12 +271,13 @@ func SetSchedule(ctx context.Context, q sqldb.Querier, orgID, studyID string, vi
 		id, ok := existing[v.Key]
 		if ok {
 			_, err = q.ExecContext(ctx, `UPDATE visits SET label = $1, position = $2, day = $3, window_before = $4,
-				window_after = $5, repeating = $6 WHERE id = $7`, v.Label, i, day, v.WindowBefore, v.WindowAfter, rep, id)
+				window_after = $5, repeating = $6, arms = $7 WHERE id = $8`, v.Label, i, day, v.WindowBefore, v.WindowAfter, rep,
+				strings.Join(v.Arms, ","), id)
 		} else {
 			id = ids.New()
 			_, err = q.ExecContext(ctx, `INSERT INTO visits (id, org_id, study_id, visit_key, label, position, day,
-				window_before, window_after, repeating) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				id, orgID, studyID, v.Key, v.Label, i, day, v.WindowBefore, v.WindowAfter, rep)
+				window_before, window_after, repeating, arms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				id, orgID, studyID, v.Key, v.Label, i, day, v.WindowBefore, v.WindowAfter, rep, strings.Join(v.Arms, ","))
 		}
 		if err != nil {
 			return fail(err)

@@ -26,15 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration creates participant_deletions and
-		// form_version_deletions, and adds the retention of deleted data to
-		// org_policies and deleted_with to entries.
+		// migration adds the arms of visits and of participants.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP TABLE participant_deletions`, `ALTER TABLE org_policies DROP COLUMN deletion_retention_days`,
-			`DROP TABLE form_version_deletions`, `DROP INDEX entries_form_version`, `ALTER TABLE entries DROP COLUMN deleted_with`}
+		undo := []string{`ALTER TABLE visits DROP COLUMN arms`, `ALTER TABLE participants DROP COLUMN arm`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

@@ -66,6 +66,9 @@ type Participant struct {
 	Identity  IdentityState
 	CreatedAt time.Time
 	ErasedAt  time.Time // zero unless erased
+	// Arm is the study arm the participant is assigned to ("": none yet);
+	// the visits of the schedule held in other arms are not theirs.
+	Arm string
 }
 
 // Service offers participants to requests.
@@ -128,7 +131,7 @@ func insert(ctx context.Context, tx sqldb.Tx, orgID, studyID, siteID, pseudonym 
 	return p, nil
 }
 
-const selectParticipant = `SELECT id, org_id, study_id, site_id, status, identity, created_at, erased_at FROM participants `
+const selectParticipant = `SELECT id, org_id, study_id, site_id, status, identity, created_at, erased_at, arm FROM participants `
 
 // notDeleted leaves out the deleted participants (LIFE-01): a condition of
 // a statement on participants.
@@ -141,10 +144,12 @@ func scanParticipant(sc interface{ Scan(...any) error }) (Participant, error) {
 		state   string
 		created int64
 		erased  sql.NullInt64
+		arm     sql.NullString
 	)
-	if err := sc.Scan(&p.Pseudonym, &p.OrgID, &p.StudyID, &p.SiteID, &p.Status, &state, &created, &erased); err != nil {
+	if err := sc.Scan(&p.Pseudonym, &p.OrgID, &p.StudyID, &p.SiteID, &p.Status, &state, &created, &erased, &arm); err != nil {
 		return Participant{}, err
 	}
+	p.Arm = arm.String
 	p.Identity, p.CreatedAt = IdentityState(state), time.UnixMicro(created)
 	if erased.Valid {
 		p.ErasedAt = time.UnixMicro(erased.Int64)
@@ -189,6 +194,20 @@ func at(ctx context.Context, t *gate.Tx, orgID, studyID, siteID, pseudonym strin
 	}
 	t.Participant(p.Pseudonym)
 	return p, nil
+}
+
+// SetArm records the arm of a participant ("": none). Whether the study
+// has that arm, and whether the participant's entries allow the change,
+// are the caller's to check.
+func SetArm(ctx context.Context, q sqldb.Querier, orgID, pseudonym, arm string) error {
+	var v any
+	if arm != "" {
+		v = arm
+	}
+	if _, err := q.ExecContext(ctx, `UPDATE participants SET arm = $1 WHERE org_id = $2 AND id = $3`, v, orgID, pseudonym); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "record the participant's arm")
+	}
+	return nil
 }
 
 // MaxPage is the most participants List returns at once.

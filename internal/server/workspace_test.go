@@ -120,6 +120,11 @@ func init() {
 		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+		// A participant's arm, over the API and on their page: by those
+		// who enrol at the participant's site; a monitor, who reads the
+		// participant, is told they may not.
+		{Route: "PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm", Grid: armGrid},
+		{Route: "POST /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm", Grid: armGrid},
 		{Route: "GET /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/visits/{visit}/{repeat}/forms/{form}", Grid: `
 		org-admin           200 200 200 404
 		org-manager         404 404 404 404
@@ -198,6 +203,12 @@ func init() {
 		},
 		"POST /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account": func(tg target, tag string) probe {
 			return formProbe(participant(tg, tag)+"/account", url.Values{"email": {"web-" + tag + "@participants.matrix.example"}})
+		},
+		"PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm": func(tg target, tag string) probe {
+			return jsonProbe("/api/v1"+participant(tg, tag)+"/arm", map[string]string{"arm": ""})
+		},
+		"POST /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm": func(tg target, tag string) probe {
+			return formProbe(participant(tg, tag)+"/arm", url.Values{"arm": {""}})
 		},
 		"GET /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/visits/{visit}/{repeat}/forms/{form}": func(tg target, tag string) probe {
 			return probe{path: entry(tg, tag)}
@@ -279,6 +290,15 @@ const (
 		data-manager        404 404 404 404
 		site-investigator   404 404 404 404
 		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`
+	armGrid = `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`
 	formReadGrid = `

@@ -324,6 +324,7 @@ type visitRow struct {
 	N     int
 	Visit forms.Visit
 	Day   string
+	Arms  string
 	Forms []check
 }
 
@@ -358,7 +359,7 @@ func schedulePage(w http.ResponseWriter, r *http.Request, d Deps, status int, da
 		if v.Day != nil {
 			day = strconv.Itoa(*v.Day)
 		}
-		rows = append(rows, visitRow{N: i, Visit: v, Day: day, Forms: checks(keys, v.Forms)})
+		rows = append(rows, visitRow{N: i, Visit: v, Day: day, Arms: strings.Join(v.Arms, ", "), Forms: checks(keys, v.Forms)})
 	}
 	data["Title"], data["Slug"], data["Study"], data["Visits"], data["FormList"] = "Schedule of "+st.Name, slug, st, rows, list
 	data["Back"] = studyPath(slug, studyID)
@@ -401,6 +402,11 @@ func handleSetSchedule(d Deps) http.Handler {
 				Forms: pf["forms."+n]}
 			if v.Forms == nil {
 				v.Forms = []string{}
+			}
+			for _, a := range strings.Split(pf.Get("arms."+n), ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					v.Arms = append(v.Arms, a)
+				}
 			}
 			for _, w := range []struct {
 				name string

@@ -9,6 +9,7 @@ package web
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -42,6 +43,7 @@ var workspaceNotices = map[string]string{
 	"study-created":  "The study is created. Add its sites, forms and schedule.",
 	"site-created":   "The site is added.",
 	"enrolled":       "The participant is enrolled.",
+	"arm-assigned":   "The arm is assigned. The participant's visits are those of their arm.",
 	"invited":        "The invitation is sent. The participant chooses a password with its link, then fills in their forms in the portal.",
 	"form-created":   "The form is created as a draft. Add its fields, then publish it.",
 	"draft-saved":    "The draft is saved.",
@@ -320,6 +322,10 @@ func participantPage(w http.ResponseWriter, r *http.Request, d Deps, status int,
 	// portal sees their grid only.
 	if p, err := d.Participants.Get(ctx, a, slug, studyID, siteID, pseudonym); err == nil {
 		data["Participant"] = p
+		// The arms to choose from, for those who read the schedule.
+		if visits, err := d.Forms.Schedule(ctx, a, slug, studyID); err == nil {
+			data["Arms"] = forms.Arms(visits)
+		}
 	}
 	var cols []string
 	for _, v := range grid {
@@ -399,5 +405,27 @@ func handleInviteParticipant(d Deps) http.Handler {
 			return
 		}
 		http.Redirect(w, r, withDone(participantPath(slug, studyID, siteID, pseudonym), "invited"), http.StatusSeeOther)
+	})
+}
+
+// handleAssignArm assigns the participant to an arm of the study
+// (entries.Service.AssignArm, the API's call).
+func handleAssignArm(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data := map[string]any{}
+		if err := r.ParseForm(); err != nil {
+			adminError(w, r, d, errs.E(errs.Invalid, "the form could not be read"), participantPage, data)
+			return
+		}
+		slug, studyID, siteID, pseudonym := r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant")
+		if _, err := d.Entries.AssignArm(r.Context(), actor(d, r), slug, studyID, siteID, pseudonym, r.PostForm.Get("arm")); err != nil {
+			var pr *forms.Problems
+			if errors.As(err, &pr) {
+				data["Problems"] = pr.Fields
+			}
+			adminError(w, r, d, err, participantPage, data)
+			return
+		}
+		http.Redirect(w, r, withDone(participantPath(slug, studyID, siteID, pseudonym), "arm-assigned"), http.StatusSeeOther)
 	})
 }
