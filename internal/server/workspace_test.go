@@ -124,6 +124,17 @@ func init() {
 		// who enrol at the participant's site; a monitor, who reads the
 		// participant, is told they may not.
 		{Route: "PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm", Grid: armGrid},
+		// A participant's file, downloaded from their entry page: as over
+		// the API.
+		{Route: "GET /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             200 200 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 		{Route: "POST /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm", Grid: armGrid},
 		{Route: "GET /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/visits/{visit}/{repeat}/forms/{form}", Grid: `
 		org-admin           200 200 200 404
@@ -206,6 +217,13 @@ func init() {
 		},
 		"PUT /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm": func(tg target, tag string) probe {
 			return jsonProbe("/api/v1"+participant(tg, tag)+"/arm", map[string]string{"arm": ""})
+		},
+		"GET /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files/{file}": func(tg target, tag string) probe {
+			file := formTargets[tag].file
+			if file == "" {
+				file = "aaaaaaaaaaaaaaaaaaaaaaaaaa" // a request made outside the grid
+			}
+			return probe{path: participant(tg, tag) + "/files/" + file}
 		},
 		"POST /orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/arm": func(tg target, tag string) probe {
 			return formProbe(participant(tg, tag)+"/arm", url.Values{"arm": {""}})

@@ -204,8 +204,14 @@ func entryPage(w http.ResponseWriter, r *http.Request, d Deps, status int, sh en
 		gv.CanAdd = sh.Writable && n < g.Max
 		groups = append(groups, gv)
 	}
+	for _, fv := range top {
+		if fv.Field.Type == forms.File && !fv.Locked {
+			data["HasFiles"] = true
+		}
+	}
 	data["Title"] = sh.Form.Title
 	data["Slug"], data["Place"], data["Sheet"], data["Fields"], data["Groups"] = slug, p, sh, top, groups
+	data["Files"] = participantPath(slug, p.StudyID, p.SiteID, p.Participant) + "/files/"
 	data["Path"] = entryPath(slug, p)
 	data["Back"] = participantPath(slug, p.StudyID, p.SiteID, p.Participant)
 	data["Complete"] = sh.Entry.Status == entries.Complete
@@ -237,6 +243,14 @@ func handleEntry(d Deps) http.Handler {
 func handleSaveEntry(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, a, slug, p := r.Context(), actor(d, r), r.PathValue("org"), placeOf(r)
+		var files map[string]upload
+		if isMultipart(r) {
+			var err error
+			if files, err = readMultipart(r); err != nil {
+				fail(w, r, d, err)
+				return
+			}
+		}
 		sh, err := d.Entries.Sheet(ctx, a, slug, p, nil)
 		if err != nil {
 			fail(w, r, d, err)
@@ -245,6 +259,17 @@ func handleSaveEntry(d Deps) http.Handler {
 		posted, err := readEntryForm(r, sh.Form, sh.Hidden, sh.Locked)
 		if err != nil {
 			fail(w, r, d, err)
+			return
+		}
+		// Files go first: a save then names them by their ids. A file
+		// whose save is refused stays unattached until the sweep purges it.
+		if err := storeUploads(r, d, p, sh.Form, files, posted.save.Values); err != nil {
+			if errs.KindOf(err) != errs.Invalid {
+				fail(w, r, d, err)
+				return
+			}
+			router.RecordRefusal(r, errs.KindOf(err).String())
+			entryPage(w, r, d, http.StatusBadRequest, sh, &posted, nil, map[string]any{"Error": message(d, r, err)})
 			return
 		}
 		if posted.action != "save" {

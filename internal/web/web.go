@@ -211,6 +211,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", participant+"/identity", router.SignedIn, handleRevealIdentity(d))
 	rt.Handle("POST", participant+"/account", router.SignedIn, handleInviteParticipant(d))
 	rt.Handle("POST", participant+"/arm", router.SignedIn, handleAssignArm(d))
+	rt.Handle("GET", participant+"/files/{file}", router.SignedIn, handleEntryFile(d))
 	rt.Handle("GET", entry, router.SignedIn, handleEntry(d))
 	rt.Handle("POST", entry, router.SignedIn, handleSaveEntry(d))
 	rt.Handle("GET", entry+"/history", router.SignedIn, handleEntryHistory(d))

@@ -158,6 +158,7 @@ func studyPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data 
 	data["Title"], data["Slug"], data["Study"], data["Sites"] = st.Name, slug, st, sites
 	data["Design"] = designs(d, r, slug)
 	data["FieldTypes"] = forms.Types
+	data["Exports"] = true // the export's progress (static/export.js)
 	data["Formats"] = []string{entries.FormatCSV, entries.FormatJSONL, entries.FormatODM, entries.FormatREDCap}
 	if data["Notice"] == nil {
 		data["Notice"] = workspaceNotice(r)

@@ -199,6 +199,17 @@ func TestWEB05_BrowserStudyWorkspaceFromDesignToPortal(t *testing.T) {
 		t.Errorf("the grid shows the saved entry as %q", got)
 	}
 
+	// The export, with its progress on the study's page.
+	do(t, ictx, chromedp.Navigate(b.BaseURL+"/orgs/demo/studies/"+f.study.ID))
+	arrive(t, ictx, "#exports")
+	do(t, ictx, click(`a.export[data-format="csv"]`))
+	arrive(t, ictx, `#export-progress[data-done="true"]`)
+	if got := text(t, ictx, "#export-progress"); !strings.Contains(got, "saved as entries.csv") || strings.Contains(got, " 0 lines") {
+		t.Errorf("the export's progress: %q", got)
+	}
+	do(t, ictx, chromedp.Navigate(b.BaseURL+participantURL))
+	arrive(t, ictx, "#grid")
+
 	// The portal: the participant, invited, fills in the survey on a
 	// phone-sized screen.
 	email := "ada.portal@example.org"
