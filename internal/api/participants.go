@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/custodia/custodia/internal/participants"
@@ -119,6 +120,16 @@ func handleRevealIdentity(d Deps) http.Handler {
 			out.Fields[string(f)] = fieldJSON{Present: true}
 			out.Withheld = append(out.Withheld, string(f))
 		}
+		// The values of the study's identifier fields, by form.field.
+		for name, v := range rv.Identifiers {
+			out.Fields[name] = fieldJSON{Present: true, Value: v}
+			out.Shown = append(out.Shown, name)
+		}
+		for _, name := range rv.IdentifiersWithheld {
+			out.Fields[name] = fieldJSON{Present: true}
+			out.Withheld = append(out.Withheld, name)
+		}
+		slices.Sort(out.Shown[len(rv.Shown):])
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	})

@@ -538,11 +538,20 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		if err != nil {
 			return err
 		}
-		next, err := validate(v.Form, in, hidden, old.values, outside)
+		idents, err := takeIdentifiers(v.Form, &in, hidden)
 		if err != nil {
 			return err
 		}
+		asked, unsent, known := withIdentifiers(v.Form, idents, hidden, old.values)
+		next, err := validate(asked, in, unsent, known, outside)
+		if err != nil {
+			return err
+		}
+		withoutIdentifiers(v.Form, next)
 		if err := checkFiles(ctx, t, org.ID, p, v.Form, next); err != nil {
+			return err
+		}
+		if err := storeIdentifiers(ctx, t, org.ID, p.Participant, idents); err != nil {
 			return err
 		}
 		status := Incomplete

@@ -652,6 +652,18 @@ func roundTo(v string, decimals int) string {
 	return strconv.FormatFloat(math.Round(f*m)/m, 'f', -1, 64)
 }
 
+// Clean checks one value of the field as a save does, on its own (no
+// condition is read), and returns its stored form or the problem: a blank
+// value is refused only when the field is required and the entry complete.
+func (fd *Field) Clean(v string, complete bool) (string, string) {
+	v = strings.TrimSpace(v)
+	clean, problem := fd.value(v)
+	if v == "" && !complete {
+		problem = ""
+	}
+	return clean, problem
+}
+
 // value checks one entered value of fd and returns its stored form, or a
 // problem. An empty value is "" (blank), refused only when required.
 func (fd *Field) value(v string) (string, string) {

@@ -290,6 +290,11 @@ type Revealed struct {
 	Values   map[Field]string
 	Shown    []Field
 	Withheld []Field
+	// Identifiers are the values of the study's identifier fields
+	// (form.field) shown; IdentifiersWithheld the sensitive ones not
+	// opened, for want of a decrypt grant naming them.
+	Identifiers         map[string]string
+	IdentifiersWithheld []string
 }
 
 // RevealsPerHour is how many participants one account may re-identify in an
@@ -368,7 +373,11 @@ func (s *Service) Reveal(ctx context.Context, a gate.Actor, slug, studyID, siteI
 		}
 		t.Detail("shown", joinFields(out.Shown))
 		t.Detail("withheld", joinFields(out.Withheld))
-		return nil
+		formGrants, err := GrantedFormFields(ctx, t, t.Subject.AccountID, p.OrgID, p.StudyID, p.SiteID, s.now())
+		if err != nil {
+			return err
+		}
+		return revealIdentifiers(ctx, t, it, p, formGrants, &out)
 	})
 	if err != nil {
 		return Revealed{}, err
@@ -450,6 +459,7 @@ func shred(ctx context.Context, q sqldb.Querier, v interface {
 	if err := v.Destroy(ctx, keys.ParticipantScope(orgID, pseudonym)); err != nil {
 		return err
 	}
+	// The row holds the identifier fields too.
 	if _, err := q.ExecContext(ctx, `DELETE FROM identities WHERE participant_id = $1 AND org_id = $2`, pseudonym, orgID); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 	}

@@ -3,6 +3,7 @@ package participants
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -36,19 +37,20 @@ func (s Identities) Reseal(ctx context.Context, orgID, cursor string, limit int)
 		if err != nil {
 			return err
 		}
-		rows, err := it.QueryContext(ctx, `SELECT participant_id, study_id, name, birth_date, email, phone, national_id
+		rows, err := it.QueryContext(ctx, `SELECT participant_id, study_id, name, birth_date, email, phone, national_id, identifiers
 			FROM identities WHERE org_id = $1 AND participant_id > $2 ORDER BY participant_id LIMIT $3`, orgID, cursor, limit)
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "read identities")
 		}
 		type row struct {
 			p      Participant
-			values [5][]byte
+			values      [5][]byte
+			identifiers []byte
 		}
 		var page []row
 		for rows.Next() {
 			r := row{p: Participant{OrgID: orgID}}
-			if err := rows.Scan(&r.p.Pseudonym, &r.p.StudyID, &r.values[0], &r.values[1], &r.values[2], &r.values[3], &r.values[4]); err != nil {
+			if err := rows.Scan(&r.p.Pseudonym, &r.p.StudyID, &r.values[0], &r.values[1], &r.values[2], &r.values[3], &r.values[4], &r.identifiers); err != nil {
 				rows.Close()
 				return errs.Wrap(errs.Unavailable, err, "read identities")
 			}
@@ -62,11 +64,17 @@ func (s Identities) Reseal(ctx context.Context, orgID, cursor string, limit int)
 			out.Cursor = r.p.Pseudonym
 			out.Visited++
 			scope := keys.ParticipantScope(orgID, r.p.Pseudonym)
-			for i, f := range Fields {
-				if r.values[i] == nil {
+			// The identity's fields, then the identifier document (column
+			// identifiers), each resealed in its own column.
+			for i, f := range append(slices.Clone(Fields), "identifiers") {
+				value, at := r.identifiers, identifiersAt(r.p)
+				if i < len(r.values) {
+					value, at = r.values[i], sealedAt(r.p, f)
+				}
+				if value == nil {
 					continue
 				}
-				sealed, changed, err := it.Reseal(ctx, scope, sealedAt(r.p, f), r.values[i])
+				sealed, changed, err := it.Reseal(ctx, scope, at, value)
 				switch {
 				case errors.Is(err, keys.ErrKeyDestroyed):
 					continue // erased: the sweep removes what is left
@@ -78,9 +86,9 @@ func (s Identities) Reseal(ctx context.Context, orgID, cursor string, limit int)
 				case !changed:
 					continue
 				}
-				// The column is one of Fields, never input.
+				// The column is one of Fields or identifiers, never input.
 				if _, err := it.ExecContext(ctx, `UPDATE identities SET `+string(f)+` = $1 WHERE participant_id = $2 AND `+string(f)+` = $3`,
-					sealed, r.p.Pseudonym, r.values[i]); err != nil {
+					sealed, r.p.Pseudonym, value); err != nil {
 					return errs.Wrap(errs.Unavailable, err, "store a re-encrypted identity value")
 				}
 				out.Rewrapped++

@@ -100,7 +100,8 @@ func readEntryForm(r *http.Request, f *forms.Form, hidden, locked map[string]boo
 		if hidden[fd.Name] || locked[fd.Name] || fd.Type == forms.Calculated || fd.Type == forms.Descriptive || fd.Group != "" {
 			continue
 		}
-		if v, ok := value("v." + fd.Name); ok {
+		if v, ok := value("v." + fd.Name); ok && !(fd.Identifier && v == "") {
+			// An identifier left blank keeps what the identity holds.
 			out.save.Values[fd.Name] = v
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -383,6 +384,12 @@ func handleRevealIdentity(d Deps) http.Handler {
 		}
 		for _, f := range rv.Withheld {
 			rows = append(rows, identityRow{Field: f, Withheld: true})
+		}
+		for _, name := range slices.Sorted(maps.Keys(rv.Identifiers)) {
+			rows = append(rows, identityRow{Field: participants.Field(name), Value: rv.Identifiers[name]})
+		}
+		for _, name := range rv.IdentifiersWithheld {
+			rows = append(rows, identityRow{Field: participants.Field(name), Withheld: true})
 		}
 		participantPage(w, r, d, http.StatusOK, map[string]any{"Identity": rows, "IdentityState": rv.State})
 	})
