@@ -80,7 +80,7 @@ func backupIdentity(t *testing.T, f *fixture, d sqldb.Dialect) *sqldb.DB {
 		}
 	}
 	copyRows("data_keys", 10)
-	copyRows("identities", 10)
+	copyRows("identities", 11) // with the identifier document
 	copyRows("key_epochs", 4)
 	return backup
 }
