@@ -53,7 +53,7 @@ func TestLayers(t *testing.T) {
 		why       string
 	}{
 		{
-			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/audit/auditadmin", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin", "internal/participants", "internal/policy", "internal/policy/policyadmin", "internal/authz/authzadmin", "internal/keys/keyadmin", "internal/sms", "internal/accounts/accountadmin", "internal/forms", "internal/forms/formadmin", "internal/entries"},
+			pkgs:      []string{"internal/accounts", "internal/authz", "internal/orgs", "internal/sessions", "internal/sqldb", "internal/instance", "internal/demo", "internal/ids", "internal/errs", "internal/keys", "internal/audit", "internal/gate", "internal/links", "internal/mail", "internal/ratelimit", "internal/alerts", "internal/audit/auditadmin", "internal/mfa", "internal/netpolicy", "internal/netpolicy/netadmin", "internal/participants", "internal/policy", "internal/policy/policyadmin", "internal/authz/authzadmin", "internal/keys/keyadmin", "internal/sms", "internal/accounts/accountadmin", "internal/forms", "internal/forms/formadmin", "internal/entries", "internal/conversations", "internal/consent", "internal/notify"},
 			forbidden: []string{"net/http"},
 			why:       "domain packages know nothing of HTTP",
 		},

@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
+	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/ratelimit"
@@ -45,6 +46,10 @@ func TestLimitsDocumentSaysEveryLimit(t *testing.T) {
 		{"server.MaxRequestBody", fmt.Sprintf("%d MiB", server.MaxRequestBody>>20)},
 		{"audit.MaxPage", fmt.Sprintf("%d events", audit.MaxPage)},
 		{"participants.MaxPage", fmt.Sprintf("| %d |", participants.MaxPage)},
+		{"conversations.MaxMembers", fmt.Sprintf("%d members", conversations.MaxMembers)},
+		{"conversations.MaxBodyRunes", fmt.Sprintf("%d characters", conversations.MaxBodyRunes)},
+		{"conversations.MaxAttachmentBytes", fmt.Sprintf("%d MiB", conversations.MaxAttachmentBytes>>20)},
+		{"conversations.MaxMessagesPage", fmt.Sprintf("%d messages", conversations.MaxMessagesPage)},
 		{"auditadmin.MaxExportWindow", fmt.Sprintf("%d days", int(auditadmin.MaxExportWindow.Hours()/24))},
 		{"sessions.SessionsPerAccount", fmt.Sprintf("%d live per account", sessions.SessionsPerAccount)},
 		{"sessions.TokensPerAccount", fmt.Sprintf("%d live per account", sessions.TokensPerAccount)},

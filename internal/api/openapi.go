@@ -25,6 +25,7 @@ var bodyTypes = map[string]string{
 	"POST /api/v1/orgs/{org}/studies/{study}/forms/odm":                                     "application/xml",
 	"POST /api/v1/orgs/{org}/studies/{study}/import":                                        "text/csv",
 	"POST /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/files": "application/octet-stream",
+	"POST /api/v1/orgs/{org}/conversations/{conversation}/attachments":                      "application/octet-stream",
 }
 
 // openAPI builds the document of routes.

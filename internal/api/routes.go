@@ -7,12 +7,15 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/forms/formadmin"
 	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
@@ -44,9 +47,18 @@ type Deps struct {
 	Forms *formadmin.Service
 	// Entries records and reads the values of forms about participants.
 	Entries *entries.Service
+	// Consent keeps studies' consent documents and participants'
+	// consents (issue 16).
+	Consent *consent.Service
 	// Keys takes requests and approvals of key operations under dual
 	// control (CRY-08).
 	Keys *keyadmin.Service
+	// Conversations keeps the conversations between care providers and
+	// their clients, which only their members reach (ACL-05, ACL-06).
+	Conversations *conversations.Service
+	// Notices keeps how each person is told that something waits for
+	// them (WEB-07).
+	Notices *notify.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
@@ -71,6 +83,8 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/api/v1/auth/confirm", router.SignedIn, handleConfirm(d))
 	rt.Handle("POST", "/api/v1/auth/confirm/webauthn/options", router.Session, handleConfirmPasskeyOptions(d))
 	rt.Handle("POST", "/api/v1/auth/confirm/webauthn", router.Session, handleConfirmPasskey(d))
+	rt.Handle("GET", "/api/v1/account/notifications", router.Session, handleGetNotices(d))
+	rt.Handle("PUT", "/api/v1/account/notifications", router.Session, handleSetNotices(d))
 	rt.Handle("POST", "/api/v1/account/factors/totp", router.Session, handleFactorBegin(d))
 	rt.Handle("POST", "/api/v1/account/factors/totp/confirm", router.Session, handleFactorConfirm(d, d.Sessions.ConfirmFactor))
 	rt.Handle("DELETE", "/api/v1/account/factors/totp", router.Session, handleFactorRemove(d, removeTOTP))
@@ -174,6 +188,34 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}", router.SignedIn, handleDeleteEntry(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries/{visit}/{repeat}/{form}/restore", router.SignedIn, handleRestoreEntry(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/schedule", router.SignedIn, handleSetSchedule(d))
+	// Conversations between a care provider and their client (ACL-05,
+	// ACL-06): the same routes for both; 404 for everyone else.
+	rt.Handle("GET", "/api/v1/orgs/{org}/clients", router.SignedIn, handleListClients(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/conversations", router.SignedIn, handleListConversations(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/conversations", router.SignedIn, handleStartConversation(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/conversations/{conversation}", router.SignedIn, handleGetConversation(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/conversations/{conversation}/messages", router.SignedIn, handleSendMessage(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/conversations/{conversation}/attachments", router.SignedIn, handleSendAttachment(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/conversations/{conversation}/attachments/{attachment}", router.SignedIn, handleDownloadAttachment(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/conversations/{conversation}/read", router.SignedIn, handleMarkConversationRead(d))
+	// Electronic consent (issue 16): a study's documents and settings, and
+	// a participant's consents, signed by the participant with their own
+	// account or in person at their site.
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/consent/documents", router.SignedIn, handleListConsentDocuments(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/consent/documents", router.SignedIn, handleCreateConsentDocument(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/consent/documents/{language}", router.SignedIn, handleGetConsentDocument(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/consent/documents/{language}/draft", router.SignedIn, handleSaveConsentDraft(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/consent/documents/{language}/publish", router.SignedIn, handlePublishConsentDocument(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/consent/settings", router.SignedIn, handleGetConsentSettings(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/consent/settings", router.SignedIn, handleSetConsentSettings(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/consent/pending", router.SignedIn, handleListPendingConsents(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consent", router.SignedIn, handleGetConsentStatus(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consent/document", router.SignedIn, handleGetConsentToSign(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consent/sign", router.SignedIn, handleSignConsent(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consent/withdraw", router.SignedIn, handleWithdrawConsent(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consents", router.SignedIn, handleListConsents(d))
+	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consents/{consent}/countersign", router.SignedIn, handleCountersignConsent(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/consents/{consent}/pdf", router.SignedIn, handleDownloadConsent(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleListKeyRequests(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests", router.SignedIn, handleKeyRequest(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/key-requests/{request}/approve", router.SignedIn, handleApproveKeyRequest(d))

@@ -66,6 +66,16 @@ const (
 	// EntryRestore restores a deleted entry, or a deleted participant,
 	// within its retention period (LIFE-01).
 	EntryRestore Action = "entry.restore"
+	// ConsentDesign writes a study's consent documents, publishes their
+	// versions and sets the study's consent settings (package consent).
+	// ConsentRead reads the documents and the consent status of the
+	// participants it reaches; ConsentSign records a participant's consent
+	// or withdrawal (their own, or in person at a site); ConsentCountersign
+	// countersigns it as the investigator.
+	ConsentDesign      Action = "consent.design"
+	ConsentRead        Action = "consent.read"
+	ConsentSign        Action = "consent.sign"
+	ConsentCountersign Action = "consent.countersign"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -89,6 +99,9 @@ type Resource struct {
 	StudyID       string
 	SiteID        string
 	ParticipantID string
+	// Members are the accounts of the conversation an action is about
+	// (conversation.use): only they are allowed (conversations.go).
+	Members []string
 }
 
 // Decision is the answer of Decide, with the reason for the log.
@@ -135,6 +148,14 @@ type Decision struct {
 // org-manager, care-provider and participant do not read definitions
 // through this permission.
 //
+// Consent (issue 16): org-admin and study-admin write the consent
+// documents and settings (consent.design); those who read participants'
+// entries read their consent status (consent.read), and the participant
+// their own. The participant signs and withdraws their own consent, a
+// site investigator records it in person at their site (consent.sign)
+// and is the one who countersigns (consent.countersign); org-admin holds
+// both because it grants the site-investigator role.
+//
 // Keys (CRY-08): org-admin requests and approves key operations
 // (key.manage); a custom role holding key.manage at organization level
 // ("key custodian") may too. Two different holders are needed for every
@@ -148,14 +169,15 @@ type Decision struct {
 var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, ParticipantDelete, DecryptGrant,
-		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead, EntryRestore},
+		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead, EntryRestore,
+		ConsentDesign, ConsentRead, ConsentSign, ConsentCountersign},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
-	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead},
-	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead, EntryWrite, EntryRead},
-	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead, EntryWrite, EntryRead},
-	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead, EntryRead},
+	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead, ConsentDesign},
+	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead, EntryWrite, EntryRead, ConsentRead},
+	SiteInvestigator: {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, IdentityReveal, FormRead, EntryWrite, EntryRead, ConsentRead, ConsentSign, ConsentCountersign},
+	Monitor:          {StudyRead, SiteRead, AuditRead, ParticipantRead, FormRead, EntryRead, ConsentRead},
 	CareProvider:     {StudyRead, SiteRead, ParticipantRead},
-	Participant:      {ParticipantRead, EntryRead, EntryWrite},
+	Participant:      {ParticipantRead, EntryRead, EntryWrite, ConsentRead, ConsentSign},
 }
 
 // Decide answers whether subject may take action on resource. It denies by
@@ -184,6 +206,9 @@ func allows(s Subject, as Assignment, a Action, r Resource) bool {
 		as.OrgID == r.OrgID && as.AccountID == s.AccountID
 	if a == StudyList {
 		return member && r.StudyID == "" && r.SiteID == "" && r.ParticipantID == ""
+	}
+	if a == ConversationUse {
+		return member && conversationAllows(s, as, r)
 	}
 	return member && slices.Contains(PermissionsOf(as), a) && covers(as, a, r) && relationAllows(s, as, a, r)
 }

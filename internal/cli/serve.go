@@ -266,6 +266,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		defer close(watchDone)
 		watcher.Run(ctx, 2*time.Second)
 	}()
+	// Notices that something waits (WEB-07), sent as they come or in a
+	// daily digest, by whichever server claims them.
+	go sendNotices(ctx, log, shells.Notices)
 	fmt.Fprintf(env.Stdout, "Custodia %s serving at %s (environment %s, instance %s)\n", version(), url+"/", o.env, inst.ID)
 	fmt.Fprintf(env.Stdout, "FIPS mode %s: %s\n", fips, fips.Algorithms())
 	if selfSigned {

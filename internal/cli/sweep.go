@@ -7,6 +7,7 @@ import (
 
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/participants"
 )
 
@@ -20,7 +21,8 @@ const sweepInterval = time.Hour
 // entries deleted longer than their retention period ago (LIFE-01; see
 // entries.Purge), the deletions of form versions whose entries it erased
 // (entries.PurgeVersions), and the participants deleted longer than that
-// ago, with their identity, entries and files (entries.PurgeParticipants).
+// ago, with their identity, entries and files (entries.PurgeParticipants),
+// and the files no save named within a day (entries.PurgeUnattachedFiles).
 // Several servers may sweep at once.
 func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 	svc := &participants.Service{Gate: g}
@@ -55,6 +57,40 @@ func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 			log.Warn("purge of deleted participants", "err", err)
 		case purged > 0:
 			log.Info("purge of deleted participants", "purged", purged)
+		}
+		if n, err := data.QueueDueForms(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("notices of forms to fill in", "err", err)
+		} else if n > 0 {
+			log.Info("notices of forms to fill in", "queued", n)
+		}
+		purged, err = data.PurgeUnattachedFiles(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purge of unattached files", "err", err)
+		case purged > 0:
+			log.Info("purge of unattached files", "purged", purged)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// noticeInterval is how often a server sends the notices that wait.
+const noticeInterval = 30 * time.Second
+
+// sendNotices sends, every noticeInterval until ctx ends, the notices that
+// something waits (notify.Service.Send).
+func sendNotices(ctx context.Context, log *slog.Logger, svc *notify.Service) {
+	t := time.NewTicker(noticeInterval)
+	defer t.Stop()
+	for {
+		if n, err := svc.Send(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("send notices", "err", err)
+		} else if n > 0 {
+			log.Info("send notices", "sent", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/gate"
@@ -494,6 +495,10 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		org := t.Org()
 		sc, err := place(ctx, t, authz.EntryWrite, p, "this role reads entries; it does not enter them", true)
 		if err != nil {
+			return err
+		}
+		// Where the study says so, no data before a valid consent.
+		if err := consent.CheckEntry(ctx, t, org.ID, p.StudyID, p.Participant); err != nil {
 			return err
 		}
 		v, err := forms.VersionOf(ctx, t, org.ID, p.StudyID, p.Form, 0)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -166,10 +167,88 @@ func checkFiles(ctx context.Context, q sqldb.Querier, orgID string, p Place, f *
 			list = append(list, forms.FieldError{Field: c.field, Row: c.row, Error: "no such file uploaded for this participant"})
 		case !fd.Accepts(kind, size):
 			list = append(list, forms.FieldError{Field: c.field, Row: c.row, Error: "the file's type or size is not what the field takes"})
+		default:
+			// Named by the save, the file is attached, in the save's
+			// transaction: kept from now on (PurgeUnattachedFiles).
+			if _, err := q.ExecContext(ctx, `UPDATE files SET attached_at = $1 WHERE id = $2 AND org_id = $3 AND attached_at IS NULL`,
+				sqldb.Now(), v, orgID); err != nil {
+				return errs.Wrap(errs.Unavailable, err, "attach the file")
+			}
 		}
 	}
 	if len(list) > 0 {
 		return problems(list)
 	}
 	return nil
+}
+
+// UnattachedFor is how long a file uploaded for a participant waits for a
+// save to name it before PurgeUnattachedFiles erases it.
+const UnattachedFor = 24 * time.Hour
+
+// PurgeUnattachedFiles erases the files that no saved entry named within
+// UnattachedFor of their upload (a save refused after its files were sent,
+// an upload never used), a page at a time, each page a transaction
+// recorded as file.purge in each organization's trail with the count. It
+// answers how many it erased. Several nodes may purge at once.
+func (s *Service) PurgeUnattachedFiles(ctx context.Context) (int, error) {
+	cutoff := s.now().Add(-UnattachedFor).UnixMicro()
+	n := 0
+	for {
+		type file struct{ id, org string }
+		var page []file
+		err := s.Gate.Operate(ctx, "file.purge", func(o *gate.OpTx) error {
+			o.Nothing()
+			rows, err := o.QueryContext(ctx, `SELECT id, org_id FROM files WHERE attached_at IS NULL AND created_at < $1
+				ORDER BY created_at, id LIMIT $2`, cutoff, purgePage)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var f file
+				if err := rows.Scan(&f.id, &f.org); err != nil {
+					return err
+				}
+				page = append(page, f)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return n, errs.Wrap(errs.Unavailable, err, "purge: read the unattached files")
+		}
+		byOrg := map[string][]string{}
+		for _, f := range page {
+			byOrg[f.org] = append(byOrg[f.org], f.id)
+		}
+		for org, list := range byOrg {
+			err := s.Gate.Operate(ctx, "file.purge", func(o *gate.OpTx) error {
+				o.Org(org)
+				purged := 0
+				for _, id := range list {
+					res, err := o.ExecContext(ctx, `DELETE FROM files WHERE id = $1 AND org_id = $2 AND attached_at IS NULL AND created_at < $3`,
+						id, org, cutoff)
+					if err != nil {
+						return err
+					}
+					if k, err := res.RowsAffected(); err == nil {
+						purged += int(k)
+					}
+				}
+				if purged == 0 {
+					o.Nothing() // purged by another node, or attached meanwhile
+					return nil
+				}
+				o.Detail("files_count", strconv.Itoa(purged))
+				n += purged
+				return nil
+			})
+			if err != nil {
+				return n, errs.Wrap(errs.Unavailable, err, "purge the unattached files")
+			}
+		}
+		if len(page) < purgePage {
+			return n, nil
+		}
+	}
 }

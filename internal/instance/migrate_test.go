@@ -26,12 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration adds the arms of visits and of participants.
+		// migration adds the notices and their settings.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`ALTER TABLE visits DROP COLUMN arms`, `ALTER TABLE participants DROP COLUMN arm`}
+		undo := []string{`DROP TABLE notification_settings`, `DROP TABLE notifications`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

@@ -19,6 +19,8 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/forms/formadmin"
@@ -32,6 +34,7 @@ import (
 	"github.com/custodia/custodia/internal/mfa/relyingparty"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
@@ -54,10 +57,29 @@ const MaxImportBody = 256 << 20
 // handler, which says so when a file passes it.
 const MaxUploadBody = 20<<20 + 1
 
+// MaxAttachmentBody bounds the body of a file sent in a conversation
+// (POST /api/v1/orgs/{org}/conversations/{conversation}/attachments):
+// conversations.MaxAttachmentBytes, read by the handler, which says so when
+// a file passes it.
+const MaxAttachmentBody = conversations.MaxAttachmentBytes + 1
+
 // bodyLimit is how large r's body may be: MaxImportBody for a bulk import
-// of entries, MaxUploadBody for a file, MaxRequestBody for the rest.
+// of entries, MaxUploadBody for a file, and with the text of a page for an
+// entry page (whose files come with it), MaxRequestBody for the rest.
 func bodyLimit(r *http.Request) int64 {
 	p := r.URL.Path
+	if r.Method == http.MethodPost && strings.HasPrefix(p, "/api/v1/orgs/") && strings.HasSuffix(p, "/attachments") &&
+		strings.Count(p, "/") == 7 && strings.Contains(p, "/conversations/") {
+		return MaxAttachmentBody
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(p, "/orgs/") && strings.HasSuffix(p, "/attachments") &&
+		strings.Count(p, "/") == 5 && strings.Contains(p, "/conversations/") {
+		return MaxAttachmentBody + MaxRequestBody // a conversation's page sends its file with a form
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(p, "/orgs/") && strings.Count(p, "/") == 12 &&
+		strings.Contains(p, "/participants/") && strings.Contains(p, "/visits/") {
+		return MaxUploadBody + MaxRequestBody
+	}
 	if r.Method != http.MethodPost || !strings.HasPrefix(p, "/api/v1/orgs/") || !strings.Contains(p, "/studies/") {
 		return MaxRequestBody
 	}
@@ -147,6 +169,9 @@ type Shells struct {
 	Web   *router.Router
 	API   *router.Router
 	Links *links.Service
+	// Notices sends the notices that something waits (WEB-07); serve
+	// runs its sender.
+	Notices *notify.Service
 }
 
 // NewHandler builds the whole HTTP surface: health checks, the API under
@@ -194,39 +219,45 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	oversight := &auditadmin.Service{Gate: g}
 	access := &accountadmin.Service{Gate: g, Now: d.Sessions.Now, Mail: d.Mail, BaseURL: d.BaseURL}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
+	notices := &notify.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
 			Security: security, Access: access, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
-			Accounts:     &accounts.Service{Gate: g},
-			Orgs:         &orgadmin.Service{Gate: g},
-			Oversight:    oversight,
-			Roles:        &authzadmin.Service{Gate: g},
-			Networks:     &netadmin.Service{Gate: g},
-			Keys:         &keyadmin.Service{Gate: g},
-			Participants: &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
-			Forms:        &formadmin.Service{Gate: g},
-			Entries:      &entries.Service{Gate: g},
+			Accounts:      &accounts.Service{Gate: g},
+			Orgs:          &orgadmin.Service{Gate: g},
+			Oversight:     oversight,
+			Roles:         &authzadmin.Service{Gate: g},
+			Networks:      &netadmin.Service{Gate: g},
+			Keys:          &keyadmin.Service{Gate: g},
+			Participants:  &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
+			Forms:         &formadmin.Service{Gate: g},
+			Entries:       &entries.Service{Gate: g},
+			Notices:       notices,
+			Conversations: &conversations.Service{Gate: g},
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
-			Orgs:         &orgadmin.Service{Gate: g},
-			Oversight:    oversight,
-			Links:        lk,
-			Factors:      d.Factors,
-			Networks:     &netadmin.Service{Gate: g},
-			Participants: &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
-			Roles:        &authzadmin.Service{Gate: g},
-			Keys:         &keyadmin.Service{Gate: g},
-			Forms:        &formadmin.Service{Gate: g},
-			Entries:      &entries.Service{Gate: g},
-			Security:     security,
-			Access:       access,
-			ClientAddr:   addrOf,
+			Orgs:          &orgadmin.Service{Gate: g},
+			Oversight:     oversight,
+			Links:         lk,
+			Factors:       d.Factors,
+			Networks:      &netadmin.Service{Gate: g},
+			Participants:  &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
+			Roles:         &authzadmin.Service{Gate: g},
+			Keys:          &keyadmin.Service{Gate: g},
+			Forms:         &formadmin.Service{Gate: g},
+			Entries:       &entries.Service{Gate: g},
+			Conversations: &conversations.Service{Gate: g},
+			Notices:       notices,
+			Consent:       &consent.Service{Gate: g},
+			Security:      security,
+			Access:        access,
+			ClientAddr:    addrOf,
 		}),
 	}
-	sh.Links = lk
+	sh.Links, sh.Notices = lk, notices
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", onlyGet(handleHealth()))
 	mux.Handle("/readyz", onlyGet(handleReady(d, g)))

@@ -1876,6 +1876,8 @@ func setUpMatrix(t *testing.T, ts *testServer) matrixFixture {
 	seedParticipantInvitations(t, ts, f)
 	seedKeyRequests(t, ts, f)
 	seedWorkspace(t, ts, f)
+	seedConversations(t, ts, f)
+	seedConsent(t, ts, f)
 	return f
 }
 

@@ -178,7 +178,11 @@ func init() {
 	// One's own records, tried with the other rows of one's own before
 	// those that end the session.
 	i := slices.IndexFunc(matrix, func(r matrixRow) bool { return r.Route == "GET /api/v1/me/records" })
-	matrix = slices.Insert(matrix, i+1, matrixRow{Route: "GET /me/records", Any: 200})
+	matrix = slices.Insert(matrix, i+1, matrixRow{Route: "GET /me/records", Any: 200},
+		// How one is told that something waits (WEB-07): one's own.
+		matrixRow{Route: "GET /api/v1/account/notifications", Any: 200},
+		matrixRow{Route: "PUT /api/v1/account/notifications", Any: 200},
+		matrixRow{Route: "POST /account/notifications", Any: 200})
 
 	study := func(tg target) string { return "/orgs/" + tg.org + "/studies/" + tg.study }
 	participant := func(tg target, tag string) string {
@@ -291,11 +295,19 @@ func init() {
 	} {
 		targetedProbes[route] = mk
 	}
-	accountSteps["GET /me/records"] = struct {
+	type step = struct {
 		req   func(s *accountState) probe
 		read  func(s *accountState, body []byte) error
 		fresh bool
-	}{req: func(*accountState) probe { return probe{path: "/me/records"} }}
+	}
+	accountSteps["GET /me/records"] = step{req: func(*accountState) probe { return probe{path: "/me/records"} }}
+	accountSteps["GET /api/v1/account/notifications"] = step{req: func(*accountState) probe { return probe{path: "/api/v1/account/notifications"} }}
+	accountSteps["PUT /api/v1/account/notifications"] = step{req: func(*accountState) probe {
+		return jsonProbe("/api/v1/account/notifications", map[string]string{"mode": "daily"})
+	}}
+	accountSteps["POST /account/notifications"] = step{req: func(*accountState) probe {
+		return formProbe("/account/notifications", url.Values{"mode": {"immediate"}})
+	}}
 }
 
 // The cells of the designer's routes: those of the API's, by whoever

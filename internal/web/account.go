@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"github.com/custodia/custodia/internal/notify"
 	"net/http"
 	"strings"
 
@@ -34,6 +35,14 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 	}
 	data["Account"], data["Factors"], data["RecoveryLeft"], data["Devices"] = acc, factors, factors.RecoveryCodesLeft, devices
 	data["SMSRisks"] = mfa.SMSRisks
+	if d.Notices != nil {
+		mode, err := d.Notices.Mode(ctx, actor(d, r))
+		if err != nil {
+			fail(w, r, d, err)
+			return
+		}
+		data["NoticeMode"] = string(mode)
+	}
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
 		data["Notice"] = notice(r)
@@ -284,5 +293,24 @@ func handleConfirm(d Deps) http.Handler {
 		}
 		setSessionCookie(w, token)
 		http.Redirect(w, r, withDone(next, "confirmed"), http.StatusSeeOther)
+	})
+}
+
+// handleSetNotices sets how the signed-in person is told that something
+// waits for them (notify.Service.SetMode, the API's call).
+func handleSetNotices(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !parse(w, r, d) {
+			return
+		}
+		mode, err := notify.ParseMode(r.PostForm.Get("mode"))
+		if err == nil {
+			err = d.Notices.SetMode(r.Context(), actor(d, r), mode)
+		}
+		if err != nil {
+			accountError(w, r, d, err)
+			return
+		}
+		http.Redirect(w, r, "/account?done=notices", http.StatusSeeOther)
 	})
 }

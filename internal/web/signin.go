@@ -23,6 +23,7 @@ var notices = map[string]string{
 	"signed-out-everywhere": "You are signed out everywhere: every session of your account has ended.",
 	"idle":                  "You were signed out after a period of inactivity.",
 	"name":                  "Your name is changed.",
+	"notices":               "Your choice of notices is saved.",
 	"password":              "Your password is changed. Every other session of your account has been signed out.",
 	"password-expired":      "Your password has expired. Choose a new one to continue.",
 	"factor-removed":        "Your authenticator app is removed. If someone else may have had it, sign out everywhere below: every other session and access token ends too.",

@@ -23,6 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/forms/formadmin"
@@ -31,6 +32,7 @@ import (
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/netpolicy/netadmin"
+	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
@@ -48,7 +50,8 @@ var pages = func() map[string]*template.Template {
 	for _, name := range []string{"home", "setup", "error", "reset", "newpassword",
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
 		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
-		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records"} {
+		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records",
+		"conversations", "conversation"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
@@ -90,6 +93,10 @@ type Deps struct {
 	Participants *participants.Service
 	Forms        *formadmin.Service
 	Entries      *entries.Service
+	// Conversations are those of care providers and their clients.
+	Conversations *conversations.Service
+	// Notices keeps how each person is told that something waits (WEB-07).
+	Notices *notify.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
 	// IdleWarning is how long before a session's idle limit the page
@@ -136,6 +143,7 @@ func Routes(d Deps) *router.Router {
 	// The signed-in person's own account.
 	rt.Handle("GET", "/account", router.SignedIn, handleAccount(d))
 	rt.Handle("POST", "/account/name", router.SignedIn, handleRename(d))
+	rt.Handle("POST", "/account/notifications", router.SignedIn, handleSetNotices(d))
 	rt.Handle("POST", "/account/password", router.SignedIn, handleChangePassword(d))
 	rt.Handle("POST", "/account/factors/totp", router.SignedIn, handleFactorBegin(d))
 	rt.Handle("POST", "/account/factors/totp/confirm", router.SignedIn, handleFactorConfirm(d))
@@ -226,6 +234,15 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", study+"/schedule", router.SignedIn, handleSchedule(d))
 	rt.Handle("POST", study+"/schedule", router.SignedIn, handleSetSchedule(d))
 	rt.Handle("GET", "/me/records", router.SignedIn, handleMyRecords(d))
+
+	// Conversations of care providers and their clients (ACL-05, ACL-06).
+	const conversation = "/orgs/{org}/conversations/{conversation}"
+	rt.Handle("GET", "/orgs/{org}/conversations", router.SignedIn, handleConversations(d))
+	rt.Handle("POST", "/orgs/{org}/conversations", router.SignedIn, handleStartConversation(d))
+	rt.Handle("GET", conversation, router.SignedIn, handleConversation(d))
+	rt.Handle("POST", conversation+"/messages", router.SignedIn, handleSendMessage(d))
+	rt.Handle("POST", conversation+"/attachments", router.SignedIn, handleAttach(d))
+	rt.Handle("GET", conversation+"/attachments/{attachment}", router.SignedIn, handleConversationFile(d))
 	return rt
 }
 

@@ -206,15 +206,21 @@ var roleWords = map[string]string{
 
 // actionWords says what an action did to the participant's record.
 var actionWords = map[string]string{
-	"participant.read":           "looked at your record",
-	"participant.enrol":          "enrolled you",
-	"identity.reveal":            "looked at your name and contact details",
-	"identity.erase":             "erased your name and contact details",
-	"identity.sweep":             "destroyed leftover identifying details for good",
-	"care.assign":                "assigned a care provider to you",
-	"participant.account_invite": "invited you to an account of your own",
-	"care.unassign":              "ended a care provider's assignment to you",
-	accessLogAction:              "looked at this access log",
+	"participant.read":             "looked at your record",
+	"participant.enrol":            "enrolled you",
+	"identity.reveal":              "looked at your name and contact details",
+	"identity.erase":               "erased your name and contact details",
+	"identity.sweep":               "destroyed leftover identifying details for good",
+	"care.assign":                  "assigned a care provider to you",
+	"participant.account_invite":   "invited you to an account of your own",
+	"care.unassign":                "ended a care provider's assignment to you",
+	"conversation.start":           "began a conversation with you",
+	"conversation.read":            "read your conversation",
+	"conversation.message":         "wrote to you in your conversation",
+	"conversation.attachment":      "sent a file in your conversation",
+	"conversation.attachment.read": "opened a file of your conversation",
+	"conversation.mark_read":       "marked your conversation read",
+	accessLogAction:                "looked at this access log",
 }
 
 // accessOf tells an event to the participant it is about.
