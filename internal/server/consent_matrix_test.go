@@ -249,7 +249,7 @@ func seedConsent(t *testing.T, ts *testServer, f matrixFixture) {
 				return err
 			}
 		}
-		for _, prefix := range []string{"de", "fr"} {
+		for _, prefix := range []string{"de", "fr", "dw", "fw"} { // dw, fw: the pages'
 			lang := consentLanguage(prefix, tag)
 			if consentDigests[lang], err = insert(lang, "draft", false); err != nil {
 				return err

@@ -236,6 +236,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Entries:       &entries.Service{Gate: g},
 			Notices:       notices,
 			Conversations: &conversations.Service{Gate: g},
+			Consent:       &consent.Service{Gate: g},
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,

@@ -23,6 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/accounts/accountadmin"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/authz/authzadmin"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/errs"
@@ -51,7 +52,7 @@ var pages = func() map[string]*template.Template {
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
 		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
 		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records",
-		"conversations", "conversation"} {
+		"conversations", "conversation", "consentadmin", "sign"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
@@ -93,6 +94,8 @@ type Deps struct {
 	Participants *participants.Service
 	Forms        *formadmin.Service
 	Entries      *entries.Service
+	// Consent keeps studies' consent documents and participants' consents.
+	Consent *consent.Service
 	// Conversations are those of care providers and their clients.
 	Conversations *conversations.Service
 	// Notices keeps how each person is told that something waits (WEB-07).
@@ -234,6 +237,19 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", study+"/schedule", router.SignedIn, handleSchedule(d))
 	rt.Handle("POST", study+"/schedule", router.SignedIn, handleSetSchedule(d))
 	rt.Handle("GET", "/me/records", router.SignedIn, handleMyRecords(d))
+
+	// Consent: a study's documents and settings; a participant's signing,
+	// countersignature, withdrawal and signed copies.
+	rt.Handle("GET", study+"/consent", router.SignedIn, handleConsentAdmin(d))
+	rt.Handle("POST", study+"/consent/documents", router.SignedIn, handleCreateConsentDocument(d))
+	rt.Handle("POST", study+"/consent/documents/{language}/draft", router.SignedIn, handleSaveConsentDraft(d))
+	rt.Handle("POST", study+"/consent/documents/{language}/publish", router.SignedIn, handlePublishConsent(d))
+	rt.Handle("POST", study+"/consent/settings", router.SignedIn, handleConsentSettings(d))
+	rt.Handle("GET", participant+"/consent", router.SignedIn, handleSignForm(d))
+	rt.Handle("POST", participant+"/consent", router.SignedIn, handleSign(d))
+	rt.Handle("POST", participant+"/consent/withdraw", router.SignedIn, handleWithdraw(d))
+	rt.Handle("POST", participant+"/consents/{consent}/countersign", router.SignedIn, handleCountersign(d))
+	rt.Handle("GET", participant+"/consents/{consent}/pdf", router.SignedIn, handleConsentPDF(d))
 
 	// Conversations of care providers and their clients (ACL-05, ACL-06).
 	const conversation = "/orgs/{org}/conversations/{conversation}"

@@ -45,6 +45,9 @@ var workspaceNotices = map[string]string{
 	"site-created":   "The site is added.",
 	"enrolled":       "The participant is enrolled.",
 	"arm-assigned":   "The arm is assigned. The participant's visits are those of their arm.",
+	"signed":         "The consent is signed.",
+	"withdrawn":      "The withdrawal is recorded. Data entry stops where the study requires consent.",
+	"countersigned":  "The consent is countersigned.",
 	"invited":        "The invitation is sent. The participant chooses a password with its link, then fills in their forms in the portal.",
 	"form-created":   "The form is created as a draft. Add its fields, then publish it.",
 	"draft-saved":    "The draft is saved.",
@@ -337,6 +340,7 @@ func participantPage(w http.ResponseWriter, r *http.Request, d Deps, status int,
 			}
 		}
 	}
+	consentOnPage(r, d, data)
 	data["Title"] = "Participant " + pseudonym
 	data["Slug"], data["StudyID"], data["SiteID"], data["Pseudonym"] = slug, studyID, siteID, pseudonym
 	data["Grid"], data["Columns"] = grid, cols
