@@ -137,7 +137,7 @@ func TestWEB05_AnEntryPageTakesAFileForAFileField(t *testing.T) {
 		t.Errorf("the file downloaded from the page: %d %q", code, body)
 	}
 	// Saved again without a new file, the entry keeps the one it has.
-	code, body = send(t, inv, ts.URL, "POST", multipartProbe(t, page,
+	code, _ = send(t, inv, ts.URL, "POST", multipartProbe(t, page,
 		map[string]string{"revision": "1", "v.report": values["report"], "v.note": "scanned twice", "reason": "typo", "action": "save"}, nil))
 	if again, rev := read(); code != http.StatusOK || rev != 2 || again["report"] != values["report"] {
 		t.Errorf("a save without a new file: %d, revision %d, %v", code, rev, again)

@@ -39,7 +39,9 @@ func init() {
 		}
 		return ct
 	}
-	page := func(tg target, tag string) string { return "/orgs/" + tg.org + "/conversations/" + convOf(tag).conversation }
+	page := func(tg target, tag string) string {
+		return "/orgs/" + tg.org + "/conversations/" + convOf(tag).conversation
+	}
 	targetedProbes["GET /orgs/{org}/conversations"] = func(tg target, _ string) probe {
 		return probe{path: "/orgs/" + tg.org + "/conversations"}
 	}

@@ -295,19 +295,21 @@ func init() {
 	} {
 		targetedProbes[route] = mk
 	}
-	type step = struct {
-		req   func(s *accountState) probe
-		read  func(s *accountState, body []byte) error
-		fresh bool
+	// Each a request alone (the element type of accountSteps, req set).
+	for route, req := range map[string]func(*accountState) probe{
+		"GET /me/records":                   func(*accountState) probe { return probe{path: "/me/records"} },
+		"GET /api/v1/account/notifications": func(*accountState) probe { return probe{path: "/api/v1/account/notifications"} },
+		"PUT /api/v1/account/notifications": func(*accountState) probe {
+			return jsonProbe("/api/v1/account/notifications", map[string]string{"mode": "daily"})
+		},
+		"POST /account/notifications": func(*accountState) probe {
+			return formProbe("/account/notifications", url.Values{"mode": {"immediate"}})
+		},
+	} {
+		step := accountSteps[route]
+		step.req = req
+		accountSteps[route] = step
 	}
-	accountSteps["GET /me/records"] = step{req: func(*accountState) probe { return probe{path: "/me/records"} }}
-	accountSteps["GET /api/v1/account/notifications"] = step{req: func(*accountState) probe { return probe{path: "/api/v1/account/notifications"} }}
-	accountSteps["PUT /api/v1/account/notifications"] = step{req: func(*accountState) probe {
-		return jsonProbe("/api/v1/account/notifications", map[string]string{"mode": "daily"})
-	}}
-	accountSteps["POST /account/notifications"] = step{req: func(*accountState) probe {
-		return formProbe("/account/notifications", url.Values{"mode": {"immediate"}})
-	}}
 }
 
 // The cells of the designer's routes: those of the API's, by whoever
