@@ -48,8 +48,10 @@ var ExportColumns = []string{"participant", "site", "visit", "repeat", "form", "
 // runs, or one more than a node runs at once.
 var ErrExportRunning = errs.E(errs.RateLimited, "an export of yours is running already, or the server runs as many as it may; try again when it is done")
 
-// MaxConcurrentExports bounds the exports a node runs at once.
-const MaxConcurrentExports = 2
+// MaxConcurrentExports bounds the exports a node runs at once. It is read
+// under the registry's lock; a test that runs many roles at once may raise
+// it before it starts them.
+var MaxConcurrentExports = 2
 
 var exporting = struct {
 	sync.Mutex

@@ -41,21 +41,25 @@ func participantPath(slug, study, site, p string) string {
 // workspaceNotices are the notices of the workspace's pages, by the "done"
 // of the address.
 var workspaceNotices = map[string]string{
-	"study-created":  "The study is created. Add its sites, forms and schedule.",
-	"site-created":   "The site is added.",
-	"enrolled":       "The participant is enrolled.",
-	"arm-assigned":   "The arm is assigned. The participant's visits are those of their arm.",
-	"signed":         "The consent is signed.",
-	"withdrawn":      "The withdrawal is recorded. Data entry stops where the study requires consent.",
-	"countersigned":  "The consent is countersigned.",
-	"invited":        "The invitation is sent. The participant chooses a password with its link, then fills in their forms in the portal.",
-	"form-created":   "The form is created as a draft. Add its fields, then publish it.",
-	"draft-saved":    "The draft is saved.",
-	"published":      "The version is published. New entries are saved under it.",
-	"retired":        "The version is retired. Entries saved under it keep it.",
-	"schedule-saved": "The schedule is saved.",
-	"saved":          "The entry is saved.",
-	"unchanged":      "Nothing changed, so nothing was saved.",
+	"study-created":        "The study is created. Add its sites, forms and schedule.",
+	"site-created":         "The site is added.",
+	"enrolled":             "The participant is enrolled.",
+	"arm-assigned":         "The arm is assigned. The participant's visits are those of their arm.",
+	"signed":               "The consent is signed.",
+	"withdrawn":            "The withdrawal is recorded. Data entry stops where the study requires consent.",
+	"countersigned":        "The consent is countersigned.",
+	"participant-deleted":  "The participant is deleted: hidden and locked. An organization admin may restore them within the organization's retention period; then they are erased for good.",
+	"participant-restored": "The participant is restored.",
+	"entry-deleted":        "The entry is deleted: hidden and locked. An organization admin may restore it within the organization's retention period.",
+	"entry-restored":       "The entry is restored.",
+	"invited":              "The invitation is sent. The participant chooses a password with its link, then fills in their forms in the portal.",
+	"form-created":         "The form is created as a draft. Add its fields, then publish it.",
+	"draft-saved":          "The draft is saved.",
+	"published":            "The version is published. New entries are saved under it.",
+	"retired":              "The version is retired. Entries saved under it keep it.",
+	"schedule-saved":       "The schedule is saved.",
+	"saved":                "The entry is saved.",
+	"unchanged":            "Nothing changed, so nothing was saved.",
 }
 
 func workspaceNotice(r *http.Request) string {
@@ -275,6 +279,9 @@ func sitePage(w http.ResponseWriter, r *http.Request, d Deps, status int, data m
 	})
 	data["Title"], data["Slug"], data["Study"], data["Site"], data["Participants"] = site.Name, slug, st, site, list
 	data["Search"], data["Status"] = search, state
+	if deleted := q.Get("deleted"); deleted != "" && q.Get("done") == "participant-deleted" {
+		data["Deleted"] = deleted
+	}
 	data["Statuses"] = []string{"enrolled"}
 	if data["Notice"] == nil {
 		data["Notice"] = workspaceNotice(r)
