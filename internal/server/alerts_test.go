@@ -14,6 +14,7 @@ import (
 )
 
 func TestAUD05_AdministratorsSeeAlertsAndSetRulesOverHTTP(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	org := orgID(t, ts)

@@ -19,6 +19,7 @@ type eventsPage struct {
 }
 
 func TestAUD04_AdminsSearchTheTrailMonitorsTheirStudy(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	admin := ts.signIn(t, authz.OrgAdmin)
@@ -91,6 +92,7 @@ func TestAUD04_AdminsSearchTheTrailMonitorsTheirStudy(t *testing.T) {
 }
 
 func TestAUD04_BadFiltersAreRefused(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	admin := ts.signIn(t, authz.OrgAdmin)
 	for q, want := range map[string]string{
@@ -113,6 +115,7 @@ func TestAUD04_BadFiltersAreRefused(t *testing.T) {
 }
 
 func TestAUD04_ExportAsJSONLinesAndSyslog(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	admin := ts.signIn(t, authz.OrgAdmin)
 	do(t, admin, "GET", ts.URL+"/api/v1/orgs/demo/studies", "")

@@ -11,6 +11,7 @@ import (
 // A step of the wall clock against the monotonic clock is logged at error
 // level, forward and back; the clock's ordinary advance is not.
 func TestAVL04_ClockStepIsLoggedLoudly(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	wall := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	var mono time.Duration

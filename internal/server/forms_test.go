@@ -41,6 +41,7 @@ func demoStudy(t *testing.T, ts *testServer) string {
 // back is the definition as published, with a script payload in a label
 // kept as text and sent JSON-escaped, never as markup.
 func TestWEB05_FormsOverTheAPI(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	study := demoStudy(t, ts)
 	base := "/api/v1/orgs/" + demo.Slug + "/studies/" + study + "/forms"
@@ -140,6 +141,9 @@ func TestWEB05_FormsOverTheAPI(t *testing.T) {
 // each problem's field and row and stores nothing; a good one is revision
 // 1; a script payload comes back as text, JSON-escaped; a change without
 // a reason is 400, a save from an older revision 409.
+//
+// Not parallel: it exports the study's entries, and entries.Export runs at
+// most MaxConcurrentExports at once in a process, whatever the server.
 func TestWEB05_EntriesOverTheAPI(t *testing.T) {
 	ts := newServerWith(t, nil)
 	ctx := context.Background()
@@ -276,6 +280,7 @@ func TestWEB05_EntriesOverTheAPI(t *testing.T) {
 // over the unpublished drafts, and refuses a dictionary with an unknown
 // column naming its line, saving nothing.
 func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	study := demoStudy(t, ts)
 	url := "/api/v1/orgs/" + demo.Slug + "/studies/" + study + "/forms/redcap-dictionary"
@@ -329,6 +334,9 @@ func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
 // repeating group, code lists and a calculation as CDISC ODM, imports the
 // file's metadata into a new study, and reads back the same forms and
 // schedule there.
+//
+// Not parallel: it exports the study's entries, and entries.Export runs at
+// most MaxConcurrentExports at once in a process, whatever the server.
 func TestLIFE04_AStudyMovesOutAndInAsODM(t *testing.T) {
 	ts := newServerWith(t, nil)
 	study := demoStudy(t, ts)
@@ -395,6 +403,7 @@ func TestLIFE04_AStudyMovesOutAndInAsODM(t *testing.T) {
 // is read and judged line by line, while the same body to another route is
 // refused as too large.
 func TestWEB05_ABulkImportTakesALargerBody(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	study := demoStudy(t, ts)
 	admin := signInOwn(t, ts, authz.OrgAdmin)

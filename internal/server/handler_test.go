@@ -23,6 +23,8 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
 type testServer struct {
@@ -36,7 +38,7 @@ type testServer struct {
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	inst, err := instance.Open(ctx, instance.Config{DataDir: t.TempDir()})
+	inst, err := instance.Open(ctx, migratedConfig(t, sqldb.SQLite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +56,19 @@ func newTestServer(t *testing.T) *testServer {
 	ts.Server = httptest.NewTLSServer(h)
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+// migratedConfig configures a fresh instance on databases of dialect d
+// that hold the schema already (SQLite's a copy made once a process,
+// sqldbtest.MigratedURL): instance.Open then only pairs them and makes the
+// keys, as at the first start after `custodia migrate`.
+func migratedConfig(t *testing.T, d sqldb.Dialect) instance.Config {
+	t.Helper()
+	return instance.Config{
+		DataDir:          t.TempDir(),
+		Database:         sqldbtest.MigratedURL(t, d, sqldb.Clinical),
+		IdentityDatabase: sqldbtest.MigratedURL(t, d, sqldb.Identity),
+	}
 }
 
 // client returns an HTTPS client with its own cookie jar (a copy of the
@@ -121,6 +136,7 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header) {
 }
 
 func TestWEB04_SecurityHeadersOnEveryResponse(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	type probe struct{ method, path string }
@@ -142,6 +158,7 @@ func TestWEB04_SecurityHeadersOnEveryResponse(t *testing.T) {
 }
 
 func TestOnlyDeclaredMethodsAreAnswered(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	for _, tc := range []struct {
@@ -179,6 +196,7 @@ func TestOnlyDeclaredMethodsAreAnswered(t *testing.T) {
 }
 
 func TestWEB05_BadJSONIsRefusedWithErrorShapeAndNothingStored(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.signIn(t, authz.OrgAdmin)
 	url := ts.URL + "/api/v1/orgs/demo/studies"
@@ -231,6 +249,7 @@ func orgID(t *testing.T, ts *testServer) string {
 }
 
 func TestLIFE05_OtherOrganizationsObjectsAreNotFoundOverAPI(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	// A second organization with its own admin and study.
@@ -285,6 +304,7 @@ func TestLIFE05_OtherOrganizationsObjectsAreNotFoundOverAPI(t *testing.T) {
 }
 
 func TestACL01_APIRefusesRequestsWithoutSession(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	for _, rt := range ts.shells.API.Routes() {
@@ -300,6 +320,7 @@ func TestACL01_APIRefusesRequestsWithoutSession(t *testing.T) {
 }
 
 func TestLoginAnswersIdenticallyForUnknownAccountAndWrongPassword(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	var bodies []string
@@ -323,6 +344,7 @@ func TestLoginAnswersIdenticallyForUnknownAccountAndWrongPassword(t *testing.T) 
 }
 
 func TestAUTH10_SessionCookieAttributesAndLogout(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	l := ts.logins[authz.OrgAdmin]
@@ -358,6 +380,7 @@ func TestAUTH10_SessionCookieAttributesAndLogout(t *testing.T) {
 }
 
 func TestWEB03_CrossOriginStateChangeRefused(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.signIn(t, authz.OrgAdmin)
 	req, _ := http.NewRequest("POST", ts.URL+"/api/v1/orgs/demo/studies", strings.NewReader(`{"kind":"study","name":"Forged"}`))
@@ -381,6 +404,7 @@ func TestWEB03_CrossOriginStateChangeRefused(t *testing.T) {
 }
 
 func TestRequestLogHoldsNoSecrets(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.signIn(t, authz.OrgAdmin)
 	do(t, c, "GET", ts.URL+"/setup/secret-token-value-that-must-not-be-logged-123456", "")
@@ -397,6 +421,7 @@ func TestRequestLogHoldsNoSecrets(t *testing.T) {
 }
 
 func TestReadyzReportsDatabaseOutage(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	if resp, _ := do(t, c, "GET", ts.URL+"/readyz", ""); resp.StatusCode != 200 {
@@ -422,6 +447,7 @@ func mustURL(t *testing.T, s string) *url.URL {
 // TestWEB08_StaticFolderIsNotListed: the assets are served, their folder
 // is not listed (ASVS V13.4.3).
 func TestWEB08_StaticFolderIsNotListed(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	for _, p := range []string{"/static/", "/static", "/static/.", "/static//"} {
@@ -440,6 +466,7 @@ func TestWEB08_StaticFolderIsNotListed(t *testing.T) {
 // export's download; a link from elsewhere still opens a page, and the
 // same calls from the browser's own pages or from a script pass.
 func TestWEB03_CrossSiteRequestsForDataAreRefused(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	admin := ts.signIn(t, authz.OrgAdmin)
 	status := func(path, site string) int {
@@ -481,6 +508,7 @@ func TestWEB03_CrossSiteRequestsForDataAreRefused(t *testing.T) {
 // never its message or the input (ASVS V16.3.3): bad input, a missing
 // confirmation, a role that may not.
 func TestAUD05_RequestLogSaysWhyARequestWasRefused(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	admin := ts.signIn(t, authz.OrgAdmin)
 	manager := ts.signIn(t, authz.OrgManager)
@@ -519,6 +547,7 @@ func TestAUD05_RequestLogSaysWhyARequestWasRefused(t *testing.T) {
 // and counted towards the lockout, which a refused audit event would have
 // skipped.
 func TestAUTH11_SignInWithAMalformedUserAgentIsRecordedAndCounted(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	l := ts.logins[authz.Monitor]

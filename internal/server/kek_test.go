@@ -15,6 +15,9 @@ import (
 // that is down): /readyz answers 503, so a load balancer sends no traffic,
 // and a write that needs the key answers 503 and stores nothing (fail
 // closed), while the process stays alive.
+//
+// Not parallel: the port it frees for a KMS that is down could be taken
+// meanwhile by a server of a test running beside it.
 func TestCRY04_UnreachableKMSFailsReadinessAndWrites(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

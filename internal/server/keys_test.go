@@ -144,6 +144,7 @@ func addOrgAdmin(t *testing.T, ts *testServer, orgID, email, password string) (*
 // key-encryption key at all; every step and refusal is a security event;
 // the approved request is one the command line then carries out.
 func TestCRY08_KeyRequestsOverTheAPINeedTwoAdministrators(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	ctx := context.Background()
 	db := ts.inst.Clinical

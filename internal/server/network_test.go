@@ -280,6 +280,7 @@ func setRanges(path string, ranges ...string) probe {
 }
 
 func TestACL07_RequestFromOutsideRangeIsRefusedBeforeDataIsRead(t *testing.T) {
+	t.Parallel()
 	f := setUpNetwork(t)
 	studyPath := "/api/v1/orgs/demo/studies/" + f.study.ID
 	sitesPath := studyPath + "/sites"
@@ -374,6 +375,7 @@ func TestACL07_RequestFromOutsideRangeIsRefusedBeforeDataIsRead(t *testing.T) {
 }
 
 func TestACL07_InvalidCIDRIsRefused(t *testing.T) {
+	t.Parallel()
 	f := setUpNetwork(t)
 	studyNet := "/api/v1/orgs/demo/studies/" + f.study.ID + "/network"
 	for _, path := range []string{"/api/v1/orgs/demo/network", studyNet} {
@@ -430,6 +432,7 @@ func TestACL07_InvalidCIDRIsRefused(t *testing.T) {
 // TestACL07_ForwardedForIsIgnoredWithoutTrustedProxy shows that without
 // --trusted-proxy a client cannot choose its address by header.
 func TestACL07_ForwardedForIsIgnoredWithoutTrustedProxy(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	ctx := context.Background()
 	org, err := orgs.OrganizationBySlug(ctx, ts.inst.Clinical, demo.Slug)

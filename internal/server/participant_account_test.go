@@ -31,11 +31,7 @@ import (
 func newServerOn(t *testing.T, d sqldb.Dialect) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
-	}
-	inst, err := instance.Open(ctx, cfg)
+	inst, err := instance.Open(ctx, migratedConfig(t, d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +105,7 @@ type accessLogAnswer struct {
 // investigator's read of its own record and nothing of the other's, and
 // reaches only its own record. The invitation's refusals are tried too.
 func TestACL05_ParticipantAccountEndToEnd(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ts := newServerOn(t, d)
 		ctx := context.Background()

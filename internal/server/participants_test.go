@@ -126,6 +126,7 @@ func seedParticipantInvitations(t *testing.T, ts *testServer, f matrixFixture) {
 // fields allowed, a withheld field only as present, and no value ever
 // reaches the request log.
 func TestCRY06_ReIdentificationOverTheAPI(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	ctx := context.Background()
 	inv := signInOwn(t, ts, authz.SiteInvestigator)

@@ -117,6 +117,7 @@ func sweep(t *testing.T, ts *testServer, edit func(*http.Request)) []answer {
 // -Headers), anonymously and signed in: no answer carries an
 // Access-Control-* header, and no preflight succeeds.
 func TestWEB03_NoResponseAllowsOtherOrigins(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	origin := func(r *http.Request) { r.Header.Set("Origin", "https://evil.example") }
 	answers := sweep(t, ts, origin)
@@ -182,6 +183,7 @@ func staticAssets(t *testing.T) map[string][]byte {
 // charset, which their types do not define (JSON is UTF-8, RFC 8259 §8.1);
 // where one is named it is utf-8.
 func TestWEB04_EveryAnswerNamesItsTypeAndCharset(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	assets := staticAssets(t)
 	answers := sweep(t, ts, nil)
@@ -256,6 +258,7 @@ func TestWEB04_EveryAnswerNamesItsTypeAndCharset(t *testing.T) {
 // for everyone: they may be cached for a day, and the test checks that
 // what is cached is exactly those files, carrying no cookie.
 func TestWEB04_NothingSensitiveIsCached(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	assets := staticAssets(t)
 	answers := sweep(t, ts, nil)
@@ -290,6 +293,7 @@ func TestWEB04_NothingSensitiveIsCached(t *testing.T) {
 // scripts, the docs) or a way out of /static/ (.., encoded or not) finds
 // nothing, signed in or not: 404, and nothing of the files.
 func TestWEB08_NoSourceOrMetadataIsServed(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	admin := signInOwn(t, ts, authz.OrgAdmin)
 	files := []string{
@@ -341,6 +345,7 @@ func TestWEB08_NoSourceOrMetadataIsServed(t *testing.T) {
 // characters of base64url that decode to 256 bits, and each sign-in gets
 // a token of its own.
 func TestAUTH10_SessionTokensAre256BitSecrets(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	seen := map[string]bool{}
 	for _, role := range []authz.Role{authz.OrgAdmin, authz.OrgManager, authz.OrgAdmin} {
@@ -415,6 +420,7 @@ func rawExchange(t *testing.T, addr, raw string) []*http.Response {
 // lengths, a malformed length and a transfer coding other than chunked
 // are refused before any handler runs.
 func TestWEB05_RequestBoundariesCannotBeSmuggled(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	type seen struct {
 		path, body string
@@ -498,6 +504,7 @@ func itoa(n int) string {
 // and leaves the client signed out; signing in, with its second step if
 // the account has a factor, stays the only way to a session.
 func TestAUTH07_ResetOverHTTPSignsNobodyIn(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := t.Context()
 	l := ts.logins[authz.OrgManager]

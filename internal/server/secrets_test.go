@@ -32,6 +32,7 @@ func allAuditText(t *testing.T, ts *testServer) string {
 }
 
 func TestAUTH11_EverySignInAttemptIsRecorded(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	c := ts.client()
 	l := ts.logins[authz.DataManager]
@@ -68,6 +69,7 @@ func TestAUTH11_EverySignInAttemptIsRecorded(t *testing.T) {
 }
 
 func TestAUD03_NoPasswordTokenOrCookieInAnyEvent(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	secrets := []string{"not the password at all"}

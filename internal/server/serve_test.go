@@ -40,6 +40,7 @@ func startServe(t *testing.T, h http.Handler) string {
 }
 
 func TestCRY01_PlainHTTPIsOnlyRedirected(t *testing.T) {
+	t.Parallel()
 	var reached atomic.Bool
 	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Store(true) }))
 	conn, err := net.Dial("tcp", addr)
@@ -88,6 +89,7 @@ func TestCRY01_PlainHTTPIsOnlyRedirected(t *testing.T) {
 }
 
 func TestServeAnswersTLSAndShutsDown(t *testing.T) {
+	t.Parallel()
 	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := c.Get("https://" + addr + "/")
@@ -102,6 +104,7 @@ func TestServeAnswersTLSAndShutsDown(t *testing.T) {
 }
 
 func TestListenReportsPortInUse(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

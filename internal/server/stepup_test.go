@@ -18,6 +18,7 @@ import (
 // last five minutes (ACL-09): signing in is one, and POST /api/v1/auth/confirm
 // with the password renews it.
 func TestACL09_ExportNeedsARecentConfirmationOverHTTP(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	admin := ts.signIn(t, authz.OrgAdmin)
@@ -116,6 +117,7 @@ func TestACL09_ExportNeedsARecentConfirmationOverHTTP(t *testing.T) {
 // A confirmation renews only its own session: another session of the same
 // person stays unconfirmed.
 func TestACL09_ConfirmationBelongsToOneSession(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	first, second := ts.signIn(t, authz.OrgAdmin), ts.signIn(t, authz.OrgAdmin)
@@ -152,6 +154,7 @@ func quote(s string) string {
 // nothing and is recorded as denied; after POST /api/v1/auth/confirm it
 // goes through.
 func TestACL09_SecuritySettingsNeedAFreshConfirmation(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
 	admin := ts.signIn(t, authz.OrgAdmin)

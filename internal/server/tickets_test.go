@@ -11,6 +11,7 @@ import (
 // under an older key does not, and the client falls back to a full
 // handshake (CRY-01; Go's own keys would open a ticket for 7 days).
 func TestCRY01_SessionTicketsOpenForTwoRotationsOnly(t *testing.T) {
+	t.Parallel()
 	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			cert := ecdsaServerCert(t)

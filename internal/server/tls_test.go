@@ -295,6 +295,7 @@ func assertRefused(t *testing.T, cert tls.Certificate, client *tls.Config, serve
 // ---- CRY-01: TLS configuration ----
 
 func TestCRY01_ConfigPolicy(t *testing.T) {
+	t.Parallel()
 	cert := ecdsaServerCert(t)
 	cfg := TLSConfig(cert)
 
@@ -352,6 +353,7 @@ func suiteNames(ids []uint16) []string {
 }
 
 func TestCRY01_TLS10And11Refused(t *testing.T) {
+	t.Parallel()
 	for _, version := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			cert := ecdsaServerCert(t)
@@ -368,6 +370,7 @@ func TestCRY01_TLS10And11Refused(t *testing.T) {
 }
 
 func TestCRY01_CBCOnlyTLS12ClientRefused(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		cert   func(*testing.T) tls.Certificate
@@ -402,6 +405,7 @@ func TestCRY01_CBCOnlyTLS12ClientRefused(t *testing.T) {
 }
 
 func TestCRY01_StaticRSAKeyExchangeRefused(t *testing.T) {
+	t.Parallel()
 	// AEAD, but without ECDHE there is no forward secrecy.
 	cert := rsaServerCert(t)
 	client := clientConfig(t, cert)
@@ -419,6 +423,7 @@ func TestCRY01_StaticRSAKeyExchangeRefused(t *testing.T) {
 }
 
 func TestCRY01_TLS13Accepted(t *testing.T) {
+	t.Parallel()
 	cert := ecdsaServerCert(t)
 	addr, results := startHandshakeServer(t, TLSConfig(cert))
 	client := clientConfig(t, cert)
@@ -438,6 +443,7 @@ func TestCRY01_TLS13Accepted(t *testing.T) {
 }
 
 func TestCRY01_DefaultClientNegotiatesTLS13(t *testing.T) {
+	t.Parallel()
 	cert := ecdsaServerCert(t)
 	addr, results := startHandshakeServer(t, TLSConfig(cert))
 
@@ -454,6 +460,7 @@ func TestCRY01_DefaultClientNegotiatesTLS13(t *testing.T) {
 }
 
 func TestCRY01_TLS12AEADAccepted(t *testing.T) {
+	t.Parallel()
 	ecdsaCert, rsaCert := ecdsaServerCert(t), rsaServerCert(t)
 	for _, suite := range TLSConfig(ecdsaCert).CipherSuites {
 		name := tls.CipherSuiteName(suite)
@@ -496,6 +503,7 @@ func TestCRY01_TLS12AEADAccepted(t *testing.T) {
 }
 
 func TestCRY01_HTTPServedOverTLS(t *testing.T) {
+	t.Parallel()
 	cert := ecdsaServerCert(t)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -553,6 +561,7 @@ func TestCRY01_HTTPServedOverTLS(t *testing.T) {
 // ---- self-signed certificate ----
 
 func TestSelfSignedCertificate_CreatedOnceAndReused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	first, created, err := SelfSignedCertificate(dir, []string{"custodia.example"})
 	if err != nil {
@@ -584,6 +593,7 @@ func TestSelfSignedCertificate_CreatedOnceAndReused(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_FileModes(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes are not enforced on Windows")
 	}
@@ -618,6 +628,7 @@ func TestSelfSignedCertificate_FileModes(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_Properties(t *testing.T) {
+	t.Parallel()
 	before := time.Now()
 	cert, _, err := SelfSignedCertificate(t.TempDir(), []string{
 		"Custodia.Example", "10.1.2.3", "[2001:db8::1]", "0.0.0.0", "records.example:8443", "",
@@ -673,6 +684,7 @@ func TestSelfSignedCertificate_Properties(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_KeyReadableByOthersRefused(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes are not enforced on Windows")
 	}
@@ -711,6 +723,7 @@ func TestSelfSignedCertificate_KeyReadableByOthersRefused(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_RenewedNearExpiry(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	tlsDir := filepath.Join(dir, "tls")
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
@@ -745,6 +758,7 @@ func TestSelfSignedCertificate_RenewedNearExpiry(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_RenewedForNewHost(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	first, _, err := SelfSignedCertificate(dir, nil)
 	if err != nil {
@@ -763,6 +777,7 @@ func TestSelfSignedCertificate_RenewedForNewHost(t *testing.T) {
 }
 
 func TestSelfSignedCertificate_CorruptFilesReplaced(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if _, _, err := SelfSignedCertificate(dir, nil); err != nil {
 		t.Fatal(err)
@@ -785,6 +800,7 @@ func TestSelfSignedCertificate_CorruptFilesReplaced(t *testing.T) {
 // ---- LoadCertificate ----
 
 func TestLoadCertificate_Valid(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c, key := issueCert(t, certSpec{subject: "records.example", dnsNames: []string{"records.example"}}, nil, nil)
 	certPath, keyPath := writePair(t, dir, c, key)
@@ -802,6 +818,7 @@ func TestLoadCertificate_Valid(t *testing.T) {
 }
 
 func TestLoadCertificate_Errors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good, goodKey := issueCert(t, certSpec{}, nil, nil)
 	_, otherKey := issueCert(t, certSpec{}, nil, nil)
@@ -877,6 +894,7 @@ func TestLoadCertificate_Errors(t *testing.T) {
 // ---- IsSelfSigned and Fingerprint ----
 
 func TestIsSelfSigned(t *testing.T) {
+	t.Parallel()
 	ca, caKey := issueCert(t, certSpec{subject: "Test CA", isCA: true}, nil, nil)
 	leaf, leafKey := issueCert(t, certSpec{subject: "records.example", dnsNames: []string{"records.example"}}, ca, caKey)
 	// Names itself as issuer, but the CA signed it: not self-signed.
@@ -907,6 +925,7 @@ func TestIsSelfSigned(t *testing.T) {
 }
 
 func TestFingerprint(t *testing.T) {
+	t.Parallel()
 	c, key := issueCert(t, certSpec{}, nil, nil)
 	fp := Fingerprint(tlsCert(c, key))
 

@@ -21,6 +21,7 @@ import (
 // one cannot be reached, and answers 503 once a witness has seen a larger
 // trail than the database holds.
 func TestAUD02_ReadyzReportsWitnessesAndRefusesARolledBackTrail(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	var trail *audit.Log

@@ -17,6 +17,7 @@ import (
 // account; the other sessions live on. Sessions that ended by themselves
 // do not count.
 func TestAUTH10_SignInBeyondTheSessionLimitEndsTheOldestSession(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, c, _ := setup(t, d)
 		ctx := context.Background()

@@ -55,6 +55,7 @@ func stepUpRequired(r reply) bool {
 // and keeping the recovery codes it has. A stale session gets neither
 // factor in, and no text goes out for it.
 func TestAUTH08_PasskeyAccountAddsAnAppOrAPhoneAfterAStepUp(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s, texts := newPasskeyTextSite(t, d)

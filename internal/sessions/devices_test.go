@@ -20,6 +20,7 @@ import (
 // (AUTH-10, ACL-08). Keep-alive moves the idle limit; time left counts
 // from the last activity.
 func TestAUTH10_OwnSessionsListedAndEndedOneByOne(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, c, acc := setup(t, d)
 		ctx := context.Background()
@@ -98,6 +99,7 @@ func TestAUTH10_OwnSessionsListedAndEndedOneByOne(t *testing.T) {
 // window (ASVS V7.5.2), recorded as denied when missing; signing this very
 // session out needs none.
 func TestAUTH10_EndingAnotherSessionNeedsAFreshConfirmation(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, c, acc := setup(t, d)
 		ctx := context.Background()

@@ -72,6 +72,7 @@ func (s *mfaSite) enrolPasskey(t *testing.T, key *passkeytest.Authenticator, cha
 // address, within its lifetime and once, gives the creation options and
 // then, with the new passkey, the session and the recovery codes.
 func TestAUTH08_ForcedEnrolmentWithAPasskey(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s := newPasskeySite(t, d)
@@ -168,6 +169,7 @@ func TestAUTH08_ForcedEnrolmentWithAPasskey(t *testing.T) {
 // with the challenge, and the options and the answer count against the
 // challenge's limit together with the app's steps.
 func TestAUTH05_PasskeyEnrolmentKeepsTheChallengeRules(t *testing.T) {
+	t.Parallel()
 	s := newPasskeySite(t, sqldb.SQLite)
 	s.requireSecondFactor(t)
 	l := s.logins[authz.Monitor]
@@ -209,6 +211,7 @@ func TestAUTH05_PasskeyEnrolmentKeepsTheChallengeRules(t *testing.T) {
 // Without a relying party (a server on an IP address) the passkey is not
 // offered at enrolment, and the app still is.
 func TestAUTH08_ForcedEnrolmentOffersNoPasskeyWithoutAHostName(t *testing.T) {
+	t.Parallel()
 	s := newMFASite(t, sqldb.SQLite)
 	s.requireSecondFactor(t)
 	l := s.logins[authz.DataManager]

@@ -206,6 +206,7 @@ func wrongCode(secret []byte, now time.Time) string {
 }
 
 func TestAUTH08_LoginWithTOTPOverHTTP(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s := newMFASite(t, d)
 		l := s.logins[authz.OrgAdmin]
@@ -337,6 +338,7 @@ func TestAUTH08_LoginWithTOTPOverHTTP(t *testing.T) {
 }
 
 func TestAUTH05_SecondFactorIsRateLimitedPerChallenge(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s := newMFASite(t, d)
 		l := s.logins[authz.OrgManager]
@@ -361,6 +363,7 @@ func TestAUTH05_SecondFactorIsRateLimitedPerChallenge(t *testing.T) {
 }
 
 func TestAUTH08_SignInWithoutSecondStepGetsNoSession(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s := newMFASite(t, d)
@@ -385,6 +388,7 @@ func TestAUTH08_SignInWithoutSecondStepGetsNoSession(t *testing.T) {
 }
 
 func TestAUTH09_PolicyForcesEnrolmentAtNextLogin(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s := newMFASite(t, d)

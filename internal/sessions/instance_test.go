@@ -18,9 +18,13 @@ import (
 func seededInstance(t *testing.T, d sqldb.Dialect) (*instance.Instance, map[authz.Role]demo.Login) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
-	if d == sqldb.Postgres {
-		cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
+	// The databases come with the schema applied (SQLite's a copy made once
+	// a process, sqldbtest.MigratedURL): instance.Open then only pairs them
+	// and makes the keys, as at the first start after `custodia migrate`.
+	cfg := instance.Config{
+		DataDir:          t.TempDir(),
+		Database:         sqldbtest.MigratedURL(t, d, sqldb.Clinical),
+		IdentityDatabase: sqldbtest.MigratedURL(t, d, sqldb.Identity),
 	}
 	inst, err := instance.Open(ctx, cfg)
 	if err != nil {

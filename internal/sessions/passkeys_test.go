@@ -122,6 +122,7 @@ func (s *mfaSite) passkeyStep(t *testing.T, key *passkeytest.Authenticator, chal
 }
 
 func TestAUTH08_PasskeySecondStepCountsLikeACode(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s := newPasskeySite(t, d)
 		l := s.logins[authz.OrgManager]
@@ -175,6 +176,7 @@ func TestAUTH08_PasskeySecondStepCountsLikeACode(t *testing.T) {
 }
 
 func TestAUTH05_PasskeyStepIsRateLimitedPerChallenge(t *testing.T) {
+	t.Parallel()
 	s := newPasskeySite(t, sqldb.SQLite)
 	l := s.logins[authz.Monitor]
 	const from = "198.51.100.31"

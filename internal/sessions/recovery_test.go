@@ -58,6 +58,7 @@ func (s *mfaSite) recoveryCodeSignsIn(t *testing.T, l demo.Login, code, from str
 // the request still does, as before, without a confirmation; an account
 // without a factor gets no codes. Each renewal is a security event.
 func TestAUTH08_NewRecoveryCodesWithoutAnAppAfterAStepUp(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s, texts := newPasskeyTextSite(t, d)

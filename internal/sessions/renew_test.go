@@ -21,6 +21,7 @@ import (
 const newPassword = "Saffron kettle meridian 2207"
 
 func TestAUTH10_PasswordChangeRenewsTheSessionAndEndsOthers(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.40"
@@ -74,6 +75,7 @@ func TestAUTH10_PasswordChangeRenewsTheSessionAndEndsOthers(t *testing.T) {
 }
 
 func TestAUTH10_RoleChangeGivesTheSessionANewID(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.42"
@@ -106,6 +108,7 @@ func TestAUTH10_RoleChangeGivesTheSessionANewID(t *testing.T) {
 }
 
 func TestAUTH10_SecondFactorGivesTheSessionANewID(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.43"
@@ -127,6 +130,7 @@ func TestAUTH10_SecondFactorGivesTheSessionANewID(t *testing.T) {
 }
 
 func TestAUTH10_FixedPreLoginTokenCannotRideIntoTheSession(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.44"
@@ -190,6 +194,7 @@ func setPolicy(t *testing.T, s *mfaSite, p policy.Security) {
 }
 
 func TestAUTH09_RotationExpiredPasswordCanOnlyBeChanged(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.45"
@@ -233,6 +238,7 @@ func TestAUTH09_RotationExpiredPasswordCanOnlyBeChanged(t *testing.T) {
 }
 
 func TestAUTH10_SessionLimitsFollowTheOrganizationPolicy(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.46"
@@ -264,6 +270,7 @@ func TestAUTH10_SessionLimitsFollowTheOrganizationPolicy(t *testing.T) {
 }
 
 func TestAUTH09_PolicyIsSetByAdminsOnlyAndAudited(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		ctx := context.Background()
@@ -327,6 +334,7 @@ func TestAUTH09_PolicyIsSetByAdminsOnlyAndAudited(t *testing.T) {
 }
 
 func TestAUTH08_SignInWithATextedCode(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, texts := newTextSite(t, d)
 		const from, phone = "198.51.100.48", "+31612345678"

@@ -42,6 +42,7 @@ func setup(t *testing.T, d sqldb.Dialect) (*testStore, *clock, string) {
 }
 
 func TestAUTH10_IdleSessionExpiresAfterTwentyMinutes(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, c, acc := setup(t, d)
 		ctx := context.Background()
@@ -66,6 +67,7 @@ func TestAUTH10_IdleSessionExpiresAfterTwentyMinutes(t *testing.T) {
 }
 
 func TestAUTH10_SessionEndsAtAbsoluteLifetime(t *testing.T) {
+	t.Parallel()
 	s, c, acc := setup(t, sqldb.SQLite)
 	ctx := context.Background()
 	token, _, _ := s.Create(ctx, acc, "127.0.0.1", "test")
@@ -82,6 +84,7 @@ func TestAUTH10_SessionEndsAtAbsoluteLifetime(t *testing.T) {
 }
 
 func TestAUTH10_SignOutEverywhereRevokesEverySession(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _, acc := setup(t, d)
 		ctx := context.Background()
@@ -102,6 +105,7 @@ func TestAUTH10_SignOutEverywhereRevokesEverySession(t *testing.T) {
 }
 
 func TestSessionTokenIsStoredHashed(t *testing.T) {
+	t.Parallel()
 	s, _, acc := setup(t, sqldb.SQLite)
 	ctx := context.Background()
 	token, _, _ := s.Create(ctx, acc, "127.0.0.1", "test")
@@ -122,6 +126,7 @@ func TestSessionTokenIsStoredHashed(t *testing.T) {
 // cannot be told, and it ends (AUTH-10). One used a little ahead, as by a
 // node whose clock differs by seconds, lives on.
 func TestAUTH10_SessionFromAClockRunningFastEnds(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, c, acc := setup(t, d)
 		ctx := context.Background()

@@ -95,6 +95,7 @@ func securityEvents(t *testing.T, db *sqldb.DB, action string) []string {
 }
 
 func TestAUTH04_LockoutAfterTenFailures(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s, c, _ := setup(t, d)
@@ -152,6 +153,8 @@ func TestAUTH04_LockoutAfterTenFailures(t *testing.T) {
 	})
 }
 
+// Not parallel: it reads the operator log through slog's default logger,
+// which the tests running beside it would write to as well.
 func TestAUTH12_LockoutRaisesAlertForOrgAdmins(t *testing.T) {
 	var logs bytes.Buffer
 	old := slog.Default()
@@ -191,6 +194,7 @@ func TestAUTH12_LockoutRaisesAlertForOrgAdmins(t *testing.T) {
 }
 
 func TestAUTH12_AddressOverItsLimitRaisesOneOperatorAlertAndEveryRefusalIsRecorded(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s, _, _ := setup(t, d)
@@ -228,6 +232,7 @@ func TestAUTH12_AddressOverItsLimitRaisesOneOperatorAlertAndEveryRefusalIsRecord
 // minute's limit: after a burst of AddressPerHour attempts, one more passes
 // every hour/AddressPerHour.
 func TestAUTH05_AddressHourlyLimit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, c, _ := setup(t, sqldb.SQLite)
 	lim := &ratelimit.Limiter{DB: s.DB, Now: s.now}
@@ -268,6 +273,7 @@ func TestAUTH05_AddressHourlyLimit(t *testing.T) {
 // Two Stores on two connection pools to one database stand for two server
 // nodes: the limits and the lockout count what both see.
 func TestAUTH05_RateLimitSharedAcrossTwoNodes(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		url := sqldbtest.URL(t, d)
@@ -324,6 +330,7 @@ func TestAUTH05_RateLimitSharedAcrossTwoNodes(t *testing.T) {
 // A sign-in that passed the password check while another node locked the
 // account fails when it tries to start its session.
 func TestAUTH04_LockWinsOverAConcurrentSuccess(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s, _, _ := setup(t, d)

@@ -45,6 +45,7 @@ func (s *mfaSite) confirmWithPasskey(t *testing.T, cred []byte, cookie, from str
 // assertion and one made for another session's options are refused, count
 // towards the lockout like wrong codes and are on the audit trail.
 func TestACL09_PasskeyConfirmsAStepUp(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
 		s := newPasskeySite(t, d)
@@ -151,6 +152,7 @@ func TestACL09_PasskeyConfirmsAStepUp(t *testing.T) {
 // before the proof stops working at once, the new one carries the
 // confirmation, and the renewal is on the trail beside the proof.
 func TestACL09_StepUpGivesTheSessionANewToken(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		l := s.logins[authz.OrgManager]
@@ -175,6 +177,7 @@ func TestACL09_StepUpGivesTheSessionANewToken(t *testing.T) {
 // Signing out, through the API or the pages, tells the browser to forget
 // what it kept of the signed-in pages: Clear-Site-Data (ASVS V14.3.1).
 func TestAUTH10_SignOutClearsTheBrowsersData(t *testing.T) {
+	t.Parallel()
 	s, _ := newTextSite(t, sqldb.SQLite)
 	const from = "198.51.100.84"
 	for _, path := range []string{"/api/v1/auth/logout", "/logout"} {

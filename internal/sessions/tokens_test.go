@@ -108,6 +108,7 @@ func studyCount(t *testing.T, s *mfaSite) int {
 }
 
 func TestAUTH10_ReadScopedTokenReadsButCannotWrite(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.20"
@@ -163,6 +164,7 @@ func TestAUTH10_ReadScopedTokenReadsButCannotWrite(t *testing.T) {
 }
 
 func TestAUTH10_TokenIsStoredHashedAndCannotMakeTokensOrReachTheBrowserShell(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.21"
@@ -200,6 +202,7 @@ func TestAUTH10_TokenIsStoredHashedAndCannotMakeTokensOrReachTheBrowserShell(t *
 }
 
 func TestAUTH10_ExpiredRevokedAndBadTokensAre401(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.22"
@@ -256,6 +259,7 @@ func TestAUTH10_ExpiredRevokedAndBadTokensAre401(t *testing.T) {
 }
 
 func TestAUTH10_LockedAccountsTokensAreRefused(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.23"
@@ -279,6 +283,7 @@ func TestAUTH10_LockedAccountsTokensAreRefused(t *testing.T) {
 }
 
 func TestAUTH05_FailedBearerAttemptsAreLimitedPerAddress(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const attacker, other = "203.0.113.30", "198.51.100.24"
@@ -324,6 +329,7 @@ func TestAUTH05_FailedBearerAttemptsAreLimitedPerAddress(t *testing.T) {
 // A password reset, which follows a lost or stolen password, revokes the
 // account's access tokens with its sessions (AUTH-07).
 func TestAUTH07_ResetRevokesTokens(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		ctx := context.Background()
@@ -358,6 +364,7 @@ func TestAUTH07_ResetRevokesTokens(t *testing.T) {
 // within the step-up window, and every token of the account ends with a
 // password change and with "sign out everywhere", as with a reset.
 func TestAUTH10_TokensNeedAFreshConfirmationAndEndWithThePassword(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		s, _ := newTextSite(t, d)
 		const from = "198.51.100.25"
