@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/entries"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/notify"
@@ -57,6 +58,11 @@ func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 			log.Warn("purge of deleted participants", "err", err)
 		case purged > 0:
 			log.Info("purge of deleted participants", "purged", purged)
+		}
+		if n, err := (&consent.Service{Gate: g}).QueueToSign(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("notices of consents to sign", "err", err)
+		} else if n > 0 {
+			log.Info("notices of consents to sign", "queued", n)
 		}
 		if n, err := data.QueueDueForms(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("notices of forms to fill in", "err", err)

@@ -600,7 +600,7 @@ func add(ctx context.Context, t *gate.Tx, c *conv, body string, att *Attachment)
 		if mem.AccountID == t.Subject.AccountID {
 			continue
 		}
-		if err := notify.Queue(ctx, t, mem.AccountID, c.orgID, notify.Message, m.ID); err != nil {
+		if _, err := notify.Queue(ctx, t, mem.AccountID, c.orgID, notify.Message, m.ID); err != nil {
 			return Message{}, err
 		}
 	}

@@ -99,10 +99,13 @@ func (s *Service) QueueDueForms(ctx context.Context) (int, error) {
 						if started > 0 {
 							continue
 						}
-						if err := notify.Queue(ctx, o, p.account, st.org, notify.Form, p.pseudonym+"/"+v.Key+"/1/"+key); err != nil {
+						queued, err := notify.Queue(ctx, o, p.account, st.org, notify.Form, p.pseudonym+"/"+v.Key+"/1/"+key)
+						if err != nil {
 							return err
 						}
-						n++
+						if queued {
+							n++
+						}
 					}
 				}
 			}

@@ -60,26 +60,29 @@ func ParseMode(s string) (Mode, error) {
 var paths = map[Kind]string{Message: "/", Consent: "/", Form: "/me/records"}
 
 // Queue records, in the caller's transaction, that something of kind
-// waits for an account in an organization. ref keeps one thing from being
-// queued twice while its notice is unsent (a conversation's id, say); it
-// is never sent. A person who turned notices off is not queued for.
-func Queue(ctx context.Context, q sqldb.Querier, accountID, orgID string, kind Kind, ref string) error {
+// waits for an account in an organization, and reports whether it was
+// queued. ref keeps one thing from being queued twice, ever (a message's
+// id, say); it is never sent. A person who turned notices off is not
+// queued for.
+func Queue(ctx context.Context, q sqldb.Querier, accountID, orgID string, kind Kind, ref string) (bool, error) {
 	if _, ok := paths[kind]; !ok {
-		return errs.E(errs.Internal, "no such kind of notice: %s", kind)
+		return false, errs.E(errs.Internal, "no such kind of notice: %s", kind)
 	}
 	var mode string
 	err := q.QueryRowContext(ctx, `SELECT mode FROM notification_settings WHERE account_id = $1`, accountID).Scan(&mode)
 	switch {
 	case err == nil && Mode(mode) == Off:
-		return nil
+		return false, nil
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return errs.Wrap(errs.Unavailable, err, "read the notice settings")
+		return false, errs.Wrap(errs.Unavailable, err, "read the notice settings")
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO notifications (id, account_id, org_id, kind, ref, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, ids.New(), accountID, orgID, string(kind), ref, sqldb.Now()); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "queue a notice")
+	res, err := q.ExecContext(ctx, `INSERT INTO notifications (id, account_id, org_id, kind, ref, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, ids.New(), accountID, orgID, string(kind), ref, sqldb.Now())
+	if err != nil {
+		return false, errs.Wrap(errs.Unavailable, err, "queue a notice")
 	}
-	return nil
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, nil
 }
 
 // Service keeps people's notice settings and sends the notices.

@@ -73,7 +73,7 @@ func TestWEB07_NoticesSayOnlyThatSomethingWaits(t *testing.T) {
 		as := func(a accounts.Account) gate.Actor { return gate.Actor{AccountID: a.ID, SessionID: "s-" + a.ID} }
 		queue := func(a accounts.Account, kind notify.Kind, ref string) {
 			t.Helper()
-			if err := db.InTx(ctx, func(tx *sql.Tx) error { return notify.Queue(ctx, tx, a.ID, org.ID, kind, ref) }); err != nil {
+			if err := db.InTx(ctx, func(tx *sql.Tx) error { _, err := notify.Queue(ctx, tx, a.ID, org.ID, kind, ref); return err }); err != nil {
 				t.Fatal(err)
 			}
 		}
