@@ -209,6 +209,8 @@ func TestBadInputFailsWithOneLineAndWritesNothing(t *testing.T) {
 		{[]string{"serve", "--data", fresh, "--env", "staging"}, "unknown environment"},
 		{[]string{"serve", "--data", fresh, "--tls-cert", "x.pem"}, "go together"},
 		{[]string{"serve", "--data", fresh, "--env", "production"}, "self-signed"},
+		{[]string{"serve", "--data", fresh, "--metrics-addr", "0.0.0.0:9464"}, "not loopback"},
+		{[]string{"serve", "--data", fresh, "--metrics-addr", "127.0.0.1:9464", "--metrics-token-file", file}, "at least 16 characters"},
 		{[]string{"init", "--data", fresh, "--org", "X"}, "required"},
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"version", "extra"}, "unexpected argument"},

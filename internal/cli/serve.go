@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -26,12 +27,16 @@ import (
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/metrics"
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/server"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
 type serveOptions struct {
+	metricsAddr      string
+	metricsTokenFile string
+	metricsToken     string
 	cfg              *instance.Config
 	addr             string
 	tlsCert          string
@@ -91,6 +96,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&o.witnessEvery, "audit-witness-every", time.Minute, "`interval` at which the newest audit checkpoint goes to the witnesses (1s to 1h): events cut from the end within it are seen only by the checkpoints the database holds")
 	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
 	fs.IntVar(&o.enrolmentsPerHour, "enrolments-per-hour", 1000, "enrolments one account may make in an hour on this node, ten times as many per organization (0: no limit)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`address` of a listener of its own serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9464; off when empty); one that is not loopback needs --metrics-token-file")
+	fs.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "`file` whose first line is the bearer token a metrics scrape must present")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
 	if err := parse(fs, env, args); err != nil {
 		return err
@@ -254,7 +261,22 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if o.baseURL == "" {
 		o.baseURL = url
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail, EnrolmentsPerHour: o.enrolmentsPerHour})
+	// Metrics (AVL-05) on a listener of their own.
+	var meter *metrics.Metrics
+	if o.metricsAddr != "" {
+		meter = metrics.New() // the handler watches the databases (server.NewHandler)
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "listen for metrics on "+o.metricsAddr)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", meter.Handler(o.metricsToken))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("metrics", "addr", mln.Addr().String(), "token", o.metricsToken != "")
+	}
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail, EnrolmentsPerHour: o.enrolmentsPerHour, Metrics: meter})
 	defer shells.Links.Wait()
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's
@@ -322,6 +344,25 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 	}
 	if _, _, err := net.SplitHostPort(o.addr); err != nil {
 		return usageError{fmt.Sprintf("--addr %q: want HOST:PORT", o.addr)}
+	}
+	if o.metricsTokenFile != "" {
+		b, err := os.ReadFile(o.metricsTokenFile)
+		if err != nil {
+			return usageError{"--metrics-token-file: " + err.Error()}
+		}
+		o.metricsToken, _, _ = strings.Cut(string(b), "\n")
+		if o.metricsToken = strings.TrimSpace(o.metricsToken); len(o.metricsToken) < 16 {
+			return usageError{"--metrics-token-file: the token is at least 16 characters"}
+		}
+	}
+	if o.metricsAddr != "" {
+		host, _, err := net.SplitHostPort(o.metricsAddr)
+		if err != nil {
+			return usageError{fmt.Sprintf("--metrics-addr %q: want HOST:PORT", o.metricsAddr)}
+		}
+		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" && o.metricsToken == "" {
+			return usageError{fmt.Sprintf("--metrics-addr %q is not loopback: give --metrics-token-file", o.metricsAddr)}
+		}
 	}
 	for _, w := range o.witnesses {
 		if _, err := witness.Parse(w); err != nil {

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"database/sql"
 	"sync"
 	"time"
 
@@ -61,4 +62,14 @@ func (g *Gate) answer(err error) error {
 		g.health.outcome(err)
 	}
 	return sqldb.Unavailable(err, "")
+}
+
+// PoolStats reports the connection pools of the databases the gate
+// holds, by name ("clinical", "identity"), for monitoring (AVL-05).
+func (g *Gate) PoolStats() map[string]sql.DBStats {
+	out := map[string]sql.DBStats{"clinical": g.db.Stats()}
+	if g.identity != nil {
+		out["identity"] = g.identity.Stats()
+	}
+	return out
 }

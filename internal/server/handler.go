@@ -30,6 +30,7 @@ import (
 	"github.com/custodia/custodia/internal/keys/keyadmin"
 	"github.com/custodia/custodia/internal/links"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/metrics"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/relyingparty"
 	"github.com/custodia/custodia/internal/netpolicy"
@@ -114,7 +115,9 @@ var allowedMethods = map[string]bool{
 
 // Deps are what the HTTP handler needs.
 type Deps struct {
-	Log      *slog.Logger
+	Log *slog.Logger
+	// Metrics, if set, counts every request answered (AVL-05).
+	Metrics  *metrics.Metrics
 	Instance *instance.Instance
 	Sessions *sessions.Store
 	// Mail sends reset links and invitations; nil means a file outbox in
@@ -187,6 +190,9 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	}
 	if d.Sessions.Gate == nil {
 		d.Sessions.Gate = g
+	}
+	if d.Metrics != nil {
+		d.Metrics.Watch(g)
 	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
@@ -272,7 +278,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	h = limitBody(h)
 	h = refuseMethods(h)
 	h = securityHeaders(h)
-	h = logRequests(d.Log, addrOf, h)
+	h = logRequests(d.Log, d.Metrics, addrOf, h)
 	h = cleanUserAgent(h)
 	h = recoverPanics(d.Log, h)
 	return h, sh
@@ -389,7 +395,7 @@ var refusalOf = map[int]string{
 
 // logRequests writes one structured line per request. It logs the route
 // pattern rather than the path, so tokens in links never reach the log.
-func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.Handler) http.Handler {
+func logRequests(log *slog.Logger, m *metrics.Metrics, addrOf func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		var b [8]byte
@@ -424,6 +430,9 @@ func logRequests(log *slog.Logger, addrOf func(*http.Request) string, next http.
 			attrs = append(attrs, slog.String("refused", *refusal))
 		}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+		if m != nil {
+			m.Observe(route, r.Method, sw.status, time.Since(start), *refusal)
+		}
 	})
 }
 
