@@ -42,8 +42,8 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
-	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/keys"
+	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/sqldb"
 )

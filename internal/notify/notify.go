@@ -183,8 +183,8 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 			}
 			type row struct {
 				id, account, org, kind, email, mode string
-				disabled                          bool
-				lastDigest                        int64
+				disabled                            bool
+				lastDigest                          int64
 			}
 			var page []row
 			for rows.Next() {

@@ -43,7 +43,7 @@ func (s Identities) Reseal(ctx context.Context, orgID, cursor string, limit int)
 			return errs.Wrap(errs.Unavailable, err, "read identities")
 		}
 		type row struct {
-			p      Participant
+			p           Participant
 			values      [5][]byte
 			identifiers []byte
 		}

@@ -21,7 +21,9 @@ import (
 
 func conversationsPath(slug string) string { return "/orgs/" + url.PathEscape(slug) + "/conversations" }
 
-func conversationPath(slug, id string) string { return conversationsPath(slug) + "/" + url.PathEscape(id) }
+func conversationPath(slug, id string) string {
+	return conversationsPath(slug) + "/" + url.PathEscape(id)
+}
 
 var conversationNotices = map[string]string{
 	"started":  "The conversation is begun. Only its members read it.",
