@@ -40,6 +40,7 @@ func commands() []command {
 		{"keys", "key operations under dual control: status, rotate, approve, export-recovery, provider-change", runKeys},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
 		{"export", "write a study's entries to a file: csv, json, odm or redcap", runExport},
+		{"security-report", "print the security statement: every control, whether it is active and its setting", runSecurityReport},
 		{"sbom", "print the software bill of materials of this binary (CycloneDX JSON)", runSBOM},
 		{"version", "print the version", runVersion},
 	}

@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"crypto/fips140"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custodia/custodia/docs"
+	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sessions"
+)
+
+// reportControl is one control of the security statement.
+type reportControl struct {
+	ID      string   `json:"id"`
+	Status  string   `json:"status"` // as docs/controls.md says: holds, partial, open
+	Active  bool     `json:"active"`
+	Setting string   `json:"setting,omitempty"`
+	Code    []string `json:"code,omitempty"`
+	Tests   []string `json:"tests,omitempty"`
+}
+
+// report is the security statement of an instance (OPS-02).
+type report struct {
+	Instance    string          `json:"instance"`
+	GeneratedAt string          `json:"generated_at"`
+	Version     string          `json:"version"`
+	Go          string          `json:"go"`
+	Controls    []reportControl `json:"controls"`
+}
+
+var (
+	controlID  = regexp.MustCompile(`^\[?([A-Z]+-[0-9]+)\]?(?:\(#[a-z0-9-]+\))?$`)
+	backticked = regexp.MustCompile("`([^`]+)`")
+)
+
+// parseControls reads the table of docs/controls.md.
+func parseControls(doc string) []reportControl {
+	var out []reportControl
+	for _, line := range strings.Split(doc, "\n") {
+		// A row: | ID | status | where | tests |
+		cells := strings.Split(strings.TrimSpace(line), "|")
+		if len(cells) != 6 || cells[0] != "" || cells[5] != "" {
+			continue
+		}
+		m := controlID.FindStringSubmatch(strings.TrimSpace(cells[1]))
+		if m == nil {
+			continue
+		}
+		c := reportControl{ID: m[1], Status: strings.TrimSpace(cells[2])}
+		for _, x := range backticked.FindAllStringSubmatch(cells[3], -1) {
+			c.Code = append(c.Code, x[1])
+		}
+		for _, x := range backticked.FindAllStringSubmatch(cells[4], -1) {
+			c.Tests = append(c.Tests, x[1])
+		}
+		c.Active = !strings.HasPrefix(c.Status, "open")
+		out = append(out, c)
+	}
+	return out
+}
+
+func runSecurityReport(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "security-report", "security-report [--json]")
+	cfg := instanceFlags(fs)
+	kc := kekFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := parse(fs, env, args); err != nil {
+		return err
+	}
+	inst, err := openInstance(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	read, err := inst.Clinical.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the database")
+	}
+	defer read.Rollback()
+	var size, at int64
+	err = read.QueryRowContext(ctx, `SELECT size, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &at)
+	checkpoint := "none signed yet"
+	switch {
+	case err == nil:
+		checkpoint = fmt.Sprintf("%d events, signed %s", size, time.UnixMicro(at).UTC().Format(time.RFC3339))
+	case !errors.Is(err, sql.ErrNoRows):
+		return errs.Wrap(errs.Unavailable, err, "read the audit trail")
+	}
+	var orgPolicies int
+	if err := read.QueryRowContext(ctx, `SELECT count(*) FROM org_policies`).Scan(&orgPolicies); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the organizations' policies")
+	}
+	fips := "off"
+	if fips140.Enabled() {
+		fips = "on (Go's FIPS 140-3 module)"
+	}
+	a := accounts.DefaultArgon2
+	settings := map[string]string{
+		"AUTH-02": fmt.Sprintf("passwords %d to %d characters by default; %d organizations set their own policy", accounts.DefaultPolicy.MinLength, accounts.DefaultPolicy.MaxLength, orgPolicies),
+		"AUTH-03": fmt.Sprintf("argon2id, %d MiB, %d passes", a.MemoryKiB/1024, a.Time),
+		"AUTH-04": fmt.Sprintf("locked after %d consecutive failed sign-ins", accounts.LockAfter),
+		"AUTH-10": fmt.Sprintf("idle %s, absolute %s unless an organization sets others", sessions.DefaultLimits.Idle, sessions.DefaultLimits.Absolute),
+		"CRY-01":  "HTTPS only, TLS 1.2 minimum, TLS 1.3 preferred",
+		"CRY-02":  "clinical database " + string(inst.Clinical.Dialect) + ", identity database " + string(inst.Identity.Dialect),
+		"CRY-04":  "key-encryption key provider: " + kc.provider,
+		"CRY-09":  "identity data in their own database (" + string(inst.Identity.Dialect) + ")",
+		"CRY-11":  "FIPS mode " + fips,
+		"AUD-02":  "newest checkpoint: " + checkpoint,
+		"AVL-05":  "/healthz and /readyz; metrics with serve --metrics-addr",
+		"OPS-01":  "serve --env decides; production refuses insecure settings",
+	}
+	r := report{Instance: inst.ID, GeneratedAt: time.Now().UTC().Format(time.RFC3339), Version: version(), Go: runtime.Version(),
+		Controls: parseControls(docs.Controls)}
+	for i := range r.Controls {
+		r.Controls[i].Setting = settings[r.Controls[i].ID]
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(env.Stdout, "Security statement of instance %s, %s (Custodia %s, %s)\n\n", r.Instance, r.GeneratedAt, r.Version, r.Go)
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTROL\tSTATUS\tACTIVE\tSETTING")
+	for _, c := range r.Controls {
+		active := "no"
+		if c.Active {
+			active = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Status, active, c.Setting)
+	}
+	return tw.Flush()
+}
