@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/docs"
 	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sessions"
 )
 
@@ -96,9 +97,9 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 	case !errors.Is(err, sql.ErrNoRows):
 		return errs.Wrap(errs.Unavailable, err, "read the audit trail")
 	}
-	var orgPolicies int
-	if err := read.QueryRowContext(ctx, `SELECT count(*) FROM org_policies`).Scan(&orgPolicies); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "read the organizations' policies")
+	orgPolicies, err := policy.Customized(ctx, read)
+	if err != nil {
+		return err
 	}
 	fips := "off"
 	if fips140.Enabled() {

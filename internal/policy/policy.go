@@ -258,6 +258,16 @@ func (r stored) policy() Security {
 	return p
 }
 
+// Customized counts the organizations that set a policy of their own,
+// for the instance's security statement.
+func Customized(ctx context.Context, q sqldb.Querier) (int, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM org_policies`).Scan(&n); err != nil {
+		return 0, errs.Wrap(errs.Unavailable, err, "read the organizations' policies")
+	}
+	return n, nil
+}
+
 // Of reads an organization's policy; one that has set none
 // has Default.
 func Of(ctx context.Context, q sqldb.Querier, orgID string) (Security, error) {
