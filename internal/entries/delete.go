@@ -150,8 +150,6 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 					return err
 				}
 				for _, q := range []string{
-					`DELETE FROM entry_values WHERE entry_id = $1`,
-					`DELETE FROM entry_changes WHERE entry_id = $1`,
 					`DELETE FROM entry_revisions WHERE entry_id = $1`,
 					`DELETE FROM entries WHERE id = $1 AND deleted_at IS NOT NULL`,
 				} {

@@ -265,6 +265,7 @@ type stored struct {
 	savedAt     int64
 	deletedAt   int64 // 0: not deleted
 	values      map[cell]string
+	cells       []packedCell // as stored, sealed values sealed
 }
 
 // sealedAt is where a value of an entry is sealed: the entry, and the
@@ -277,9 +278,10 @@ func sealedAt(orgID, studyID, entryID, form string, c cell) keys.Context {
 // values are opened when open says so, else left out and listed.
 func load(ctx context.Context, t *gate.Tx, orgID string, p Place, s scheduled, open func(field string) bool) (stored, []cell, bool, error) {
 	var e stored
-	err := t.QueryRowContext(ctx, `SELECT id, form_version, status, revision, saved_by, saved_at, coalesce(deleted_at, 0) FROM entries
+	var packed string
+	err := t.QueryRowContext(ctx, `SELECT id, form_version, status, revision, saved_by, saved_at, coalesce(deleted_at, 0), cells FROM entries
 		WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4 AND org_id = $5`,
-		p.Participant, s.visitID, p.Repeat, s.formID, orgID).Scan(&e.id, &e.formVersion, &e.status, &e.revision, &e.savedBy, &e.savedAt, &e.deletedAt)
+		p.Participant, s.visitID, p.Repeat, s.formID, orgID).Scan(&e.id, &e.formVersion, &e.status, &e.revision, &e.savedBy, &e.savedAt, &e.deletedAt, &packed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stored{}, nil, false, nil
 	}
@@ -289,40 +291,25 @@ func load(ctx context.Context, t *gate.Tx, orgID string, p Place, s scheduled, o
 	if e.deletedAt != 0 {
 		return e, nil, true, nil // hidden: its values are not read
 	}
-	rows, err := t.QueryContext(ctx, `SELECT field, row_no, value, sealed FROM entry_values WHERE entry_id = $1`, e.id)
-	if err != nil {
-		return stored{}, nil, false, errs.Wrap(errs.Unavailable, err, "read the entry")
-	}
-	type raw struct {
-		c      cell
-		value  sql.NullString
-		sealed []byte
-	}
-	var all []raw
-	for rows.Next() {
-		var r raw
-		if err := rows.Scan(&r.c.field, &r.c.row, &r.value, &r.sealed); err != nil {
-			rows.Close()
-			return stored{}, nil, false, errs.Wrap(errs.Unavailable, err, "read the entry")
-		}
-		all = append(all, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return stored{}, nil, false, errs.Wrap(errs.Unavailable, err, "read the entry")
+	if e.cells, err = unpackCells(packed, nil); err != nil {
+		return stored{}, nil, false, errs.Wrap(errs.Internal, err, "read the entry")
 	}
 	e.values = map[cell]string{}
 	var closed []cell
-	for _, r := range all {
-		if r.value.Valid {
-			e.values[r.c] = r.value.String
+	for _, r := range e.cells {
+		if r.clear {
+			e.values[r.c] = r.value
 			continue
 		}
 		if !open(r.c.field) {
 			closed = append(closed, r.c)
 			continue
 		}
-		b, err := t.Vault().Open(ctx, sealedAt(orgID, p.StudyID, e.id, p.Form, r.c), r.sealed)
+		sealed, err := r.ciphertext()
+		if err != nil {
+			return stored{}, nil, false, errs.Wrap(errs.Internal, err, "read the entry")
+		}
+		b, err := t.Vault().Open(ctx, sealedAt(orgID, p.StudyID, e.id, p.Form, r.c), sealed)
 		if err != nil {
 			return stored{}, nil, false, err
 		}
@@ -367,27 +354,37 @@ func outsideValues(ctx context.Context, t *gate.Tx, orgID string, p Place, visit
 	values := map[string]string{}
 	for _, ref := range refs {
 		form, field, _ := strings.Cut(ref, ".")
-		var id string
-		var value sql.NullString
-		var sealed []byte
-		err := t.QueryRowContext(ctx, `SELECT e.id, x.value, x.sealed FROM entries e
+		var id, packed string
+		err := t.QueryRowContext(ctx, `SELECT e.id, e.cells FROM entries e
 			JOIN forms f ON f.id = e.form_id
-			JOIN entry_values x ON x.entry_id = e.id AND x.field = $1 AND x.row_no = 0
-			WHERE e.org_id = $2 AND e.participant_id = $3 AND e.visit_id = $4 AND e.visit_repeat = $5 AND f.form_key = $6
-			AND e.deleted_at IS NULL`, field, orgID, p.Participant, visitID, p.Repeat, form).Scan(&id, &value, &sealed)
+			WHERE e.org_id = $1 AND e.participant_id = $2 AND e.visit_id = $3 AND e.visit_repeat = $4 AND f.form_key = $5
+			AND e.deleted_at IS NULL`, orgID, p.Participant, visitID, p.Repeat, form).Scan(&id, &packed)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			continue
 		case err != nil:
 			return nil, errs.Wrap(errs.Unavailable, err, "read the visit's other forms")
-		case value.Valid:
-			values[ref] = value.String
-		default:
-			b, err := t.Vault().Open(ctx, sealedAt(orgID, p.StudyID, id, form, cell{field, 0}), sealed)
-			if err != nil {
-				return nil, err
+		}
+		cells, err := unpackCells(packed, nil)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "read the visit's other forms")
+		}
+		for _, pc := range cells {
+			switch {
+			case pc.c != (cell{field, 0}):
+			case pc.clear:
+				values[ref] = pc.value
+			default:
+				sealed, err := pc.ciphertext()
+				if err != nil {
+					return nil, errs.Wrap(errs.Internal, err, "read the visit's other forms")
+				}
+				b, err := t.Vault().Open(ctx, sealedAt(orgID, p.StudyID, id, form, pc.c), sealed)
+				if err != nil {
+					return nil, err
+				}
+				values[ref] = string(b)
 			}
-			values[ref] = string(b)
 		}
 	}
 	return func(ref string) string { return values[ref] }, nil
@@ -584,17 +581,49 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		account := t.Subject.AccountID
 		if !found {
 			id = ids.New()
+		}
+		// The values now and what this save changed, packed: a value
+		// changed sealed anew, the others kept as stored.
+		kept := make(map[cell]packedCell, len(old.cells)+len(changes))
+		for _, pc := range old.cells {
+			kept[pc.c] = pc
+		}
+		history := make([]packedCell, 0, len(changes))
+		for _, c := range changes {
+			pc := packedCell{c: c}
+			if val, set := next[c]; set {
+				if fd, _ := v.Form.FieldNamed(c.field); fd != nil && fd.Sensitive {
+					b, err := t.Vault().Seal(ctx, keys.StudyScope(org.ID, p.StudyID), sealedAt(org.ID, p.StudyID, id, p.Form, c), []byte(val))
+					if err != nil {
+						return err
+					}
+					pc = sealedCell(c, b)
+				} else {
+					pc.value, pc.clear = val, true
+				}
+				kept[c] = pc
+			} else {
+				delete(kept, c)
+			}
+			history = append(history, pc)
+		}
+		current := make([]packedCell, 0, len(kept))
+		for _, pc := range kept {
+			current = append(current, pc)
+		}
+		cells, changed := packCells(current), packCells(history)
+		if !found {
 			_, err = t.ExecContext(ctx, `INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat,
-				form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $11, $12)`,
-				id, org.ID, p.StudyID, p.SiteID, p.Participant, sc.visitID, p.Repeat, sc.formID, v.Version, string(status), account, now)
+				form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at, cells)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $11, $12, $13)`,
+				id, org.ID, p.StudyID, p.SiteID, p.Participant, sc.visitID, p.Repeat, sc.formID, v.Version, string(status), account, now, cells)
 			if sqldb.IsUniqueViolation(err) {
 				return errs.E(errs.Conflict, "someone else saved this entry meanwhile; reload it and save again")
 			}
 		} else {
 			var res sql.Result
-			res, err = t.ExecContext(ctx, `UPDATE entries SET form_version = $1, status = $2, revision = $3, saved_by = $4, saved_at = $5
-				WHERE id = $6 AND revision = $7`, v.Version, string(status), revision, account, now, id, old.revision)
+			res, err = t.ExecContext(ctx, `UPDATE entries SET form_version = $1, status = $2, revision = $3, saved_by = $4, saved_at = $5, cells = $6
+				WHERE id = $7 AND revision = $8`, v.Version, string(status), revision, account, now, cells, id, old.revision)
 			if err == nil {
 				if n, rerr := res.RowsAffected(); rerr != nil || n != 1 {
 					return errs.E(errs.Conflict, "someone else saved this entry meanwhile; reload it and save again")
@@ -608,39 +637,9 @@ func (s *Service) Save(ctx context.Context, a gate.Actor, slug string, p Place, 
 		if reason != "" {
 			why = reason
 		}
-		if _, err := t.ExecContext(ctx, `INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at, reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, revision, v.Version, string(status), account, now, why); err != nil {
+		if _, err := t.ExecContext(ctx, `INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at, reason, changes)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, revision, v.Version, string(status), account, now, why, changed); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "store the entry's history")
-		}
-		var history, current []valueRow
-		for _, c := range changes {
-			val, set := next[c]
-			r := valueRow{c: c}
-			if set {
-				fd, _ := v.Form.FieldNamed(c.field)
-				if fd != nil && fd.Sensitive {
-					b, err := t.Vault().Seal(ctx, keys.StudyScope(org.ID, p.StudyID), sealedAt(org.ID, p.StudyID, id, p.Form, c), []byte(val))
-					if err != nil {
-						return err
-					}
-					r.sealed = b
-				} else {
-					r.clear = val
-				}
-				current = append(current, r)
-			}
-			history = append(history, r)
-			if found {
-				if _, err := t.ExecContext(ctx, `DELETE FROM entry_values WHERE entry_id = $1 AND field = $2 AND row_no = $3`, id, c.field, c.row); err != nil {
-					return errs.Wrap(errs.Unavailable, err, "store the entry")
-				}
-			}
-		}
-		if err := insertValues(ctx, t, id, revision, history); err != nil {
-			return err
-		}
-		if err := insertValues(ctx, t, id, 0, current); err != nil {
-			return err
 		}
 		t.Detail("revision", strconv.Itoa(revision))
 		t.Detail("form_version", strconv.Itoa(v.Version))
@@ -829,68 +828,57 @@ func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Plac
 				hidden[k] = true
 			}
 		}
-		rows, err := t.QueryContext(ctx, `SELECT revision, form_version, status, saved_by, saved_at, coalesce(reason, '')
+		rows, err := t.QueryContext(ctx, `SELECT revision, form_version, status, saved_by, saved_at, coalesce(reason, ''), changes
 			FROM entry_revisions WHERE entry_id = $1 ORDER BY revision`, id)
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "read the entry's history")
 		}
+		var packed []string
 		for rows.Next() {
 			var r Revision
-			if err := rows.Scan(&r.Revision, &r.FormVersion, &r.Status, &r.SavedBy, &r.SavedAt, &r.Reason); err != nil {
+			var changes string
+			if err := rows.Scan(&r.Revision, &r.FormVersion, &r.Status, &r.SavedBy, &r.SavedAt, &r.Reason, &changes); err != nil {
 				rows.Close()
 				return errs.Wrap(errs.Unavailable, err, "read the entry's history")
 			}
 			r.Changes = []Change{}
 			out = append(out, r)
+			packed = append(packed, changes)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "read the entry's history")
 		}
-		type raw struct {
-			revision int
-			c        Change
-			value    sql.NullString
-			sealed   []byte
-		}
-		var changes []raw
-		crow, err := t.QueryContext(ctx, `SELECT revision, field, row_no, value, sealed FROM entry_changes
-			WHERE entry_id = $1 ORDER BY revision, field, row_no`, id)
-		if err != nil {
-			return errs.Wrap(errs.Unavailable, err, "read the entry's history")
-		}
-		for crow.Next() {
-			var r raw
-			if err := crow.Scan(&r.revision, &r.c.Field, &r.c.Row, &r.value, &r.sealed); err != nil {
-				crow.Close()
-				return errs.Wrap(errs.Unavailable, err, "read the entry's history")
+		for i, changes := range packed {
+			cells, err := unpackCells(changes, nil)
+			if err != nil {
+				return errs.Wrap(errs.Internal, err, "read the entry's history")
 			}
-			changes = append(changes, r)
-		}
-		crow.Close()
-		if err := crow.Err(); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "read the entry's history")
-		}
-		for _, r := range changes {
-			if hidden[r.c.Field] || r.revision < 1 || r.revision > len(out) {
-				continue
-			}
-			c := r.c
-			switch {
-			case r.value.Valid:
-				c.Value = r.value.String
-			case r.sealed == nil:
-				c.Removed = true
-			case open(c.Field):
-				b, err := t.Vault().Open(ctx, sealedAt(org.ID, p.StudyID, id, p.Form, cell{c.Field, c.Row}), r.sealed)
-				if err != nil {
-					return err
+			for _, pc := range cells {
+				if hidden[pc.c.field] {
+					continue
 				}
-				c.Value = string(b)
-			default:
-				c.Sealed = true
+				c := Change{Field: pc.c.field, Row: pc.c.row}
+				switch {
+				case pc.clear:
+					c.Value = pc.value
+				case pc.removed():
+					c.Removed = true
+				case open(c.Field):
+					sealed, err := pc.ciphertext()
+					if err != nil {
+						return errs.Wrap(errs.Internal, err, "read the entry's history")
+					}
+					b, err := t.Vault().Open(ctx, sealedAt(org.ID, p.StudyID, id, p.Form, pc.c), sealed)
+					if err != nil {
+						return err
+					}
+					c.Value = string(b)
+				default:
+					c.Sealed = true
+				}
+				out[i].Changes = append(out[i].Changes, c)
 			}
-			out[r.revision-1].Changes = append(out[r.revision-1].Changes, c)
 		}
 		t.Detail("revisions", strconv.Itoa(len(out)))
 		return nil
@@ -995,48 +983,4 @@ func (s *Service) Grid(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 		return nil
 	})
 	return out, err
-}
-
-// stored value rows, written many to a statement: one statement per row
-// costs more than the row.
-type valueRow struct {
-	c             cell
-	clear, sealed any
-}
-
-// maxRowsPerInsert bounds the rows of one INSERT (6 parameters each, well
-// within SQLite's and PostgreSQL's bounds).
-const maxRowsPerInsert = 500
-
-// insertValues writes rows into entry_values, or into entry_changes at
-// revision (revision > 0), of entry id.
-func insertValues(ctx context.Context, q sqldb.Querier, id string, revision int, rows []valueRow) error {
-	for len(rows) > 0 {
-		chunk := rows[:min(len(rows), maxRowsPerInsert)]
-		rows = rows[len(chunk):]
-		var b strings.Builder
-		args := make([]any, 0, 6*len(chunk))
-		if revision > 0 {
-			b.WriteString(`INSERT INTO entry_changes (entry_id, revision, field, row_no, value, sealed) VALUES `)
-		} else {
-			b.WriteString(`INSERT INTO entry_values (entry_id, field, row_no, value, sealed) VALUES `)
-		}
-		for i, r := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			n := len(args)
-			if revision > 0 {
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
-				args = append(args, id, revision, r.c.field, r.c.row, r.clear, r.sealed)
-			} else {
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
-				args = append(args, id, r.c.field, r.c.row, r.clear, r.sealed)
-			}
-		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "store the entry")
-		}
-	}
-	return nil
 }

@@ -3,13 +3,13 @@ package entries
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,16 +247,13 @@ func exportFrom(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, stud
 	if err != nil {
 		return sent(), err
 	}
-	// What names an entry comes as one column, the same for each of its
-	// values: a driver reads every column of every row, and fewer columns
-	// read faster. Ids and numbers hold no |.
-	rows, err := q.QueryContext(ctx, `SELECT e.id || '|' || e.participant_id || '|' || e.site_id || '|' || e.visit_id || '|' ||
-		  e.visit_repeat || '|' || e.form_id || '|' || e.form_version,
-		  x.field, x.row_no, x.value, x.sealed
+	// One row an entry, its values packed (cells.go) in the order of field
+	// and row, in the order of the index: the read never sorts, and a
+	// driver steps one row for all the values of an entry.
+	rows, err := q.QueryContext(ctx, `SELECT e.id, e.participant_id, e.site_id, e.visit_id, e.visit_repeat, e.form_id, e.form_version, e.cells
 		FROM entries e
-		JOIN entry_values x ON x.entry_id = e.id
 		WHERE e.org_id = $1 AND e.study_id = $2 AND `+live+`
-		ORDER BY e.participant_id, e.visit_id, e.visit_repeat, e.form_id, x.field, x.row_no`, orgID, studyID)
+		ORDER BY e.participant_id, e.visit_id, e.visit_repeat, e.form_id`, orgID, studyID)
 	if err != nil {
 		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
 	}
@@ -272,56 +269,91 @@ func exportFrom(ctx context.Context, v *gate.Vault, q sqldb.Querier, orgID, stud
 		Row         int    `json:"row,omitempty"`
 		Value       string `json:"value"`
 	}
+	// What a site's reader sees of a form, by field: the names of
+	// exportSite's maps (form.field) are not built again for each value.
+	type seen struct{ visible, open map[string]bool }
+	type siteForm struct{ site, form string }
+	views := map[siteForm]seen{}
+	viewOf := func(site exportSite, k siteForm) seen {
+		if sv, ok := views[k]; ok {
+			return sv
+		}
+		sv := seen{visible: map[string]bool{}, open: map[string]bool{}}
+		prefix := k.form + "."
+		for n := range site.visible {
+			if f, ok := strings.CutPrefix(n, prefix); ok {
+				sv.visible[f] = true
+				sv.open[f] = site.open[n]
+			}
+		}
+		views[k] = sv
+		return sv
+	}
 	var (
-		l                  line
-		value              sql.NullString
-		sealed             []byte
-		key, last, entryID string
-		repeat, version    string
-		record             = make([]string, len(ExportColumns))
+		l                        line
+		entryID, visitID, formID string
+		packed                   string
+		repeat, version          string
+		cells                    []packedCell
+		record                   = make([]string, len(ExportColumns))
+		rowNames                 = []string{"0"}
 	)
 	for rows.Next() {
-		if err := rows.Scan(&key, &l.Field, &l.Row, &value, &sealed); err != nil {
+		if err := rows.Scan(&entryID, &l.Participant, &l.Site, &visitID, &repeat, &formID, &version, &packed); err != nil {
 			return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")
 		}
-		if key != last {
-			parts := strings.Split(key, "|")
-			if len(parts) != 7 {
-				return sent(), errs.E(errs.Internal, "an entry's key reads %d parts", len(parts))
-			}
-			last = key
-			entryID, l.Participant, l.Site, l.Visit, repeat, l.Form, version = parts[0], parts[1], parts[2], visitKeys[parts[3]], parts[4], formKeys[parts[5]], parts[6]
-			l.Repeat, _ = strconv.Atoi(repeat)
-			l.FormVersion, _ = strconv.Atoi(version)
-		}
 		site, ok := allowed[l.Site]
-		name := l.Form + "." + l.Field
-		if !ok || !site.visible[name] {
+		if !ok {
 			continue
 		}
-		switch {
-		case value.Valid:
-			l.Value = value.String
-		case site.open[name]:
-			b, err := v.Open(ctx, sealedAt(orgID, studyID, entryID, l.Form, cell{l.Field, l.Row}), sealed)
-			if err != nil {
-				return sent(), err
+		l.Visit, l.Form = visitKeys[visitID], formKeys[formID]
+		l.Repeat, _ = strconv.Atoi(repeat)
+		l.FormVersion, _ = strconv.Atoi(version)
+		sv := viewOf(site, siteForm{l.Site, l.Form})
+		if cells, err = unpackCells(packed, cells); err != nil {
+			return sent(), errs.Wrap(errs.Internal, err, "read the entries")
+		}
+		if !slices.IsSortedFunc(cells, compareCells) {
+			slices.SortFunc(cells, compareCells)
+		}
+		for _, pc := range cells {
+			l.Field, l.Row = pc.c.field, pc.c.row
+			if !sv.visible[l.Field] {
+				continue
 			}
-			l.Value = string(b)
-		default:
-			continue
+			switch {
+			case pc.clear:
+				l.Value = pc.value
+			case pc.removed():
+				continue
+			case sv.open[l.Field]:
+				sealed, err := pc.ciphertext()
+				if err != nil {
+					return sent(), errs.Wrap(errs.Internal, err, "read the entries")
+				}
+				b, err := v.Open(ctx, sealedAt(orgID, studyID, entryID, l.Form, pc.c), sealed)
+				if err != nil {
+					return sent(), err
+				}
+				l.Value = string(b)
+			default:
+				continue
+			}
+			if cw != nil {
+				for len(rowNames) <= l.Row {
+					rowNames = append(rowNames, strconv.Itoa(len(rowNames)))
+				}
+				record[0], record[1], record[2], record[3], record[4] = l.Participant, l.Site, l.Visit, repeat, l.Form
+				record[5], record[6], record[7], record[8] = version, l.Field, rowNames[l.Row], l.Value
+				err = cw.Write(record)
+			} else {
+				err = enc.Encode(l)
+			}
+			if err != nil {
+				return sent(), fmt.Errorf("send the export: %w", err)
+			}
+			n++
 		}
-		if cw != nil {
-			record[0], record[1], record[2], record[3], record[4] = l.Participant, l.Site, l.Visit, repeat, l.Form
-			record[5], record[6], record[7], record[8] = version, l.Field, strconv.Itoa(l.Row), l.Value
-			err = cw.Write(record)
-		} else {
-			err = enc.Encode(l)
-		}
-		if err != nil {
-			return sent(), fmt.Errorf("send the export: %w", err)
-		}
-		n++
 	}
 	if err := rows.Err(); err != nil {
 		return sent(), errs.Wrap(errs.Unavailable, err, "read the entries")

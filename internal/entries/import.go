@@ -164,7 +164,7 @@ func (s *Service) Import(ctx context.Context, a gate.Actor, slug, studyID, forma
 			return err
 		}
 		im := &importer{s: s, t: t, ctx: ctx, org: org.ID, study: studyID, forms: map[string]*forms.Version{},
-			places: map[string]scheduled{}, people: map[string]string{}, seen: map[string]int{}, sites: map[string]bool{}}
+			places: map[string]scheduled{}, people: map[string]string{}, existing: map[string]map[string]bool{}, seen: map[string]int{}, sites: map[string]bool{}}
 		sites, err := orgs.Sites(ctx, t, org.ID, studyID)
 		if err != nil {
 			return err
@@ -228,12 +228,14 @@ type importer struct {
 	ctx      context.Context
 	org      string
 	study    string
-	forms    map[string]*forms.Version // form key -> newest published version
-	rules    authz.FieldRules          // the study's field visibility, read once
-	places   map[string]scheduled      // visit/form -> its ids
-	people   map[string]string         // participant -> site, of those found
-	sites    map[string]bool           // site -> may write there
-	seen     map[string]int            // entry -> first line
+	forms    map[string]*forms.Version  // form key -> newest published version
+	rules    authz.FieldRules           // the study's field visibility, read once
+	places   map[string]scheduled       // visit/form -> its ids
+	people   map[string]string          // participant -> site, of those found
+	sites    map[string]bool            // site -> may write there
+	seen     map[string]int             // entry -> first line
+	existing map[string]map[string]bool // participant -> their entries stored before (visit id|repeat|form id)
+	batch    []importedEntry            // checked, not yet written
 	problems []forms.FieldError
 	entries  int
 	values   int
@@ -328,9 +330,11 @@ func (im *importer) run(lines lineReader) error {
 		im.values++
 	}
 	if cur != nil {
-		return im.store(cur)
+		if err := im.store(cur); err != nil {
+			return err
+		}
 	}
-	return nil
+	return im.flush()
 }
 
 // form is the newest published version of a form of the study, or nil.
@@ -402,10 +406,36 @@ func (im *importer) store(p *pending) error {
 		im.bad(line, "", "visit %s does not repeat: repeat is 1", p.place.Visit)
 		return nil
 	}
-	var n int
-	if err := im.t.QueryRowContext(im.ctx, `SELECT count(*) FROM entries WHERE participant_id = $1 AND visit_id = $2 AND visit_repeat = $3 AND form_id = $4`,
-		p.place.Participant, sc.visitID, p.place.Repeat, sc.formID).Scan(&n); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "read the entries")
+	stored, ok := im.existing[p.place.Participant]
+	if !ok {
+		// The participant's entries stored before the import, read
+		// once (the file's own are in im.seen).
+		stored = map[string]bool{}
+		// (Visit and form ids are of this study: no need to name the
+		// organization, and the unique key's index serves.)
+		rows, err := im.t.QueryContext(im.ctx, `SELECT visit_id, visit_repeat, form_id FROM entries WHERE participant_id = $1`,
+			p.place.Participant)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "read the entries")
+		}
+		for rows.Next() {
+			var visit, form string
+			var repeat int
+			if err := rows.Scan(&visit, &repeat, &form); err != nil {
+				rows.Close()
+				return errs.Wrap(errs.Unavailable, err, "read the entries")
+			}
+			stored[visit+"|"+strconv.Itoa(repeat)+"|"+form] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "read the entries")
+		}
+		im.existing[p.place.Participant] = stored
+	}
+	n := 0
+	if stored[sc.visitID+"|"+strconv.Itoa(p.place.Repeat)+"|"+sc.formID] {
+		n = 1
 	}
 	if n > 0 {
 		im.bad(line, "", "this entry exists already; an import adds new entries")
@@ -413,6 +443,13 @@ func (im *importer) store(p *pending) error {
 	}
 	hidden := hiddenFrom(im.t, im.rules, authz.EntryWrite, p.place.resource(im.org), v.Form)
 	save := Save{Values: p.values, Rows: p.rows}
+	if len(v.Form.Outside()) > 0 {
+		// Its conditions read the visit's other forms, which this file
+		// may have given already.
+		if err := im.flush(); err != nil {
+			return err
+		}
+	}
 	outside, err := outsideValues(im.ctx, im.t, im.org, p.place, sc.visitID, v.Form.Outside())
 	if err != nil {
 		return err
@@ -459,39 +496,80 @@ func (im *importer) store(p *pending) error {
 		status = Incomplete
 	}
 	id, now, account := ids.New(), sqldb.Now(), im.t.Subject.AccountID
-	if _, err := im.t.ExecContext(im.ctx, `INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat,
-		form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $11, $12)`,
-		id, im.org, im.study, p.place.SiteID, p.place.Participant, sc.visitID, p.place.Repeat, sc.formID, v.Version, string(status), account, now); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "store the entry")
-	}
-	if _, err := im.t.ExecContext(im.ctx, `INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at, reason)
-		VALUES ($1, 1, $2, $3, $4, $5, 'bulk import')`, id, v.Version, string(status), account, now); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "store the entry's history")
-	}
-	rows := make([]valueRow, 0, len(next))
+	// The entry's values, packed: one row for the entry and one for its
+	// first revision, whatever its number of values.
+	cells := make([]packedCell, 0, len(next))
 	for c, val := range next {
-		r := valueRow{c: c, clear: val}
+		pc := packedCell{c: c, value: val, clear: true}
 		if fd, _ := v.Form.FieldNamed(c.field); fd != nil && fd.Sensitive {
 			b, err := im.t.Vault().Seal(im.ctx, keys.StudyScope(im.org, im.study), sealedAt(im.org, im.study, id, p.place.Form, c), []byte(val))
 			if err != nil {
 				return err
 			}
-			r.clear, r.sealed = nil, b
+			pc = sealedCell(c, b)
 		}
-		rows = append(rows, r)
+		cells = append(cells, pc)
 	}
-	// One row a statement: inside an import's one large transaction, an
-	// INSERT of many rows makes SQLite keep a statement journal that
-	// costs more than the statements it saves.
-	for i := range rows {
-		if err := insertValues(im.ctx, im.t, id, 1, rows[i:i+1]); err != nil {
-			return err
-		}
-		if err := insertValues(im.ctx, im.t, id, 0, rows[i:i+1]); err != nil {
+	im.batch = append(im.batch, importedEntry{id: id, place: p.place, sc: sc, version: v.Version, status: status, account: account, now: now, cells: packCells(cells)})
+	if len(im.batch) >= importBatch {
+		if err := im.flush(); err != nil {
 			return err
 		}
 	}
 	im.entries++
+	return nil
+}
+
+// importedEntry is an entry checked and packed, to be written with others.
+type importedEntry struct {
+	id      string
+	place   Place
+	sc      scheduled
+	version int
+	status  Status
+	account string
+	now     int64
+	cells   string
+}
+
+// importBatch is the entries an import writes to a statement (13
+// parameters each, within SQLite's and PostgreSQL's bounds): a statement
+// a row costs more than the row, on PostgreSQL above all.
+const importBatch = 100
+
+// flush writes the entries checked so far, each with its first revision
+// (its values, as the change), while the file has no problem.
+func (im *importer) flush() error {
+	batch := im.batch
+	im.batch = im.batch[:0]
+	if len(batch) == 0 || len(im.problems) > 0 {
+		return nil
+	}
+	var e, r strings.Builder
+	e.WriteString(`INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat,
+		form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at, cells) VALUES `)
+	r.WriteString(`INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at, reason, changes) VALUES `)
+	eargs := make([]any, 0, 13*len(batch))
+	rargs := make([]any, 0, 6*len(batch))
+	for i, x := range batch {
+		if i > 0 {
+			e.WriteString(", ")
+			r.WriteString(", ")
+		}
+		n := len(eargs)
+		fmt.Fprintf(&e, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, 1, $%d, $%d, $%d, $%d, $%d)",
+			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+11, n+12, n+13)
+		eargs = append(eargs, x.id, im.org, im.study, x.place.SiteID, x.place.Participant, x.sc.visitID, x.place.Repeat, x.sc.formID,
+			x.version, string(x.status), x.account, x.now, x.cells)
+		n = len(rargs)
+		fmt.Fprintf(&r, "($%d, 1, $%d, $%d, $%d, $%d, 'bulk import', $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+		rargs = append(rargs, x.id, x.version, string(x.status), x.account, x.now, x.cells)
+	}
+	if _, err := im.t.ExecContext(im.ctx, e.String(), eargs...); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "store the entries")
+	}
+	if _, err := im.t.ExecContext(im.ctx, r.String(), rargs...); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "store the entries' history")
+	}
 	return nil
 }

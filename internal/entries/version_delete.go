@@ -249,8 +249,6 @@ func purgeEntries(ctx context.Context, q sqldb.Querier, where string, args ...an
 	}
 	byEntry := `entry_id IN (SELECT id FROM entries WHERE deleted_at IS NOT NULL AND ` + where + `)`
 	for _, stmt := range []string{
-		`DELETE FROM entry_values WHERE ` + byEntry,
-		`DELETE FROM entry_changes WHERE ` + byEntry,
 		`DELETE FROM entry_revisions WHERE ` + byEntry,
 		`DELETE FROM entries WHERE deleted_at IS NOT NULL AND ` + where,
 	} {

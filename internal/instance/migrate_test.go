@@ -26,12 +26,19 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration adds the notices and their settings.
+		// migration packs entries' values (entries.cells,
+		// entry_revisions.changes) and makes entry_values and
+		// entry_changes views of them.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP TABLE notification_settings`, `DROP TABLE notifications`}
+		undo := []string{`DROP VIEW entry_values`, `DROP VIEW entry_changes`,
+			`ALTER TABLE entries DROP COLUMN cells`, `ALTER TABLE entry_revisions DROP COLUMN changes`,
+			`CREATE TABLE entry_values (entry_id TEXT NOT NULL, field TEXT NOT NULL, row_no INTEGER NOT NULL,
+				value TEXT, sealed BYTEA, PRIMARY KEY (entry_id, field, row_no))`,
+			`CREATE TABLE entry_changes (entry_id TEXT NOT NULL, revision INTEGER NOT NULL, field TEXT NOT NULL, row_no INTEGER NOT NULL,
+				value TEXT, sealed BYTEA, PRIMARY KEY (entry_id, revision, field, row_no))`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {
