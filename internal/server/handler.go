@@ -73,6 +73,14 @@ func bodyLimit(r *http.Request) int64 {
 		strings.Count(p, "/") == 7 && strings.Contains(p, "/conversations/") {
 		return MaxAttachmentBody
 	}
+	if r.Method == http.MethodPost && strings.HasPrefix(p, "/orgs/") && strings.Contains(p, "/studies/") {
+		switch {
+		case strings.HasSuffix(p, "/import") && strings.Count(p, "/") == 5:
+			return MaxImportBody // a study's page sends its import with a form
+		case (strings.HasSuffix(p, "/forms/redcap-dictionary") || strings.HasSuffix(p, "/forms/odm")) && strings.Count(p, "/") == 6:
+			return 2 * MaxRequestBody // a dictionary or ODM file of 1 MiB, with its form
+		}
+	}
 	if r.Method == http.MethodPost && strings.HasPrefix(p, "/orgs/") && strings.HasSuffix(p, "/attachments") &&
 		strings.Count(p, "/") == 5 && strings.Contains(p, "/conversations/") {
 		return MaxAttachmentBody + MaxRequestBody // a conversation's page sends its file with a form

@@ -1212,7 +1212,7 @@ var targetedProbes = map[string]func(tg target, tag string) probe{
 		return jsonProbe("/api/v1/orgs/"+tg.org+"/studies/"+tg.study+"/schedule", map[string]any{"visits": []forms.Visit{
 			{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
 			{Key: "unscheduled", Label: "Unscheduled", Repeating: true, Forms: []string{}},
-			entryVisit, importVisit, deleteVisit, restoreVisit,
+			entryVisit, importVisit, pageImportVisit, deleteVisit, restoreVisit,
 		}})
 	},
 	"GET /api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/entries": func(tg target, tag string) probe {

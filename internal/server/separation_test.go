@@ -65,14 +65,16 @@ func matrixForm(key string) *forms.Form {
 // entryform, of one text field.
 var entryVisit = forms.Visit{Key: "entryvisit", Label: "Entry visit", Forms: []string{"entryform"}}
 
-// importVisit is where the bulk import of the matrix adds its entries;
-// at deleteVisit each cell's participant has an entry to delete, at
-// restoreVisit a deleted one to restore.
+// importVisit is where the bulk import of the matrix adds its entries
+// (pageImportVisit the study page's import); at deleteVisit each cell's
+// participant has an entry to delete, at restoreVisit a deleted one to
+// restore.
 var (
-	importVisit  = forms.Visit{Key: "importvisit", Label: "Import visit", Forms: []string{"entryform"}}
-	deleteVisit  = forms.Visit{Key: "deletevisit", Label: "Delete visit", Forms: []string{"entryform"}}
-	restoreVisit = forms.Visit{Key: "restorevisit", Label: "Restore visit", Forms: []string{"entryform"}}
-	matrixVisits = []forms.Visit{entryVisit, importVisit, deleteVisit, restoreVisit}
+	importVisit     = forms.Visit{Key: "importvisit", Label: "Import visit", Forms: []string{"entryform"}}
+	pageImportVisit = forms.Visit{Key: "pageimportvisit", Label: "Page import visit", Forms: []string{"entryform"}}
+	deleteVisit     = forms.Visit{Key: "deletevisit", Label: "Delete visit", Forms: []string{"entryform"}}
+	restoreVisit    = forms.Visit{Key: "restorevisit", Label: "Restore visit", Forms: []string{"entryform"}}
+	matrixVisits    = []forms.Visit{entryVisit, importVisit, pageImportVisit, deleteVisit, restoreVisit}
 )
 
 // seedEntry records an entry of entryform for a participant at a visit of

@@ -280,7 +280,7 @@ func init() {
 			v := url.Values{}
 			for i, visit := range []forms.Visit{
 				{Key: "baseline", Label: "Baseline", Day: &day, Forms: []string{"p_" + formTag(tag)}},
-				entryVisit, importVisit, deleteVisit, restoreVisit,
+				entryVisit, importVisit, pageImportVisit, deleteVisit, restoreVisit,
 			} {
 				n := strconv.Itoa(i)
 				v.Set("key."+n, visit.Key)
@@ -362,15 +362,17 @@ func seedWorkspace(t *testing.T, ts *testServer, f matrixFixture) {
 			return err
 		}
 		digest := map[string]string{}
-		for _, prefix := range []string{"wa_", "wr_", "wg_", "wd_", "wp_", "wt_"} {
+		for _, prefix := range []string{"wa_", "wr_", "wg_", "wd_", "wp_", "wt_", "wv_"} {
 			v, err := forms.Create(ctx, tx, o.ID, tg.study, acc.ID, matrixForm(prefix+formTag(tag)))
 			if err != nil {
 				return err
 			}
 			digest[prefix] = v.Digest
 		}
-		if _, err := forms.Publish(ctx, tx, o.ID, tg.study, "wt_"+formTag(tag), acc.ID, digest["wt_"]); err != nil {
-			return err
+		for _, prefix := range []string{"wt_", "wv_"} {
+			if _, err := forms.Publish(ctx, tx, o.ID, tg.study, prefix+formTag(tag), acc.ID, digest[prefix]); err != nil {
+				return err
+			}
 		}
 		webForms[tag] = struct{ add, remove, group, definition, publish string }{
 			digest["wa_"], digest["wr_"], digest["wg_"], digest["wd_"], digest["wp_"]}
