@@ -85,12 +85,17 @@ func seedDecryptGrants(t *testing.T, ts *testServer, f matrixFixture) {
 	clear(matrixGrants)
 	matrixGrants["grantee"] = admin.ID
 	seedCells(t, ts, f, true, func(tx *sql.Tx, tag string, tg target) error {
-		id := ids.New()
-		matrixGrants[tag] = id
-		_, err := tx.ExecContext(ctx, `INSERT INTO decrypt_grants
-			(id, org_id, study_id, account_id, fields, reason, granted_by, created_at)
-			VALUES ($1, $2, $3, $4, 'national_id', 'matrix', $4, 1)`, id, demoOrg.ID, tg.study, admin.ID)
-		return err
+		// One grant for the API's revocation, one for the page's.
+		for _, key := range []string{tag, "page-" + tag} {
+			id := ids.New()
+			matrixGrants[key] = id
+			if _, err := tx.ExecContext(ctx, `INSERT INTO decrypt_grants
+				(id, org_id, study_id, account_id, fields, reason, granted_by, created_at)
+				VALUES ($1, $2, $3, $4, 'national_id', 'matrix', $4, 1)`, id, demoOrg.ID, tg.study, admin.ID); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -59,6 +59,21 @@ func init() {
 		matrixRow{Route: "POST " + study + "/import", Grid: imports},
 		matrixRow{Route: "POST " + study + "/forms/{form}/versions/{version}/delete", Grid: designGrid},
 		matrixRow{Route: "POST " + study + "/forms/{form}/versions/{version}/restore", Grid: versionRestores},
+		matrixRow{Route: "GET " + study + "/access", Grid: designGrid},
+		matrixRow{Route: "POST " + study + "/decrypt-grants", Grid: designGrid},
+		matrixRow{Route: "POST " + study + "/decrypt-grants/{grant}/revoke", Grid: designGrid},
+		matrixRow{Route: "POST " + study + "/field-visibility", Grid: designGrid},
+		matrixRow{Route: "POST " + study + "/care-providers", Grid: designGrid},
+		matrixRow{Route: "POST " + study + "/care-providers/remove", Grid: designGrid},
+		matrixRow{Route: "POST " + part + "/account/withdraw", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        200 200 404 404
+		site-investigator   200 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 		matrixRow{Route: "POST " + part + "/delete", Grid: deletes},
 		matrixRow{Route: "POST " + part + "/restore", Grid: deletes},
 		matrixRow{Route: "POST " + entry + "/delete", Grid: entryDeletes},
@@ -106,6 +121,31 @@ func init() {
 	}
 	targetedProbes["POST "+study+"/forms/{form}/versions/{version}/restore"] = func(tg target, tag string) probe {
 		return formProbe(studyPage(tg)+"/forms/wv_"+formTag(tag)+"/versions/1/restore", url.Values{})
+	}
+	targetedProbes["GET "+study+"/access"] = func(tg target, _ string) probe { return probe{path: studyPage(tg) + "/access"} }
+	targetedProbes["POST "+study+"/decrypt-grants"] = func(tg target, tag string) probe {
+		return formProbe(studyPage(tg)+"/decrypt-grants", url.Values{"account": {matrixGrants["grantee"]}, "fields": {"national_id"}, "reason": {"matrix page " + tag}})
+	}
+	targetedProbes["POST "+study+"/decrypt-grants/{grant}/revoke"] = func(tg target, tag string) probe {
+		g, ok := matrixGrants["page-"+tag]
+		if !ok {
+			g = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		}
+		return formProbe(studyPage(tg)+"/decrypt-grants/"+g+"/revoke", url.Values{})
+	}
+	targetedProbes["POST "+study+"/field-visibility"] = func(tg target, _ string) probe {
+		return formProbe(studyPage(tg)+"/field-visibility", url.Values{"rules": {"identity.national_id: monitor, care-provider"}})
+	}
+	targetedProbes["POST "+study+"/care-providers"] = func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return formProbe(studyPage(tg)+"/care-providers", url.Values{"participant": {at.participant}, "account": {at.carer}})
+	}
+	targetedProbes["POST "+study+"/care-providers/remove"] = func(tg target, tag string) probe {
+		at := adminTargetOf(tag)
+		return formProbe(studyPage(tg)+"/care-providers/remove", url.Values{"participant": {at.participant}, "account": {at.carer}})
+	}
+	targetedProbes["POST "+part+"/account/withdraw"] = func(tg target, tag string) probe {
+		return formProbe(page(tg, tag)+"/account/withdraw", url.Values{})
 	}
 	targetedProbes["POST "+part+"/delete"] = func(tg target, tag string) probe {
 		return formProbe(page(tg, tag)+"/delete", url.Values{"reason": {"matrix page " + tag}})

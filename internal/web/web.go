@@ -52,7 +52,7 @@ var pages = func() map[string]*template.Template {
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
 		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
 		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records",
-		"conversations", "conversation", "consentadmin", "sign"} {
+		"conversations", "conversation", "consentadmin", "sign", "studyaccess"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
@@ -216,11 +216,18 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", study, router.SignedIn, handleStudy(d))
 	rt.Handle("POST", study+"/sites", router.SignedIn, handleCreateSite(d))
 	rt.Handle("GET", study+"/export", router.SignedIn, handleExport(d))
+	rt.Handle("GET", study+"/access", router.SignedIn, handleStudyAccess(d))
+	rt.Handle("POST", study+"/decrypt-grants", router.SignedIn, handleGrantPage(d))
+	rt.Handle("POST", study+"/decrypt-grants/{grant}/revoke", router.SignedIn, handleRevokePage(d))
+	rt.Handle("POST", study+"/field-visibility", router.SignedIn, handleFieldRulesPage(d))
+	rt.Handle("POST", study+"/care-providers", router.SignedIn, handleAssignCarePage(d))
+	rt.Handle("POST", study+"/care-providers/remove", router.SignedIn, handleUnassignCarePage(d))
 	rt.Handle("GET", study+"/sites/{site}", router.SignedIn, handleSite(d))
 	rt.Handle("POST", study+"/sites/{site}/participants", router.SignedIn, handleEnrolParticipant(d))
 	rt.Handle("GET", participant, router.SignedIn, handleParticipant(d))
 	rt.Handle("POST", participant+"/identity", router.SignedIn, handleRevealIdentity(d))
 	rt.Handle("POST", participant+"/account", router.SignedIn, handleInviteParticipant(d))
+	rt.Handle("POST", participant+"/account/withdraw", router.SignedIn, handleWithdrawInvitation(d))
 	rt.Handle("POST", participant+"/arm", router.SignedIn, handleAssignArm(d))
 	rt.Handle("GET", participant+"/files/{file}", router.SignedIn, handleEntryFile(d))
 	rt.Handle("POST", participant+"/delete", router.SignedIn, handleDeleteParticipant(d))
