@@ -74,6 +74,15 @@ func init() {
 		monitor             403 403 404 404
 		care-provider       404 404 404 404
 		participant         404 404 404 404`},
+		matrixRow{Route: "POST " + part + "/identity/erase", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        403 403 404 404
+		site-investigator   403 404 404 404
+		monitor             403 403 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 		matrixRow{Route: "POST " + part + "/delete", Grid: deletes},
 		matrixRow{Route: "POST " + part + "/restore", Grid: deletes},
 		matrixRow{Route: "POST " + entry + "/delete", Grid: entryDeletes},
@@ -146,6 +155,9 @@ func init() {
 	}
 	targetedProbes["POST "+part+"/account/withdraw"] = func(tg target, tag string) probe {
 		return formProbe(page(tg, tag)+"/account/withdraw", url.Values{})
+	}
+	targetedProbes["POST "+part+"/identity/erase"] = func(tg target, tag string) probe {
+		return formProbe(page(tg, tag)+"/identity/erase", url.Values{})
 	}
 	targetedProbes["POST "+part+"/delete"] = func(tg target, tag string) probe {
 		return formProbe(page(tg, tag)+"/delete", url.Values{"reason": {"matrix page " + tag}})

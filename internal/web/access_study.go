@@ -158,3 +158,17 @@ func handleWithdrawInvitation(d Deps) http.Handler {
 		http.Redirect(w, r, withDone(participantPath(slug, studyID, siteID, pseudonym), "invitation-withdrawn"), http.StatusSeeOther)
 	})
 }
+
+// handleEraseIdentity erases a participant's identifying data for good
+// (LIFE-03, participants.Service.Erase, the API's call): after a fresh
+// confirmation; their pseudonymous record stays.
+func handleEraseIdentity(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slug, studyID, siteID, pseudonym := r.PathValue("org"), r.PathValue("study"), r.PathValue("site"), r.PathValue("participant")
+		if _, err := d.Participants.Erase(r.Context(), actor(d, r), slug, studyID, siteID, pseudonym); err != nil {
+			signError(w, r, d, err, participantPage, map[string]any{})
+			return
+		}
+		http.Redirect(w, r, withDone(participantPath(slug, studyID, siteID, pseudonym), "identity-erased"), http.StatusSeeOther)
+	})
+}

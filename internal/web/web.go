@@ -228,6 +228,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", participant+"/identity", router.SignedIn, handleRevealIdentity(d))
 	rt.Handle("POST", participant+"/account", router.SignedIn, handleInviteParticipant(d))
 	rt.Handle("POST", participant+"/account/withdraw", router.SignedIn, handleWithdrawInvitation(d))
+	rt.Handle("POST", participant+"/identity/erase", router.SignedIn, handleEraseIdentity(d))
 	rt.Handle("POST", participant+"/arm", router.SignedIn, handleAssignArm(d))
 	rt.Handle("GET", participant+"/files/{file}", router.SignedIn, handleEntryFile(d))
 	rt.Handle("POST", participant+"/delete", router.SignedIn, handleDeleteParticipant(d))

@@ -53,6 +53,7 @@ var workspaceNotices = map[string]string{
 	"entry-deleted":        "The entry is deleted: hidden and locked. An organization admin may restore it within the organization's retention period.",
 	"entry-restored":       "The entry is restored.",
 	"invitation-withdrawn": "The invitation is withdrawn: its link no longer works.",
+	"identity-erased":      "The participant's identity is erased for good: its key is destroyed, in backups too. The pseudonymous record stays.",
 	"version-deleted":      "The version is deleted with its entries: hidden and locked, restorable by an organization admin within the retention period.",
 	"version-restored":     "The version's entries are restored.",
 	"invited":              "The invitation is sent. The participant chooses a password with its link, then fills in their forms in the portal.",
