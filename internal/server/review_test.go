@@ -85,7 +85,7 @@ func sweep(t *testing.T, ts *testServer, edit func(*http.Request)) []answer {
 			ask("anonymous", anon, rt.Method, path, "application/x-www-form-urlencoded", "", nil)
 		}
 	}
-	for _, p := range []string{"/healthz", "/readyz", "/static/custodia.css", "/static/idle.js", "/static/passkey.js", "/static/export.js", "/static/", "/static/none.js", "/no/such/page", "/api/v1/no/such"} {
+	for _, p := range []string{"/healthz", "/readyz", "/static/custodia.css", "/static/idle.js", "/static/passkey.js", "/static/export.js", "/static/signature.js", "/static/", "/static/none.js", "/no/such/page", "/api/v1/no/such"} {
 		ask("anonymous", anon, "GET", p, "", "", nil)
 	}
 	ask("anonymous", anon, "DELETE", "/", "", "", nil)

@@ -187,6 +187,7 @@ func signPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data m
 	}
 	data["Title"] = v.Title
 	data["Slug"], data["Version"], data["Language"] = slug, v, language
+	data["Signs"] = true // the drawn signature (static/signature.js)
 	data["Path"] = participantPath(slug, p.StudyID, p.SiteID, p.Participant)
 	if data["Form"] == nil {
 		data["Form"] = url.Values{}
@@ -203,7 +204,7 @@ func handleSignForm(d Deps) http.Handler {
 // signatureOf reads the signature of the signing page: the answers q.0,
 // q.1, … and the name, and a representative's name and relation.
 func signatureOf(form url.Values) (consent.Signature, error) {
-	in := consent.Signature{Language: form.Get("language"), Name: form.Get("name")}
+	in := consent.Signature{Language: form.Get("language"), Name: form.Get("name"), Drawing: form.Get("drawing")}
 	v, err := strconv.Atoi(form.Get("version"))
 	if err != nil {
 		return in, errs.E(errs.Invalid, "the document's version is missing; read it again")

@@ -95,6 +95,12 @@ func TestACL05_BrowserConsentSignedCountersignedAndAskedAgain(t *testing.T) {
 		t.Errorf("a wrong answer: %q", got)
 	}
 	do(t, pctx, click("#q-0-0"), setValue("#name", "Ada Example"))
+	// A drawn signature, as a finger would draw it.
+	eval[bool](t, pctx, `(() => {
+		const pad = document.getElementById("signature-pad"), r = pad.getBoundingClientRect();
+		const at = (x, y, type) => pad.dispatchEvent(new PointerEvent(type, {clientX: r.left + x, clientY: r.top + y, pointerId: 7, bubbles: true}));
+		at(10, 20, "pointerdown"); at(80, 60, "pointermove"); at(150, 30, "pointermove"); at(220, 70, "pointermove"); at(220, 70, "pointerup");
+		return true; })()`)
 	submit(t, pctx, "#sign-button")
 	arrive(t, pctx, "#consent-status")
 	if got := text(t, pctx, "#consent-status"); !strings.Contains(got, "countersignature") {
@@ -134,6 +140,11 @@ func TestACL05_BrowserConsentSignedCountersignedAndAskedAgain(t *testing.T) {
 		.then(d => [...new Uint8Array(d)].map(x => x.toString(16).padStart(2, "0")).join(""))`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatal(err)
+	}
+	hasImage, err := chromedp.Run(ictx, chromedp.Evaluate[bool](`fetch(document.querySelector("a.consent-pdf").href)
+		.then(r => r.text()).then(s => s.includes("/Subtype /Image"))`, chromedp.EvalAwaitPromise))
+	if err != nil || !hasImage {
+		t.Errorf("the signed PDF holds no drawn signature (%v)", err)
 	}
 	evs, _, err := audit.Search(ctx, b.Server.Instance.Clinical, audit.Filter{OrgID: f.org.ID, Action: "consent.countersign", Outcome: audit.Success})
 	if err != nil || len(evs) != 1 || evs[0].Details["pdf_sha256"] != sum || len(sum) != 64 {
