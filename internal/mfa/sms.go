@@ -446,3 +446,25 @@ func nullable(s string) any {
 	}
 	return s
 }
+
+// Phone opens the phone number of an account's confirmed SMS factor, in
+// operator work o, for a text that tells the account something waits
+// (notify); found is false when the account has none.
+func Phone(ctx context.Context, o *gate.OpTx, accountID string) (phone string, found bool, err error) {
+	f, err := readSMSFactor(ctx, o, accountID, false)
+	if errs.Is(err, errs.NotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	sec, err := secrets(o)
+	if err != nil {
+		return "", false, err
+	}
+	number, err := sec.Open(ctx, f.wrapped, phoneAD(accountID, f.id))
+	if err != nil {
+		return "", false, errs.Wrap(errs.Unavailable, err, "second factors are unavailable")
+	}
+	return string(number), true, nil
+}

@@ -25,6 +25,8 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/mfa"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -45,6 +47,24 @@ const (
 	Immediate Mode = "immediate"
 	Daily     Mode = "daily"
 )
+
+// Channel is how a notice reaches a person: by e-mail (the default), or
+// by text message to the phone of their SMS factor.
+type Channel string
+
+const (
+	Email Channel = "email"
+	SMS   Channel = "sms"
+)
+
+// ParseChannel reads a channel.
+func ParseChannel(s string) (Channel, error) {
+	switch c := Channel(s); c {
+	case Email, SMS:
+		return c, nil
+	}
+	return "", errs.E(errs.Invalid, "a notice comes by email or sms")
+}
 
 // ParseMode reads a mode.
 func ParseMode(s string) (Mode, error) {
@@ -87,8 +107,11 @@ func Queue(ctx context.Context, q sqldb.Querier, accountID, orgID string, kind K
 
 // Service keeps people's notice settings and sends the notices.
 type Service struct {
-	Gate    *gate.Gate
-	Mail    mail.Sender
+	Gate *gate.Gate
+	Mail mail.Sender
+	// SMS sends the notices of those who chose text messages; without
+	// one, they get e-mail.
+	SMS     sms.Sender
 	BaseURL string
 	Log     *slog.Logger
 	// Now is the clock of digests; time.Now if nil.
@@ -152,12 +175,61 @@ func (s *Service) SetMode(ctx context.Context, a gate.Actor, mode Mode) error {
 	})
 }
 
+// Channel answers how notices reach the requester.
+func (s *Service) Channel(ctx context.Context, a gate.Actor) (Channel, error) {
+	ch := Email
+	err := s.Gate.Own(ctx, a, "notify.settings.read", func(o *gate.OpTx) error {
+		o.Nothing() // one's own setting
+		var c string
+		err := o.QueryRowContext(ctx, `SELECT channel FROM notification_settings WHERE account_id = $1`, a.AccountID).Scan(&c)
+		switch {
+		case err == nil:
+			ch = Channel(c)
+		case !errors.Is(err, sql.ErrNoRows):
+			return errs.Wrap(errs.Unavailable, err, "read the notice settings")
+		}
+		return nil
+	})
+	return ch, err
+}
+
+// SetChannel sets how notices reach the requester; text messages need an
+// SMS factor, whose phone they go to.
+func (s *Service) SetChannel(ctx context.Context, a gate.Actor, ch Channel) error {
+	if _, err := ParseChannel(string(ch)); err != nil {
+		return err
+	}
+	return s.Gate.Own(ctx, a, "notify.settings", func(o *gate.OpTx) error {
+		o.Object("account", a.AccountID)
+		o.Detail("channel", string(ch))
+		if ch == SMS {
+			if _, found, err := mfa.Phone(ctx, o, a.AccountID); err != nil {
+				return err
+			} else if !found {
+				return errs.E(errs.Invalid, "notices by text message go to the phone of an SMS second factor; set one up first")
+			}
+		}
+		if _, err := o.ExecContext(ctx, `INSERT INTO notification_settings (account_id, mode, channel, updated_at) VALUES ($1, 'immediate', $2, $3)
+			ON CONFLICT (account_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at`,
+			a.AccountID, string(ch), sqldb.Now()); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "store the notice settings")
+		}
+		orgIDs, err := accounts.Organizations(ctx, o, a.AccountID)
+		if err != nil {
+			return err
+		}
+		o.InEach(orgIDs)
+		return nil
+	})
+}
+
 // sendPage bounds the notices one transaction claims.
 const sendPage = 1000
 
 // notice is one e-mail to send: an account's waiting things, by kind.
 type notice struct {
 	to     string
+	phone  string // set: by text message to this number
 	counts map[Kind]int
 }
 
@@ -174,7 +246,7 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 		err := s.Gate.Operate(ctx, "notify.send", func(o *gate.OpTx) error {
 			now := s.now().UnixMicro()
 			rows, err := o.QueryContext(ctx, `SELECT n.id, n.account_id, n.org_id, n.kind, a.email, a.disabled_at IS NOT NULL,
-				  coalesce(st.mode, 'immediate'), coalesce(st.last_digest_at, 0)
+				  coalesce(st.mode, 'immediate'), coalesce(st.last_digest_at, 0), coalesce(st.channel, 'email')
 				FROM notifications n JOIN accounts a ON a.id = n.account_id
 				LEFT JOIN notification_settings st ON st.account_id = n.account_id
 				WHERE n.sent_at IS NULL ORDER BY n.account_id, n.created_at LIMIT $1`, sendPage)
@@ -182,14 +254,14 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 				return err
 			}
 			type row struct {
-				id, account, org, kind, email, mode string
-				disabled                            bool
-				lastDigest                          int64
+				id, account, org, kind, email, mode, channel string
+				disabled                                     bool
+				lastDigest                                   int64
 			}
 			var page []row
 			for rows.Next() {
 				var r row
-				if err := rows.Scan(&r.id, &r.account, &r.org, &r.kind, &r.email, &r.disabled, &r.mode, &r.lastDigest); err != nil {
+				if err := rows.Scan(&r.id, &r.account, &r.org, &r.kind, &r.email, &r.disabled, &r.mode, &r.lastDigest, &r.channel); err != nil {
 					rows.Close()
 					return err
 				}
@@ -219,6 +291,16 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 				n := byAccount[r.account]
 				if n == nil {
 					n = &notice{to: r.email, counts: map[Kind]int{}}
+					if r.channel == string(SMS) && s.SMS != nil {
+						// The phone of their SMS factor; without one, e-mail.
+						phone, found, err := mfa.Phone(ctx, o, r.account)
+						if err != nil {
+							return err
+						}
+						if found {
+							n.phone = phone
+						}
+					}
 					byAccount[r.account] = n
 					order = append(order, r.account)
 				}
@@ -251,7 +333,14 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 		}
 		for _, n := range out {
 			mctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := s.Mail.Send(mctx, s.message(n))
+			var err error
+			if n.phone != "" {
+				m := s.message(n)
+				err = s.SMS.Send(mctx, sms.Message{To: n.phone, Text: "Custodia: " + m.summary +
+					" waiting for you. Sign in to see it: " + m.link})
+			} else {
+				err = s.Mail.Send(mctx, s.message(n).Message)
+			}
 			cancel()
 			if err != nil {
 				if s.Log != nil {
@@ -267,9 +356,16 @@ func (s *Service) Send(ctx context.Context) (int, error) {
 	}
 }
 
+// noticeText is a notice's e-mail, with its summary and link for a text
+// message.
+type noticeText struct {
+	mail.Message
+	summary, link string
+}
+
 // message is a notice's e-mail: that something waits, how much of each
 // kind, and where to sign in; nothing of what it is.
-func (s *Service) message(n notice) mail.Message {
+func (s *Service) message(n notice) noticeText {
 	var what []string
 	path := "/"
 	for _, k := range []Kind{Message, Consent, Form} {
@@ -290,11 +386,13 @@ func (s *Service) message(n notice) mail.Message {
 	if len(n.counts) > 1 {
 		path = "/"
 	}
-	return mail.Message{To: n.to, Subject: "Something is waiting for you in Custodia", Text: fmt.Sprintf(
-		"Hello,\n\nSomething is waiting for you in Custodia: %s.\n\nSign in to see it: %s%s\n\n"+
+	link := strings.TrimRight(s.BaseURL, "/") + path
+	summary := strings.Join(what, ", ")
+	return noticeText{Message: mail.Message{To: n.to, Subject: "Something is waiting for you in Custodia", Text: fmt.Sprintf(
+		"Hello,\n\nSomething is waiting for you in Custodia: %s.\n\nSign in to see it: %s\n\n"+
 			"This e-mail says only that something is waiting; what it is stays in Custodia. "+
 			"How you are told (at once, once a day, or not at all) is on the page Your account.\n",
-		strings.Join(what, ", "), strings.TrimRight(s.BaseURL, "/"), path)}
+		summary, link)}, summary: summary, link: link}
 }
 
 func plural(n int, one, many string) string {

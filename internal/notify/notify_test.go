@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/orgs"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -134,6 +138,90 @@ func TestWEB07_NoticesSayOnlyThatSomethingWaits(t *testing.T) {
 		}
 		if m, err := svc.Mode(ctx, as(quiet)); err != nil || m != notify.Off {
 			t.Errorf("the quiet account's mode: %s %v", m, err)
+		}
+	})
+}
+
+// A person may be told by text message instead (WEB-07), at the phone of
+// their SMS factor, and the text says no more than the e-mail would; one
+// without an SMS factor may not choose it.
+func TestWEB07_NoticesByTextMessageSayOnlyThatSomethingWaits(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		kek, err := keys.OpenLocalKEK(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := gate.New(gate.Config{Clinical: db, Keys: &keys.Keyring{DB: db, KEK: kek}})
+		var org orgs.Organization
+		var texted, plain accounts.Account
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if org, err = orgs.CreateOrganization(ctx, tx, "Clinic", "clinic"); err != nil {
+				return err
+			}
+			if texted, err = accounts.Create(ctx, tx, "texted@clinic.example", "Texted"); err != nil {
+				return err
+			}
+			plain, err = accounts.Create(ctx, tx, "plain@clinic.example", "Plain")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as := func(a accounts.Account) gate.Actor { return gate.Actor{AccountID: a.ID, SessionID: "s-" + a.ID} }
+		texts := &sms.Recorder{}
+		factors := &mfa.Service{Gate: g, SMS: texts}
+		const phone = "+31612345678"
+		confirmed := as(texted)
+		confirmed.ConfirmedAt = time.Now()
+		if _, err := factors.BeginSMS(ctx, confirmed, phone); err != nil {
+			t.Fatal(err)
+		}
+		m, ok := texts.Last(phone)
+		if !ok {
+			t.Fatal("no code texted")
+		}
+		code := ""
+		for _, w := range strings.Fields(m.Text) {
+			if w = strings.TrimSuffix(w, "."); len(w) == 6 && strings.Trim(w, "0123456789") == "" {
+				code = w
+			}
+		}
+		if _, err := factors.ConfirmSMS(ctx, confirmed, code); err != nil {
+			t.Fatalf("confirm the SMS factor with %q: %v", m.Text, err)
+		}
+		rec := &recorder{}
+		svc := &notify.Service{Gate: g, Mail: rec, SMS: texts, BaseURL: "https://custodia.example"}
+		if err := svc.SetChannel(ctx, as(plain), notify.SMS); errs.KindOf(err) != errs.Invalid {
+			t.Errorf("text messages without an SMS factor: %v", err)
+		}
+		if err := svc.SetChannel(ctx, as(texted), notify.SMS); err != nil {
+			t.Fatal(err)
+		}
+		if ch, err := svc.Channel(ctx, as(texted)); err != nil || ch != notify.SMS {
+			t.Fatalf("the channel: %s %v", ch, err)
+		}
+		for _, a := range []accounts.Account{texted, plain} {
+			if err := db.InTx(ctx, func(tx *sql.Tx) error {
+				_, err := notify.Queue(ctx, tx, a.ID, org.ID, notify.Message, "secret-ref-"+a.ID)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := texts.Count(phone)
+		if n, err := svc.Send(ctx); err != nil || n != 2 {
+			t.Fatalf("sent %d %v, want one text and one e-mail", n, err)
+		}
+		msg, _ := texts.Last(phone)
+		if texts.Count(phone) != before+1 || !strings.Contains(msg.Text, "a new message") || !strings.Contains(msg.Text, "https://custodia.example/") ||
+			strings.Contains(msg.Text, "secret-ref") || strings.Contains(msg.Text, org.Name) {
+			t.Errorf("the text: %q", msg.Text)
+		}
+		if mails := rec.take(); len(mails) != 1 || mails[0].To != plain.Email {
+			t.Errorf("the e-mails: %+v, want one to the account without texts", mails)
 		}
 	})
 }

@@ -233,7 +233,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	oversight := &auditadmin.Service{Gate: g}
 	access := &accountadmin.Service{Gate: g, Now: d.Sessions.Now, Mail: d.Mail, BaseURL: d.BaseURL}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
-	notices := &notify.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
+	notices := &notify.Service{Gate: g, Mail: d.Mail, SMS: d.SMS, BaseURL: d.BaseURL, Log: d.Log}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
 	sh := Shells{
 		Web: web.Routes(web.Deps{

@@ -42,6 +42,12 @@ func accountPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 			return
 		}
 		data["NoticeMode"] = string(mode)
+		ch, err := d.Notices.Channel(ctx, actor(d, r))
+		if err != nil {
+			fail(w, r, d, err)
+			return
+		}
+		data["NoticeChannel"] = string(ch)
 	}
 	data["PasswordExpired"] = sess.PasswordExpired
 	if data["Notice"] == nil {
@@ -304,6 +310,12 @@ func handleSetNotices(d Deps) http.Handler {
 			return
 		}
 		mode, err := notify.ParseMode(r.PostForm.Get("mode"))
+		if err == nil && r.PostForm.Has("channel") {
+			var ch notify.Channel
+			if ch, err = notify.ParseChannel(r.PostForm.Get("channel")); err == nil {
+				err = d.Notices.SetChannel(r.Context(), actor(d, r), ch)
+			}
+		}
 		if err == nil {
 			err = d.Notices.SetMode(r.Context(), actor(d, r), mode)
 		}

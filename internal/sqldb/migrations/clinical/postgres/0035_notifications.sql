@@ -16,10 +16,12 @@ CREATE INDEX notifications_unsent ON notifications (account_id, created_at) WHER
 CREATE UNIQUE INDEX notifications_once ON notifications (account_id, kind, ref);
 
 -- A person's choice of notices: off, immediately (the default) or a daily
--- digest; last_digest_at is when their last digest went out.
+-- digest, by e-mail (the default) or by text to the phone of their SMS
+-- factor; last_digest_at is when their last digest went out.
 CREATE TABLE notification_settings (
 	account_id     TEXT PRIMARY KEY REFERENCES accounts (id),
 	mode           TEXT NOT NULL CHECK (mode IN ('off', 'immediate', 'daily')),
+	channel        TEXT NOT NULL DEFAULT 'email' CHECK (channel IN ('email', 'sms')),
 	last_digest_at BIGINT,
 	updated_at     BIGINT NOT NULL
 );
