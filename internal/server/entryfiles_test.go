@@ -62,10 +62,13 @@ func TestWEB05_AnEntryPageTakesAFileForAFileField(t *testing.T) {
 	}
 	base := "/api/v1/orgs/" + demo.Slug + "/studies/" + study
 	designer := signInOwn(t, ts, authz.StudyAdmin)
-	def := map[string]any{"key": "scan", "title": "Scan", "fields": []map[string]any{
-		{"name": "report", "label": "Report", "type": "file", "accept": []string{"application/pdf"}},
-		{"name": "note", "label": "Note", "type": "text"},
-	}}
+	def := map[string]any{"key": "scan", "title": "Scan",
+		"groups": []map[string]any{{"name": "pages", "label": "Pages", "max": 3}},
+		"fields": []map[string]any{
+			{"name": "report", "label": "Report", "type": "file", "accept": []string{"application/pdf"}},
+			{"name": "note", "label": "Note", "type": "text"},
+			{"name": "page", "label": "Page", "type": "file", "group": "pages"},
+		}}
 	code, body := send(t, designer, ts.URL, "POST", jsonProbe(base+"/forms", def))
 	if code != http.StatusCreated {
 		t.Fatalf("create the form: %d %s", code, body)
@@ -141,5 +144,28 @@ func TestWEB05_AnEntryPageTakesAFileForAFileField(t *testing.T) {
 		map[string]string{"revision": "1", "v.report": values["report"], "v.note": "scanned twice", "reason": "typo", "action": "save"}, nil))
 	if again, rev := read(); code != http.StatusOK || rev != 2 || again["report"] != values["report"] {
 		t.Errorf("a save without a new file: %d, revision %d, %v", code, rev, again)
+	}
+
+	// A file in a row of a repeating group, the row holding nothing else.
+	code, body = send(t, inv, ts.URL, "POST", multipartProbe(t, page,
+		map[string]string{"revision": "2", "v.report": values["report"], "v.note": "scanned twice", "rows.pages": "1", "reason": "a page", "action": "save"},
+		map[string][2]string{"upload.r.pages.1.page": {"page1.pdf", "%PDF-1.4 page one"}}))
+	if code != http.StatusOK {
+		t.Fatalf("a file in a row: %d %s", code, body)
+	}
+	code, body = send(t, inv, ts.URL, "GET", probe{path: entry})
+	var rows struct {
+		Rows map[string][]map[string]string
+	}
+	if err := json.Unmarshal(body, &rows); code != http.StatusOK || err != nil || len(rows.Rows["pages"]) != 1 || rows.Rows["pages"][0]["page"] == "" {
+		t.Fatalf("the row's file: %d %s", code, body)
+	}
+	code, body = send(t, inv, ts.URL, "GET", probe{path: participant + "/files/" + rows.Rows["pages"][0]["page"]})
+	if code != http.StatusOK || string(body) != "%PDF-1.4 page one" {
+		t.Errorf("the row's file downloaded: %d %q", code, body)
+	}
+	if code, body = send(t, inv, ts.URL, "GET", probe{path: page}); !strings.Contains(string(body), `name="upload.r.pages.1.page"`) ||
+		!strings.Contains(string(body), "/files/"+rows.Rows["pages"][0]["page"]) {
+		t.Errorf("the page does not offer the row's file and a new one: %d", code)
 	}
 }

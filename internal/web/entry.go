@@ -47,6 +47,9 @@ type fieldView struct {
 	Sealed bool            // holds a value the reader may not open
 	Calc   string          // a calculated field's value
 	Error  string
+	// A file field's: where the saved file downloads, and the name of the
+	// control that sends a new one.
+	FileLink, Upload string
 }
 
 // rowView is one row of a repeating group.
@@ -73,7 +76,7 @@ type entryForm struct {
 // field, "r.<group>.<row>.<field>" for a row of a repeating group, several
 // values of one name for a multiple choice. A row left wholly blank is
 // dropped.
-func readEntryForm(r *http.Request, f *forms.Form, hidden, locked map[string]bool) (entryForm, error) {
+func readEntryForm(r *http.Request, f *forms.Form, hidden, locked map[string]bool, uploaded map[string]string) (entryForm, error) {
 	if err := r.ParseForm(); err != nil {
 		return entryForm{}, errs.E(errs.Invalid, "the form could not be read")
 	}
@@ -104,6 +107,9 @@ func readEntryForm(r *http.Request, f *forms.Form, hidden, locked map[string]boo
 			// An identifier left blank keeps what the identity holds.
 			out.save.Values[fd.Name] = v
 		}
+		if id, ok := uploaded[fd.Name]; ok {
+			out.save.Values[fd.Name] = id
+		}
 	}
 	for _, g := range f.Groups {
 		for n := 1; n <= out.rowCount[g.Name]; n++ {
@@ -114,9 +120,13 @@ func readEntryForm(r *http.Request, f *forms.Form, hidden, locked map[string]boo
 				if fd.Group != g.Name || hidden[fd.Name] || locked[fd.Name] || fd.Type == forms.Calculated || fd.Type == forms.Descriptive {
 					continue
 				}
-				if v, ok := value(fmt.Sprintf("r.%s.%d.%s", g.Name, n, fd.Name)); ok {
+				key := fmt.Sprintf("r.%s.%d.%s", g.Name, n, fd.Name)
+				if v, ok := value(key); ok {
 					row[fd.Name] = v
 					blank = blank && v == ""
+				}
+				if id, ok := uploaded[key]; ok {
+					row[fd.Name], blank = id, false
 				}
 			}
 			if !blank {
@@ -158,6 +168,12 @@ func entryPage(w http.ResponseWriter, r *http.Request, d Deps, status int, sh en
 			name = fmt.Sprintf("%s#%d", fd.Name, row)
 		}
 		fv.Sealed = sealed(name)
+		if fd.Type == forms.File {
+			fv.Upload = "upload." + strings.TrimPrefix(input, "v.")
+			if v != "" {
+				fv.FileLink = participantPath(slug, p.StudyID, p.SiteID, p.Participant) + "/files/" + v
+			}
+		}
 		return fv
 	}
 	var top []fieldView
@@ -210,6 +226,15 @@ func entryPage(w http.ResponseWriter, r *http.Request, d Deps, status int, sh en
 			data["HasFiles"] = true
 		}
 	}
+	for _, g := range groups {
+		for _, row := range g.Rows {
+			for _, fv := range row.Fields {
+				if fv.Field.Type == forms.File && !fv.Locked {
+					data["HasFiles"] = true
+				}
+			}
+		}
+	}
 	data["Title"] = sh.Form.Title
 	data["Slug"], data["Place"], data["Sheet"], data["Fields"], data["Groups"] = slug, p, sh, top, groups
 	data["Files"] = participantPath(slug, p.StudyID, p.SiteID, p.Participant) + "/files/"
@@ -257,20 +282,21 @@ func handleSaveEntry(d Deps) http.Handler {
 			fail(w, r, d, err)
 			return
 		}
-		posted, err := readEntryForm(r, sh.Form, sh.Hidden, sh.Locked)
+		// Files go first: a save then names them by their ids. A file
+		// whose save is refused stays unattached until the sweep purges it.
+		uploaded, uerr := uploadFiles(r, d, p, sh.Form, files)
+		if uerr != nil && errs.KindOf(uerr) != errs.Invalid {
+			fail(w, r, d, uerr)
+			return
+		}
+		posted, err := readEntryForm(r, sh.Form, sh.Hidden, sh.Locked, uploaded)
 		if err != nil {
 			fail(w, r, d, err)
 			return
 		}
-		// Files go first: a save then names them by their ids. A file
-		// whose save is refused stays unattached until the sweep purges it.
-		if err := storeUploads(r, d, p, sh.Form, files, posted.save.Values); err != nil {
-			if errs.KindOf(err) != errs.Invalid {
-				fail(w, r, d, err)
-				return
-			}
-			router.RecordRefusal(r, errs.KindOf(err).String())
-			entryPage(w, r, d, http.StatusBadRequest, sh, &posted, nil, map[string]any{"Error": message(d, r, err)})
+		if uerr != nil {
+			router.RecordRefusal(r, errs.KindOf(uerr).String())
+			entryPage(w, r, d, http.StatusBadRequest, sh, &posted, nil, map[string]any{"Error": message(d, r, uerr)})
 			return
 		}
 		if posted.action != "save" {

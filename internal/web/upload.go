@@ -82,22 +82,35 @@ func isMultipart(r *http.Request) bool {
 	return err == nil && mt == "multipart/form-data"
 }
 
-// storeUploads uploads the files of an entry page for its file fields
-// (entries.Service.Upload: judged by their content, sealed) and puts each
-// file's id in the field's value. A file for another field is refused.
-func storeUploads(r *http.Request, d Deps, p entries.Place, f *forms.Form, files map[string]upload, values map[string]string) error {
-	for field, up := range files {
-		fd, ok := f.FieldNamed(field)
-		if !ok || fd.Type != forms.File || fd.Group != "" {
-			return errs.E(errs.Invalid, "%s is not a file field of this form", errs.Clip(field, 64))
+// uploadFiles uploads the files of an entry page for its file fields
+// (entries.Service.Upload: judged by their content, sealed) and answers
+// each file's id by its field's key: "<field>", or "r.<group>.<row>.<field>"
+// for a row of a repeating group. A file for anything else is refused.
+func uploadFiles(r *http.Request, d Deps, p entries.Place, f *forms.Form, files map[string]upload) (map[string]string, error) {
+	ids := map[string]string{}
+	for key, up := range files {
+		name, group := key, ""
+		if rest, ok := strings.CutPrefix(key, "r."); ok {
+			parts := strings.SplitN(rest, ".", 3)
+			if len(parts) != 3 {
+				return nil, errs.E(errs.Invalid, "%s is not a file field of this form", errs.Clip(key, 64))
+			}
+			if n, err := strconv.Atoi(parts[1]); err != nil || n < 1 {
+				return nil, errs.E(errs.Invalid, "%s is not a file field of this form", errs.Clip(key, 64))
+			}
+			group, name = parts[0], parts[2]
+		}
+		fd, ok := f.FieldNamed(name)
+		if !ok || fd.Type != forms.File || fd.Group != group {
+			return nil, errs.E(errs.Invalid, "%s is not a file field of this form", errs.Clip(key, 64))
 		}
 		saved, err := d.Entries.Upload(r.Context(), actor(d, r), r.PathValue("org"), p, up.name, strings.NewReader(string(up.data)))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		values[field] = saved.ID
+		ids[key] = saved.ID
 	}
-	return nil
+	return ids, nil
 }
 
 // handleEntryFile downloads a file of a participant (entries.Service.Download,
