@@ -14,7 +14,7 @@ import (
 // signed by the participant (their own account) or in person at a site.
 
 // maxConsentBody bounds a request with a document or a drawn signature.
-const maxConsentBody = 512 << 10
+const maxConsentBody = 1 << 20
 
 type consentVersionJSON struct {
 	Language    string           `json:"language"`

@@ -46,8 +46,8 @@ const (
 	MaxQuestion  = 500
 	MaxChoices   = 10
 	MaxChoice    = 200
-	// MaxContent bounds a document as JSON, in bytes.
-	MaxContent = 256 << 10
+	// MaxContent bounds a document as JSON, in bytes, its images with it.
+	MaxContent = 768 << 10
 )
 
 // Content is what a consent document shows: its title, its sections and
@@ -58,11 +58,14 @@ type Content struct {
 	Questions []Question `json:"questions,omitempty"`
 }
 
-// Section is one part of a document. An image is not embedded: ImageNote
-// describes it in words, and the signed PDF shows the note.
+// Section is one part of a document, with an image if it has one: a PNG
+// or JPEG (Image, base64; ImageType) that the page and the signed PDF
+// show, described in words by ImageNote for those who cannot see it.
 type Section struct {
 	Heading   string `json:"heading"`
 	Text      string `json:"text"`
+	Image     string `json:"image,omitempty"`
+	ImageType string `json:"image_type,omitempty"`
 	ImageNote string `json:"image_note,omitempty"`
 }
 
@@ -154,6 +157,12 @@ func (c Content) check() (Content, error) {
 		}
 		if cs.ImageNote, err = text(at+".image_note", s.ImageNote, MaxImageNote, false, false); err != nil {
 			return Content{}, err
+		}
+		if cs.Image, cs.ImageType, err = sectionImage(at, s.Image); err != nil {
+			return Content{}, err
+		}
+		if cs.Image != "" && cs.ImageNote == "" {
+			return Content{}, errs.E(errs.Invalid, "%s.image_note must describe the image, for those who cannot see it", at)
 		}
 		out.Sections = append(out.Sections, cs)
 	}

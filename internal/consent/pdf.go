@@ -3,6 +3,7 @@ package consent
 import (
 	"bytes"
 	_ "embed"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -86,9 +87,21 @@ func render(s sheet) ([]byte, error) {
 	if r.Kind == KindWithdrawal {
 		para("The participant withdraws their consent to take part in this study. From the time below, no further data are recorded about them where the study requires consent.")
 	} else {
-		for _, sec := range s.Content.Sections {
+		for i, sec := range s.Content.Sections {
 			heading(12, sec.Heading)
 			para(sec.Text)
+			if sec.Image != "" {
+				if b, err := base64.StdEncoding.DecodeString(sec.Image); err == nil {
+					opts := fpdf.ImageOptions{ImageType: "PNG"}
+					if sec.ImageType == ImageJPEG {
+						opts.ImageType = "JPG"
+					}
+					name := fmt.Sprintf("section-%d", i)
+					pdf.RegisterImageOptionsReader(name, opts, bytes.NewReader(b))
+					pdf.ImageOptions(name, pdf.GetX(), pdf.GetY()+1, 80, 0, true, opts, 0, "")
+					pdf.Ln(2)
+				}
+			}
 			if sec.ImageNote != "" {
 				para("[Figure: " + sec.ImageNote + "]")
 			}

@@ -9,6 +9,7 @@ package web
 
 import (
 	"encoding/json"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -188,6 +189,17 @@ func signPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data m
 	data["Title"] = v.Title
 	data["Slug"], data["Version"], data["Language"] = slug, v, language
 	data["Signs"] = true // the drawn signature (static/signature.js)
+	// The sections' images, as data: URLs: checked and encoded again by
+	// the service, so they are images and nothing else.
+	images := map[int]template.URL{}
+	if v.Content != nil {
+		for i, sec := range v.Content.Sections {
+			if sec.Image != "" && (sec.ImageType == consent.ImagePNG || sec.ImageType == consent.ImageJPEG) {
+				images[i] = template.URL("data:" + sec.ImageType + ";base64," + sec.Image)
+			}
+		}
+	}
+	data["Images"] = images
 	data["Path"] = participantPath(slug, p.StudyID, p.SiteID, p.Participant)
 	if data["Form"] == nil {
 		data["Form"] = url.Values{}

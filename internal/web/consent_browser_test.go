@@ -1,7 +1,12 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"image"
+	"image/color"
+	"image/png"
 	"database/sql"
 	"strings"
 	"testing"
@@ -58,8 +63,15 @@ func TestACL05_BrowserConsentSignedCountersignedAndAskedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	img := image.NewRGBA(image.Rect(0, 0, 6, 3))
+	img.Set(1, 1, color.RGBA{B: 200, A: 255})
+	var figure bytes.Buffer
+	if err := png.Encode(&figure, img); err != nil {
+		t.Fatal(err)
+	}
 	document := func(title string) string {
-		return `{"title": "` + title + `", "sections": [{"heading": "Why", "text": "We study how sleep changes with the new dose."}],
+		return `{"title": "` + title + `", "sections": [{"heading": "Why", "text": "We study how sleep changes with the new dose.",
+			"image": "` + base64.StdEncoding.EncodeToString(figure.Bytes()) + `", "image_note": "A night's sleep, in stages"}],
 			"questions": [{"text": "May you leave the study at any time?", "choices": ["Yes", "No"], "answer": 0}]}`
 	}
 
@@ -88,6 +100,9 @@ func TestACL05_BrowserConsentSignedCountersignedAndAskedAgain(t *testing.T) {
 	arrive(t, pctx, "#consent-status")
 	submit(t, pctx, "#read-and-sign")
 	arrive(t, pctx, "#sign")
+	if ok := eval[bool](t, pctx, `(() => { const i = document.querySelector("img.consent-image"); return !!i && i.complete && i.naturalWidth === 6 && i.alt.includes("sleep"); })()`); !ok {
+		t.Error("the document's image is not shown, described, on the page")
+	}
 	do(t, pctx, click("#q-0-1"), typeInto("#name", "Ada Example"))
 	submit(t, pctx, "#sign-button")
 	arrive(t, pctx, "#error")
