@@ -3,11 +3,11 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"image"
 	"image/color"
 	"image/png"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
