@@ -1,11 +1,56 @@
 // Package docs embeds the documents the binary reports from: the map of
-// every control to its status, code and tests (controls.md), which
-// custodia security-report prints with the instance's settings (OPS-02).
+// every control to its status, code and tests (controls.md), which the
+// security statement prints with the instance's settings (OPS-02).
 package docs
 
-import _ "embed"
+import (
+	_ "embed"
+	"regexp"
+	"strings"
+)
 
 // Controls is docs/controls.md.
 //
 //go:embed controls.md
 var Controls string
+
+// Control is one row of the map of controls.
+type Control struct {
+	ID     string   `json:"id"`
+	Status string   `json:"status"` // holds, partial (…), open
+	Code   []string `json:"code,omitempty"`
+	Tests  []string `json:"tests,omitempty"`
+}
+
+// Active reports whether the control is in force, wholly or in part.
+func (c Control) Active() bool { return !strings.HasPrefix(c.Status, "open") }
+
+var (
+	controlID  = regexp.MustCompile(`^\[?([A-Z]+-[0-9]+)\]?(?:\(#[a-z0-9-]+\))?$`)
+	backticked = regexp.MustCompile("`([^`]+)`")
+)
+
+// ControlRows reads the table of controls.md, in its order.
+func ControlRows() []Control {
+	var out []Control
+	for _, line := range strings.Split(Controls, "\n") {
+		// A row: | ID | status | where | tests |
+		cells := strings.Split(strings.TrimSpace(line), "|")
+		if len(cells) != 6 || cells[0] != "" || cells[5] != "" {
+			continue
+		}
+		m := controlID.FindStringSubmatch(strings.TrimSpace(cells[1]))
+		if m == nil {
+			continue
+		}
+		c := Control{ID: m[1], Status: strings.TrimSpace(cells[2])}
+		for _, x := range backticked.FindAllStringSubmatch(cells[3], -1) {
+			c.Code = append(c.Code, x[1])
+		}
+		for _, x := range backticked.FindAllStringSubmatch(cells[4], -1) {
+			c.Tests = append(c.Tests, x[1])
+		}
+		out = append(out, c)
+	}
+	return out
+}

@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,33 +37,11 @@ type report struct {
 	Controls    []reportControl `json:"controls"`
 }
 
-var (
-	controlID  = regexp.MustCompile(`^\[?([A-Z]+-[0-9]+)\]?(?:\(#[a-z0-9-]+\))?$`)
-	backticked = regexp.MustCompile("`([^`]+)`")
-)
-
-// parseControls reads the table of docs/controls.md.
-func parseControls(doc string) []reportControl {
+// parseControls reads the map of controls embedded in the binary.
+func parseControls() []reportControl {
 	var out []reportControl
-	for _, line := range strings.Split(doc, "\n") {
-		// A row: | ID | status | where | tests |
-		cells := strings.Split(strings.TrimSpace(line), "|")
-		if len(cells) != 6 || cells[0] != "" || cells[5] != "" {
-			continue
-		}
-		m := controlID.FindStringSubmatch(strings.TrimSpace(cells[1]))
-		if m == nil {
-			continue
-		}
-		c := reportControl{ID: m[1], Status: strings.TrimSpace(cells[2])}
-		for _, x := range backticked.FindAllStringSubmatch(cells[3], -1) {
-			c.Code = append(c.Code, x[1])
-		}
-		for _, x := range backticked.FindAllStringSubmatch(cells[4], -1) {
-			c.Tests = append(c.Tests, x[1])
-		}
-		c.Active = !strings.HasPrefix(c.Status, "open")
-		out = append(out, c)
+	for _, c := range docs.ControlRows() {
+		out = append(out, reportControl{ID: c.ID, Status: c.Status, Active: c.Active(), Code: c.Code, Tests: c.Tests})
 	}
 	return out
 }
@@ -121,7 +97,7 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 		"OPS-01":  "serve --env decides; production refuses insecure settings",
 	}
 	r := report{Instance: inst.ID, GeneratedAt: time.Now().UTC().Format(time.RFC3339), Version: version(), Go: runtime.Version(),
-		Controls: parseControls(docs.Controls)}
+		Controls: parseControls()}
 	for i := range r.Controls {
 		r.Controls[i].Setting = settings[r.Controls[i].ID]
 	}

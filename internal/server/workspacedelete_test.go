@@ -59,6 +59,15 @@ func init() {
 		matrixRow{Route: "POST " + study + "/import", Grid: imports},
 		matrixRow{Route: "POST " + study + "/forms/{form}/versions/{version}/delete", Grid: designGrid},
 		matrixRow{Route: "POST " + study + "/forms/{form}/versions/{version}/restore", Grid: versionRestores},
+		matrixRow{Route: "GET /orgs/{org}/security-statement", Grid: `
+		org-admin           200 200 200 404
+		org-manager         404 404 404 404
+		study-admin         404 404 404 404
+		data-manager        404 404 404 404
+		site-investigator   404 404 404 404
+		monitor             404 404 404 404
+		care-provider       404 404 404 404
+		participant         404 404 404 404`},
 		matrixRow{Route: "GET " + study + "/access", Grid: designGrid},
 		matrixRow{Route: "POST " + study + "/decrypt-grants", Grid: designGrid},
 		matrixRow{Route: "POST " + study + "/decrypt-grants/{grant}/revoke", Grid: designGrid},
@@ -130,6 +139,9 @@ func init() {
 	}
 	targetedProbes["POST "+study+"/forms/{form}/versions/{version}/restore"] = func(tg target, tag string) probe {
 		return formProbe(studyPage(tg)+"/forms/wv_"+formTag(tag)+"/versions/1/restore", url.Values{})
+	}
+	targetedProbes["GET /orgs/{org}/security-statement"] = func(tg target, _ string) probe {
+		return probe{path: "/orgs/" + tg.org + "/security-statement"}
 	}
 	targetedProbes["GET "+study+"/access"] = func(tg target, _ string) probe { return probe{path: studyPage(tg) + "/access"} }
 	targetedProbes["POST "+study+"/decrypt-grants"] = func(tg target, tag string) probe {

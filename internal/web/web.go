@@ -52,7 +52,7 @@ var pages = func() map[string]*template.Template {
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
 		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
 		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records",
-		"conversations", "conversation", "consentadmin", "sign", "studyaccess"} {
+		"conversations", "conversation", "consentadmin", "sign", "studyaccess", "statement"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
@@ -161,6 +161,7 @@ func Routes(d Deps) *router.Router {
 
 	// An organization's security settings, for its administrators.
 	rt.Handle("GET", "/orgs/{org}/security", router.SignedIn, handlePolicy(d))
+	rt.Handle("GET", "/orgs/{org}/security-statement", router.SignedIn, handleStatement(d))
 	rt.Handle("POST", "/orgs/{org}/security", router.SignedIn, handleSetPolicy(d))
 	rt.Handle("GET", "/orgs/{org}/locked", router.SignedIn, handleLocked(d))
 	rt.Handle("POST", "/orgs/{org}/locked/{account}/unlock", router.SignedIn, handleUnlock(d))
