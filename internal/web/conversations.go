@@ -8,12 +8,11 @@ package web
 // API.
 
 import (
-	"io"
+	"bytes"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/custodia/custodia/internal/conversations"
 	"github.com/custodia/custodia/internal/errs"
@@ -52,7 +51,7 @@ func conversationsPage(w http.ResponseWriter, r *http.Request, d Deps, status in
 		fail(w, r, d, err)
 		return
 	}
-	data["Title"], data["Slug"], data["OrgName"] = "Conversations", slug, orgName(d, r, slug)
+	data["Title"], data["Slug"], data["OrgName"] = "Conversations", slug, membershipIn(d, r, slug).Name
 	data["Conversations"], data["Clients"] = list, clients
 	data["Self"] = a.AccountID
 	if data["Notice"] == nil {
@@ -155,36 +154,12 @@ func handleSendMessage(d Deps) http.Handler {
 func handleAttach(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug, id := r.PathValue("org"), r.PathValue("conversation")
-		mr, err := r.MultipartReader()
+		_, body, name, err := uploadedFile(r, conversations.MaxAttachmentBytes)
 		if err != nil {
-			adminError(w, r, d, errs.E(errs.Invalid, "choose a file to send"), conversationPage, map[string]any{})
+			adminError(w, r, d, err, conversationPage, map[string]any{})
 			return
 		}
-		var name string
-		var body []byte
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				adminError(w, r, d, tooLarge(err, "the file could not be read"), conversationPage, map[string]any{})
-				return
-			}
-			if part.FormName() != "file" || part.FileName() == "" {
-				continue
-			}
-			name = part.FileName()
-			if body, err = io.ReadAll(io.LimitReader(part, conversations.MaxAttachmentBytes+1)); err != nil {
-				adminError(w, r, d, tooLarge(err, "the file could not be read"), conversationPage, map[string]any{})
-				return
-			}
-		}
-		if name == "" {
-			adminError(w, r, d, errs.E(errs.Invalid, "choose a file to send"), conversationPage, map[string]any{})
-			return
-		}
-		if _, err := d.Conversations.Attach(r.Context(), actor(d, r), slug, id, name, strings.NewReader(string(body))); err != nil {
+		if _, err := d.Conversations.Attach(r.Context(), actor(d, r), slug, id, name, bytes.NewReader(body)); err != nil {
 			adminError(w, r, d, err, conversationPage, map[string]any{})
 			return
 		}

@@ -20,38 +20,39 @@ import (
 	"github.com/custodia/custodia/internal/forms"
 )
 
-// uploadedFile reads the multipart form of a study's page: its "file"
-// (at most limit bytes, in memory) and the text fields sent before it.
-func uploadedFile(r *http.Request, limit int64) (map[string]string, []byte, error) {
+// uploadedFile reads a page's multipart form: its "file" (at most limit
+// bytes, in memory, with the name it was sent under) and the text fields
+// sent before it.
+func uploadedFile(r *http.Request, limit int64) (map[string]string, []byte, string, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, nil, errs.E(errs.Invalid, "choose a file")
+		return nil, nil, "", errs.E(errs.Invalid, "choose a file")
 	}
 	fields := map[string]string{}
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return nil, nil, errs.E(errs.Invalid, "choose a file")
+			return nil, nil, "", errs.E(errs.Invalid, "choose a file")
 		}
 		if err != nil {
-			return nil, nil, tooLarge(err, "the file could not be read")
+			return nil, nil, "", tooLarge(err, "the file could not be read")
 		}
 		if part.FormName() != "file" {
 			b, err := io.ReadAll(io.LimitReader(part, 1024))
 			if err != nil {
-				return nil, nil, tooLarge(err, "the form could not be read")
+				return nil, nil, "", tooLarge(err, "the form could not be read")
 			}
 			fields[part.FormName()] = string(b)
 			continue
 		}
 		data, err := io.ReadAll(io.LimitReader(part, limit+1))
 		if err != nil {
-			return nil, nil, tooLarge(err, "the file could not be read")
+			return nil, nil, "", tooLarge(err, "the file could not be read")
 		}
 		if int64(len(data)) > limit {
-			return nil, nil, errs.E(errs.Invalid, "the file is larger than %d bytes", limit)
+			return nil, nil, "", errs.E(errs.Invalid, "the file is larger than %d bytes", limit)
 		}
-		return fields, data, nil
+		return fields, data, part.FileName(), nil
 	}
 }
 
@@ -74,7 +75,7 @@ func problemsOf(err error, data map[string]any) {
 func handleImportREDCapPage(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data := map[string]any{}
-		_, body, err := uploadedFile(r, forms.MaxDictionary)
+		_, body, _, err := uploadedFile(r, forms.MaxDictionary)
 		var dict forms.Dictionary
 		if err == nil {
 			dict, err = forms.ReadREDCap(bytes.NewReader(body))
@@ -96,7 +97,7 @@ func handleImportREDCapPage(d Deps) http.Handler {
 func handleImportODMPage(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data := map[string]any{}
-		_, body, err := uploadedFile(r, forms.MaxODM)
+		_, body, _, err := uploadedFile(r, forms.MaxODM)
 		var meta forms.ODMImport
 		if err == nil {
 			meta, err = forms.ReadODM(bytes.NewReader(body))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -104,7 +105,7 @@ func uploadFiles(r *http.Request, d Deps, p entries.Place, f *forms.Form, files 
 		if !ok || fd.Type != forms.File || fd.Group != group {
 			return nil, errs.E(errs.Invalid, "%s is not a file field of this form", errs.Clip(key, 64))
 		}
-		saved, err := d.Entries.Upload(r.Context(), actor(d, r), r.PathValue("org"), p, up.name, strings.NewReader(string(up.data)))
+		saved, err := d.Entries.Upload(r.Context(), actor(d, r), r.PathValue("org"), p, up.name, bytes.NewReader(up.data))
 		if err != nil {
 			return nil, err
 		}

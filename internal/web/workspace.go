@@ -73,26 +73,21 @@ func workspaceNotice(r *http.Request) string {
 	return notice(r)
 }
 
-// designs reports whether the signed-in person holds a role in the
-// organization that designs forms, for the links a page offers; the
-// service decides what they may do.
-func designs(d Deps, r *http.Request, slug string) bool {
+// membershipIn is the signed-in person's membership of the organization
+// (its name defaults to the slug when there is none).
+func membershipIn(d Deps, r *http.Request, slug string) membership {
 	for _, m := range memberships(d, r) {
 		if m.Slug == slug {
-			return slices.Contains(m.Roles, string(authz.OrgAdmin)) || slices.Contains(m.Roles, string(authz.StudyAdmin))
+			return m
 		}
 	}
-	return false
+	return membership{Name: slug, Slug: slug}
 }
 
-// orgName is the name of an organization of the signed-in person.
-func orgName(d Deps, r *http.Request, slug string) string {
-	for _, m := range memberships(d, r) {
-		if m.Slug == slug {
-			return m.Name
-		}
-	}
-	return slug
+// designs reports whether a membership holds a role that designs forms,
+// for the links a page offers; the service decides what they may do.
+func (m membership) designs() bool {
+	return slices.Contains(m.Roles, string(authz.OrgAdmin)) || slices.Contains(m.Roles, string(authz.StudyAdmin))
 }
 
 func studiesPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data map[string]any) {
@@ -102,9 +97,10 @@ func studiesPage(w http.ResponseWriter, r *http.Request, d Deps, status int, dat
 		fail(w, r, d, err)
 		return
 	}
-	data["Title"], data["Slug"], data["OrgName"], data["Studies"] = "Studies", slug, orgName(d, r, slug), list
+	m := membershipIn(d, r, slug)
+	data["Title"], data["Slug"], data["OrgName"], data["Studies"] = "Studies", slug, m.Name, list
 	data["Kinds"] = []orgs.StudyKind{orgs.KindStudy, orgs.KindRegistry, orgs.KindCareProgram}
-	data["Design"] = designs(d, r, slug)
+	data["Design"] = m.designs()
 	if data["Notice"] == nil {
 		data["Notice"] = workspaceNotice(r)
 	}
@@ -168,7 +164,7 @@ func studyPage(w http.ResponseWriter, r *http.Request, d Deps, status int, data 
 		return
 	}
 	data["Title"], data["Slug"], data["Study"], data["Sites"] = st.Name, slug, st, sites
-	data["Design"] = designs(d, r, slug)
+	data["Design"] = membershipIn(d, r, slug).designs()
 	data["FieldTypes"] = forms.Types
 	data["Exports"] = true // the export's progress (static/export.js)
 	data["Formats"] = []string{entries.FormatCSV, entries.FormatJSONL, entries.FormatODM, entries.FormatREDCap}
