@@ -54,3 +54,12 @@ func ControlRows() []Control {
 	}
 	return out
 }
+
+// VulnDB is the version of the Go vulnerability database (golang.org/x/vulndb)
+// that scripts/test checks this code against with govulncheck, and
+// VulnDBDate its date: the security statement's date of the vulnerability
+// check. A test keeps them equal to what scripts/test pins.
+const (
+	VulnDB     = "v0.0.0-20261105234957-e22db6528018"
+	VulnDBDate = "2026-11-05"
+)

@@ -18,11 +18,13 @@ var outboundCalls = map[string]bool{
 
 // outboundFiles are the only sources that reach other systems, each one
 // the operator names (ASVS V13.2.4, V13.2.5): the mail server of
-// --smtp-url, Vault of --vault-addr, the witnesses of --audit-witness and
-// the collector of --audit-forward. The databases of --database and
-// --identity-database are reached by their drivers.
+// --smtp-url, Vault of --vault-addr, the witnesses of --audit-witness,
+// the collector of --audit-forward, and the OpenID Connect providers of
+// --sso-issuer (an organization's provider must lie within them). The
+// databases of --database and --identity-database are reached by their
+// drivers.
 var outboundFiles = []string{
-	"audit/forward.go", "audit/witness/witness.go", "keys/vault/vault.go", "mail/mail.go",
+	"audit/forward.go", "audit/witness/witness.go", "keys/vault/vault.go", "mail/mail.go", "sso/oidcrp/oidcrp.go",
 }
 
 // TestWEB08_OnlyTheConfiguredSystemsAreReached fails when a source outside

@@ -336,9 +336,11 @@ func isSelector(e ast.Expr, pkg, name string) bool {
 // TestCRY11_KeysAreGeneratedOnlyByApprovedAlgorithms proves ASVS V11.6.1
 // (approved key generation and signatures): every key the module's code
 // generates is an ECDSA key on a NIST curve (P-256, P-384, P-521), an
-// Ed25519 key (directly or as a sumdb note signer: the audit key), or an
-// AES key generated inside a PKCS#11 token; no RSA or DSA key is made, as
-// neither package is approved for import (see approvedCrypto).
+// Ed25519 key (directly or as a sumdb note signer: the audit key), an
+// AES key generated inside a PKCS#11 token, or a backup key, which is age's
+// hybrid of ML-KEM-768 (FIPS 203) and X25519, never X25519 alone; no RSA or
+// DSA key is made, as neither package is approved for import (see
+// approvedCrypto).
 func TestCRY11_KeysAreGeneratedOnlyByApprovedAlgorithms(t *testing.T) {
 	fset := token.NewFileSet()
 	generated := 0
@@ -367,6 +369,11 @@ func TestCRY11_KeysAreGeneratedOnlyByApprovedAlgorithms(t *testing.T) {
 				}
 			case x != nil && (x.Name == "ed25519" || x.Name == "note"):
 			case strings.Contains(text, "CKM_AES_KEY_GEN"):
+			case x != nil && x.Name == "backup":
+				b, err := os.ReadFile("backup/backup.go")
+				if err != nil || !strings.Contains(string(b), "age.GenerateHybridIdentity()") || strings.Contains(string(b), "GenerateX25519Identity") {
+					t.Errorf("%s: %s: a backup key that is not age's ML-KEM-768 + X25519 hybrid", where, text)
+				}
 			default:
 				t.Errorf("%s: %s: a key of an algorithm this test does not know to be approved (ASVS V11.6.1)", where, text)
 			}

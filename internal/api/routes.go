@@ -19,8 +19,10 @@ import (
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sso/ssoadmin"
 )
 
 // Deps are what the API's handlers need.
@@ -34,6 +36,8 @@ type Deps struct {
 	Networks  *netadmin.Service
 	// Security reads and sets organizations' security policies.
 	Security *policyadmin.Service
+	// SSOAdmin keeps organizations' single sign-on providers (AUTH-13).
+	SSOAdmin *ssoadmin.Service
 	// Access disables and enables members' accounts and ends their
 	// sessions (ASVS V7.4.2, V7.4.5).
 	Access *accountadmin.Service
@@ -59,6 +63,9 @@ type Deps struct {
 	// Notices keeps how each person is told that something waits for
 	// them (WEB-07).
 	Notices *notify.Service
+	// Retention keeps the notices and legal holds of the purge of
+	// inactive data and exports a data subject's bundle (LIFE-02).
+	Retention *retention.Service
 	// ClientAddr gives the requester's address (set by the server, which
 	// knows about trusted proxies).
 	ClientAddr func(*http.Request) string
@@ -124,6 +131,9 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("PUT", "/api/v1/orgs/{org}/alert-rules", router.SignedIn, handleSetAlertRules(d))
 	rt.Handle("GET", "/api/v1/orgs/{org}/security-policy", router.SignedIn, handleGetPolicy(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/security-policy", router.SignedIn, handleSetPolicy(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/sso-provider", router.SignedIn, handleGetSSO(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/sso-provider", router.SignedIn, handleSetSSO(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/sso-provider", router.SignedIn, handleRemoveSSO(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/network", router.SignedIn, handleSetOrgNetwork(d))
 	rt.Handle("PUT", "/api/v1/orgs/{org}/studies/{study}/network", router.SignedIn, handleSetStudyNetwork(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants", router.SignedIn, handleEnrolParticipant(d))
@@ -135,6 +145,12 @@ func Routes(d Deps) *router.Router {
 	// by an organization admin within the retention period, purged after.
 	rt.Handle("DELETE", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}", router.SignedIn, handleDeleteParticipant(d))
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/restore", router.SignedIn, handleRestoreParticipant(d))
+	// Retention and data subjects' requests (LIFE-02): the notices of
+	// inactive data and legal holds, and everything about one participant.
+	rt.Handle("GET", "/api/v1/orgs/{org}/retention", router.SignedIn, handleRetention(d))
+	rt.Handle("PUT", "/api/v1/orgs/{org}/retention/holds/{kind}/{subject}", router.SignedIn, handleSetHold(d))
+	rt.Handle("DELETE", "/api/v1/orgs/{org}/retention/holds/{kind}/{subject}", router.SignedIn, handleLiftHold(d))
+	rt.Handle("GET", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/subject-export", router.SignedIn, handleSubjectExport(d))
 	// A participant's own account (ACL-05), invited by those who may enrol
 	// at the site.
 	rt.Handle("POST", "/api/v1/orgs/{org}/studies/{study}/sites/{site}/participants/{participant}/account", router.SignedIn, handleInviteParticipantAccount(d))

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Checkpoint is a signed statement of the tree's size and root hash. Anyone
@@ -110,4 +113,18 @@ func decodeHash(s string) (tlog.Hash, error) {
 	}
 	copy(h[:], raw)
 	return h, nil
+}
+
+// Newest reads the size and time of the newest signed checkpoint in q;
+// ok is false while there is none.
+func Newest(ctx context.Context, q sqldb.Querier) (size int64, at time.Time, ok bool, err error) {
+	var micros int64
+	err = q.QueryRowContext(ctx, `SELECT size, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &micros)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, false, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, false, asUnavailable(err, "read the newest audit checkpoint")
+	}
+	return size, time.UnixMicro(micros).UTC(), true, nil
 }

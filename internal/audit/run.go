@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -120,37 +119,24 @@ func (l *Log) logErr(ctx context.Context, what string, err error) {
 	}
 }
 
-// acquireLease takes or renews the named lease for holder until now+ttl and
-// reports whether holder has it. A lease held by another holder is taken
-// once it has expired, or when it ends further ahead than its holder's
-// renewals can have set it (beyond now+2·ttl): written by a clock that ran
-// fast, it would otherwise stand until the wall clock caught up, a day for
-// a clock a day fast, with no event sequenced meanwhile. The margin lets
-// nodes whose clocks differ by less than ttl keep their turns.
+// acquireLease takes or renews the named lease for holder until now+ttl
+// (sqldb.AcquireLease): a lease set ahead by a clock that ran fast is taken
+// over, rather than leaving events unsequenced until the wall clock caught
+// up.
 func acquireLease(ctx context.Context, db *sqldb.DB, name, holder string, ttl time.Duration) (bool, error) {
 	return acquireLeaseAt(ctx, db, name, holder, ttl, sqldb.Now())
 }
 
 func acquireLeaseAt(ctx context.Context, db *sqldb.DB, name, holder string, ttl time.Duration, now int64) (bool, error) {
-	var got string
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-			WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 OR leases.expires_at > $5`,
-			name, holder, now+ttl.Microseconds(), now, now+2*ttl.Microseconds()); err != nil {
-			return err
-		}
-		return tx.QueryRowContext(ctx, `SELECT holder FROM leases WHERE name = $1`, name).Scan(&got)
-	})
+	ok, err := sqldb.AcquireLease(ctx, db, name, holder, ttl, now)
 	if err != nil {
 		return false, asUnavailable(err, "take lease "+name)
 	}
-	return got == holder, nil
+	return ok, nil
 }
 
 // releaseLease gives the lease up, so that another node need not wait for
 // it to expire.
 func releaseLease(ctx context.Context, db *sqldb.DB, name, holder string) error {
-	_, err := db.ExecContext(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder)
-	return err
+	return sqldb.ReleaseLease(ctx, db, name, holder)
 }

@@ -76,6 +76,15 @@ const (
 	ConsentRead        Action = "consent.read"
 	ConsentSign        Action = "consent.sign"
 	ConsentCountersign Action = "consent.countersign"
+	// RetentionManage lists the organization's accounts and participants
+	// noticed for the purge of inactive data, and places and lifts legal
+	// holds that keep them (LIFE-02).
+	RetentionManage Action = "retention.manage"
+	// SubjectExport exports everything the instance holds about one
+	// participant, their own account with it, for a data subject's
+	// request (LIFE-02): their identity, entries, consents and signed
+	// PDFs, messages and access log.
+	SubjectExport Action = "subject.export"
 )
 
 // Subject is the person asking, with the roles they hold in the
@@ -156,6 +165,12 @@ type Decision struct {
 // and is the one who countersigns (consent.countersign); org-admin holds
 // both because it grants the site-investigator role.
 //
+// Retention and data subjects' requests (LIFE-02): org-admin, who answers
+// for the organization's data, keeps the purge of inactive data
+// (retention.manage) and exports everything about one person on their
+// request (subject.export): the one permission that reads a person's
+// conversations without being a member, for the person themselves.
+//
 // Keys (CRY-08): org-admin requests and approves key operations
 // (key.manage); a custom role holding key.manage at organization level
 // ("key custodian") may too. Two different holders are needed for every
@@ -170,7 +185,7 @@ var permissions = map[Role][]Action{
 	OrgAdmin: {StudyCreate, StudyRead, SiteCreate, SiteRead, AuditRead, MemberInvite, NetworkManage, SecurityManage,
 		ParticipantEnrol, ParticipantRead, IdentityReveal, IdentityErase, ParticipantDelete, DecryptGrant,
 		MemberRead, RoleManage, CareAssign, VisibilityManage, KeyManage, FormDesign, FormRead, EntryWrite, EntryRead, EntryRestore,
-		ConsentDesign, ConsentRead, ConsentSign, ConsentCountersign},
+		ConsentDesign, ConsentRead, ConsentSign, ConsentCountersign, RetentionManage, SubjectExport},
 	OrgManager:       {StudyRead, SiteRead, MemberInvite, MemberRead},
 	StudyAdmin:       {StudyRead, SiteCreate, SiteRead, NetworkManage, DecryptGrant, CareAssign, VisibilityManage, FormDesign, FormRead, ConsentDesign},
 	DataManager:      {StudyRead, SiteRead, ParticipantEnrol, ParticipantRead, FormRead, EntryWrite, EntryRead, ConsentRead},

@@ -19,7 +19,7 @@ import (
 var grants = map[authz.Role]string{
 	authz.OrgAdmin: "study.create study.read site.create site.read audit.read member.invite network.manage" +
 		" participant.enrol participant.read identity.reveal identity.erase participant.delete decrypt.grant" +
-		" member.read role.manage care.assign visibility.manage key.manage",
+		" member.read role.manage care.assign visibility.manage key.manage retention.manage subject.export",
 	authz.OrgManager:       "study.read site.read member.invite member.read",
 	authz.StudyAdmin:       "study.read site.create site.read network.manage decrypt.grant care.assign visibility.manage",
 	authz.DataManager:      "study.read site.read participant.enrol participant.read",
@@ -73,6 +73,7 @@ var actions = []authz.Action{
 	authz.AuditRead, authz.MemberInvite, authz.NetworkManage,
 	authz.ParticipantEnrol, authz.ParticipantRead, authz.IdentityReveal, authz.IdentityErase, authz.ParticipantDelete, authz.DecryptGrant,
 	authz.MemberRead, authz.RoleManage, authz.CareAssign, authz.VisibilityManage, authz.KeyManage,
+	authz.RetentionManage, authz.SubjectExport,
 	"nobody.holds", // an action no role holds
 }
 

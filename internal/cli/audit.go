@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/sqldb"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -122,18 +123,9 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		}
 		return fmt.Errorf("the audit trail does not verify: the verifier key is of instance %s, but the clinical database %s belongs to instance %s", owner, db.Location, recs.InstanceID)
 	}
-	var outside []audit.OutsideCheckpoint
-	for _, f := range witnessFiles {
-		cps, err := audit.ReadWitnessFile(f, v)
-		if err != nil {
-			return err
-		}
-		if len(cps) == 0 {
-			return errs.E(errs.Invalid, "witness file %s holds no checkpoint", f)
-		}
-		for _, c := range cps {
-			outside = append(outside, audit.OutsideCheckpoint{Source: "witness file " + f, Checkpoint: c})
-		}
+	outside, err := witnessFileCheckpoints(witnessFiles, v)
+	if err != nil {
+		return err
 	}
 	var asked []audit.Witness
 	for _, spec := range witnesses {
@@ -191,6 +183,25 @@ func runAuditVerify(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "events 0 to %d were written before events were signed: only checkpoints and witnesses protect them\n", rep.Unsigned-1)
 	}
 	return nil
+}
+
+// witnessFileCheckpoints reads the checkpoints of witness files, each of
+// which must hold one.
+func witnessFileCheckpoints(files []string, v note.Verifier) ([]audit.OutsideCheckpoint, error) {
+	var outside []audit.OutsideCheckpoint
+	for _, f := range files {
+		cps, err := audit.ReadWitnessFile(f, v)
+		if err != nil {
+			return nil, err
+		}
+		if len(cps) == 0 {
+			return nil, errs.E(errs.Invalid, "witness file %s holds no checkpoint", f)
+		}
+		for _, c := range cps {
+			outside = append(outside, audit.OutsideCheckpoint{Source: "witness file " + f, Checkpoint: c})
+		}
+	}
+	return outside, nil
 }
 
 func runAuditCheckpoint(ctx context.Context, env Env, args []string) error {

@@ -39,6 +39,8 @@ func commands() []command {
 		{"user", "manage accounts: user add, user unlock", runUser},
 		{"keys", "key operations under dual control: status, rotate, approve, export-recovery, provider-change", runKeys},
 		{"audit", "verify the audit trail, print a checkpoint or an inclusion proof", runAudit},
+		{"backup", "write an encrypted backup of both databases, verify one, or make a backup key", runBackup},
+		{"restore", "restore a backup into empty databases and verify it", runRestore},
 		{"export", "write a study's entries to a file: csv, json, odm or redcap", runExport},
 		{"security-report", "print the security statement: every control, whether it is active and its setting", runSecurityReport},
 		{"sbom", "print the software bill of materials of this binary (CycloneDX JSON)", runSBOM},

@@ -22,6 +22,7 @@ import (
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/server"
+	"github.com/custodia/custodia/internal/sso"
 )
 
 // kekConfig selects the key-encryption key's provider (CRY-04). Secrets (a
@@ -228,6 +229,7 @@ func keyStores(inst *instance.Instance) []keys.WrappedStore {
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
 		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
+		&sso.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
 		inst.AuditKeyStore(),
 	}
 }

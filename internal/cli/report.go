@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"text/tabwriter"
 	"time"
 
 	"github.com/custodia/custodia/docs"
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sessions"
@@ -73,6 +75,16 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 	case !errors.Is(err, sql.ErrNoRows):
 		return errs.Wrap(errs.Unavailable, err, "read the audit trail")
 	}
+	newest := "none recorded: schedule them with serve --backup-to, or run custodia backup"
+	if last, ok, err := backup.Latest(ctx, read); err != nil {
+		return err
+	} else if ok {
+		newest = fmt.Sprintf("newest %s, %s old, in %s", last.Created.Format(time.RFC3339), time.Since(last.Created).Round(time.Minute), filepath.Dir(last.Location))
+	}
+	var withSSO int
+	if err := read.QueryRowContext(ctx, `SELECT count(*) FROM sso_providers`).Scan(&withSSO); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the single sign-on settings")
+	}
 	orgPolicies, err := policy.Customized(ctx, read)
 	if err != nil {
 		return err
@@ -93,7 +105,12 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 		"CRY-09":  "identity data in their own database (" + string(inst.Identity.Dialect) + ")",
 		"CRY-11":  "FIPS mode " + fips,
 		"AUD-02":  "newest checkpoint: " + checkpoint,
+		"AVL-01":  "backups: " + newest,
+		"AUTH-13": fmt.Sprintf("OpenID Connect sign-in: %d organizations have a provider (serve --sso-issuer lists the ones allowed)", withSSO),
+		"AVL-02":  "custodia restore checks the backup's signature and hashes and the restored audit trail",
+		"CRY-10":  "backups encrypted to a public backup key (age, ML-KEM-768 with X25519) whose secret half the server does not hold",
 		"AVL-05":  "/healthz and /readyz; metrics with serve --metrics-addr",
+		"WEB-08":  "vulnerability check (govulncheck) against the Go vulnerability database of " + docs.VulnDBDate,
 		"OPS-01":  "serve --env decides; production refuses insecure settings",
 	}
 	r := report{Instance: inst.ID, GeneratedAt: time.Now().UTC().Format(time.RFC3339), Version: version(), Go: runtime.Version(),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"filippo.io/age"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/audit/auditadmin"
 	"github.com/custodia/custodia/internal/audit/witness"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/instance"
@@ -31,23 +33,32 @@ import (
 	"github.com/custodia/custodia/internal/netpolicy"
 	"github.com/custodia/custodia/internal/server"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sso"
 )
 
 type serveOptions struct {
-	metricsAddr      string
-	metricsTokenFile string
-	metricsToken     string
-	cfg              *instance.Config
-	addr             string
-	tlsCert          string
-	tlsKey           string
-	env              string
-	demo             bool
-	logLevel         string
-	baseURL          string
-	smtpURL          string
-	smtpPasswordFile string
-	mailFrom         string
+	// backup is the schedule of backups (AVL-01): --backup-to and its
+	// companions, with the recipients parsed.
+	backupTo, backupRecipient, backupRecipientFile string
+	backupEvery                                    time.Duration
+	backupKeep                                     int
+	backupRecipients                               []age.Recipient
+	backupTarget                                   backup.Target
+	backupNames                                    []string
+	metricsAddr                                    string
+	metricsTokenFile                               string
+	metricsToken                                   string
+	cfg                                            *instance.Config
+	addr                                           string
+	tlsCert                                        string
+	tlsKey                                         string
+	env                                            string
+	demo                                           bool
+	logLevel                                       string
+	baseURL                                        string
+	smtpURL                                        string
+	smtpPasswordFile                               string
+	mailFrom                                       string
 	// trustedProxy is the --trusted-proxy setting, proxies its parsed form.
 	trustedProxy string
 	proxies      []netip.Prefix
@@ -66,6 +77,9 @@ type serveOptions struct {
 	forward, forwardCA string
 	// enrolmentsPerHour paces enrolment per account (ASVS V2.4.1).
 	enrolmentsPerHour int
+	// ssoIssuers are the --sso-issuer settings: the OpenID Connect
+	// providers organizations may use for single sign-on (AUTH-13).
+	ssoIssuers []string
 }
 
 var environments = []string{"development", "test", "acceptance", "production"}
@@ -96,6 +110,20 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&o.witnessEvery, "audit-witness-every", time.Minute, "`interval` at which the newest audit checkpoint goes to the witnesses (1s to 1h): events cut from the end within it are seen only by the checkpoints the database holds")
 	fs.StringVar(&o.witnessFile, "audit-witness-file", "", "append each audit checkpoint to this `file`, outside the data folder (better on other storage), for audit verify --witness-file")
 	fs.IntVar(&o.enrolmentsPerHour, "enrolments-per-hour", 1000, "enrolments one account may make in an hour on this node, ten times as many per organization (0: no limit)")
+	fs.Func("sso-issuer", "an OpenID Connect issuer `URL` (or a prefix of such addresses, ending in /) that organizations may use for single sign-on; repeat for several, or separate them by spaces", func(v string) error {
+		for _, u := range strings.Fields(v) {
+			if err := sso.CheckIssuer(u, []string{u}); err != nil {
+				return fmt.Errorf("%s", errs.SafeMessage(err))
+			}
+			o.ssoIssuers = append(o.ssoIssuers, u)
+		}
+		return nil
+	})
+	fs.StringVar(&o.backupTo, "backup-to", "", "write an encrypted backup every --backup-every into this `folder` (a mounted volume off this machine's disk) or S3-compatible bucket (s3+https://HOST/BUCKET[/PREFIX], AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment); off when empty")
+	fs.StringVar(&o.backupRecipient, "backup-recipient", "", "the public backup `key` (age1…, from custodia backup keygen) backups are encrypted to")
+	fs.StringVar(&o.backupRecipientFile, "backup-recipient-file", "", "a `file` of public backup keys, one per line")
+	fs.DurationVar(&o.backupEvery, "backup-every", 12*time.Hour, "`interval` between backups (10m to 7 days); one node of several writes each")
+	fs.IntVar(&o.backupKeep, "backup-keep", 14, "how many backups to keep in --backup-to; older ones are removed")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`address` of a listener of its own serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9464; off when empty); one that is not loopback needs --metrics-token-file")
 	fs.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "`file` whose first line is the bearer token a metrics scrape must present")
 	fs.StringVar(&o.trustedProxy, "trusted-proxy", "", "comma-separated `ranges` (CIDR or single addresses) of reverse proxies whose X-Forwarded-For is believed; without it the client address is the connection's")
@@ -115,6 +143,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if err := checkServeOptions(&o, kc); err != nil {
+		return err
+	}
+	if err := checkBackupOptions(&o, env.Getenv); err != nil {
 		return err
 	}
 	fips := keys.FIPS()
@@ -250,8 +281,11 @@ func runServe(ctx context.Context, env Env, args []string) error {
 			fwd.Run(ctx, time.Second)
 		}()
 	}
-	go sweepIdentities(ctx, log, operator)
+	go sweepIdentities(ctx, log, operator, sweepEvery(env, o.env, log))
 	go (&server.ClockWatch{Log: log}).Run(ctx)
+	if o.backupTo != "" {
+		go backupSchedule(&o, inst, operator, log).Run(ctx)
+	}
 	if sender == nil {
 		sender = &mail.Outbox{Dir: filepath.Join(inst.DataDir, "outbox"), From: o.mailFrom}
 		if o.env == "production" {
@@ -276,7 +310,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		defer msrv.Close()
 		log.Info("metrics", "addr", mln.Addr().String(), "token", o.metricsToken != "")
 	}
-	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail, EnrolmentsPerHour: o.enrolmentsPerHour, Metrics: meter})
+	h, shells := server.NewHandler(server.Deps{Log: log, Instance: inst, Mail: sender, BaseURL: o.baseURL, TrustedProxies: o.proxies, KEK: kek, Gate: operator, Trail: trail, EnrolmentsPerHour: o.enrolmentsPerHour, Metrics: meter, SSOIssuers: o.ssoIssuers})
 	defer shells.Links.Wait()
 	// Alert rules and notifications (AUD-05, AUTH-12): security events on
 	// the log raise alerts, and alerts are e-mailed to the organization's

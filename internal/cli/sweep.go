@@ -10,25 +10,28 @@ import (
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/notify"
 	"github.com/custodia/custodia/internal/participants"
+	"github.com/custodia/custodia/internal/retention"
 )
 
 // sweepInterval is how often a server shreds unreachable identity data.
 const sweepInterval = time.Hour
 
-// sweepIdentities shreds, at start and then every sweepInterval until ctx
-// ends, the identity data that no request can reach: those left by an
-// enrolment or an erasure cut short between the identity and the clinical
-// database (CRY-09, LIFE-03; see participants.Sweep). Then it purges the
-// entries deleted longer than their retention period ago (LIFE-01; see
-// entries.Purge), the deletions of form versions whose entries it erased
-// (entries.PurgeVersions), and the participants deleted longer than that
-// ago, with their identity, entries and files (entries.PurgeParticipants),
-// and the files no save named within a day (entries.PurgeUnattachedFiles).
-// Several servers may sweep at once.
-func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
+// sweepIdentities shreds, at start and then every interval (sweepInterval
+// but in tests, see sweepEvery) until ctx ends, the identity data that no
+// request can reach: those left by an enrolment or an erasure cut short
+// between the identity and the clinical database (CRY-09, LIFE-03; see
+// participants.Sweep). Then it purges the entries deleted longer than
+// their retention period ago (LIFE-01; see entries.Purge), the deletions
+// of form versions whose entries it erased (entries.PurgeVersions), and
+// the participants deleted longer than that ago, with their identity,
+// entries and files (entries.PurgeParticipants), and the files no save
+// named within a day (entries.PurgeUnattachedFiles), and notices and
+// purges the accounts and participants inactive past their organization's
+// period (LIFE-02; retention.Sweep). Several servers may sweep at once.
+func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate, every time.Duration) {
 	svc := &participants.Service{Gate: g}
 	data := &entries.Service{Gate: g}
-	t := time.NewTicker(sweepInterval)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		n, err := svc.Sweep(ctx)
@@ -58,6 +61,11 @@ func sweepIdentities(ctx context.Context, log *slog.Logger, g *gate.Gate) {
 			log.Warn("purge of deleted participants", "err", err)
 		case purged > 0:
 			log.Info("purge of deleted participants", "purged", purged)
+		}
+		if swept, err := (&retention.Service{Gate: g}).Sweep(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("retention of inactive data", "err", err)
+		} else if swept != (retention.Swept{}) {
+			log.Info("retention of inactive data", "noticed", swept.Noticed, "ended", swept.Ended, "purged", swept.Purged)
 		}
 		if n, err := (&consent.Service{Gate: g}).QueueToSign(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("notices of consents to sign", "err", err)

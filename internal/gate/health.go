@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"database/sql"
 	"sync"
 	"time"
@@ -72,4 +73,23 @@ func (g *Gate) PoolStats() map[string]sql.DBStats {
 		out["identity"] = g.identity.Stats()
 	}
 	return out
+}
+
+// probe is what ProbeKeys wraps: no secret, with associated data of its
+// own, so the wrapped probe opens nothing else.
+var probe, probeAD = make([]byte, 32), []byte("custodia key provider probe")
+
+// ProbeKeys wraps and unwraps a probe with the key-encryption key, for
+// monitoring its provider (AVL-05): how long the round took, and whether
+// it answered.
+func (g *Gate) ProbeKeys(ctx context.Context) (time.Duration, error) {
+	if g.keys == nil || g.keys.KEK == nil {
+		return 0, errs.E(errs.Unavailable, "no key-encryption key")
+	}
+	start := time.Now()
+	w, err := g.keys.KEK.Wrap(ctx, probe, probeAD)
+	if err == nil {
+		_, err = g.keys.KEK.Unwrap(ctx, w, probeAD)
+	}
+	return time.Since(start), err
 }

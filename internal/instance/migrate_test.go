@@ -26,19 +26,12 @@ func TestAVL03_PendingMigrationsAreRefusedUnlessMigrating(t *testing.T) {
 			t.Fatalf("a new instance: %v", err)
 		}
 		// Take the clinical database back one version: its newest
-		// migration packs entries' values (entries.cells,
-		// entry_revisions.changes) and makes entry_values and
-		// entry_changes views of them.
+		// migration records the backups written.
 		st, err := inst.Clinical.State(ctx, sqldb.Clinical)
 		if err != nil {
 			t.Fatal(err)
 		}
-		undo := []string{`DROP VIEW entry_values`, `DROP VIEW entry_changes`,
-			`ALTER TABLE entries DROP COLUMN cells`, `ALTER TABLE entry_revisions DROP COLUMN changes`,
-			`CREATE TABLE entry_values (entry_id TEXT NOT NULL, field TEXT NOT NULL, row_no INTEGER NOT NULL,
-				value TEXT, sealed BYTEA, PRIMARY KEY (entry_id, field, row_no))`,
-			`CREATE TABLE entry_changes (entry_id TEXT NOT NULL, revision INTEGER NOT NULL, field TEXT NOT NULL, row_no INTEGER NOT NULL,
-				value TEXT, sealed BYTEA, PRIMARY KEY (entry_id, revision, field, row_no))`}
+		undo := []string{`DROP TABLE backups`}
 		for _, q := range append(undo, `DELETE FROM schema_migrations WHERE version = $1`) {
 			args := []any{}
 			if strings.Contains(q, "$1") {

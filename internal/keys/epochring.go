@@ -333,28 +333,72 @@ func (k *Keyring) DestroyRetiredEpochs(ctx context.Context, before func(epoch st
 	}
 	var done []string
 	for _, e := range pending {
-		var live int
-		if err := k.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys WHERE epoch = $1 AND epoch <> '' AND wrapped IS NOT NULL`, e).Scan(&live); err != nil {
-			return done, errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
-		}
-		if live > 0 {
-			return done, errs.E(errs.Internal, "retired erasure epoch %s still holds %d live keys; it was not destroyed", e, live)
-		}
-		if before != nil {
-			if err := before(e); err != nil {
-				return done, err
-			}
-		}
-		if err := ek.DestroyEpoch(ctx, e); err != nil {
+		destroyed, err := k.destroyEpoch(ctx, ek, e, before)
+		if err != nil {
 			return done, err
 		}
-		if _, err := k.DB.ExecContext(ctx, `UPDATE key_epochs SET destroyed_at = $2 WHERE id = $1 AND destroyed_at IS NULL`,
-			e, sqldb.Now()); err != nil {
-			return done, errs.Wrap(errs.Unavailable, err, "record a destroyed erasure epoch")
+		if destroyed {
+			done = append(done, e)
 		}
-		done = append(done, e)
 	}
 	return done, nil
+}
+
+// destroyEpoch destroys one retired epoch (see DestroyRetiredEpochs) and
+// reports whether it did. On PostgreSQL, where several nodes may sweep at
+// once, it holds the epoch's row from before the audit until the
+// destruction is recorded: of the nodes that meet on one epoch, one audits
+// and destroys it and the others then find it destroyed and leave it, so
+// that its destruction is audited once, not once per node (AVL-04). On
+// SQLite, with one node, no row is held: a write lock held there across
+// before, which commits through the gate, could wait for the gate's own
+// writes to the identity database.
+func (k *Keyring) destroyEpoch(ctx context.Context, ek EpochKeeper, e string, before func(epoch string) error) (bool, error) {
+	if k.DB.Dialect != sqldb.Postgres {
+		return true, destroyEpochIn(ctx, k.DB, ek, e, before)
+	}
+	destroyed := false
+	err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var id string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND destroyed_at IS NULL FOR UPDATE`, e).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // destroyed by another node meanwhile
+		}
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "hold a retired erasure epoch")
+		}
+		if err := destroyEpochIn(ctx, tx, ek, e, before); err != nil {
+			return err
+		}
+		destroyed = true
+		return nil
+	})
+	return destroyed, err
+}
+
+// destroyEpochIn audits (before), destroys and records as destroyed the
+// retired epoch e, reading and writing its rows in q.
+func destroyEpochIn(ctx context.Context, q sqldb.Querier, ek EpochKeeper, e string, before func(epoch string) error) error {
+	var live int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys WHERE epoch = $1 AND epoch <> '' AND wrapped IS NOT NULL`, e).Scan(&live); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "read the keys of an erasure epoch")
+	}
+	if live > 0 {
+		return errs.E(errs.Internal, "retired erasure epoch %s still holds %d live keys; it was not destroyed", e, live)
+	}
+	if before != nil {
+		if err := before(e); err != nil {
+			return err
+		}
+	}
+	if err := ek.DestroyEpoch(ctx, e); err != nil {
+		return err
+	}
+	if _, err := q.ExecContext(ctx, `UPDATE key_epochs SET destroyed_at = $2 WHERE id = $1 AND destroyed_at IS NULL`,
+		e, sqldb.Now()); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "record a destroyed erasure epoch")
+	}
+	return nil
 }
 
 // epochs returns the keeper of erasure epoch keys: the key provider's own,

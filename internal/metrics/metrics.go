@@ -105,11 +105,12 @@ var (
 	descPoolOpen   = prometheus.NewDesc("custodia_db_open_connections", "Open connections of a database's pool.", []string{"database"}, nil)
 	descPoolInUse  = prometheus.NewDesc("custodia_db_in_use_connections", "Connections in use.", []string{"database"}, nil)
 	descPoolWait   = prometheus.NewDesc("custodia_db_wait_seconds_total", "Time spent waiting for a connection.", []string{"database"}, nil)
+	descBackupAge  = prometheus.NewDesc("custodia_backup_age_seconds", "Age of the newest backup recorded (absent until one is).", nil, nil)
 	descScrapeErr  = prometheus.NewDesc("custodia_state_scrape_errors", "1 when the databases could not be read for this scrape.", nil, nil)
 )
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLocked, descTreeSize, descQueued, descCheckpoint, descPoolOpen, descPoolInUse, descPoolWait, descScrapeErr} {
+	for _, d := range []*prometheus.Desc{descLocked, descTreeSize, descQueued, descCheckpoint, descPoolOpen, descPoolInUse, descPoolWait, descBackupAge, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -122,7 +123,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var locked, size, queued, checkpoint int64
+	var locked, size, queued, checkpoint, backedUp int64
 	err := s.g.Operate(ctx, "metrics.read", func(o *gate.OpTx) error {
 		o.Nothing() // counts, read for the operator's monitoring
 		for _, q := range []struct {
@@ -133,6 +134,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 			{`SELECT coalesce(max(seq) + 1, 0) FROM audit_log`, &size},
 			{`SELECT count(*) FROM audit_queue`, &queued},
 			{`SELECT coalesce(max(created_at), 0) FROM audit_checkpoints`, &checkpoint},
+			{`SELECT coalesce(max(created_at), 0) FROM backups WHERE removed_at IS NULL`, &backedUp},
 		} {
 			if err := o.QueryRowContext(ctx, q.sql).Scan(q.to); err != nil {
 				return err
@@ -149,6 +151,9 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(queued))
 		if checkpoint > 0 {
 			ch <- prometheus.MustNewConstMetric(descCheckpoint, prometheus.GaugeValue, time.Since(time.UnixMicro(checkpoint)).Seconds())
+		}
+		if backedUp > 0 {
+			ch <- prometheus.MustNewConstMetric(descBackupAge, prometheus.GaugeValue, time.Since(time.UnixMicro(backedUp)).Seconds())
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, failed)

@@ -37,6 +37,9 @@ const (
 	Message Kind = "message" // a new message in a conversation
 	Consent Kind = "consent" // a consent to sign
 	Form    Kind = "form"    // a form to fill in
+	// Retention: accounts or participants of an organization the person
+	// administers were noticed for the purge of inactive data (LIFE-02).
+	Retention Kind = "retention"
 )
 
 // Mode is how a person is told.
@@ -77,7 +80,7 @@ func ParseMode(s string) (Mode, error) {
 
 // paths are the pages a notice links to, one for each kind: the person's
 // own pages, which name nothing of what waits.
-var paths = map[Kind]string{Message: "/", Consent: "/", Form: "/me/records"}
+var paths = map[Kind]string{Message: "/", Consent: "/", Form: "/me/records", Retention: "/"}
 
 // Queue records, in the caller's transaction, that something of kind
 // waits for an account in an organization, and reports whether it was
@@ -368,7 +371,7 @@ type noticeText struct {
 func (s *Service) message(n notice) noticeText {
 	var what []string
 	path := "/"
-	for _, k := range []Kind{Message, Consent, Form} {
+	for _, k := range []Kind{Message, Consent, Form, Retention} {
 		c := n.counts[k]
 		if c == 0 {
 			continue
@@ -381,6 +384,8 @@ func (s *Service) message(n notice) noticeText {
 			what = append(what, plural(c, "a consent to sign", "consents to sign"))
 		case Form:
 			what = append(what, plural(c, "a form to fill in", "forms to fill in"))
+		case Retention:
+			what = append(what, plural(c, "a retention notice to review", "retention notices to review"))
 		}
 	}
 	if len(n.counts) > 1 {

@@ -157,6 +157,14 @@ func (s *Service) Restore(ctx context.Context, a gate.Actor, slug, studyID, site
 // describes it for the audit event ("entries=3 files=1").
 type PurgeData func(ctx context.Context, q sqldb.Querier, orgID, pseudonym string) (string, error)
 
+// Due says, in a purge step's transaction q, whether the participant is
+// still due to be purged: LIFE-01's purge asks whether they were deleted
+// longer than the retention period ago (deletedLongAgo), LIFE-02's whether
+// they are noticed for inactivity past the notice period. step is the
+// step about to run, "identity" or "data": the data step of a purge whose
+// identity step is done may ask less.
+type Due func(ctx context.Context, q sqldb.Querier, orgID, pseudonym, step string) (bool, error)
+
 // purgePage bounds the participants one look for them finds.
 const purgePage = 100
 
@@ -173,8 +181,10 @@ const purgePage = 100
 //
 // A purge cut short between the steps, or by a crash anywhere, leaves the
 // participant deleted and is completed by the next run: each step is
-// repeated from the start and does only what is left. Several nodes may
-// purge at once: a participant erased twice is erased once.
+// repeated from the start and does only what is left, and is recorded if
+// anything was (an identity step that finds the identity erased and its
+// data gone records nothing). Several nodes may purge at once: each step
+// of a participant is done and recorded once (purgeStep).
 func (s *Service) Purge(ctx context.Context, data PurgeData) (int, error) {
 	type victim struct{ org, pseudonym string }
 	now := s.now().UnixMicro()
@@ -203,7 +213,7 @@ func (s *Service) Purge(ctx context.Context, data PurgeData) (int, error) {
 			return n, errs.Wrap(errs.Unavailable, err, "purge: read the deleted participants")
 		}
 		for _, v := range found {
-			done, err := s.purgeOne(ctx, v.org, v.pseudonym, data)
+			done, err := s.purgeOne(ctx, "participant.purge", v.org, v.pseudonym, data, s.deletedLongAgo)
 			if err != nil {
 				return n, err
 			}
@@ -223,30 +233,57 @@ func (s *Service) Purge(ctx context.Context, data PurgeData) (int, error) {
 	return n, nil
 }
 
+// deletedLongAgo is the Due of LIFE-01's purge: the participant was
+// deleted longer than their organization's retention period ago.
+func (s *Service) deletedLongAgo(ctx context.Context, q sqldb.Querier, orgID, pseudonym, _ string) (bool, error) {
+	var at int64
+	err := q.QueryRowContext(ctx, `SELECT deleted_at FROM participant_deletions WHERE org_id = $1 AND participant_id = $2`,
+		orgID, pseudonym).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	retention, err := policy.Retention(ctx, q, orgID)
+	if err != nil {
+		return false, err
+	}
+	return at <= s.now().Add(-retention).UnixMicro(), nil
+}
+
 // purgeStep finds, in a step's transaction, the participant still due to
-// be purged (deleted longer than their organization's retention period
-// ago), or reports false: restored meanwhile, or purged by another node.
-func (s *Service) purgeStep(ctx context.Context, o *gate.OpTx, orgID, pseudonym, step string) (Participant, bool, error) {
+// be purged (due), or reports false: restored or active again meanwhile,
+// or purged by another node.
+func (s *Service) purgeStep(ctx context.Context, o *gate.OpTx, orgID, pseudonym, step string, due Due) (Participant, bool, error) {
 	o.Org(orgID)
 	o.Object("participant", pseudonym)
 	o.Participant(pseudonym)
 	o.Security()
 	o.Detail("step", step)
-	var at int64
-	err := o.QueryRowContext(ctx, `SELECT deleted_at FROM participant_deletions WHERE org_id = $1 AND participant_id = $2`,
-		orgID, pseudonym).Scan(&at)
-	if errors.Is(err, sql.ErrNoRows) {
-		o.Nothing()
-		return Participant{}, false, nil
+	if o.Dialect() == sqldb.Postgres {
+		// Several nodes may purge at once. With the participant's row
+		// held, the same step on another node waits for this one to
+		// commit, and then finds what it did: the participant no longer
+		// due, or their identity erased (identityLeft). Each step is done
+		// and recorded once, not once per node (AVL-04). SQLite has one
+		// node, and one writer at a time.
+		var held string
+		err := o.QueryRowContext(ctx, `SELECT id FROM participants WHERE org_id = $1 AND id = $2 FOR UPDATE`,
+			orgID, pseudonym).Scan(&held)
+		if errors.Is(err, sql.ErrNoRows) {
+			o.Nothing()
+			return Participant{}, false, nil
+		}
+		if err != nil {
+			return Participant{}, false, err
+		}
 	}
+	ok, err := due(ctx, o, orgID, pseudonym, step)
 	if err != nil {
 		return Participant{}, false, err
 	}
-	retention, err := policy.Retention(ctx, o, orgID)
-	if err != nil {
-		return Participant{}, false, err
-	}
-	if at > s.now().Add(-retention).UnixMicro() {
+	if !ok {
 		o.Nothing()
 		return Participant{}, false, nil
 	}
@@ -258,16 +295,31 @@ func (s *Service) purgeStep(ctx context.Context, o *gate.OpTx, orgID, pseudonym,
 	return p, true, nil
 }
 
-// purgeOne purges one participant in its two steps (see Purge).
-func (s *Service) purgeOne(ctx context.Context, orgID, pseudonym string, data PurgeData) (bool, error) {
+// purgeOne purges one participant in its two steps (see Purge), recorded
+// as action, while due says they are due.
+func (s *Service) purgeOne(ctx context.Context, action, orgID, pseudonym string, data PurgeData, isDue Due) (bool, error) {
 	due := false
-	err := s.Gate.Operate(ctx, "participant.purge", func(o *gate.OpTx) error {
-		p, ok, err := s.purgeStep(ctx, o, orgID, pseudonym, "identity")
+	err := s.Gate.Operate(ctx, action, func(o *gate.OpTx) error {
+		p, ok, err := s.purgeStep(ctx, o, orgID, pseudonym, "identity", isDue)
 		if err != nil || !ok {
 			return err
 		}
 		due = true
 		o.Detail("previous", string(p.Identity))
+		if p.Identity == IdentityErased {
+			// Erased already: by an erasure, or by this step on another
+			// node, which committed while this one waited. With no
+			// identity data left there is nothing to do and nothing to
+			// record (an erasure cut short is completed below).
+			left, err := s.identityLeft(ctx, o, orgID, pseudonym)
+			if err != nil {
+				return err
+			}
+			if !left {
+				o.Nothing()
+				return nil
+			}
+		}
 		if p.Identity != IdentityErased {
 			if _, err := o.ExecContext(ctx, `UPDATE participants SET identity = 'erased', erased_at = $1
 				WHERE org_id = $2 AND id = $3`, sqldb.Now(), orgID, pseudonym); err != nil {
@@ -286,8 +338,8 @@ func (s *Service) purgeOne(ctx context.Context, orgID, pseudonym string, data Pu
 	if err != nil || !due {
 		return false, wrapPurge(pseudonym, err)
 	}
-	err = s.Gate.Operate(ctx, "participant.purge", func(o *gate.OpTx) error {
-		_, ok, err := s.purgeStep(ctx, o, orgID, pseudonym, "data")
+	err = s.Gate.Operate(ctx, action, func(o *gate.OpTx) error {
+		_, ok, err := s.purgeStep(ctx, o, orgID, pseudonym, "data", isDue)
 		if err != nil || !ok {
 			due = ok
 			return err
@@ -314,6 +366,27 @@ func (s *Service) purgeOne(ctx context.Context, orgID, pseudonym string, data Pu
 		return nil
 	})
 	return due, wrapPurge(pseudonym, err)
+}
+
+// identityLeft reports, in a purge's identity step o, whether the identity
+// database still holds identity data of the participant, removing them in
+// the step's identity transaction as shred does. Unlike a read, the
+// removal waits on PostgreSQL for another node's shredding of them that
+// has not committed yet, and then finds what that left.
+func (s *Service) identityLeft(ctx context.Context, o *gate.OpTx, orgID, pseudonym string) (bool, error) {
+	if s.Gate.IdentityKeys() == nil {
+		return false, nil // no identity database: nothing was ever sealed there
+	}
+	it, err := o.Identity(ctx)
+	if err != nil {
+		return false, err
+	}
+	res, err := it.ExecContext(ctx, `DELETE FROM identities WHERE participant_id = $1 AND org_id = $2`, pseudonym, orgID)
+	if err != nil {
+		return false, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable")
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 func wrapPurge(pseudonym string, err error) error {

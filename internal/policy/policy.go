@@ -24,8 +24,8 @@ import (
 
 // Security is an organization's security policy: its password rules
 // (AUTH-02), password rotation and required second factor (AUTH-09) and
-// session limits (AUTH-10), and the retention of its deleted data
-// (LIFE-01), stored in one row of org_policies. A person in
+// session limits (AUTH-10), the retention of its deleted data (LIFE-01)
+// and of its inactive data (LIFE-02), stored in one row of org_policies. A person in
 // several organizations lives under the strictest value of each field
 // (Strictest, Effective).
 //
@@ -48,6 +48,13 @@ type Security struct {
 	// is the organization's, not a person's: strict "none", so Strictest
 	// keeps the first policy's.
 	DeletionRetentionDays int `json:"deletion_retention_days" label:"Retention of deleted data" help:"Deleted participants and entries may be restored by an organization admin for this long; then they are erased for good." min:"1" max:"365" def:"30" unit:"days" strict:"none"`
+	// InactivityDays is how long an account or a participant of the
+	// organization may go without activity before it is noticed for the
+	// purge, and InactivityNoticeDays how long after that notice it is
+	// purged unless held or active again (LIFE-02). Both are the
+	// organization's: strict "none".
+	InactivityDays       int `json:"inactivity_days" label:"Retention of inactive data" help:"Accounts and participants without activity for this long are listed to the organization's admins, who are told, and purged after the notice period unless on legal hold or active again." min:"90" max:"3650" def:"730" unit:"days" strict:"none"`
+	InactivityNoticeDays int `json:"inactivity_notice_days" label:"Notice before an inactive purge" help:"How long after the notice an inactive account or participant is purged." min:"7" max:"365" def:"30" unit:"days" strict:"none"`
 }
 
 // Field describes one field of Security.
@@ -200,6 +207,18 @@ func Retention(ctx context.Context, q sqldb.Querier, orgID string) (time.Duratio
 	return p.DeletionRetention(), nil
 }
 
+// Inactivity is how long an account or a participant may go without
+// activity before it is noticed for the purge (LIFE-02).
+func (p Security) Inactivity() time.Duration {
+	return time.Duration(p.InactivityDays) * 24 * time.Hour
+}
+
+// InactivityNotice is how long after its notice an inactive account or
+// participant is purged (LIFE-02).
+func (p Security) InactivityNotice() time.Duration {
+	return time.Duration(p.InactivityNoticeDays) * 24 * time.Hour
+}
+
 // DeletedBefore is the SQL condition that a deletion of the organization
 // whose id is in the column org, made at the column at, is past the
 // organization's retention period at now (the first placeholder, $n, in
@@ -218,17 +237,18 @@ func DefaultRetentionDays() int { return Default().DeletionRetentionDays }
 // policyColumns are the org_policies columns of Security, in the
 // order stored.scan reads them.
 const policyColumns = `password_min_length, password_require_mixed, password_rotation_days,
-	session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days`
+	session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days,
+	inactivity_days, inactivity_notice_days`
 
 // stored is one org_policies row as stored: a NULL column (or no row at
 // all, all NULL) leaves the field to a default.
 type stored struct {
-	minLen, rotation, idle, absolute, retention sql.NullInt64
-	mixed, secondFactor                         sql.NullBool
+	minLen, rotation, idle, absolute, retention, inactivity, notice sql.NullInt64
+	mixed, secondFactor                                             sql.NullBool
 }
 
 func (r *stored) scan(row interface{ Scan(...any) error }) error {
-	return row.Scan(&r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention)
+	return row.Scan(&r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention, &r.inactivity, &r.notice)
 }
 
 // policy is the row as a Security, Default where it leaves a field unset.
@@ -254,6 +274,12 @@ func (r stored) policy() Security {
 	}
 	if r.retention.Valid {
 		p.DeletionRetentionDays = int(r.retention.Int64)
+	}
+	if r.inactivity.Valid {
+		p.InactivityDays = int(r.inactivity.Int64)
+	}
+	if r.notice.Valid {
+		p.InactivityNoticeDays = int(r.notice.Int64)
 	}
 	return p
 }
@@ -304,8 +330,9 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 	}
 	_, err = tx.ExecContext(ctx,
 		`INSERT INTO org_policies (org_id, password_min_length, password_require_mixed, password_rotation_days,
-		   session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days, updated_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		   session_idle_minutes, session_absolute_hours, require_second_factor, deletion_retention_days,
+		   inactivity_days, inactivity_notice_days, updated_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		 ON CONFLICT (org_id) DO UPDATE SET
 		   password_min_length = excluded.password_min_length,
 		   password_require_mixed = excluded.password_require_mixed,
@@ -314,9 +341,12 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 		   session_absolute_hours = excluded.session_absolute_hours,
 		   require_second_factor = excluded.require_second_factor,
 		   deletion_retention_days = excluded.deletion_retention_days,
+		   inactivity_days = excluded.inactivity_days,
+		   inactivity_notice_days = excluded.inactivity_notice_days,
 		   updated_at = excluded.updated_at`,
 		orgID, p.PasswordMinLength, p.PasswordRequireMixed, rotation,
-		p.SessionIdleMinutes, p.SessionAbsoluteHours, p.RequireSecondFactor, p.DeletionRetentionDays, sqldb.Now())
+		p.SessionIdleMinutes, p.SessionAbsoluteHours, p.RequireSecondFactor, p.DeletionRetentionDays,
+		p.InactivityDays, p.InactivityNoticeDays, sqldb.Now())
 	if err != nil {
 		return Security{}, fmt.Errorf("set organization policy: %w", err)
 	}
@@ -329,7 +359,8 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) ([]stored, error) {
 	rows, err := q.QueryContext(ctx,
 		`SELECT p.password_min_length, p.password_require_mixed, p.password_rotation_days,
-		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor, p.deletion_retention_days
+		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor, p.deletion_retention_days,
+		        p.inactivity_days, p.inactivity_notice_days
 		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
 		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID)
 	if err != nil {

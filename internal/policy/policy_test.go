@@ -73,7 +73,8 @@ func TestAUTH09_PersonInSeveralOrganizationsGetsTheStrictestRules(t *testing.T) 
 		// Only orgA has a row: orgB keeps the default, which is stricter
 		// than orgA's long sessions.
 		eff, _ = policy.Effective(ctx, db, acc.ID)
-		want := policy.Security{PasswordMinLength: 16, PasswordRotationDays: 90, SessionIdleMinutes: 20, SessionAbsoluteHours: 12, DeletionRetentionDays: 30}
+		want := policy.Security{PasswordMinLength: 16, PasswordRotationDays: 90, SessionIdleMinutes: 20, SessionAbsoluteHours: 12, DeletionRetentionDays: 30,
+			InactivityDays: 730, InactivityNoticeDays: 30}
 		if eff != want {
 			t.Errorf("with one policy: %+v, want %+v", eff, want)
 		}
@@ -82,7 +83,8 @@ func TestAUTH09_PersonInSeveralOrganizationsGetsTheStrictestRules(t *testing.T) 
 		}
 		eff, _ = policy.Effective(ctx, db, acc.ID)
 		want = policy.Security{PasswordMinLength: 16, PasswordRequireMixed: true, PasswordRotationDays: 30,
-			SessionIdleMinutes: 10, SessionAbsoluteHours: 12, RequireSecondFactor: true, DeletionRetentionDays: 30}
+			SessionIdleMinutes: 10, SessionAbsoluteHours: 12, RequireSecondFactor: true, DeletionRetentionDays: 30,
+			InactivityDays: 730, InactivityNoticeDays: 30}
 		if eff != want {
 			t.Errorf("with two policies: %+v, want %+v", eff, want)
 		}
@@ -168,8 +170,8 @@ func TestAUTH09_PasswordExpiresAfterTheRotationPeriod(t *testing.T) {
 
 func TestAUTH09_PolicyFieldsDescribeTheStruct(t *testing.T) {
 	fs := policy.Fields()
-	if len(fs) != 7 {
-		t.Fatalf("%d fields, want 7", len(fs))
+	if len(fs) != 9 {
+		t.Fatalf("%d fields, want 9", len(fs))
 	}
 	def := policy.Default()
 	if def.PasswordMinLength != 12 || def.SessionIdleMinutes != 20 || def.SessionAbsoluteHours != 12 || def.PasswordRotationDays != 0 {

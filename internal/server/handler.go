@@ -39,9 +39,13 @@ import (
 	"github.com/custodia/custodia/internal/orgs/orgadmin"
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
 	"github.com/custodia/custodia/internal/sms"
+	"github.com/custodia/custodia/internal/sso"
+	"github.com/custodia/custodia/internal/sso/oidcrp"
+	"github.com/custodia/custodia/internal/sso/ssoadmin"
 	"github.com/custodia/custodia/internal/web"
 )
 
@@ -161,6 +165,12 @@ type Deps struct {
 	// EnrolmentsPerHour paces enrolment per account in this process
 	// (participants.Service); 0 does not pace it.
 	EnrolmentsPerHour int
+	// SSOIssuers are the issuer address prefixes of the OpenID Connect
+	// providers organizations may sign their members in with (serve
+	// --sso-issuer, AUTH-13); none means no single sign-on. SSORelyingParty
+	// speaks to them; nil means sso/oidcrp's.
+	SSOIssuers      []string
+	SSORelyingParty sso.RelyingParty
 }
 
 // NewGate returns the gate of inst: the data keys of its clinical
@@ -201,6 +211,12 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	}
 	if d.Metrics != nil {
 		d.Metrics.Watch(g)
+		if d.Trail != nil {
+			d.Metrics.WatchTrail(d.Trail)
+		}
+		if d.KEK != nil {
+			d.Metrics.WatchKeys(g)
+		}
 	}
 	if d.Mail == nil {
 		d.Mail = &mail.Outbox{Dir: filepath.Join(d.Instance.DataDir, "outbox"), From: "custodia@localhost"}
@@ -234,11 +250,24 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 	access := &accountadmin.Service{Gate: g, Now: d.Sessions.Now, Mail: d.Mail, BaseURL: d.BaseURL}
 	lk := &links.Service{Gate: g, Mail: d.Mail, BaseURL: d.BaseURL, Log: d.Log}
 	notices := &notify.Service{Gate: g, Mail: d.Mail, SMS: d.SMS, BaseURL: d.BaseURL, Log: d.Log}
+	retained := &retention.Service{Gate: g}
 	addrOf := func(r *http.Request) string { return clientAddr(r, d.TrustedProxies) }
+	// Single sign-on (AUTH-13): the providers send the browser back to
+	// the public URL's callback.
+	callback := strings.TrimSuffix(d.BaseURL, "/") + "/login/sso/callback"
+	ssoAdmin := &ssoadmin.Service{Gate: g, Issuers: d.SSOIssuers, RedirectURL: callback}
+	var signOn *sessions.SingleSignOn
+	if len(d.SSOIssuers) > 0 {
+		if d.SSORelyingParty == nil {
+			d.SSORelyingParty = oidcrp.New()
+		}
+		signOn = &sessions.SingleSignOn{Store: d.Sessions, RP: d.SSORelyingParty, RedirectURL: callback, Issuers: d.SSOIssuers}
+	}
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
 			Security: security, Access: access, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
+			SSO: signOn, SSOAdmin: ssoAdmin,
 			Accounts:      &accounts.Service{Gate: g},
 			Orgs:          &orgadmin.Service{Gate: g},
 			Oversight:     oversight,
@@ -251,6 +280,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Notices:       notices,
 			Conversations: &conversations.Service{Gate: g},
 			Consent:       &consent.Service{Gate: g},
+			Retention:     retained,
 		}),
 		API: api.Routes(api.Deps{
 			Log: d.Log, Sessions: d.Sessions,
@@ -267,7 +297,9 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Conversations: &conversations.Service{Gate: g},
 			Notices:       notices,
 			Consent:       &consent.Service{Gate: g},
+			Retention:     retained,
 			Security:      security,
+			SSOAdmin:      ssoAdmin,
 			Access:        access,
 			ClientAddr:    addrOf,
 		}),

@@ -1935,6 +1935,8 @@ func openProbes(f matrixFixture) map[string]probe {
 		"POST /login/enrol/webauthn/options":         {path: "/login/enrol/webauthn/options"},
 		"POST /login/enrol/webauthn":                 jsonProbe("/login/enrol/webauthn", map[string]any{"name": "x", "credential": map[string]string{"id": "x"}}),
 		"POST /logout":                               form("/logout", url.Values{}),
+		"GET /login/sso":                             {path: "/login/sso?org=demo"},
+		"GET /login/sso/callback":                    {path: "/login/sso/callback?state=never-issued&code=x"},
 		"POST /api/v1/auth/login":                    jsonProbe("/api/v1/auth/login", map[string]string{"email": f.login.Email, "password": f.login.Password}),
 		"POST /api/v1/auth/second-factor":            jsonProbe("/api/v1/auth/second-factor", map[string]string{"challenge": "never-issued", "code": "123456"}),
 		"POST /api/v1/auth/second-factor/sms":        jsonProbe("/api/v1/auth/second-factor/sms", map[string]string{"challenge": "never-issued"}),

@@ -1,27 +1,44 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/backup"
+	"github.com/custodia/custodia/internal/instance"
 	"github.com/custodia/custodia/internal/metrics"
 )
 
 // The metrics (AVL-05) parse as Prometheus's text format: requests by
 // route pattern (never a participant or an account: the routes' names
 // only), refusals by kind, failed sign-ins, the trail's size, and the
-// databases' pools; behind a token, a scrape without it, or with another,
+// databases' pools, the newest backup's age; behind a token, a scrape without it, or with another,
 // is refused.
 func TestAVL05_MetricsParseAndNameNoOne(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
-	ts := newServerWith(t, func(d *Deps) { d.Metrics = m })
+	dir := t.TempDir()
+	var trail *audit.Log
+	ts := newServerWith(t, func(d *Deps) {
+		d.Metrics = m
+		// One witness that takes the checkpoints, one that cannot be reached.
+		trail = &audit.Log{DB: d.Instance.Clinical, Signer: d.Instance.AuditKey, Verifier: d.Instance.AuditVerifier,
+			Origin: instance.AuditOrigin(d.Instance.ID), Witnesses: []audit.Witness{
+				&audit.FileWitness{Path: filepath.Join(dir, "witness.log"), Verifier: d.Instance.AuditVerifier},
+				&audit.FileWitness{Path: filepath.Join(dir, "missing", "witness.log"), Verifier: d.Instance.AuditVerifier},
+			}}
+		d.Trail = trail
+	})
 	c := signInOwn(t, ts, authz.SiteInvestigator)
 	study := demoStudy(t, ts)
 	for range 3 {
@@ -31,6 +48,21 @@ func TestAVL05_MetricsParseAndNameNoOne(t *testing.T) {
 	}
 	send(t, c, ts.URL, "GET", probe{path: "/api/v1/orgs/other/studies"}) // refused: another organization
 	send(t, ownClient(ts), ts.URL, "POST", jsonProbe("/api/v1/auth/login", map[string]string{"email": "nobody@demo.example", "password": "wrong password, long enough"}))
+
+	// A backup recorded an hour and a half ago.
+	took := time.Now().Add(-90 * time.Minute)
+	if err := backup.Record(context.Background(), ts.inst.Clinical, backup.Result{Where: "/backups/" + backup.FileName(ts.inst.ID, took),
+		Manifest: backup.Manifest{Created: took}, FileSize: 1, FileSHA256: "00"}); err != nil {
+		t.Fatal(err)
+	}
+
+	cp, err := trail.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.WitnessLatest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	const token = "a-metrics-token-of-the-operator"
 	h := m.Handler(token)
@@ -104,6 +136,24 @@ func TestAVL05_MetricsParseAndNameNoOne(t *testing.T) {
 	}
 	if _, ok := families["custodia_db_open_connections"]; !ok {
 		t.Error("no pool metrics")
+	}
+	if age := count("custodia_backup_age_seconds", nil); age < 89*60 || age > 100*60 {
+		t.Errorf("backup age %.0f s, want about 5400", age)
+	}
+	if n := count("custodia_audit_witness_lag_events", map[string]string{"witness": trail.Witnesses[0].Name()}); n != 0 {
+		t.Errorf("the witness that took the checkpoint lags %v events", n)
+	}
+	if n := count("custodia_audit_witness_lag_events", map[string]string{"witness": trail.Witnesses[1].Name()}); n != float64(cp.Size) {
+		t.Errorf("the unreachable witness lags %v events, want %d", n, cp.Size)
+	}
+	if n := count("custodia_audit_witness_failing", nil); n != 1 {
+		t.Errorf("%v witnesses failing, want 1", n)
+	}
+	if n := count("custodia_key_provider_up", nil); n != 1 {
+		t.Errorf("the key provider's probe: up %v", n)
+	}
+	if _, ok := families["custodia_key_provider_seconds"]; !ok {
+		t.Error("no key provider latency")
 	}
 	if count("custodia_state_scrape_errors", nil) != 0 {
 		t.Error("the databases could not be read for the scrape")

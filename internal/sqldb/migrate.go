@@ -84,15 +84,29 @@ func (s MigrationState) Current() bool { return s.Applied == s.Known }
 // and returns how many it applied. Several processes may call it at once:
 // on PostgreSQL an advisory lock serializes them, on SQLite the write lock.
 func (db *DB) Migrate(ctx context.Context, s Schema) (int, error) {
+	return db.MigrateTo(ctx, s, 0)
+}
+
+// MigrateTo applies the schema's missing steps up to version (all of them
+// for 0), as Migrate does: a restore brings an empty database to its
+// backup's version first.
+func (db *DB) MigrateTo(ctx context.Context, s Schema, version int) (int, error) {
 	ms, err := s.Migrations(db.Dialect)
 	if err != nil {
 		return 0, err
+	}
+	if version > len(ms) {
+		return 0, errs.E(errs.Invalid, "the %s schema has no version %d (this binary knows %d)", s.Name, version, len(ms))
+	}
+	upto := ms
+	if version > 0 {
+		upto = ms[:version]
 	}
 	if _, err := db.ExecContext(ctx, createMigrationsTable); err != nil {
 		return 0, errs.Wrap(errs.Unavailable, err, "create migrations table in "+s.Name+" database")
 	}
 	n := 0
-	for _, m := range ms {
+	for _, m := range upto {
 		applied := false
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
 			if db.Dialect == Postgres {

@@ -43,6 +43,8 @@ var notices = map[string]string{
 	"recovery-started":      "The recovery is started: the person got an e-mail to confirm with their password, and a second administrator approves it below.",
 	"recovery-approved":     "The recovery is approved; it is done once the person confirms with their password.",
 	"recovery-done":         "The recovery is done: the person's second factors and recovery codes are removed and their sessions ended.",
+	"sso":                   "The single sign-on settings are saved. They apply at each member's next sign-in through the provider.",
+	"sso-removed":           "Single sign-on is removed. Members sign in with their passwords.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
@@ -105,6 +107,7 @@ func handleLoginForm(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		render(w, r, d.Log, http.StatusOK, "login", map[string]any{
 			"Title": "Sign in", "Notice": notice(r), "Next": localPath(r.URL.Query().Get("next")),
+			"SSO": ssoOffered(d), "SSOOrg": ssoOrg(r),
 		})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/fips140"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/custodia/custodia/docs"
 	"github.com/custodia/custodia/internal/accounts"
@@ -19,10 +20,19 @@ import (
 // may read the policy see it.
 func handleStatement(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		org, p, err := d.Security.Policy(r.Context(), actor(d, r), r.PathValue("org"))
+		st, err := d.Security.Statement(r.Context(), actor(d, r), r.PathValue("org"))
 		if err != nil {
 			fail(w, r, d, err)
 			return
+		}
+		org, p := st.Org, st.Policy
+		backedUp := "none recorded"
+		if st.HasBackup {
+			backedUp = "newest " + st.Backup.Created.Format(time.RFC3339) + ", " + time.Since(st.Backup.Created).Round(time.Minute).String() + " old"
+		}
+		checkpoint := "none signed yet"
+		if st.HasCheckpoint {
+			checkpoint = strconv.FormatInt(st.CheckpointSize, 10) + " events, signed " + st.CheckpointAt.Format(time.RFC3339)
 		}
 		fips := "off"
 		if fips140.Enabled() {
@@ -36,7 +46,12 @@ func handleStatement(d Deps) http.Handler {
 			"AUTH-10": "idle " + sessions.DefaultLimits.Idle.String() + ", absolute " + sessions.DefaultLimits.Absolute.String() + " unless the policy sets others",
 			"CRY-01":  "HTTPS only, TLS 1.2 minimum, TLS 1.3 preferred",
 			"CRY-11":  "FIPS mode " + fips,
+			"AUD-02":  "newest checkpoint: " + checkpoint,
+			"AVL-01":  "backups: " + backedUp,
+			"AUTH-13": st.SSO,
+			"WEB-08":  "vulnerability check (govulncheck) against the Go vulnerability database of " + docs.VulnDBDate,
 			"LIFE-01": "deleted data restorable for " + strconv.Itoa(p.DeletionRetentionDays) + " days",
+			"LIFE-02": "inactive for " + strconv.Itoa(p.InactivityDays) + " days: noticed, then purged " + strconv.Itoa(p.InactivityNoticeDays) + " days later unless held",
 		}
 		type row struct {
 			docs.Control

@@ -38,8 +38,10 @@ import (
 	"github.com/custodia/custodia/internal/participants"
 	"github.com/custodia/custodia/internal/policy/policyadmin"
 	"github.com/custodia/custodia/internal/ratelimit"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/router"
 	"github.com/custodia/custodia/internal/sessions"
+	"github.com/custodia/custodia/internal/sso/ssoadmin"
 )
 
 //go:embed templates static
@@ -52,7 +54,7 @@ var pages = func() map[string]*template.Template {
 		"login", "secondfactor", "enrol", "codes", "account", "policy", "locked", "confirm",
 		"audit", "alerts", "accesslog", "members", "roles", "network", "keys", "access", "recover",
 		"studies", "study", "site", "participant", "entry", "history", "designer", "schedule", "records",
-		"conversations", "conversation", "consentadmin", "sign", "studyaccess", "statement"} {
+		"conversations", "conversation", "consentadmin", "sign", "studyaccess", "statement", "sso", "ssoadmin", "retention"} {
 		out[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/fields.html", "templates/"+name+".html"))
 	}
 	return out
@@ -100,6 +102,15 @@ type Deps struct {
 	Conversations *conversations.Service
 	// Notices keeps how each person is told that something waits (WEB-07).
 	Notices *notify.Service
+	// Retention lists the accounts and participants noticed for the purge
+	// of inactive data and keeps legal holds; it exports everything about
+	// one participant on their request (LIFE-02).
+	Retention *retention.Service
+	// SSO signs people in through their organization's OpenID Connect
+	// provider, and SSOAdmin keeps the organizations' providers
+	// (AUTH-13); without SSO, single sign-on is not offered.
+	SSO      *sessions.SingleSignOn
+	SSOAdmin *ssoadmin.Service
 	// ClientAddr gives the requester's address (set by the server).
 	ClientAddr func(*http.Request) string
 	// IdleWarning is how long before a session's idle limit the page
@@ -141,6 +152,9 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/login/enrol", router.Open, handleEnrol(d))
 	rt.Handle("POST", "/login/enrol/webauthn/options", router.Open, handleEnrolPasskeyOptions(d))
 	rt.Handle("POST", "/login/enrol/webauthn", router.Open, handleEnrolPasskey(d))
+	// Single sign-on through the organization's provider (AUTH-13).
+	rt.Handle("GET", "/login/sso", router.Open, handleSSOStart(d))
+	rt.Handle("GET", "/login/sso/callback", router.Open, handleSSOCallback(d))
 	rt.Handle("POST", "/logout", router.Open, handleLogout(d))
 
 	// The signed-in person's own account.
@@ -163,6 +177,9 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", "/orgs/{org}/security", router.SignedIn, handlePolicy(d))
 	rt.Handle("GET", "/orgs/{org}/security-statement", router.SignedIn, handleStatement(d))
 	rt.Handle("POST", "/orgs/{org}/security", router.SignedIn, handleSetPolicy(d))
+	rt.Handle("GET", "/orgs/{org}/sso", router.SignedIn, handleSSOSettings(d))
+	rt.Handle("POST", "/orgs/{org}/sso", router.SignedIn, handleSetSSO(d))
+	rt.Handle("POST", "/orgs/{org}/sso/remove", router.SignedIn, handleRemoveSSO(d))
 	rt.Handle("GET", "/orgs/{org}/locked", router.SignedIn, handleLocked(d))
 	rt.Handle("POST", "/orgs/{org}/locked/{account}/unlock", router.SignedIn, handleUnlock(d))
 	rt.Handle("GET", "/orgs/{org}/access", router.SignedIn, handleAccess(d))
@@ -183,6 +200,11 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("POST", "/orgs/{org}/alerts/{alert}/read", router.SignedIn, handleMarkAlertRead(d))
 	rt.Handle("POST", "/orgs/{org}/alert-rules", router.SignedIn, handleSetAlertRules(d))
 	rt.Handle("GET", "/me/access-log", router.SignedIn, handleAccessLog(d))
+
+	// Inactive data and legal holds (LIFE-02), for administrators.
+	rt.Handle("GET", "/orgs/{org}/retention", router.SignedIn, handleRetention(d))
+	rt.Handle("POST", "/orgs/{org}/retention/holds", router.SignedIn, handleSetHold(d))
+	rt.Handle("POST", "/orgs/{org}/retention/holds/{kind}/{subject}/lift", router.SignedIn, handleLiftHold(d))
 
 	// People and their roles (ACL-02), custom roles (ACL-03) and network
 	// ranges (ACL-07), for those the services allow: the subset rule,
@@ -234,6 +256,7 @@ func Routes(d Deps) *router.Router {
 	rt.Handle("GET", participant+"/files/{file}", router.SignedIn, handleEntryFile(d))
 	rt.Handle("POST", participant+"/delete", router.SignedIn, handleDeleteParticipant(d))
 	rt.Handle("POST", participant+"/restore", router.SignedIn, handleRestoreParticipant(d))
+	rt.Handle("GET", participant+"/subject-export", router.SignedIn, handleSubjectExport(d))
 	rt.Handle("POST", entry+"/delete", router.SignedIn, handleDeleteEntry(d))
 	rt.Handle("POST", entry+"/restore", router.SignedIn, handleRestoreEntry(d))
 	rt.Handle("GET", entry, router.SignedIn, handleEntry(d))

@@ -221,6 +221,12 @@ var actionWords = map[string]string{
 	"conversation.attachment.read": "opened a file of your conversation",
 	"conversation.mark_read":       "marked your conversation read",
 	accessLogAction:                "looked at this access log",
+	"subject.export":               "exported everything about you, for your request",
+	"retention.notice":             "noticed your record for deletion after a long time without activity",
+	"retention.end":                "kept your record: it is in use again",
+	"retention.hold":               "put your record on legal hold",
+	"retention.release":            "lifted the legal hold on your record",
+	"retention.purge":              "deleted your record after a long time without activity",
 }
 
 // accessOf tells an event to the participant it is about.

@@ -1,0 +1,141 @@
+package oidcrp_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/sso"
+	"github.com/custodia/custodia/internal/sso/oidcrp"
+	"github.com/custodia/custodia/internal/sso/ssotest"
+)
+
+const redirect = "https://custodia.test/login/sso/callback"
+
+// flow begins a flow at the provider for ada and returns the client, the
+// code the provider sent back, and the flow's verifier and nonce.
+func flow(t *testing.T, rp *oidcrp.RP, idp *ssotest.Provider) (sso.Client, string, string, string) {
+	t.Helper()
+	c := sso.Client{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: redirect,
+		Scopes: []string{"openid", "email", "profile"}}
+	binding := "binding-secret-of-the-browser-0123456789abcdef"
+	verifier, nonce, state := sso.Verifier(binding), "nonce-0123456789", "state-0123456789"
+	auth, err := rp.AuthCodeURL(context.Background(), c, state, nonce, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := mustQuery(t, auth)
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") != nonce || q.Get("state") != state {
+		t.Fatalf("authorization request without S256 PKCE, nonce or state: %s", auth)
+	}
+	back := mustQuery(t, idp.SignIn(t, auth, "ada", "ada's password"))
+	if back.Get("state") != state || back.Get("code") == "" {
+		t.Fatalf("the provider came back with %v", back)
+	}
+	return c, back.Get("code"), verifier, nonce
+}
+
+func mustQuery(t *testing.T, u string) url.Values {
+	t.Helper()
+	p, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Query()
+}
+
+func provider(t *testing.T) *ssotest.Provider {
+	idp := ssotest.Start(t)
+	idp.AllowRedirect(redirect)
+	idp.AddUser(ssotest.User{Subject: "sub-ada", Username: "ada", Password: "ada's password", Email: "ada@example.org",
+		EmailVerified: true, Name: "Ada", Groups: []string{"staff"}, AMR: []string{"pwd", "otp", "mfa"}})
+	return idp
+}
+
+// The relying party redeems a code of the real provider with the flow's
+// verifier and reads the verified ID token: subject, nonce, amr, groups.
+func TestAUTH13_RelyingPartyRedeemsAndVerifies(t *testing.T) {
+	idp := provider(t)
+	rp := oidcrp.New()
+	c, code, verifier, nonce := flow(t, rp, idp)
+	claims, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Issuer != idp.Issuer || claims.Subject != "sub-ada" || claims.Nonce != nonce || !strings.Contains(strings.Join(claims.AMR, " "), "mfa") {
+		t.Errorf("claims %+v", claims)
+	}
+	if g, _ := claims.Raw["groups"].([]any); len(g) != 1 || g[0] != "staff" {
+		t.Errorf("groups %v", claims.Raw["groups"])
+	}
+	// The code answers once.
+	if _, err := rp.Redeem(context.Background(), c, code, verifier, nonce, ""); sso.ReasonOf(err) != sso.ReasonExchange {
+		t.Errorf("a code redeemed twice: %v", err)
+	}
+}
+
+// Every wrong answer is refused, each for its reason: a token signed by
+// the provider's key but naming another issuer or audience or carrying
+// another nonce, a token signed by a key the provider does not publish,
+// an expired token, and a code whose PKCE verifier is missing or wrong.
+func TestAUTH13_RelyingPartyRefusesWrongAnswers(t *testing.T) {
+	idp := provider(t)
+	cases := []struct {
+		name   string
+		set    func()
+		redeem func(rp *oidcrp.RP, c sso.Client, code, verifier, nonce string) error
+		want   string
+	}{
+		{"issuer", func() { idp.Tamper(func(c map[string]any) { c["iss"] = "https://evil.example" }) }, nil, sso.ReasonIssuer},
+		{"audience", func() { idp.Tamper(func(c map[string]any) { c["aud"] = []string{"another-client"} }) }, nil, sso.ReasonAudience},
+		{"nonce", func() { idp.Tamper(func(c map[string]any) { c["nonce"] = "another-nonce" }) }, nil, sso.ReasonNonce},
+		{"signature", func() { idp.SignWithForeignKey(true) }, nil, sso.ReasonSignature},
+		{"expired", func() {}, func(rp *oidcrp.RP, c sso.Client, code, verifier, nonce string) error {
+			rp.Now = func() time.Time { return time.Now().Add(time.Hour) }
+			_, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+			return err
+		}, sso.ReasonExpired},
+		{"missing verifier", func() { idp.DropVerifier(true) }, nil, sso.ReasonExchange},
+		{"wrong verifier", func() {}, func(rp *oidcrp.RP, c sso.Client, code, _, nonce string) error {
+			_, err := rp.Redeem(context.Background(), c, code, sso.Verifier("another browser's binding secret 0123456789"), nonce, "")
+			return err
+		}, sso.ReasonExchange},
+		{"another issuer's response", func() {}, func(rp *oidcrp.RP, c sso.Client, code, verifier, nonce string) error {
+			_, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "https://login.evil.example")
+			return err
+		}, sso.ReasonIssuer},
+		{"wrong secret", func() {}, func(rp *oidcrp.RP, c sso.Client, code, verifier, nonce string) error {
+			c.ClientSecret = "not the secret"
+			_, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+			return err
+		}, sso.ReasonExchange},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() { idp.Tamper(nil); idp.SignWithForeignKey(false); idp.DropVerifier(false) }()
+			rp := oidcrp.New()
+			c, code, verifier, nonce := flow(t, rp, idp)
+			tc.set()
+			var err error
+			if tc.redeem != nil {
+				err = tc.redeem(rp, c, code, verifier, nonce)
+			} else {
+				_, err = rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+			}
+			if got := sso.ReasonOf(err); got != tc.want {
+				t.Errorf("refused for %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// A provider whose discovery document names another issuer is not used.
+func TestAUTH13_RelyingPartyRefusesAnotherIssuersDiscovery(t *testing.T) {
+	idp := provider(t)
+	c := sso.Client{Issuer: strings.Replace(idp.Issuer, "127.0.0.1", "localhost", 1), ClientID: idp.ClientID, RedirectURL: redirect}
+	if _, err := oidcrp.New().AuthCodeURL(context.Background(), c, "s", "n", sso.Verifier("b")); err == nil {
+		t.Fatal("a discovery document of another issuer was accepted")
+	}
+}
