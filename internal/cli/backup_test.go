@@ -205,7 +205,15 @@ func takeBackup(t *testing.T, flags []string, public string) string {
 	return files[0]
 }
 
-// instanceFlagsOf names the instance: its data folder and, on PostgreSQL,
+// initLab makes the instance that flags name, with organization lab.
+func initLab(t *testing.T, flags []string) {
+	t.Helper()
+	if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+}
+
+// freshFlags names an instance: its data folder and, on PostgreSQL,
 // two fresh databases.
 func freshFlags(t *testing.T, d sqldb.Dialect, dataDir string) []string {
 	flags := []string{"--data", dataDir}
@@ -254,9 +262,7 @@ func TestAVL02_DisasterRecoveryDrill(t *testing.T) {
 		ctx := context.Background()
 		dataDir := t.TempDir()
 		flags := freshFlags(t, d, dataDir)
-		if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
-			t.Fatalf("init: %s", r.stderr)
-		}
+		initLab(t, flags)
 		cfg := configOf(flags)
 		s := seedStudy(t, cfg, "Adelheid Quorvanne")
 		witnessFile := filepath.Join(t.TempDir(), "witness.log")
@@ -374,9 +380,7 @@ func TestLIFE03_RestoredBackupKeepsAnErasedParticipantUnreadable(t *testing.T) {
 		ctx := context.Background()
 		dataDir := t.TempDir()
 		flags := freshFlags(t, d, dataDir)
-		if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
-			t.Fatalf("init: %s", r.stderr)
-		}
+		initLab(t, flags)
 		cfg := configOf(flags)
 		s := seedStudy(t, cfg, "Adelheid Quorvanne")
 		inst, err := instance.OpenExisting(ctx, cfg)
@@ -428,9 +432,7 @@ func TestLIFE03_RestoredBackupKeepsAnErasedParticipantUnreadable(t *testing.T) {
 func TestCRY10_BackupsAreEncryptedToAKeyApartFromTheDataKeys(t *testing.T) {
 	dataDir := t.TempDir()
 	flags := []string{"--data", dataDir}
-	if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
-		t.Fatalf("init: %s", r.stderr)
-	}
+	initLab(t, flags)
 	seedStudy(t, configOf(flags), "Adelheid Quorvanne")
 	keyFile, public := backupKey(t, t.TempDir())
 	file := takeBackup(t, flags, public)
@@ -505,9 +507,7 @@ func TestCRY10_BackupsAreEncryptedToAKeyApartFromTheDataKeys(t *testing.T) {
 func TestAVL02_BadBackupsAreRefused(t *testing.T) {
 	newInstance := func() []string {
 		flags := []string{"--data", t.TempDir()}
-		if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
-			t.Fatalf("init: %s", r.stderr)
-		}
+		initLab(t, flags)
 		return flags
 	}
 	flags := newInstance()
@@ -600,9 +600,7 @@ func checkLastLineError(t *testing.T, r result, want string) {
 // as the schedule's.
 func TestAVL01_ServeWritesBackupsOnItsSchedule(t *testing.T) {
 	dataDir := t.TempDir()
-	if r := run(t, nil, goodPassword, "init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin", "--data", dataDir); r.code != 0 {
-		t.Fatalf("init: %s", r.stderr)
-	}
+	initLab(t, []string{"--data", dataDir})
 	keyFile, public := backupKey(t, t.TempDir())
 	to := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())

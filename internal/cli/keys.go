@@ -228,8 +228,8 @@ func keyStores(inst *instance.Instance) []keys.WrappedStore {
 	return []keys.WrappedStore{
 		&keys.DataKeyStore{Label: "clinical data keys", DB: inst.Clinical},
 		&keys.DataKeyStore{Label: "identity data keys", DB: inst.Identity},
-		&mfa.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
-		&sso.Secrets{Gate: gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})},
+		mfa.Secrets(gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})),
+		sso.Secrets(gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})),
 		inst.AuditKeyStore(),
 	}
 }

@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custodia/custodia/docs"
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/policy"
@@ -53,6 +57,7 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 	cfg := instanceFlags(fs)
 	kc := kekFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	ws := witnessFlags(fs)
 	if err := parse(fs, env, args); err != nil {
 		return err
 	}
@@ -85,6 +90,10 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 	if err := read.QueryRowContext(ctx, `SELECT count(*) FROM sso_providers`).Scan(&withSSO); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "read the single sign-on settings")
 	}
+	witnessed, err := witnessReport(ws, inst.AuditVerifier)
+	if err != nil {
+		return err
+	}
 	orgPolicies, err := policy.Customized(ctx, read)
 	if err != nil {
 		return err
@@ -104,7 +113,7 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 		"CRY-04":  "key-encryption key provider: " + kc.provider,
 		"CRY-09":  "identity data in their own database (" + string(inst.Identity.Dialect) + ")",
 		"CRY-11":  "FIPS mode " + fips,
-		"AUD-02":  "newest checkpoint: " + checkpoint,
+		"AUD-02":  "newest checkpoint: " + checkpoint + "; " + witnessed,
 		"AVL-01":  "backups: " + newest,
 		"AUTH-13": fmt.Sprintf("OpenID Connect sign-in: %d organizations have a provider (serve --sso-issuer lists the ones allowed)", withSSO),
 		"AVL-02":  "custodia restore checks the backup's signature and hashes and the restored audit trail",
@@ -134,4 +143,34 @@ func runSecurityReport(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Status, active, c.Setting)
 	}
 	return tw.Flush()
+}
+
+// witnessReport says what the witnesses that serve is given (the same
+// flags) hold: a witness file's newest checkpoint; a witness that answers
+// over the network is named, not asked.
+func witnessReport(ws *witnessConfig, v note.Verifier) (string, error) {
+	var parts []string
+	if ws.file != "" {
+		cps, err := audit.ReadWitnessFile(ws.file, v)
+		if err != nil {
+			return "", err
+		}
+		if len(cps) == 0 {
+			parts = append(parts, "witness file "+ws.file+" holds no checkpoint yet")
+		} else {
+			var size int64
+			for _, c := range cps {
+				size = max(size, c.Size)
+			}
+			parts = append(parts, fmt.Sprintf("witness file %s holds checkpoints up to %d events", ws.file, size))
+		}
+	}
+	for _, spec := range ws.specs {
+		name, _, _ := strings.Cut(spec, "@")
+		parts = append(parts, "witness "+name+" (asked by serve)")
+	}
+	if len(parts) == 0 {
+		return "no witness given (--audit-witness, --audit-witness-file, as serve has them)", nil
+	}
+	return strings.Join(parts, "; "), nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,16 @@ func TestOPS02_SecurityReportListsEveryControl(t *testing.T) {
 	}
 	if rep.Instance == "" || len(listed["AUTH-04"].Tests) == 0 {
 		t.Errorf("the report: instance %q, AUTH-04's tests %v", rep.Instance, listed["AUTH-04"].Tests)
+	}
+	// With the witness file serve is given, the statement says how far
+	// it has seen the trail.
+	witnessFile := filepath.Join(t.TempDir(), "witness.log")
+	if r := run(t, nil, "", "audit", "checkpoint", "--data", dir, "--audit-witness-file", witnessFile); r.code != 0 {
+		t.Fatalf("checkpoint: %s", r.stderr)
+	}
+	r = run(t, nil, "", "security-report", "--json", "--data", dir, "--audit-witness-file", witnessFile)
+	if r.code != 0 || !strings.Contains(r.stdout, "witness file "+witnessFile+" holds checkpoints up to ") {
+		t.Errorf("the statement with a witness file: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	table := run(t, nil, "", "security-report", "--data", dir)
 	if table.code != 0 || !strings.Contains(table.stdout, "AUTH-04") || !strings.Contains(table.stdout, "CONTROL") {

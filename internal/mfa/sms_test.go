@@ -227,7 +227,7 @@ func TestCRY07_RotationRewrapsPhoneNumbers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		secrets := &mfa.Secrets{Gate: nodeGate(f.db, f.kek)}
+		secrets := mfa.Secrets(nodeGate(f.db, f.kek))
 		b, err := secrets.Rewrap(ctx, local, "", 100)
 		if err != nil || b.Rewrapped != 1 || b.Failed != 0 {
 			t.Fatalf("rewrap: %+v, %v; want the phone number re-wrapped", b, err)

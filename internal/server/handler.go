@@ -268,6 +268,7 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
 			Security: security, Access: access, ClientAddr: addrOf, IdleWarning: d.IdleWarning,
 			SSO: signOn, SSOAdmin: ssoAdmin,
+			Witnesses:     witnessesOf(d.Trail),
 			Accounts:      &accounts.Service{Gate: g},
 			Orgs:          &orgadmin.Service{Gate: g},
 			Oversight:     oversight,
@@ -583,4 +584,13 @@ func cleanUserAgent(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// witnessesOf reports the trail's witnesses to the security statement, or
+// nil for a server without a trail.
+func witnessesOf(l *audit.Log) func() []audit.WitnessStatus {
+	if l == nil {
+		return nil
+	}
+	return l.WitnessStatus
 }

@@ -30,7 +30,7 @@ func TestOPS02_AdminsReadTheSecurityStatement(t *testing.T) {
 			t.Errorf("the statement does not list %s", c.ID)
 		}
 	}
-	for _, want := range []string{"locked after 10 consecutive failed sign-ins", "restorable for 30 days", "TLS 1.2 minimum", "FIPS mode", "backups: none recorded", "newest checkpoint: ", "vulnerability database of 20", "no provider: people sign in with their password"} {
+	for _, want := range []string{"locked after 10 consecutive failed sign-ins", "restorable for 30 days", "TLS 1.2 minimum", "FIPS mode", "backups: none recorded", "newest checkpoint: ", "vulnerability database of 20", "no provider: people sign in with their password", "no witness (serve --audit-witness"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the statement does not say %q", want)
 		}

@@ -644,7 +644,7 @@ func TestAUTH13_ClientSecretIsRewrappedByAKEKRotation(t *testing.T) {
 	s := newSSOSite(t, sqldb.SQLite)
 	s.configure(t, nil)
 	ctx := context.Background()
-	store := &sso.Secrets{Gate: s.so.Store.Gate}
+	store := sso.Secrets(s.so.Store.Gate)
 	use, err := store.KEKUse(ctx)
 	if err != nil || len(use) != 1 {
 		t.Fatalf("kek use %v %v", use, err)

@@ -4,10 +4,12 @@ import (
 	"crypto/fips140"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custodia/custodia/docs"
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sessions"
 )
@@ -34,6 +36,7 @@ func handleStatement(d Deps) http.Handler {
 		if st.HasCheckpoint {
 			checkpoint = strconv.FormatInt(st.CheckpointSize, 10) + " events, signed " + st.CheckpointAt.Format(time.RFC3339)
 		}
+		checkpoint += "; " + witnessed(d)
 		fips := "off"
 		if fips140.Enabled() {
 			fips = "on (Go's FIPS 140-3 module)"
@@ -67,4 +70,28 @@ func handleStatement(d Deps) http.Handler {
 			"SecondFactorByDefault": policy.SecondFactorByDefault(),
 		})
 	})
+}
+
+// witnessed says how far each witness of the trail has seen it (AUD-02).
+func witnessed(d Deps) string {
+	var ws []audit.WitnessStatus
+	if d.Witnesses != nil {
+		ws = d.Witnesses()
+	}
+	if len(ws) == 0 {
+		return "no witness (serve --audit-witness, --audit-witness-file)"
+	}
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		switch {
+		case w.Size < 0:
+			parts[i] = w.Name + " has accepted no checkpoint yet"
+		default:
+			parts[i] = w.Name + " has accepted " + strconv.FormatInt(w.Size, 10) + " events, " + strconv.FormatInt(w.Behind, 10) + " behind"
+		}
+		if w.Error != "" {
+			parts[i] += " (last hand-over failed)"
+		}
+	}
+	return "witnesses: " + strings.Join(parts, "; ")
 }

@@ -9,6 +9,7 @@ package web
 import (
 	"bytes"
 	"embed"
+	"github.com/custodia/custodia/internal/audit"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -77,6 +78,9 @@ type Deps struct {
 	// it refuses to set up factors, as the API does.
 	Factors  *mfa.Service
 	Security *policyadmin.Service
+	// Witnesses, if set, tells the security statement how far the audit
+	// trail's witnesses have seen it.
+	Witnesses func() []audit.WitnessStatus
 	// Access disables and enables members' accounts and ends their
 	// sessions (ASVS V7.4.2, V7.4.5).
 	Access *accountadmin.Service

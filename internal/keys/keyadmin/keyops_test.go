@@ -359,7 +359,7 @@ func TestCRY07_RotationResumesAfterAFailureAndEveryValueOpens(t *testing.T) {
 				Gate: gate.New(gate.Config{Clinical: f.clinical}), KEK: kek, BatchSize: 2,
 				Keyrings: []Keyring{{"clinical", &keys.Keyring{DB: f.clinical, KEK: kek}}, {"identity", &keys.Keyring{DB: f.identity, KEK: kek}}},
 				Stores: []keys.WrappedStore{&keys.DataKeyStore{Label: "clinical data keys", DB: f.clinical},
-					&keys.DataKeyStore{Label: "identity data keys", DB: f.identity}, &mfa.Secrets{Gate: gate.New(gate.Config{Clinical: f.clinical})}},
+					&keys.DataKeyStore{Label: "identity data keys", DB: f.identity}, mfa.Secrets(gate.New(gate.Config{Clinical: f.clinical}))},
 			}
 		}
 
