@@ -209,6 +209,7 @@ func TestBadInputFailsWithOneLineAndWritesNothing(t *testing.T) {
 		{[]string{"serve", "--data", fresh, "--env", "staging"}, "unknown environment"},
 		{[]string{"serve", "--data", fresh, "--tls-cert", "x.pem"}, "go together"},
 		{[]string{"serve", "--data", fresh, "--env", "production"}, "self-signed"},
+		{[]string{"serve", "--data", fresh, "--env", "production", "--tls-cert", file, "--tls-key", file, "--allow-local-kek", "--public-url", "https://c.example", "--sso-issuer", "http://127.0.0.1:5556/"}, "over https only"},
 		{[]string{"serve", "--data", fresh, "--metrics-addr", "0.0.0.0:9464"}, "not loopback"},
 		{[]string{"serve", "--data", fresh, "--backup-to", filepath.Join(fresh, "none")}, "does not exist or is not a folder"},
 		{[]string{"serve", "--data", fresh, "--backup-to", t.TempDir()}, "needs --backup-recipient"},

@@ -460,6 +460,14 @@ func checkServeOptions(o *serveOptions, kc *kekConfig) error {
 	if o.baseURL == "" {
 		return errs.E(errs.Invalid, "--env production needs --public-url, the https:// address people reach the server at (e-mailed links and passkeys are bound to it)")
 	}
+	for _, u := range o.ssoIssuers {
+		if !strings.HasPrefix(u, "https://") {
+			return errs.E(errs.Invalid, "--env production refuses --sso-issuer %s: a provider is reached over https only", u)
+		}
+	}
+	if strings.HasPrefix(o.backupTo, "s3+http://") {
+		return errs.E(errs.Invalid, "--env production refuses --backup-to over plain http: use s3+https://")
+	}
 	return nil
 }
 
