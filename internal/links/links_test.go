@@ -43,6 +43,9 @@ func setup(t *testing.T, d sqldb.Dialect) fixture {
 	g := gate.New(gate.Config{Clinical: db})
 	f := fixture{db: db, outbox: filepath.Join(t.TempDir(), "outbox"), sess: &sessions.Store{Gate: g, Limits: sessions.DefaultLimits}}
 	f.svc = &Service{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@clinic.example"}, BaseURL: "https://custodia.clinic.example/"}
+	// Mail goes out after the request; the outbox's folder is removed only
+	// once the last is written.
+	t.Cleanup(f.svc.Wait)
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if f.org, err = orgs.CreateOrganization(ctx, tx, "Clinic", ""); err != nil {
