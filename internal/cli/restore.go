@@ -130,7 +130,7 @@ func runRestore(ctx context.Context, env Env, args []string) (err error) {
 				return errs.Wrap(errs.Unavailable, err, "put the restored "+t.schema.Name+" database in place")
 			}
 			t.temp = ""
-			syncDir(filepath.Dir(t.target.Path))
+			backup.SyncDir(filepath.Dir(t.target.Path))
 		}
 	}
 	// Open the instance as serve would: the data folder's keys must fit
@@ -235,12 +235,5 @@ func removeSQLite(path string) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-	}
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 }
