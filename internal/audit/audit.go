@@ -103,10 +103,25 @@ func Append(ctx context.Context, tx sqldb.Tx, key note.Signer, ev Event) (Event,
 
 // appendEvents is Append for several events, with multi-row inserts.
 func appendEvents(ctx context.Context, tx sqldb.Tx, key note.Signer, evs []Event) ([]Event, error) {
-	out := make([]Event, len(evs))
-	events := make([][]any, len(evs))
-	queue := make([][]any, len(evs))
-	queuedAt := sqldb.Now()
+	signed, err := Sign(key, evs...)
+	if err != nil {
+		return nil, err
+	}
+	return AppendSigned(ctx, tx, signed)
+}
+
+// Signed is an event validated and signed with the audit key, ready to be
+// inserted by AppendSigned.
+type Signed struct {
+	ev  Event
+	row []any
+}
+
+// Sign validates and signs evs (see Append) for AppendSigned, so that a
+// caller can do this work before it takes its turn in the transaction that
+// inserts them.
+func Sign(key note.Signer, evs ...Event) ([]Signed, error) {
+	out := make([]Signed, len(evs))
 	for i, ev := range evs {
 		ev, err := normalize(ev)
 		if err != nil {
@@ -120,12 +135,26 @@ func appendEvents(ctx context.Context, tx sqldb.Tx, key note.Signer, evs []Event
 		if err != nil {
 			return nil, err
 		}
-		out[i] = ev
-		events[i] = []any{ev.ID, nullable(ev.OrgID), ev.Time.UnixMicro(), nullable(ev.ActorAccount),
+		out[i] = Signed{ev: ev, row: []any{ev.ID, nullable(ev.OrgID), ev.Time.UnixMicro(), nullable(ev.ActorAccount),
 			ev.Action, string(ev.Outcome), nullable(ev.StudyID), nullable(ev.SiteID),
 			nullable(ev.ParticipantID), nullable(ev.ObjectType), nullable(ev.ObjectID), ev.Security,
-			string(body), nullable(sig)}
-		queue[i] = []any{ev.ID, queuedAt}
+			string(body), nullable(sig)}}
+	}
+	return out, nil
+}
+
+// AppendSigned inserts events that Sign signed into the event table and
+// the sequencing queue, in tx, as Append does, and returns them as stored.
+func AppendSigned(ctx context.Context, tx sqldb.Tx, evs []Signed) ([]Event, error) {
+	out := make([]Event, len(evs))
+	events := make([][]any, len(evs))
+	queue := make([][]any, len(evs))
+	queuedAt := sqldb.Now()
+	for i, s := range evs {
+		if s.row == nil {
+			return nil, errs.E(errs.Internal, "an audit event to append was not signed (audit.Sign)")
+		}
+		out[i], events[i], queue[i] = s.ev, s.row, []any{s.ev.ID, queuedAt}
 	}
 	if err := insertRows(ctx, tx, `INSERT INTO audit_events (id, org_id, at, actor_account, action, outcome,
 		study_id, site_id, participant_id, object_type, object_id, security, body, sig) VALUES `, events); err != nil {

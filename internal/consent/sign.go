@@ -678,7 +678,7 @@ func (s *Service) Status(ctx context.Context, a gate.Actor, slug string, p Place
 // List lists a participant's signatures, newest first.
 func (s *Service) List(ctx context.Context, a gate.Actor, slug string, p Place) ([]Consent, error) {
 	var out []Consent
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "consent.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "consent.list", func(t *gate.Tx) error {
 		pt, err := authorize(ctx, t, authz.ConsentRead, p, "")
 		if err != nil {
 			return err
@@ -694,7 +694,7 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug string, p Place) 
 // answers.
 func (s *Service) Document(ctx context.Context, a gate.Actor, slug string, p Place, language string) (Version, error) {
 	var out Version
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "consent.document.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "consent.document.read", func(t *gate.Tx) error {
 		pt, err := authorize(ctx, t, authz.ConsentRead, p, "")
 		if err != nil {
 			return err

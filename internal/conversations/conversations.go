@@ -446,7 +446,7 @@ func (s *Service) Get(ctx context.Context, a gate.Actor, slug, id string, before
 		out  Conversation
 		msgs []Message
 	)
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "conversation.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "conversation.read", func(t *gate.Tx) error {
 		c, err := open(ctx, t, id)
 		if err != nil {
 			return err

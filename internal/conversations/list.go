@@ -20,7 +20,7 @@ import (
 // does not see it).
 func (s *Service) List(ctx context.Context, a gate.Actor, slug string) ([]Conversation, error) {
 	out := []Conversation{}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "conversation.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "conversation.list", func(t *gate.Tx) error {
 		if err := listScope(t); err != nil {
 			return err
 		}

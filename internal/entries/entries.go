@@ -754,7 +754,7 @@ func (e *Entry) put(f *forms.Form, c cell, v string) {
 // Get reads the entry at a place.
 func (s *Service) Get(ctx context.Context, a gate.Actor, slug string, p Place) (Entry, error) {
 	var out Entry
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "entry.read", func(t *gate.Tx) error {
 		org := t.Org()
 		sc, err := place(ctx, t, authz.EntryRead, p, "", false)
 		if err != nil {
@@ -777,7 +777,7 @@ func (s *Service) Get(ctx context.Context, a gate.Actor, slug string, p Place) (
 // what each changed, as the requester may read it.
 func (s *Service) History(ctx context.Context, a gate.Actor, slug string, p Place) ([]Revision, error) {
 	out := []Revision{}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.history", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "entry.history", func(t *gate.Tx) error {
 		org := t.Org()
 		sc, err := place(ctx, t, authz.EntryRead, p, "", false)
 		if err != nil {

@@ -35,7 +35,7 @@ type Sheet struct {
 // It reads as Get does, and is recorded as a read of the entry.
 func (s *Service) Sheet(ctx context.Context, a gate.Actor, slug string, p Place, draft *Save) (Sheet, error) {
 	var out Sheet
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "entry.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "entry.read", func(t *gate.Tx) error {
 		org := t.Org()
 		sc, err := place(ctx, t, authz.EntryRead, p, "", false)
 		if err != nil {

@@ -22,7 +22,9 @@
 //     place, and reports the object as not found (ACL-08).
 //
 // Work runs while its request holds its lane's turn: it is short, and it
-// does not call the gate again.
+// does not call the gate again. Work that only reads goes through
+// Gate.Read instead: the same steps, but it runs in a read-only snapshot
+// of its own beside the lanes, and only its event joins a batch (read.go).
 //
 // The work receives its keys through the Tx, never as key material:
 // Tx.Vault seals and opens values with the clinical database's organization
@@ -238,44 +240,58 @@ func (g *Gate) run(ctx context.Context, t *Tx, j *job, work func(t *Tx) error) e
 }
 
 // settle records on the trail what ended a request that did not commit,
-// and gives the requester the answer: one not found for every denial and
-// every missing object (ACL-08).
+// and gives the requester the answer (conclude).
 func (g *Gate) settle(ctx context.Context, t *Tx, j *job, err error) error {
+	if err == nil {
+		return nil
+	}
+	answer, recorded := conclude(t, err)
+	if !recorded {
+		return answer
+	}
+	if err := j.append(ctx, t.event); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
+	}
+	return answer
+}
+
+// conclude decides from what the work answered how the request goes on the
+// trail: it sets the event's outcome, and the detail that says why, and
+// returns the requester's answer, one not found for every denial and every
+// missing object (ACL-08). Nothing is recorded (recorded false) for work
+// that misused the gate or met an outage: nothing was done, and the
+// failure is answered as it is.
+func conclude(t *Tx, err error) (answer error, recorded bool) {
+	outcome := func(o audit.Outcome, key, value string, answer error) (error, bool) {
+		t.event.Outcome = o
+		t.Detail(key, value)
+		return answer, true
+	}
 	switch {
 	case err == nil:
-		return nil
+		t.event.Outcome = audit.Success
+		return nil, true
 	case t.integrity && t.denied == nil:
 		// A value that does not open where it is stored was moved or
 		// damaged behind the application's back (CRY-05).
 		t.event.Security = true
-		return record(ctx, t, j, audit.Failure, "error", "integrity", err)
+		return outcome(audit.Failure, "error", "integrity", err)
 	case t.denied != nil:
-		return record(ctx, t, j, audit.Denied, "reason", t.denied.Reason, ErrDenied)
+		return outcome(audit.Denied, "reason", t.denied.Reason, ErrDenied)
 	case t.stepUp:
-		return record(ctx, t, j, audit.Denied, "reason", "step-up required", ErrStepUpRequired)
+		return outcome(audit.Denied, "reason", "step-up required", ErrStepUpRequired)
 	case t.misuse != nil:
-		return t.misuse
+		return t.misuse, false
 	}
 	switch k := errs.KindOf(err); k {
 	case errs.NotFound:
 		// A failed attempt leaves no data, but is on the record (AUTH-11),
 		// with what the work recorded of what was tried.
-		return record(ctx, t, j, audit.Failure, "error", k.String(), ErrDenied)
+		return outcome(audit.Failure, "error", k.String(), ErrDenied)
 	case errs.Invalid, errs.Conflict, errs.Forbidden, errs.RateLimited:
-		return record(ctx, t, j, audit.Failure, "error", k.String(), err)
+		return outcome(audit.Failure, "error", k.String(), err)
 	}
-	return err
-}
-
-// record appends the event of a request whose work was rolled back, with
-// its outcome and one detail, in the request's batch, and answers answer.
-func record(ctx context.Context, t *Tx, j *job, outcome audit.Outcome, key, value string, answer error) error {
-	t.event.Outcome = outcome
-	t.Detail(key, value)
-	if err := j.append(ctx, t.event); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the request could not be audited")
-	}
-	return answer
+	return err, false
 }
 
 // appendAlone appends ev, in a batch, as a request of its own.
@@ -286,11 +302,7 @@ func (g *Gate) appendAlone(ctx context.Context, ev audit.Event) error {
 // streamRead runs the read the work registered with Stream in a read-only
 // snapshot and records what it sent.
 func (g *Gate) streamRead(ctx context.Context, t *Tx) error {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if g.db.Dialect == sqldb.Postgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	tx, err := g.db.BeginTx(ctx, opts)
+	tx, err := g.db.BeginTx(ctx, snapshot(g.db.Dialect))
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "begin the read")
 	}

@@ -53,13 +53,21 @@ type Tx struct {
 	// tx is the batch's transaction and job the request's part of the
 	// batch (batch.go); only query, which checks the work asked first,
 	// hands tx out. alone is set for DoAlone.
-	tx         *sql.Tx
-	job        *job
-	alone      bool
-	authorized bool
-	denied     *authz.Decision
-	stepUp     bool  // RequireStepUp refused
-	misuse     error // the work queried before it was allowed
+	tx    *sql.Tx
+	job   *job
+	alone bool
+	// db is the database whose prepared statements run in tx: the
+	// clinical database's, or its reader's for Read.
+	db *sqldb.DB
+	// reading is set for work run by Read, in a read-only snapshot of its
+	// own; readIdentity is its snapshot of the identity database, if the
+	// work asked for one.
+	reading      bool
+	readIdentity *sql.Tx
+	authorized   bool
+	denied       *authz.Decision
+	stepUp       bool  // RequireStepUp refused
+	misuse       error // the work queried before it was allowed
 	// network and addr decide whether the requester's address may reach a
 	// study the work names (ACL-07).
 	network netpolicy.Policy
@@ -84,7 +92,7 @@ type Tx struct {
 func newTx(g *Gate, a Actor, o orgs.Organization, subj authz.Subject, network netpolicy.Policy, action string) *Tx {
 	return &Tx{
 		Subject: subj, org: o, network: network, addr: a.RemoteAddr,
-		confirmedAt: a.ConfirmedAt, now: time.Now(), gate: g,
+		confirmedAt: a.ConfirmedAt, now: time.Now(), gate: g, db: g.db,
 		event: audit.Event{
 			OrgID: o.ID, ActorAccount: a.AccountID, ActorSession: a.SessionID,
 			RemoteAddr: a.RemoteAddr, UserAgent: a.UserAgent, Action: action,
@@ -205,21 +213,21 @@ var ended = func() context.Context {
 // allowed the work.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	tx, ctx := t.query(ctx)
-	return t.gate.db.In(tx).ExecContext(ctx, query, args...)
+	return t.db.In(tx).ExecContext(ctx, query, args...)
 }
 
 // QueryContext runs a query in the request's transaction, once authz
 // allowed the work.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	tx, ctx := t.query(ctx)
-	return t.gate.db.In(tx).QueryContext(ctx, query, args...)
+	return t.db.In(tx).QueryContext(ctx, query, args...)
 }
 
 // QueryRowContext runs a query for one row in the request's transaction,
 // once authz allowed the work.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	tx, ctx := t.query(ctx)
-	return t.gate.db.In(tx).QueryRowContext(ctx, query, args...)
+	return t.db.In(tx).QueryRowContext(ctx, query, args...)
 }
 
 // verdict decides, inside the transaction, whether the work may commit:
@@ -260,17 +268,26 @@ func (t *Tx) Stream(read func(q sqldb.Querier) (sent map[string]string, err erro
 	t.stream = read
 }
 
-// appendEvent appends the request's event, and its echoes in other
-// organizations' trails, to its transaction.
-func (t *Tx) appendEvent(ctx context.Context) error {
+// events are the request's event and, once it succeeds, its echoes in
+// other organizations' trails.
+func (t *Tx) events() []audit.Event {
 	evs := []audit.Event{t.event}
+	if t.event.Outcome != audit.Success {
+		return evs
+	}
 	for _, id := range t.echoes {
 		echo := t.event
 		echo.OrgID, echo.StudyID, echo.SiteID, echo.ParticipantID, echo.ActorRole = id, "", "", "", ""
 		echo.Details = map[string]string{"by_org": t.org.ID}
 		evs = append(evs, echo)
 	}
-	for _, ev := range evs {
+	return evs
+}
+
+// appendEvent appends the request's event, and its echoes, to its
+// transaction.
+func (t *Tx) appendEvent(ctx context.Context) error {
+	for _, ev := range t.events() {
 		if _, err := audit.Append(context.WithoutCancel(ctx), t.gate.db.In(t.tx), t.gate.auditKey, ev); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}

@@ -235,11 +235,19 @@ func (t *Tx) Identity(ctx context.Context) (*IdentityTx, error) {
 	if !t.authorized || t.denied != nil {
 		return nil, errs.E(errs.Internal, "the identity database was asked for before authz allowed the work")
 	}
-	tx, err := t.job.identity()
-	if err != nil {
-		return nil, err
+	var q txQuerier
+	if t.reading {
+		var err error
+		if q, err = t.readIdentityTx(); err != nil {
+			return nil, err
+		}
+	} else {
+		tx, err := t.job.identity()
+		if err != nil {
+			return nil, err
+		}
+		q = txQuerier{tx, t.gate.identity}
 	}
-	q := txQuerier{tx, t.gate.identity}
 	t.identity = &IdentityTx{txQuerier: q, vault: &Vault{t: t, ring: t.gate.identityKeys, q: q}}
 	return t.identity, nil
 }

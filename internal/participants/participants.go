@@ -227,7 +227,7 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 		return nil, errs.E(errs.Invalid, "after must be a pseudonym")
 	}
 	out := []Participant{}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "participant.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "participant.list", func(t *gate.Tx) error {
 		org := t.Org()
 		t.Object("site", siteID)
 		if err := t.Authorize(authz.ParticipantRead, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
@@ -259,7 +259,7 @@ func (s *Service) List(ctx context.Context, a gate.Actor, slug, studyID, siteID,
 // Get returns the pseudonymous record of one participant.
 func (s *Service) Get(ctx context.Context, a gate.Actor, slug, studyID, siteID, pseudonym string) (Participant, error) {
 	var p Participant
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "participant.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "participant.read", func(t *gate.Tx) error {
 		var err error
 		p, err = authorizeAt(ctx, t, authz.ParticipantRead, studyID, siteID, pseudonym, "")
 		return err

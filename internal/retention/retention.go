@@ -155,7 +155,7 @@ func manage(t *gate.Tx) error {
 // standing (the soonest due first) and the holds, to its administrators.
 func (s *Service) List(ctx context.Context, a gate.Actor, slug string) (Overview, error) {
 	out := Overview{Notices: []Notice{}, Holds: []Hold{}}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "retention.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "retention.list", func(t *gate.Tx) error {
 		if err := manage(t); err != nil {
 			return err
 		}

@@ -20,6 +20,9 @@ const maxPrepared = 512
 type prepared struct {
 	mu sync.Mutex
 	m  map[string]*sql.Stmt
+	// pending are the statements being prepared for transactions (see
+	// stmtInTx).
+	pending map[string]bool
 }
 
 // stmt returns query prepared, or nil to run it unprepared.
@@ -34,6 +37,39 @@ func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 	if ok || full {
 		return s
 	}
+	return db.prepare(ctx, query)
+}
+
+// stmtInTx is stmt for a statement run in a transaction. Preparing takes a
+// connection of the pool, and the transaction holds one already: callers
+// that each hold one and wait for another would wait for ever once the
+// pool is spent. So a statement not prepared yet runs unprepared in the
+// transaction, and is prepared beside it for the next time.
+func (db *DB) stmtInTx(query string) *sql.Stmt {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	db.prepared.mu.Lock()
+	defer db.prepared.mu.Unlock()
+	s, ok := db.prepared.m[query]
+	if ok || len(db.prepared.m) >= maxPrepared || db.prepared.pending[query] {
+		return s
+	}
+	if db.prepared.pending == nil {
+		db.prepared.pending = map[string]bool{}
+	}
+	db.prepared.pending[query] = true
+	go func() {
+		db.prepare(context.Background(), query)
+		db.prepared.mu.Lock()
+		delete(db.prepared.pending, query)
+		db.prepared.mu.Unlock()
+	}()
+	return nil
+}
+
+// prepare prepares query on the pool and keeps it, or answers nil.
+func (db *DB) prepare(ctx context.Context, query string) *sql.Stmt {
 	s, err := db.DB.PrepareContext(context.WithoutCancel(ctx), query)
 	if err != nil {
 		return nil // run unprepared, and report its error there
@@ -85,21 +121,21 @@ type inTx struct {
 }
 
 func (q inTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s := q.db.stmt(ctx, query); s != nil {
+	if s := q.db.stmtInTx(query); s != nil {
 		return q.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
 	}
 	return q.tx.ExecContext(ctx, query, args...)
 }
 
 func (q inTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := q.db.stmt(ctx, query); s != nil {
+	if s := q.db.stmtInTx(query); s != nil {
 		return q.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
 	}
 	return q.tx.QueryContext(ctx, query, args...)
 }
 
 func (q inTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := q.db.stmt(ctx, query); s != nil {
+	if s := q.db.stmtInTx(query); s != nil {
 		return q.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}
 	return q.tx.QueryRowContext(ctx, query, args...)

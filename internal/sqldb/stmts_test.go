@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func openSQLiteTest(t *testing.T) *DB {
@@ -79,5 +80,49 @@ func TestPreparedStatementsAreBounded(t *testing.T) {
 	}
 	if got := len(db.prepared.m); got != maxPrepared {
 		t.Errorf("%d statements kept, want %d", got, maxPrepared)
+	}
+}
+
+// Transactions that hold every connection of a pool still run statements
+// that are not prepared yet: preparing one would wait for a connection
+// that none of them gives back.
+func TestStatementsRunWhileTransactionsHoldThePool(t *testing.T) {
+	ctx := context.Background()
+	db := openSQLiteTest(t)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE things (kind TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	reader := db.Reader()
+	const conns = 4 // the reader pool's connections
+	var txs []*sql.Tx
+	for range conns {
+		tx, err := reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		// A read takes the connection's snapshot, so the transaction
+		// holds its connection from here on.
+		if _, err := reader.In(tx).ExecContext(ctx, `SELECT 1`); err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	done := make(chan error, conns)
+	for i, tx := range txs {
+		go func() {
+			var n int
+			done <- reader.In(tx).QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) + %d FROM things`, i%2)).Scan(&n)
+		}()
+	}
+	for range conns {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a statement in a transaction waited for a connection of the pool its transaction holds")
+		}
 	}
 }

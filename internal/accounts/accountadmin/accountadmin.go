@@ -71,7 +71,7 @@ var ErrNeededElsewhere = errs.E(errs.Conflict, "this account cannot be disabled 
 func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.MemberAccess, error) {
 	var out []accounts.MemberAccess
 	var org orgs.Organization
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.access.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "account.access.list", func(t *gate.Tx) error {
 		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {
@@ -203,7 +203,7 @@ func (s *Service) SignOut(ctx context.Context, a gate.Actor, slug, accountID str
 func (s *Service) Locked(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, []accounts.LockedMember, error) {
 	var out []accounts.LockedMember
 	var org orgs.Organization
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.locked.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "account.locked.list", func(t *gate.Tx) error {
 		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {

@@ -80,7 +80,7 @@ func (s *Service) StartFactorRecovery(ctx context.Context, a gate.Actor, slug, a
 // person or an approval.
 func (s *Service) FactorRecoveries(ctx context.Context, a gate.Actor, slug string) ([]accounts.FactorRecovery, error) {
 	var out []accounts.FactorRecovery
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "account.factor_recovery.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "account.factor_recovery.list", func(t *gate.Tx) error {
 		org := t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {

@@ -18,7 +18,7 @@ func (s *Service) Alerts(ctx context.Context, a gate.Actor, slug string) (orgs.O
 		org orgs.Organization
 		out []alerts.Alert
 	)
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "alert.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "alert.list", func(t *gate.Tx) error {
 		org = t.Org()
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
@@ -51,7 +51,7 @@ func (s *Service) MarkAlertRead(ctx context.Context, a gate.Actor, slug, alertID
 // AlertRules returns the organization's alert rules.
 func (s *Service) AlertRules(ctx context.Context, a gate.Actor, slug string) (alerts.Rules, error) {
 	var r alerts.Rules
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "alert.rules.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "alert.rules.read", func(t *gate.Tx) error {
 		org := t.Org()
 		if err := t.Authorize(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err

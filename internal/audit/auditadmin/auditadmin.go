@@ -177,7 +177,7 @@ func (s *Service) Search(ctx context.Context, a gate.Actor, slug string, f audit
 	}
 	var out []audit.Event
 	var next string
-	err = s.Gate.Do(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
+	err = s.Gate.Read(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
 		f.OrgID = t.Org().ID
 		if err := authorize(t, f); err != nil {
 			return err

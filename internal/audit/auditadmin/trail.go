@@ -44,7 +44,7 @@ func (s *Service) Trail(ctx context.Context, a gate.Actor, slug string, f audit.
 		return TrailPage{}, err
 	}
 	p := TrailPage{StudyNames: map[string]string{}, People: map[string]string{}}
-	err = s.Gate.Do(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
+	err = s.Gate.Read(ctx, a, gate.Slug(slug), "audit.search", func(t *gate.Tx) error {
 		org := t.Org()
 		p.Org, f.OrgID = org, org.ID
 		if err := t.AuthorizeList(authz.AuditRead, authz.Resource{OrgID: org.ID}); err != nil {

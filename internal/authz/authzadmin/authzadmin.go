@@ -48,7 +48,7 @@ type Member struct {
 func (s *Service) Members(ctx context.Context, a gate.Actor, slug string) ([]Member, []accounts.Invitation, error) {
 	out := []Member{}
 	var invited []accounts.Invitation
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
 		org := t.Org()
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
@@ -267,7 +267,7 @@ type Definition struct {
 // then its custom roles by name. Organization admins and managers only.
 func (s *Service) Roles(ctx context.Context, a gate.Actor, slug string) ([]Definition, error) {
 	var out []Definition
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
 		org := t.Org()
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
 			return err

@@ -44,7 +44,7 @@ type StudySites struct {
 // only, audited as a member listing.
 func (s *Service) People(ctx context.Context, a gate.Actor, slug string) (People, error) {
 	out := People{Revocable: map[string]bool{}}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "member.list", func(t *gate.Tx) error {
 		org := t.Org()
 		out.Org = org
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {
@@ -137,7 +137,7 @@ type Catalogue struct {
 // and whether the requester may define new ones (ACL-03).
 func (s *Service) Catalogue(ctx context.Context, a gate.Actor, slug string) (Catalogue, error) {
 	out := Catalogue{Actions: authz.Actions()}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "role.list", func(t *gate.Tx) error {
 		org := t.Org()
 		out.Org = org
 		if err := t.Authorize(authz.MemberRead, authz.Resource{OrgID: org.ID}); err != nil {

@@ -111,7 +111,7 @@ func (s *Service) Listing(ctx context.Context, a gate.Actor, slug string) (Listi
 
 func (s *Service) list(ctx context.Context, a gate.Actor, slug string, people bool) (Listing, error) {
 	var l Listing
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "key.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "key.list", func(t *gate.Tx) error {
 		l.Org = t.Org()
 		if err := t.Authorize(authz.KeyManage, authz.Resource{OrgID: l.Org.ID}); err != nil {
 			return err

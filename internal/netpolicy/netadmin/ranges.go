@@ -34,7 +34,7 @@ type StudyRanges struct {
 // organization is not found.
 func (s *Service) Ranges(ctx context.Context, a gate.Actor, slug string) (Ranges, error) {
 	var out Ranges
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "network.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "network.read", func(t *gate.Tx) error {
 		org := t.Org()
 		out.Org = org
 		if err := t.AuthorizeList(authz.NetworkManage, authz.Resource{OrgID: org.ID}); err != nil {

@@ -35,7 +35,7 @@ func siteResource(site orgs.Site) authz.Resource {
 // studies.
 func (s *Service) ListStudies(ctx context.Context, a gate.Actor, slug string) ([]orgs.Study, error) {
 	out := []orgs.Study{}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "study.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "study.list", func(t *gate.Tx) error {
 		org := t.Org()
 		if err := t.Authorize(authz.StudyList, authz.Resource{OrgID: org.ID}); err != nil {
 			return err
@@ -75,7 +75,7 @@ func (s *Service) CreateStudy(ctx context.Context, a gate.Actor, slug string, ki
 // Study returns one study the requester may read.
 func (s *Service) Study(ctx context.Context, a gate.Actor, slug, studyID string) (orgs.Study, error) {
 	var st orgs.Study
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "study.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "study.read", func(t *gate.Tx) error {
 		t.Object("study", studyID)
 		if err := t.Authorize(authz.StudyRead, studyResource(t.Org().ID, studyID)); err != nil {
 			return err
@@ -111,7 +111,7 @@ func (s *Service) CreateSite(ctx context.Context, a gate.Actor, slug, studyID, n
 // Site returns one site of a study that the requester may read.
 func (s *Service) Site(ctx context.Context, a gate.Actor, slug, studyID, siteID string) (orgs.Site, error) {
 	var site orgs.Site
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "site.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "site.read", func(t *gate.Tx) error {
 		t.Object("site", siteID)
 		org := t.Org()
 		if err := t.Authorize(authz.SiteRead, authz.Resource{OrgID: org.ID, StudyID: studyID, SiteID: siteID}); err != nil {
@@ -132,7 +132,7 @@ func (s *Service) Site(ctx context.Context, a gate.Actor, slug, studyID, siteID 
 // ListSites lists the sites of a study that the requester may read.
 func (s *Service) ListSites(ctx context.Context, a gate.Actor, slug, studyID string) ([]orgs.Site, error) {
 	out := []orgs.Site{}
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "site.list", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "site.list", func(t *gate.Tx) error {
 		t.Object("study", studyID)
 		org := t.Org()
 		if err := t.Authorize(authz.StudyRead, studyResource(org.ID, studyID)); err != nil {

@@ -29,7 +29,7 @@ type Service struct {
 func (s *Service) Policy(ctx context.Context, a gate.Actor, slug string) (orgs.Organization, policy.Security, error) {
 	var p policy.Security
 	var org orgs.Organization
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "org.policy.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "org.policy.read", func(t *gate.Tx) error {
 		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {

@@ -49,7 +49,7 @@ func (s *Service) Provider(ctx context.Context, a gate.Actor, slug string) (orgs
 		p          sso.Provider
 		configured bool
 	)
-	err := s.Gate.Do(ctx, a, gate.Slug(slug), "org.sso.read", func(t *gate.Tx) error {
+	err := s.Gate.Read(ctx, a, gate.Slug(slug), "org.sso.read", func(t *gate.Tx) error {
 		org = t.Org()
 		t.Object("organization", org.ID)
 		if err := t.Authorize(authz.SecurityManage, authz.Resource{OrgID: org.ID}); err != nil {

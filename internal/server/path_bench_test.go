@@ -1,0 +1,97 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/authz"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// BenchmarkParticipantPathOverHTTPS drives the two requests of
+// cmd/custodia's throughput rows, an audited read of a participant and an
+// enrolment with identity data, from 32 clients over HTTPS through the
+// whole handler in this process, for 5 s each, so that a CPU profile sees
+// the request path whole:
+//
+//	go test -run '^$' -bench ParticipantPath -benchtime 1x -cpuprofile cpu.out ./internal/server/
+func BenchmarkParticipantPathOverHTTPS(b *testing.B) {
+	const clients, phase = 32, 5 * time.Second
+	for _, d := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		b.Run(string(d), func(b *testing.B) {
+			cs := startCapture(b, d, map[string]any{"key": "one", "title": "One", "fields": []map[string]any{
+				{"name": "f", "label": "F", "type": "text"}}})
+			inv := cs.signIn(authz.SiteInvestigator)
+			people := cs.enrol(b, clients)
+			participants := cs.base + "/sites/" + cs.site + "/participants"
+			var n atomic.Int64
+			run := func(send func(w int) (*http.Request, int)) (float64, time.Duration, time.Duration) {
+				var wg sync.WaitGroup
+				lat := make([][]time.Duration, clients)
+				var failed atomic.Int64
+				deadline := time.Now().Add(phase)
+				start := time.Now()
+				for w := range clients {
+					c := &http.Client{Transport: cs.transport.Clone(), Jar: inv.Jar}
+					wg.Go(func() {
+						defer c.CloseIdleConnections()
+						for time.Now().Before(deadline) {
+							t0 := time.Now()
+							req, want := send(w)
+							resp, err := c.Do(req)
+							if err != nil {
+								failed.Add(1)
+								continue
+							}
+							got, _ := io.ReadAll(resp.Body)
+							resp.Body.Close()
+							if resp.StatusCode != want {
+								if failed.Add(1) == 1 {
+									b.Logf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, got)
+								}
+								continue
+							}
+							lat[w] = append(lat[w], time.Since(t0))
+						}
+					})
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				all := slices.Concat(lat...)
+				if f := failed.Load(); f > 0 || len(all) == 0 {
+					b.Fatalf("%d requests failed, %d succeeded", f, len(all))
+				}
+				slices.Sort(all)
+				return float64(len(all)) / elapsed.Seconds(), all[len(all)/2], all[len(all)*99/100]
+			}
+			b.ResetTimer()
+			readRate, r50, r99 := run(func(w int) (*http.Request, int) {
+				req, _ := http.NewRequest("GET", cs.url+participants+"/"+people[w], nil)
+				return req, http.StatusOK
+			})
+			enrolRate, e50, e99 := run(func(int) (*http.Request, int) {
+				body, _ := json.Marshal(map[string]string{"name": "Ada Lovelace", "birth_date": "1952-03-11",
+					"email": "ada@example.org", "phone": "+441234567890", "national_id": fmt.Sprintf("QX%d", n.Add(1))})
+				req, _ := http.NewRequest("POST", cs.url+participants, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Origin", cs.url)
+				return req, http.StatusCreated
+			})
+			b.StopTimer()
+			b.ReportMetric(readRate, "reads/s")
+			b.ReportMetric(float64(r50.Microseconds())/1000, "read-p50-ms")
+			b.ReportMetric(float64(r99.Microseconds())/1000, "read-p99-ms")
+			b.ReportMetric(enrolRate, "enrolments/s")
+			b.ReportMetric(float64(e50.Microseconds())/1000, "enrol-p50-ms")
+			b.ReportMetric(float64(e99.Microseconds())/1000, "enrol-p99-ms")
+		})
+	}
+}
