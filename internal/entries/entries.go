@@ -42,6 +42,10 @@ type Service struct {
 	// Now is the clock of decrypt grants' expiry and of deletions; nil
 	// means time.Now.
 	Now func() time.Time
+	// MaxExports bounds the exports the service runs at once;
+	// MaxConcurrentExports when 0.
+	MaxExports int
+	exports    exports
 }
 
 func (s *Service) now() time.Time {

@@ -48,27 +48,36 @@ var ExportColumns = []string{"participant", "site", "visit", "repeat", "form", "
 // runs, or one more than a node runs at once.
 var ErrExportRunning = errs.E(errs.RateLimited, "an export of yours is running already, or the server runs as many as it may; try again when it is done")
 
-// MaxConcurrentExports bounds the exports a node runs at once. It is read
-// under the registry's lock; a test that runs many roles at once may raise
-// it before it starts them.
-var MaxConcurrentExports = 2
+// MaxConcurrentExports is how many exports a node runs at once unless its
+// service says otherwise (Service.MaxExports).
+const MaxConcurrentExports = 2
 
-var exporting = struct {
+// exports are the accounts whose export runs, of one service: a node runs
+// one service for its pages and its API.
+type exports struct {
 	sync.Mutex
 	by map[string]bool
-}{by: map[string]bool{}}
+}
 
-func startExport(account string) (func(), error) {
-	exporting.Lock()
-	defer exporting.Unlock()
-	if exporting.by[account] || len(exporting.by) >= MaxConcurrentExports {
+func (s *Service) startExport(account string) (func(), error) {
+	max := s.MaxExports
+	if max <= 0 {
+		max = MaxConcurrentExports
+	}
+	x := &s.exports
+	x.Lock()
+	defer x.Unlock()
+	if x.by[account] || len(x.by) >= max {
 		return nil, ErrExportRunning
 	}
-	exporting.by[account] = true
+	if x.by == nil {
+		x.by = map[string]bool{}
+	}
+	x.by[account] = true
 	return func() {
-		exporting.Lock()
-		delete(exporting.by, account)
-		exporting.Unlock()
+		x.Lock()
+		delete(x.by, account)
+		x.Unlock()
 	}, nil
 }
 
@@ -104,7 +113,7 @@ func (s *Service) Export(ctx context.Context, a gate.Actor, slug, studyID, forma
 		if err := t.RequireStepUp(); err != nil {
 			return err
 		}
-		if end, err = startExport(t.Subject.AccountID); err != nil {
+		if end, err = s.startExport(t.Subject.AccountID); err != nil {
 			return err
 		}
 		sites, err := orgs.Sites(ctx, t, org.ID, studyID)

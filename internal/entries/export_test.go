@@ -261,3 +261,49 @@ func TestLIFE04_REDCapFlatRecordsMoveOutAndIn(t *testing.T) {
 		}
 	})
 }
+
+// A node runs a bounded number of exports at once (its service's
+// MaxExports), one per account: one more is refused, not queued, and the
+// bound is the node's service's, not the process's.
+func TestLIFE04_ExportsAtOnceAreBoundedPerNode(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, sqldb.SQLite)
+	if _, err := f.svc.Save(ctx, f.dataManager, "clinic", f.at("baseline", 1, "vitals"), good()); err != nil {
+		t.Fatal(err)
+	}
+	node := &entries.Service{Gate: f.svc.Gate, MaxExports: 1}
+	f.dataManager.ConfirmedAt, f.admin.ConfirmedAt = time.Now(), time.Now()
+	started, release := make(chan struct{}), make(chan struct{})
+	running := make(chan error, 1)
+	go func() {
+		running <- node.Export(ctx, f.dataManager, "clinic", f.study.ID, entries.FormatCSV, func() (io.Writer, error) {
+			close(started)
+			<-release
+			return io.Discard, nil
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-running:
+		t.Fatalf("the first export ended before it began: %v", err)
+	}
+	export := func(svc *entries.Service, a gate.Actor) error {
+		return svc.Export(ctx, a, "clinic", f.study.ID, entries.FormatCSV, func() (io.Writer, error) { return io.Discard, nil })
+	}
+	if err := export(node, f.dataManager); !errors.Is(err, entries.ErrExportRunning) {
+		t.Errorf("a second export of one account: %v, want refused", err)
+	}
+	if err := export(node, f.admin); !errors.Is(err, entries.ErrExportRunning) {
+		t.Errorf("an export beyond the node's bound: %v, want refused", err)
+	}
+	if err := export(f.svc, f.admin); err != nil {
+		t.Errorf("an export on another node: %v", err)
+	}
+	close(release)
+	if err := <-running; err != nil {
+		t.Fatal(err)
+	}
+	if err := export(node, f.admin); err != nil {
+		t.Errorf("an export once the node's one was done: %v", err)
+	}
+}

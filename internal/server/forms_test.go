@@ -141,10 +141,8 @@ func TestWEB05_FormsOverTheAPI(t *testing.T) {
 // each problem's field and row and stores nothing; a good one is revision
 // 1; a script payload comes back as text, JSON-escaped; a change without
 // a reason is 400, a save from an older revision 409.
-//
-// Not parallel: it exports the study's entries, and entries.Export runs at
-// most MaxConcurrentExports at once in a process, whatever the server.
 func TestWEB05_EntriesOverTheAPI(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	ctx := context.Background()
 	study := demoStudy(t, ts)
@@ -334,10 +332,8 @@ func TestWEB05_REDCapDictionaryOverTheAPI(t *testing.T) {
 // repeating group, code lists and a calculation as CDISC ODM, imports the
 // file's metadata into a new study, and reads back the same forms and
 // schedule there.
-//
-// Not parallel: it exports the study's entries, and entries.Export runs at
-// most MaxConcurrentExports at once in a process, whatever the server.
 func TestLIFE04_AStudyMovesOutAndInAsODM(t *testing.T) {
+	t.Parallel()
 	ts := newServerWith(t, nil)
 	study := demoStudy(t, ts)
 	admin := signInOwn(t, ts, authz.OrgAdmin)

@@ -143,6 +143,10 @@ type Deps struct {
 	// has one.
 	KEK     keys.KEK
 	Factors *mfa.Service
+	// Entries, if set, is the data-capture service of both shells (its
+	// bound on exports is the node's), with the handler's gate unless it
+	// has one.
+	Entries *entries.Service
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed (--trusted-proxy); none means the connection's address is
 	// the client's.
@@ -263,6 +267,15 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 		}
 		signOn = &sessions.SingleSignOn{Store: d.Sessions, RP: d.SSORelyingParty, RedirectURL: callback, Issuers: d.SSOIssuers}
 	}
+	// One service each for the pages and the API, so that what they bound
+	// per node (exports, the pace of enrolments) is bounded once.
+	if d.Entries == nil {
+		d.Entries = &entries.Service{}
+	}
+	if d.Entries.Gate == nil {
+		d.Entries.Gate = g
+	}
+	enrolling := &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour}
 	sh := Shells{
 		Web: web.Routes(web.Deps{
 			Log: d.Log, Links: lk, Sessions: d.Sessions, Factors: d.Factors,
@@ -275,9 +288,9 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Roles:         &authzadmin.Service{Gate: g},
 			Networks:      &netadmin.Service{Gate: g},
 			Keys:          &keyadmin.Service{Gate: g},
-			Participants:  &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
+			Participants:  enrolling,
 			Forms:         &formadmin.Service{Gate: g},
-			Entries:       &entries.Service{Gate: g},
+			Entries:       d.Entries,
 			Notices:       notices,
 			Conversations: &conversations.Service{Gate: g},
 			Consent:       &consent.Service{Gate: g},
@@ -290,11 +303,11 @@ func NewHandler(d Deps) (http.Handler, Shells) {
 			Links:         lk,
 			Factors:       d.Factors,
 			Networks:      &netadmin.Service{Gate: g},
-			Participants:  &participants.Service{Gate: g, EnrolmentsPerHour: d.EnrolmentsPerHour},
+			Participants:  enrolling,
 			Roles:         &authzadmin.Service{Gate: g},
 			Keys:          &keyadmin.Service{Gate: g},
 			Forms:         &formadmin.Service{Gate: g},
-			Entries:       &entries.Service{Gate: g},
+			Entries:       d.Entries,
 			Conversations: &conversations.Service{Gate: g},
 			Notices:       notices,
 			Consent:       &consent.Service{Gate: g},

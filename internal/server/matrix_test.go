@@ -2075,11 +2075,13 @@ func signInWith(t *testing.T, ts *testServer, role authz.Role, password string) 
 }
 
 func TestACL01_RouteMatrix(t *testing.T) {
-	ts := newServerWith(t, func(d *Deps) { d.SMS, d.BaseURL = matrixTexts, matrixPublicURL })
-	// Every role exports at once here: the node's bound on concurrent
-	// exports (two) is not what the matrix tries.
-	defer func(n int) { entries.MaxConcurrentExports = n }(entries.MaxConcurrentExports)
-	entries.MaxConcurrentExports = 4 * len(authz.BuiltinRoles())
+	t.Parallel()
+	ts := newServerWith(t, func(d *Deps) {
+		d.SMS, d.BaseURL = matrixTexts, matrixPublicURL
+		// Every role exports at once here: the node's bound on
+		// concurrent exports (two) is not what the matrix tries.
+		d.Entries = &entries.Service{MaxExports: 4 * len(authz.BuiltinRoles())}
+	})
 
 	// The matrix names exactly the registered routes.
 	registered := map[string]string{} // pattern → access

@@ -36,6 +36,7 @@ func raise(t *testing.T, srv *browsertest.Server, kind alerts.Kind, subject stri
 // nothing; an empty list restores the default. No one else reads or
 // changes them, and a cross-site post is refused (AUD-05, WEB-03).
 func TestAUD05_AdminSetsAlertRulesOnPage(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		ctx := context.Background()
@@ -104,6 +105,7 @@ func TestAUD05_AdminSetsAlertRulesOnPage(t *testing.T) {
 // Another organization's administrator cannot mark the demo
 // organization's alert read, nor see it (ACL-08).
 func TestAUD05_AlertOfAnotherOrganizationIsNotFound(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	al := raise(t, srv, alerts.AccountLocked, accountOf(t, srv, authz.DataManager))
 	other := adminOfOtherOrg(t, srv)
@@ -124,6 +126,7 @@ func TestAUD05_AlertOfAnotherOrganizationIsNotFound(t *testing.T) {
 // An administrator finds an unread alert through the home page, marks it
 // read, and it stays listed as read (AUTH-12, AUD-05).
 func TestAUD05_BrowserAdminMarksAlertRead(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		b := browsertest.Start(t, browsertest.Options{Dialect: d})
 		victim := accountOf(t, b.Server, authz.DataManager)
@@ -165,6 +168,7 @@ func TestAUD05_BrowserAdminMarksAlertRead(t *testing.T) {
 // (WEB-02): an administrator's name with markup, as the actor on the
 // trail, and an alert subject with markup, are shown as text.
 func TestWEB02_TrailAndAlertPagesEscape(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	admin := signInHTTP(t, srv, authz.OrgAdmin)
 	evil := `"><script>alert(1)</script><img src=x onerror=alert(2)>`

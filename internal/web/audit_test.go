@@ -81,6 +81,7 @@ func appendEvents(t *testing.T, db *sqldb.DB, evs ...audit.Event) {
 // another study answers as a page that does not exist, for the search and
 // for the export (AUD-04, ACL-02).
 func TestAUD04_MonitorPageShowsOnlyTheirStudy(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		p := places(t, srv)
@@ -127,6 +128,7 @@ func TestAUD04_MonitorPageShowsOnlyTheirStudy(t *testing.T) {
 // A filter the trail refuses shows the API's message, and nothing of the
 // trail (AUD-04, WEB-05).
 func TestAUD04_TrailPageShowsTheAPIsMessageForBadFilters(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	admin := signInHTTP(t, srv, authz.OrgAdmin)
 	cases := []struct {
@@ -161,6 +163,7 @@ func TestAUD04_TrailPageShowsTheAPIsMessageForBadFilters(t *testing.T) {
 // trail page; then the download has the filtered events as JSON lines or
 // syslog lines (AUD-04).
 func TestAUD04_PageExportAsksForConfirmationThenDownloads(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		p := places(t, srv)
@@ -223,6 +226,7 @@ func TestAUD04_PageExportAsksForConfirmationThenDownloads(t *testing.T) {
 // size, pages forward by the cursor to the end and back to the newest, and
 // narrows to one person from a row (AUD-04).
 func TestAUD04_BrowserAdminFiltersTrailAndPagesForward(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		b := browsertest.Start(t, browsertest.Options{Dialect: d})
 		p := places(t, b.Server)
@@ -350,6 +354,7 @@ var idleLeft = regexp.MustCompile(`data-idle-left="\d+"`)
 // account has. The trail records the account searched for, never the
 // address (AUD-04).
 func TestAUD04_TrailPersonFilterTakesAMembersEmail(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		p := places(t, srv)
@@ -492,6 +497,7 @@ func TestAUD04_TrailPersonFilterTakesAMembersEmail(t *testing.T) {
 // returns to the same search, and the download then holds only the
 // filtered events (AUD-04).
 func TestAUD04_TrailFilterSurvivesConfirmationIntoExport(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		p := places(t, srv)

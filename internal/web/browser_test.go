@@ -109,6 +109,7 @@ func totpKey(t *testing.T, secret string) []byte {
 // it shows, and from then on signs in with the password and a code from
 // it; a wrong code is refused with the one message of the API.
 func TestAUTH08_BrowserSignInWithPasswordAndTOTP(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		b := browsertest.Start(t, browsertest.Options{Dialect: d})
 		login := b.Server.Logins[authz.Monitor]
@@ -154,6 +155,7 @@ func TestAUTH08_BrowserSignInWithPasswordAndTOTP(t *testing.T) {
 // A wrong password and an unknown address get the same message, the API's,
 // and the password field is never filled again (AUTH-06).
 func TestAUTH06_BrowserWrongPasswordShowsOneMessage(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{})
 	login := b.Server.Logins[authz.DataManager]
 	var msgs []string
@@ -175,6 +177,7 @@ func TestAUTH06_BrowserWrongPasswordShowsOneMessage(t *testing.T) {
 // Signing out everywhere from one browser ends the session of another
 // (AUTH-10); the account page lists both first.
 func TestAUTH10_BrowserSignOutEverywhereEndsOtherSessions(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		b := browsertest.Start(t, browsertest.Options{Dialect: d})
 		login := b.Server.Logins[authz.CareProvider]
@@ -209,6 +212,7 @@ func TestAUTH10_BrowserSignOutEverywhereEndsOtherSessions(t *testing.T) {
 // in" keeps it (AUTH-10). The test server's limit is 70 s and the warning
 // comes 66 s before it, so the test waits seconds, not minutes.
 func TestAUTH10_BrowserIdleWarningOffersToStaySignedIn(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{Configure: func(d *server.Deps) {
 		d.Sessions = &sessions.Store{Limits: sessions.Limits{Idle: 70 * time.Second, Absolute: time.Hour}}
 		d.IdleWarning = 66 * time.Second
@@ -242,6 +246,7 @@ func TestAUTH10_BrowserIdleWarningOffersToStaySignedIn(t *testing.T) {
 // the key and QR code, a code from it finishes the sign-in, and the ten
 // recovery codes are shown once (AUTH-09).
 func TestAUTH09_BrowserPolicyRequiresEnrolmentAtSignIn(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{})
 	admin, member := b.Server.Logins[authz.OrgAdmin], b.Server.Logins[authz.SiteInvestigator]
 	admCtx, memCtx := b.Ctx, b.NewContext(t)
@@ -275,6 +280,7 @@ func TestAUTH09_BrowserPolicyRequiresEnrolmentAtSignIn(t *testing.T) {
 // is on the sign-in page, which says why, with the page gone from the
 // history's place. The test server's limit is 8 s.
 func TestAUTH10_BrowserIdleEndClearsThePage(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{Configure: func(d *server.Deps) {
 		d.Sessions = &sessions.Store{Limits: sessions.Limits{Idle: 8 * time.Second, Absolute: time.Hour}}
 		d.IdleWarning = 4 * time.Second

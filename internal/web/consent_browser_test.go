@@ -31,6 +31,7 @@ import (
 // published with re-consent puts the participant back to waiting, and the
 // investigator's entry is refused until they sign again.
 func TestACL05_BrowserConsentSignedCountersignedAndAskedAgain(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{Timeout: 3 * time.Minute})
 	f := demoOf(t, b.Server)
 	ctx := context.Background()

@@ -26,6 +26,7 @@ import (
 // the file back byte for byte. (Everyone else is refused every route:
 // TestACL01_RouteMatrix.)
 func TestACL05_BrowserCareProviderAndClientTalk(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{Timeout: 3 * time.Minute})
 	f := demoOf(t, b.Server)
 	ctx := context.Background()

@@ -69,6 +69,7 @@ func addPasskey(t *testing.T, srv *browsertest.Server, c *http.Client) *passkeyt
 // (the step-up page offering the passkey too), then shows no second set of
 // recovery codes.
 func TestAUTH08_AccountPageAddsAnAppBesideAPasskey(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{Localhost: true})
 	c := signInHTTP(t, srv, authz.DataManager)
 	addPasskey(t, srv, c)
@@ -133,6 +134,7 @@ func TestAUTH08_AccountPageAddsAnAppBesideAPasskey(t *testing.T) {
 // a passkey when the server has a host name, and its script's steps set
 // one up and sign in with the challenge the cookie holds.
 func TestAUTH08_EnrolmentPageSetsUpAPasskey(t *testing.T) {
+	t.Parallel()
 	for _, localhost := range []bool{false, true} {
 		srv := browsertest.StartServer(t, browsertest.Options{Localhost: localhost})
 		ctx := context.Background()
@@ -214,6 +216,7 @@ var shownCode = regexp.MustCompile(`<li><code>([0-9A-Z-]+)</code></li>`)
 // page; a recovery code in the form does as well. An account without a
 // factor is offered no form and refused.
 func TestAUTH08_AccountPageMakesRecoveryCodesAfterAConfirmation(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{Localhost: true})
 	c := signInHTTP(t, srv, authz.DataManager)
 	l := srv.Logins[authz.DataManager]

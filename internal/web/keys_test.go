@@ -86,6 +86,7 @@ func formNext(body, action string) string {
 // a message; organization managers find no page, and another
 // organization's admin may not touch the key-encryption key.
 func TestCRY08_KeysPageRequestsAndApprovesWithTwoAdministrators(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		f := demoOf(t, srv)
@@ -215,6 +216,7 @@ func TestCRY08_KeysPageRequestsAndApprovesWithTwoAdministrators(t *testing.T) {
 // to the confirmation page, which leads back to the keys page; nothing is
 // recorded until then.
 func TestACL09_KeysPageStepUpReturnsToThePage(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	admin := signInHTTP(t, srv, authz.OrgAdmin)

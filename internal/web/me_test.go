@@ -101,6 +101,7 @@ func readLog(t *testing.T, c *http.Client, srv *browsertest.Server, query string
 // name or address; their own visits are not listed, though each listing
 // is on the trail (AUD-01).
 func TestAUD01_ParticipantReadsOwnAccessLogOnPageAndAPI(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		ctx := context.Background()
@@ -154,6 +155,7 @@ func TestAUD01_ParticipantReadsOwnAccessLogOnPageAndAPI(t *testing.T) {
 // names no participant, a parameter that tries to is refused, and their
 // own log is empty while the first participant's is not (ACL-05).
 func TestACL05_ParticipantCannotReadAnothersAccessLog(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	rec := ownRecord(t, srv, accountOf(t, srv, authz.Participant))
 	admin := signInHTTP(t, srv, authz.OrgAdmin)

@@ -37,6 +37,7 @@ func landOn(t *testing.T, b *browsertest.Browser, suffix string) {
 // the page leads to the confirmation and back; there the role is given and
 // shown where it applies (ACL-02); then it is taken away again.
 func TestACL02_BrowserAssignAndRevokeRoleThroughStepUp(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		b := browsertest.Start(t, browsertest.Options{Dialect: d})
 		f := demoOf(t, b.Server)

@@ -127,6 +127,7 @@ func selectOptions(body, id string) []string {
 // organization, study and site level (ACL-02); a refused change shows the
 // service's message and changes nothing.
 func TestACL02_MembersPageAssignsAndRevokesRoles(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		f := demoOf(t, srv)
@@ -247,6 +248,7 @@ func errorLine(body string) string {
 // Study admins, monitors and another organization's admin find no page
 // (404).
 func TestACL02_MembersPageOffersOnlyWhatTheSubsetRuleAllows(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	manager := signInHTTP(t, srv, authz.OrgManager)
@@ -318,6 +320,7 @@ func TestACL02_MembersPageOffersOnlyWhatTheSubsetRuleAllows(t *testing.T) {
 // confirmation page, which leads back to the page the change came from,
 // and to no other site; after it the change goes through.
 func TestACL09_MembersPageStepUpReturnsToThePage(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	admin := signInHTTP(t, srv, authz.OrgAdmin)
@@ -356,6 +359,7 @@ func TestACL09_MembersPageStepUpReturnsToThePage(t *testing.T) {
 // The administration pages' forms are refused from another site (WEB-03),
 // and the refusal changes nothing.
 func TestWEB03_AdminPagesRefuseCrossSitePosts(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	admin := signInHTTP(t, srv, authz.OrgAdmin)
@@ -393,6 +397,7 @@ func TestWEB03_AdminPagesRefuseCrossSitePosts(t *testing.T) {
 
 // Names on the members page are text, never markup (WEB-02).
 func TestWEB02_MembersPageEscapesNames(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	admin := signInHTTP(t, srv, authz.OrgAdmin)
 	evil := `"><script>alert(1)</script>`
@@ -415,6 +420,7 @@ func TestWEB02_MembersPageEscapesNames(t *testing.T) {
 // page leads back), which ends the member's session at once, and enables
 // them again; an org-manager has no such page.
 func TestAUTH10_AccessPageDisablesAndEnablesAMember(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	admin := signInHTTP(t, srv, authz.OrgAdmin)

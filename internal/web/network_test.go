@@ -19,6 +19,7 @@ import (
 // read, and a list that would shut the admin out, are refused with the
 // service's message, shown with the text as typed; nothing changes.
 func TestACL07_NetworkPageSetsRangesAndRefusesBadOnes(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		f := demoOf(t, srv)
@@ -103,6 +104,7 @@ func TestACL07_NetworkPageSetsRangesAndRefusesBadOnes(t *testing.T) {
 // page: not the organization's ranges, not another study's. Managers,
 // monitors and another organization's admin find no page (ACL-07, ACL-08).
 func TestACL07_NetworkPageShowsOnlyTheScopesOneManages(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	ctx := context.Background()

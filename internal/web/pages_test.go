@@ -77,6 +77,7 @@ func signInHTTP(t *testing.T, srv *browsertest.Server, role authz.Role) *http.Cl
 }
 
 func TestSessionCookieIsTheAPIs(t *testing.T) {
+	t.Parallel()
 	if web.SessionCookie != api.SessionCookie {
 		t.Errorf("web uses cookie %q, the API %q: one sign-in must serve both", web.SessionCookie, api.SessionCookie)
 	}
@@ -86,6 +87,7 @@ func TestSessionCookieIsTheAPIs(t *testing.T) {
 // (WEB-03): the browser's Sec-Fetch-Site or an Origin of another site. The
 // refusal changes nothing: the session lives on.
 func TestWEB03_CrossSiteFormPostsAreRefused(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	c := signInHTTP(t, srv, authz.OrgAdmin)
 	posts := []struct {
@@ -128,6 +130,7 @@ func TestWEB03_CrossSiteFormPostsAreRefused(t *testing.T) {
 // Pages escape what they show and carry no inline script (WEB-02): a name
 // with markup is shown as text on every signed-in page.
 func TestWEB02_SignedInPagesEscapeAndHaveNoInlineScript(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	c := signInHTTP(t, srv, authz.OrgAdmin)
 	evil := `"><script>alert(1)</script><img src=x onerror=alert(2)>`
@@ -163,6 +166,7 @@ func TestWEB02_SignedInPagesEscapeAndHaveNoInlineScript(t *testing.T) {
 // actor (AUTH-04). Other roles, and administrators of another
 // organization, get 404 as for a page that does not exist (ACL-08).
 func TestAUTH04_AdminUnlocksLockedMemberOnPage(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		ctx := context.Background()
@@ -268,6 +272,7 @@ func adminOfOtherOrg(t *testing.T, srv *browsertest.Server) *http.Client {
 // which brings the person back to it; a "next" of another site is ignored
 // (no open redirect).
 func TestAUTH10_SignedInPagesNeedASession(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	c := client(t, srv)
 	a := request(t, c, "GET", srv.URL+"/account", nil, nil)

@@ -20,6 +20,7 @@ import (
 // password on the e-mailed link's page (a wrong one is refused), and a
 // second administrator approves it there; the first may not.
 func TestAUTH08_FactorRecoveryThroughThePages(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	ctx := context.Background()
 	db := srv.Instance.Clinical

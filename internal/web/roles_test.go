@@ -19,6 +19,7 @@ import (
 // (ACL-03); a bad definition and a role in use are refused with the
 // service's message and change nothing.
 func TestACL03_RolesPageDefinesAndDeletesCustomRoles(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		srv := browsertest.StartServer(t, browsertest.Options{Dialect: d})
 		f := demoOf(t, srv)
@@ -132,6 +133,7 @@ func TestACL03_RolesPageDefinesAndDeletesCustomRoles(t *testing.T) {
 // page that does not exist. Other roles and another organization's admin
 // find no page.
 func TestACL03_RolesPageIsReadOnlyForManagersAndClosedToOthers(t *testing.T) {
+	t.Parallel()
 	srv := browsertest.StartServer(t, browsertest.Options{})
 	f := demoOf(t, srv)
 	ctx := context.Background()

@@ -43,6 +43,7 @@ func ssoThroughProvider(t *testing.T, ctx context.Context, b *browsertest.Browse
 // issuer is wrong is refused with one line. Where the organization
 // requires a second factor, the provider's sign-in leads on to it.
 func TestAUTH13_BrowserSignInThroughTheOrganizationsProvider(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, d sqldb.Dialect) {
 		idp := ssotest.Start(t)
 		b := browsertest.Start(t, browsertest.Options{Dialect: d, Configure: func(deps *server.Deps) {

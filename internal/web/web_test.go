@@ -69,6 +69,7 @@ func post(t *testing.T, u string, form url.Values) (int, string) {
 }
 
 func TestSetupPageSetsPasswordOnce(t *testing.T) {
+	t.Parallel()
 	srv, db, token := setupLink(t)
 	code, body := get(t, srv.URL+"/setup/"+token)
 	if code != 200 || !strings.Contains(body, `<form method="post"`) {
@@ -100,6 +101,7 @@ func TestSetupPageSetsPasswordOnce(t *testing.T) {
 }
 
 func TestWEB02_PagesHaveNoInlineScriptAndEscapeInput(t *testing.T) {
+	t.Parallel()
 	srv, _, _ := setupLink(t)
 	evil := url.PathEscape(`"><script>alert(1)</script>`)
 	for _, path := range []string{"/", "/setup/" + evil, "/nowhere"} {
@@ -114,6 +116,7 @@ func TestWEB02_PagesHaveNoInlineScriptAndEscapeInput(t *testing.T) {
 // accepts with the password of the account the address has, and declines
 // (ACL-02).
 func TestACL02_InvitationPageAcceptsOrDeclines(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
 	g := gate.New(gate.Config{Clinical: db})

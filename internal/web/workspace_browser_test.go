@@ -62,6 +62,7 @@ func addField(t *testing.T, b *browsertest.Browser, ctx context.Context, values 
 // value's history; the participant, invited to the portal, fills in the
 // survey on a phone-sized screen, and sees no other form.
 func TestWEB05_BrowserStudyWorkspaceFromDesignToPortal(t *testing.T) {
+	t.Parallel()
 	b := browsertest.Start(t, browsertest.Options{Timeout: 3 * time.Minute})
 	f := demoOf(t, b.Server)
 	ctx := b.Ctx
