@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,43 +296,12 @@ func BenchmarkSaveOverHTTPS(b *testing.B) {
 			guarded := cs.enrol(b, clients)
 			plainPeople := cs.enrol(b, clients)
 			run := func(path func(w, i int) string) (float64, time.Duration, time.Duration) {
-				var wg sync.WaitGroup
-				lat := make([][]time.Duration, clients)
-				var failed atomic.Int64
-				deadline := time.Now().Add(phase)
-				start := time.Now()
-				for w := range clients {
-					c := &http.Client{Transport: cs.transport.Clone(), Jar: inv.Jar}
-					wg.Go(func() {
-						defer c.CloseIdleConnections()
-						for i := 0; i < entriesMaxRepeat && time.Now().Before(deadline); i++ {
-							t0 := time.Now()
-							req, _ := http.NewRequest("PUT", cs.url+path(w, i), bytes.NewReader(body))
-							req.Header.Set("Content-Type", "application/json")
-							req.Header.Set("Origin", cs.url)
-							resp, err := c.Do(req)
-							if err != nil {
-								failed.Add(1)
-								continue
-							}
-							io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-							if resp.StatusCode != http.StatusOK {
-								failed.Add(1)
-								continue
-							}
-							lat[w] = append(lat[w], time.Since(t0))
-						}
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				all := slices.Concat(lat...)
-				if n := failed.Load(); n > 0 || len(all) == 0 {
-					b.Fatalf("%d requests failed, %d succeeded", n, len(all))
-				}
-				slices.Sort(all)
-				return float64(len(all)) / elapsed.Seconds(), all[len(all)/2], all[len(all)*99/100]
+				return cs.closedLoop(b, clients, phase, inv.Jar, func(w, i int) (*http.Request, int) {
+					req, _ := http.NewRequest("PUT", cs.url+path(w, i), bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Origin", cs.url)
+					return req, http.StatusOK
+				})
 			}
 			b.ResetTimer()
 			gRate, g50, g99 := run(func(w, i int) string {

@@ -34,43 +34,7 @@ func BenchmarkParticipantPathOverHTTPS(b *testing.B) {
 			participants := cs.base + "/sites/" + cs.site + "/participants"
 			var n atomic.Int64
 			run := func(send func(w int) (*http.Request, int)) (float64, time.Duration, time.Duration) {
-				var wg sync.WaitGroup
-				lat := make([][]time.Duration, clients)
-				var failed atomic.Int64
-				deadline := time.Now().Add(phase)
-				start := time.Now()
-				for w := range clients {
-					c := &http.Client{Transport: cs.transport.Clone(), Jar: inv.Jar}
-					wg.Go(func() {
-						defer c.CloseIdleConnections()
-						for time.Now().Before(deadline) {
-							t0 := time.Now()
-							req, want := send(w)
-							resp, err := c.Do(req)
-							if err != nil {
-								failed.Add(1)
-								continue
-							}
-							got, _ := io.ReadAll(resp.Body)
-							resp.Body.Close()
-							if resp.StatusCode != want {
-								if failed.Add(1) == 1 {
-									b.Logf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, got)
-								}
-								continue
-							}
-							lat[w] = append(lat[w], time.Since(t0))
-						}
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				all := slices.Concat(lat...)
-				if f := failed.Load(); f > 0 || len(all) == 0 {
-					b.Fatalf("%d requests failed, %d succeeded", f, len(all))
-				}
-				slices.Sort(all)
-				return float64(len(all)) / elapsed.Seconds(), all[len(all)/2], all[len(all)*99/100]
+				return cs.closedLoop(b, clients, phase, inv.Jar, func(w, _ int) (*http.Request, int) { return send(w) })
 			}
 			b.ResetTimer()
 			readRate, r50, r99 := run(func(w int) (*http.Request, int) {
@@ -94,4 +58,51 @@ func BenchmarkParticipantPathOverHTTPS(b *testing.B) {
 			b.ReportMetric(float64(e99.Microseconds())/1000, "enrol-p99-ms")
 		})
 	}
+}
+
+// closedLoop runs clients closed-loop clients of cs, each on a TLS
+// connection of its own with jar's cookies, for phase, each sending the
+// requests send makes (the client's number, and how many it sent before)
+// until the phase is over or it sent entriesMaxRepeat; it fails the
+// benchmark if any request is not answered as send says, and returns the
+// rate of requests and their median and 99th percentile latencies.
+func (cs *captureServer) closedLoop(b *testing.B, clients int, phase time.Duration, jar http.CookieJar,
+	send func(w, i int) (*http.Request, int)) (float64, time.Duration, time.Duration) {
+	var wg sync.WaitGroup
+	lat := make([][]time.Duration, clients)
+	var failed atomic.Int64
+	deadline := time.Now().Add(phase)
+	start := time.Now()
+	for w := range clients {
+		c := &http.Client{Transport: cs.transport.Clone(), Jar: jar}
+		wg.Go(func() {
+			defer c.CloseIdleConnections()
+			for i := 0; i < entriesMaxRepeat && time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				req, want := send(w, i)
+				resp, err := c.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					if failed.Add(1) == 1 {
+						b.Logf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, got)
+					}
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	if n := failed.Load(); n > 0 || len(all) == 0 {
+		b.Fatalf("%d requests failed, %d succeeded", n, len(all))
+	}
+	slices.Sort(all)
+	return float64(len(all)) / elapsed.Seconds(), all[len(all)/2], all[len(all)*99/100]
 }
