@@ -52,6 +52,7 @@ import (
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/instance/instancetest"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/server"
@@ -178,19 +179,26 @@ func spkiHash(t testing.TB, c *x509.Certificate) string {
 func StartServer(t testing.TB, o Options) *Server {
 	t.Helper()
 	ctx := context.Background()
-	cfg := instance.Config{DataDir: t.TempDir()}
+	var (
+		cfg    instance.Config
+		logins []demo.Login
+	)
 	if o.Dialect == sqldb.Postgres {
-		cfg.Database = sqldbtest.URL(t, sqldb.Postgres)
-		cfg.IdentityDatabase = sqldbtest.URL(t, sqldb.Postgres)
+		cfg = instance.Config{DataDir: t.TempDir(), Database: sqldbtest.URL(t, sqldb.Postgres),
+			IdentityDatabase: sqldbtest.URL(t, sqldb.Postgres)}
+	} else {
+		// A copy of an instance migrated and seeded once a test binary.
+		cfg.DataDir, logins = instancetest.SeededCopy(t)
 	}
 	inst, err := instance.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open instance: %v", err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey}))
-	if err != nil {
-		t.Fatalf("seed demo: %v", err)
+	if o.Dialect == sqldb.Postgres {
+		if logins, err = demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical, AuditKey: inst.AuditKey})); err != nil {
+			t.Fatalf("seed demo: %v", err)
+		}
 	}
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/custodia/custodia/internal/forms"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
+	"github.com/custodia/custodia/internal/instance/instancetest"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/mfa"
 	"github.com/custodia/custodia/internal/mfa/passkeytest"
@@ -2020,15 +2021,12 @@ func parseGrid(t *testing.T, route, grid string) map[authz.Role][4]int {
 func newServerWith(t *testing.T, configure func(*Deps)) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	inst, err := instance.Open(ctx, instance.Config{DataDir: t.TempDir()})
+	dir, logins := instancetest.SeededCopy(t)
+	inst, err := instance.Open(ctx, instance.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Close() })
-	logins, err := demo.Seed(ctx, gate.New(gate.Config{Clinical: inst.Clinical}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	kek, err := keys.OpenLocalKEK(inst.DataDir)
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,11 @@ package web
 
 import (
 	"flag"
+	"os"
 	"testing"
 
 	"github.com/custodia/custodia/internal/accounts"
+	"github.com/custodia/custodia/internal/instance/instancetest"
 )
 
 // TestMain hashes the tests' passwords at argon2id's lowest cost that
@@ -17,5 +19,7 @@ func TestMain(m *testing.M) {
 	if flag.Lookup("test.bench").Value.String() == "" {
 		accounts.DefaultArgon2 = accounts.Argon2Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1}
 	}
-	m.Run()
+	code := m.Run()
+	instancetest.RemoveSeeded()
+	os.Exit(code)
 }
