@@ -4,6 +4,7 @@ package instancetest
 
 import (
 	"context"
+	"flag"
 	"io"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/custodia/custodia/internal/accounts"
 	"github.com/custodia/custodia/internal/demo"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/instance"
@@ -105,4 +107,24 @@ func copyTree(src, dst string) error {
 		}
 		return out.Close()
 	})
+}
+
+// Main runs a package's tests (a TestMain's body) with passwords hashed at
+// argon2id's lowest cost that accounts accepts (8 MiB, one pass) instead of
+// the production cost, and removes the seeded folder afterwards. Tests
+// seed accounts and sign in, and under the race detector the hashes took
+// much of a package's time; no test that calls it depends on a hash's
+// cost (package signintiming times sign-ins with the production cost). The
+// cost is set before any test runs, so the dummy hash of unknown accounts,
+// made once a process, costs what the accounts' hashes cost, as in
+// production. A run of benchmarks keeps the production cost, so that they
+// measure what the real hash costs.
+func Main(m *testing.M) {
+	flag.Parse()
+	if flag.Lookup("test.bench").Value.String() == "" {
+		accounts.DefaultArgon2 = accounts.Argon2Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1}
+	}
+	code := m.Run()
+	RemoveSeeded()
+	os.Exit(code)
 }
