@@ -64,6 +64,7 @@ func (db *DB) Close() error {
 	if db.reader != nil {
 		db.reader.Close()
 	}
+	db.stopPreparing()
 	return db.DB.Close()
 }
 

@@ -21,8 +21,26 @@ type prepared struct {
 	mu sync.Mutex
 	m  map[string]*sql.Stmt
 	// pending are the statements being prepared for transactions (see
-	// stmtInTx).
+	// stmtInTx), by goroutines that Close stops (stop) and waits for
+	// (running), so that none of them opens a connection, and with it the
+	// database's file, once the database is closed.
 	pending map[string]bool
+	running sync.WaitGroup
+	stop    context.Context
+	cancel  context.CancelFunc
+	closed  bool
+}
+
+// stopPreparing stops the preparing goroutines and waits for them; a
+// closing DB calls it before it closes its pool.
+func (db *DB) stopPreparing() {
+	db.prepared.mu.Lock()
+	db.prepared.closed = true
+	if db.prepared.cancel != nil {
+		db.prepared.cancel()
+	}
+	db.prepared.mu.Unlock()
+	db.prepared.running.Wait()
 }
 
 // stmt returns query prepared, or nil to run it unprepared.
@@ -37,7 +55,7 @@ func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 	if ok || full {
 		return s
 	}
-	return db.prepare(ctx, query)
+	return db.prepare(context.WithoutCancel(ctx), query)
 }
 
 // stmtInTx is stmt for a statement run in a transaction. Preparing takes a
@@ -52,15 +70,19 @@ func (db *DB) stmtInTx(query string) *sql.Stmt {
 	db.prepared.mu.Lock()
 	defer db.prepared.mu.Unlock()
 	s, ok := db.prepared.m[query]
-	if ok || len(db.prepared.m) >= maxPrepared || db.prepared.pending[query] {
+	if ok || len(db.prepared.m) >= maxPrepared || db.prepared.pending[query] || db.prepared.closed {
 		return s
 	}
 	if db.prepared.pending == nil {
 		db.prepared.pending = map[string]bool{}
+		db.prepared.stop, db.prepared.cancel = context.WithCancel(context.Background())
 	}
 	db.prepared.pending[query] = true
+	db.prepared.running.Add(1)
+	stop := db.prepared.stop
 	go func() {
-		db.prepare(context.Background(), query)
+		defer db.prepared.running.Done()
+		db.prepare(stop, query)
 		db.prepared.mu.Lock()
 		delete(db.prepared.pending, query)
 		db.prepared.mu.Unlock()
@@ -70,7 +92,7 @@ func (db *DB) stmtInTx(query string) *sql.Stmt {
 
 // prepare prepares query on the pool and keeps it, or answers nil.
 func (db *DB) prepare(ctx context.Context, query string) *sql.Stmt {
-	s, err := db.DB.PrepareContext(context.WithoutCancel(ctx), query)
+	s, err := db.DB.PrepareContext(ctx, query)
 	if err != nil {
 		return nil // run unprepared, and report its error there
 	}

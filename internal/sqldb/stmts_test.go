@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -123,6 +124,48 @@ func TestStatementsRunWhileTransactionsHoldThePool(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("a statement in a transaction waited for a connection of the pool its transaction holds")
+		}
+	}
+}
+
+// A closed database leaves its file alone: the statements its
+// transactions left to prepare beside them are stopped and waited for,
+// so none opens a connection, which would make the file anew, after Close.
+func TestClosedDatabaseOpensNoConnection(t *testing.T) {
+	ctx := context.Background()
+	for i := range 10 {
+		path := filepath.Join(t.TempDir(), "t.db")
+		db, err := Open(ctx, "sqlite:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			for j := range 20 {
+				var n int
+				if err := db.In(tx).QueryRowContext(ctx, fmt.Sprintf(`SELECT %d + %d`, i, j)).Scan(&n); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		db.prepared.mu.Lock()
+		pending := len(db.prepared.pending)
+		db.prepared.mu.Unlock()
+		if pending > 0 {
+			t.Fatalf("run %d: %d statements still being prepared after Close", i, pending)
+		}
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			os.Remove(f)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if _, err := os.Stat(path); err == nil {
+			t.Fatalf("run %d: the database's file was made anew after Close", i)
 		}
 	}
 }
