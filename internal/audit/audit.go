@@ -156,17 +156,37 @@ func AppendSigned(ctx context.Context, tx sqldb.Tx, evs []Signed) ([]Event, erro
 		}
 		out[i], events[i], queue[i] = s.ev, s.row, []any{s.ev.ID, queuedAt}
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO audit_events (id, org_id, at, actor_account, action, outcome,
-		study_id, site_id, participant_id, object_type, object_id, security, body, sig) VALUES `, events); err != nil {
-		if sqldb.IsUniqueViolation(err) {
-			return nil, errs.Wrap(errs.Conflict, err, "an audit event with this id exists already")
+	const insertEvents = `INSERT INTO audit_events (id, org_id, at, actor_account, action, outcome,
+		study_id, site_id, participant_id, object_type, object_id, security, body, sig) VALUES `
+	if sqldb.DialectOf(tx) == sqldb.Postgres {
+		// One statement, one round trip: the events, and their ids queued
+		// by the same statement.
+		queued := func(n int) (string, []any) {
+			return fmt.Sprintf(` RETURNING id) INSERT INTO audit_queue (event_id, queued_at) SELECT id, $%d FROM e`, n), []any{queuedAt}
 		}
-		return nil, errs.Wrap(errs.Unavailable, err, "write audit event")
+		if err := insertRows(ctx, tx, `WITH e AS (`+insertEvents, events, queued); err != nil {
+			return nil, appendFailed(err)
+		}
+		return out, nil
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO audit_queue (event_id, queued_at) VALUES `, queue); err != nil {
+	if err := insertRows(ctx, tx, insertEvents, events, nil); err != nil {
+		return nil, appendFailed(err)
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_queue (event_id, queued_at) VALUES `, queue, nil); err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "queue audit event")
 	}
 	return out, nil
+}
+
+// appendFailed tells why events could not be inserted, or is nil.
+func appendFailed(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case sqldb.IsUniqueViolation(err):
+		return errs.Wrap(errs.Conflict, err, "an audit event with this id exists already")
+	}
+	return errs.Wrap(errs.Unavailable, err, "write audit event")
 }
 
 // signEvent returns the signature line of the note whose text is body
@@ -408,8 +428,11 @@ func nullable(s string) any {
 }
 
 // insertRows inserts rows with multi-row INSERT statements; prefix ends in
-// "VALUES ". Only placeholders are generated; values travel as parameters.
-func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]any) error {
+// "VALUES ". A statement's text ends, after the rows, with what suffix
+// (when not nil) gives for the number of the next placeholder, with the
+// parameters it numbers so. Only placeholders are generated; values travel
+// as parameters.
+func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]any, suffix func(next int) (string, []any)) error {
 	for len(rows) > 0 {
 		n := min(len(rows), max(1, insertParams/len(rows[0])))
 		var b strings.Builder
@@ -428,6 +451,11 @@ func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]an
 				fmt.Fprintf(&b, "$%d", len(args))
 			}
 			b.WriteByte(')')
+		}
+		if suffix != nil {
+			text, more := suffix(len(args) + 1)
+			b.WriteString(text)
+			args = append(args, more...)
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return err

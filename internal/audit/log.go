@@ -230,10 +230,10 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int) (int, []strin
 		logRows = append(logRows, []any{n, eventIDs[i], encodeHash(leaf)})
 	}
 	if len(logRows) > 0 {
-		if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows); err != nil {
+		if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows, nil); err != nil {
 			return 0, nil, err
 		}
-		if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows); err != nil {
+		if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows, nil); err != nil {
 			return 0, nil, err
 		}
 	}

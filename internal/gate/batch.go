@@ -72,6 +72,12 @@ type batch struct {
 	identityAfter bool
 	requests      int
 	kept          int   // requests whose work (and event) stayed in the batch
+	// held and identityHeld say that the savepoint of the last request
+	// kept is still open in the clinical and the identity transaction. On
+	// PostgreSQL, where every statement is a round trip, a kept request's
+	// savepoint is released with the next request's SAVEPOINT, in one
+	// statement string, or by the commit (releaseWith).
+	held, identityHeld bool
 	broken        error // a savepoint that could not be rolled back
 	done          chan struct{}
 	err           error // what the commit answered
@@ -213,7 +219,7 @@ func (j *job) begin() error {
 	if j.b.broken != nil {
 		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
 	}
-	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(context.Background(), j.lane.releaseWith(&j.b.held, "SAVEPOINT "+savepoint)); err != nil {
 		j.b.broken = err
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
 	}
@@ -238,7 +244,7 @@ func (j *job) identity() (*sql.Tx, error) {
 		return nil, errs.E(errs.Internal, "the identity database was asked for outside the request's work")
 	}
 	if !j.identityBegun {
-		if _, err := j.lane.identity.In(j.b.identity).ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+		if _, err := j.lane.identity.In(j.b.identity).ExecContext(context.Background(), j.lane.releaseWith(&j.b.identityHeld, "SAVEPOINT "+savepoint)); err != nil {
 			j.b.broken = err
 			return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 		}
@@ -252,7 +258,11 @@ func (j *job) keep() error {
 	if !j.open {
 		return nil
 	}
-	j.exec("RELEASE SAVEPOINT " + savepoint)
+	if j.lane.clinical.Dialect == sqldb.Postgres {
+		j.b.held, j.b.identityHeld = true, j.b.identityHeld || j.identityBegun
+	} else {
+		j.exec("RELEASE SAVEPOINT " + savepoint)
+	}
 	j.open, j.identityBegun = false, false
 	if j.b.broken != nil {
 		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
@@ -266,9 +276,25 @@ func (j *job) undo() {
 	if !j.open {
 		return
 	}
-	j.exec("ROLLBACK TO SAVEPOINT " + savepoint)
-	j.exec("RELEASE SAVEPOINT " + savepoint)
+	if j.lane.clinical.Dialect == sqldb.Postgres {
+		j.exec("ROLLBACK TO SAVEPOINT " + savepoint + "; RELEASE SAVEPOINT " + savepoint)
+	} else {
+		j.exec("ROLLBACK TO SAVEPOINT " + savepoint)
+		j.exec("RELEASE SAVEPOINT " + savepoint)
+	}
 	j.open, j.identityBegun = false, false
+}
+
+// releaseWith returns stmt preceded, in the same statement string, by the
+// release of the savepoint that *held says is still open (PostgreSQL runs
+// a string of statements without parameters in one round trip), and
+// marks it released.
+func (l *lane) releaseWith(held *bool, stmt string) string {
+	if !*held {
+		return stmt
+	}
+	*held = false
+	return "RELEASE SAVEPOINT " + savepoint + "; " + stmt
 }
 
 // exec runs a savepoint statement on the request's transactions; one that

@@ -331,3 +331,5 @@ type Querier interface {
 type Tx interface {
 	Querier
 }
+
+func (db *DB) dialect() Dialect { return db.Dialect }

@@ -162,3 +162,15 @@ func (q inTx) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	}
 	return q.tx.QueryRowContext(ctx, query, args...)
 }
+
+func (q inTx) dialect() Dialect { return q.db.Dialect }
+
+// DialectOf returns the dialect of q when q is a querier of this package (a
+// DB, or a transaction's from In), for a statement that one dialect can
+// write in fewer round trips; "" when it cannot tell.
+func DialectOf(q Querier) Dialect {
+	if d, ok := q.(interface{ dialect() Dialect }); ok {
+		return d.dialect()
+	}
+	return ""
+}
