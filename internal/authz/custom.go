@@ -334,10 +334,37 @@ func ResolveRole(ctx context.Context, q sqldb.Querier, a Assignment) (Assignment
 }
 
 // selectAssignments reads assignments with the permission set of their
-// custom role, if any.
+// custom role, if any, in the columns of AssignmentRow.
 const selectAssignments = `SELECT ra.id, ra.org_id, ra.account_id, ra.role, COALESCE(ra.study_id, ''), COALESCE(ra.site_id, ''),
 	ra.created_at, COALESCE(ra.custom_role_id, ''), COALESCE(cr.permissions, '')
 	FROM role_assignments ra LEFT JOIN custom_roles cr ON cr.id = ra.custom_role_id AND cr.org_id = ra.org_id `
+
+// AccountAssignments is the statement that reads the assignments of the
+// account $2 in the organization $1, in the columns of AssignmentRow, for
+// a caller that reads them in a statement of its own making (the gate reads
+// them with the organization's network ranges).
+const AccountAssignments = selectAssignments + `WHERE ra.org_id = $1 AND ra.account_id = $2`
+
+// AssignmentRow receives a row of AccountAssignments.
+type AssignmentRow struct {
+	a     Assignment
+	perms string
+}
+
+// Dest are the scan destinations of the row's columns.
+func (r *AssignmentRow) Dest() []any {
+	return []any{&r.a.ID, &r.a.OrgID, &r.a.AccountID, &r.a.Role, &r.a.StudyID, &r.a.SiteID, &r.a.CreatedAt,
+		&r.a.CustomRoleID, &r.perms}
+}
+
+// Assignment is the assignment the row holds.
+func (r *AssignmentRow) Assignment() Assignment {
+	a := r.a
+	if a.CustomRoleID != "" {
+		a.Permissions = splitActions(r.perms)
+	}
+	return a
+}
 
 func queryAssignments(ctx context.Context, q sqldb.Querier, where string, args ...any) ([]Assignment, error) {
 	rows, err := q.QueryContext(ctx, selectAssignments+where+` ORDER BY ra.created_at, ra.id`, args...)
@@ -347,16 +374,11 @@ func queryAssignments(ctx context.Context, q sqldb.Querier, where string, args .
 	defer rows.Close()
 	var out []Assignment
 	for rows.Next() {
-		var a Assignment
-		var perms string
-		if err := rows.Scan(&a.ID, &a.OrgID, &a.AccountID, &a.Role, &a.StudyID, &a.SiteID, &a.CreatedAt,
-			&a.CustomRoleID, &perms); err != nil {
+		var r AssignmentRow
+		if err := rows.Scan(r.Dest()...); err != nil {
 			return nil, fmt.Errorf("list role assignments: %w", err)
 		}
-		if a.CustomRoleID != "" {
-			a.Permissions = splitActions(perms)
-		}
-		out = append(out, a)
+		out = append(out, r.Assignment())
 	}
 	return out, rows.Err()
 }

@@ -42,7 +42,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +74,9 @@ type Gate struct {
 	// health is how their latest writes went (health.go).
 	health *writeHealth
 	next   atomic.Uint32
+	// known holds the organizations resolved so far, by slug and by id
+	// (resolve).
+	known sync.Map
 	// overTx is a transaction that is over, the querier of refused work.
 	overOnce sync.Once
 	overTx   *sql.Tx
@@ -136,7 +138,18 @@ func OrgID(id string) Org { return Org{id: id} }
 // resolve finds the organization o names. A malformed or unknown name is
 // ErrDenied, the one answer for what does not exist and what the requester
 // may not see (ACL-08); whether the requester belongs to it is asked next.
+//
+// An organization, once made, is never changed nor removed, so what was
+// found is kept and found again without a query, on every node alike.
+// What was not found is not kept: another node may make it.
 func (g *Gate) resolve(ctx context.Context, o Org) (orgs.Organization, error) {
+	key := "slug:" + o.slug
+	if o.id != "" {
+		key = "id:" + o.id
+	}
+	if org, ok := g.known.Load(key); ok {
+		return org.(orgs.Organization), nil
+	}
 	var (
 		org orgs.Organization
 		err error
@@ -151,6 +164,10 @@ func (g *Gate) resolve(ctx context.Context, o Org) (orgs.Organization, error) {
 	}
 	if errs.Is(err, errs.NotFound) {
 		return orgs.Organization{}, ErrDenied
+	}
+	if err == nil {
+		g.known.Store("slug:"+org.Slug, org)
+		g.known.Store("id:"+org.ID, org)
 	}
 	return org, err
 }
@@ -196,13 +213,9 @@ func (g *Gate) admit(ctx context.Context, actor Actor, org Org, action string) (
 	if err != nil {
 		return nil, err
 	}
-	subj, err := g.subject(ctx, actor.AccountID, o.ID)
-	if err != nil {
-		return nil, err
-	}
 	// Network restriction (ACL-07) comes before any data is read: the
 	// organization's ranges here, a study's as soon as the work names it.
-	network, err := netpolicy.Load(ctx, g.db, o.ID)
+	subj, network, err := g.admission(ctx, actor.AccountID, o.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -322,25 +335,6 @@ func (g *Gate) streamRead(ctx context.Context, t *Tx) error {
 		return errs.Wrap(errs.Unavailable, aerr, "what was sent could not be recorded")
 	}
 	return nil
-}
-
-func (g *Gate) subject(ctx context.Context, accountID, orgID string) (authz.Subject, error) {
-	as, err := authz.AssignmentsOf(ctx, g.db, orgID, accountID)
-	if err != nil {
-		return authz.Subject{}, fmt.Errorf("load roles: %w", err)
-	}
-	subj := authz.Subject{AccountID: accountID, OrgID: orgID, Assignments: as}
-	// The relations (ACL-05) matter only to roles that reach participants
-	// through them.
-	for _, a := range as {
-		if _, scoped := authz.RelationshipScoped(a.Role); scoped {
-			if subj.Relations, err = authz.RelationsOf(ctx, g.db, orgID, accountID); err != nil {
-				return authz.Subject{}, fmt.Errorf("load relations: %w", err)
-			}
-			break
-		}
-	}
-	return subj, nil
 }
 
 // IsDenied reports whether err is the gate's denial.

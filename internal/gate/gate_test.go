@@ -247,3 +247,36 @@ func TestACL08_MalformedIDIsNotFoundAndRecorded(t *testing.T) {
 		}
 	})
 }
+
+// The gate keeps the organizations it found, which are never changed nor
+// removed, but not one it did not find: an organization made after a
+// request named it in vain (on another node, say) is found at the next.
+func TestOrganizationMadeAfterAMissIsFound(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		svc := &orgadmin.Service{Gate: f.g}
+		if _, err := svc.ListStudies(ctx, f.admin, "later"); !errs.Is(err, errs.NotFound) {
+			t.Fatalf("listing the studies of an organization not made yet: %v, want NotFound", err)
+		}
+		err := f.db.InTx(ctx, func(tx *sql.Tx) error {
+			later, err := orgs.CreateOrganization(ctx, tx, "Later", "later")
+			if err != nil {
+				return err
+			}
+			_, err = authz.Assign(ctx, tx, authz.Assignment{OrgID: later.ID, AccountID: f.admin.AccountID, Role: authz.OrgAdmin})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := svc.ListStudies(ctx, f.admin, "later"); err != nil {
+				t.Fatalf("listing the studies of the organization made since: %v", err)
+			}
+		}
+		if _, err := svc.ListStudies(ctx, f.admin, f.org.Slug); err != nil {
+			t.Fatalf("listing the studies of the first organization: %v", err)
+		}
+	})
+}

@@ -151,34 +151,54 @@ func (p Policy) AllowsStudy(studyID, addr string) bool {
 
 // Load reads the ranges of an organization and of all its studies.
 func Load(ctx context.Context, q sqldb.Querier, orgID string) (Policy, error) {
-	rows, err := q.QueryContext(ctx,
-		`SELECT COALESCE(study_id, ''), prefix FROM network_ranges WHERE org_id = $1`, orgID)
+	rows, err := q.QueryContext(ctx, OrganizationRanges, orgID)
 	if err != nil {
 		return Policy{}, fmt.Errorf("load network policy: %w", err)
 	}
 	defer rows.Close()
-	var p Policy
+	var rs []RangeRow
 	for rows.Next() {
-		var studyID, s string
-		if err := rows.Scan(&studyID, &s); err != nil {
+		var r RangeRow
+		if err := rows.Scan(r.Dest()...); err != nil {
 			return Policy{}, fmt.Errorf("load network policy: %w", err)
 		}
-		r, err := netip.ParsePrefix(s)
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return Policy{}, fmt.Errorf("load network policy: %w", err)
+	}
+	return FromRanges(rs)
+}
+
+// OrganizationRanges is the statement that reads the ranges of the
+// organization $1 and of all its studies, in the columns of RangeRow, for
+// a caller that reads them in a statement of its own making (the gate reads
+// them with the requester's roles).
+const OrganizationRanges = `SELECT COALESCE(study_id, ''), prefix FROM network_ranges WHERE org_id = $1`
+
+// RangeRow receives a row of OrganizationRanges.
+type RangeRow struct{ studyID, prefix string }
+
+// Dest are the scan destinations of the row's columns.
+func (r *RangeRow) Dest() []any { return []any{&r.studyID, &r.prefix} }
+
+// FromRanges is the policy of the rows of OrganizationRanges.
+func FromRanges(rows []RangeRow) (Policy, error) {
+	var p Policy
+	for _, row := range rows {
+		r, err := netip.ParsePrefix(row.prefix)
 		if err != nil {
 			// A range that cannot be read must not silently widen access.
-			return Policy{}, fmt.Errorf("load network policy: stored range %q: %w", s, err)
+			return Policy{}, fmt.Errorf("load network policy: stored range %q: %w", row.prefix, err)
 		}
-		if studyID == "" {
+		if row.studyID == "" {
 			p.org = append(p.org, r)
 			continue
 		}
 		if p.study == nil {
 			p.study = map[string][]netip.Prefix{}
 		}
-		p.study[studyID] = append(p.study[studyID], r)
-	}
-	if err := rows.Err(); err != nil {
-		return Policy{}, fmt.Errorf("load network policy: %w", err)
+		p.study[row.studyID] = append(p.study[row.studyID], r)
 	}
 	slices.SortFunc(p.org, comparePrefixes)
 	for _, rs := range p.study {
