@@ -213,14 +213,9 @@ func storeIdentity(ctx context.Context, it *gate.IdentityTx, p Participant, clea
 		if err != nil {
 			return err
 		}
-		var n int
-		if err := it.QueryRowContext(ctx, `SELECT count(*) FROM identities WHERE org_id = $1 AND study_id = $2 AND national_id_index = $3`,
-			p.OrgID, p.StudyID, tok).Scan(&n); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
-		}
-		if n > 0 {
-			return errDuplicate
-		}
+		// A national id enrolled in the study already is refused by the
+		// identities' unique index, at the insert below; the request's
+		// savepoint then takes back the key made for it.
 		index = tok
 	}
 	scope := keys.ParticipantScope(p.OrgID, p.Pseudonym)

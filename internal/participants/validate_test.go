@@ -69,6 +69,10 @@ func TestCRY09_SecondEnrolmentOfOneNationalIDIsRefused(t *testing.T) {
 		if n := count(t, f.clinical, `SELECT count(*) FROM participants`); n != 1 {
 			t.Errorf("%d participants, want 1", n)
 		}
+		// Nor is the key made for the refused enrolment left behind.
+		if n := count(t, f.identity, `SELECT count(*) FROM data_keys WHERE scope_kind = 'participant'`); n != 1 {
+			t.Errorf("%d participant keys, want 1", n)
+		}
 		// In another study the same person may take part.
 		f.enrol(t, f.admin, f.reg, participants.Identity{participants.NationalID: "123-45-678"})
 		// The index is a keyed token, not the id.
