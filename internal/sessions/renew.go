@@ -53,28 +53,6 @@ func (s *Store) stamp(ctx context.Context, q sqldb.Querier, sess *Session) error
 	return nil
 }
 
-// state reads what Lookup decides on besides the session row: whether the
-// account is disabled, its session limits, whether its roles changed since the session
-// began (sess.RenewDue) and whether the session is held to changing an
-// expired password (sess.PasswordExpired).
-func (s *Store) state(ctx context.Context, q sqldb.Querier, sess *Session) (Limits, error) {
-	var epoch, current int64
-	var disabled bool
-	err := q.QueryRowContext(ctx,
-		`SELECT s.privilege_epoch, a.privilege_epoch, s.password_expired, a.disabled_at IS NOT NULL
-		 FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1`, sess.ID).Scan(&epoch, &current, &sess.PasswordExpired, &disabled)
-	if errors.Is(err, sql.ErrNoRows) || disabled {
-		// A disabled account's sessions ended with the disabling; one that
-		// began at the same moment ends here (ASVS V7.4.2).
-		return Limits{}, errNoSession
-	}
-	if err != nil {
-		return Limits{}, errs.Wrap(errs.Unavailable, err, "look up session")
-	}
-	sess.RenewDue = epoch != current
-	return s.limitsOf(ctx, q, sess.AccountID)
-}
-
 // Reasons for a new session id (AUTH-10), as recorded in auth.session.renew.
 const (
 	RenewRoleChange     = "role-change"

@@ -117,11 +117,15 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 	var sess Session
 	var lim Limits
 	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		var created, seen, expires int64
+		var created, seen, expires, epoch, current int64
 		var revoked, confirmed sql.NullInt64
+		var disabled bool
 		err := q.QueryRowContext(ctx,
-			`SELECT id, account_id, created_at, last_seen_at, expires_at, revoked_at, confirmed_at FROM sessions WHERE token_hash = $1`,
-			ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed)
+			`SELECT s.id, s.account_id, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.confirmed_at,
+			        s.privilege_epoch, a.privilege_epoch, s.password_expired, a.disabled_at IS NOT NULL
+			 FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1`,
+			ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed,
+			&epoch, &current, &sess.PasswordExpired, &disabled)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNoSession
 		}
@@ -132,10 +136,14 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		if confirmed.Valid {
 			sess.ConfirmedAt = time.UnixMicro(confirmed.Int64)
 		}
-		if revoked.Valid {
+		if revoked.Valid || disabled {
+			// A disabled account's sessions ended with the disabling; one
+			// that began at the same moment ends here (ASVS V7.4.2).
 			return errNoSession
 		}
-		lim, err = s.state(ctx, q, &sess)
+		// The account's roles changed since the session began (AUTH-10).
+		sess.RenewDue = epoch != current
+		lim, err = s.limitsOf(ctx, q, sess.AccountID)
 		return err
 	})
 	if err != nil {
