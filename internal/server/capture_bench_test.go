@@ -86,7 +86,7 @@ type captureServer struct {
 	transport                     *http.Transport
 }
 
-func startCapture(b *testing.B, d sqldb.Dialect, form map[string]any) *captureServer {
+func startCapture(b testing.TB, d sqldb.Dialect, form map[string]any) *captureServer {
 	b.Helper()
 	ctx := context.Background()
 	cfg := instance.Config{DataDir: b.TempDir()}
@@ -207,7 +207,7 @@ func (cs *captureServer) plain() http.Handler {
 }
 
 // enrol makes n participants at North Clinic, straight in the database.
-func (cs *captureServer) enrol(b *testing.B, n int) []string {
+func (cs *captureServer) enrol(b testing.TB, n int) []string {
 	b.Helper()
 	var out []string
 	err := cs.inst.Clinical.InTx(context.Background(), func(tx *sql.Tx) error {
@@ -326,7 +326,7 @@ const entriesMaxRepeat = 1000
 
 // call sends a JSON request and fails the benchmark unless it is answered
 // want.
-func call(b *testing.B, c *http.Client, base, method, path string, body any, want int) []byte {
+func call(b testing.TB, c *http.Client, base, method, path string, body any, want int) []byte {
 	b.Helper()
 	j, _ := json.Marshal(body)
 	req, err := http.NewRequest(method, base+path, bytes.NewReader(j))

@@ -17,11 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/jackc/pgx/v5"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
@@ -42,6 +43,8 @@ type DB struct {
 	Location string
 	// prepared keeps SQLite's statements prepared (stmts.go).
 	prepared prepared
+	// trips counts the statements sent to PostgreSQL (RoundTrips).
+	trips *roundTrips
 	// reader, on SQLite, is a second pool on the same file whose
 	// connections refuse every write (query_only), for read-only
 	// transactions (Reader).
@@ -245,10 +248,13 @@ func openSQLitePool(path string, conns int, pragmas []string, txlock string) (*s
 }
 
 func openPostgres(ctx context.Context, raw string) (*DB, error) {
-	db, err := sql.Open("pgx", raw)
+	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "malformed PostgreSQL URL "+Redact(raw))
 	}
+	trips := &roundTrips{}
+	cfg.Tracer = trips
+	db := stdlib.OpenDB(*cfg)
 	// Idle connections are kept as many as may be open: a new one costs
 	// a round of authentication (and of TLS).
 	db.SetMaxOpenConns(20)
@@ -260,7 +266,29 @@ func openPostgres(ctx context.Context, raw string) (*DB, error) {
 		db.Close()
 		return nil, errs.Wrap(errs.Unavailable, err, "connect to PostgreSQL "+Redact(raw)+": "+pgReason(err))
 	}
-	return &DB{DB: db, Dialect: Postgres, Location: Redact(raw)}, nil
+	return &DB{DB: db, Dialect: Postgres, Location: Redact(raw), trips: trips}, nil
+}
+
+// roundTrips counts the statements sent to a PostgreSQL server, each a
+// round trip (a string of statements without parameters is one).
+type roundTrips struct{ n atomic.Int64 }
+
+func (t *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	t.n.Add(1)
+	return ctx
+}
+
+func (t *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// RoundTrips is how many statements the database's connections have sent
+// to the server so far: on PostgreSQL each costs a round trip, which the
+// gate's batches and the request path keep few (docs/benchmarks.md). It
+// is 0 on SQLite, which runs in the process.
+func (db *DB) RoundTrips() int64 {
+	if db.trips == nil {
+		return 0
+	}
+	return db.trips.n.Load()
 }
 
 // pgReason turns a connection error into a short reason without internals
