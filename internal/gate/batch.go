@@ -71,16 +71,16 @@ type batch struct {
 	// (IdentityTx.CommitAfterEvent), for a batch of one request.
 	identityAfter bool
 	requests      int
-	kept          int   // requests whose work (and event) stayed in the batch
+	kept          int // requests whose work (and event) stayed in the batch
 	// held and identityHeld say that the savepoint of the last request
 	// kept is still open in the clinical and the identity transaction. On
 	// PostgreSQL, where every statement is a round trip, a kept request's
 	// savepoint is released with the next request's SAVEPOINT, in one
 	// statement string, or by the commit (releaseWith).
 	held, identityHeld bool
-	broken        error // a savepoint that could not be rolled back
-	done          chan struct{}
-	err           error // what the commit answered
+	broken             error // a savepoint that could not be rolled back
+	done               chan struct{}
+	err                error // what the commit answered
 }
 
 // job is one request's part of its batch.
