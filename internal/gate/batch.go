@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/mod/sumdb/note"
@@ -57,6 +58,12 @@ type lane struct {
 	open   *batch
 	// commits counts the batches ended, committed or not.
 	commits atomic.Int64
+	// pending are the events of reads waiting to be written (read.go).
+	pendingMu sync.Mutex
+	pending   []*readEvents
+	// readWrites counts the writes of reads' events, each of one read or
+	// of several together.
+	readWrites atomic.Int64
 }
 
 func newLane(clinical, identity *sqldb.DB, health *writeHealth, auditKey note.Signer) *lane {

@@ -20,3 +20,12 @@ func Batches(g *Gate) int64 {
 	}
 	return n
 }
+
+// ReadWrites is how many times g's lanes wrote reads' events.
+func ReadWrites(g *Gate) int64 {
+	var n int64
+	for _, l := range g.lanes {
+		n += l.readWrites.Load()
+	}
+	return n
+}

@@ -34,7 +34,7 @@ func (g *Gate) Read(ctx context.Context, actor Actor, org Org, action string, wo
 	if err != nil {
 		return g.answer(errs.Wrap(errs.Unavailable, err, "the request could not be audited, so nothing was served"))
 	}
-	if err := g.lane().do(ctx, false, func(j *job) error { return j.appendSigned(signed) }); err != nil {
+	if err := g.lane().record(ctx, signed); err != nil {
 		return g.answer(errs.Wrap(errs.Unavailable, err, "the request could not be audited, so nothing was served"))
 	}
 	if answer != nil || t.stream == nil {
@@ -82,6 +82,63 @@ func (t *Tx) readIdentityTx() (txQuerier, error) {
 	}
 	t.readIdentity = tx
 	return txQuerier{tx, reader}, nil
+}
+
+// readEvents are the events of one read, waiting to be written.
+type readEvents struct {
+	evs []audit.Signed
+	// written is closed once a request's turn wrote them, in batch b,
+	// or failed to (err).
+	written chan struct{}
+	b       *batch
+	err     error
+}
+
+// record writes the events of a read in a batch of l and answers once
+// that batch is committed. The events of the reads that wait for a turn
+// meanwhile are written together: the first of them to have its turn
+// writes them all, in one savepoint and one insert, and every read
+// answers after the commit of the batch that holds its own events.
+func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
+	r := &readEvents{evs: evs, written: make(chan struct{})}
+	l.pendingMu.Lock()
+	l.pending = append(l.pending, r)
+	l.pendingMu.Unlock()
+	if err := l.do(ctx, false, (*job).appendPending); err != nil {
+		return err
+	}
+	// The turn that wrote them came at the latest with this request's:
+	// its own turn takes every read waiting.
+	<-r.written
+	if r.err != nil {
+		return r.err
+	}
+	<-r.b.done
+	return r.b.err
+}
+
+// appendPending writes the events of every read waiting, as one request
+// of the batch, and tells each read where they went.
+func (j *job) appendPending() error {
+	l := j.lane
+	l.pendingMu.Lock()
+	rs := l.pending
+	l.pending = nil
+	l.pendingMu.Unlock()
+	if len(rs) == 0 {
+		return nil
+	}
+	var evs []audit.Signed
+	for _, r := range rs {
+		evs = append(evs, r.evs...)
+	}
+	err := j.appendSigned(evs)
+	l.readWrites.Add(1)
+	for _, r := range rs {
+		r.b, r.err = j.b, err
+		close(r.written)
+	}
+	return err
 }
 
 // appendSigned writes events signed beforehand in the batch, in a

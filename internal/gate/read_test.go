@@ -155,6 +155,58 @@ func TestReadsRunBesideTheBatchAndAnswerAfterTheirEvent(t *testing.T) {
 	})
 }
 
+// The events of reads that wait for a turn together are written together,
+// in one request's turn, and every read answers once they are committed.
+func TestAUD01_ReadsWaitingTogetherAreRecordedTogether(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		gate.OneLane(f.g)
+		holding, release := make(chan struct{}), make(chan struct{})
+		writeDone := make(chan error, 1)
+		go func() {
+			writeDone <- f.g.Do(ctx, f.admin, gate.Slug(f.org.Slug), "study.create",
+				func(t *gate.Tx) error {
+					close(holding)
+					<-release
+					return createStudy(f, "Held", func() error { return nil })(ctx, t)
+				})
+		}()
+		<-holding
+		const reads = 5
+		answered := make(chan error, reads)
+		for range reads {
+			go func() {
+				var got orgs.Site
+				answered <- f.g.Read(ctx, f.investigator, gate.Slug(f.org.Slug), "site.read", readSite(f, f.north.ID, &got))
+			}()
+		}
+		waitQueued(t, f.g, reads)
+		before := gate.ReadWrites(f.g)
+		close(release)
+		if err := <-writeDone; err != nil {
+			t.Fatal(err)
+		}
+		for range reads {
+			if err := <-answered; err != nil {
+				t.Errorf("read: %v", err)
+			}
+		}
+		if n := gate.ReadWrites(f.g) - before; n != 1 {
+			t.Errorf("the events of %d reads waiting together took %d writes, want 1", reads, n)
+		}
+		recorded := 0
+		for _, ev := range events(t, f) {
+			if ev.Action == "site.read" && ev.Outcome == audit.Success {
+				recorded++
+			}
+		}
+		if recorded != reads {
+			t.Errorf("%d reads on the trail, want %d", recorded, reads)
+		}
+	})
+}
+
 // A read whose event cannot be written answers nothing.
 func TestReadWithoutItsEventAnswersNothing(t *testing.T) {
 	f := setup(t, sqldb.SQLite)
