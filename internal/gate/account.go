@@ -2,10 +2,8 @@ package gate
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/custodia/custodia/internal/audit"
-	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -90,20 +88,19 @@ func (s *Secrets) Open(ctx context.Context, sealed, ad []byte) ([]byte, error) {
 	return secret, nil
 }
 
-// Identify runs read, unaudited, in a read-only transaction of its own:
+// Identify runs read, unaudited, on connections that refuse every write:
 // for the lookups that tell who a request comes from before any work can
 // be recorded for them (the session or access token presented, the account
 // an e-mail address names, a pending challenge), and for an account's own
 // settings that sign-in needs. It changes nothing and waits for no writer.
-// Only the packages that authenticate requests call it (TestOneDoor).
+// Each statement reads one consistent state, without a transaction around
+// them (on PostgreSQL a BEGIN and a ROLLBACK, two round trips, for every
+// request): a lookup of several statements may see a change committed
+// between two of them, as a request a moment earlier or later would have
+// seen it. Only the packages that authenticate requests call it
+// (TestOneDoor).
 func (g *Gate) Identify(ctx context.Context, read func(q sqldb.Querier) error) error {
-	r := g.db.Reader()
-	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the database is unavailable")
-	}
-	defer tx.Rollback()
-	return sqldb.Unavailable(read(txQuerier{tx, r}), "")
+	return sqldb.Unavailable(read(g.db.Reader()), "")
 }
 
 // secrets (OpTx.Secrets): whether the gate has a key-encryption key. A

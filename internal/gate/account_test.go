@@ -117,6 +117,14 @@ func TestACL01_IdentifyOnlyReads(t *testing.T) {
 		if err == nil {
 			t.Error("a write through Identify succeeded")
 		}
+		// Nor does a write that returns rows, run as a query.
+		err = f.g.Identify(ctx, func(q sqldb.Querier) error {
+			var id string
+			return q.QueryRowContext(ctx, `UPDATE accounts SET failed_logins = 7 WHERE id = $1 RETURNING id`, f.admin.AccountID).Scan(&id)
+		})
+		if err == nil {
+			t.Error("a write through Identify, run as a query, succeeded")
+		}
 		if n := count(t, f.db, `SELECT failed_logins FROM accounts WHERE id = '`+f.admin.AccountID+`'`); n != 0 {
 			t.Errorf("failed_logins = %d after Identify", n)
 		}

@@ -45,16 +45,17 @@ type DB struct {
 	prepared prepared
 	// trips counts the statements sent to PostgreSQL (RoundTrips).
 	trips *roundTrips
-	// reader, on SQLite, is a second pool on the same file whose
-	// connections refuse every write (query_only), for read-only
-	// transactions (Reader).
+	// reader is a second pool on the same database whose connections
+	// refuse every write (Reader).
 	reader *DB
 }
 
-// Reader returns the handle for read-only transactions: on SQLite a pool of
-// connections that refuse every write, whatever the statement, so a
-// read-only transaction needs no switch of its connection; elsewhere the
-// database itself, whose read-only transactions the server enforces.
+// Reader returns the handle for reads: a pool of connections that refuse
+// every write, whatever the statement, inside a transaction or out of one
+// (on SQLite query_only, on PostgreSQL default_transaction_read_only). A
+// read-only transaction then needs no switch of its connection, and a
+// lookup of one statement needs no transaction at all. A DB without one
+// (a reader itself) is its own.
 func (db *DB) Reader() *DB {
 	if db.reader != nil {
 		return db.reader
@@ -254,19 +255,29 @@ func openPostgres(ctx context.Context, raw string) (*DB, error) {
 	}
 	trips := &roundTrips{}
 	cfg.Tracer = trips
-	db := stdlib.OpenDB(*cfg)
+	// The readers' connections are opened read-only: the server refuses
+	// every write on them, transaction or not.
+	rcfg := cfg.Copy()
+	rcfg.RuntimeParams["default_transaction_read_only"] = "on"
 	// Idle connections are kept as many as may be open: a new one costs
 	// a round of authentication (and of TLS).
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(20)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	pool := func(cfg *pgx.ConnConfig, conns int) *sql.DB {
+		db := stdlib.OpenDB(*cfg)
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		return db
+	}
+	db, reader := pool(cfg, 20), pool(rcfg, 8)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
+		reader.Close()
 		return nil, errs.Wrap(errs.Unavailable, err, "connect to PostgreSQL "+Redact(raw)+": "+pgReason(err))
 	}
-	return &DB{DB: db, Dialect: Postgres, Location: Redact(raw), trips: trips}, nil
+	return &DB{DB: db, Dialect: Postgres, Location: Redact(raw), trips: trips,
+		reader: &DB{DB: reader, Dialect: Postgres, Location: Redact(raw), trips: trips}}, nil
 }
 
 // roundTrips counts the statements sent to a PostgreSQL server, each a
