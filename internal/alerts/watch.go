@@ -297,9 +297,10 @@ func (w *Watcher) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// watchPlace returns the watcher's stored place, starting it at the end of
-// the log on first use (started): events from before alerting was set up
-// raise nothing.
+// watchPlace returns the watcher's stored place. The schema sets it
+// (clinical migration 0040, at the end of the log then); a database
+// without it has it set here, at the end of the log (started): events from
+// before alerting was set up raise nothing.
 func watchPlace(ctx context.Context, tx sqldb.Tx) (next int64, started bool, err error) {
 	err = tx.QueryRowContext(ctx, `SELECT next_seq FROM alert_watch WHERE name = $1`, watchName).Scan(&next)
 	if err == nil {

@@ -245,12 +245,21 @@ func TestAUD05_TwoWatchersRaiseEachAlertOnce(t *testing.T) {
 	})
 }
 
-// Events from before the watcher first ran raise nothing.
+// Events from before alerting was set up (migration 40 places the
+// watcher) raise nothing: an instance brought up to it is not alerted of
+// its past.
 func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
-	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
 	ctx := context.Background()
+	db, err := sqldb.Open(ctx, sqldbtest.URL(t, sqldb.SQLite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.MigrateTo(ctx, sqldb.Clinical, 39); err != nil {
+		t.Fatal(err)
+	}
 	var org string
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		o, err := orgs.CreateOrganization(ctx, tx, "Old", "")
 		org = o.ID
 		if err != nil {
@@ -265,6 +274,9 @@ func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
 	if _, err := (&audit.Log{DB: db}).Sequence(ctx, 100); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Migrate(ctx, sqldb.Clinical); err != nil {
+		t.Fatal(err)
+	}
 	w := &alerts.Watcher{Gate: gate.New(gate.Config{Clinical: db})}
 	for range 3 {
 		if _, err := w.Round(ctx); err != nil {
@@ -274,6 +286,52 @@ func TestAUD05_WatcherStartsAtTheEndOfTheLog(t *testing.T) {
 	if list, _ := alerts.List(ctx, db, org); len(list) != 0 {
 		t.Errorf("alerts = %+v, want none for an event from before", list)
 	}
+}
+
+// An alert raised on a new instance before its watcher's first round (an
+// account locked in the first seconds after the first start) is mailed
+// too: the watcher's place is set with the schema, not at that round.
+func TestAUD05_AlertBeforeTheWatchersFirstRoundIsMailed(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := watchFixture{db: sqldbtest.Open(t, d, sqldb.Clinical), outbox: t.TempDir()}
+		f.org = newOrgWithAdmin(t, f.db)
+		g := gate.New(gate.Config{Clinical: f.db})
+		err := g.Operate(ctx, "auth.login", func(tx *gate.OpTx) error {
+			_, err := alerts.Raise(ctx, tx, alerts.Alert{OrgID: f.org, Kind: alerts.AccountLocked, Subject: f.org})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.log = &audit.Log{DB: f.db}
+		f.watcher = &alerts.Watcher{Gate: g,
+			Notifier: &alerts.MailNotifier{Gate: g, Mail: &mail.Outbox{Dir: f.outbox, From: "custodia@test.example"}, BaseURL: "https://custodia.test.example"}}
+		f.settle(t)
+		if m := f.mails(t); len(m) != 1 {
+			t.Errorf("%d mails for the alert raised before the first round, want 1", len(m))
+		}
+	})
+}
+
+// newOrgWithAdmin makes an organization with one administrator.
+func newOrgWithAdmin(t *testing.T, db *sqldb.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	var org string
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		o, err := orgs.CreateOrganization(ctx, tx, "New", "")
+		if err != nil {
+			return err
+		}
+		org = o.ID
+		_, _, err = accounts.Enrol(ctx, tx, "admin@new.example", "", authz.Assignment{OrgID: o.ID, Role: authz.OrgAdmin})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org
 }
 
 // Rounds that find nothing to raise or announce record nothing: the
