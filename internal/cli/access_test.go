@@ -28,6 +28,8 @@ func TestAUTH10_OperatorDisablesEnablesAndSignsOutFromTheCommandLine(t *testing.
 		if d == sqldb.Postgres {
 			cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
 			flags = append(flags, "--database", cfg.Database, "--identity-database", cfg.IdentityDatabase)
+		} else {
+			migratedSQLite(t, cfg.DataDir)
 		}
 		cmd := func(stdin string, args ...string) result { return run(t, nil, stdin, append(args, flags...)...) }
 		for _, org := range []string{"Clinic", "Other"} {

@@ -27,6 +27,8 @@ func tokenInstance(t *testing.T, d sqldb.Dialect) (flags, token []string, pinEnv
 	flags = []string{"--data", t.TempDir()}
 	if d == sqldb.Postgres {
 		flags = append(flags, "--database", sqldbtest.URL(t, d), "--identity-database", sqldbtest.URL(t, d))
+	} else {
+		migratedSQLite(t, flags[1])
 	}
 	pinEnv = map[string]string{"CUSTODIA_PKCS11_PIN": softHSMToken(t)}
 	token = []string{"--kek", "pkcs11", "--pkcs11-module", softHSMModule, "--pkcs11-token", "custodia"}

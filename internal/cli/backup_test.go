@@ -205,9 +205,13 @@ func takeBackup(t *testing.T, flags []string, public string) string {
 	return files[0]
 }
 
-// initLab makes the instance that flags name, with organization lab.
+// initLab makes the instance that flags name, with organization lab. On
+// SQLite its databases are migrated first (migratedSQLite).
 func initLab(t *testing.T, flags []string) {
 	t.Helper()
+	if cfg := configOf(flags); cfg.Database == "" {
+		migratedSQLite(t, cfg.DataDir)
+	}
 	if r := run(t, nil, goodPassword, append([]string{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "admin@lab.example", "--password-stdin"}, flags...)...); r.code != 0 {
 		t.Fatalf("init: %s", r.stderr)
 	}

@@ -118,7 +118,7 @@ func TestInitWithoutPasswordPrintsOneTimeLink(t *testing.T) {
 }
 
 func TestUserAddAssignsScopedRoles(t *testing.T) {
-	data := t.TempDir()
+	data := migratedSQLite(t, t.TempDir())
 	if r := run(t, nil, goodPassword, "init", "--org", "Clinic", "--admin-email", "a@clinic.example", "--data", data, "--password-stdin"); r.code != 0 {
 		t.Fatal(r.stderr)
 	}

@@ -27,7 +27,7 @@ import (
 // file.
 func TestLIFE04_ExportFromTheCommandLine(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := migratedSQLite(t, t.TempDir())
 	if r := run(t, nil, goodPassword, "init", "--org", "Clinic", "--admin-email", "admin@x.example", "--password-stdin", "--data", dir); r.code != 0 {
 		t.Fatalf("init: %s", r.stderr)
 	}

@@ -24,6 +24,8 @@ func keysInstance(t *testing.T, d sqldb.Dialect) []string {
 	flags := []string{"--data", t.TempDir()}
 	if d == sqldb.Postgres {
 		flags = append(flags, "--database", sqldbtest.URL(t, d), "--identity-database", sqldbtest.URL(t, d))
+	} else {
+		migratedSQLite(t, flags[1])
 	}
 	steps := [][]string{
 		{"init", "--org", "Lab", "--slug", "lab", "--admin-email", "first@lab.example", "--password-stdin"},

@@ -14,7 +14,7 @@ import (
 // the session limits, the key provider, FIPS mode, the newest checkpoint);
 // as JSON for an auditor's tools, and as a table.
 func TestOPS02_SecurityReportListsEveryControl(t *testing.T) {
-	dir := t.TempDir()
+	dir := migratedSQLite(t, t.TempDir())
 	if r := run(t, nil, goodPassword, "init", "--org", "Clinic", "--admin-email", "admin@x.example", "--password-stdin", "--data", dir); r.code != 0 {
 		t.Fatalf("init: %s", r.stderr)
 	}

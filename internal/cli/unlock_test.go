@@ -22,6 +22,8 @@ func TestAUTH04_OperatorUnlocksAnAccountFromTheCommandLine(t *testing.T) {
 		if d == sqldb.Postgres {
 			cfg.Database, cfg.IdentityDatabase = sqldbtest.URL(t, d), sqldbtest.URL(t, d)
 			flags = append(flags, "--database", cfg.Database, "--identity-database", cfg.IdentityDatabase)
+		} else {
+			migratedSQLite(t, cfg.DataDir)
 		}
 		for _, org := range []string{"Clinic", "Other"} {
 			r := run(t, nil, goodPassword, append([]string{"init", "--org", org, "--admin-email", strings.ToLower(org) + "@x.example", "--password-stdin"}, flags...)...)

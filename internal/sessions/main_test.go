@@ -1,6 +1,7 @@
-package sessions
+package sessions_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/custodia/custodia/internal/accounts"
@@ -13,8 +14,11 @@ import (
 // hash's cost; the one that times sign-ins is in package signintiming,
 // whose process keeps the production cost. The cost is set before any
 // test runs, so the dummy hash of unknown accounts, made once a process,
-// costs what the accounts' hashes cost, as in production.
+// costs what the accounts' hashes cost, as in production. The seeded
+// instances the tests copy are removed afterwards.
 func TestMain(m *testing.M) {
 	accounts.DefaultArgon2 = accounts.Argon2Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1}
-	m.Run()
+	code := m.Run()
+	removeTemplates()
+	os.Exit(code)
 }

@@ -57,7 +57,7 @@ func SeededCopy(t testing.TB) (string, []demo.Login) {
 		t.Fatalf("seed the instance the test servers copy: %v", seeded.err)
 	}
 	dst := t.TempDir()
-	if err := copyTree(seeded.dir, dst); err != nil {
+	if err := CopyDir(seeded.dir, dst); err != nil {
 		t.Fatal(err)
 	}
 	return dst, seeded.logins
@@ -70,9 +70,9 @@ func RemoveSeeded() {
 	}
 }
 
-// copyTree copies the folder src into dst, which exists, keeping each
+// CopyDir copies the folder src into dst, which exists, keeping each
 // file's and folder's mode (the instance refuses files others may read).
-func copyTree(src, dst string) error {
+func CopyDir(src, dst string) error {
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

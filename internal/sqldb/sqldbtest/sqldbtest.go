@@ -63,7 +63,7 @@ func URL(t testing.TB, d sqldb.Dialect) string {
 	case sqldb.SQLite:
 		return "sqlite:" + filepath.Join(t.TempDir(), "test.db")
 	case sqldb.Postgres:
-		return postgresDatabase(t, RequirePostgres(t))
+		return postgresDatabase(t, RequirePostgres(t), "")
 	}
 	t.Fatalf("unknown dialect %q", d)
 	return ""
@@ -130,6 +130,29 @@ func MigratedURL(t testing.TB, d sqldb.Dialect, s sqldb.Schema) string {
 	return "sqlite:" + path
 }
 
+// MigratedFile writes at path, which must not exist, a SQLite database
+// with schema s applied: a copy of the file MigratedURL copies, for a test
+// that needs it at a given place (an instance's data folder).
+func MigratedFile(t testing.TB, path string, s sqldb.Schema) {
+	t.Helper()
+	file, err := sqliteTemplate(s)
+	if err != nil {
+		t.Fatalf("migrate %s: %v", sqldb.SQLite, err)
+	}
+	// Owner-only, as sqldb.Open makes the file (and requires it).
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(file); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sqliteTemplates holds the migrated SQLite files, by schema and the
 // checksums of its steps, so that a test's own schema of the same name
 // never takes another's file.
@@ -194,7 +217,108 @@ func makeSQLiteTemplate(s sqldb.Schema) ([]byte, error) {
 	return file, nil
 }
 
-func postgresDatabase(t testing.TB, server string) string {
+// A Template is a database made once a test process, outside any test
+// (for instance migrated and seeded), that tests start from a copy of
+// (Copy): a copy costs a file copy or a CREATE DATABASE, where making the
+// content again may cost seconds under the race detector.
+type Template struct {
+	Dialect sqldb.Dialect
+	// URL is the template's address, for making its content. Nothing may
+	// hold it open once tests copy it.
+	URL string
+
+	server, name string // PostgreSQL: the server and the database's name
+	mu           sync.Mutex
+	file         []byte // SQLite: the file's content, read at the first copy
+}
+
+// NewTemplate makes an empty template database of dialect d: a file in the
+// folder dir for SQLite (which the caller removes), a database on the
+// server CUSTODIA_TEST_POSTGRES names for PostgreSQL (which Remove drops).
+func NewTemplate(d sqldb.Dialect, dir string) (*Template, error) {
+	switch d {
+	case sqldb.SQLite:
+		return &Template{Dialect: d, URL: "sqlite:" + filepath.Join(dir, "template-"+ids.New()+".db")}, nil
+	case sqldb.Postgres:
+		server := os.Getenv(EnvPostgres)
+		if server == "" {
+			return nil, fmt.Errorf("%s not set", EnvPostgres)
+		}
+		admin, err := sql.Open("pgx", server)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", EnvPostgres, err)
+		}
+		defer admin.Close()
+		name := "custodia_template_" + ids.New()
+		if _, err := admin.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
+			return nil, fmt.Errorf("create template database on %s: %v", sqldb.Redact(server), err)
+		}
+		u, err := url.Parse(server)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", EnvPostgres, err)
+		}
+		u.Path = "/" + name
+		return &Template{Dialect: d, URL: u.String(), server: server, name: name}, nil
+	}
+	return nil, fmt.Errorf("unknown dialect %q", d)
+}
+
+// Copy returns the address of a fresh database holding what the template
+// holds, removed when the test ends. The template must be closed: a
+// SQLite template's write-ahead log must have been written into its file.
+func (tp *Template) Copy(t testing.TB) string {
+	t.Helper()
+	if tp.Dialect == sqldb.Postgres {
+		return postgresDatabase(t, tp.server, tp.name)
+	}
+	file, err := tp.sqliteFile()
+	if err != nil {
+		t.Fatalf("copy the SQLite template: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "test.db")
+	// Owner-only, as sqldb.Open makes the file (and requires it).
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "sqlite:" + path
+}
+
+func (tp *Template) sqliteFile() ([]byte, error) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if tp.file != nil {
+		return tp.file, nil
+	}
+	path := strings.TrimPrefix(tp.URL, "sqlite:")
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("the template %s has a write-ahead log of %d bytes: close it before copying", path, fi.Size())
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(string(file), "SQLite format 3\x00") {
+		return nil, fmt.Errorf("the template %s is not a SQLite file", path)
+	}
+	tp.file = file
+	return file, nil
+}
+
+// Remove drops a PostgreSQL template; a SQLite template's file goes with
+// its folder.
+func (tp *Template) Remove() {
+	if tp == nil || tp.Dialect != sqldb.Postgres {
+		return
+	}
+	dropPostgres(tp.server, tp.name)
+}
+
+// postgresDatabase creates a database on server, a copy of the database
+// template ("" for the server's default, an empty one), dropped when the
+// test ends, and returns its URL.
+func postgresDatabase(t testing.TB, server, template string) string {
 	t.Helper()
 	ctx := context.Background()
 	admin, err := sql.Open("pgx", server)
@@ -203,23 +327,29 @@ func postgresDatabase(t testing.TB, server string) string {
 	}
 	defer admin.Close()
 	name := "custodia_test_" + ids.New()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	create := "CREATE DATABASE " + name
+	if template != "" {
+		create += " TEMPLATE " + template
+	}
+	if _, err := admin.ExecContext(ctx, create); err != nil {
 		t.Fatalf("create test database on %s: %v", sqldb.Redact(server), err)
 	}
-	t.Cleanup(func() {
-		admin, err := sql.Open("pgx", server)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin.ExecContext(cctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
+	t.Cleanup(func() { dropPostgres(server, name) })
 	u, err := url.Parse(server)
 	if err != nil {
 		t.Fatalf("%s: %v", EnvPostgres, err)
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+func dropPostgres(server, name string) {
+	admin, err := sql.Open("pgx", server)
+	if err != nil {
+		return
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 }
