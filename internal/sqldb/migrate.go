@@ -105,6 +105,11 @@ func (db *DB) MigrateTo(ctx context.Context, s Schema, version int) (int, error)
 	if _, err := db.ExecContext(ctx, createMigrationsTable); err != nil {
 		return 0, errs.Wrap(errs.Unavailable, err, "create migrations table in "+s.Name+" database")
 	}
+	// A database whose schema is current, as at every start but the first
+	// after an upgrade, is told in one read; steps, once recorded, stay.
+	if current, err := db.migrated(ctx, s, ms, upto); err != nil || current {
+		return 0, err
+	}
 	n := 0
 	for _, m := range upto {
 		applied := false
@@ -143,6 +148,29 @@ func (db *DB) MigrateTo(ctx context.Context, s Schema, version int) (int, error)
 		}
 	}
 	return n, nil
+}
+
+// migrated reports whether every step of upto is recorded, checking the
+// record against the schema's steps ms.
+func (db *DB) migrated(ctx context.Context, s Schema, ms, upto []Migration) (bool, error) {
+	var recorded map[int]string
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		recorded, err = appliedMigrations(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return false, errs.Wrap(errs.Unavailable, err, "read the "+s.Name+" database's migrations")
+	}
+	if err := checkRecorded(s, ms, recorded); err != nil {
+		return false, err
+	}
+	for _, m := range upto {
+		if _, ok := recorded[m.Version]; !ok {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // State reports how far the database's schema is applied, and fails if the
