@@ -15,6 +15,25 @@ import (
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
+// holdLane leaves f's gate one lane and holds it with a write until
+// release is called; writeDone then answers the write.
+func holdLane(f fixture) (release func(), writeDone <-chan error) {
+	ctx := context.Background()
+	gate.OneLane(f.g)
+	holding, released := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- f.g.Do(ctx, f.admin, gate.Slug(f.org.Slug), "study.create",
+			func(t *gate.Tx) error {
+				close(holding)
+				<-released
+				return createStudy(f, "Held", func() error { return nil })(ctx, t)
+			})
+	}()
+	<-holding
+	return func() { close(released) }, done
+}
+
 // readSite is work for Read that reads the site id as investigator.
 func readSite(f fixture, id string, got *orgs.Site) func(t *gate.Tx) error {
 	return func(t *gate.Tx) error {
@@ -103,18 +122,7 @@ func TestReadsRunBesideTheBatchAndAnswerAfterTheirEvent(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		gate.OneLane(f.g)
-		holding, release := make(chan struct{}), make(chan struct{})
-		writeDone := make(chan error, 1)
-		go func() {
-			writeDone <- f.g.Do(ctx, f.admin, gate.Slug(f.org.Slug), "study.create",
-				func(t *gate.Tx) error {
-					close(holding)
-					<-release
-					return createStudy(f, "Held", func() error { return nil })(ctx, t)
-				})
-		}()
-		<-holding
+		release, writeDone := holdLane(f)
 
 		worked, answered := make(chan struct{}), make(chan error, 1)
 		var got orgs.Site
@@ -136,7 +144,7 @@ func TestReadsRunBesideTheBatchAndAnswerAfterTheirEvent(t *testing.T) {
 			t.Fatalf("the read answered (%v) before its event could be committed", err)
 		case <-time.After(50 * time.Millisecond):
 		}
-		close(release)
+		release()
 		if err := <-writeDone; err != nil {
 			t.Fatal(err)
 		}
@@ -161,18 +169,7 @@ func TestAUD01_ReadsWaitingTogetherAreRecordedTogether(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
 		ctx := context.Background()
-		gate.OneLane(f.g)
-		holding, release := make(chan struct{}), make(chan struct{})
-		writeDone := make(chan error, 1)
-		go func() {
-			writeDone <- f.g.Do(ctx, f.admin, gate.Slug(f.org.Slug), "study.create",
-				func(t *gate.Tx) error {
-					close(holding)
-					<-release
-					return createStudy(f, "Held", func() error { return nil })(ctx, t)
-				})
-		}()
-		<-holding
+		release, writeDone := holdLane(f)
 		const reads = 5
 		answered := make(chan error, reads)
 		for range reads {
@@ -183,7 +180,7 @@ func TestAUD01_ReadsWaitingTogetherAreRecordedTogether(t *testing.T) {
 		}
 		waitQueued(t, f.g, reads)
 		before := gate.ReadWrites(f.g)
-		close(release)
+		release()
 		if err := <-writeDone; err != nil {
 			t.Fatal(err)
 		}

@@ -202,17 +202,9 @@ func makeSQLiteTemplate(s sqldb.Schema) ([]byte, error) {
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
-		return nil, fmt.Errorf("the %s template kept a write-ahead log of %d bytes after closing", s.Name, fi.Size())
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	file, err := os.ReadFile(path)
+	file, err := readClosedSQLite(path)
 	if err != nil {
-		return nil, err
-	}
-	if !strings.HasPrefix(string(file), "SQLite format 3\x00") {
-		return nil, fmt.Errorf("the %s template is not a SQLite file", s.Name)
+		return nil, fmt.Errorf("the %s template: %w", s.Name, err)
 	}
 	return file, nil
 }
@@ -290,17 +282,9 @@ func (tp *Template) sqliteFile() ([]byte, error) {
 		return tp.file, nil
 	}
 	path := strings.TrimPrefix(tp.URL, "sqlite:")
-	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
-		return nil, fmt.Errorf("the template %s has a write-ahead log of %d bytes: close it before copying", path, fi.Size())
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	file, err := os.ReadFile(path)
+	file, err := readClosedSQLite(path)
 	if err != nil {
-		return nil, err
-	}
-	if !strings.HasPrefix(string(file), "SQLite format 3\x00") {
-		return nil, fmt.Errorf("the template %s is not a SQLite file", path)
+		return nil, fmt.Errorf("the template %s: %w", path, err)
 	}
 	tp.file = file
 	return file, nil
@@ -352,4 +336,22 @@ func dropPostgres(server, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+}
+
+// readClosedSQLite reads the SQLite file at path, which must be closed:
+// with no write-ahead log left beside it, the file is the whole database.
+func readClosedSQLite(path string) ([]byte, error) {
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("a write-ahead log of %d bytes is left: close the database first", fi.Size())
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(string(file), "SQLite format 3\x00") {
+		return nil, errors.New("not a SQLite file")
+	}
+	return file, nil
 }
