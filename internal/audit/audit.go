@@ -148,13 +148,12 @@ func Sign(key note.Signer, evs ...Event) ([]Signed, error) {
 func AppendSigned(ctx context.Context, tx sqldb.Tx, evs []Signed) ([]Event, error) {
 	out := make([]Event, len(evs))
 	events := make([][]any, len(evs))
-	queue := make([][]any, len(evs))
 	queuedAt := sqldb.Now()
 	for i, s := range evs {
 		if s.row == nil {
 			return nil, errs.E(errs.Internal, "an audit event to append was not signed (audit.Sign)")
 		}
-		out[i], events[i], queue[i] = s.ev, s.row, []any{s.ev.ID, queuedAt}
+		out[i], events[i] = s.ev, s.row
 	}
 	const insertEvents = `INSERT INTO audit_events (id, org_id, at, actor_account, action, outcome,
 		study_id, site_id, participant_id, object_type, object_id, security, body, sig) VALUES `
@@ -171,6 +170,10 @@ func AppendSigned(ctx context.Context, tx sqldb.Tx, evs []Signed) ([]Event, erro
 	}
 	if err := insertRows(ctx, tx, insertEvents, events, nil); err != nil {
 		return nil, appendFailed(err)
+	}
+	queue := make([][]any, len(evs))
+	for i, s := range evs {
+		queue[i] = []any{s.ev.ID, queuedAt}
 	}
 	if err := insertRows(ctx, tx, `INSERT INTO audit_queue (event_id, queued_at) VALUES `, queue, nil); err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "queue audit event")

@@ -343,7 +343,10 @@ const selectAssignments = `SELECT ra.id, ra.org_id, ra.account_id, ra.role, COAL
 // account $2 in the organization $1, in the columns of AssignmentRow, for
 // a caller that reads them in a statement of its own making (the gate reads
 // them with the organization's network ranges).
-const AccountAssignments = selectAssignments + `WHERE ra.org_id = $1 AND ra.account_id = $2`
+const AccountAssignments = selectAssignments + accountWhere
+
+// accountWhere picks the assignments of the account $2 in the organization $1.
+const accountWhere = `WHERE ra.org_id = $1 AND ra.account_id = $2`
 
 // AssignmentRow receives a row of AccountAssignments.
 type AssignmentRow struct {

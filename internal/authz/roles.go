@@ -192,7 +192,7 @@ func CheckScope(ctx context.Context, q sqldb.Querier, a *Assignment) error {
 // AssignmentsOf lists the roles a person holds in one organization, each
 // with its custom role's permission set (ACL-03).
 func AssignmentsOf(ctx context.Context, q sqldb.Querier, orgID, accountID string) ([]Assignment, error) {
-	return queryAssignments(ctx, q, `WHERE ra.org_id = $1 AND ra.account_id = $2`, orgID, accountID)
+	return queryAssignments(ctx, q, accountWhere, orgID, accountID)
 }
 
 func nullable(s string) any {

@@ -226,7 +226,7 @@ func (j *job) begin() error {
 	if j.b.broken != nil {
 		return errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
 	}
-	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(context.Background(), j.lane.releaseWith(&j.b.held, "SAVEPOINT "+savepoint)); err != nil {
+	if _, err := j.lane.clinical.In(j.b.clinical).ExecContext(context.Background(), releaseWith(&j.b.held, "SAVEPOINT "+savepoint)); err != nil {
 		j.b.broken = err
 		return errs.Wrap(errs.Unavailable, err, "the database is unavailable, so the request was not carried out")
 	}
@@ -251,7 +251,7 @@ func (j *job) identity() (*sql.Tx, error) {
 		return nil, errs.E(errs.Internal, "the identity database was asked for outside the request's work")
 	}
 	if !j.identityBegun {
-		if _, err := j.lane.identity.In(j.b.identity).ExecContext(context.Background(), j.lane.releaseWith(&j.b.identityHeld, "SAVEPOINT "+savepoint)); err != nil {
+		if _, err := j.lane.identity.In(j.b.identity).ExecContext(context.Background(), releaseWith(&j.b.identityHeld, "SAVEPOINT "+savepoint)); err != nil {
 			j.b.broken = err
 			return nil, errs.Wrap(errs.Unavailable, err, "the identity database is unavailable, so the request was not carried out")
 		}
@@ -296,7 +296,7 @@ func (j *job) undo() {
 // release of the savepoint that *held says is still open (PostgreSQL runs
 // a string of statements without parameters in one round trip), and
 // marks it released.
-func (l *lane) releaseWith(held *bool, stmt string) string {
+func releaseWith(held *bool, stmt string) string {
 	if !*held {
 		return stmt
 	}
