@@ -36,7 +36,7 @@ import (
 // field order and tags are part of the trail's format: never reorder,
 // rename or remove a field, only add new ones with omitempty.
 type Event struct {
-	ID            string            `json:"id"`                // ids.New() if empty
+	ID            string            `json:"id"`                // ids.Timed(Time) if empty
 	Time          time.Time         `json:"time"`              // UTC, microsecond precision; now if zero
 	OrgID         string            `json:"org,omitempty"`     // empty for events outside any organization
 	ActorAccount  string            `json:"actor,omitempty"`   // account id
@@ -258,13 +258,15 @@ func checkSignatures(evs []signedEvent, v note.Verifier) []bool {
 
 // normalize fills an event's defaults and checks it.
 func normalize(ev Event) (Event, error) {
-	if ev.ID == "" {
-		ev.ID = ids.New()
-	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
+	if ev.ID == "" {
+		// Events are written in time order, so their index grows at its
+		// end: a random id would cost a page of it for every event.
+		ev.ID = ids.Timed(ev.Time)
+	}
 	if y := ev.Time.Year(); y < 1 || y > maxYearInJSON {
 		return Event{}, invalid("time %s is out of range", ev.Time.Format(time.RFC3339))
 	}

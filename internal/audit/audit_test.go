@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -211,6 +212,24 @@ func TestAUD02_EmptyTrailVerifies(t *testing.T) {
 			t.Fatalf("Verify of the empty trail = %+v", rep)
 		}
 	})
+}
+
+// An event without an id takes one that begins with its time, so the
+// trail's index of ids grows at its end (BenchmarkAppendToALargeTrail).
+func TestEventIDsBeginWithTheirTime(t *testing.T) {
+	at := time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC)
+	signed, err := Sign(testSigner, Event{Action: "auth.login", Outcome: Success, Time: at},
+		Event{Action: "auth.login", Outcome: Success, Time: at.Add(time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := signed[0].ev.ID, signed[1].ev.ID
+	if want := ids.Timed(at); first[:10] != want[:10] || !ids.Valid(first) {
+		t.Errorf("event of %v has id %q, want one beginning %q", at, first, want[:10])
+	}
+	if second <= first {
+		t.Errorf("the later event's id %q does not sort after %q", second, first)
+	}
 }
 
 func TestAUD01_AppendRefusesInvalidEvents(t *testing.T) {

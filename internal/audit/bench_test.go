@@ -148,3 +148,83 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
+
+// BenchmarkAppendToALargeTrail appends batches of 11 events, as the gate
+// writes the events of reads waiting together, to a trail of 30,000 events
+// of 32 participants, and reports the pages each batch writes to the
+// write-ahead log ("wal-frames/batch"): each is a write at the commit. The
+// "random-ids" run gives every event a random id (ids.New), the baseline of
+// the same run for the ids the trail takes (ids.Timed).
+func BenchmarkAppendToALargeTrail(b *testing.B) {
+	for _, random := range []bool{false, true} {
+		name := "timed-ids"
+		if random {
+			name = "random-ids"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			db := sqldbtest.Open(b, sqldb.SQLite, sqldb.Clinical)
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			// The log grows without checkpoints, so its size counts the
+			// pages written.
+			if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+				b.Fatal(err)
+			}
+			participants := make([]string, 32)
+			for i := range participants {
+				participants[i] = ids.New()
+			}
+			n := 0
+			appendBatch := func(size int) {
+				evs := make([]Event, size)
+				for i := range evs {
+					p := participants[n%len(participants)]
+					n++
+					evs[i] = Event{OrgID: "org1", ActorAccount: "acct1", Action: "participant.read", Outcome: Success,
+						StudyID: "study1", SiteID: "site1", ParticipantID: p, ObjectType: "participant", ObjectID: p}
+					if random {
+						evs[i].ID = ids.New()
+					}
+				}
+				signed, err := Sign(testSigner, evs...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tx, err := conn.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := AppendSigned(ctx, db.In(tx), signed); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 60 {
+				appendBatch(500)
+			}
+			// The sequencer empties the queue; the log starts empty.
+			for _, stmt := range []string{"DELETE FROM audit_queue", "PRAGMA wal_checkpoint(TRUNCATE)"} {
+				if _, err := conn.ExecContext(ctx, stmt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				appendBatch(11)
+			}
+			b.StopTimer()
+			fi, err := os.Stat(db.Location + "-wal")
+			if err != nil {
+				b.Fatal(err)
+			}
+			const header, frame = 32, 24 + 4096
+			b.ReportMetric(float64(fi.Size()-header)/frame/float64(b.N), "wal-frames/batch")
+		})
+	}
+}
