@@ -88,11 +88,19 @@ func (l *Log) Sequence(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, errs.E(errs.Invalid, "audit sequencing needs a positive batch size")
 	}
+	// The signatures are checked before the write transaction, which on
+	// SQLite holds the only write lock and stops every request's commit
+	// while it lasts: a check costs more than all the rest of an event's
+	// sequencing.
+	checked, err := l.checkQueued(ctx, limit)
+	if err != nil {
+		return 0, asUnavailable(err, "sequence audit events")
+	}
 	var n int
 	var refused []string
-	err := l.DB.InTx(ctx, func(tx *sql.Tx) error {
+	err = l.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		n, refused, err = l.sequence(ctx, tx, limit)
+		n, refused, err = l.sequence(ctx, tx, limit, checked)
 		return err
 	})
 	if err != nil {
@@ -143,9 +151,55 @@ func signedEra(ctx context.Context, q sqldb.Querier, size int64) (bool, error) {
 	return sig.Valid && sig.String != "", err
 }
 
+// checkedEvent is a queued event whose signature was checked before the
+// sequencer's write transaction, with the body and signature checked.
+type checkedEvent struct {
+	signedEvent
+	ok bool
+}
+
+// checkQueued checks the signatures of the first limit queued events, read
+// outside any write transaction, and returns the verdicts by event id.
+func (l *Log) checkQueued(ctx context.Context, limit int) (map[string]checkedEvent, error) {
+	if l.Verifier == nil {
+		return nil, nil
+	}
+	rows, err := l.DB.Reader().QueryContext(ctx, `SELECT q.event_id, e.body, e.sig FROM audit_queue q
+		JOIN audit_events e ON e.id = q.event_id
+		ORDER BY q.queued_at, q.event_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	var evs []signedEvent
+	for rows.Next() {
+		var id, body string
+		var sig sql.NullString
+		if err := rows.Scan(&id, &body, &sig); err != nil {
+			return nil, err
+		}
+		if sig.String != "" {
+			ids, evs = append(ids, id), append(evs, signedEvent{body, sig.String})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	ok := checkSignatures(evs, l.Verifier)
+	out := make(map[string]checkedEvent, len(evs))
+	for i, id := range ids {
+		out[id] = checkedEvent{evs[i], ok[i]}
+	}
+	return out, nil
+}
+
 // sequence integrates a batch and returns how many it integrated and the
-// ids of the queued events it refused.
-func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int) (int, []string, error) {
+// ids of the queued events it refused. checked holds verdicts on
+// signatures made before the transaction (checkQueued); one counts only
+// for the very body and signature it was made on, and every other
+// signature is checked here.
+func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[string]checkedEvent) (int, []string, error) {
 	if err := lockSequencer(ctx, tx, l.DB.Dialect); err != nil {
 		return 0, nil, err
 	}
@@ -185,22 +239,30 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int) (int, []strin
 		return 0, nil, err
 	}
 	var toCheck []signedEvent
-	for _, q := range batch {
-		if q.sig.String != "" {
-			toCheck = append(toCheck, signedEvent{q.body.String, q.sig.String})
+	verdict := make([]bool, len(batch))
+	var unchecked []int // indexes into batch of the signatures to check here
+	for i, q := range batch {
+		if q.sig.String == "" {
+			continue
 		}
+		ev := signedEvent{q.body.String, q.sig.String}
+		if c, ok := checked[q.id]; ok && c.signedEvent == ev {
+			verdict[i] = c.ok
+			continue
+		}
+		toCheck, unchecked = append(toCheck, ev), append(unchecked, i)
 	}
 	if len(toCheck) > 0 && l.Verifier == nil {
 		return 0, nil, errs.E(errs.Internal, "audit log has no verifier key to check queued events")
 	}
-	verified := checkSignatures(toCheck, l.Verifier)
+	for j, ok := range checkSignatures(toCheck, l.Verifier) {
+		verdict[unchecked[j]] = ok
+	}
 	var eventIDs, leaves, refused []string
-	for _, q := range batch {
+	for i, q := range batch {
 		switch {
 		case q.sig.String != "":
-			ok := verified[0]
-			verified = verified[1:]
-			if !ok {
+			if !verdict[i] {
 				refused = append(refused, q.id+" (its signature is not the audit key's)")
 				continue
 			}

@@ -142,6 +142,48 @@ func TestAUD02_ForgedQueuedEventIsNeverAdopted(t *testing.T) {
 	})
 }
 
+// (c) The sequencer checks the queued events' signatures before its write
+// transaction, and a verdict counts only for the body and signature it was
+// made on: a row changed between the check and the transaction is checked
+// again, so a forged event put in place of a checked one is refused.
+func TestAUD02_SignatureCheckedBeforeTheTransactionCountsOnlyForWhatItChecked(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db, l, _ := trail(t, d)
+		l.Logf = func(string, ...any) {}
+		genuine := appendEach(t, db, sampleEvent(90))[0]
+		checked, err := l.checkQueued(ctx, seqBatch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := checked[genuine.ID]; !ok || !c.ok {
+			t.Fatalf("the queued genuine event was not found good before the transaction: %+v", checked)
+		}
+		// In the meantime a forged event takes the place the genuine
+		// one's verdict was made for.
+		stranger := sampleEvent(91)
+		stranger.ID = "forgedafterthecheck"
+		forgeRow(t, db, stranger, strangerSig(t, stranger))
+		exec(t, db, `INSERT INTO audit_queue (event_id, queued_at) VALUES ($1, $2)`, stranger.ID, sqldb.Now())
+		checked[stranger.ID] = checkedEvent{checked[genuine.ID].signedEvent, true}
+		var n int
+		var refused []string
+		if err := db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			n, refused, err = l.sequence(ctx, tx, seqBatch, checked)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 || len(refused) != 1 || !strings.HasPrefix(refused[0], stranger.ID) {
+			t.Fatalf("sequenced %d, refused %q; want the genuine event in and the forged one refused", n, refused)
+		}
+		if c := count(t, db, `SELECT COUNT(*) FROM audit_log WHERE event_id = $1`, stranger.ID); c != 0 {
+			t.Fatal("the forged event was adopted on the verdict of another body")
+		}
+	})
+}
+
 // (c) A forged event appended to the log with the tree rebuilt over it
 // fails on its missing signature and on the missing checkpoint, with or
 // without a checkpoint kept outside.
