@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,6 +82,8 @@ const (
 	rowReadPG        = "read-pg"
 	rowPlainPG       = "plain-pg"
 	rowPlainReadPG   = "plain-read-pg"
+	rowEnrolMixed    = "enrol-mixed-sqlite"
+	rowReadMixed     = "read-mixed-sqlite"
 	rowEnrolTwoNodes = "enrol-pg-2"
 	rowReadTwoNodes  = "read-pg-2"
 )
@@ -128,6 +131,14 @@ func TestThroughput(t *testing.T) {
 		b.measure(t, rowEnrol, "enrol (custodia, SQLite)", enrolRequests(p, d.enrolPath, rowEnrol))
 		b.measure(t, rowRead, "audited read (custodia, SQLite)", readRequests(p, d.participantPath))
 		p.close()
+		// Mixed load: a quarter of the clients enrol while the others read.
+		enrolling := max(1, clients/4)
+		pe, pr := d.pool(enrolling), d.pool(max(1, clients-enrolling))
+		b.measureTogether(t,
+			part{rowEnrolMixed, "enrol beside reads (custodia, SQLite)", enrolRequests(pe, d.enrolPath, rowEnrolMixed)},
+			part{rowReadMixed, "audited read beside enrolments (custodia, SQLite)", readRequests(pr, d.participantPath)})
+		pe.close()
+		pr.close()
 		one := d.pool(1)
 		b.measure(t, rowEnrolOne, "enrol (custodia, SQLite)", enrolRequests(one, d.enrolPath, rowEnrolOne))
 		one.close()
@@ -225,6 +236,39 @@ func (b *bench) measure(t *testing.T, id, name string, req request) {
 	for msg, n := range res.Failures {
 		t.Logf("  %d× %s", n, msg)
 	}
+}
+
+// part is one row of loads measured together.
+type part struct {
+	id, name string
+	req      request
+}
+
+// measureTogether runs the loads of parts at the same time, each with its
+// own clients, for the same time, and records a row for each and a note of
+// their sum.
+func (b *bench) measureTogether(t *testing.T, parts ...part) {
+	t.Helper()
+	res := make([]loadtest.Result, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		l := b.load
+		l.Workers = p.req.workers
+		wg.Go(func() { res[i] = l.Run(context.Background(), p.req.send) })
+	}
+	wg.Wait()
+	var sum []string
+	var total float64
+	for i, p := range parts {
+		b.rows = append(b.rows, row{id: p.id, name: p.name, res: res[i]})
+		t.Logf("%s, %d clients: %.1f req/s, p50 %s, p99 %s, %d failed", p.name, res[i].Workers, res[i].Rate(), millis(res[i].P50), millis(res[i].P99), res[i].Failed)
+		for msg, n := range res[i].Failures {
+			t.Logf("  %d× %s", n, msg)
+		}
+		sum = append(sum, fmt.Sprintf("%s %.1f", p.name, res[i].Rate()))
+		total += res[i].Rate()
+	}
+	b.note(t, fmt.Sprintf("measured together: %.1f requests a second in all (%s)", total, strings.Join(sum, ", ")))
 }
 
 func (b *bench) note(t *testing.T, s string) {
