@@ -121,24 +121,50 @@ type Signed struct {
 // caller can do this work before it takes its turn in the transaction that
 // inserts them.
 func Sign(key note.Signer, evs ...Event) ([]Signed, error) {
-	out := make([]Signed, len(evs))
+	u, err := Prepare(evs...)
+	if err != nil {
+		return nil, err
+	}
+	return u.Sign(key)
+}
+
+// Unsigned are events validated and encoded by Prepare, to be signed.
+type Unsigned struct {
+	evs    []Event
+	bodies [][]byte
+}
+
+// Prepare validates evs and fixes what their signature covers (their ids,
+// times and encoding), so that a caller can refuse an invalid event at once
+// and sign it later, e.g. outside its turn in a shared transaction.
+func Prepare(evs ...Event) (Unsigned, error) {
+	u := Unsigned{evs: make([]Event, len(evs)), bodies: make([][]byte, len(evs))}
 	for i, ev := range evs {
 		ev, err := normalize(ev)
 		if err != nil {
-			return nil, err
+			return Unsigned{}, err
 		}
 		body, err := json.Marshal(ev)
 		if err != nil {
-			return nil, errs.Wrap(errs.Invalid, err, "audit event cannot be encoded")
+			return Unsigned{}, errs.Wrap(errs.Invalid, err, "audit event cannot be encoded")
 		}
-		sig, err := signEvent(body, key)
+		u.evs[i], u.bodies[i] = ev, body
+	}
+	return u, nil
+}
+
+// Sign signs the events for AppendSigned.
+func (u Unsigned) Sign(key note.Signer) ([]Signed, error) {
+	out := make([]Signed, len(u.evs))
+	for i, ev := range u.evs {
+		sig, err := signEvent(u.bodies[i], key)
 		if err != nil {
 			return nil, err
 		}
 		out[i] = Signed{ev: ev, row: []any{ev.ID, nullable(ev.OrgID), ev.Time.UnixMicro(), nullable(ev.ActorAccount),
 			ev.Action, string(ev.Outcome), nullable(ev.StudyID), nullable(ev.SiteID),
 			nullable(ev.ParticipantID), nullable(ev.ObjectType), nullable(ev.ObjectID), ev.Security,
-			string(body), nullable(sig)}}
+			string(u.bodies[i]), nullable(sig)}}
 	}
 	return out, nil
 }

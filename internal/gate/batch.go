@@ -30,6 +30,10 @@ import (
 //     so the order of the two databases' commits is that of one request.
 //   - A batch that cannot commit, or a savepoint that cannot be rolled
 //     back, fails every request in it; none is answered as done.
+//   - The events of the requests whose work stays in the batch are
+//     validated in their turn, signed after it, and written together just
+//     before the commit (deferredEvents): a turn, which no other request
+//     shares, holds neither a signature nor an insert of its own.
 //
 // The work runs on the requester's goroutine while it holds the lane's
 // turn, so a panic is its own. Its statements run without the request's
@@ -86,8 +90,11 @@ type batch struct {
 	// statement string, or by the commit (releaseWith).
 	held, identityHeld bool
 	broken             error // a savepoint that could not be rolled back
-	done               chan struct{}
-	err                error // what the commit answered
+	// deferred are the events of the requests kept, to write at the
+	// commit.
+	deferred []*deferredEvents
+	done     chan struct{}
+	err      error // what the commit answered
 }
 
 // job is one request's part of its batch.
@@ -96,6 +103,59 @@ type job struct {
 	lane          *lane
 	open          bool // the request's savepoint on the clinical transaction
 	identityBegun bool // the request's savepoint on the identity transaction
+	// after runs once the request's turn is over, before it waits for
+	// the commit.
+	after func()
+}
+
+// deferredEvents are the events of a request kept in its batch, validated
+// in its turn (audit.Prepare) and signed once: by the requester after its
+// turn, or by the commit if that comes first. The commit writes the events
+// of every kept request together, in the batch's transaction; one that
+// cannot be signed or written fails the whole batch, as a failed commit
+// does.
+type deferredEvents struct {
+	unsigned audit.Unsigned
+	key      note.Signer
+	once     sync.Once
+	signed   []audit.Signed
+	err      error
+}
+
+func (d *deferredEvents) sign() {
+	d.once.Do(func() { d.signed, d.err = d.unsigned.Sign(d.key) })
+}
+
+// deferEvents registers evs, validated, to be written at the commit of the
+// request's batch, and signed by the requester once its turn is over.
+func (j *job) deferEvents(evs []audit.Event) error {
+	u, err := audit.Prepare(evs...)
+	if err != nil {
+		return err
+	}
+	d := &deferredEvents{unsigned: u, key: j.lane.auditKey}
+	j.b.deferred = append(j.b.deferred, d)
+	j.after = d.sign
+	return nil
+}
+
+// writeDeferred writes the events deferred in b, before its commit.
+func (l *lane) writeDeferred(b *batch) error {
+	if len(b.deferred) == 0 || b.broken != nil {
+		return nil
+	}
+	var evs []audit.Signed
+	for _, d := range b.deferred {
+		d.sign()
+		if d.err != nil {
+			return errs.Wrap(errs.Unavailable, d.err, "the request could not be audited, so it was not carried out")
+		}
+		evs = append(evs, d.signed...)
+	}
+	if _, err := audit.AppendSigned(context.Background(), l.clinical.In(b.clinical), evs); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
+	}
+	return nil
 }
 
 // do runs fn as one request in the lane's open batch (a batch of its own
@@ -142,6 +202,9 @@ func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error 
 	if panicked != nil {
 		panic(panicked) // nothing of the request is left in the batch
 	}
+	if j.after != nil {
+		j.after()
+	}
 	<-b.done
 	if err != nil && (errs.KindOf(err) == errs.Unavailable || sqldb.IsOutage(err)) {
 		// Not carried out either way, and its own failure (a database or a
@@ -168,7 +231,11 @@ func (l *lane) begin() (*batch, error) {
 // commit ends the open batch b and tells its requests how it ended.
 func (l *lane) commit(b *batch) {
 	l.open = nil
-	b.err = b.end()
+	if b.err = l.writeDeferred(b); b.err != nil {
+		b.rollback()
+	} else {
+		b.err = b.end()
+	}
 	if b.err != nil || b.kept > 0 {
 		// A committed write, or one the database could not make
 		// (WriteFailure); a batch of reads and refusals says nothing.
@@ -178,15 +245,16 @@ func (l *lane) commit(b *batch) {
 	close(b.done)
 }
 
-func (b *batch) end() error {
-	rollback := func() {
-		b.clinical.Rollback()
-		if b.identity != nil {
-			b.identity.Rollback()
-		}
+func (b *batch) rollback() {
+	b.clinical.Rollback()
+	if b.identity != nil {
+		b.identity.Rollback()
 	}
+}
+
+func (b *batch) end() error {
 	if b.broken != nil {
-		rollback()
+		b.rollback()
 		return errs.Wrap(errs.Unavailable, b.broken, "the database failed while the request was carried out, so it was not")
 	}
 	if b.identity != nil && !b.identityAfter {

@@ -2,10 +2,13 @@ package gate_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/authz"
@@ -245,4 +248,102 @@ func TestAUD01_RequestGoneBeforeItsTurnIsNotCarriedOut(t *testing.T) {
 	if ran || studyNamed(t, f, "Second") {
 		t.Error("the cancelled request's work ran")
 	}
+}
+
+// heldSigner is an audit key whose first signature waits until release is
+// closed, or until a timeout says it waited in vain.
+type heldSigner struct {
+	note.Signer
+	once           sync.Once
+	signing        chan struct{}
+	release        chan struct{}
+	releasedInTime bool
+}
+
+func (s *heldSigner) Sign(msg []byte) ([]byte, error) {
+	s.once.Do(func() {
+		close(s.signing)
+		select {
+		case <-s.release:
+			s.releasedInTime = true
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return s.Signer.Sign(msg)
+}
+
+// A request's event is signed after its turn, not in it: while the first
+// request's signature is held, the next request of the same batch runs its
+// work; both events are then written, signed, with the batch.
+func TestAUD01_AnEventIsSignedOutsideItsRequestsTurn(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		skey, vkey, err := note.GenerateKey(rand.Reader, "custodia-audit-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := note.NewSigner(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifier, err := note.NewVerifier(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := &heldSigner{Signer: signer, signing: make(chan struct{}), release: make(chan struct{})}
+		g := gate.New(gate.Config{Clinical: f.db, AuditKey: key})
+		gate.OneLane(g)
+		org := gate.OrgID(f.org.ID)
+		worked, queued := make(chan struct{}), make(chan struct{})
+		first := make(chan error, 1)
+		go func() {
+			first <- g.Do(ctx, f.admin, org, "study.create", func(t *gate.Tx) error {
+				// The second request waits for the turn before this work
+				// ends, so the batch stays open for it.
+				close(worked)
+				<-queued
+				return createStudy(f, "Signed after its turn", func() error { return nil })(ctx, t)
+			})
+		}()
+		<-worked
+		second := make(chan error, 1)
+		go func() {
+			second <- g.Do(ctx, f.admin, org, "study.create", func(t *gate.Tx) error {
+				<-key.signing // the first request's signature is under way
+				close(key.release)
+				return createStudy(f, "Worked meanwhile", func() error { return nil })(ctx, t)
+			})
+		}()
+		waitQueued(t, g, 1)
+		close(queued)
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		if !key.releasedInTime {
+			t.Fatal("the next request could not work while the first one's event was being signed: the signature held the turn")
+		}
+		var n int
+		rows, err := f.db.QueryContext(ctx, `SELECT body, sig FROM audit_events WHERE action = 'study.create'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var body, sig string
+			if err := rows.Scan(&body, &sig); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := note.Open([]byte(body+"\n\n"+sig), note.VerifierList(verifier)); err != nil {
+				t.Errorf("event %s: signature does not verify: %v", body, err)
+			}
+			n++
+		}
+		if n != 2 {
+			t.Errorf("%d events of the two requests on the trail, want 2", n)
+		}
+	})
 }

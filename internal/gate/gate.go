@@ -194,7 +194,7 @@ func (g *Gate) do(ctx context.Context, actor Actor, org Org, action string, alon
 	}
 	t.alone = alone
 	err = g.lane().do(ctx, alone, func(j *job) error {
-		return g.settle(ctx, t, j, g.run(ctx, t, j, work))
+		return g.settle(ctx, t, j, g.run(t, j, work))
 	})
 	if err != nil || t.stream == nil {
 		return g.answer(err)
@@ -229,10 +229,11 @@ func (g *Gate) admit(ctx context.Context, actor Actor, org Org, action string) (
 	return t, nil
 }
 
-// run runs the work and appends its event in the request's savepoint of
-// its batch. The verdict on the work (t.verdict) is taken inside it: only
-// work that asked, was allowed and met no broken seal stays in the batch.
-func (g *Gate) run(ctx context.Context, t *Tx, j *job, work func(t *Tx) error) error {
+// run runs the work in the request's savepoint of its batch, and leaves
+// its event, validated, to be written at the batch's commit. The verdict
+// on the work (t.verdict) is taken inside it: only work that asked, was
+// allowed and met no broken seal stays in the batch.
+func (g *Gate) run(t *Tx, j *job, work func(t *Tx) error) error {
 	if t.denied != nil {
 		return ErrDenied
 	}
@@ -243,7 +244,9 @@ func (g *Gate) run(ctx context.Context, t *Tx, j *job, work func(t *Tx) error) e
 	err := t.verdict(work(t))
 	if err == nil {
 		t.event.Outcome = audit.Success
-		err = t.appendEvent(ctx)
+		if err = j.deferEvents(t.events()); err != nil {
+			err = errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
+		}
 	}
 	if err != nil {
 		j.undo()

@@ -284,17 +284,6 @@ func (t *Tx) events() []audit.Event {
 	return evs
 }
 
-// appendEvent appends the request's event, and its echoes, to its
-// transaction.
-func (t *Tx) appendEvent(ctx context.Context) error {
-	for _, ev := range t.events() {
-		if _, err := audit.Append(context.WithoutCancel(ctx), t.gate.db.In(t.tx), t.gate.auditKey, ev); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
-		}
-	}
-	return nil
-}
-
 // RequireStepUp refuses the work unless the requester confirmed their
 // identity within StepUpWindow (ACL-09): role changes, exports, key
 // operations and re-identification call it after Authorize allowed them, so
