@@ -32,8 +32,9 @@ import (
 //     back, fails every request in it; none is answered as done.
 //   - The events of the requests whose work stays in the batch are
 //     validated in their turn, signed after it, and written together just
-//     before the commit (deferredEvents): a turn, which no other request
-//     shares, holds neither a signature nor an insert of its own.
+//     before the commit, with those of the reads the batch took
+//     (deferredEvents): a turn, which no other request shares, holds
+//     neither a signature nor an insert of its own.
 //
 // The work runs on the requester's goroutine while it holds the lane's
 // turn, so a panic is its own. Its statements run without the request's
@@ -120,6 +121,14 @@ type deferredEvents struct {
 	once     sync.Once
 	signed   []audit.Signed
 	err      error
+}
+
+// signedEvents are events signed beforehand (the events of reads), as
+// deferred events.
+func signedEvents(evs []audit.Signed) *deferredEvents {
+	d := &deferredEvents{signed: evs}
+	d.once.Do(func() {})
+	return d
 }
 
 func (d *deferredEvents) sign() {

@@ -87,8 +87,8 @@ func (t *Tx) readIdentityTx() (txQuerier, error) {
 // readEvents are the events of one read, waiting to be written.
 type readEvents struct {
 	evs []audit.Signed
-	// written is closed once a request's turn wrote them, in batch b,
-	// or failed to (err).
+	// written is closed once a request's turn handed them to batch b, or
+	// could not (err).
 	written chan struct{}
 	b       *batch
 	err     error
@@ -97,8 +97,9 @@ type readEvents struct {
 // record writes the events of a read in a batch of l and answers once
 // that batch is committed. The events of the reads that wait for a turn
 // meanwhile are written together: the first of them to have its turn
-// writes them all, in one savepoint and one insert, and every read
-// answers after the commit of the batch that holds its own events.
+// hands them all to its batch, which writes them at its commit with the
+// events of its other requests, and every read answers after the commit
+// of the batch that holds its own events.
 func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
 	r := &readEvents{evs: evs, written: make(chan struct{})}
 	l.pendingMu.Lock()
@@ -107,7 +108,7 @@ func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
 	if err := l.do(ctx, false, (*job).appendPending); err != nil {
 		return err
 	}
-	// The turn that wrote them came at the latest with this request's:
+	// The turn that took them came at the latest with this request's:
 	// its own turn takes every read waiting.
 	<-r.written
 	if r.err != nil {
@@ -117,8 +118,8 @@ func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
 	return r.b.err
 }
 
-// appendPending writes the events of every read waiting, as one request
-// of the batch, and tells each read where they went.
+// appendPending hands the events of every read waiting to the batch, as
+// one request of it, and tells each read where they went.
 func (j *job) appendPending() error {
 	l := j.lane
 	l.pendingMu.Lock()
@@ -132,24 +133,17 @@ func (j *job) appendPending() error {
 	for _, r := range rs {
 		evs = append(evs, r.evs...)
 	}
-	err := j.appendSigned(evs)
+	var err error
+	if j.b.broken != nil {
+		err = errs.Wrap(errs.Unavailable, j.b.broken, "the database failed, so the request was not carried out")
+	} else {
+		j.b.deferred = append(j.b.deferred, signedEvents(evs))
+		j.b.kept++
+	}
 	l.readWrites.Add(1)
 	for _, r := range rs {
 		r.b, r.err = j.b, err
 		close(r.written)
 	}
 	return err
-}
-
-// appendSigned writes events signed beforehand in the batch, in a
-// savepoint of their own.
-func (j *job) appendSigned(evs []audit.Signed) error {
-	if err := j.begin(); err != nil {
-		return err
-	}
-	if _, err := audit.AppendSigned(context.Background(), j.lane.clinical.In(j.b.clinical), evs); err != nil {
-		j.undo()
-		return err
-	}
-	return j.keep()
 }

@@ -23,7 +23,7 @@ import (
 func TestRoundTripsOfARequestOnPostgreSQL(t *testing.T) {
 	sqldbtest.RequirePostgres(t)
 	t.Parallel()
-	const maxRead, maxEnrol = 10, 16
+	const maxRead, maxEnrol = 9, 16
 	cs := startCapture(t, sqldb.Postgres, map[string]any{"key": "one", "title": "One", "fields": []map[string]any{
 		{"name": "f", "label": "F", "type": "text"}}})
 	inv := cs.signIn(authz.SiteInvestigator)
