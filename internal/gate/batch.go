@@ -247,7 +247,7 @@ func (l *lane) commit(b *batch) {
 	}
 	if b.err != nil || b.kept > 0 {
 		// A committed write, or one the database could not make
-		// (WriteFailure); a batch of reads and refusals says nothing.
+		// (WriteFailure); a batch that kept nothing says nothing.
 		l.health.outcome(b.err)
 	}
 	l.commits.Add(1)
