@@ -230,7 +230,12 @@ func (b *bench) measure(t *testing.T, id, name string, req request) {
 	t.Helper()
 	l := b.load
 	l.Workers = req.workers
-	res := l.Run(context.Background(), req.send)
+	b.record(t, id, name, l.Run(context.Background(), req.send))
+}
+
+// record adds the row of a measured load and logs it.
+func (b *bench) record(t *testing.T, id, name string, res loadtest.Result) {
+	t.Helper()
 	b.rows = append(b.rows, row{id: id, name: name, res: res})
 	t.Logf("%s, %d clients: %.1f req/s, p50 %s, p99 %s, %d failed", name, res.Workers, res.Rate(), millis(res.P50), millis(res.P99), res.Failed)
 	for msg, n := range res.Failures {
@@ -260,11 +265,7 @@ func (b *bench) measureTogether(t *testing.T, parts ...part) {
 	var sum []string
 	var total float64
 	for i, p := range parts {
-		b.rows = append(b.rows, row{id: p.id, name: p.name, res: res[i]})
-		t.Logf("%s, %d clients: %.1f req/s, p50 %s, p99 %s, %d failed", p.name, res[i].Workers, res[i].Rate(), millis(res[i].P50), millis(res[i].P99), res[i].Failed)
-		for msg, n := range res[i].Failures {
-			t.Logf("  %d× %s", n, msg)
-		}
+		b.record(t, p.id, p.name, res[i])
 		sum = append(sum, fmt.Sprintf("%s %.1f", p.name, res[i].Rate()))
 		total += res[i].Rate()
 	}

@@ -151,6 +151,12 @@ func signedEra(ctx context.Context, q sqldb.Querier, size int64) (bool, error) {
 	return sig.Valid && sig.String != "", err
 }
 
+// queueHead reads the first $1 queued events, oldest first, each with its
+// event's body and signature (NULL for a queued id without an event row).
+const queueHead = `SELECT q.event_id, e.body, e.sig FROM audit_queue q
+	LEFT JOIN audit_events e ON e.id = q.event_id
+	ORDER BY q.queued_at, q.event_id LIMIT $1`
+
 // checkedEvent is a queued event whose signature was checked before the
 // sequencer's write transaction, with the body and signature checked.
 type checkedEvent struct {
@@ -164,9 +170,7 @@ func (l *Log) checkQueued(ctx context.Context, limit int) (map[string]checkedEve
 	if l.Verifier == nil {
 		return nil, nil
 	}
-	rows, err := l.DB.Reader().QueryContext(ctx, `SELECT q.event_id, e.body, e.sig FROM audit_queue q
-		JOIN audit_events e ON e.id = q.event_id
-		ORDER BY q.queued_at, q.event_id LIMIT $1`, limit)
+	rows, err := l.DB.Reader().QueryContext(ctx, queueHead, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -174,13 +178,13 @@ func (l *Log) checkQueued(ctx context.Context, limit int) (map[string]checkedEve
 	var ids []string
 	var evs []signedEvent
 	for rows.Next() {
-		var id, body string
-		var sig sql.NullString
+		var id string
+		var body, sig sql.NullString
 		if err := rows.Scan(&id, &body, &sig); err != nil {
 			return nil, err
 		}
-		if sig.String != "" {
-			ids, evs = append(ids, id), append(evs, signedEvent{body, sig.String})
+		if body.Valid && sig.String != "" {
+			ids, evs = append(ids, id), append(evs, signedEvent{body.String, sig.String})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -211,9 +215,7 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[s
 	if err != nil {
 		return 0, nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT q.event_id, e.body, e.sig FROM audit_queue q
-		LEFT JOIN audit_events e ON e.id = q.event_id
-		ORDER BY q.queued_at, q.event_id LIMIT $1`, limit)
+	rows, err := tx.QueryContext(ctx, queueHead, limit)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -41,7 +41,7 @@ const timedDigits = 10
 // for an object a URL names.
 func Timed(t time.Time) string {
 	b := []byte(New())
-	ms := t.UnixMilli()
+	ms := max(t.UnixMilli(), 0) // a time before 1970 counts as 1970
 	for i := timedDigits - 1; i >= 0; i-- {
 		b[i] = 'a' + byte(ms%26)
 		ms /= 26

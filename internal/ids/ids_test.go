@@ -54,4 +54,7 @@ func TestTimedIdentifiersSortAsTheirTimes(t *testing.T) {
 		}
 		prev = id
 	}
+	if id := Timed(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)); !Valid(id) || id[:timedDigits] != "aaaaaaaaaa" {
+		t.Errorf("Timed of a time before 1970 = %q, want a valid id beginning as 1970's", id)
+	}
 }
