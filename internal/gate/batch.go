@@ -19,27 +19,30 @@ import (
 // a commit that survives a crash costs a disk flush. Concurrent requests
 // share it: a lane runs them one after another in one transaction per
 // database (a batch), each in a savepoint of its own, and commits the batch
-// once no more requests wait for their turn or the batch is full. A request
-// is answered only after the commit that holds its data and its event.
+// once no more requests are queued or the batch is full. A request is
+// answered only after the commit that holds its data and its event.
 //
 //   - One request's failure or denial rolls back its own savepoint only:
 //     its work and the event it would have written. The event that records
 //     the failure or denial is then written in the same batch.
 //   - The identity transaction of the batch, begun by the first request
-//     that needs it, commits just before the clinical one (see IdentityTx),
-//     so the order of the two databases' commits is that of one request.
+//     that needs it, commits before the clinical one (see IdentityTx and
+//     lane.end), so the order of the two databases' commits is that of one
+//     request.
 //   - A batch that cannot commit, or a savepoint that cannot be rolled
 //     back, fails every request in it; none is answered as done.
 //   - The events of the requests whose work stays in the batch are
-//     validated in their turn, signed after it, and written together just
-//     before the commit, with those of the reads the batch took
-//     (deferredEvents): a turn, which no other request shares, holds
-//     neither a signature nor an insert of its own.
+//     validated with the work, signed by their requesters once it ran, and
+//     written together just before the commit, with those of the reads the
+//     batch took (deferredEvents): the lane, which runs one request at a
+//     time, spends neither a signature nor an insert on each.
 //
-// The work runs on the requester's goroutine while it holds the lane's
-// turn, so a panic is its own. Its statements run without the request's
-// cancellation: cancelling a statement can end the whole transaction, and
-// with it other requests' work. A request gone before its turn is dropped.
+// The work of a lane's requests runs on its leader, one goroutine that runs
+// them one after another (lane.do, lane.lead); a panic in one is caught and
+// raised again on its requester's goroutine. Its statements run without the
+// request's cancellation: cancelling a statement can end the whole
+// transaction, and with it other requests' work. A request gone before its
+// work began is dropped.
 //
 // SQLite has one writer, so a gate on SQLite has one lane; on PostgreSQL
 // the gate keeps several, each with its own transactions.
@@ -56,11 +59,14 @@ type lane struct {
 	clinical, identity *sqldb.DB
 	health             *writeHealth
 	auditKey           note.Signer
-	// turn is held by the request running in, or committing, the open
-	// batch; queued counts the requests waiting for it.
-	turn   chan struct{}
-	queued atomic.Int32
-	open   *batch
+	// queue holds the requests whose work has not run yet, and queued
+	// counts them; leading says that a leader runs them (lead). open is
+	// the leader's batch.
+	mu      sync.Mutex
+	queue   []*request
+	queued  atomic.Int32
+	leading bool
+	open    *batch
 	// commits counts the batches ended, committed or not.
 	commits atomic.Int64
 	// pending are the events of reads waiting to be written (read.go).
@@ -72,7 +78,7 @@ type lane struct {
 }
 
 func newLane(clinical, identity *sqldb.DB, health *writeHealth, auditKey note.Signer) *lane {
-	return &lane{clinical: clinical, identity: identity, health: health, auditKey: auditKey, turn: make(chan struct{}, 1)}
+	return &lane{clinical: clinical, identity: identity, health: health, auditKey: auditKey}
 }
 
 // batch is the transactions that the requests of one group commit share.
@@ -104,14 +110,14 @@ type job struct {
 	lane          *lane
 	open          bool // the request's savepoint on the clinical transaction
 	identityBegun bool // the request's savepoint on the identity transaction
-	// after runs once the request's turn is over, before it waits for
-	// the commit.
+	// after runs on the requester's goroutine once the work ran, before
+	// it waits for the commit.
 	after func()
 }
 
 // deferredEvents are the events of a request kept in its batch, validated
-// in its turn (audit.Prepare) and signed once: by the requester after its
-// turn, or by the commit if that comes first. The commit writes the events
+// with its work (audit.Prepare) and signed once: by the requester once its
+// work ran, or by the commit if that comes first. The commit writes the events
 // of every kept request together, in the batch's transaction; one that
 // cannot be signed or written fails the whole batch, as a failed commit
 // does.
@@ -136,7 +142,7 @@ func (d *deferredEvents) sign() {
 }
 
 // deferEvents registers evs, validated, to be written at the commit of the
-// request's batch, and signed by the requester once its turn is over.
+// request's batch, and signed by the requester once its work ran.
 func (j *job) deferEvents(evs []audit.Event) error {
 	u, err := audit.Prepare(evs...)
 	if err != nil {
@@ -148,82 +154,173 @@ func (j *job) deferEvents(evs []audit.Event) error {
 	return nil
 }
 
-// writeDeferred writes the events deferred in b, before its commit.
-func (l *lane) writeDeferred(b *batch) error {
-	if len(b.deferred) == 0 || b.broken != nil {
-		return nil
-	}
+// signedDeferred waits for the events deferred in b to be signed, and
+// returns them.
+func (b *batch) signedDeferred() ([]audit.Signed, error) {
 	var evs []audit.Signed
 	for _, d := range b.deferred {
 		d.sign()
 		if d.err != nil {
-			return errs.Wrap(errs.Unavailable, d.err, "the request could not be audited, so it was not carried out")
+			return nil, errs.Wrap(errs.Unavailable, d.err, "the request could not be audited, so it was not carried out")
 		}
 		evs = append(evs, d.signed...)
 	}
-	if _, err := audit.AppendSigned(context.Background(), l.clinical.In(b.clinical), evs); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
-	}
-	return nil
+	return evs, nil
+}
+
+// request is one request waiting in its lane's queue, and once run, what
+// its work answered.
+type request struct {
+	ctx   context.Context
+	alone bool
+	fn    func(j *job) error
+	// ran is closed once the request's work ran, or was dropped; j, err
+	// and panicked are set before.
+	ran      chan struct{}
+	j        *job
+	err      error
+	panicked any
 }
 
 // do runs fn as one request in the lane's open batch (a batch of its own
 // if alone) and answers, once the batch is committed, what fn answered. A
 // failed commit answers for every request of the batch.
+//
+// The request joins the lane's queue, and the lane's leader, a goroutine
+// that lives while requests are queued or a batch is open, runs their work
+// one after another and commits (lead): the lane passes from one request
+// to the next without waking a goroutine, and no requester's answer waits
+// for the requests after it. The requester learns when its work has run, signs its
+// events meanwhile (job.after), and waits for the commit.
 func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error {
+	r := &request{ctx: ctx, alone: alone, fn: fn, ran: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, r)
 	l.queued.Add(1)
+	start := !l.leading
+	l.leading = true
+	l.mu.Unlock()
+	if start {
+		go l.lead()
+	}
 	select {
-	case l.turn <- struct{}{}:
-		l.queued.Add(-1)
+	case <-r.ran:
 	case <-ctx.Done():
-		// The request still takes its turn, with no work, so that the
-		// one before it, which left the batch open for it, is not left
-		// waiting for a commit that no one makes.
-		go func() {
-			l.turn <- struct{}{}
-			l.queued.Add(-1)
-			if l.open != nil && l.queued.Load() == 0 {
-				l.commit(l.open)
-			}
-			<-l.turn
-		}()
-		return errs.Wrap(errs.Unavailable, ctx.Err(), "the request ended before it was carried out")
-	}
-	if alone && l.open != nil {
-		l.commit(l.open)
-	}
-	b := l.open
-	if b == nil {
-		var err error
-		if b, err = l.begin(); err != nil {
-			<-l.turn
-			return err
+		if l.withdraw(r) {
+			return errs.Wrap(errs.Unavailable, ctx.Err(), "the request ended before it was carried out")
 		}
-		l.open = b
+		<-r.ran // already taken by the leader: its outcome stands
 	}
-	j := &job{b: b, lane: l}
-	panicked, err := j.run(fn)
-	b.requests++
-	if alone || b.broken != nil || b.requests >= maxBatch || l.queued.Load() == 0 {
-		l.commit(b)
+	if r.panicked != nil {
+		panic(r.panicked) // nothing of the request is left in the batch
 	}
-	<-l.turn
-	if panicked != nil {
-		panic(panicked) // nothing of the request is left in the batch
+	if r.j == nil {
+		return r.err // dropped, or no batch could begin
 	}
-	if j.after != nil {
-		j.after()
+	if r.j.after != nil {
+		r.j.after()
 	}
+	b := r.j.b
 	<-b.done
-	if err != nil && (errs.KindOf(err) == errs.Unavailable || sqldb.IsOutage(err)) {
+	if r.err != nil && (errs.KindOf(r.err) == errs.Unavailable || sqldb.IsOutage(r.err)) {
 		// Not carried out either way, and its own failure (a database or a
 		// key it could not reach) says best why.
-		return err
+		return r.err
 	}
 	if b.err != nil {
 		return b.err
 	}
-	return err
+	return r.err
+}
+
+// lead runs the queued requests in batches until none is queued and the
+// last batch is committed. A batch is committed once no request is queued,
+// or it is full, or a request of it must commit alone or broke it. Each
+// request learns that its work ran before the commit.
+func (l *lane) lead() {
+	for {
+		r, more := l.pop()
+		if !more {
+			return
+		}
+		if r == nil {
+			l.commit(l.open)
+			continue
+		}
+		b, ok := l.batchFor(r)
+		if !ok {
+			continue
+		}
+		j := &job{b: b, lane: l}
+		r.j = j
+		r.panicked, r.err = j.run(r.fn)
+		b.requests++
+		close(r.ran)
+		if r.alone || b.broken != nil || b.requests >= maxBatch {
+			l.commit(b)
+		}
+	}
+}
+
+// batchFor answers the batch r runs in: the open one, or a new one if none
+// is open or r must be alone. A request gone before its work is dropped,
+// and one for which no batch can begin fails; ok is false for both, and r
+// is told.
+func (l *lane) batchFor(r *request) (b *batch, ok bool) {
+	if err := r.ctx.Err(); err != nil {
+		r.err = errs.Wrap(errs.Unavailable, err, "the request ended before it was carried out")
+		close(r.ran)
+		return nil, false
+	}
+	if r.alone && l.open != nil {
+		l.commit(l.open)
+	}
+	if l.open == nil {
+		b, err := l.begin()
+		if err != nil {
+			r.err = err
+			close(r.ran)
+			return nil, false
+		}
+		l.open = b
+	}
+	return l.open, true
+}
+
+// pop takes the first request of the queue for the leader. With none
+// queued it answers nil while a batch is open, to be committed; with none
+// open either, more is false and the leader ends, in the same critical
+// section as a request that joins the queue would see it lead, so that a
+// request is never left queued without a leader.
+func (l *lane) pop() (r *request, more bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 {
+		if l.open == nil {
+			l.leading = false
+			return nil, false
+		}
+		return nil, true
+	}
+	r = l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	l.queued.Add(-1)
+	return r, true
+}
+
+// withdraw takes r out of the queue, if no leader took it yet.
+func (l *lane) withdraw(r *request) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, q := range l.queue {
+		if q == r {
+			l.queue = append(l.queue[:i], l.queue[i+1:]...)
+			l.queued.Add(-1)
+			return true
+		}
+	}
+	return false
 }
 
 // begin opens a batch. Its transactions are the lane's, not any request's:
@@ -240,11 +337,7 @@ func (l *lane) begin() (*batch, error) {
 // commit ends the open batch b and tells its requests how it ended.
 func (l *lane) commit(b *batch) {
 	l.open = nil
-	if b.err = l.writeDeferred(b); b.err != nil {
-		b.rollback()
-	} else {
-		b.err = b.end()
-	}
+	b.err = l.end(b)
 	if b.err != nil || b.kept > 0 {
 		// A committed write, or one the database could not make
 		// (WriteFailure); a batch that kept nothing says nothing.
@@ -261,16 +354,48 @@ func (b *batch) rollback() {
 	}
 }
 
-func (b *batch) end() error {
+// end writes the events of b and commits its transactions, in this order:
+//
+//  1. the events are signed (most were, by their requesters);
+//  2. the identity transaction commits while the events are inserted in
+//     the clinical one: two databases, two connections, at once;
+//  3. the clinical transaction commits, only once the identity commit is
+//     done, as IdentityTx orders them; if either of the two steps before
+//     failed, it rolls back, and identity data committed without it is
+//     left to the sweep, as after a crash between the two commits;
+//  4. for a batch whose identity changes are removals (identityAfter), the
+//     identity transaction commits last.
+func (l *lane) end(b *batch) error {
 	if b.broken != nil {
 		b.rollback()
 		return errs.Wrap(errs.Unavailable, b.broken, "the database failed while the request was carried out, so it was not")
 	}
+	evs, err := b.signedDeferred()
+	if err != nil {
+		b.rollback()
+		return err
+	}
+	var identity chan error
 	if b.identity != nil && !b.identityAfter {
-		if err := b.identity.Commit(); err != nil {
-			b.clinical.Rollback()
-			return errs.Wrap(errs.Unavailable, err, "the identity database did not commit, so the request was not carried out")
+		identity = make(chan error, 1)
+		go func() { identity <- b.identity.Commit() }()
+	}
+	if len(evs) > 0 {
+		if _, err = audit.AppendSigned(context.Background(), l.clinical.In(b.clinical), evs); err != nil {
+			err = errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
+	}
+	if identity != nil {
+		if ierr := <-identity; ierr != nil && err == nil {
+			err = errs.Wrap(errs.Unavailable, ierr, "the identity database did not commit, so the request was not carried out")
+		}
+	}
+	if err != nil {
+		b.clinical.Rollback()
+		if b.identity != nil && b.identityAfter {
+			b.identity.Rollback()
+		}
+		return err
 	}
 	if err := b.clinical.Commit(); err != nil {
 		if b.identity != nil && b.identityAfter {
@@ -286,8 +411,8 @@ func (b *batch) end() error {
 	return nil
 }
 
-// run runs fn, turning a panic into its value so that the lane can end
-// its turn first; the savepoints fn left open are rolled back.
+// run runs fn, turning a panic into its value, which the requester raises
+// again (lane.do); the savepoints fn left open are rolled back.
 func (j *job) run(fn func(j *job) error) (panicked any, err error) {
 	defer func() {
 		if p := recover(); p != nil {

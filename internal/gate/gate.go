@@ -21,8 +21,8 @@
 //  4. on a denial rolls the work back, records the denied attempt in its
 //     place, and reports the object as not found (ACL-08).
 //
-// Work runs while its request holds its lane's turn: it is short, and it
-// does not call the gate again. Work that only reads goes through
+// Work runs on its lane's leader, one request's after another: it is
+// short, and it does not call the gate again. Work that only reads goes through
 // Gate.Read instead: the same steps, but it runs in a read-only snapshot
 // of its own beside the lanes, and only its event joins a batch (read.go).
 //

@@ -14,8 +14,8 @@ import (
 // policy loaded, nothing to query with before authz allowed the work, and
 // no answer before the event that records the request, whatever its
 // outcome, is committed (AUD-01). What differs is where the work runs: in
-// a read-only snapshot of its own, beside the lanes rather than in their
-// turn, so that reads run side by side, never wait for a batch to commit,
+// a read-only snapshot of its own, beside the lanes rather than on their
+// leaders, so that reads run side by side, never wait for a batch to commit,
 // and hold no writer up. Only the event joins a batch, signed beforehand.
 //
 // The snapshot refuses every write, so work that writes fails there: such
@@ -87,17 +87,17 @@ func (t *Tx) readIdentityTx() (txQuerier, error) {
 // readEvents are the events of one read, waiting to be written.
 type readEvents struct {
 	evs []audit.Signed
-	// written is closed once a request's turn handed them to batch b, or
-	// could not (err).
+	// written is closed once a leader handed them to batch b, or could
+	// not (err).
 	written chan struct{}
 	b       *batch
 	err     error
 }
 
 // record writes the events of a read in a batch of l and answers once
-// that batch is committed. The events of the reads that wait for a turn
-// meanwhile are written together: the first of them to have its turn
-// hands them all to its batch, which writes them at its commit with the
+// that batch is committed. The events of the reads queued meanwhile are
+// written together: the first of them that the lane's leader runs hands
+// them all to its batch, which writes them at its commit with the
 // events of its other requests, and every read answers after the commit
 // of the batch that holds its own events.
 func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
@@ -108,8 +108,8 @@ func (l *lane) record(ctx context.Context, evs []audit.Signed) error {
 	if err := l.do(ctx, false, (*job).appendPending); err != nil {
 		return err
 	}
-	// The turn that took them came at the latest with this request's:
-	// its own turn takes every read waiting.
+	// They were taken at the latest when this request's own job ran,
+	// which takes every read waiting.
 	<-r.written
 	if r.err != nil {
 		return r.err
