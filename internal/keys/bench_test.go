@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -136,6 +138,75 @@ func BenchmarkOpenThroughKeyring(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkCreateKeysInALargeKeyring creates participant keys in batches
+// of 18, as the gate commits a batch of enrolments, each of a new
+// pseudonym, in a keyring of 20,000 keys, and reports the pages each batch writes to the write-ahead log
+// ("wal-frames/batch"): each is a write at the commit and a page for the
+// next checkpoint. The "random-ids" run gives every key a random id, the
+// baseline of the same run for the ids keys take (newKeyID).
+func BenchmarkCreateKeysInALargeKeyring(b *testing.B) {
+	for _, random := range []bool{false, true} {
+		name := "timed-ids"
+		if random {
+			name = "random-ids"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			k := newKeyring(b, sqldb.SQLite)
+			conn, err := k.DB.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			// The log grows without checkpoints, so its size counts the
+			// pages written.
+			if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+				b.Fatal(err)
+			}
+			createBatch := func(size int) {
+				tx, err := conn.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				q := k.DB.In(tx)
+				for range size {
+					scope := ParticipantScope("org1", ids.New())
+					if !random {
+						_, err = k.Create(ctx, q, scope)
+					} else {
+						var id KeyID
+						rand.Read(id[:])
+						_, _, err = k.insert(ctx, q, id, 1, scope)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 40 {
+				createBatch(500)
+			}
+			if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				createBatch(18)
+			}
+			b.StopTimer()
+			fi, err := os.Stat(k.DB.Location + "-wal")
+			if err != nil {
+				b.Fatal(err)
+			}
+			const header, frame = 32, 24 + 4096
+			b.ReportMetric(float64(fi.Size()-header)/frame/float64(b.N), "wal-frames/batch")
 		})
 	}
 }

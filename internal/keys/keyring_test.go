@@ -632,3 +632,46 @@ func TestKeyCacheIsBoundedAndExpires(t *testing.T) {
 		t.Fatal("evicted key served")
 	}
 }
+
+// New key ids begin with the time they were made, so that they sort as
+// the keys were made, and differ in their random part when made at once.
+func TestKeyIDsBeginWithTheirTime(t *testing.T) {
+	at := time.Date(2026, 12, 7, 11, 0, 0, 0, time.UTC)
+	a, err := newKeyID(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newKeyID(at.Add(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newKeyID(at.Add(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(a.String() < b.String() && a.String() < c.String()) {
+		t.Errorf("ids %s, %s made later do not sort after %s", b, c, a)
+	}
+	if b == c {
+		t.Errorf("two ids made in the same millisecond are equal: %s", b)
+	}
+	if want := fmt.Sprintf("%012x", at.UnixMilli()); a.String()[:12] != want {
+		t.Errorf("id %s does not begin with its time %s", a, want)
+	}
+	if early, err := newKeyID(time.Unix(-5, 0)); err != nil || early.String()[:12] != "000000000000" {
+		t.Errorf("id of a time before 1970: %s, %v, want it to begin with 1970", early, err)
+	}
+	// A key the keyring makes takes such an id.
+	k := newKeyring(t, sqldb.SQLite)
+	before := time.Now()
+	if _, err := k.Create(context.Background(), k.DB, ParticipantScope("org1", "p1")); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := k.DB.QueryRowContext(context.Background(), `SELECT id FROM data_keys WHERE scope_id = 'p1'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if lo := fmt.Sprintf("%012x", before.UnixMilli()); id[:12] < lo || id[:12] > fmt.Sprintf("%012x", time.Now().UnixMilli()) {
+		t.Errorf("the keyring's new key %s does not begin with the time it was made (%s or later)", id, lo)
+	}
+}

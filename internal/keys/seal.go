@@ -19,7 +19,7 @@ import (
 //	offset  size  field
 //	     0     1  format version, 1
 //	     1     1  algorithm: 1 = XChaCha20-Poly1305; 2 = AES-256-GCM (FIPS mode, CRY-11)
-//	     2    16  key id: the data key's random id, shared by all versions of one scope
+//	     2    16  key id: the data key's id (newKeyID), shared by all versions of one scope
 //	    18     4  key version, uint32 big-endian, from 1
 //	    22    24  nonce, random (XChaCha20-Poly1305); 12 bytes for AES-256-GCM
 //	 46/34     …  ciphertext || tag
