@@ -354,48 +354,32 @@ func (b *batch) rollback() {
 	}
 }
 
-// end writes the events of b and commits its transactions, in this order:
-//
-//  1. the events are signed (most were, by their requesters);
-//  2. the identity transaction commits while the events are inserted in
-//     the clinical one: two databases, two connections, at once;
-//  3. the clinical transaction commits, only once the identity commit is
-//     done, as IdentityTx orders them; if either of the two steps before
-//     failed, it rolls back, and identity data committed without it is
-//     left to the sweep, as after a crash between the two commits;
-//  4. for a batch whose identity changes are removals (identityAfter), the
-//     identity transaction commits last.
+// end writes the events of b and commits its transactions: the events,
+// signed (most were, by their requesters), are inserted in the clinical
+// transaction; then the identity transaction commits, then the clinical
+// one, as IdentityTx orders them, or, for a batch whose identity changes
+// are removals (identityAfter), the clinical transaction first. A step
+// that fails rolls back what is not committed yet.
 func (l *lane) end(b *batch) error {
 	if b.broken != nil {
 		b.rollback()
 		return errs.Wrap(errs.Unavailable, b.broken, "the database failed while the request was carried out, so it was not")
 	}
 	evs, err := b.signedDeferred()
-	if err != nil {
-		b.rollback()
-		return err
-	}
-	var identity chan error
-	if b.identity != nil && !b.identityAfter {
-		identity = make(chan error, 1)
-		go func() { identity <- b.identity.Commit() }()
-	}
-	if len(evs) > 0 {
+	if err == nil && len(evs) > 0 {
 		if _, err = audit.AppendSigned(context.Background(), l.clinical.In(b.clinical), evs); err != nil {
 			err = errs.Wrap(errs.Unavailable, err, "the request could not be audited, so it was not carried out")
 		}
 	}
-	if identity != nil {
-		if ierr := <-identity; ierr != nil && err == nil {
-			err = errs.Wrap(errs.Unavailable, ierr, "the identity database did not commit, so the request was not carried out")
-		}
-	}
 	if err != nil {
-		b.clinical.Rollback()
-		if b.identity != nil && b.identityAfter {
-			b.identity.Rollback()
-		}
+		b.rollback()
 		return err
+	}
+	if b.identity != nil && !b.identityAfter {
+		if err := b.identity.Commit(); err != nil {
+			b.clinical.Rollback()
+			return errs.Wrap(errs.Unavailable, err, "the identity database did not commit, so the request was not carried out")
+		}
 	}
 	if err := b.clinical.Commit(); err != nil {
 		if b.identity != nil && b.identityAfter {

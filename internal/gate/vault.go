@@ -202,13 +202,11 @@ func (v *Vault) Destroy(ctx context.Context, scope keys.Scope) error {
 // transaction, in the order that keeps the two databases safe without a
 // distributed transaction:
 //
-//   - By default its changes (new identity data) commit after the work is
-//     done and its audit event signed, while the event is inserted, and
-//     before the clinical transaction commits, which waits for it. A crash
-//     between the two commits, or an event that the clinical database
-//     could not insert, leaves identity data whose participant the clinical
-//     database does not know: no request can reach it, and the sweep of the
-//     participants package shreds it.
+//   - By default its changes (new identity data) commit after the work and
+//     its audit event are written and just before the clinical transaction
+//     commits. A crash between the two commits leaves identity data whose
+//     participant the clinical database does not know: no request can reach
+//     it, and the sweep of the participants package shreds it.
 //   - After CommitAfterEvent (for removals: erasure), its changes commit
 //     only after the clinical transaction and its event. A crash between
 //     leaves the clinical database recording the removal, which every later

@@ -243,11 +243,10 @@ func identityWork(ctx context.Context, f fixture, name, stmt string) func(t *gat
 	}
 }
 
-// The clinical transaction commits only once the identity commit is done,
-// and not at all if it failed: an identity commit that fails (here a
-// deferred foreign key, checked only at COMMIT) leaves the request's
-// clinical work and its event uncommitted, and the request answered as not
-// carried out.
+// The clinical transaction commits only after the identity commit, and not
+// at all if it failed: an identity commit that fails (here a deferred
+// foreign key, checked only at COMMIT) leaves the request's clinical work
+// and its event uncommitted, and the request answered as not carried out.
 func TestCRY09_ClinicalCommitWaitsForTheIdentityCommit(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := withKeys(t, setup(t, d), d, localKEK(t))
@@ -268,43 +267,6 @@ func TestCRY09_ClinicalCommitWaitsForTheIdentityCommit(t *testing.T) {
 			if ev.Action == "study.create" {
 				t.Errorf("event %+v committed although the identity commit failed", ev)
 			}
-		}
-	})
-}
-
-// The events of a batch are inserted while its identity transaction
-// commits. An event that the clinical database refuses (here a trigger)
-// fails the batch: the clinical work is not committed, the request is
-// answered as not carried out, and the identity row committed beside names
-// a participant that the clinical database does not know, which no request
-// reaches (the sweep shreds it).
-func TestCRY09_EventsRefusedBesideTheIdentityCommitCommitNoClinicalWork(t *testing.T) {
-	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
-		f := withKeys(t, setup(t, d), d, localKEK(t))
-		ctx := context.Background()
-		refuse := []string{`CREATE TRIGGER refuse_study_events BEFORE INSERT ON audit_events
-			WHEN NEW.action = 'study.create' BEGIN SELECT RAISE(ABORT, 'refused'); END`}
-		if d == sqldb.Postgres {
-			refuse = []string{`CREATE FUNCTION refuse_study_events() RETURNS trigger LANGUAGE plpgsql AS
-				$$ BEGIN RAISE EXCEPTION 'refused'; END $$`,
-				`CREATE TRIGGER refuse_study_events BEFORE INSERT ON audit_events FOR EACH ROW
-				WHEN (NEW.action = 'study.create') EXECUTE FUNCTION refuse_study_events()`}
-		}
-		for _, stmt := range refuse {
-			if _, err := f.db.ExecContext(ctx, stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
-		err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "study.create", identityWork(ctx, f, "Refused event",
-			`INSERT INTO identities (participant_id, org_id, study_id, created_at) VALUES ('p-refused', '`+f.org.ID+`', '`+f.study.ID+`', 1)`))
-		if !errs.Is(err, errs.Unavailable) {
-			t.Errorf("request whose event was refused answered %v, want Unavailable", err)
-		}
-		if studyNamed(t, f, "Refused event") {
-			t.Error("the clinical work committed without its event")
-		}
-		if n := count(t, f.db, `SELECT count(*) FROM participants WHERE id = 'p-refused'`); n != 0 {
-			t.Errorf("%d clinical participants p-refused", n)
 		}
 	})
 }
