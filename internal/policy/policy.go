@@ -353,32 +353,75 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 	return old, nil
 }
 
-// ofAccount reads the policy rows of every organization in which the
-// account holds a role, one per organization; an organization that set no
-// policy has a row of NULLs.
-func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) ([]stored, error) {
-	rows, err := q.QueryContext(ctx,
-		`SELECT p.password_min_length, p.password_require_mixed, p.password_rotation_days,
-		        p.session_idle_minutes, p.session_absolute_hours, p.require_second_factor, p.deletion_retention_days,
-		        p.inactivity_days, p.inactivity_notice_days
-		 FROM (SELECT DISTINCT org_id FROM role_assignments WHERE account_id = $1) r
-		 LEFT JOIN org_policies p ON p.org_id = r.org_id`, accountID)
+// AccountPolicies is a statement part, for the callers that read an
+// account's policies with a statement of their own, to spare a round trip
+// (the lookup of a session or of an access token): joined to a statement
+// whose accounts row is aliased a, it gives one row for each role of the
+// account, with the policy of the role's organization (NULLs where it set
+// none), or one row of NULLs for an account without a role.
+// AccountPolicyColumns are its columns, which Row.Dest reads.
+const AccountPolicies = ` LEFT JOIN role_assignments pr ON pr.account_id = a.id
+	LEFT JOIN org_policies pp ON pp.org_id = pr.org_id`
+
+// AccountPolicyColumns are the columns of AccountPolicies.
+const AccountPolicyColumns = `pr.org_id, pp.password_min_length, pp.password_require_mixed, pp.password_rotation_days,
+	pp.session_idle_minutes, pp.session_absolute_hours, pp.require_second_factor, pp.deletion_retention_days,
+	pp.inactivity_days, pp.inactivity_notice_days`
+
+// Row is one row of AccountPolicies.
+type Row struct {
+	org sql.NullString
+	stored
+}
+
+// Dest returns where a row's AccountPolicyColumns are scanned to.
+func (r *Row) Dest() []any {
+	return []any{&r.org, &r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention, &r.inactivity, &r.notice}
+}
+
+// Account is the policies of the organizations in which an account holds
+// a role, one for each role, read with AccountPolicies (Add).
+type Account []stored
+
+// Add adds a row read with AccountPolicies: the policy of one of the
+// account's roles, or nothing for the row of an account without a role.
+func (a *Account) Add(r Row) {
+	if r.org.Valid {
+		*a = append(*a, r.stored)
+	}
+}
+
+// ofAccount reads the policies of every organization in which the account
+// holds a role, one for each role; an organization that set no policy
+// gives a row of NULLs.
+func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) (Account, error) {
+	var out Account
+	rows, err := q.QueryContext(ctx, `SELECT `+AccountPolicyColumns+` FROM accounts a`+AccountPolicies+` WHERE a.id = $1`, accountID)
+	if err == nil {
+		_, err = out.Scan(rows)
+	}
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
 	}
-	defer rows.Close()
-	var out []stored
-	for rows.Next() {
-		var r stored
-		if err := r.scan(rows); err != nil {
-			return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
-	}
 	return out, nil
+}
+
+// Scan reads the rows of a statement whose last columns are
+// AccountPolicyColumns into a, and the columns before them, from each row,
+// into lead: a statement that reads one account gives its values on every
+// row. It reports whether there was a row, and closes rows.
+func (a *Account) Scan(rows *sql.Rows, lead ...any) (bool, error) {
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var r Row
+		if err := rows.Scan(append(lead, r.Dest()...)...); err != nil {
+			return false, err
+		}
+		found = true
+		a.Add(r)
+	}
+	return found, rows.Err()
 }
 
 // Effective is the policy an account lives under: the strictest of the
@@ -387,25 +430,37 @@ func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) ([]stored
 // may loosen a default (a longer session) only for people who belong to
 // it alone, never the default of another organization.
 func Effective(ctx context.Context, q sqldb.Querier, accountID string) (Security, error) {
-	rs, err := ofAccount(ctx, q, accountID)
-	if err != nil || len(rs) == 0 {
-		return Default(), err
+	a, err := ofAccount(ctx, q, accountID)
+	return a.Effective(), err
+}
+
+// Effective is the strictest of a's policies, or Default for none.
+func (a Account) Effective() Security {
+	if len(a) == 0 {
+		return Default()
 	}
-	eff := rs[0].policy()
-	for _, r := range rs[1:] {
+	eff := a[0].policy()
+	for _, r := range a[1:] {
 		eff = eff.Strictest(r.policy())
 	}
-	return eff, nil
+	return eff
 }
 
 // SessionLimits are the session limits an account lives under (AUTH-10):
 // for each, the shortest its organizations set, where an organization that
 // set none counts with the server's defaults idle and absolute.
 func SessionLimits(ctx context.Context, q sqldb.Querier, accountID string, idle, absolute time.Duration) (time.Duration, time.Duration, error) {
-	rs, err := ofAccount(ctx, q, accountID)
+	a, err := ofAccount(ctx, q, accountID)
 	if err != nil {
 		return 0, 0, err
 	}
+	outIdle, outAbsolute := a.SessionLimits(idle, absolute)
+	return outIdle, outAbsolute, nil
+}
+
+// SessionLimits are the session limits of an account of a's policies (see
+// the function SessionLimits).
+func (a Account) SessionLimits(idle, absolute time.Duration) (time.Duration, time.Duration) {
 	shortest := func(set sql.NullInt64, unit, def time.Duration, d *time.Duration, first bool) {
 		v := def
 		if set.Valid {
@@ -416,31 +471,40 @@ func SessionLimits(ctx context.Context, q sqldb.Querier, accountID string, idle,
 		}
 	}
 	outIdle, outAbsolute := idle, absolute
-	for i, r := range rs {
+	for i, r := range a {
 		shortest(r.idle, time.Minute, idle, &outIdle, i == 0)
 		shortest(r.absolute, time.Hour, absolute, &outAbsolute, i == 0)
 	}
-	return outIdle, outAbsolute, nil
+	return outIdle, outAbsolute
 }
 
 // PasswordExpired reports whether the account's password is older than the
 // rotation period of its effective policy at now (AUTH-09). An account
 // without a password, or under a policy without rotation, is not expired.
 func PasswordExpired(ctx context.Context, q sqldb.Querier, accountID string, now time.Time) (bool, error) {
-	p, err := Effective(ctx, q, accountID)
-	if err != nil || p.PasswordRotationDays == 0 {
-		return false, err
-	}
+	var a Account
 	var changed sql.NullInt64
-	err = q.QueryRowContext(ctx, `SELECT password_changed_at FROM accounts WHERE id = $1`, accountID).Scan(&changed)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && !changed.Valid {
-		return false, nil
+	rows, err := q.QueryContext(ctx, `SELECT a.password_changed_at, `+AccountPolicyColumns+`
+		FROM accounts a`+AccountPolicies+` WHERE a.id = $1`, accountID)
+	if err == nil {
+		_, err = a.Scan(rows, &changed)
 	}
 	if err != nil {
 		return false, errs.Wrap(errs.Unavailable, err, "read password age")
 	}
-	age := now.Sub(time.UnixMicro(changed.Int64))
-	return age >= time.Duration(p.PasswordRotationDays)*24*time.Hour, nil
+	return a.PasswordExpired(changed, now), nil
+}
+
+// PasswordExpired is PasswordExpired for an account of a's policies whose
+// password changed at changedAt (accounts.password_changed_at), read by the
+// caller with AccountPolicies.
+func (a Account) PasswordExpired(changedAt sql.NullInt64, now time.Time) bool {
+	p := a.Effective()
+	if p.PasswordRotationDays == 0 || !changedAt.Valid {
+		return false
+	}
+	age := now.Sub(time.UnixMicro(changedAt.Int64))
+	return age >= time.Duration(p.PasswordRotationDays)*24*time.Hour
 }
 
 // SecondFactorRequired reports whether any organization in which the

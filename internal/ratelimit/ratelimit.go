@@ -96,10 +96,10 @@ func (l *Limiter) now() time.Time {
 // The row is keyed by bucket and window together, so one bucket name may
 // carry several windows (20 a minute and 100 an hour).
 func (l *Limiter) Allow(ctx context.Context, bucket string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error) {
-	if limit < 1 || window < time.Microsecond*time.Duration(limit) {
-		return false, 0, fmt.Errorf("rate limit %d per %s is not usable", limit, window)
+	if err := usable(limit, window); err != nil {
+		return false, 0, err
 	}
-	key := bucket + "/" + window.String()
+	key := Key(bucket, window)
 	now := l.now().UnixMicro()
 	w := window.Microseconds()
 	step := w / int64(limit) // what one attempt adds to tat
@@ -224,25 +224,50 @@ func AddressKey(addr string) string {
 // before every attempt, so that past the limit even a right guess is
 // refused unchecked.
 func (l *Limiter) Full(ctx context.Context, bucket string, limit int, window time.Duration) (bool, time.Duration, error) {
-	if limit < 1 || window < time.Microsecond*time.Duration(limit) {
-		return false, 0, fmt.Errorf("rate limit %d per %s is not usable", limit, window)
+	if err := usable(limit, window); err != nil {
+		return false, 0, err
+	}
+	var tat sql.NullInt64
+	err := l.DB.QueryRowContext(ctx, StoredTat+`$1`, Key(bucket, window)).Scan(&tat)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, 0, fmt.Errorf("read rate limit: %w", err)
+	}
+	return l.FullGiven(tat, limit, window)
+}
+
+// StoredTat is the statement that reads a bucket's stored state, to which
+// the caller appends the parameter of its key (Key): a caller that reads it
+// as a subquery of a statement of its own, to spare a round trip, passes
+// what it read to FullGiven.
+const StoredTat = `SELECT tat FROM rate_limits WHERE bucket = `
+
+// Key is the key of bucket's row for window.
+func Key(bucket string, window time.Duration) string { return bucket + "/" + window.String() }
+
+// FullGiven is Full for a bucket's stored state that the caller read
+// (StoredTat), NULL for a bucket that has none.
+func (l *Limiter) FullGiven(stored sql.NullInt64, limit int, window time.Duration) (bool, time.Duration, error) {
+	if err := usable(limit, window); err != nil {
+		return false, 0, err
+	}
+	if !stored.Valid {
+		return false, 0, nil
 	}
 	now := l.now().UnixMicro()
 	w := window.Microseconds()
 	step := w / int64(limit)
-	var tat int64
-	err := l.DB.QueryRowContext(ctx, `SELECT tat FROM rate_limits WHERE bucket = $1`, bucket+"/"+window.String()).Scan(&tat)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, 0, nil
-	}
-	if err != nil {
-		return false, 0, fmt.Errorf("read rate limit: %w", err)
-	}
-	tat = clamp(tat, now, w)
+	tat := clamp(stored.Int64, now, w)
 	if next := max(tat, now) + step; next > now+w {
 		return true, max(time.Duration(next-now-w)*time.Microsecond, time.Microsecond), nil
 	}
 	return false, 0, nil
+}
+
+func usable(limit int, window time.Duration) error {
+	if limit < 1 || window < time.Microsecond*time.Duration(limit) {
+		return fmt.Errorf("rate limit %d per %s is not usable", limit, window)
+	}
+	return nil
 }
 
 // clamp limits a bucket's stored tat to now+w, the fullest a bucket can be.

@@ -7,7 +7,6 @@ package sessions
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
 	"github.com/custodia/custodia/internal/ids"
+	"github.com/custodia/custodia/internal/policy"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -120,17 +120,24 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		var created, seen, expires, epoch, current int64
 		var revoked, confirmed sql.NullInt64
 		var disabled bool
-		err := q.QueryRowContext(ctx,
+		// The session, its account and the account's policies, in one
+		// statement: one round trip for every request.
+		rows, err := q.QueryContext(ctx,
 			`SELECT s.id, s.account_id, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.confirmed_at,
-			        s.privilege_epoch, a.privilege_epoch, s.password_expired, a.disabled_at IS NOT NULL
-			 FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1`,
-			ids.Digest(token)).Scan(&sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed,
-			&epoch, &current, &sess.PasswordExpired, &disabled)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errNoSession
+			        s.privilege_epoch, a.privilege_epoch, s.password_expired, a.disabled_at IS NOT NULL, `+policy.AccountPolicyColumns+`
+			 FROM sessions s JOIN accounts a ON a.id = s.account_id`+policy.AccountPolicies+` WHERE s.token_hash = $1`,
+			ids.Digest(token))
+		var policies policy.Account
+		found := false
+		if err == nil {
+			found, err = policies.Scan(rows, &sess.ID, &sess.AccountID, &created, &seen, &expires, &revoked, &confirmed,
+				&epoch, &current, &sess.PasswordExpired, &disabled)
 		}
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "look up session")
+		}
+		if !found {
+			return errNoSession
 		}
 		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = time.UnixMicro(created), time.UnixMicro(seen), time.UnixMicro(expires)
 		if confirmed.Valid {
@@ -143,8 +150,9 @@ func (s *Store) Lookup(ctx context.Context, token string) (Session, error) {
 		}
 		// The account's roles changed since the session began (AUTH-10).
 		sess.RenewDue = epoch != current
-		lim, err = s.limitsOf(ctx, q, sess.AccountID)
-		return err
+		idle, absolute := policies.SessionLimits(s.Limits.Idle, s.Limits.Absolute)
+		lim = Limits{Idle: idle, Absolute: absolute}
+		return nil
 	})
 	if err != nil {
 		return Session{}, err

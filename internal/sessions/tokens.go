@@ -224,22 +224,39 @@ func tokenEvent(ctx context.Context, o *gate.OpTx, t AccessToken) error {
 
 const tokenColumns = `id, account_id, name, scopes, created_at, expires_at, last_used_at`
 
-func scanToken(row interface{ Scan(...any) error }, extra ...any) (AccessToken, error) {
-	var t AccessToken
-	var scopes string
-	var created, expires int64
-	var used sql.NullInt64
-	if err := row.Scan(append([]any{&t.ID, &t.AccountID, &t.Name, &scopes, &created, &expires, &used}, extra...)...); err != nil {
-		return AccessToken{}, err
-	}
-	for _, f := range strings.Fields(scopes) {
+// tokenColumnsOfT are tokenColumns of the table aliased t.
+const tokenColumnsOfT = `t.id, t.account_id, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at`
+
+// tokenScan receives a row's tokenColumns.
+type tokenScan struct {
+	t                AccessToken
+	scopes           string
+	created, expires int64
+	used             sql.NullInt64
+}
+
+func (sc *tokenScan) dest() []any {
+	return []any{&sc.t.ID, &sc.t.AccountID, &sc.t.Name, &sc.scopes, &sc.created, &sc.expires, &sc.used}
+}
+
+func (sc *tokenScan) token() AccessToken {
+	t := sc.t
+	for _, f := range strings.Fields(sc.scopes) {
 		t.Scopes = append(t.Scopes, Scope(f))
 	}
-	t.CreatedAt, t.ExpiresAt = time.UnixMicro(created), time.UnixMicro(expires)
-	if used.Valid {
-		t.LastUsedAt = time.UnixMicro(used.Int64)
+	t.CreatedAt, t.ExpiresAt = time.UnixMicro(sc.created), time.UnixMicro(sc.expires)
+	if sc.used.Valid {
+		t.LastUsedAt = time.UnixMicro(sc.used.Int64)
 	}
-	return t, nil
+	return t
+}
+
+func scanToken(row interface{ Scan(...any) error }) (AccessToken, error) {
+	var sc tokenScan
+	if err := row.Scan(sc.dest()...); err != nil {
+		return AccessToken{}, err
+	}
+	return sc.token(), nil
 }
 
 // ListTokens lists the account's tokens that are not revoked, newest
@@ -330,16 +347,29 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 		reason string
 	)
 	err := s.Gate.Identify(ctx, func(q sqldb.Querier) error {
-		var err error
-		full, wait, err = (&ratelimit.Limiter{DB: q, Now: s.now}).Full(ctx, rule.Bucket, rule.Limit, rule.Window)
+		// The token, its account's state and policies and the address's
+		// failures so far, in one statement; a token not found reads the
+		// failures alone. Past the limit the token is not used, whatever
+		// it is.
+		var (
+			stored sql.NullInt64
+			found  bool
+			err    error
+		)
+		t, reason, stored, found, err = s.findToken(ctx, q, secret, ratelimit.Key(rule.Bucket, rule.Window))
+		if err != nil {
+			return err
+		}
+		limiter := &ratelimit.Limiter{DB: q, Now: s.now}
+		if found {
+			full, wait, err = limiter.FullGiven(stored, rule.Limit, rule.Window)
+		} else {
+			full, wait, err = limiter.Full(ctx, rule.Bucket, rule.Limit, rule.Window)
+		}
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "sign-in unavailable")
 		}
-		if full {
-			return nil
-		}
-		t, reason, err = s.findToken(ctx, q, secret)
-		return err
+		return nil
 	})
 	if err != nil {
 		return AccessToken{}, err
@@ -378,43 +408,48 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 	return t, nil
 }
 
-// findToken looks a secret up. A token that may not be used comes back
-// with the reason (for the audit trail; the requester learns none of it)
-// and, if it exists, its record.
-func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret string) (AccessToken, string, error) {
+// findToken looks a secret up, and reads with it the stored state of the
+// rate-limit bucket named limitKey (ratelimit.StoredTat), found telling
+// whether it was read. A token that may not be used comes back with the
+// reason (for the audit trail; the requester learns none of it) and, if it
+// exists, its record.
+func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret, limitKey string) (t AccessToken, reason string, limit sql.NullInt64, found bool, err error) {
 	if len(secret) != len(tokenPrefix)+ids.SecretLen || !strings.HasPrefix(secret, tokenPrefix) {
-		return AccessToken{}, "unknown", nil
+		return AccessToken{}, "unknown", limit, false, nil
 	}
-	var revoked sql.NullInt64
-	var locked, disabled bool
-	t, err := scanToken(q.QueryRowContext(ctx,
-		`SELECT t.id, t.account_id, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at,
-		        t.revoked_at, a.locked_at IS NOT NULL, a.disabled_at IS NOT NULL
-		 FROM access_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1`,
-		ids.Digest(secret)), &revoked, &locked, &disabled)
-	if errors.Is(err, sql.ErrNoRows) {
-		return AccessToken{}, "unknown", nil
+	var (
+		revoked, changed sql.NullInt64
+		locked, disabled bool
+		policies         policy.Account
+	)
+	rows, err := q.QueryContext(ctx,
+		`SELECT `+tokenColumnsOfT+`, t.revoked_at, a.locked_at IS NOT NULL, a.disabled_at IS NOT NULL, a.password_changed_at,
+		        (`+ratelimit.StoredTat+`$2), `+policy.AccountPolicyColumns+`
+		 FROM access_tokens t JOIN accounts a ON a.id = t.account_id`+policy.AccountPolicies+` WHERE t.token_hash = $1`,
+		ids.Digest(secret), limitKey)
+	var scan tokenScan
+	if err == nil {
+		found, err = policies.Scan(rows, append(scan.dest(), &revoked, &locked, &disabled, &changed, &limit)...)
 	}
 	if err != nil {
-		return AccessToken{}, "", errs.Wrap(errs.Unavailable, err, "look up access token")
+		return AccessToken{}, "", limit, false, errs.Wrap(errs.Unavailable, err, "look up access token")
 	}
+	if !found {
+		return AccessToken{}, "unknown", limit, false, nil
+	}
+	t = scan.token()
 	now := s.now()
 	switch {
 	case revoked.Valid:
-		return t, "revoked", nil
+		return t, "revoked", limit, true, nil
 	case !now.Before(t.ExpiresAt):
-		return t, "expired", nil
+		return t, "expired", limit, true, nil
 	case disabled:
-		return t, "disabled", nil
+		return t, "disabled", limit, true, nil
 	case locked:
-		return t, "locked", nil
+		return t, "locked", limit, true, nil
+	case policies.PasswordExpired(changed, now):
+		return t, "password_expired", limit, true, nil
 	}
-	expired, err := policy.PasswordExpired(ctx, q, t.AccountID, now)
-	if err != nil {
-		return AccessToken{}, "", err
-	}
-	if expired {
-		return t, "password_expired", nil
-	}
-	return t, "", nil
+	return t, "", limit, true, nil
 }
