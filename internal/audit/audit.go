@@ -464,6 +464,7 @@ func nullable(s string) any {
 // parameters it numbers so. Only placeholders are generated; values travel
 // as parameters.
 func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]any, suffix func(next int) (string, []any)) error {
+	param := paramFor(sqldb.DialectOf(q))
 	for len(rows) > 0 {
 		n := min(len(rows), max(1, insertParams/len(rows[0])))
 		var b strings.Builder
@@ -479,7 +480,7 @@ func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]an
 					b.WriteString(", ")
 				}
 				args = append(args, v)
-				fmt.Fprintf(&b, "$%d", len(args))
+				param(&b, len(args))
 			}
 			b.WriteByte(')')
 		}
@@ -496,14 +497,31 @@ func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]an
 	return nil
 }
 
-// placeholders returns "$from, $from+1, …" for n parameters.
-func placeholders(from, n int) string {
+// placeholders returns the placeholders of n parameters numbered from
+// from, the statement's first: "?, ?, …" on SQLite, "$from, $from+1, …"
+// elsewhere (paramFor).
+func placeholders(d sqldb.Dialect, from, n int) string {
+	param := paramFor(d)
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "$%d", from+i)
+		param(&b, from+i)
 	}
 	return b.String()
+}
+
+// paramFor returns what writes the placeholder of the i-th parameter of a
+// statement whose parameters are each written once, in their order. On
+// SQLite it is "?": SQLite takes "$i" for a parameter named "$i", and binding
+// a statement's parameters looks each name up in the list of all of them,
+// so that a statement of a batch's events (fourteen parameters an event)
+// spent most of its time binding, in time quadratic in its parameters; an
+// anonymous "?" takes the next number and binds without a name.
+func paramFor(d sqldb.Dialect) func(b *strings.Builder, i int) {
+	if d == sqldb.SQLite {
+		return func(b *strings.Builder, _ int) { b.WriteByte('?') }
+	}
+	return func(b *strings.Builder, i int) { fmt.Fprintf(b, "$%d", i) }
 }
