@@ -409,13 +409,13 @@ func (s *Store) LookupToken(ctx context.Context, secret, remoteAddr, userAgent s
 }
 
 // findToken looks a secret up, and reads with it the stored state of the
-// rate-limit bucket named limitKey (ratelimit.StoredTat), found telling
-// whether it was read. A token that may not be used comes back with the
+// rate-limit bucket named limitKey (ratelimit.StoredTat) into bucket, found
+// telling whether it was read. A token that may not be used comes back with the
 // reason (for the audit trail; the requester learns none of it) and, if it
 // exists, its record.
-func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret, limitKey string) (t AccessToken, reason string, limit sql.NullInt64, found bool, err error) {
+func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret, limitKey string) (t AccessToken, reason string, bucket sql.NullInt64, found bool, err error) {
 	if len(secret) != len(tokenPrefix)+ids.SecretLen || !strings.HasPrefix(secret, tokenPrefix) {
-		return AccessToken{}, "unknown", limit, false, nil
+		return AccessToken{}, "unknown", bucket, false, nil
 	}
 	var (
 		revoked, changed sql.NullInt64
@@ -429,27 +429,27 @@ func (s *Store) findToken(ctx context.Context, q sqldb.Querier, secret, limitKey
 		ids.Digest(secret), limitKey)
 	var scan tokenScan
 	if err == nil {
-		found, err = policies.Scan(rows, append(scan.dest(), &revoked, &locked, &disabled, &changed, &limit)...)
+		found, err = policies.Scan(rows, append(scan.dest(), &revoked, &locked, &disabled, &changed, &bucket)...)
 	}
 	if err != nil {
-		return AccessToken{}, "", limit, false, errs.Wrap(errs.Unavailable, err, "look up access token")
+		return AccessToken{}, "", bucket, false, errs.Wrap(errs.Unavailable, err, "look up access token")
 	}
 	if !found {
-		return AccessToken{}, "unknown", limit, false, nil
+		return AccessToken{}, "unknown", bucket, false, nil
 	}
 	t = scan.token()
 	now := s.now()
 	switch {
 	case revoked.Valid:
-		return t, "revoked", limit, true, nil
+		return t, "revoked", bucket, true, nil
 	case !now.Before(t.ExpiresAt):
-		return t, "expired", limit, true, nil
+		return t, "expired", bucket, true, nil
 	case disabled:
-		return t, "disabled", limit, true, nil
+		return t, "disabled", bucket, true, nil
 	case locked:
-		return t, "locked", limit, true, nil
+		return t, "locked", bucket, true, nil
 	case policies.PasswordExpired(changed, now):
-		return t, "password_expired", limit, true, nil
+		return t, "password_expired", bucket, true, nil
 	}
-	return t, "", limit, true, nil
+	return t, "", bucket, true, nil
 }
