@@ -59,12 +59,10 @@ type lane struct {
 	clinical, identity *sqldb.DB
 	health             *writeHealth
 	auditKey           note.Signer
-	// queue holds the requests whose work has not run yet, and queued
-	// counts them; leading says that a leader runs them (lead). open is
-	// the leader's batch.
+	// queue holds the requests whose work has not run yet; leading says
+	// that a leader runs them (lead). open is the leader's batch.
 	mu      sync.Mutex
 	queue   []*request
-	queued  atomic.Int32
 	leading bool
 	open    *batch
 	// commits counts the batches ended, committed or not.
@@ -196,7 +194,6 @@ func (l *lane) do(ctx context.Context, alone bool, fn func(j *job) error) error 
 	r := &request{ctx: ctx, alone: alone, fn: fn, ran: make(chan struct{})}
 	l.mu.Lock()
 	l.queue = append(l.queue, r)
-	l.queued.Add(1)
 	start := !l.leading
 	l.leading = true
 	l.mu.Unlock()
@@ -305,7 +302,6 @@ func (l *lane) pop() (r *request, more bool) {
 	r = l.queue[0]
 	l.queue[0] = nil
 	l.queue = l.queue[1:]
-	l.queued.Add(-1)
 	return r, true
 }
 
@@ -316,7 +312,6 @@ func (l *lane) withdraw(r *request) bool {
 	for i, q := range l.queue {
 		if q == r {
 			l.queue = append(l.queue[:i], l.queue[i+1:]...)
-			l.queued.Add(-1)
 			return true
 		}
 	}

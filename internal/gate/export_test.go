@@ -7,7 +7,9 @@ func OneLane(g *Gate) { g.lanes = g.lanes[:1] }
 func Queued(g *Gate) int {
 	n := 0
 	for _, l := range g.lanes {
-		n += int(l.queued.Load())
+		l.mu.Lock()
+		n += len(l.queue)
+		l.mu.Unlock()
 	}
 	return n
 }

@@ -359,51 +359,33 @@ func Set(ctx context.Context, tx sqldb.Tx, orgID string, p Security) (Security, 
 // whose accounts row is aliased a, it gives one row for each role of the
 // account, with the policy of the role's organization (NULLs where it set
 // none), or one row of NULLs for an account without a role.
-// AccountPolicyColumns are its columns, which Row.Dest reads.
+// AccountPolicyColumns are its columns, which Account.Scan reads.
 const AccountPolicies = ` LEFT JOIN role_assignments pr ON pr.account_id = a.id
 	LEFT JOIN org_policies pp ON pp.org_id = pr.org_id`
 
-// AccountPolicyColumns are the columns of AccountPolicies.
+// AccountPolicyColumns are the columns of AccountPolicies, which
+// Account.Scan reads.
 const AccountPolicyColumns = `pr.org_id, pp.password_min_length, pp.password_require_mixed, pp.password_rotation_days,
 	pp.session_idle_minutes, pp.session_absolute_hours, pp.require_second_factor, pp.deletion_retention_days,
 	pp.inactivity_days, pp.inactivity_notice_days`
 
-// Row is one row of AccountPolicies.
-type Row struct {
-	org sql.NullString
-	stored
-}
-
-// Dest returns where a row's AccountPolicyColumns are scanned to.
-func (r *Row) Dest() []any {
-	return []any{&r.org, &r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention, &r.inactivity, &r.notice}
-}
-
 // Account is the policies of the organizations in which an account holds
-// a role, one for each role, read with AccountPolicies (Add).
+// a role, one for each role, read with AccountPolicies (Scan).
 type Account []stored
 
-// Add adds a row read with AccountPolicies: the policy of one of the
-// account's roles, or nothing for the row of an account without a role.
-func (a *Account) Add(r Row) {
-	if r.org.Valid {
-		*a = append(*a, r.stored)
-	}
-}
-
-// ofAccount reads the policies of every organization in which the account
-// holds a role, one for each role; an organization that set no policy
-// gives a row of NULLs.
-func ofAccount(ctx context.Context, q sqldb.Querier, accountID string) (Account, error) {
-	var out Account
-	rows, err := q.QueryContext(ctx, `SELECT `+AccountPolicyColumns+` FROM accounts a`+AccountPolicies+` WHERE a.id = $1`, accountID)
+// OfAccount reads, in one statement, the policies of every organization in
+// which the account holds a role (an organization that set none gives a
+// policy of NULLs) and when its password last changed.
+func OfAccount(ctx context.Context, q sqldb.Querier, accountID string) (a Account, passwordChanged sql.NullInt64, err error) {
+	rows, err := q.QueryContext(ctx, `SELECT a.password_changed_at, `+AccountPolicyColumns+`
+		FROM accounts a`+AccountPolicies+` WHERE a.id = $1`, accountID)
 	if err == nil {
-		_, err = out.Scan(rows)
+		_, err = a.Scan(rows, &passwordChanged)
 	}
 	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "read organization policies")
+		return nil, sql.NullInt64{}, errs.Wrap(errs.Unavailable, err, "read organization policies")
 	}
-	return out, nil
+	return a, passwordChanged, nil
 }
 
 // Scan reads the rows of a statement whose last columns are
@@ -414,12 +396,16 @@ func (a *Account) Scan(rows *sql.Rows, lead ...any) (bool, error) {
 	defer rows.Close()
 	found := false
 	for rows.Next() {
-		var r Row
-		if err := rows.Scan(append(lead, r.Dest()...)...); err != nil {
+		var org sql.NullString
+		var r stored
+		dest := []any{&org, &r.minLen, &r.mixed, &r.rotation, &r.idle, &r.absolute, &r.secondFactor, &r.retention, &r.inactivity, &r.notice}
+		if err := rows.Scan(append(lead, dest...)...); err != nil {
 			return false, err
 		}
 		found = true
-		a.Add(r)
+		if org.Valid { // not the row of an account without a role
+			*a = append(*a, r)
+		}
 	}
 	return found, rows.Err()
 }
@@ -430,7 +416,7 @@ func (a *Account) Scan(rows *sql.Rows, lead ...any) (bool, error) {
 // may loosen a default (a longer session) only for people who belong to
 // it alone, never the default of another organization.
 func Effective(ctx context.Context, q sqldb.Querier, accountID string) (Security, error) {
-	a, err := ofAccount(ctx, q, accountID)
+	a, _, err := OfAccount(ctx, q, accountID)
 	return a.Effective(), err
 }
 
@@ -450,7 +436,7 @@ func (a Account) Effective() Security {
 // for each, the shortest its organizations set, where an organization that
 // set none counts with the server's defaults idle and absolute.
 func SessionLimits(ctx context.Context, q sqldb.Querier, accountID string, idle, absolute time.Duration) (time.Duration, time.Duration, error) {
-	a, err := ofAccount(ctx, q, accountID)
+	a, _, err := OfAccount(ctx, q, accountID)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -482,13 +468,7 @@ func (a Account) SessionLimits(idle, absolute time.Duration) (time.Duration, tim
 // rotation period of its effective policy at now (AUTH-09). An account
 // without a password, or under a policy without rotation, is not expired.
 func PasswordExpired(ctx context.Context, q sqldb.Querier, accountID string, now time.Time) (bool, error) {
-	var a Account
-	var changed sql.NullInt64
-	rows, err := q.QueryContext(ctx, `SELECT a.password_changed_at, `+AccountPolicyColumns+`
-		FROM accounts a`+AccountPolicies+` WHERE a.id = $1`, accountID)
-	if err == nil {
-		_, err = a.Scan(rows, &changed)
-	}
+	a, changed, err := OfAccount(ctx, q, accountID)
 	if err != nil {
 		return false, errs.Wrap(errs.Unavailable, err, "read password age")
 	}
@@ -497,7 +477,7 @@ func PasswordExpired(ctx context.Context, q sqldb.Querier, accountID string, now
 
 // PasswordExpired is PasswordExpired for an account of a's policies whose
 // password changed at changedAt (accounts.password_changed_at), read by the
-// caller with AccountPolicies.
+// caller with AccountPolicies or OfAccount.
 func (a Account) PasswordExpired(changedAt sql.NullInt64, now time.Time) bool {
 	p := a.Effective()
 	if p.PasswordRotationDays == 0 || !changedAt.Valid {

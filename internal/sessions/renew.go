@@ -33,15 +33,13 @@ func (s *Store) limitsOf(ctx context.Context, q sqldb.Querier, accountID string)
 // account's password has expired (AUTH-09), in which case the session can
 // only change it.
 func (s *Store) stamp(ctx context.Context, q sqldb.Querier, sess *Session) error {
-	lim, err := s.limitsOf(ctx, q, sess.AccountID)
+	policies, changed, err := policy.OfAccount(ctx, q, sess.AccountID)
 	if err != nil {
 		return err
 	}
-	expired, err := policy.PasswordExpired(ctx, q, sess.AccountID, s.now())
-	if err != nil {
-		return err
-	}
-	sess.ExpiresAt = sess.CreatedAt.Add(lim.Absolute)
+	_, absolute := policies.SessionLimits(s.Limits.Idle, s.Limits.Absolute)
+	expired := policies.PasswordExpired(changed, s.now())
+	sess.ExpiresAt = sess.CreatedAt.Add(absolute)
 	sess.PasswordExpired = expired
 	_, err = q.ExecContext(ctx,
 		`UPDATE sessions SET expires_at = $1, password_expired = $2,
