@@ -162,6 +162,7 @@ func TestThroughput(t *testing.T) {
 		pb := startPocketBase(t, clients)
 		b.note(t, "PocketBase: "+pb.program+", serve --dev=false")
 		proxied := tlsProxy(t, pb.direct.base, clients)
+		proxied.pid = pb.direct.pid // the server's time is PocketBase's; the proxy's counts with the load's
 		for _, v := range []struct {
 			create, read, how string
 			at                endpoint
@@ -230,14 +231,58 @@ func (b *bench) measure(t *testing.T, id, name string, req request) {
 	t.Helper()
 	l := b.load
 	l.Workers = req.workers
+	l.Meters = cpuMeters(req.servers)
 	b.record(t, id, name, l.Run(context.Background(), req.send))
+}
+
+// Meters of processor time (cpu_test.go): the machine's, and the server
+// processes' together.
+const (
+	meterMachine = "machine"
+	meterServer  = "server"
+)
+
+// cpuMeters meters the machine's processor time and that of the processes
+// servers, where the system tells them.
+func cpuMeters(servers []int) map[string]loadtest.Meter {
+	m := map[string]loadtest.Meter{}
+	if _, ok := machineCPU(); ok {
+		m[meterMachine] = func() float64 { s, _ := machineCPU(); return s }
+	}
+	if len(servers) == 0 {
+		return m
+	}
+	for _, pid := range servers {
+		if _, ok := processCPU(pid); !ok {
+			return m
+		}
+	}
+	m[meterServer] = func() float64 {
+		var sum float64
+		for _, pid := range servers {
+			s, _ := processCPU(pid)
+			sum += s
+		}
+		return sum
+	}
+	return m
+}
+
+// cpuPerRequest is the processor time of meter per request answered in
+// ms, or "n/a" where it was not metered.
+func cpuPerRequest(res loadtest.Result, meter string) string {
+	if _, ok := res.Metered[meter]; !ok || res.Requests() == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f ms", 1000*res.PerRequest(meter))
 }
 
 // record adds the row of a measured load and logs it.
 func (b *bench) record(t *testing.T, id, name string, res loadtest.Result) {
 	t.Helper()
 	b.rows = append(b.rows, row{id: id, name: name, res: res})
-	t.Logf("%s, %d clients: %.1f req/s, p50 %s, p99 %s, %d failed", name, res.Workers, res.Rate(), millis(res.P50), millis(res.P99), res.Failed)
+	t.Logf("%s, %d clients: %.1f req/s, p50 %s, p99 %s, %d failed, processor time per request %s (machine), %s (server)",
+		name, res.Workers, res.Rate(), millis(res.P50), millis(res.P99), res.Failed, cpuPerRequest(res, meterMachine), cpuPerRequest(res, meterServer))
 	for msg, n := range res.Failures {
 		t.Logf("  %d× %s", n, msg)
 	}
@@ -287,18 +332,19 @@ func millis(d time.Duration) string {
 func (b *bench) report(w io.Writer) {
 	fmt.Fprintf(w, "\nThroughput: %s measured per row after %s of warm-up; closed-loop clients over HTTPS\n", b.load.Duration, b.load.Warmup)
 	fmt.Fprintf(w, "(PocketBase also over direct HTTP). Machine: %s.\n\n", machine())
-	fmt.Fprintln(w, "| row | clients | req/s | p50 | p99 | errors |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| row | clients | req/s | p50 | p99 | errors | CPU/req, machine | CPU/req, server |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range b.rows {
 		errors := "0"
 		if r.res.Failed > 0 {
 			errors = fmt.Sprintf("%d (%.2f%%)", r.res.Failed, 100*r.res.ErrorShare())
 		}
-		fmt.Fprintf(w, "| %s | %d | %.1f | %s | %s | %s |\n", r.name, r.res.Workers, r.res.Rate(), millis(r.res.P50), millis(r.res.P99), errors)
+		fmt.Fprintf(w, "| %s | %d | %.1f | %s | %s | %s | %s | %s |\n", r.name, r.res.Workers, r.res.Rate(), millis(r.res.P50), millis(r.res.P99), errors,
+			cpuPerRequest(r.res, meterMachine), cpuPerRequest(r.res, meterServer))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| subject ÷ baseline, same run | req/s | p50 |")
-	fmt.Fprintln(w, "| --- | ---: | ---: |")
+	fmt.Fprintln(w, "| subject ÷ baseline, same run | req/s | p50 | CPU/req, machine |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
 	byID := map[string]row{}
 	for _, r := range b.rows {
 		byID[r.id] = r
@@ -307,10 +353,14 @@ func (b *bench) report(w io.Writer) {
 		s, okS := byID[q.subject]
 		base, okB := byID[q.baseline]
 		if !okS || !okB || base.res.Rate() == 0 || base.res.P50 == 0 {
-			fmt.Fprintf(w, "| %s | n/a | n/a |\n", q.what)
+			fmt.Fprintf(w, "| %s | n/a | n/a | n/a |\n", q.what)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %.2f | %.2f |\n", q.what, s.res.Rate()/base.res.Rate(), float64(s.res.P50)/float64(base.res.P50))
+		cpu := "n/a"
+		if sc, bc := s.res.PerRequest(meterMachine), base.res.PerRequest(meterMachine); sc > 0 && bc > 0 {
+			cpu = fmt.Sprintf("%.2f", sc/bc)
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s |\n", q.what, s.res.Rate()/base.res.Rate(), float64(s.res.P50)/float64(base.res.P50), cpu)
 	}
 	if len(b.notes) > 0 {
 		fmt.Fprintln(w)
@@ -342,6 +392,9 @@ func machine() string {
 type endpoint struct {
 	base        string
 	fingerprint string // empty for plain HTTP
+	// pid is the process of the server measured, 0 for a server in this
+	// process (the plain server; the HTTPS proxy counts as the load's).
+	pid int
 }
 
 // pool gives each worker an HTTP client of its own, so each keeps one
@@ -426,10 +479,28 @@ func errorWithoutURL(err error) error {
 	return err
 }
 
-// request is a loadtest.Request with the number of workers it is made for.
+// request is a loadtest.Request with the number of workers it is made for
+// and the processes of the servers it reaches (none for a server in this
+// process).
 type request struct {
 	workers int
+	servers []int
 	send    loadtest.Request
+}
+
+// servers are the processes of the pool's endpoints, or none if one of
+// them is in this process.
+func (p *pool) servers() []int {
+	var pids []int
+	for _, e := range p.at {
+		if e.pid == 0 {
+			return nil
+		}
+		if !slices.Contains(pids, e.pid) {
+			pids = append(pids, e.pid)
+		}
+	}
+	return pids
 }
 
 // enrolment is the body of every enrolment and plain insert: all five
@@ -452,7 +523,7 @@ func newEnrolment(tag string, w, i int) enrolment {
 }
 
 func enrolRequests(p *pool, path, tag string) request {
-	return request{workers: len(p.clients), send: func(ctx context.Context, w, i int) error {
+	return request{workers: len(p.clients), servers: p.servers(), send: func(ctx context.Context, w, i int) error {
 		body, err := json.Marshal(newEnrolment(tag, w, i))
 		if err != nil {
 			return err
@@ -463,7 +534,7 @@ func enrolRequests(p *pool, path, tag string) request {
 }
 
 func readRequests(p *pool, path string) request {
-	return request{workers: len(p.clients), send: func(ctx context.Context, w, i int) error {
+	return request{workers: len(p.clients), servers: p.servers(), send: func(ctx context.Context, w, i int) error {
 		_, err := p.send(ctx, w, http.MethodGet, path, nil, http.StatusOK)
 		return err
 	}}
@@ -539,7 +610,7 @@ func deploy(t *testing.T, nodes, clients int, dbArgs ...string) *deployment {
 func (d *deployment) pool(workers int) *pool {
 	var at []endpoint
 	for _, s := range d.procs {
-		at = append(at, endpoint{base: s.url, fingerprint: s.fingerprint})
+		at = append(at, endpoint{base: s.url, fingerprint: s.fingerprint, pid: s.cmd.Process.Pid})
 	}
 	return newPool(workers, at, d.auth)
 }
@@ -851,7 +922,7 @@ func startPocketBase(t *testing.T, clients int) *pocketBase {
 		cmd.Process.Kill()
 		<-exited
 	})
-	pb := &pocketBase{program: pocketBaseModule + " (go install)", direct: endpoint{base: "http://" + addr}}
+	pb := &pocketBase{program: pocketBaseModule + " (go install)", direct: endpoint{base: "http://" + addr, pid: cmd.Process.Pid}}
 	if p := os.Getenv(envPocketBase); p != "" {
 		pb.program = p + " (" + envPocketBase + ")"
 	}
@@ -938,7 +1009,7 @@ func pocketBaseBinary(t *testing.T) string {
 }
 
 func pocketBaseCreates(p *pool, tag string) request {
-	return request{workers: len(p.clients), send: func(ctx context.Context, w, i int) error {
+	return request{workers: len(p.clients), servers: p.servers(), send: func(ctx context.Context, w, i int) error {
 		body, err := json.Marshal(newEnrolment(tag, w, i))
 		if err != nil {
 			return err

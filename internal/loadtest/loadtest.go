@@ -32,7 +32,14 @@ type Load struct {
 	// Warmup runs before the measured Duration, with the same workers, and
 	// is not recorded: connections are opened and caches filled.
 	Warmup time.Duration
+	// Meters are cumulative counters read at the start of the measured
+	// period and once its last request is answered, such as the processor
+	// time a program has used; Result.Metered holds what each grew by.
+	Meters map[string]Meter
 }
+
+// Meter reads a counter that only grows.
+type Meter func() float64
 
 // maxFailureKinds bounds the distinct error messages a Result keeps, so a
 // request that puts a unique id in every error cannot grow it without end.
@@ -56,6 +63,17 @@ type Result struct {
 	Elapsed time.Duration
 	P50     time.Duration
 	P99     time.Duration
+	// Metered is what each of Load.Meters grew by in the measured period.
+	Metered map[string]float64
+}
+
+// PerRequest is what meter grew by for each request answered in the
+// measured period, or 0 without one.
+func (r Result) PerRequest(meter string) float64 {
+	if r.Requests() == 0 {
+		return 0
+	}
+	return r.Metered[meter] / float64(r.Requests())
 }
 
 // Requests is the number of requests answered, successful or not.
@@ -94,6 +112,16 @@ func (l Load) Run(ctx context.Context, req Request) Result {
 	deadline := measureFrom.Add(l.Duration)
 	workers := make([]worker, n)
 	var wg sync.WaitGroup
+	startReadings := make(chan map[string]float64, 1)
+	go func() {
+		t := time.NewTimer(time.Until(measureFrom))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		startReadings <- read(l.Meters)
+	}()
 	for w := range n {
 		wg.Add(1)
 		go func() {
@@ -121,8 +149,13 @@ func (l Load) Run(ctx context.Context, req Request) Result {
 	}
 	wg.Wait()
 	end := time.Now()
+	ended := read(l.Meters)
+	atStart := <-startReadings
 
-	res := Result{Workers: n, Failures: map[string]int{}, Elapsed: end.Sub(measureFrom)}
+	res := Result{Workers: n, Failures: map[string]int{}, Elapsed: end.Sub(measureFrom), Metered: map[string]float64{}}
+	for name, v := range ended {
+		res.Metered[name] = v - atStart[name]
+	}
 	if end.Before(measureFrom) { // ctx ended during the warm-up
 		res.Elapsed = 0
 	}
@@ -142,6 +175,15 @@ func (l Load) Run(ctx context.Context, req Request) Result {
 	res.P50 = Percentile(all, 50)
 	res.P99 = Percentile(all, 99)
 	return res
+}
+
+// read reads every meter.
+func read(meters map[string]Meter) map[string]float64 {
+	out := make(map[string]float64, len(meters))
+	for name, m := range meters {
+		out[name] = m()
+	}
+	return out
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of sorted by the

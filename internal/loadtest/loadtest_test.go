@@ -187,3 +187,31 @@ func TestRunBoundsTheDistinctFailures(t *testing.T) {
 		t.Errorf("failures add up to %d of %d failed (succeeded %d)", total, res.Failed, res.Succeeded)
 	}
 }
+
+// TestMetersCountTheMeasuredPeriodOnly meters the requests answered and
+// checks that the meter grew by those of the measured period: the requests
+// counted, and at most one more per worker, begun in the warm-up and
+// answered after it; none of the warm-up's own.
+func TestMetersCountTheMeasuredPeriodOnly(t *testing.T) {
+	var answered atomic.Int64
+	l := Load{Workers: 3, Warmup: 100 * time.Millisecond, Duration: 200 * time.Millisecond,
+		Meters: map[string]Meter{"answered": func() float64 { return float64(answered.Load()) }}}
+	res := l.Run(context.Background(), func(ctx context.Context, worker, i int) error {
+		time.Sleep(2 * time.Millisecond)
+		answered.Add(1)
+		return nil
+	})
+	got := res.Metered["answered"]
+	if got < float64(res.Requests()) || got > float64(res.Requests()+l.Workers) {
+		t.Errorf("the meter grew by %v in the measured period, which answered %d requests (%d workers)", got, res.Requests(), l.Workers)
+	}
+	if total := answered.Load(); got >= float64(total) {
+		t.Errorf("the meter grew by %v, all %d requests, warm-up included", got, total)
+	}
+	if per := res.PerRequest("answered"); per < 1 || per > 1+float64(l.Workers)/float64(res.Requests()) {
+		t.Errorf("PerRequest = %v, want about 1", per)
+	}
+	if res.PerRequest("unknown") != 0 {
+		t.Errorf("PerRequest of a meter not given = %v, want 0", res.PerRequest("unknown"))
+	}
+}
