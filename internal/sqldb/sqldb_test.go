@@ -152,6 +152,7 @@ func TestSQLiteSettings(t *testing.T) {
 	defer db.Close()
 	for pragma, want := range map[string]string{
 		"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000", "secure_delete": "1", "temp_store": "2",
+		"wal_autocheckpoint": "10000",
 	} {
 		var got string
 		if err := db.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
