@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
@@ -115,6 +116,9 @@ func appendEvents(ctx context.Context, tx sqldb.Tx, key note.Signer, evs []Event
 type Signed struct {
 	ev  Event
 	row []any
+	// leaf is the event's record hash in the tree, as the sequencer will
+	// compute it (Issued); zero without a signature.
+	leaf tlog.Hash
 }
 
 // Sign validates and signs evs (see Append) for AppendSigned, so that a
@@ -165,6 +169,9 @@ func (u Unsigned) Sign(key note.Signer) ([]Signed, error) {
 			ev.Action, string(ev.Outcome), nullable(ev.StudyID), nullable(ev.SiteID),
 			nullable(ev.ParticipantID), nullable(ev.ObjectType), nullable(ev.ObjectID), ev.Security,
 			string(u.bodies[i]), nullable(sig)}}
+		if sig != "" {
+			out[i].leaf = tlog.RecordHash(leafData(string(u.bodies[i]), sig))
+		}
 	}
 	return out, nil
 }

@@ -36,6 +36,9 @@ type Log struct {
 	Failf func(format string, args ...any)
 	// Witnesses receive each checkpoint the sequencer signs (witness.go).
 	Witnesses []Witness
+	// Issued are the events this process wrote, whose signatures the
+	// sequencer need not check again; nil checks every signature.
+	Issued *Issued
 
 	tick func(held bool) // tests observe Run's lease decisions
 
@@ -190,7 +193,7 @@ func (l *Log) checkQueued(ctx context.Context, limit int) (map[string]checkedEve
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ok := checkSignatures(evs, l.Verifier)
+	ok := l.checkSignatures(evs)
 	out := make(map[string]checkedEvent, len(evs))
 	for i, id := range ids {
 		out[id] = checkedEvent{evs[i], ok[i]}
@@ -257,7 +260,7 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[s
 	if len(toCheck) > 0 && l.Verifier == nil {
 		return 0, nil, errs.E(errs.Internal, "audit log has no verifier key to check queued events")
 	}
-	for j, ok := range checkSignatures(toCheck, l.Verifier) {
+	for j, ok := range l.checkSignatures(toCheck) {
 		verdict[unchecked[j]] = ok
 	}
 	var eventIDs, leaves, refused []string

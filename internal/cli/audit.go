@@ -68,7 +68,7 @@ func auditLog(ctx context.Context, env Env, cfg *instance.Config, kc *kekConfig)
 }
 
 func instanceLog(inst *instance.Instance) (*audit.Log, error) {
-	return &audit.Log{DB: inst.Clinical, Signer: inst.AuditKey, Verifier: inst.AuditVerifier, Origin: instance.AuditOrigin(inst.ID)}, nil
+	return &audit.Log{DB: inst.Clinical, Signer: inst.AuditKey, Verifier: inst.AuditVerifier, Origin: instance.AuditOrigin(inst.ID), Issued: inst.AuditIssued}, nil
 }
 
 func runAuditVerify(ctx context.Context, env Env, args []string) error {

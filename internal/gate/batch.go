@@ -59,6 +59,7 @@ type lane struct {
 	clinical, identity *sqldb.DB
 	health             *writeHealth
 	auditKey           note.Signer
+	issued             *audit.Issued // told the events of each batch committed
 	// queue holds the requests whose work has not run yet; leading says
 	// that a leader runs them (lead). open is the leader's batch.
 	mu      sync.Mutex
@@ -382,6 +383,7 @@ func (l *lane) end(b *batch) error {
 		}
 		return errs.Wrap(errs.Unavailable, err, "the database did not commit, so the request was not carried out")
 	}
+	l.issued.Add(evs)
 	if b.identity != nil && b.identityAfter {
 		if err := b.identity.Commit(); err != nil {
 			return errs.Wrap(errs.Unavailable, err, "the change is recorded, but the identity database did not confirm it; repeat the request")

@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/authz"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/gate"
+	"github.com/custodia/custodia/internal/keys"
 	"github.com/custodia/custodia/internal/orgs"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -344,6 +345,52 @@ func TestAUD01_AnEventIsSignedOutsideItsRequestsTurn(t *testing.T) {
 		}
 		if n != 2 {
 			t.Errorf("%d events of the two requests on the trail, want 2", n)
+		}
+	})
+}
+
+// The trail's sequencer in this process is told of a batch's events
+// (Config.Issued) only once they are committed: an event whose batch did
+// not commit (here its identity commit failed on a deferred foreign key)
+// is never taken for one this process wrote.
+func TestAUD02_TheGateTellsTheSequencerOnlyOfCommittedEvents(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := withKeys(t, setup(t, d), d, localKEK(t))
+		ctx := context.Background()
+		if _, err := f.identity.ExecContext(ctx, `CREATE TABLE commit_check (participant_id TEXT
+			REFERENCES identities (participant_id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+			t.Fatal(err)
+		}
+		skey, _, err := note.GenerateKey(rand.Reader, "custodia-audit-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := note.NewSigner(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kek := localKEK(t)
+		issued := &audit.Issued{}
+		g := gate.New(gate.Config{
+			Clinical: f.db, Keys: &keys.Keyring{DB: f.db, KEK: kek},
+			Identity: f.identity, IdentityKeys: &keys.Keyring{DB: f.identity, KEK: kek},
+			AuditKey: signer, Issued: issued,
+		})
+		org := gate.OrgID(f.org.ID)
+		if err := g.Do(ctx, f.admin, org, "study.create",
+			identityWork(ctx, f, "Committed", `INSERT INTO commit_check (participant_id) VALUES (NULL)`)); err != nil {
+			t.Fatal(err)
+		}
+		if n := issued.Len(); n != 1 {
+			t.Fatalf("after one committed request the sequencer was told of %d events, want 1", n)
+		}
+		err = g.Do(ctx, f.admin, org, "study.create",
+			identityWork(ctx, f, "Not committed", `INSERT INTO commit_check (participant_id) VALUES ('nobody')`))
+		if !errs.Is(err, errs.Unavailable) {
+			t.Fatalf("request whose identity commit failed answered %v, want Unavailable", err)
+		}
+		if n := issued.Len(); n != 1 {
+			t.Errorf("after a batch that did not commit the sequencer was told of %d events, want still 1", n)
 		}
 	})
 }

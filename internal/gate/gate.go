@@ -97,6 +97,10 @@ type Config struct {
 	// server and command gives it; without it events are unsigned, which
 	// only a test's trail may be.
 	AuditKey note.Signer
+	// Issued, if not nil, is told every batch's events once committed, so
+	// that the trail's sequencer in this process need not check their
+	// signatures again (Instance.AuditIssued).
+	Issued *audit.Issued
 }
 
 // New returns the gate of the databases c names.
@@ -108,7 +112,9 @@ func New(c Config) *Gate {
 		n = postgresLanes
 	}
 	for range n {
-		g.lanes = append(g.lanes, newLane(c.Clinical, c.Identity, g.health, c.AuditKey))
+		l := newLane(c.Clinical, c.Identity, g.health, c.AuditKey)
+		l.issued = c.Issued
+		g.lanes = append(g.lanes, l)
 	}
 	return g
 }

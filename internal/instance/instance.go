@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/ids"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -83,6 +84,9 @@ type Instance struct {
 	// is sealed by it (auditkey.go): AuditKey refuses to sign until OpenAuditKey.
 	AuditKey      note.Signer
 	AuditVerifier note.Verifier
+	// AuditIssued are the events this process's gate wrote, which its
+	// audit sequencer adopts without checking their signatures again.
+	AuditIssued *audit.Issued
 }
 
 // AuditKeyName is the name of the instance's audit key in signed notes.
@@ -246,7 +250,7 @@ func open(ctx context.Context, c Config, create bool) (inst *Instance, err error
 			return nil, fmt.Errorf("migrate %s database: %w", s.schema.Name, err)
 		}
 	}
-	inst = &Instance{DataDir: c.DataDir, Clinical: cl.db, Identity: id.db}
+	inst = &Instance{DataDir: c.DataDir, Clinical: cl.db, Identity: id.db, AuditIssued: &audit.Issued{}}
 	if inst.ID, err = pair(ctx, inst.Clinical, inst.Identity); err != nil {
 		return nil, err
 	}

@@ -185,7 +185,7 @@ func NewGate(inst *instance.Instance, kek keys.KEK) *gate.Gate {
 	return gate.New(gate.Config{
 		Clinical: inst.Clinical, Keys: &keys.Keyring{DB: inst.Clinical, KEK: kek},
 		Identity: inst.Identity, IdentityKeys: &keys.Keyring{DB: inst.Identity, KEK: kek, EpochDir: filepath.Join(inst.DataDir, keys.LocalEpochsDir)},
-		AuditKey: inst.AuditKey,
+		AuditKey: inst.AuditKey, Issued: inst.AuditIssued,
 	})
 }
 
