@@ -471,7 +471,7 @@ func nullable(s string) any {
 // parameters it numbers so. Only placeholders are generated; values travel
 // as parameters.
 func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]any, suffix func(next int) (string, []any)) error {
-	param := paramFor(sqldb.DialectOf(q))
+	param := sqldb.Placeholder(sqldb.DialectOf(q))
 	for len(rows) > 0 {
 		n := min(len(rows), max(1, insertParams/len(rows[0])))
 		var b strings.Builder
@@ -502,33 +502,4 @@ func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]an
 		rows = rows[n:]
 	}
 	return nil
-}
-
-// placeholders returns the placeholders of n parameters numbered from
-// from, the statement's first: "?, ?, …" on SQLite, "$from, $from+1, …"
-// elsewhere (paramFor).
-func placeholders(d sqldb.Dialect, from, n int) string {
-	param := paramFor(d)
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		param(&b, from+i)
-	}
-	return b.String()
-}
-
-// paramFor returns what writes the placeholder of the i-th parameter of a
-// statement whose parameters are each written once, in their order. On
-// SQLite it is "?": SQLite takes "$i" for a parameter named "$i", and binding
-// a statement's parameters looks each name up in the list of all of them,
-// so that a statement of a batch's events (fourteen parameters an event)
-// spent most of its time binding, in time quadratic in its parameters; an
-// anonymous "?" takes the next number and binds without a name.
-func paramFor(d sqldb.Dialect) func(b *strings.Builder, i int) {
-	if d == sqldb.SQLite {
-		return func(b *strings.Builder, _ int) { b.WriteByte('?') }
-	}
-	return func(b *strings.Builder, i int) { fmt.Fprintf(b, "$%d", i) }
 }

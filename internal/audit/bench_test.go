@@ -258,7 +258,7 @@ type numberedParams struct{ sqldb.Querier }
 // gate (64, as many as a batch holds) in one transaction, rolled back, and
 // reports the time an event ("ns/event"). The "anonymous-params" run
 // writes the statement's parameters as SQLite takes them by position ("?",
-// paramFor); the "numbered-params" run, the baseline of the same run, as
+// sqldb.Placeholder); the "numbered-params" run, the baseline of the same run, as
 // "$1", "$2", …, which SQLite binds by name.
 func BenchmarkInsertABatchOfEvents(b *testing.B) {
 	for _, numbered := range []bool{false, true} {

@@ -311,7 +311,7 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[s
 		for i, id := range rest[:k] {
 			args[i] = id
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+placeholders(sqldb.DialectOf(tx), 1, k)+`)`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+sqldb.Placeholders(sqldb.DialectOf(tx), 1, k)+`)`, args...); err != nil {
 			return 0, nil, err
 		}
 		rest = rest[k:]
@@ -565,7 +565,7 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	}
 	for len(missing) > 0 {
 		k := min(len(missing), deleteChunk)
-		rows, err := r.q.QueryContext(r.ctx, `SELECT idx, hash FROM audit_hashes WHERE idx IN (`+placeholders(sqldb.DialectOf(r.q), 1, k)+`)`, missing[:k]...)
+		rows, err := r.q.QueryContext(r.ctx, `SELECT idx, hash FROM audit_hashes WHERE idx IN (`+sqldb.Placeholders(sqldb.DialectOf(r.q), 1, k)+`)`, missing[:k]...)
 		if err != nil {
 			return nil, err
 		}

@@ -586,6 +586,7 @@ func (l *load) insert(n int) string {
 		q.WriteString(quote(c.Name))
 	}
 	q.WriteString(") VALUES ")
+	param := sqldb.Placeholder(l.db.Dialect)
 	p := 0
 	for i := range n {
 		if i > 0 {
@@ -597,11 +598,7 @@ func (l *load) insert(n int) string {
 				q.WriteString(", ")
 			}
 			p++
-			if l.db.Dialect == sqldb.SQLite {
-				q.WriteByte('?')
-			} else {
-				fmt.Fprintf(&q, "$%d", p)
-			}
+			param(&q, p)
 		}
 		q.WriteByte(')')
 	}

@@ -537,6 +537,10 @@ type importedEntry struct {
 // a row costs more than the row, on PostgreSQL above all.
 const importBatch = 100
 
+// literal is SQL text written into a statement as it is, among its
+// parameters (flush).
+type literal string
+
 // flush writes the entries checked so far, each with its first revision
 // (its values, as the change), while the file has no problem.
 func (im *importer) flush() error {
@@ -549,21 +553,36 @@ func (im *importer) flush() error {
 	e.WriteString(`INSERT INTO entries (id, org_id, study_id, site_id, participant_id, visit_id, visit_repeat,
 		form_id, form_version, status, revision, created_by, created_at, saved_by, saved_at, cells) VALUES `)
 	r.WriteString(`INSERT INTO entry_revisions (entry_id, revision, form_version, status, saved_by, saved_at, reason, changes) VALUES `)
-	eargs := make([]any, 0, 13*len(batch))
+	// Each parameter appears once, in order, so that SQLite binds them
+	// by position (sqldb.Placeholder): the account and the time are given
+	// twice, as creator and as saver.
+	param := sqldb.Placeholder(im.t.Dialect())
+	values := func(b *strings.Builder, args []any, cols ...any) []any {
+		b.WriteByte('(')
+		for i, c := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if lit, ok := c.(literal); ok {
+				b.WriteString(string(lit))
+				continue
+			}
+			args = append(args, c)
+			param(b, len(args))
+		}
+		b.WriteByte(')')
+		return args
+	}
+	eargs := make([]any, 0, 15*len(batch))
 	rargs := make([]any, 0, 6*len(batch))
 	for i, x := range batch {
 		if i > 0 {
 			e.WriteString(", ")
 			r.WriteString(", ")
 		}
-		n := len(eargs)
-		fmt.Fprintf(&e, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, 1, $%d, $%d, $%d, $%d, $%d)",
-			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+11, n+12, n+13)
-		eargs = append(eargs, x.id, im.org, im.study, x.place.SiteID, x.place.Participant, x.sc.visitID, x.place.Repeat, x.sc.formID,
-			x.version, string(x.status), x.account, x.now, x.cells)
-		n = len(rargs)
-		fmt.Fprintf(&r, "($%d, 1, $%d, $%d, $%d, $%d, 'bulk import', $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
-		rargs = append(rargs, x.id, x.version, string(x.status), x.account, x.now, x.cells)
+		eargs = values(&e, eargs, x.id, im.org, im.study, x.place.SiteID, x.place.Participant, x.sc.visitID, x.place.Repeat, x.sc.formID,
+			x.version, string(x.status), literal("1"), x.account, x.now, x.account, x.now, x.cells)
+		rargs = values(&r, rargs, x.id, literal("1"), x.version, string(x.status), x.account, x.now, literal("'bulk import'"), x.cells)
 	}
 	if _, err := im.t.ExecContext(im.ctx, e.String(), eargs...); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "store the entries")

@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -191,4 +192,53 @@ func TestSQLiteFilesAreOwnerOnly(t *testing.T) {
 	if _, err := sqldb.Open(context.Background(), "sqlite:"+path); err == nil || !strings.Contains(err.Error(), "readable by other users") {
 		t.Errorf("open of a world-readable database: %v", err)
 	}
+}
+
+// Placeholder writes "?" on SQLite and "$i" on PostgreSQL, and a
+// statement of many rows written with it stores each value in its place
+// on both.
+func TestPlaceholdersBindEachValueInItsPlace(t *testing.T) {
+	if got := sqldb.Placeholders(sqldb.SQLite, 3, 3); got != "?, ?, ?" {
+		t.Errorf("SQLite placeholders = %q", got)
+	}
+	if got := sqldb.Placeholders(sqldb.Postgres, 3, 3); got != "$3, $4, $5" {
+		t.Errorf("PostgreSQL placeholders = %q", got)
+	}
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		if _, err := db.ExecContext(ctx, `CREATE TABLE placed (a BIGINT, b TEXT, c BIGINT)`); err != nil {
+			t.Fatal(err)
+		}
+		const rows = 400 // 1,200 parameters: where binding by name cost most
+		param := sqldb.Placeholder(d)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO placed (a, b, c) VALUES `)
+		var args []any
+		for i := range rows {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteByte('(')
+			for j, v := range []any{int64(i), fmt.Sprintf("row %d", i), int64(-i)} {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				args = append(args, v)
+				param(&q, len(args))
+			}
+			q.WriteByte(')')
+		}
+		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
+			t.Fatal(err)
+		}
+		var n, wrong int64
+		if err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(CASE WHEN b = 'row ' || a AND c = -a THEN 0 ELSE 1 END), 0) FROM placed`).
+			Scan(&n, &wrong); err != nil {
+			t.Fatal(err)
+		}
+		if n != rows || wrong != 0 {
+			t.Errorf("%d rows stored, %d with a value out of place", n, wrong)
+		}
+	})
 }
