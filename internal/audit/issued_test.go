@@ -29,6 +29,17 @@ func (v *countingVerifier) Verify(msg, sig []byte) bool {
 	return v.Verifier.Verify(msg, sig)
 }
 
+// issuingLog is a trail's log told of the events this process writes,
+// with a verifier that counts its checks.
+func issuingLog(t *testing.T, d sqldb.Dialect) (*sqldb.DB, *Log, *countingVerifier) {
+	t.Helper()
+	db := sqldbtest.Open(t, d, sqldb.Clinical)
+	v := &countingVerifier{Verifier: testVerify}
+	l := newLog(t, db)
+	l.Verifier, l.Issued = v, &Issued{}
+	return db, l, v
+}
+
 // appendIssued signs evs, appends them in one transaction and tells
 // issued, as the gate's batches do.
 func appendIssued(t *testing.T, db *sqldb.DB, issued *Issued, evs ...Event) []Signed {
@@ -54,10 +65,7 @@ func appendIssued(t *testing.T, db *sqldb.DB, issued *Issued, evs ...Event) []Si
 func TestAUD02_SequencerTakesTheVerdictOnEventsThisProcessWrote(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
-		db := sqldbtest.Open(t, d, sqldb.Clinical)
-		v := &countingVerifier{Verifier: testVerify}
-		l := newLog(t, db)
-		l.Verifier, l.Issued = v, &Issued{}
+		db, l, v := issuingLog(t, d)
 		appendIssued(t, db, l.Issued, sampleEvent(1), sampleEvent(2), sampleEvent(3))
 		other := appendEach(t, db, sampleEvent(4)) // written elsewhere: not issued here
 		if _, err := l.Checkpoint(ctx); err != nil {
@@ -81,10 +89,7 @@ func TestAUD02_SequencerTakesTheVerdictOnEventsThisProcessWrote(t *testing.T) {
 func TestAUD02_AnIssuedEventChangedInTheDatabaseIsCheckedAndRefused(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		ctx := context.Background()
-		db := sqldbtest.Open(t, d, sqldb.Clinical)
-		v := &countingVerifier{Verifier: testVerify}
-		l := newLog(t, db)
-		l.Verifier, l.Issued = v, &Issued{}
+		db, l, v := issuingLog(t, d)
 		var logged []string
 		l.Logf = func(format string, args ...any) { logged = append(logged, format) }
 		signed := appendIssued(t, db, l.Issued, sampleEvent(10), sampleEvent(11), sampleEvent(12))

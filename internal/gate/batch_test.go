@@ -357,10 +357,7 @@ func TestAUD02_TheGateTellsTheSequencerOnlyOfCommittedEvents(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := withKeys(t, setup(t, d), d, localKEK(t))
 		ctx := context.Background()
-		if _, err := f.identity.ExecContext(ctx, `CREATE TABLE commit_check (participant_id TEXT
-			REFERENCES identities (participant_id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
-			t.Fatal(err)
-		}
+		failingIdentityCommits(t, f)
 		skey, _, err := note.GenerateKey(rand.Reader, "custodia-audit-test")
 		if err != nil {
 			t.Fatal(err)

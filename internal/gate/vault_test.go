@@ -243,6 +243,18 @@ func identityWork(ctx context.Context, f fixture, name, stmt string) func(t *gat
 	}
 }
 
+// failingIdentityCommits makes a table in f's identity database whose
+// deferred foreign key fails the identity COMMIT of work that inserts a
+// participant id no identity has (identityWork with "INSERT INTO
+// commit_check (participant_id) VALUES ('nobody')"); NULL passes.
+func failingIdentityCommits(t *testing.T, f fixture) {
+	t.Helper()
+	if _, err := f.identity.ExecContext(context.Background(), `CREATE TABLE commit_check (participant_id TEXT
+		REFERENCES identities (participant_id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The clinical transaction commits only after the identity commit, and not
 // at all if it failed: an identity commit that fails (here a deferred
 // foreign key, checked only at COMMIT) leaves the request's clinical work
@@ -251,10 +263,7 @@ func TestCRY09_ClinicalCommitWaitsForTheIdentityCommit(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := withKeys(t, setup(t, d), d, localKEK(t))
 		ctx := context.Background()
-		if _, err := f.identity.ExecContext(ctx, `CREATE TABLE commit_check (participant_id TEXT
-			REFERENCES identities (participant_id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
-			t.Fatal(err)
-		}
+		failingIdentityCommits(t, f)
 		err := f.g.Do(ctx, f.admin, gate.OrgID(f.org.ID), "study.create",
 			identityWork(ctx, f, "Before a failed identity commit", `INSERT INTO commit_check (participant_id) VALUES ('nobody')`))
 		if !errs.Is(err, errs.Unavailable) {
