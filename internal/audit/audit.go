@@ -481,15 +481,7 @@ func insertRows(ctx context.Context, q sqldb.Querier, prefix string, rows [][]an
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteByte('(')
-			for j, v := range r {
-				if j > 0 {
-					b.WriteString(", ")
-				}
-				args = append(args, v)
-				param(&b, len(args))
-			}
-			b.WriteByte(')')
+			args = sqldb.AppendRow(&b, param, args, r...)
 		}
 		if suffix != nil {
 			text, more := suffix(len(args) + 1)

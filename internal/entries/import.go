@@ -537,9 +537,11 @@ type importedEntry struct {
 // a row costs more than the row, on PostgreSQL above all.
 const importBatch = 100
 
-// literal is SQL text written into a statement as it is, among its
-// parameters (flush).
-type literal string
+// An imported entry is at its first revision, whose reason is the import.
+const (
+	firstRevision = 1
+	importReason  = "bulk import"
+)
 
 // flush writes the entries checked so far, each with its first revision
 // (its values, as the change), while the file has no problem.
@@ -557,32 +559,16 @@ func (im *importer) flush() error {
 	// by position (sqldb.Placeholder): the account and the time are given
 	// twice, as creator and as saver.
 	param := sqldb.Placeholder(im.t.Dialect())
-	values := func(b *strings.Builder, args []any, cols ...any) []any {
-		b.WriteByte('(')
-		for i, c := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			if lit, ok := c.(literal); ok {
-				b.WriteString(string(lit))
-				continue
-			}
-			args = append(args, c)
-			param(b, len(args))
-		}
-		b.WriteByte(')')
-		return args
-	}
-	eargs := make([]any, 0, 15*len(batch))
-	rargs := make([]any, 0, 6*len(batch))
+	eargs := make([]any, 0, 16*len(batch))
+	rargs := make([]any, 0, 8*len(batch))
 	for i, x := range batch {
 		if i > 0 {
 			e.WriteString(", ")
 			r.WriteString(", ")
 		}
-		eargs = values(&e, eargs, x.id, im.org, im.study, x.place.SiteID, x.place.Participant, x.sc.visitID, x.place.Repeat, x.sc.formID,
-			x.version, string(x.status), literal("1"), x.account, x.now, x.account, x.now, x.cells)
-		rargs = values(&r, rargs, x.id, literal("1"), x.version, string(x.status), x.account, x.now, literal("'bulk import'"), x.cells)
+		eargs = sqldb.AppendRow(&e, param, eargs, x.id, im.org, im.study, x.place.SiteID, x.place.Participant, x.sc.visitID, x.place.Repeat,
+			x.sc.formID, x.version, string(x.status), firstRevision, x.account, x.now, x.account, x.now, x.cells)
+		rargs = sqldb.AppendRow(&r, param, rargs, x.id, firstRevision, x.version, string(x.status), x.account, x.now, importReason, x.cells)
 	}
 	if _, err := im.t.ExecContext(im.ctx, e.String(), eargs...); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "store the entries")

@@ -195,8 +195,8 @@ func TestSQLiteFilesAreOwnerOnly(t *testing.T) {
 }
 
 // Placeholder writes "?" on SQLite and "$i" on PostgreSQL, and a
-// statement of many rows written with it stores each value in its place
-// on both.
+// statement of many rows written with it (AppendRow) stores each value in
+// its place on both.
 func TestPlaceholdersBindEachValueInItsPlace(t *testing.T) {
 	if got := sqldb.Placeholders(sqldb.SQLite, 3, 3); got != "?, ?, ?" {
 		t.Errorf("SQLite placeholders = %q", got)
@@ -219,15 +219,7 @@ func TestPlaceholdersBindEachValueInItsPlace(t *testing.T) {
 			if i > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteByte('(')
-			for j, v := range []any{int64(i), fmt.Sprintf("row %d", i), int64(-i)} {
-				if j > 0 {
-					q.WriteString(", ")
-				}
-				args = append(args, v)
-				param(&q, len(args))
-			}
-			q.WriteByte(')')
+			args = sqldb.AppendRow(&q, param, args, int64(i), fmt.Sprintf("row %d", i), int64(-i))
 		}
 		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
 			t.Fatal(err)

@@ -195,6 +195,22 @@ func Placeholder(d Dialect) func(b *strings.Builder, i int) {
 	}
 }
 
+// AppendRow writes the row "(p, p, …)" of a multi-row INSERT to b, a
+// placeholder (param) for each value, and returns args with the values
+// appended, each once and in order, as Placeholder wants.
+func AppendRow(b *strings.Builder, param func(b *strings.Builder, i int), args []any, row ...any) []any {
+	b.WriteByte('(')
+	for j, v := range row {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		args = append(args, v)
+		param(b, len(args))
+	}
+	b.WriteByte(')')
+	return args
+}
+
 // Placeholders returns the placeholders of n parameters numbered from
 // from, separated by commas (Placeholder).
 func Placeholders(d Dialect, from, n int) string {
