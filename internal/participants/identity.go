@@ -166,16 +166,19 @@ func (s *Service) Enrol(ctx context.Context, a gate.Actor, slug, studyID, siteID
 		if err := s.paceEnrolment(t.Subject.AccountID, org.ID); err != nil {
 			return err
 		}
-		st, err := site(ctx, t, org.ID, studyID, siteID)
-		if err != nil {
-			return err
-		}
 		clean, err := id.check(s.now())
 		if err != nil {
 			return err
 		}
 		state := IdentityNone
-		p = Participant{Pseudonym: ids.New(), OrgID: org.ID, StudyID: st.StudyID, SiteID: st.ID}
+		if len(clean) > 0 {
+			state = IdentityRecorded
+		}
+		// The insert finds the site of the study, by the participants'
+		// foreign key, or answers that it is not there.
+		if p, err = insert(ctx, t, org.ID, studyID, siteID, ids.New(), state); err != nil {
+			return err
+		}
 		if len(clean) > 0 {
 			it, err := t.Identity(ctx)
 			if err != nil {
@@ -184,10 +187,6 @@ func (s *Service) Enrol(ctx context.Context, a gate.Actor, slug, studyID, siteID
 			if err := storeIdentity(ctx, it, p, clean); err != nil {
 				return err
 			}
-			state = IdentityRecorded
-		}
-		if p, err = insert(ctx, t, p.OrgID, p.StudyID, p.SiteID, p.Pseudonym, state); err != nil {
-			return err
 		}
 		t.Object("participant", p.Pseudonym)
 		t.Participant(p.Pseudonym)

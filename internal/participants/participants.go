@@ -125,7 +125,10 @@ func insert(ctx context.Context, tx sqldb.Tx, orgID, studyID, siteID, pseudonym 
 	_, err := tx.ExecContext(ctx, `INSERT INTO participants
 		(id, org_id, study_id, site_id, status, identity, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		p.Pseudonym, orgID, studyID, siteID, p.Status, string(state), now)
-	if err != nil {
+	switch {
+	case sqldb.IsForeignKeyViolation(err):
+		return Participant{}, errs.E(errs.NotFound, "site not found")
+	case err != nil:
 		return Participant{}, fmt.Errorf("store participant: %w", err)
 	}
 	return p, nil

@@ -352,6 +352,33 @@ func TestCRY09_RevealsArePacedPerAccount(t *testing.T) {
 // Enrolment is paced per account and, ten times as much, per organization
 // (ASVS V2.4.1): past the limit the answer is RateLimited, no participant
 // is made, and the refusal is on the trail; another account goes on.
+// TestEnrolmentAtASiteNotOfTheStudyStoresNothing enrols, as a data manager
+// of the study, at a site of another study of the organization and at a
+// site that does not exist: both are not found, and neither leaves a
+// participant, an identity or a key behind.
+func TestEnrolmentAtASiteNotOfTheStudyStoresNothing(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		f := setup(t, d)
+		ctx := context.Background()
+		for name, siteID := range map[string]string{"another study's site": f.reg.ID, "no site": "nosuchsite"} {
+			_, err := f.svc.Enrol(ctx, f.dataManager, f.org.Slug, f.study.ID, siteID, ada())
+			if !errs.Is(err, errs.NotFound) {
+				t.Errorf("enrolment at %s: %v, want NotFound", name, err)
+			}
+		}
+		if n := count(t, f.clinical, `SELECT count(*) FROM participants`); n != 0 {
+			t.Errorf("%d participants stored", n)
+		}
+		if n := count(t, f.identity, `SELECT count(*) FROM identities`); n != 0 {
+			t.Errorf("%d identities stored", n)
+		}
+		if n := count(t, f.identity, `SELECT count(*) FROM data_keys WHERE scope_kind = 'participant'`); n != 0 {
+			t.Errorf("%d participant keys stored", n)
+		}
+		f.enrol(t, f.dataManager, f.north, ada()) // the study's own site
+	})
+}
+
 func TestWEB05_EnrolmentIsPacedPerAccount(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)

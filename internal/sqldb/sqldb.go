@@ -348,15 +348,27 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 // IsUniqueViolation reports whether err is a unique-constraint failure in
 // either dialect.
 func IsUniqueViolation(err error) bool {
+	return violates(err, "23505", "UNIQUE constraint failed")
+}
+
+// IsForeignKeyViolation reports whether err is a foreign-key failure (a
+// row naming one that does not exist) in either dialect.
+func IsForeignKeyViolation(err error) bool {
+	return violates(err, "23503", "FOREIGN KEY constraint failed")
+}
+
+// violates reports whether err is PostgreSQL's error of SQLSTATE state or
+// SQLite's whose message holds sqlite.
+func violates(err error, state, sqlite string) bool {
 	if err == nil {
 		return false
 	}
 	type pgErr interface{ SQLState() string }
 	var pe pgErr
 	if errors.As(err, &pe) {
-		return pe.SQLState() == "23505"
+		return pe.SQLState() == state
 	}
-	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+	return strings.Contains(err.Error(), sqlite)
 }
 
 // Now is the time stored in databases: Unix microseconds, UTC.

@@ -234,3 +234,34 @@ func TestPlaceholdersBindEachValueInItsPlace(t *testing.T) {
 		}
 	})
 }
+
+// TestViolationsAreToldApart provokes a unique and a foreign-key failure
+// on both databases: each is recognised as what it is and not as the
+// other.
+func TestViolationsAreToldApart(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, d, sqldb.Clinical)
+		for _, stmt := range []string{
+			`CREATE TABLE parent (id TEXT PRIMARY KEY)`,
+			`CREATE TABLE child (id TEXT PRIMARY KEY, parent_id TEXT NOT NULL REFERENCES parent (id))`,
+			`INSERT INTO parent (id) VALUES ('p')`,
+			`INSERT INTO child (id, parent_id) VALUES ('c', 'p')`,
+		} {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, unique := db.ExecContext(ctx, `INSERT INTO child (id, parent_id) VALUES ('c', 'p')`)
+		_, foreign := db.ExecContext(ctx, `INSERT INTO child (id, parent_id) VALUES ('d', 'nobody')`)
+		if !sqldb.IsUniqueViolation(unique) || sqldb.IsForeignKeyViolation(unique) {
+			t.Errorf("a second row of one key: %v", unique)
+		}
+		if !sqldb.IsForeignKeyViolation(foreign) || sqldb.IsUniqueViolation(foreign) {
+			t.Errorf("a row naming a missing parent: %v", foreign)
+		}
+		if sqldb.IsUniqueViolation(nil) || sqldb.IsForeignKeyViolation(nil) {
+			t.Error("no error taken for a violation")
+		}
+	})
+}
