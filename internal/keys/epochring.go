@@ -80,62 +80,72 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 // orders them. Concurrent enrolments on PostgreSQL may each find the last
 // free place, so an epoch holds about EpochSize participants, a few more
 // at most.
+func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
+	epoch, unchecked, err := k.pickEpoch(ctx, q, scope, version, true)
+	if err != nil || !unchecked {
+		return epoch, err
+	}
+	live, err := k.epochLive(ctx, q, epoch)
+	switch {
+	case err != nil:
+		return "", err
+	case live:
+		return epoch, nil
+	}
+	k.fill.reset() // retired meanwhile
+	epoch, _, err = k.pickEpoch(ctx, q, scope, version, false)
+	return epoch, err
+}
+
+// pickEpoch is joinEpoch, except that with mayTake the epoch the keyring
+// counted last may be answered unchecked: then the caller locks its row
+// and checks that it still takes keys in the statement that stores the
+// key (insertKeyInLive), and asks again without mayTake if it does not.
 //
 // Counting an epoch's members costs a read of each; the keyring counts
 // once and then adds its own joins (epochFill), counting again every
 // fillRecount joins and for each join within fillMargin of the size, so
 // that other nodes' joins are seen before the epoch fills.
-func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
+func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32, mayTake bool) (epoch string, unchecked bool, err error) {
 	ek, err := k.epochs()
 	if errors.Is(err, ErrEpochsUnsupported) {
-		return "", nil // kept as before epochs; erasure refuses (Destroy)
+		return "", false, nil // kept as before epochs; erasure refuses (Destroy)
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	fail := func(err error) (string, error) {
-		return "", errs.Wrap(errs.Unavailable, err, "choose the erasure epoch of the "+scope.String())
-	}
-	lock := ""
-	if k.DB != nil && k.DB.Dialect == sqldb.Postgres {
-		lock = " FOR SHARE"
+	fail := func(err error) (string, bool, error) {
+		return "", false, errs.Wrap(errs.Unavailable, err, "choose the erasure epoch of the "+scope.String())
 	}
 	if version > 1 {
-		var epoch string
 		err := q.QueryRowContext(ctx, `SELECT epoch FROM data_keys WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3
 			AND destroyed_at IS NULL ORDER BY version DESC LIMIT 1`, scope.OrgID, string(scope.Kind), scope.ID).Scan(&epoch)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fail(err)
 		}
 		if epoch != "" {
-			err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND retired_at IS NULL`+lock, epoch).Scan(&epoch)
+			live, err := k.epochLive(ctx, q, epoch)
 			switch {
-			case err == nil:
-				return epoch, nil
-			case !errors.Is(err, sql.ErrNoRows):
-				return fail(err)
+			case err != nil:
+				return "", false, err
+			case live:
+				return epoch, false, nil
 			}
 		}
 	}
-	if epoch, ok := k.fill.take(k.epochSize()); ok {
-		err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND retired_at IS NULL`+lock, epoch).Scan(&epoch)
-		switch {
-		case err == nil:
-			return epoch, nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return fail(err)
+	if mayTake {
+		if epoch, ok := k.fill.take(k.epochSize()); ok {
+			return epoch, true, nil
 		}
-		k.fill.reset() // retired meanwhile
 	}
 	// The newest live epoch and how many participants it holds, in one
 	// statement (epoch <> '' lets the partial index on data_keys.epoch
 	// serve the count).
-	var epoch string
 	var members int
 	err = q.QueryRowContext(ctx, `SELECT e.id,
 		  (SELECT count(DISTINCT d.scope_id) FROM data_keys d WHERE d.epoch = e.id AND d.epoch <> '')
 		FROM key_epochs e WHERE e.retired_at IS NULL
-		ORDER BY e.created_at DESC, e.id LIMIT 1`+lock).Scan(&epoch, &members)
+		ORDER BY e.created_at DESC, e.id LIMIT 1`+k.shareLock()).Scan(&epoch, &members)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		members = k.epochSize()
@@ -144,12 +154,34 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 	}
 	if members >= k.epochSize() {
 		if epoch, err = k.newEpoch(ctx, q, ek); err != nil {
-			return "", err
+			return "", false, err
 		}
 		members = 0
 	}
 	k.fill.counted(epoch, members+1)
-	return epoch, nil
+	return epoch, false, nil
+}
+
+// shareLock is the clause that locks the epoch rows a statement reads
+// until its transaction ends: FOR SHARE on PostgreSQL, nothing on SQLite,
+// whose one writer orders the transactions.
+func (k *Keyring) shareLock() string {
+	if k.DB != nil && k.DB.Dialect == sqldb.Postgres {
+		return " FOR SHARE"
+	}
+	return ""
+}
+
+// epochLive reports whether epoch still takes keys, locking its row.
+func (k *Keyring) epochLive(ctx context.Context, q sqldb.Querier, epoch string) (bool, error) {
+	err := q.QueryRowContext(ctx, `SELECT id FROM key_epochs WHERE id = $1 AND retired_at IS NULL`+k.shareLock(), epoch).Scan(&epoch)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	}
+	return false, errs.Wrap(errs.Unavailable, err, "read the erasure epoch "+epoch)
 }
 
 const (

@@ -243,6 +243,50 @@ func TestLIFE03_EpochsFillWithoutCountingEveryJoin(t *testing.T) {
 	})
 }
 
+// TestLIFE03_AKeyJoinsNoEpochRetiredSinceItWasCounted retires the epoch a
+// keyring counted last behind its back, as an erasure on another node
+// would, keeping the epoch's key: the keyring's next participant key goes
+// into another epoch, not the retired one, and a Create of a scope that
+// has its key already still answers that key.
+func TestLIFE03_AKeyJoinsNoEpochRetiredSinceItWasCounted(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		create := func(s Scope) DataKey {
+			t.Helper()
+			var dk DataKey
+			if err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+				var err error
+				dk, err = k.Create(ctx, tx, s)
+				return err
+			}); err != nil {
+				t.Fatalf("Create(%v): %v", s, err)
+			}
+			return dk
+		}
+		p0, p1, p2 := ParticipantScope("org1", "p0"), ParticipantScope("org1", "p1"), ParticipantScope("org1", "p2")
+		create(p0)
+		create(p1) // joins p0's epoch without counting
+		retired := epochOfScope(t, k, p0)
+		if got := epochOfScope(t, k, p1); got != retired {
+			t.Fatalf("p1 in epoch %q, p0 in %q: want one epoch", got, retired)
+		}
+		if _, err := k.DB.ExecContext(ctx, `UPDATE key_epochs SET retired_at = $1 WHERE id = $2`, sqldb.Now(), retired); err != nil {
+			t.Fatal(err)
+		}
+		dk := create(p2)
+		if got := epochOfScope(t, k, p2); got == retired || got == "" {
+			t.Errorf("p2's key in epoch %q after %q was retired, want a live epoch", got, retired)
+		}
+		if again := create(p2); again.ID != dk.ID || again.Version != dk.Version {
+			t.Errorf("Create of p2 again = %v v%d, want its key %v v%d", again.ID, again.Version, dk.ID, dk.Version)
+		}
+		if n := count(t, k.DB, `SELECT count(*) FROM data_keys WHERE scope_id = 'p2'`); n != 1 {
+			t.Errorf("%d key rows for p2, want 1", n)
+		}
+	})
+}
+
 // TestCRY07_CreateKeepsAnExistingKey shows that Create, for a scope that has
 // a key already, answers that key rather than making a second version 1.
 func TestCRY07_CreateKeepsAnExistingKey(t *testing.T) {

@@ -183,9 +183,10 @@ type Keyring struct {
 	// (epochs.go); zero means DefaultEpochSize.
 	EpochSize int
 
-	once  sync.Once
-	cache *keyCache
-	fill  epochFill
+	once      sync.Once
+	cache     *keyCache
+	fill      epochFill
+	indexRows indexRows // blindindex.go
 
 	dirOnce   sync.Once
 	dirEpochs *localEpochs // the epochs in EpochDir
@@ -348,30 +349,10 @@ func (k *Keyring) insert(ctx context.Context, q sqldb.Querier, id KeyID, version
 	if _, err := rand.Read(raw); err != nil {
 		return DataKey{}, false, errs.Wrap(errs.Internal, err, "generate data key")
 	}
-	epoch := ""
-	if scope.Kind == KindParticipant {
-		var err error
-		if epoch, err = k.joinEpoch(ctx, q, scope, version); err != nil {
-			clear(raw)
-			return DataKey{}, false, err
-		}
-	}
-	wrapped, err := k.wrap(ctx, epoch, raw, wrapAD(id, version, scope))
-	if err != nil {
+	created, wrapped, err := k.store(ctx, q, id, version, scope, raw)
+	if err != nil || !created {
 		clear(raw)
-		return DataKey{}, false, errs.Wrap(errs.Unavailable, err, "wrap new "+scope.String())
-	}
-	res, err := q.ExecContext(ctx, `INSERT INTO data_keys
-		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at, epoch)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-		id.String(), int64(version), scope.OrgID, string(scope.Kind), scope.ID, k.KEK.ID(), wrapped, sqldb.Now(), epoch)
-	if err != nil {
-		clear(raw)
-		return DataKey{}, false, errs.Wrap(errs.Unavailable, err, "store new "+scope.String())
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		clear(raw)
-		return DataKey{}, false, nil
+		return DataKey{}, false, err
 	}
 	dk, err := newDataKey(id, version, scope, raw)
 	if err != nil {
@@ -379,6 +360,76 @@ func (k *Keyring) insert(ctx context.Context, q sqldb.Querier, id KeyID, version
 	}
 	k.keys().put(dk, wrapped)
 	return dk, true, nil
+}
+
+const (
+	insertKey = `INSERT INTO data_keys
+		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at, epoch)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+	// insertKeyInLive stores the key only if its epoch ($9) still takes
+	// keys, and locks the epoch's row as pickEpoch's choice would.
+	insertKeyInLive = `INSERT INTO data_keys
+		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at, epoch)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+		WHERE EXISTS (SELECT 1 FROM key_epochs WHERE id = $9 AND retired_at IS NULL) ON CONFLICT DO NOTHING`
+	insertKeyInLivePostgres = `INSERT INTO data_keys
+		(id, version, org_id, scope_kind, scope_id, kek_id, wrapped, created_at, epoch)
+		SELECT $1::text, $2::integer, $3::text, $4::text, $5::text, $6::text, $7::bytea, $8::bigint, $9::text
+		WHERE EXISTS (SELECT 1 FROM key_epochs WHERE id = $9 AND retired_at IS NULL FOR SHARE) ON CONFLICT DO NOTHING`
+)
+
+// store wraps raw, under the erasure epoch of a participant key, and
+// stores it as (id, version) of scope unless that version exists already.
+// The epoch the keyring counted last is checked by the insert itself; if
+// an erasure retired it meanwhile, store picks another and tries again.
+func (k *Keyring) store(ctx context.Context, q sqldb.Querier, id KeyID, version uint32, scope Scope, raw []byte) (bool, []byte, error) {
+	mayTake := true
+	for {
+		epoch, unchecked := "", false
+		if scope.Kind == KindParticipant {
+			var err error
+			if epoch, unchecked, err = k.pickEpoch(ctx, q, scope, version, mayTake); err != nil {
+				return false, nil, err
+			}
+		}
+		wrapped, err := k.wrap(ctx, epoch, raw, wrapAD(id, version, scope))
+		if unchecked && errors.Is(err, ErrEpochDestroyed) {
+			k.fill.reset() // retired and destroyed meanwhile
+			mayTake = false
+			continue
+		}
+		if err != nil {
+			return false, nil, errs.Wrap(errs.Unavailable, err, "wrap new "+scope.String())
+		}
+		stmt := insertKey
+		if unchecked {
+			stmt = insertKeyInLive
+			if k.shareLock() != "" {
+				stmt = insertKeyInLivePostgres
+			}
+		}
+		res, err := q.ExecContext(ctx, stmt,
+			id.String(), int64(version), scope.OrgID, string(scope.Kind), scope.ID, k.KEK.ID(), wrapped, sqldb.Now(), epoch)
+		if err != nil {
+			return false, nil, errs.Wrap(errs.Unavailable, err, "store new "+scope.String())
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			return true, wrapped, nil
+		}
+		if unchecked {
+			// Either the epoch was retired meanwhile or the version exists.
+			live, err := k.epochLive(ctx, q, epoch)
+			if err != nil {
+				return false, nil, err
+			}
+			if !live {
+				k.fill.reset()
+				mayTake = false
+				continue
+			}
+		}
+		return false, nil, nil
+	}
 }
 
 // ByID returns the data key version a sealed value names, reading the
@@ -468,6 +519,9 @@ func (k *Keyring) Destroy(ctx context.Context, tx sqldb.Querier, scope Scope) er
 		if epochs, err = k.epochsOfScope(ctx, tx, scope); err != nil {
 			return err
 		}
+	}
+	if scope.Kind == KindIndex {
+		k.indexRows.forget(scope.OrgID)
 	}
 	r, err := latest(ctx, tx, scope)
 	switch {

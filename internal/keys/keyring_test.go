@@ -599,6 +599,81 @@ func TestCRY03_BlindIndexMatchesEqualValuesOnly(t *testing.T) {
 	})
 }
 
+// countingQuerier counts the statements sent through it.
+type countingQuerier struct {
+	sqldb.Querier
+	n int
+}
+
+func (q *countingQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	q.n++
+	return q.Querier.ExecContext(ctx, query, args...)
+}
+
+func (q *countingQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	q.n++
+	return q.Querier.QueryContext(ctx, query, args...)
+}
+
+func (q *countingQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	q.n++
+	return q.Querier.QueryRowContext(ctx, query, args...)
+}
+
+// TestCRY03_ABlindIndexKeyIsKeptOnlyOnceCommitted makes an organization's
+// blind-index key in a transaction that rolls back, then in one that
+// commits: the first key's token is never given again, and once the
+// second is committed the keyring computes tokens without a statement in
+// the caller's transaction, until its cache's lifetime ends.
+func TestCRY03_ABlindIndexKeyIsKeptOnlyOnceCommitted(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		k := newKeyring(t, d)
+		k.CacheTTL = time.Minute
+		now := time.Unix(1e9, 0)
+		k.keys().now = func() time.Time { return now }
+		study := StudyScope("org1", "s1")
+		idx := func(commit bool) (token string, statements int) {
+			t.Helper()
+			tx, err := k.DB.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			q := &countingQuerier{Querier: tx}
+			if token, err = k.BlindIndex(ctx, q, study, "national_id", []byte("123456789")); err != nil {
+				t.Fatalf("BlindIndex: %v", err)
+			}
+			if commit {
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return token, q.n
+		}
+		rolledBack, _ := idx(false)
+		committed, n := idx(true)
+		if committed == rolledBack {
+			t.Fatal("the key of a transaction rolled back gave the token again")
+		}
+		if n == 0 {
+			t.Fatal("a new blind-index key made without a statement in the transaction")
+		}
+		for range 2 {
+			if tok, n := idx(false); tok != committed || n != 0 {
+				t.Errorf("after the commit: token %q with %d statements in the transaction, want %q with 0", tok, n, committed)
+			}
+		}
+		now = now.Add(time.Minute)
+		if tok, _ := idx(false); tok != committed {
+			t.Errorf("after the cache's lifetime: token %q, want %q", tok, committed)
+		}
+		if n := count(t, k.DB, `SELECT count(*) FROM data_keys WHERE scope_kind = 'index'`); n != 1 {
+			t.Errorf("%d blind-index keys, want 1", n)
+		}
+	})
+}
+
 func TestKeyCacheIsBoundedAndExpires(t *testing.T) {
 	c := newKeyCache(3, time.Minute)
 	now := time.Unix(1e9, 0)
