@@ -26,7 +26,7 @@ import (
 func TestRoundTripsOfARequestOnPostgreSQL(t *testing.T) {
 	sqldbtest.RequirePostgres(t)
 	t.Parallel()
-	const maxRead, maxEnrol = 8, 15
+	const maxRead, maxEnrol = 8, 12
 	cs := startCapture(t, sqldb.Postgres, map[string]any{"key": "one", "title": "One", "fields": []map[string]any{
 		{"name": "f", "label": "F", "type": "text"}}})
 	inv := cs.signIn(authz.SiteInvestigator)
