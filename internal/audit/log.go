@@ -296,11 +296,12 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[s
 		}
 		logRows = append(logRows, []any{n, eventIDs[i], encodeHash(leaf)})
 	}
+	q := l.DB.In(tx) // names the dialect: anonymous placeholders on SQLite
 	if len(logRows) > 0 {
-		if err := insertRows(ctx, tx, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows, nil); err != nil {
+		if err := insertRows(ctx, q, `INSERT INTO audit_log (seq, event_id, leaf) VALUES `, logRows, nil); err != nil {
 			return 0, nil, err
 		}
-		if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows, nil); err != nil {
+		if err := insertRows(ctx, q, `INSERT INTO audit_hashes (idx, hash) VALUES `, hashRows, nil); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -311,7 +312,7 @@ func (l *Log) sequence(ctx context.Context, tx *sql.Tx, limit int, checked map[s
 		for i, id := range rest[:k] {
 			args[i] = id
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+sqldb.Placeholders(sqldb.DialectOf(tx), 1, k)+`)`, args...); err != nil {
+		if _, err := q.ExecContext(ctx, `DELETE FROM audit_queue WHERE event_id IN (`+sqldb.Placeholders(l.DB.Dialect, 1, k)+`)`, args...); err != nil {
 			return 0, nil, err
 		}
 		rest = rest[k:]
