@@ -354,8 +354,8 @@ func TestCRY09_RevealsArePacedPerAccount(t *testing.T) {
 // is made, and the refusal is on the trail; another account goes on.
 // TestEnrolmentAtASiteNotOfTheStudyStoresNothing enrols, as a data manager
 // of the study, at a site of another study of the organization and at a
-// site that does not exist: both are not found, and neither leaves a
-// participant, an identity or a key behind.
+// site that does not exist: both are not found, both are on the trail, and
+// neither leaves a participant, an identity or a key behind.
 func TestEnrolmentAtASiteNotOfTheStudyStoresNothing(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
 		f := setup(t, d)
@@ -374,6 +374,9 @@ func TestEnrolmentAtASiteNotOfTheStudyStoresNothing(t *testing.T) {
 		}
 		if n := count(t, f.identity, `SELECT count(*) FROM data_keys WHERE scope_kind = 'participant'`); n != 0 {
 			t.Errorf("%d participant keys stored", n)
+		}
+		if n := count(t, f.clinical, `SELECT count(*) FROM audit_events WHERE action = 'participant.enrol' AND outcome = 'failure'`); n != 2 {
+			t.Errorf("%d refused enrolments on the trail, want 2", n)
 		}
 		f.enrol(t, f.dataManager, f.north, ada()) // the study's own site
 	})
