@@ -353,21 +353,28 @@ func Versions(ctx context.Context, q sqldb.Querier, orgID, studyID, key string) 
 
 // VersionOf reads one version of form key with its definition; version 0
 // is the newest published one, or the draft if none is published.
+//
+// The form is found by its key in the same statement; only when that finds
+// nothing is the form looked up alone, to tell a missing form from a
+// missing version.
 func VersionOf(ctx context.Context, q sqldb.Querier, orgID, studyID, key string, version int) (Version, error) {
-	id, err := formID(ctx, q, orgID, studyID, key)
-	if err != nil {
-		return Version{}, err
+	if !ValidKey(key) {
+		return Version{}, errs.E(errs.NotFound, "form not found")
 	}
-	where := `v.form_id = $1 AND v.version = $2`
-	args := []any{id, version}
+	where := `f.org_id = $1 AND f.study_id = $2 AND f.form_key = $3 AND v.version = $4`
+	args := []any{orgID, studyID, key, version}
 	if version == 0 {
-		where = `v.form_id = $1 ORDER BY CASE v.state WHEN 'published' THEN 0 WHEN 'draft' THEN 1 ELSE 2 END, v.version DESC LIMIT 1`
-		args = args[:1]
+		where = `f.org_id = $1 AND f.study_id = $2 AND f.form_key = $3
+			ORDER BY CASE v.state WHEN 'published' THEN 0 WHEN 'draft' THEN 1 ELSE 2 END, v.version DESC LIMIT 1`
+		args = args[:3]
 	}
 	var def string
 	v, err := scanVersion(q.QueryRowContext(ctx, `SELECT `+versionColumns+`, v.definition
 		FROM form_versions v JOIN forms f ON f.id = v.form_id WHERE `+where, args...), &def)
 	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := formID(ctx, q, orgID, studyID, key); err != nil {
+			return Version{}, err
+		}
 		return Version{}, errs.E(errs.NotFound, "form version not found")
 	}
 	if err != nil {

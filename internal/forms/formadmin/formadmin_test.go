@@ -176,6 +176,46 @@ func TestWEB05_FormsAreDesignedVersionedAndPublished(t *testing.T) {
 	})
 }
 
+// TestWEB05_AFormVersionIsFoundInItsOwnStudyOnly reads versions of forms
+// with the same key in two studies, each its own, and a version and a form
+// that do not exist, both not found.
+func TestWEB05_AFormVersionIsFoundInItsOwnStudyOnly(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		f := setup(t, d)
+		second := baseline()
+		second.Title = "Baseline of the second study"
+		for _, c := range []struct {
+			studyID string
+			form    *forms.Form
+		}{{f.study.ID, baseline()}, {f.study2.ID, second}} {
+			v, err := f.svc.Create(ctx, f.admin, "clinic", c.studyID, c.form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Publish(ctx, f.admin, "clinic", c.studyID, "baseline", v.Digest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for studyID, title := range map[string]string{f.study.ID: baseline().Title, f.study2.ID: second.Title} {
+			for _, version := range []int{0, 1} {
+				got, err := f.svc.Version(ctx, f.admin, "clinic", studyID, "baseline", version)
+				if err != nil || got.Form.Title != title {
+					t.Errorf("version %d in study %s: %q, %v; want %q", version, studyID, got.Form.Title, err, title)
+				}
+			}
+		}
+		for _, c := range []struct {
+			key     string
+			version int
+		}{{"baseline", 2}, {"nosuch", 0}, {"nosuch", 1}} {
+			if _, err := f.svc.Version(ctx, f.admin, "clinic", f.study.ID, c.key, c.version); !errs.Is(err, errs.NotFound) {
+				t.Errorf("version %d of %s: %v, want not found", c.version, c.key, err)
+			}
+		}
+	})
+}
+
 // TestACL01_FormsRefuseWhoMayNotDesignOrRead attacks the forms: an
 // investigator designing, an organization manager reading, another
 // organization's admin reading and designing, a study admin reaching
