@@ -194,6 +194,52 @@ func TestLIFE03_ConcurrentEnrolmentsShareTheirEpochOnPostgres(t *testing.T) {
 	}
 }
 
+// TestLIFE03_AFreshEpochIsSeenByConcurrentEnrolmentsOnPostgres fills an
+// epoch, then makes two participant keys in two transactions open at once,
+// as the gate's lanes and other nodes do. The first finds the epoch full
+// and makes a fresh one; the second, before the first commits, joins that
+// same epoch instead of making one of its own.
+func TestLIFE03_AFreshEpochIsSeenByConcurrentEnrolmentsOnPostgres(t *testing.T) {
+	sqldbtest.RequirePostgres(t)
+	ctx := context.Background()
+	k := newKeyring(t, sqldb.Postgres)
+	k.EpochSize = 1
+	current(t, k, ParticipantScope("org1", "p0")) // the first epoch, now full
+	begin := func() *sql.Tx {
+		tx, err := k.DB.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	first, second := begin(), begin()
+	for i, tx := range []*sql.Tx{first, second} {
+		if _, err := k.Current(ctx, tx, ParticipantScope("org1", fmt.Sprintf("p%d", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tx := range []*sql.Tx{first, second} {
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var epochs, sharing int
+	if err := k.DB.QueryRowContext(ctx, `SELECT count(*) FROM key_epochs`).Scan(&epochs); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DB.QueryRowContext(ctx, `SELECT count(DISTINCT epoch) FROM data_keys
+		WHERE scope_kind = 'participant' AND scope_id IN ('p1', 'p2')`).Scan(&sharing); err != nil {
+		t.Fatal(err)
+	}
+	if epochs != 2 || sharing != 1 {
+		t.Errorf("the two enrolments made %d fresh epochs and joined %d, want one fresh epoch both join", epochs-1, sharing)
+	}
+}
+
 // TestLIFE03_EpochsFillWithoutCountingEveryJoin enrols participants through
 // two keyrings of one database in turn, as two nodes would. Each counts an
 // epoch's members only now and then, and every join near the epoch's size:
