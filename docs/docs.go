@@ -6,6 +6,7 @@ package docs
 import (
 	_ "embed"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -30,9 +31,14 @@ var (
 	backticked = regexp.MustCompile("`([^`]+)`")
 )
 
-// ControlRows reads the table of controls.md, in its order.
+// ControlRows reads the table of controls.md, in its order. A row names
+// at most a few files and tests, so that it reads whole in a diff; a
+// control with more lists each in full under its section of the details
+// ("**Where**, in full:" and "**Tests**, in full:", one item a line), and
+// those lists complete the row's.
 func ControlRows() []Control {
 	var out []Control
+	byID := map[string]*Control{}
 	for _, line := range strings.Split(Controls, "\n") {
 		// A row: | ID | status | where | tests |
 		cells := strings.Split(strings.TrimSpace(line), "|")
@@ -52,8 +58,40 @@ func ControlRows() []Control {
 		}
 		out = append(out, c)
 	}
+	for i := range out {
+		byID[out[i].ID] = &out[i]
+	}
+	var c *Control
+	var list *[]string
+	for _, line := range strings.Split(Controls, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "### "):
+			c, list = byID[strings.TrimSpace(strings.TrimPrefix(line, "### "))], nil
+		case strings.HasPrefix(line, "## "):
+			c, list = nil, nil
+		case c != nil && line == fullWhere:
+			list = &c.Code
+		case c != nil && line == fullTests:
+			list = &c.Tests
+		case list != nil && strings.HasPrefix(line, "- "):
+			for _, x := range backticked.FindAllStringSubmatch(line, -1) {
+				if !slices.Contains(*list, x[1]) {
+					*list = append(*list, x[1])
+				}
+			}
+		case list != nil && line != "":
+			list = nil // the list ended
+		}
+	}
 	return out
 }
+
+// The headings of a control's lists in full, under its details.
+const (
+	fullWhere = "**Where**, in full:"
+	fullTests = "**Tests**, in full:"
+)
 
 // VulnDB is the version of the Go vulnerability database (golang.org/x/vulndb)
 // that scripts/test checks this code against with govulncheck, and

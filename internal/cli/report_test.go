@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,11 @@ func TestOPS02_SecurityReportListsEveryControl(t *testing.T) {
 	}
 	if rep.Instance == "" || len(listed["AUTH-04"].Tests) == 0 {
 		t.Errorf("the report: instance %q, AUTH-04's tests %v", rep.Instance, listed["AUTH-04"].Tests)
+	}
+	// A control whose row names four of its tests and links to the rest
+	// is reported with all of them.
+	if got := listed["AUTH-08"].Tests; len(got) < 40 || !slices.Contains(got, "TestAUTH08_TOTPMatchesRFC6238Vectors") {
+		t.Errorf("the report names %d tests of AUTH-08: %v", len(got), got)
 	}
 	// With the witness file serve is given, the statement says how far
 	// it has seen the trail.
