@@ -81,7 +81,8 @@ func (k *Keyring) unwrapRaw(ctx context.Context, r row) ([]byte, error) {
 // concurrent enrolments an epoch takes some more than EpochSize (up to a
 // tenth more, measured with four transactions of 20 keys each), and
 // enrolments that find it full at the same moment may each make a fresh
-// one, of which the last made is joined from then on.
+// one (one a node, see freshEpoch), of which the last made is joined from
+// then on.
 func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, version uint32) (string, error) {
 	mayTake := true
 	for {
@@ -158,9 +159,18 @@ func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 		return fail(err)
 	}
 	if members >= k.epochSize() {
+		k.fresh.Lock()
+		defer k.fresh.Unlock()
+		// Another of this keyring's transactions may have found the same
+		// epoch full and made the next one while this one counted.
+		if next, ok := k.fill.madeAfter(epoch); ok {
+			return next, true, nil
+		}
+		full := epoch
 		if epoch, unchecked, err = k.freshEpoch(ctx, q, ek); err != nil {
 			return "", false, err
 		}
+		k.fill.made(full, epoch)
 		members = 0
 	}
 	k.fill.counted(epoch, members+1)
@@ -177,6 +187,12 @@ func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 // which its own joins alone then fill. On SQLite, whose one writer is q's,
 // it is recorded in q. Either way, an epoch that no key joins costs only
 // the provider's key, which wraps nothing.
+//
+// A keyring makes one fresh epoch at a time (Keyring.fresh), and a
+// transaction that found an epoch full after another of the same keyring
+// made the next one joins that one (epochFill.madeAfter): the lanes of a
+// node that find the epoch full together make one epoch between them.
+// Nodes may still each make one; the last made is joined from then on.
 func (k *Keyring) freshEpoch(ctx context.Context, q sqldb.Querier, ek EpochKeeper) (epoch string, unchecked bool, err error) {
 	if k.DB == nil || k.DB.Dialect != sqldb.Postgres {
 		epoch, err = k.newEpoch(ctx, q, ek)
@@ -224,7 +240,14 @@ type epochFill struct {
 	epoch   string
 	members int
 	joins   int // since the count
+	// after maps each epoch a count found full to the epoch made to follow
+	// it, for the last few (maxAfter).
+	after map[string]string
 }
+
+// maxAfter bounds epochFill.after: a transaction that counted that many
+// epochs ago counts again.
+const maxAfter = 16
 
 // take answers the epoch to join without counting, and counts the join,
 // or false when the members must be counted.
@@ -246,7 +269,47 @@ func (f *epochFill) counted(epoch string, members int) {
 	f.mu.Unlock()
 }
 
-func (f *epochFill) reset() { f.counted("", 0) }
+// made records that next was made to follow full, found full.
+func (f *epochFill) made(full, next string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.after == nil || len(f.after) >= maxAfter {
+		f.after = map[string]string{}
+	}
+	f.after[full] = next
+}
+
+// madeAfter answers the newest epoch made to follow full, found full,
+// through the epochs made since (each in turn found full), if one was, and
+// counts the join.
+func (f *epochFill) madeAfter(full string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next, ok := f.after[full]
+	if !ok {
+		return "", false
+	}
+	for range maxAfter {
+		later, ok := f.after[next]
+		if !ok {
+			break
+		}
+		next = later
+	}
+	if f.epoch == next {
+		f.members++
+		f.joins++
+	}
+	return next, true
+}
+
+// reset forgets every epoch the keyring knows of: the next join counts.
+func (f *epochFill) reset() {
+	f.mu.Lock()
+	f.epoch, f.members, f.joins = "", 0, 0
+	f.after = nil
+	f.mu.Unlock()
+}
 
 // newEpoch has the provider make an epoch and records it in q. If q rolls
 // back, the provider keeps a key that wraps nothing.

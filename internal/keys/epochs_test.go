@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custodia/custodia/internal/sqldb"
@@ -237,6 +238,67 @@ func TestLIFE03_AFreshEpochIsSeenByConcurrentEnrolmentsOnPostgres(t *testing.T) 
 	}
 	if epochs != 2 || sharing != 1 {
 		t.Errorf("the two enrolments made %d fresh epochs and joined %d, want one fresh epoch both join", epochs-1, sharing)
+	}
+}
+
+// TestLIFE03_TheLanesOfANodeMakeOneFreshEpochBetweenThem makes
+// participant keys in four transactions at a time through one keyring, as
+// the lanes of a node on PostgreSQL do, until ten epochs fill. The
+// transactions that find an epoch full at the same moment make one fresh
+// epoch between them, not one each: every epoch but the newest holds at
+// least its size.
+func TestLIFE03_TheLanesOfANodeMakeOneFreshEpochBetweenThem(t *testing.T) {
+	sqldbtest.RequirePostgres(t)
+	ctx := context.Background()
+	k := newKeyring(t, sqldb.Postgres)
+	k.EpochSize = 40
+	const lanes, batches, keys = 4, 10, 10
+	var wg sync.WaitGroup
+	for lane := range lanes {
+		wg.Go(func() {
+			for b := range batches {
+				if err := k.DB.InTx(ctx, func(tx *sql.Tx) error {
+					for i := range keys {
+						if _, err := k.Create(ctx, tx, ParticipantScope("org1", fmt.Sprintf("p%d-%d-%d", lane, b, i))); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rows, err := k.DB.QueryContext(ctx, `SELECT e.id, count(d.id) FROM key_epochs e LEFT JOIN data_keys d ON d.epoch = e.id
+		GROUP BY e.id, e.created_at ORDER BY e.created_at, e.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var sizes []int
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i, n := range sizes {
+		total += n
+		if i < len(sizes)-1 && n < k.EpochSize {
+			t.Errorf("epoch %d of %d holds %d participants, fewer than its size %d: %v", i+1, len(sizes), n, k.EpochSize, sizes)
+		}
+	}
+	if total != lanes*batches*keys {
+		t.Errorf("%d participant keys in the epochs, want %d", total, lanes*batches*keys)
 	}
 }
 

@@ -186,7 +186,8 @@ type Keyring struct {
 	once      sync.Once
 	cache     *keyCache
 	fill      epochFill
-	indexRows indexRows // blindindex.go
+	fresh     sync.Mutex // one fresh epoch at a time (freshEpoch)
+	indexRows indexRows  // blindindex.go
 
 	dirOnce   sync.Once
 	dirEpochs *localEpochs // the epochs in EpochDir
