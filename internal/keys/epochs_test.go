@@ -166,33 +166,35 @@ func TestLIFE03_ConcurrentEnrolmentsShareTheirEpochOnPostgres(t *testing.T) {
 	ctx := context.Background()
 	k := newKeyring(t, sqldb.Postgres)
 	current(t, k, ParticipantScope("org1", "p0")) // the epoch exists
-	begin := func() *sql.Tx {
-		tx, err := k.DB.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Rollback() })
-		// A wait for a lock fails the statement instead of hanging.
-		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
-	first, second := begin(), begin()
+	first, second := beginWaitingAtMost(t, k, "2s"), beginWaitingAtMost(t, k, "2s")
 	if _, err := k.Current(ctx, first, ParticipantScope("org1", "p1")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Current(ctx, second, ParticipantScope("org1", "p2")); err != nil {
 		t.Fatalf("a second enrolment waited for the first: %v", err)
 	}
-	retire := begin()
-	if _, err := retire.ExecContext(ctx, `SET LOCAL lock_timeout = '100ms'`); err != nil {
-		t.Fatal(err)
-	}
+	retire := beginWaitingAtMost(t, k, "100ms")
 	_, err := retire.ExecContext(ctx, `UPDATE key_epochs SET retired_at = 1 WHERE retired_at IS NULL`)
 	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
 		t.Errorf("retiring the epoch while enrolments join it: %v, want it to wait for them", err)
 	}
+}
+
+// beginWaitingAtMost begins a transaction on k's PostgreSQL database in
+// which a wait for a lock fails the statement after timeout instead of
+// hanging; the test's end rolls it back.
+func beginWaitingAtMost(t *testing.T, k *Keyring, timeout string) *sql.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := k.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`, timeout); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 // TestLIFE03_AFreshEpochIsSeenByConcurrentEnrolmentsOnPostgres fills an
@@ -206,18 +208,7 @@ func TestLIFE03_AFreshEpochIsSeenByConcurrentEnrolmentsOnPostgres(t *testing.T) 
 	k := newKeyring(t, sqldb.Postgres)
 	k.EpochSize = 1
 	current(t, k, ParticipantScope("org1", "p0")) // the first epoch, now full
-	begin := func() *sql.Tx {
-		tx, err := k.DB.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Rollback() })
-		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
-	first, second := begin(), begin()
+	first, second := beginWaitingAtMost(t, k, "2s"), beginWaitingAtMost(t, k, "2s")
 	for i, tx := range []*sql.Tx{first, second} {
 		if _, err := k.Current(ctx, tx, ParticipantScope("org1", fmt.Sprintf("p%d", i+1))); err != nil {
 			t.Fatal(err)
