@@ -104,8 +104,9 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 
 // pickEpoch is joinEpoch, except that with mayTake the epoch the keyring
 // counted last may be answered unchecked, and so may a fresh epoch on
-// PostgreSQL (freshEpoch): then the caller locks its row and checks that
-// it still takes keys in the statement that stores the key
+// PostgreSQL and the one another transaction of the keyring made to follow
+// the epoch found full (freshEpoch): then the caller locks its row and
+// checks that it still takes keys in the statement that stores the key
 // (insertKeyInLive), and asks again without mayTake if it does not.
 //
 // Counting an epoch's members costs a read of each; the keyring counts
