@@ -104,8 +104,8 @@ func (k *Keyring) joinEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 
 // pickEpoch is joinEpoch, except that with mayTake the epoch the keyring
 // counted last may be answered unchecked, and so may a fresh epoch on
-// PostgreSQL and the one another transaction of the keyring made to follow
-// the epoch found full (freshEpoch): then the caller locks its row and
+// PostgreSQL and the one another transaction of the keyring made while
+// this one counted (freshEpoch): then the caller locks its row and
 // checks that it still takes keys in the statement that stores the key
 // (insertKeyInLive), and asks again without mayTake if it does not.
 //
@@ -145,6 +145,7 @@ func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 			return epoch, true, nil
 		}
 	}
+	made := k.fill.generation() // fresh epochs this keyring made so far
 	// The newest live epoch and how many participants it holds, in one
 	// statement (epoch <> '' lets the partial index on data_keys.epoch
 	// serve the count).
@@ -162,16 +163,15 @@ func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 	if members >= k.epochSize() {
 		k.fresh.Lock()
 		defer k.fresh.Unlock()
-		// Another of this keyring's transactions may have found the same
-		// epoch full and made the next one while this one counted.
-		if next, ok := k.fill.madeAfter(epoch); ok {
+		// Another of this keyring's transactions may have made the next
+		// one while this one counted.
+		if next, ok := k.fill.madeSince(made); ok {
 			return next, true, nil
 		}
-		full := epoch
 		if epoch, unchecked, err = k.freshEpoch(ctx, q, ek); err != nil {
 			return "", false, err
 		}
-		k.fill.made(full, epoch)
+		k.fill.madeFresh(epoch)
 		members = 0
 	}
 	k.fill.counted(epoch, members+1)
@@ -190,8 +190,8 @@ func (k *Keyring) pickEpoch(ctx context.Context, q sqldb.Querier, scope Scope, v
 // the provider's key, which wraps nothing.
 //
 // A keyring makes one fresh epoch at a time (Keyring.fresh), and a
-// transaction that found an epoch full after another of the same keyring
-// made the next one joins that one (epochFill.madeAfter): the lanes of a
+// transaction that found an epoch full while another of the same keyring
+// made the next one joins that one (epochFill.madeSince): the lanes of a
 // node that find the epoch full together make one epoch between them.
 // Nodes may still each make one; the last made is joined from then on.
 func (k *Keyring) freshEpoch(ctx context.Context, q sqldb.Querier, ek EpochKeeper) (epoch string, unchecked bool, err error) {
@@ -241,14 +241,11 @@ type epochFill struct {
 	epoch   string
 	members int
 	joins   int // since the count
-	// after maps each epoch a count found full to the epoch made to follow
-	// it, for the last few (maxAfter).
-	after map[string]string
+	// made counts the fresh epochs the keyring made, latest the last one
+	// ("" once reset).
+	made   int64
+	latest string
 }
-
-// maxAfter bounds epochFill.after: a transaction that counted that many
-// epochs ago counts again.
-const maxAfter = 16
 
 // take answers the epoch to join without counting, and counts the join,
 // or false when the members must be counted.
@@ -270,45 +267,41 @@ func (f *epochFill) counted(epoch string, members int) {
 	f.mu.Unlock()
 }
 
-// made records that next was made to follow full, found full.
-func (f *epochFill) made(full, next string) {
+// generation is how many fresh epochs the keyring made so far.
+func (f *epochFill) generation() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.after == nil || len(f.after) >= maxAfter {
-		f.after = map[string]string{}
-	}
-	f.after[full] = next
+	return f.made
 }
 
-// madeAfter answers the newest epoch made to follow full, found full,
-// through the epochs made since (each in turn found full), if one was, and
-// counts the join.
-func (f *epochFill) madeAfter(full string) (string, bool) {
+// madeFresh records epoch as the fresh epoch the keyring made last.
+func (f *epochFill) madeFresh(epoch string) {
+	f.mu.Lock()
+	f.made++
+	f.latest = epoch
+	f.mu.Unlock()
+}
+
+// madeSince answers the fresh epoch the keyring made last, if it made any
+// since generation gen, and counts the join.
+func (f *epochFill) madeSince(gen int64) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	next, ok := f.after[full]
-	if !ok {
+	if f.made == gen || f.latest == "" {
 		return "", false
 	}
-	for range maxAfter {
-		later, ok := f.after[next]
-		if !ok {
-			break
-		}
-		next = later
-	}
-	if f.epoch == next {
+	if f.epoch == f.latest {
 		f.members++
 		f.joins++
 	}
-	return next, true
+	return f.latest, true
 }
 
 // reset forgets every epoch the keyring knows of: the next join counts.
 func (f *epochFill) reset() {
 	f.mu.Lock()
 	f.epoch, f.members, f.joins = "", 0, 0
-	f.after = nil
+	f.latest = ""
 	f.mu.Unlock()
 }
 
