@@ -222,13 +222,54 @@ func (f *Forwarder) Run(ctx context.Context, every time.Duration) {
 // JSON lines.
 func FormatJSON(ev Event) ([]byte, error) { return json.Marshal(ev) }
 
-// alive reports whether the collector has not closed conn: a collector
-// sends nothing, so a read that does not time out at once found the
-// connection's end (or data that does not belong).
+// alive reports whether the collector has not closed conn. A collector
+// sends nothing, so the kernel holding the connection's end, a reset, or
+// bytes on a connection in clear mean it is gone. It asks the kernel
+// without waiting: a read with a short deadline answered "alive" whenever
+// this goroutine was held up past the deadline before it read, and a round
+// then wrote to a closed connection, lost its batch and moved the place on.
 func alive(conn net.Conn) bool {
-	conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	tc, isTLS := conn.(*tls.Conn)
+	raw := conn
+	if isTLS {
+		raw = tc.NetConn()
+	}
+	for range 20 {
+		st, ok := peek(raw)
+		if !ok {
+			return readTimesOut(conn, time.Millisecond)
+		}
+		switch {
+		case st == peekNothing:
+			return true
+		case st == peekClosed || !isTLS:
+			return false
+		}
+		// Bytes wait on a TLS connection: session tickets sent after the
+		// handshake, which the TLS layer takes, or the collector's
+		// close_notify, which ends the read.
+		if !readTimesOut(conn, 10*time.Millisecond) {
+			return false
+		}
+	}
+	return false // still unread: connect again rather than guess
+}
+
+// readTimesOut reads from conn until the deadline and reports whether the
+// read found nothing before it.
+func readTimesOut(conn net.Conn, wait time.Duration) bool {
+	conn.SetReadDeadline(time.Now().Add(wait))
 	defer conn.SetReadDeadline(time.Time{})
 	_, err := conn.Read(make([]byte, 1))
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// peekState is what a socket holds to read.
+type peekState int
+
+const (
+	peekNothing peekState = iota + 1
+	peekBytes
+	peekClosed // the peer's end, a reset, or a failure to ask
+)

@@ -173,9 +173,11 @@ func TestAUD04_TrailIsForwardedToACollectorAsItGrows(t *testing.T) {
 		// The collector goes away: nothing is lost, the place stays.
 		add(3)
 		first.close()
-		if _, err := f.Round(ctx); !errs.Is(err, errs.Unavailable) {
-			if _, err = f.Round(ctx); !errs.Is(err, errs.Unavailable) {
-				t.Fatalf("a round without a collector: %v", err)
+		// The first round must see it: a round that wrote to the closed
+		// connection would lose its batch and move the place on.
+		for range 2 {
+			if n, err := f.Round(ctx); !errs.Is(err, errs.Unavailable) {
+				t.Fatalf("a round without a collector: %d sent, %v", n, err)
 			}
 		}
 		if s := f.Status(); s.Error == "" {
@@ -209,6 +211,60 @@ func TestAUD04_TrailIsForwardedToACollectorAsItGrows(t *testing.T) {
 			t.Fatalf("the altered event reached the collector: %v", got)
 		}
 	})
+}
+
+// A collector that closed its end is seen before a round writes to it,
+// however late the forwarder gets to read: a round that wrote to the
+// closed connection would lose its batch and move the place on.
+func TestAUD04_AForwarderSeesAClosedCollectorHoweverLateItReads(t *testing.T) {
+	ctx := context.Background()
+	db := sqldbtest.Open(t, sqldb.SQLite, sqldb.Clinical)
+	l := newLog(t, db)
+	appendEach(t, db, sampleEvent(0), sampleEvent(1))
+	if _, err := l.Sequence(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector(t)
+	addr := c.ln.Addr().String()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		// Every deadline has passed by the time the read starts, as when
+		// the forwarder's goroutine waits for a processor.
+		conn := tls.Client(lateReader{raw.(*net.TCPConn)}, &tls.Config{RootCAs: c.roots, ServerName: "127.0.0.1"})
+		return conn, conn.HandshakeContext(ctx)
+	}
+	f := &Forwarder{Log: l, Target: "syslog+tls://" + addr, Dial: dial, Format: FormatJSON, Batch: 1}
+	for want := 1; want <= 2; want++ {
+		if n, err := f.Round(ctx); err != nil || n != 1 {
+			t.Fatalf("round %d: %d, %v", want, n, err)
+		}
+		c.ids(t, want)
+	}
+	appendEach(t, db, sampleEvent(2))
+	if _, err := l.Sequence(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	if n, err := f.Round(ctx); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("a round after the collector closed: %d sent, %v", n, err)
+	}
+	if s := f.Status(); s.Sent != 2 {
+		t.Fatalf("the place moved to %d without a collector", s.Sent)
+	}
+}
+
+// lateReader is a connection whose reads start only after their deadline.
+type lateReader struct{ *net.TCPConn }
+
+func (c lateReader) SetReadDeadline(t time.Time) error {
+	err := c.TCPConn.SetReadDeadline(t)
+	if !t.IsZero() {
+		time.Sleep(time.Until(t) + time.Millisecond)
+	}
+	return err
 }
 
 // A collector is reached over TLS with its certificate checked; in clear

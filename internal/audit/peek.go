@@ -1,0 +1,39 @@
+package audit
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// peek asks the kernel, without waiting and without taking anything,
+// what conn's socket holds to read. ok is false when conn is not a socket
+// it can ask.
+func peek(conn net.Conn) (st peekState, ok bool) {
+	sc, isSocket := conn.(syscall.Conn)
+	if !isSocket {
+		return 0, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return peekClosed, true
+	}
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		var n int
+		n, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EINTR):
+			st = peekNothing
+		case err != nil || n == 0:
+			st = peekClosed
+		default:
+			st = peekBytes
+		}
+		return true // done: never wait for the socket
+	})
+	if err != nil {
+		return peekClosed, true
+	}
+	return st, true
+}
