@@ -7,9 +7,11 @@
 // and the domain packages know nothing of HTTP; like a database driver
 // behind sqldb, the server hands it to the sign-in (sessions.SingleSignOn).
 //
-// It promises that an ID token is accepted only when it is signed (RS256,
-// ES256 or another algorithm the provider announces; never "none") by a
-// key of the issuer's published key set, names the configured issuer, has
+// It promises that an ID token is accepted only when it is signed with an
+// asymmetric algorithm the provider announces (RS256, ES256, …; never
+// "none", never an HMAC) by a key of the key set the issuer's discovery
+// document names (never a key or key address the token carries), names the
+// configured issuer, has
 // the client among its audience, has not expired, and carries the flow's
 // nonce; that the code is redeemed with the flow's PKCE verifier and the
 // client's secret; and that it reaches only issuers the server was given
@@ -169,7 +171,7 @@ func (rp *RP) Redeem(ctx context.Context, c sso.Client, code, verifier, nonce, i
 	if raw == "" {
 		return sso.Claims{}, sso.Refuse(sso.ReasonToken, errors.New("no ID token"))
 	}
-	idt, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{ClientID: c.ClientID, Now: rp.now}).Verify(ctx, raw)
+	idt, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{ClientID: c.ClientID, Now: rp.now, SupportedSigningAlgs: algorithms(p)}).Verify(ctx, raw)
 	if err != nil {
 		return sso.Claims{}, sso.Refuse(rp.why(ctx, p, c, raw), err)
 	}
@@ -195,7 +197,8 @@ func (rp *RP) Redeem(ctx context.Context, c sso.Client, code, verifier, nonce, i
 // what the token says with what was expected. The token is refused either
 // way; this only chooses the reason.
 func (rp *RP) why(ctx context.Context, p *oidc.Provider, c sso.Client, raw string) string {
-	t, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SkipIssuerCheck: true}).Verify(ctx, raw)
+	t, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SkipIssuerCheck: true,
+		SupportedSigningAlgs: algorithms(p)}).Verify(ctx, raw)
 	switch {
 	case err != nil:
 		return sso.ReasonSignature
@@ -207,6 +210,31 @@ func (rp *RP) why(ctx context.Context, p *oidc.Provider, c sso.Client, raw strin
 		return sso.ReasonExpired
 	}
 	return sso.ReasonToken
+}
+
+// idTokenAlgorithms are the algorithms an ID token may be signed with
+// (ASVS V9.1.2): asymmetric ones only, so that no token is checked with a
+// secret the server holds (the client's), and never none.
+var idTokenAlgorithms = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512,
+	oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
+
+// algorithms are those of idTokenAlgorithms the provider announces, or
+// RS256, which OpenID Connect Discovery makes every provider support.
+func algorithms(p *oidc.Provider) []string {
+	var meta struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	p.Claims(&meta)
+	var out []string
+	for _, a := range meta.Algs {
+		if slices.Contains(idTokenAlgorithms, a) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return []string{oidc.RS256}
+	}
+	return out
 }
 
 // stringList reads a claim that is a list of strings.

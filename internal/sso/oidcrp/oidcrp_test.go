@@ -46,8 +46,12 @@ func mustQuery(t *testing.T, u string) url.Values {
 	return p.Query()
 }
 
-func provider(t *testing.T) *ssotest.Provider {
-	idp := ssotest.Start(t)
+func provider(t *testing.T) *ssotest.Provider { return providerOf(t, ssotest.Start) }
+
+// providerOf starts a provider with start (ssotest.Start or StartRSA),
+// with ada among its users.
+func providerOf(t *testing.T, start func(testing.TB) *ssotest.Provider) *ssotest.Provider {
+	idp := start(t)
 	idp.AllowRedirect(redirect)
 	idp.AddUser(ssotest.User{Subject: "sub-ada", Username: "ada", Password: "ada's password", Email: "ada@example.org",
 		EmailVerified: true, Name: "Ada", Groups: []string{"staff"}, AMR: []string{"pwd", "otp", "mfa"}})
@@ -137,5 +141,67 @@ func TestAUTH13_RelyingPartyRefusesAnotherIssuersDiscovery(t *testing.T) {
 	c := sso.Client{Issuer: strings.Replace(idp.Issuer, "127.0.0.1", "localhost", 1), ClientID: idp.ClientID, RedirectURL: redirect}
 	if _, err := oidcrp.New().AuthCodeURL(context.Background(), c, "s", "n", sso.Verifier("b")); err == nil {
 		t.Fatal("a discovery document of another issuer was accepted")
+	}
+}
+
+// A provider that signs with RS256, as most do, is verified the same way:
+// its tokens are accepted, and one signed by a key it does not publish, or
+// signed by its key but naming another issuer, is refused.
+func TestAUTH13_RelyingPartyVerifiesRS256Tokens(t *testing.T) {
+	idp := providerOf(t, ssotest.StartRSA)
+	rp := oidcrp.New()
+	c, code, verifier, nonce := flow(t, rp, idp)
+	claims, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+	if err != nil {
+		t.Fatalf("an RS256 token of the provider: %v", err)
+	}
+	if claims.Subject != "sub-ada" || claims.Issuer != idp.Issuer {
+		t.Errorf("claims %+v", claims)
+	}
+	for _, tc := range []struct {
+		name string
+		set  func()
+		want string
+	}{
+		{"foreign key", func() { idp.SignWithForeignKey(true) }, sso.ReasonSignature},
+		{"issuer", func() { idp.Tamper(func(c map[string]any) { c["iss"] = "https://evil.example" }) }, sso.ReasonIssuer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() { idp.Tamper(nil); idp.SignWithForeignKey(false) }()
+			c, code, verifier, nonce := flow(t, rp, idp)
+			tc.set()
+			if _, err := rp.Redeem(context.Background(), c, code, verifier, nonce, ""); sso.ReasonOf(err) != tc.want {
+				t.Errorf("refused for %q (%v), want %q", sso.ReasonOf(err), err, tc.want)
+			}
+		})
+	}
+}
+
+// A token does not choose how it is checked: an unsigned one (alg none),
+// one signed with an HMAC keyed by the client's secret (HS256, which a
+// relying party that took the token's word for its algorithm would check
+// with a secret it holds), and one signed by a key it carries in its own
+// header (jwk) are refused, whatever the provider signs with.
+func TestAUTH13_RelyingPartyRefusesUnsignedAndSecretKeyedTokens(t *testing.T) {
+	for name, start := range map[string]func(testing.TB) *ssotest.Provider{"ES256": ssotest.Start, "RS256": ssotest.StartRSA} {
+		t.Run(name, func(t *testing.T) {
+			idp := providerOf(t, start)
+			for _, alg := range []string{"none", "HS256", "jwk"} {
+				rp := oidcrp.New()
+				c, code, verifier, nonce := flow(t, rp, idp)
+				idp.Forge(alg)
+				_, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
+				idp.Forge("")
+				if sso.ReasonOf(err) != sso.ReasonSignature {
+					t.Errorf("a token forged with %s: refused for %q (%v), want %q", alg, sso.ReasonOf(err), err, sso.ReasonSignature)
+				}
+			}
+			// The same flow with the provider's own signature passes.
+			rp := oidcrp.New()
+			c, code, verifier, nonce := flow(t, rp, idp)
+			if _, err := rp.Redeem(context.Background(), c, code, verifier, nonce, ""); err != nil {
+				t.Errorf("the provider's own token: %v", err)
+			}
+		})
 	}
 }

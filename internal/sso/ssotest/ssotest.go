@@ -3,8 +3,10 @@
 // certified by the OpenID Foundation), in-process on a loopback port, with
 // its own users, a groups claim, one confidential client and a sign-in
 // page. It signs ID tokens with ES256 (an ECDSA P-256 key, the approved
-// kind this module generates, CRY-11). It serves discovery, the authorization endpoint (PKCE required
-// where a challenge was sent), the token endpoint and the key set.
+// kind this module generates, CRY-11), or, started by StartRSA, with RS256
+// (an RSA 2048 key), as most providers do. It serves discovery, the
+// authorization endpoint (PKCE required where a challenge was sent), the
+// token endpoint and the key set.
 //
 //	idp := ssotest.Start(t)
 //	idp.AllowRedirect(serverURL + "/login/sso/callback")
@@ -15,15 +17,21 @@
 // the ID token's claims and signs it again with the provider's own key (a
 // wrong issuer, audience or nonce that is signed all the same), SignWithForeignKey
 // signs with a key the provider does not publish (under the provider's key
-// id), and DropVerifier takes the PKCE verifier out of token requests.
+// id), Forge replaces the signature with none or with an HMAC keyed by the
+// client's secret, and DropVerifier takes the PKCE verifier out of token
+// requests.
 package ssotest
 
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -75,21 +83,33 @@ type Provider struct {
 	st  *storage
 }
 
-// Start starts a provider; it stops when the test ends.
+// Start starts a provider that signs with ES256; it stops when the test
+// ends.
 func Start(t testing.TB) *Provider {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return start(t, jose.ES256, func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
+}
+
+// StartRSA starts a provider that signs with RS256.
+func StartRSA(t testing.TB) *Provider {
+	t.Helper()
+	return start(t, jose.RS256, func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+}
+
+func start(t testing.TB, alg jose.SignatureAlgorithm, newKey func() (crypto.Signer, error)) *Provider {
+	t.Helper()
+	key, err := newKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	foreign, err := newKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := make([]byte, 24)
 	rand.Read(secret)
 	st := &storage{
-		key: key, foreign: foreign, keyID: "ssotest-1",
+		alg: alg, key: key, foreign: foreign, keyID: "ssotest-1",
 		users: map[string]User{}, requests: map[string]*authRequest{}, codes: map[string]string{},
 		client: &client{id: "custodia-test", secret: base64.RawURLEncoding.EncodeToString(secret)},
 	}
@@ -153,6 +173,19 @@ func (p *Provider) SignWithForeignKey(on bool) {
 	p.st.foreignSign = on
 }
 
+// Forge has the provider replace the signature of every ID token it
+// issues: "none" sends it unsigned (alg none), "HS256" signs it with an
+// HMAC keyed by the client's secret, which a relying party that let the
+// token choose its algorithm would check with that secret, and "jwk" signs
+// it with a key it does not publish and carries that key's public half in
+// the token's header (jwk), for a relying party that would check it with
+// the key the token brings; "" stops it.
+func (p *Provider) Forge(alg string) {
+	p.st.mu.Lock()
+	defer p.st.mu.Unlock()
+	p.st.forge = alg
+}
+
 // DropVerifier has the provider's token endpoint receive token requests
 // without their PKCE code_verifier.
 func (p *Provider) DropVerifier(on bool) {
@@ -212,7 +245,8 @@ func (p *Provider) SignIn(t testing.TB, authURL, username, password string) stri
 
 type storage struct {
 	mu           sync.Mutex
-	key, foreign *ecdsa.PrivateKey
+	alg          jose.SignatureAlgorithm
+	key, foreign crypto.Signer
 	keyID        string
 	client       *client
 	users        map[string]User
@@ -221,6 +255,7 @@ type storage struct {
 	callback     func(context.Context, string) string
 	change       func(map[string]any)
 	foreignSign  bool
+	forge        string
 	dropVerifier bool
 	issued       int
 }
@@ -279,7 +314,7 @@ func (s *storage) tamper(next http.Handler) http.Handler {
 			return
 		}
 		s.mu.Lock()
-		drop, change, foreign := s.dropVerifier, s.change, s.foreignSign
+		drop, change, foreign, forge := s.dropVerifier, s.change, s.foreignSign, s.forge
 		s.mu.Unlock()
 		if drop {
 			body, _ := io.ReadAll(r.Body)
@@ -299,8 +334,8 @@ func (s *storage) tamper(next http.Handler) http.Handler {
 					s.mu.Lock()
 					s.issued++
 					s.mu.Unlock()
-					if change != nil || foreign {
-						if signed, err := s.resign(raw, change, foreign); err == nil {
+					if change != nil || foreign || forge != "" {
+						if signed, err := s.resign(raw, change, foreign, forge); err == nil {
 							answer["id_token"] = signed
 							out, _ = json.Marshal(answer)
 						}
@@ -317,8 +352,9 @@ func (s *storage) tamper(next http.Handler) http.Handler {
 	})
 }
 
-// resign rewrites the claims of an ID token and signs it again.
-func (s *storage) resign(raw string, change func(map[string]any), foreign bool) (string, error) {
+// resign rewrites the claims of an ID token and signs it again, with the
+// provider's key, a foreign one, or as forge says.
+func (s *storage) resign(raw string, change func(map[string]any), foreign bool, forge string) (string, error) {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return "", errors.New("not a JWT")
@@ -340,12 +376,30 @@ func (s *storage) resign(raw string, change func(map[string]any), foreign bool) 
 	if err != nil {
 		return "", err
 	}
+	switch forge {
+	case "none", "HS256":
+		header, _ := json.Marshal(map[string]string{"alg": forge, "typ": "JWT", "kid": s.keyID})
+		input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
+		if forge == "none" {
+			return input + ".", nil
+		}
+		mac := hmac.New(sha256.New, []byte(s.client.secret))
+		mac.Write([]byte(input))
+		return input + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+	case "", "jwk":
+	default:
+		return "", fmt.Errorf("ssotest: cannot forge %q", forge)
+	}
 	key := s.key
-	if foreign {
+	if foreign || forge == "jwk" {
 		key = s.foreign
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: s.keyID}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	opts := &jose.SignerOptions{EmbedJWK: forge == "jwk"}
+	signing := jose.SigningKey{Algorithm: s.alg, Key: jose.JSONWebKey{Key: key, KeyID: s.keyID}}
+	if forge == "jwk" {
+		signing.Key = key // the header carries the key itself
+	}
+	signer, err := jose.NewSigner(signing, opts.WithType("JWT"))
 	if err != nil {
 		return "", err
 	}
@@ -468,30 +522,31 @@ func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, 
 }
 
 type signingKey struct {
-	key *ecdsa.PrivateKey
+	alg jose.SignatureAlgorithm
+	key crypto.Signer
 	id  string
 }
 
-func (k signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.ES256 }
+func (k signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return k.alg }
 func (k signingKey) Key() any                                    { return k.key }
 func (k signingKey) ID() string                                  { return k.id }
 
 type publicKey struct{ signingKey }
 
-func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
+func (k publicKey) Algorithm() jose.SignatureAlgorithm { return k.alg }
 func (k publicKey) Use() string                        { return "sig" }
-func (k publicKey) Key() any                           { return &k.key.PublicKey }
+func (k publicKey) Key() any                           { return k.key.Public() }
 
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) {
-	return signingKey{s.key, s.keyID}, nil
+	return signingKey{s.alg, s.key, s.keyID}, nil
 }
 
 func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{jose.ES256}, nil
+	return []jose.SignatureAlgorithm{s.alg}, nil
 }
 
 func (s *storage) KeySet(context.Context) ([]op.Key, error) {
-	return []op.Key{publicKey{signingKey{s.key, s.keyID}}}, nil
+	return []op.Key{publicKey{signingKey{s.alg, s.key, s.keyID}}}, nil
 }
 
 func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
