@@ -20,19 +20,18 @@ func peek(conn net.Conn) (st peekState, ok bool) {
 	}
 	var buf [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		var n int
-		n, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
-		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EINTR):
+		case errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK) || errors.Is(rerr, syscall.EINTR):
 			st = peekNothing
-		case err != nil || n == 0:
+		case rerr != nil || n == 0:
 			st = peekClosed
 		default:
 			st = peekBytes
 		}
 		return true // done: never wait for the socket
 	})
-	if err != nil {
+	if err != nil { // the socket is closed on this side
 		return peekClosed, true
 	}
 	return st, true
