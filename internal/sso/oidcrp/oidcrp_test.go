@@ -2,6 +2,9 @@ package oidcrp_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"net/url"
 	"strings"
 	"testing"
@@ -47,6 +50,21 @@ func mustQuery(t *testing.T, u string) url.Values {
 }
 
 func provider(t *testing.T) *ssotest.Provider { return providerOf(t, ssotest.Start) }
+
+// startRSA starts a provider that signs with RS256 and RSA 2048 keys, as
+// most providers do; the module itself makes no RSA key.
+func startRSA(t testing.TB) *ssotest.Provider {
+	t.Helper()
+	var keys [2]crypto.Signer
+	for i := range keys {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	return ssotest.StartWithKeys(t, "RS256", keys[0], keys[1])
+}
 
 // providerOf starts a provider with start (ssotest.Start or StartRSA),
 // with ada among its users.
@@ -148,7 +166,7 @@ func TestAUTH13_RelyingPartyRefusesAnotherIssuersDiscovery(t *testing.T) {
 // its tokens are accepted, and one signed by a key it does not publish, or
 // signed by its key but naming another issuer, is refused.
 func TestAUTH13_RelyingPartyVerifiesRS256Tokens(t *testing.T) {
-	idp := providerOf(t, ssotest.StartRSA)
+	idp := providerOf(t, startRSA)
 	rp := oidcrp.New()
 	c, code, verifier, nonce := flow(t, rp, idp)
 	claims, err := rp.Redeem(context.Background(), c, code, verifier, nonce, "")
@@ -183,7 +201,7 @@ func TestAUTH13_RelyingPartyVerifiesRS256Tokens(t *testing.T) {
 // with a secret it holds), and one signed by a key it carries in its own
 // header (jwk) are refused, whatever the provider signs with.
 func TestAUTH13_RelyingPartyRefusesUnsignedAndSecretKeyedTokens(t *testing.T) {
-	for name, start := range map[string]func(testing.TB) *ssotest.Provider{"ES256": ssotest.Start, "RS256": ssotest.StartRSA} {
+	for name, start := range map[string]func(testing.TB) *ssotest.Provider{"ES256": ssotest.Start, "RS256": startRSA} {
 		t.Run(name, func(t *testing.T) {
 			idp := providerOf(t, start)
 			for _, alg := range []string{"none", "HS256", "jwk"} {

@@ -3,8 +3,9 @@
 // certified by the OpenID Foundation), in-process on a loopback port, with
 // its own users, a groups claim, one confidential client and a sign-in
 // page. It signs ID tokens with ES256 (an ECDSA P-256 key, the approved
-// kind this module generates, CRY-11), or, started by StartRSA, with RS256
-// (an RSA 2048 key), as most providers do. It serves discovery, the
+// kind this module generates, CRY-11), or, started by StartWithKeys, with
+// the algorithm and keys a test gives (RS256, as most providers sign). It
+// serves discovery, the
 // authorization endpoint (PKCE required where a challenge was sent), the
 // token endpoint and the key set.
 //
@@ -30,7 +31,6 @@ import (
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -87,29 +87,25 @@ type Provider struct {
 // ends.
 func Start(t testing.TB) *Provider {
 	t.Helper()
-	return start(t, jose.ES256, func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
-}
-
-// StartRSA starts a provider that signs with RS256.
-func StartRSA(t testing.TB) *Provider {
-	t.Helper()
-	return start(t, jose.RS256, func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
-}
-
-func start(t testing.TB, alg jose.SignatureAlgorithm, newKey func() (crypto.Signer, error)) *Provider {
-	t.Helper()
-	key, err := newKey()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := newKey()
+	foreign, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return StartWithKeys(t, "ES256", key, foreign)
+}
+
+// StartWithKeys starts a provider that signs with alg (a JWS algorithm,
+// e.g. "RS256") and key, and has foreign for SignWithForeignKey and Forge.
+func StartWithKeys(t testing.TB, alg string, key, foreign crypto.Signer) *Provider {
+	t.Helper()
 	secret := make([]byte, 24)
 	rand.Read(secret)
 	st := &storage{
-		alg: alg, key: key, foreign: foreign, keyID: "ssotest-1",
+		alg: jose.SignatureAlgorithm(alg), key: key, foreign: foreign, keyID: "ssotest-1",
 		users: map[string]User{}, requests: map[string]*authRequest{}, codes: map[string]string{},
 		client: &client{id: "custodia-test", secret: base64.RawURLEncoding.EncodeToString(secret)},
 	}
