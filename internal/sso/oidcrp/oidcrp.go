@@ -171,9 +171,10 @@ func (rp *RP) Redeem(ctx context.Context, c sso.Client, code, verifier, nonce, i
 	if raw == "" {
 		return sso.Claims{}, sso.Refuse(sso.ReasonToken, errors.New("no ID token"))
 	}
-	idt, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{ClientID: c.ClientID, Now: rp.now, SupportedSigningAlgs: algorithms(p)}).Verify(ctx, raw)
+	algs := algorithms(p)
+	idt, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{ClientID: c.ClientID, Now: rp.now, SupportedSigningAlgs: algs}).Verify(ctx, raw)
 	if err != nil {
-		return sso.Claims{}, sso.Refuse(rp.why(ctx, p, c, raw), err)
+		return sso.Claims{}, sso.Refuse(rp.why(ctx, p, c, algs, raw), err)
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
 		return sso.Claims{}, sso.Refuse(sso.ReasonNonce, errors.New("the ID token carries another nonce"))
@@ -196,9 +197,9 @@ func (rp *RP) Redeem(ctx context.Context, c sso.Client, code, verifier, nonce, i
 // trail: it verifies the signature alone, and, if that holds, compares
 // what the token says with what was expected. The token is refused either
 // way; this only chooses the reason.
-func (rp *RP) why(ctx context.Context, p *oidc.Provider, c sso.Client, raw string) string {
+func (rp *RP) why(ctx context.Context, p *oidc.Provider, c sso.Client, algs []string, raw string) string {
 	t, err := p.VerifierContext(rp.ctx(ctx), &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SkipIssuerCheck: true,
-		SupportedSigningAlgs: algorithms(p)}).Verify(ctx, raw)
+		SupportedSigningAlgs: algs}).Verify(ctx, raw)
 	switch {
 	case err != nil:
 		return sso.ReasonSignature

@@ -66,7 +66,7 @@ func startRSA(t testing.TB) *ssotest.Provider {
 	return ssotest.StartWithKeys(t, "RS256", keys[0], keys[1])
 }
 
-// providerOf starts a provider with start (ssotest.Start or StartRSA),
+// providerOf starts a provider with start (ssotest.Start or startRSA),
 // with ada among its users.
 func providerOf(t *testing.T, start func(testing.TB) *ssotest.Provider) *ssotest.Provider {
 	idp := start(t)

@@ -5,9 +5,8 @@
 // page. It signs ID tokens with ES256 (an ECDSA P-256 key, the approved
 // kind this module generates, CRY-11), or, started by StartWithKeys, with
 // the algorithm and keys a test gives (RS256, as most providers sign). It
-// serves discovery, the
-// authorization endpoint (PKCE required where a challenge was sent), the
-// token endpoint and the key set.
+// serves discovery, the authorization endpoint (PKCE required where a
+// challenge was sent), the token endpoint and the key set.
 //
 //	idp := ssotest.Start(t)
 //	idp.AllowRedirect(serverURL + "/login/sso/callback")
@@ -18,9 +17,9 @@
 // the ID token's claims and signs it again with the provider's own key (a
 // wrong issuer, audience or nonce that is signed all the same), SignWithForeignKey
 // signs with a key the provider does not publish (under the provider's key
-// id), Forge replaces the signature with none or with an HMAC keyed by the
-// client's secret, and DropVerifier takes the PKCE verifier out of token
-// requests.
+// id), Forge replaces the signature with none, with an HMAC keyed by the
+// client's secret or with a key the token carries in its header, and
+// DropVerifier takes the PKCE verifier out of token requests.
 package ssotest
 
 import (
@@ -390,12 +389,12 @@ func (s *storage) resign(raw string, change func(map[string]any), foreign bool, 
 	if foreign || forge == "jwk" {
 		key = s.foreign
 	}
-	opts := &jose.SignerOptions{EmbedJWK: forge == "jwk"}
-	signing := jose.SigningKey{Algorithm: s.alg, Key: jose.JSONWebKey{Key: key, KeyID: s.keyID}}
+	var signing any = jose.JSONWebKey{Key: key, KeyID: s.keyID}
 	if forge == "jwk" {
-		signing.Key = key // the header carries the key itself
+		signing = key // the header carries the key itself, not its id
 	}
-	signer, err := jose.NewSigner(signing, opts.WithType("JWT"))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.alg, Key: signing},
+		(&jose.SignerOptions{EmbedJWK: forge == "jwk"}).WithType("JWT"))
 	if err != nil {
 		return "", err
 	}
